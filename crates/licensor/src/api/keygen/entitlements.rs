@@ -1,0 +1,141 @@
+//! Entitlements: CRUD (id or code).
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{parse_data, Body, Ctx, NoRels};
+use crate::domain::metadata;
+use crate::error::{Error, Source};
+use crate::store::empty_metadata;
+use crate::store::entitlements::{self, EntitlementRow, Scope};
+use crate::time;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntitlementAttributes {
+    name: String,
+    code: String,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+pub fn render(account: Uuid, e: &EntitlementRow) -> Resource<EntitlementAttributes> {
+    Resource::new(account, "entitlements", e.id, EntitlementAttributes {
+        name: e.name.clone(),
+        code: e.code.clone(),
+        metadata: metadata::render(&e.metadata.0),
+        created: time::iso(e.created_at),
+        updated: time::iso(e.updated_at),
+    })
+    .account(account)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EntitlementInput {
+    name: Option<String>,
+    code: Option<String>,
+    metadata: Option<Value>,
+}
+
+fn apply(e: &mut EntitlementRow, a: EntitlementInput) -> Result<(), Error> {
+    if let Some(name) = a.name {
+        if name.trim().is_empty() {
+            return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
+        }
+        e.name = name;
+    }
+    if let Some(code) = a.code {
+        if code.trim().is_empty() {
+            return Err(Error::invalid_attr("code", "cannot be blank", "CODE_BLANK"));
+        }
+        e.code = code;
+    }
+    if let Some(m) = a.metadata {
+        e.metadata = Json(metadata::accept(m)?);
+    }
+    Ok(())
+}
+
+fn code_taken(err: sqlx::Error) -> Error {
+    if crate::db::is_unique_violation(&err) {
+        Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
+    } else {
+        Error::Database(err)
+    }
+}
+
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.admin()?;
+    let data = parse_data::<EntitlementInput, NoRels>(body, "entitlements")?;
+    for (attr, present) in [("name", data.attributes.name.is_some()), ("code", data.attributes.code.is_some())] {
+        if !present {
+            return Err(Error::bad_request("is missing", Source::Pointer(format!("/data/attributes/{attr}").into())).into());
+        }
+    }
+    let now = time::now_ms();
+    let mut e = EntitlementRow {
+        id: Uuid::new_v4(),
+        account_id: ctx.account_id(),
+        name: String::new(),
+        code: String::new(),
+        metadata: empty_metadata(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut e, data.attributes)?;
+    entitlements::insert(ctx.db(), &e).await.map_err(code_taken)?;
+    Ok(document::created(render(ctx.account_id(), &e)))
+}
+
+async fn load(ctx: &Ctx) -> Result<EntitlementRow, Error> {
+    let p = ctx.principal()?;
+    let id = ctx.param("id");
+    let e = entitlements::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("entitlement", id))?;
+    if p.is_admin() || p.product_id().is_some() {
+        Ok(e)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let e = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &e)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let scope = match p.license() {
+        Some(l) => Scope::License(l.id),
+        None if p.is_admin() || p.product_id().is_some() => Scope::Account,
+        None => return Err(Error::access_denied().into()),
+    };
+    let listing = entitlements::list(ctx.db(), ctx.account_id(), scope, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |e| render(account, &e)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.admin()?;
+    let mut e = load(&ctx).await?;
+    let data = parse_data::<EntitlementInput, NoRels>(body, "entitlements")?;
+    apply(&mut e, data.attributes)?;
+    e.updated_at = time::now_ms();
+    entitlements::update(ctx.db(), &e).await.map_err(code_taken)?;
+    Ok(document::ok(render(ctx.account_id(), &e)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    ctx.admin()?;
+    let e = load(&ctx).await?;
+    entitlements::delete(ctx.db(), ctx.account_id(), e.id).await?;
+    Ok(document::no_content())
+}

@@ -1,0 +1,407 @@
+//! Request extractors for the native surface: the account and caller ([`Ctx`]) and the JSON:API
+//! body ([`Body`]). Rejections come back as Keygen error documents.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::header;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::auth::{self, Credential, Principal};
+use crate::db::Db;
+use crate::error::{Error, Source};
+use crate::store::accounts::AccountRow;
+
+/// The account a request is addressed to, the authenticated caller (if any), and path params.
+pub struct Ctx {
+    pub state: AppState,
+    pub account: Arc<AccountRow>,
+    pub principal: Option<Principal>,
+    /// Email and password from HTTP Basic, only meaningful to `POST /tokens`.
+    pub password_login: Option<(String, String)>,
+    params: Vec<(String, String)>,
+    pub path: String,
+    pub query: Option<String>,
+}
+
+impl Ctx {
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    pub fn account_id(&self) -> Uuid {
+        self.account.id
+    }
+
+    /// A path parameter by name (routes guarantee the ones they declare).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    /// The caller, or 401 when the request carried no credentials.
+    pub fn principal(&self) -> Result<&Principal, Error> {
+        self.principal.as_ref().ok_or_else(|| {
+            Error::unauthorized("You must be authenticated to complete the request", "TOKEN_MISSING")
+        })
+    }
+
+    /// The caller, who must be an admin of the account.
+    pub fn admin(&self) -> Result<&Principal, Error> {
+        let p = self.principal()?;
+        if p.is_admin() {
+            Ok(p)
+        } else {
+            Err(Error::access_denied())
+        }
+    }
+
+    /// The caller, who must be an admin or a product (the account's operators).
+    pub fn operator(&self) -> Result<&Principal, Error> {
+        let p = self.principal()?;
+        if p.is_admin() || p.product_id().is_some() {
+            Ok(p)
+        } else {
+            Err(Error::access_denied())
+        }
+    }
+
+    pub fn list_params(&self) -> Result<super::document::ListParams, Error> {
+        super::document::ListParams::parse(&self.path, self.query.as_deref())
+    }
+}
+
+fn parse_authorization(parts: &Parts) -> Result<Option<Credential>, Error> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" | "token" if !rest.is_empty() => Ok(Some(Credential::Token(rest.to_string()))),
+        "license" if !rest.is_empty() => Ok(Some(Credential::License(rest.to_string()))),
+        "basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Error::unauthorized("Basic credentials are malformed", "TOKEN_INVALID"))?;
+            let (user, pass) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+            Ok(Some(match (user, pass) {
+                ("token", t) => Credential::Token(t.to_string()),
+                ("license", k) => Credential::License(k.to_string()),
+                (t, "") => Credential::Token(t.to_string()),
+                (email, password) => Credential::Password(email.to_string(), password.to_string()),
+            }))
+        }
+        _ => Err(Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID")),
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let account_param = params.iter().find(|(k, _)| k == "account").map(|(_, v)| v.clone()).unwrap_or_default();
+        let account = state
+            .account(&account_param)
+            .await?
+            .ok_or_else(|| Error::not_found("account", account_param.clone()))?;
+        let mut password_login = None;
+        let principal = match parse_authorization(parts)? {
+            None => None,
+            Some(Credential::Password(email, password)) => {
+                password_login = Some((email, password));
+                None
+            }
+            Some(credential) => Some(auth::authenticate(&state.db, &account, credential).await?),
+        };
+        Ok(Ctx {
+            state: state.clone(),
+            account,
+            principal,
+            password_login,
+            params,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+        })
+    }
+}
+
+/// A request body parsed as JSON. Malformed JSON is a 400 in Keygen's format.
+pub struct Body(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| Error::bad_request("The request body could not be read (it may be too large)", Source::None))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(Value::Null));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|_| Error::BadRequest {
+            detail: "The request could not be completed because it contains invalid JSON (check encoding)".into(),
+            code: Some("JSON_INVALID".into()),
+            location: Source::None,
+        })?;
+        Ok(Body(value))
+    }
+}
+
+/// `data` of a JSON:API document: type, optional id, attributes and relationships.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "A: Deserialize<'de> + Default, R: Deserialize<'de> + Default"))]
+pub struct Data<A, R> {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default = "Default::default")]
+    pub attributes: A,
+    #[serde(default = "Default::default")]
+    pub relationships: R,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document<D> {
+    data: D,
+    #[serde(default)]
+    #[allow(dead_code)]
+    meta: Option<Value>,
+}
+
+/// A relationship in input: `{"data": {"type": …, "id": …}}` or `{"data": null}`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RelInput {
+    pub data: Option<Linkage>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Linkage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// No relationships accepted.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoRels {}
+
+/// Deserializes `value` into `T`, turning serde's complaint into a 400 with a JSON pointer.
+pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut pointer = String::new();
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+                serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                    pointer.push('/');
+                    pointer.push_str(key);
+                }
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        let message = e.inner().to_string();
+        let detail = if let Some(rest) = message.strip_prefix("unknown field `") {
+            let field = rest.split('`').next().unwrap_or_default();
+            pointer.push('/');
+            pointer.push_str(field);
+            "is unpermitted".to_string()
+        } else if let Some(rest) = message.strip_prefix("missing field `") {
+            let field = rest.split('`').next().unwrap_or_default();
+            pointer.push('/');
+            pointer.push_str(field);
+            "is missing".to_string()
+        } else if message.starts_with("invalid type") {
+            type_mismatch(&message)
+        } else {
+            message
+        };
+        if pointer.is_empty() {
+            pointer.push('/');
+        }
+        Error::bad_request(detail, Source::Pointer(pointer.into()))
+    })
+}
+
+/// Like [`decode`], with error pointers placed under `prefix` (e.g. `/data/attributes`).
+pub fn decode_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, Error> {
+    decode(value).map_err(|e| match e {
+        Error::BadRequest { detail, code, location: Source::Pointer(p) } => {
+            let p = if p == "/" { prefix.to_string() } else { format!("{prefix}{p}") };
+            Error::BadRequest { detail, code, location: Source::Pointer(p.into()) }
+        }
+        other => other,
+    })
+}
+
+/// A to-many linkage document: `{"data": [{"type": …, "id": …}, …]}` (1 to 100 entries).
+pub fn parse_linkages(body: Value, plural: &'static str) -> Result<Vec<String>, Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Many {
+        data: Vec<Linkage>,
+    }
+    if body.is_null() {
+        return Err(Error::bad_request("is missing", Source::Pointer("/data".into())));
+    }
+    let many: Many = decode(body)?;
+    if many.data.is_empty() || many.data.len() > 100 {
+        return Err(Error::bad_request("must contain between 1 and 100 items", Source::Pointer("/data".into())));
+    }
+    let singular = plural.trim_end_matches('s');
+    many.data
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if l.kind == plural || l.kind == singular {
+                Ok(l.id)
+            } else {
+                Err(Error::bad_request(
+                    format!("type mismatch (received {} expected {plural})", l.kind),
+                    Source::Pointer(format!("/data/{i}/type").into()),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Renders serde's "invalid type: X, expected Y" as Keygen's "type mismatch (received X expected Y)".
+fn type_mismatch(message: &str) -> String {
+    let received = if message.contains("invalid type: string") {
+        "string"
+    } else if message.contains("invalid type: integer") || message.contains("invalid type: floating") {
+        "number"
+    } else if message.contains("invalid type: boolean") {
+        "boolean"
+    } else if message.contains("invalid type: null") {
+        "null"
+    } else if message.contains("invalid type: map") {
+        "object"
+    } else if message.contains("invalid type: sequence") {
+        "array"
+    } else {
+        "value"
+    };
+    let expected_raw = message.split("expected ").nth(1).unwrap_or("");
+    let expected = if expected_raw.contains("i64") || expected_raw.contains("u64") || expected_raw.contains("i32") || expected_raw.contains("integer") {
+        "integer"
+    } else if expected_raw.contains("bool") {
+        "boolean"
+    } else if expected_raw.contains("string") || expected_raw.contains("str") {
+        "string"
+    } else if expected_raw.contains("sequence") {
+        "array"
+    } else if expected_raw.contains("map") || expected_raw.contains("struct") {
+        "object"
+    } else {
+        expected_raw
+    };
+    format!("type mismatch (received {received} expected {expected})")
+}
+
+/// Parses a `{"data": …}` document whose type must be one of `types` (plural and singular).
+pub fn parse_data<A: DeserializeOwned + Default, R: DeserializeOwned + Default>(
+    body: Value,
+    plural: &'static str,
+) -> Result<Data<A, R>, Error> {
+    if body.is_null() {
+        return Err(Error::bad_request("is missing", Source::Pointer("/data".into())));
+    }
+    if !body.is_object() {
+        return Err(Error::bad_request("type mismatch (received non-object expected object)", Source::Pointer("/".into())));
+    }
+    let doc: Document<Data<A, R>> = decode(body)?;
+    let singular = plural.strip_suffix("ies").map(|s| format!("{s}y")).unwrap_or_else(|| plural.trim_end_matches('s').to_string());
+    if doc.data.kind != plural && doc.data.kind != singular {
+        return Err(Error::bad_request(
+            format!("type mismatch (received {} expected {plural})", doc.data.kind),
+            Source::Pointer("/data/type".into()),
+        ));
+    }
+    Ok(doc.data)
+}
+
+/// Parses a `{"meta": {…}}` document (actions take their options there).
+pub fn parse_meta<M: DeserializeOwned + Default>(body: Value) -> Result<M, Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, bound(deserialize = "M: Deserialize<'de> + Default"))]
+    struct MetaDoc<M> {
+        #[serde(default = "Default::default")]
+        meta: M,
+    }
+    if body.is_null() {
+        return Ok(M::default());
+    }
+    Ok(decode::<MetaDoc<M>>(body)?.meta)
+}
+
+/// For optional attributes where `null` and absent differ: absent → `None`, null →
+/// `Some(None)`, value → `Some(Some(v))`. Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Resolves a relationship's id as a UUID of the given type, or a 422 pointing at it.
+pub fn rel_uuid(rel: &Option<RelInput>, name: &str) -> Result<Option<Option<Uuid>>, Error> {
+    match rel {
+        None => Ok(None),
+        Some(RelInput { data: None }) => Ok(Some(None)),
+        Some(RelInput { data: Some(l) }) => Uuid::parse_str(&l.id).map(|u| Some(Some(u))).map_err(|_| {
+            Error::invalid_rel(name, "must exist", format!("{}_NOT_FOUND", crate::domain::policy::code_prefix(name)))
+        }),
+    }
+}
+
+/// Base64 decoding used by Basic auth (kept here for tests of the parser).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Attrs {
+        #[serde(default)]
+        max_machines: Option<i64>,
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_attribute() {
+        let e = parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "policies", "attributes": {"maxMachines": "x"}}}), "policies")
+            .unwrap_err();
+        match e {
+            Error::BadRequest { detail, location: Source::Pointer(p), .. } => {
+                assert_eq!(p, "/data/attributes/maxMachines");
+                assert_eq!(detail, "type mismatch (received string expected integer)");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "policies", "attributes": {"bogus": 1}}}), "policies")
+            .unwrap_err();
+        assert!(matches!(e, Error::BadRequest { location: Source::Pointer(ref p), .. } if p == "/data/attributes/bogus"));
+        let e = parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "users"}}), "policies").unwrap_err();
+        assert!(matches!(e, Error::BadRequest { location: Source::Pointer(ref p), .. } if p == "/data/type"));
+        assert!(parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "policy"}}), "policies").is_ok());
+    }
+}

@@ -1,0 +1,158 @@
+//! Groups: CRUD.
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
+use crate::domain::metadata;
+use crate::error::{Error, Source};
+use crate::store::empty_metadata;
+use crate::store::groups::{self, GroupRow};
+use crate::time;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupAttributes {
+    name: String,
+    max_users: Option<i64>,
+    max_licenses: Option<i64>,
+    max_machines: Option<i64>,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+pub fn render(account: Uuid, g: &GroupRow) -> Resource<GroupAttributes> {
+    Resource::new(account, "groups", g.id, GroupAttributes {
+        name: g.name.clone(),
+        max_users: g.max_users,
+        max_licenses: g.max_licenses,
+        max_machines: g.max_machines,
+        metadata: metadata::render(&g.metadata.0),
+        created: time::iso(g.created_at),
+        updated: time::iso(g.updated_at),
+    })
+    .account(account)
+    .many("owners", None)
+    .many("users", None)
+    .many("licenses", None)
+    .many("machines", None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GroupInput {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_users: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_licenses: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_machines: Option<Option<i64>>,
+    metadata: Option<Value>,
+}
+
+fn apply(g: &mut GroupRow, a: GroupInput) -> Result<(), Error> {
+    if let Some(name) = a.name {
+        if name.trim().is_empty() {
+            return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
+        }
+        g.name = name;
+    }
+    for (attr, input, slot) in [
+        ("maxUsers", a.max_users, &mut g.max_users),
+        ("maxLicenses", a.max_licenses, &mut g.max_licenses),
+        ("maxMachines", a.max_machines, &mut g.max_machines),
+    ] {
+        if let Some(v) = input {
+            if v.is_some_and(|v| !(1..=i32::MAX as i64).contains(&v)) {
+                return Err(Error::invalid_attr(attr, "must be greater than 0", format!("{}_INVALID", crate::domain::policy::code_prefix(attr))));
+            }
+            *slot = v;
+        }
+    }
+    if let Some(m) = a.metadata {
+        g.metadata = Json(metadata::accept(m)?);
+    }
+    Ok(())
+}
+
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.operator()?;
+    let data = parse_data::<GroupInput, NoRels>(body, "groups")?;
+    if data.attributes.name.is_none() {
+        return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
+    }
+    let now = time::now_ms();
+    let mut g = GroupRow {
+        id: Uuid::new_v4(),
+        account_id: ctx.account_id(),
+        name: String::new(),
+        max_users: None,
+        max_licenses: None,
+        max_machines: None,
+        metadata: empty_metadata(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut g, data.attributes)?;
+    groups::insert(ctx.db(), &g).await?;
+    Ok(document::created(render(ctx.account_id(), &g)))
+}
+
+async fn load(ctx: &Ctx) -> Result<GroupRow, Error> {
+    let p = ctx.principal()?;
+    let id = ctx.param("id");
+    let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("group", id))?;
+    let g = groups::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("group", id))?;
+    let own = match &p.bearer {
+        crate::auth::Bearer::User(u) => u.group_id == Some(g.id),
+        crate::auth::Bearer::License(l) => l.group_id == Some(g.id),
+        _ => false,
+    };
+    if p.is_admin() || p.product_id().is_some() || own {
+        Ok(g)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let g = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &g)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let only = match &p.bearer {
+        crate::auth::Bearer::Admin(_) | crate::auth::Bearer::Product(_) => None,
+        crate::auth::Bearer::User(u) => Some(u.group_id.unwrap_or(Uuid::nil())),
+        crate::auth::Bearer::License(l) => Some(l.group_id.unwrap_or(Uuid::nil())),
+    };
+    let listing = groups::list(ctx.db(), ctx.account_id(), only, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |g| render(account, &g)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.operator()?;
+    let mut g = load(&ctx).await?;
+    let data = parse_data::<GroupInput, NoRels>(body, "groups")?;
+    apply(&mut g, data.attributes)?;
+    g.updated_at = time::now_ms();
+    groups::update(ctx.db(), &g).await?;
+    Ok(document::ok(render(ctx.account_id(), &g)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    ctx.operator()?;
+    let g = load(&ctx).await?;
+    groups::delete(ctx.db(), ctx.account_id(), g.id).await?;
+    Ok(document::no_content())
+}

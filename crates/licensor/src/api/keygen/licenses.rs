@@ -1,0 +1,565 @@
+//! Licenses: CRUD and relationships (policy, product, owner, group, users, entitlements,
+//! machines, tokens). Actions live in `license_actions`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{nullable, parse_data, parse_linkages, rel_uuid, Body, Ctx, RelInput};
+use crate::auth::{Bearer, Principal};
+use crate::domain::issuance::{self, NewLicense};
+use crate::domain::{license as rules, metadata};
+use crate::error::{Error, Source};
+use crate::store::entitlements::{self, Scope};
+use crate::store::licenses::{self, LicenseFilter, LicenseRow};
+use crate::store::{groups, policies, users, Page};
+use crate::time;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseAttributes {
+    name: Option<String>,
+    key: String,
+    expiry: Option<String>,
+    status: &'static str,
+    uses: i64,
+    suspended: bool,
+    scheme: Option<String>,
+    encrypted: bool,
+    strict: bool,
+    floating: bool,
+    protected: bool,
+    version: Option<String>,
+    max_machines: Option<i64>,
+    max_processes: Option<i64>,
+    max_users: Option<i64>,
+    max_cores: Option<i64>,
+    max_memory: Option<i64>,
+    max_disk: Option<i64>,
+    max_uses: Option<i64>,
+    require_heartbeat: bool,
+    require_check_in: bool,
+    last_validated: Option<String>,
+    last_check_in: Option<String>,
+    next_check_in: Option<String>,
+    last_check_out: Option<String>,
+    permissions: Vec<&'static str>,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+pub fn status(l: &LicenseRow, now: i64) -> &'static str {
+    rules::status(
+        &rules::StatusInput {
+            owner_banned: l.owner_banned,
+            suspended: l.suspended,
+            expiry: l.expiry,
+            created_at: l.created_at,
+            last_validated_at: l.last_validated_at,
+            last_check_out_at: l.last_check_out_at,
+            last_check_in_at: l.last_check_in_at,
+        },
+        now,
+    )
+}
+
+pub fn render(account: Uuid, l: &LicenseRow) -> Resource<LicenseAttributes> {
+    let r = l.rules();
+    Resource::new(account, "licenses", l.id, LicenseAttributes {
+        name: l.name.clone(),
+        key: l.key.clone(),
+        expiry: time::iso_opt(l.expiry),
+        status: status(l, time::now_ms()),
+        uses: l.uses,
+        suspended: l.suspended,
+        scheme: r.scheme.clone(),
+        encrypted: r.encrypted,
+        strict: r.strict,
+        floating: r.floating,
+        protected: l.is_protected(),
+        version: None,
+        max_machines: l.max_machines(),
+        max_processes: l.max_processes(),
+        max_users: l.max_users(),
+        max_cores: l.max_cores(),
+        max_memory: l.max_memory(),
+        max_disk: l.max_disk(),
+        max_uses: l.max_uses(),
+        require_heartbeat: r.require_heartbeat,
+        require_check_in: r.require_check_in,
+        last_validated: time::iso_opt(l.last_validated_at),
+        last_check_in: time::iso_opt(l.last_check_in_at),
+        next_check_in: time::iso_opt(rules::next_check_in(r, l.last_check_in_at)),
+        last_check_out: time::iso_opt(l.last_check_out_at),
+        permissions: vec!["*"],
+        metadata: metadata::render(&l.metadata.0),
+        created: time::iso(l.created_at),
+        updated: time::iso(l.updated_at),
+    })
+    .account(account)
+    .one("product", "products", Some(l.product_id))
+    .one("policy", "policies", Some(l.policy_id))
+    .one("group", "groups", l.group_id)
+    .one("owner", "users", l.owner_id)
+    .many("users", Some(json!({ "count": l.users_count })))
+    .many("machines", Some(json!({ "cores": l.machines_cores, "memory": 0, "disk": 0, "count": l.machines_count })))
+    .many("tokens", None)
+    .many("entitlements", None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LicenseInput {
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    key: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    expiry: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    protected: Option<Option<bool>>,
+    suspended: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_machines: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_processes: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_users: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_cores: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_memory: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_disk: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_uses: Option<Option<i64>>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LicenseRels {
+    policy: Option<RelInput>,
+    owner: Option<RelInput>,
+    user: Option<RelInput>,
+    group: Option<RelInput>,
+}
+
+fn parse_expiry(e: Option<Option<String>>) -> Result<Option<Option<i64>>, Error> {
+    match e {
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
+        Some(Some(s)) => time::parse_iso(&s)
+            .map(|t| Some(Some(t)))
+            .ok_or_else(|| Error::invalid_attr("expiry", "must be a valid ISO 8601 timestamp", "EXPIRY_INVALID")),
+    }
+}
+
+/// The owner relationship (`owner`, or its older alias `user`), checked to exist.
+async fn resolve_owner(ctx: &Ctx, rels: &LicenseRels) -> Result<Option<Option<users::UserRow>>, Error> {
+    let (rel, name) = if rels.owner.is_some() { (&rels.owner, "owner") } else { (&rels.user, "user") };
+    match rel_uuid(rel, name)? {
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
+        Some(Some(id)) => {
+            let u = users::find(ctx.db(), ctx.account_id(), id)
+                .await?
+                .ok_or_else(|| Error::invalid_rel(name, "must exist", format!("{}_NOT_FOUND", name.to_uppercase())))?;
+            Ok(Some(Some(u)))
+        }
+    }
+}
+
+async fn resolve_group(ctx: &Ctx, rel: &Option<RelInput>) -> Result<Option<Option<Uuid>>, Error> {
+    let g = rel_uuid(rel, "group")?;
+    if let Some(Some(id)) = g {
+        groups::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+    }
+    Ok(g)
+}
+
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let principal = ctx.principal()?.clone();
+    let data = parse_data::<LicenseInput, LicenseRels>(body, "licenses")?;
+    let policy_id = rel_uuid(&data.relationships.policy, "policy")?
+        .flatten()
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/policy".into())))?;
+    let policy = policies::find(ctx.db(), ctx.account_id(), policy_id)
+        .await?
+        .ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
+    let owner = resolve_owner(&ctx, &data.relationships).await?.flatten();
+    match &principal.bearer {
+        Bearer::Admin(_) => {}
+        Bearer::Product(p) if p.id == policy.product_id => {}
+        // Users may license themselves under unprotected policies, as Keygen allows.
+        Bearer::User(u) if !policy.rules.0.protected && owner.as_ref().is_some_and(|o| o.id == u.id) => {}
+        _ => return Err(Error::access_denied().into()),
+    }
+    let operator = principal.is_admin() || principal.product_id().is_some();
+    let a = data.attributes;
+    if !operator {
+        for (attr, given) in [("key", a.key.is_some()), ("expiry", a.expiry.is_some()), ("suspended", a.suspended.is_some()), ("maxMachines", a.max_machines.is_some())] {
+            if given {
+                return Err(Error::bad_request("is unpermitted", Source::Pointer(format!("/data/attributes/{attr}").into())).into());
+            }
+        }
+    }
+    let id = match &data.id {
+        Some(id) if operator => Some(Uuid::parse_str(id).map_err(|_| Error::bad_request("must be a valid UUID", Source::Pointer("/data/id".into())))?),
+        Some(_) => return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/id".into())).into()),
+        None => None,
+    };
+    let new = NewLicense {
+        id,
+        name: a.name.flatten(),
+        key: a.key,
+        expiry: parse_expiry(a.expiry)?,
+        owner: owner.as_ref().map(|o| o.id),
+        owner_email: owner.as_ref().map(|o| o.email.clone()),
+        group: resolve_group(&ctx, &data.relationships.group).await?.flatten(),
+        protected: a.protected.flatten(),
+        suspended: a.suspended.unwrap_or(false),
+        max_machines: a.max_machines.flatten(),
+        max_processes: a.max_processes.flatten(),
+        max_users: a.max_users.flatten(),
+        max_cores: a.max_cores.flatten(),
+        max_uses: a.max_uses.flatten(),
+        max_memory: a.max_memory.flatten(),
+        max_disk: a.max_disk.flatten(),
+        metadata: a.metadata,
+    };
+    let row = issuance::issue(ctx.db(), &ctx.account, &ctx.state.master, &policy, new).await?;
+    let row = licenses::find(ctx.db(), ctx.account_id(), row.id).await?.unwrap_or(row);
+    Ok(document::created(render(ctx.account_id(), &row)))
+}
+
+/// Whether `p` may read license `l`.
+pub async fn can_read(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, Error> {
+    Ok(match &p.bearer {
+        Bearer::Admin(_) => true,
+        Bearer::Product(prod) => prod.id == l.product_id,
+        Bearer::License(me) => me.id == l.id,
+        Bearer::User(u) => licenses::has_user(ctx.db(), l, u.id).await?,
+    })
+}
+
+/// Loads the license named by the `id` path parameter (UUID or key) for a caller who may read it.
+pub async fn load(ctx: &Ctx) -> Result<LicenseRow, Error> {
+    let p = ctx.principal()?;
+    let id = ctx.param("id");
+    let l = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("license", id))?;
+    if can_read(ctx, p, &l).await? {
+        Ok(l)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+/// Loads a license the caller may manage: admins, its product, and (for unprotected licenses)
+/// its owner.
+pub async fn load_managed(ctx: &Ctx) -> Result<LicenseRow, Error> {
+    let l = load(ctx).await?;
+    let p = ctx.principal()?;
+    if p.is_admin() || p.product_id() == Some(l.product_id) {
+        Ok(l)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &l)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let now = time::now_ms();
+    let mut f = LicenseFilter {
+        product: params.uuid_filter("product"),
+        policy: params.uuid_filter("policy"),
+        owner: params.uuid_filter("owner"),
+        user: params.uuid_filter("user"),
+        group: params.uuid_filter("group"),
+        suspended: params.bool_filter("suspended"),
+        expired_before: params.bool_filter("expired").filter(|e| *e).map(|_| now),
+        only: None,
+    };
+    match &p.bearer {
+        Bearer::Admin(_) => {}
+        Bearer::Product(prod) => f.product = Some(prod.id),
+        Bearer::User(u) => f.user = Some(u.id),
+        Bearer::License(l) => f.only = Some(l.id),
+    }
+    let listing = licenses::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
+    let account = ctx.account_id();
+    let status_filter = params.filter("status").map(str::to_ascii_uppercase);
+    let mut listing = listing;
+    if let Some(s) = &status_filter {
+        listing.rows.retain(|l| status(l, now) == s);
+    }
+    Ok(params.document(listing, |l| render(account, &l)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut l = load_managed(&ctx).await?;
+    let data = parse_data::<LicenseInput, LicenseRels>(body, "licenses")?;
+    if data.relationships.policy.is_some() || data.relationships.owner.is_some() || data.relationships.user.is_some() || data.relationships.group.is_some() {
+        return Err(Error::bad_request("is unpermitted (use the relationship endpoints)", Source::Pointer("/data/relationships".into())).into());
+    }
+    let a = data.attributes;
+    if a.key.is_some() {
+        return Err(Error::bad_request("is unpermitted (license keys are immutable)", Source::Pointer("/data/attributes/key".into())).into());
+    }
+    if let Some(n) = a.name {
+        l.name = n;
+    }
+    if let Some(e) = parse_expiry(a.expiry)? {
+        l.expiry = e;
+    }
+    if let Some(p) = a.protected {
+        l.protected = p;
+    }
+    if let Some(s) = a.suspended {
+        l.suspended = s;
+    }
+    let floating = l.rules().floating;
+    for (attr, input, slot, min) in [
+        ("maxMachines", a.max_machines, &mut l.max_machines, 0),
+        ("maxProcesses", a.max_processes, &mut l.max_processes, 1),
+        ("maxUsers", a.max_users, &mut l.max_users, 1),
+        ("maxCores", a.max_cores, &mut l.max_cores, 1),
+        ("maxMemory", a.max_memory, &mut l.max_memory, 1),
+        ("maxDisk", a.max_disk, &mut l.max_disk, 1),
+        ("maxUses", a.max_uses, &mut l.max_uses, 0),
+    ] {
+        if let Some(v) = input {
+            if v.is_some_and(|v| v < min) {
+                return Err(Error::invalid_attr(attr, format!("must be greater than or equal to {min}"), format!("{}_INVALID", crate::domain::policy::code_prefix(attr))).into());
+            }
+            if attr == "maxMachines" && !floating && v.is_some_and(|v| v != 1) {
+                return Err(Error::invalid_attr(attr, "must be equal to 1 for non-floating policy", "MAX_MACHINES_INVALID").into());
+            }
+            *slot = v;
+        }
+    }
+    if let Some(m) = a.metadata {
+        l.metadata = Json(metadata::accept(m)?);
+    }
+    l.updated_at = time::now_ms();
+    licenses::update(ctx.db(), &l).await?;
+    Ok(document::ok(render(ctx.account_id(), &l)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    licenses::delete(ctx.db(), ctx.account_id(), l.id).await?;
+    Ok(document::no_content())
+}
+
+// ---- relationships -------------------------------------------------------------------------
+
+pub async fn show_policy(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    let p = policies::find(ctx.db(), ctx.account_id(), l.policy_id).await?.ok_or_else(|| Error::not_found("policy", l.policy_id.to_string()))?;
+    Ok(document::ok(super::policies::render(ctx.account_id(), &p)))
+}
+
+pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    let p = crate::store::products::find(ctx.db(), ctx.account_id(), &l.product_id.to_string())
+        .await?
+        .ok_or_else(|| Error::not_found("product", l.product_id.to_string()))?;
+    Ok(document::ok(super::products::render(ctx.account_id(), &p)))
+}
+
+fn null_data() -> Response {
+    document::respond(StatusCode::OK, &json!({ "data": null }))
+}
+
+pub async fn show_owner(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    Ok(match l.owner_id {
+        Some(id) => match users::find(ctx.db(), ctx.account_id(), id).await? {
+            Some(u) => document::ok(super::users::render(ctx.account_id(), &u)),
+            None => null_data(),
+        },
+        None => null_data(),
+    })
+}
+
+pub async fn show_group(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    Ok(match l.group_id {
+        Some(id) => match groups::find(ctx.db(), ctx.account_id(), id).await? {
+            Some(g) => document::ok(super::groups::render(ctx.account_id(), &g)),
+            None => null_data(),
+        },
+        None => null_data(),
+    })
+}
+
+/// A to-one relationship update body: `{"data": {"type", "id"}}` or `{"data": null}`.
+fn parse_to_one(body: Value, name: &str) -> Result<Option<Uuid>, Error> {
+    let rel: RelInput = super::extract::decode(body)?;
+    Ok(rel_uuid(&Some(rel), name)?.flatten())
+}
+
+/// `PUT /licenses/{id}/policy`: moves the license to another policy of the same product.
+pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut l = load_managed(&ctx).await?;
+    let id = parse_to_one(body, "policy")?.ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data".into())))?;
+    let new = policies::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
+    let old = l.rules().clone();
+    let next = &new.rules.0;
+    if new.product_id != l.product_id {
+        return Err(Error::invalid("cannot change to a policy for another product", "POLICY_NOT_COMPATIBLE").into());
+    }
+    if old.encrypted != next.encrypted || old.scheme != next.scheme || old.use_pool != next.use_pool {
+        return Err(Error::invalid("cannot change from an encrypted, signed or pooled policy to an incompatible one", "POLICY_NOT_COMPATIBLE").into());
+    }
+    if uniqueness_rank(&next.machine_uniqueness_strategy) > uniqueness_rank(&old.machine_uniqueness_strategy) {
+        return Err(Error::invalid("cannot change to a policy with a more strict machine uniqueness strategy", "POLICY_NOT_COMPATIBLE").into());
+    }
+    let now = time::now_ms();
+    if next.transfer_strategy == "RESET_EXPIRY" {
+        l.expiry = next.duration.map(|d| now + d * time::SECOND);
+    }
+    l.policy_id = new.id;
+    l.updated_at = now;
+    licenses::update(ctx.db(), &l).await?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), l.id).await?.ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    Ok(document::ok(render(ctx.account_id(), &l)))
+}
+
+fn uniqueness_rank(s: &str) -> u8 {
+    match s {
+        "UNIQUE_PER_ACCOUNT" => 4,
+        "UNIQUE_PER_PRODUCT" => 3,
+        "UNIQUE_PER_POLICY" => 2,
+        "UNIQUE_PER_LICENSE" => 1,
+        _ => 0,
+    }
+}
+
+pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut l = load_managed(&ctx).await?;
+    let owner = parse_to_one(body, "owner")?;
+    if let Some(id) = owner {
+        users::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
+    }
+    l.owner_id = owner;
+    l.updated_at = time::now_ms();
+    licenses::update(ctx.db(), &l).await?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), l.id).await?.ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    Ok(document::ok(render(ctx.account_id(), &l)))
+}
+
+pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut l = load_managed(&ctx).await?;
+    let group = parse_to_one(body, "group")?;
+    if let Some(id) = group {
+        groups::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+    }
+    l.group_id = group;
+    l.updated_at = time::now_ms();
+    licenses::update(ctx.db(), &l).await?;
+    Ok(document::ok(render(ctx.account_id(), &l)))
+}
+
+pub async fn list_users(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    let params = ctx.list_params()?;
+    let ids = licenses::user_ids(ctx.db(), ctx.account_id(), l.id).await?;
+    let mut rows = Vec::new();
+    for id in ids {
+        if let Some(u) = users::find(ctx.db(), ctx.account_id(), id).await? {
+            rows.push(u);
+        }
+    }
+    rows.sort_by_key(|u| std::cmp::Reverse(u.created_at));
+    let total = rows.len() as i64;
+    let rows = rows.into_iter().skip(params.page.offset() as usize).take(params.page.limit() as usize).collect();
+    let account = ctx.account_id();
+    Ok(params.document(crate::store::Listing { rows, total }, |u| super::users::render(account, &u)))
+}
+
+async fn resolve_users(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Uuid>, Error> {
+    let mut out = Vec::new();
+    for id in ids {
+        let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), &id).await?.ok_or_else(|| Error::invalid("user must exist", "USER_NOT_FOUND"))?;
+        out.push(u.id);
+    }
+    Ok(out)
+}
+
+pub async fn attach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    let ids = resolve_users(&ctx, parse_linkages(body, "users")?).await?;
+    let r = l.rules();
+    let max = l.max_users().and_then(|m| r.overage_allowance(m));
+    if !licenses::attach_users(ctx.db(), ctx.account_id(), l.id, &ids, max, time::now_ms()).await? {
+        return Err(Error::invalid(
+            format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
+            "USER_LIMIT_EXCEEDED",
+        )
+        .into());
+    }
+    let mut data = Vec::new();
+    for id in ids {
+        if let Some(u) = users::find(ctx.db(), ctx.account_id(), id).await? {
+            data.push(super::users::render(ctx.account_id(), &u));
+        }
+    }
+    Ok(document::respond(StatusCode::OK, &json!({ "data": data })))
+}
+
+pub async fn detach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    let ids = resolve_users(&ctx, parse_linkages(body, "users")?).await?;
+    licenses::detach_users(ctx.db(), ctx.account_id(), l.id, &ids).await?;
+    Ok(document::no_content())
+}
+
+pub async fn list_entitlements(ctx: Ctx) -> ApiResult<Response> {
+    let l = load(&ctx).await?;
+    let params = ctx.list_params()?;
+    let listing = entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |e| super::entitlements::render(account, &e)))
+}
+
+pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
+    entitlements::attach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, time::now_ms()).await?;
+    let listing = entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), Page { size: 100, number: 1 }).await?;
+    let account = ctx.account_id();
+    let data: Vec<_> = listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
+    Ok(document::respond(StatusCode::OK, &json!({ "data": data })))
+}
+
+pub async fn detach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
+    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids).await? {
+        return Err(Error::invalid("cannot detach entitlements attached through the policy", "ENTITLEMENTS_NOT_ALLOWED").into());
+    }
+    Ok(document::no_content())
+}
+
+pub async fn create_token(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    super::tokens::issue_for(&ctx, "license", l.id, "license", body).await
+}
+
+pub async fn list_tokens(ctx: Ctx) -> ApiResult<Response> {
+    let l = load_managed(&ctx).await?;
+    super::tokens::list_for(&ctx, l.id).await
+}

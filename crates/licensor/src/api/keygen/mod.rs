@@ -1,0 +1,77 @@
+//! The native surface: Keygen's v1 API (JSON:API under `/v1/accounts/{account}/…`), so Keygen's
+//! SDKs work unchanged. See `shared/reference/keygen.md` for the wire formats followed here.
+
+pub mod accounts;
+pub mod document;
+pub mod entitlements;
+pub mod error;
+pub mod extract;
+pub mod groups;
+pub mod licenses;
+pub mod policies;
+pub mod products;
+pub mod tokens;
+pub mod users;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::AppState;
+use crate::error::Error;
+use error::ApiError;
+
+async fn not_found() -> ApiError {
+    ApiError(Error::NotFound { kind: "endpoint", id: "requested".into() })
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(Error::BadRequest { detail: "The request method is not supported by this endpoint".into(), code: Some("METHOD_NOT_ALLOWED".into()), location: crate::error::Source::None })
+}
+
+fn account_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(accounts::show).patch(accounts::update))
+        .route("/me", get(accounts::me))
+        .route("/tokens", get(tokens::list).post(tokens::generate))
+        .route("/tokens/{id}", get(tokens::show).put(tokens::regenerate).delete(tokens::revoke))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{id}", get(users::show).patch(users::update).delete(users::delete))
+        .route("/users/{id}/actions/ban", post(users::ban))
+        .route("/users/{id}/actions/unban", post(users::unban))
+        .route("/users/{id}/tokens", get(users::list_tokens).post(users::create_token))
+        .route("/products", get(products::list).post(products::create))
+        .route("/products/{id}", get(products::show).patch(products::update).delete(products::delete))
+        .route("/products/{id}/tokens", get(products::list_tokens).post(products::create_token))
+        .route("/policies", get(policies::list).post(policies::create))
+        .route("/policies/{id}", get(policies::show).patch(policies::update).delete(policies::delete))
+        .route(
+            "/policies/{id}/entitlements",
+            get(policies::list_entitlements).post(policies::attach_entitlements).delete(policies::detach_entitlements),
+        )
+        .route("/licenses", get(licenses::list).post(licenses::create))
+        .route("/licenses/{id}", get(licenses::show).patch(licenses::update).delete(licenses::delete))
+        .route("/licenses/{id}/policy", get(licenses::show_policy).put(licenses::change_policy))
+        .route("/licenses/{id}/product", get(licenses::show_product))
+        .route("/licenses/{id}/owner", get(licenses::show_owner).put(licenses::change_owner))
+        .route("/licenses/{id}/user", get(licenses::show_owner).put(licenses::change_owner))
+        .route("/licenses/{id}/group", get(licenses::show_group).put(licenses::change_group))
+        .route("/licenses/{id}/users", get(licenses::list_users).post(licenses::attach_users).delete(licenses::detach_users))
+        .route(
+            "/licenses/{id}/entitlements",
+            get(licenses::list_entitlements).post(licenses::attach_entitlements).delete(licenses::detach_entitlements),
+        )
+        .route("/licenses/{id}/tokens", get(licenses::list_tokens).post(licenses::create_token))
+        .route("/entitlements", get(entitlements::list).post(entitlements::create))
+        .route("/entitlements/{id}", get(entitlements::show).patch(entitlements::update).delete(entitlements::delete))
+        .route("/groups", get(groups::list).post(groups::create))
+        .route("/groups/{id}", get(groups::show).patch(groups::update).delete(groups::delete))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/ping", get(accounts::ping))
+        .nest("/v1/accounts/{account}", account_routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}

@@ -1,0 +1,204 @@
+//! Products: CRUD and product tokens.
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
+use crate::domain::metadata;
+use crate::error::{Error, Source};
+use crate::store::empty_metadata;
+use crate::store::products::{self, ProductRow};
+use crate::time;
+
+const DISTRIBUTION: &[&str] = &["LICENSED", "OPEN", "CLOSED"];
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductAttributes {
+    name: String,
+    code: Option<String>,
+    distribution_strategy: Option<String>,
+    url: Option<String>,
+    platforms: Option<Vec<String>>,
+    permissions: Vec<&'static str>,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+pub fn render(account: Uuid, p: &ProductRow) -> Resource<ProductAttributes> {
+    Resource::new(account, "products", p.id, ProductAttributes {
+        name: p.name.clone(),
+        code: p.code.clone(),
+        distribution_strategy: p.distribution_strategy.clone(),
+        url: p.url.clone(),
+        platforms: p.platforms.as_ref().map(|p| p.0.clone()),
+        permissions: vec!["*"],
+        metadata: metadata::render(&p.metadata.0),
+        created: time::iso(p.created_at),
+        updated: time::iso(p.updated_at),
+    })
+    .account(account)
+    .many("policies", None)
+    .many("licenses", None)
+    .many("machines", None)
+    .many("users", None)
+    .many("tokens", None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProductInput {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    code: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    distribution_strategy: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    platforms: Option<Option<Vec<String>>>,
+    metadata: Option<Value>,
+}
+
+fn apply(p: &mut ProductRow, a: ProductInput) -> Result<(), Error> {
+    if let Some(name) = a.name {
+        if name.trim().is_empty() {
+            return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
+        }
+        p.name = name;
+    }
+    if let Some(code) = a.code {
+        if let Some(c) = &code {
+            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+                return Err(Error::invalid_attr("code", "must contain only letters, digits, dashes, underscores and dots", "CODE_INVALID"));
+            }
+        }
+        p.code = code;
+    }
+    if let Some(ds) = a.distribution_strategy {
+        if let Some(d) = &ds {
+            if !DISTRIBUTION.contains(&d.as_str()) {
+                return Err(Error::invalid_attr("distributionStrategy", "unsupported distribution strategy", "DISTRIBUTION_STRATEGY_NOT_ALLOWED"));
+            }
+        }
+        p.distribution_strategy = ds;
+    }
+    if let Some(url) = a.url {
+        if let Some(u) = &url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(Error::invalid_attr("url", "must be a valid URL using one of the following protocols: https, http", "URL_INVALID"));
+            }
+        }
+        p.url = url;
+    }
+    if let Some(platforms) = a.platforms {
+        p.platforms = platforms.map(Json);
+    }
+    if let Some(m) = a.metadata {
+        p.metadata = Json(metadata::accept(m)?);
+    }
+    Ok(())
+}
+
+fn code_taken(e: sqlx::Error) -> Error {
+    if crate::db::is_unique_violation(&e) {
+        Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
+    } else {
+        Error::Database(e)
+    }
+}
+
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.admin()?;
+    let data = parse_data::<ProductInput, NoRels>(body, "products")?;
+    if data.attributes.name.is_none() {
+        return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
+    }
+    let now = time::now_ms();
+    let mut p = ProductRow {
+        id: Uuid::new_v4(),
+        account_id: ctx.account_id(),
+        name: String::new(),
+        code: None,
+        distribution_strategy: Some("LICENSED".into()),
+        url: None,
+        platforms: None,
+        metadata: empty_metadata(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut p, data.attributes)?;
+    products::insert(ctx.db(), &p).await.map_err(code_taken)?;
+    Ok(document::created(render(ctx.account_id(), &p)))
+}
+
+/// Loads a product the caller may see: admins any, a product itself.
+pub async fn load(ctx: &Ctx, id: &str) -> Result<ProductRow, Error> {
+    let principal = ctx.principal()?;
+    let p = products::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("product", id))?;
+    let allowed = principal.is_admin()
+        || principal.product_id() == Some(p.id)
+        || principal.license().is_some_and(|l| l.product_id == p.id);
+    if allowed {
+        Ok(p)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let p = load(&ctx, ctx.param("id")).await?;
+    Ok(document::ok(render(ctx.account_id(), &p)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let principal = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let only = if principal.is_admin() {
+        None
+    } else if let Some(p) = principal.product_id() {
+        Some(p)
+    } else if let Some(l) = principal.license() {
+        Some(l.product_id)
+    } else {
+        return Err(Error::access_denied().into());
+    };
+    let listing = products::list(ctx.db(), ctx.account_id(), only, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |p| render(account, &p)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut p = load(&ctx, ctx.param("id")).await?;
+    ctx.operator()?;
+    let data = parse_data::<ProductInput, NoRels>(body, "products")?;
+    apply(&mut p, data.attributes)?;
+    p.updated_at = time::now_ms();
+    products::update(ctx.db(), &p).await.map_err(code_taken)?;
+    Ok(document::ok(render(ctx.account_id(), &p)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    ctx.admin()?;
+    let p = load(&ctx, ctx.param("id")).await?;
+    products::delete(ctx.db(), ctx.account_id(), p.id).await?;
+    Ok(document::no_content())
+}
+
+pub async fn create_token(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.admin()?;
+    let p = load(&ctx, ctx.param("id")).await?;
+    super::tokens::issue_for(&ctx, "product", p.id, "product", body).await
+}
+
+pub async fn list_tokens(ctx: Ctx) -> ApiResult<Response> {
+    let p = load(&ctx, ctx.param("id")).await?;
+    ctx.operator()?;
+    super::tokens::list_for(&ctx, p.id).await
+}

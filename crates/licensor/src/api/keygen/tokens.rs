@@ -1,0 +1,207 @@
+//! Tokens: generate (password login or for a bearer), list, show, regenerate, revoke.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
+use crate::auth::{self, NewToken, Principal};
+use crate::error::{Error, Source};
+use crate::store::tokens::{self, TokenRow};
+use crate::store::users;
+use crate::{crypto, time};
+
+/// User tokens expire after two weeks unless asked otherwise, as Keygen's do.
+const USER_TOKEN_TTL: i64 = 14 * time::DAY;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenAttributes {
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    expiry: Option<String>,
+    name: Option<String>,
+    permissions: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_activations: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activations: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_deactivations: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deactivations: Option<i64>,
+    created: String,
+    updated: String,
+}
+
+pub fn render(account: Uuid, t: &TokenRow, raw: Option<String>) -> Resource<TokenAttributes> {
+    let license = t.bearer_type == "license";
+    let bearer_kind = match t.bearer_type.as_str() {
+        "product" => "products",
+        "license" => "licenses",
+        _ => "users",
+    };
+    Resource::new(account, "tokens", t.id, TokenAttributes {
+        kind: t.kind.clone(),
+        token: raw,
+        expiry: time::iso_opt(t.expiry),
+        name: t.name.clone(),
+        permissions: vec!["*"],
+        max_activations: license.then_some(t.max_activations),
+        activations: license.then_some(t.activations),
+        max_deactivations: license.then_some(t.max_deactivations),
+        deactivations: license.then_some(t.deactivations),
+        created: time::iso(t.created_at),
+        updated: time::iso(t.updated_at),
+    })
+    .account(account)
+    .one("bearer", bearer_kind, Some(t.bearer_id))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenInput {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    expiry: Option<Option<String>>,
+    max_activations: Option<i64>,
+    max_deactivations: Option<i64>,
+}
+
+fn parse_expiry(expiry: &Option<Option<String>>) -> Result<Option<Option<i64>>, Error> {
+    match expiry {
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
+        Some(Some(s)) => time::parse_iso(s)
+            .map(|t| Some(Some(t)))
+            .ok_or_else(|| Error::invalid_attr("expiry", "must be a valid ISO 8601 timestamp", "EXPIRY_INVALID")),
+    }
+}
+
+/// Reads optional token attributes from a body (which may be empty).
+pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> Result<NewToken, Error> {
+    if body.is_null() {
+        return Ok(NewToken::default());
+    }
+    let data = parse_data::<TokenInput, NoRels>(body, "tokens")?;
+    let a = data.attributes;
+    if !allow_activation_limits && (a.max_activations.is_some() || a.max_deactivations.is_some()) {
+        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/maxActivations".into())));
+    }
+    for (name, v) in [("maxActivations", a.max_activations), ("maxDeactivations", a.max_deactivations)] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(Error::invalid_attr(name, "must be greater than or equal to 0", format!("{}_INVALID", crate::domain::policy::code_prefix(name))).into());
+        }
+    }
+    Ok(NewToken {
+        name: a.name,
+        expiry: parse_expiry(&a.expiry)?.flatten(),
+        max_activations: a.max_activations,
+        max_deactivations: a.max_deactivations,
+    })
+}
+
+/// `POST /tokens`: with HTTP Basic email:password, a new token for that user; with a token, a
+/// new token for the same bearer.
+pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let account = ctx.account_id();
+    let mut opts = token_options(body, false)?;
+    let (bearer_type, bearer_id, role) = if let Some((email, password)) = &ctx.password_login {
+        let user = auth::password_login(ctx.db(), &ctx.account, email, password).await?;
+        (String::from("user"), user.id, user.role)
+    } else {
+        let p = ctx.principal.as_ref().ok_or_else(|| {
+            Error::unauthorized("You must be authenticated to complete the request (use HTTP Basic with email and password)", "TOKEN_MISSING")
+        })?;
+        let (kind, id) = p.bearer_ref();
+        let role = match &p.bearer {
+            crate::auth::Bearer::Admin(u) | crate::auth::Bearer::User(u) => u.role.clone(),
+            _ => kind.to_string(),
+        };
+        (kind.to_string(), id, role)
+    };
+    if bearer_type == "user" && role == "user" && opts.expiry.is_none() {
+        opts.expiry = Some(time::now_ms() + USER_TOKEN_TTL);
+    }
+    let (row, raw) = auth::issue_token(ctx.db(), account, &bearer_type, bearer_id, &role, opts).await?;
+    Ok(document::created(render(account, &row, Some(raw))))
+}
+
+/// Issues a token for another bearer (`POST /users/{id}/tokens`, `/products/{id}/tokens`,
+/// `/licenses/{id}/tokens`). The caller has been authorized already.
+pub async fn issue_for(ctx: &Ctx, bearer_type: &str, bearer_id: Uuid, role: &str, body: serde_json::Value) -> ApiResult<Response> {
+    let mut opts = token_options(body, bearer_type == "license")?;
+    if bearer_type == "user" && role == "user" && opts.expiry.is_none() {
+        opts.expiry = Some(time::now_ms() + USER_TOKEN_TTL);
+    }
+    let (row, raw) = auth::issue_token(ctx.db(), ctx.account_id(), bearer_type, bearer_id, role, opts).await?;
+    Ok(document::created(render(ctx.account_id(), &row, Some(raw))))
+}
+
+/// Lists tokens of one bearer (relationship endpoints).
+pub async fn list_for(ctx: &Ctx, bearer: Uuid) -> ApiResult<Response> {
+    let params = ctx.list_params()?;
+    let listing = tokens::list(ctx.db(), ctx.account_id(), Some(bearer), None, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |t| render(account, &t, None)))
+}
+
+fn can_manage(p: &Principal, t: &TokenRow) -> bool {
+    p.is_admin() || p.bearer_ref().1 == t.bearer_id || (p.product_id().is_some() && t.bearer_type != "user")
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let (bearer, bearer_type) = if p.is_admin() {
+        (params.uuid_filter("bearer[id]"), params.filter("bearer[type]").map(|t| t.trim_end_matches('s').to_string()))
+    } else {
+        (Some(p.bearer_ref().1), None)
+    };
+    let listing = tokens::list(ctx.db(), ctx.account_id(), bearer, bearer_type.as_deref(), params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |t| render(account, &t, None)))
+}
+
+async fn load(ctx: &Ctx) -> Result<TokenRow, Error> {
+    let id = ctx.param("id");
+    let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("token", id))?;
+    let t = tokens::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("token", id))?;
+    if !can_manage(ctx.principal()?, &t) {
+        return Err(Error::access_denied());
+    }
+    Ok(t)
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let t = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &t, None)))
+}
+
+/// `PUT /tokens/{id}`: a new secret for the same token; the old one stops working at once.
+pub async fn regenerate(ctx: Ctx) -> ApiResult<Response> {
+    let mut t = load(&ctx).await?;
+    let role = match t.bearer_type.as_str() {
+        "user" => users::find(ctx.db(), ctx.account_id(), t.bearer_id).await?.map(|u| u.role).unwrap_or_else(|| "user".into()),
+        other => other.to_string(),
+    };
+    let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(&t.bearer_type, &role));
+    let now = time::now_ms();
+    t.digest = crypto::secrets::token_digest(&raw);
+    if t.bearer_type == "user" && role == "user" {
+        t.expiry = Some(now + USER_TOKEN_TTL);
+    }
+    t.updated_at = now;
+    tokens::regenerate(ctx.db(), ctx.account_id(), t.id, &t.digest, t.expiry, now).await?;
+    Ok(document::respond(StatusCode::OK, &serde_json::json!({ "data": render(ctx.account_id(), &t, Some(raw)) })))
+}
+
+pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
+    let t = load(&ctx).await?;
+    tokens::delete(ctx.db(), ctx.account_id(), t.id).await?;
+    Ok(document::no_content())
+}

@@ -1,0 +1,254 @@
+//! Users: CRUD, ban/unban, and their tokens.
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
+use crate::domain::metadata;
+use crate::error::{Error, Source};
+use crate::store::users::{self, UserFilter, UserRow};
+use crate::store::{empty_metadata, groups};
+use crate::{bootstrap, crypto, time};
+
+pub const ROLES: &[&str] = &["user", "admin", "developer", "sales-agent", "support-agent", "read-only"];
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAttributes {
+    full_name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: String,
+    status: &'static str,
+    role: String,
+    permissions: Vec<&'static str>,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+pub fn render(account: Uuid, u: &UserRow) -> Resource<UserAttributes> {
+    let full_name = match (&u.first_name, &u.last_name) {
+        (None, None) => None,
+        (f, l) => Some([f.as_deref(), l.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
+    };
+    Resource::new(account, "users", u.id, UserAttributes {
+        full_name,
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        email: u.email.clone(),
+        status: if u.banned_at.is_some() { "BANNED" } else { "ACTIVE" },
+        role: u.role.clone(),
+        permissions: vec!["*"],
+        metadata: metadata::render(&u.metadata.0),
+        created: time::iso(u.created_at),
+        updated: time::iso(u.updated_at),
+    })
+    .account(account)
+    .one("group", "groups", u.group_id)
+    .many("products", None)
+    .many("licenses", None)
+    .many("machines", None)
+    .many("tokens", None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UserInput {
+    #[serde(default, deserialize_with = "nullable")]
+    first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    last_name: Option<Option<String>>,
+    email: Option<String>,
+    password: Option<String>,
+    role: Option<String>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UserRels {
+    group: Option<RelInput>,
+}
+
+/// Applies input to a user row, checking every attribute. `can_set_role` is for admins.
+async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can_set_role: bool) -> Result<(), Error> {
+    if let Some(email) = input.email {
+        let email = email.trim().to_lowercase();
+        if !bootstrap::valid_email(&email) {
+            return Err(Error::invalid_attr("email", "must be a valid email", "EMAIL_INVALID"));
+        }
+        u.email = email;
+    }
+    if let Some(f) = input.first_name {
+        u.first_name = f;
+    }
+    if let Some(l) = input.last_name {
+        u.last_name = l;
+    }
+    if let Some(role) = input.role {
+        if !can_set_role {
+            return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/role".into())));
+        }
+        if !ROLES.contains(&role.as_str()) {
+            return Err(Error::invalid_attr("role", "must be a valid user role", "ROLE_INVALID"));
+        }
+        u.role = role;
+    }
+    if let Some(password) = input.password {
+        if password.len() < 8 {
+            return Err(Error::invalid_attr("password", "is too short (minimum is 8 characters)", "PASSWORD_TOO_SHORT"));
+        }
+        u.password_hash = Some(crypto::secrets::hash_password(password).await?);
+    }
+    if let Some(m) = input.metadata {
+        u.metadata = sqlx::types::Json(metadata::accept(m)?);
+    }
+    if let Some(group) = rel_uuid(&rels.group, "group")? {
+        if let Some(g) = group {
+            groups::find(ctx.db(), ctx.account_id(), g).await?.ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        }
+        u.group_id = group;
+    }
+    Ok(())
+}
+
+fn taken(e: sqlx::Error) -> Error {
+    if crate::db::is_unique_violation(&e) {
+        Error::invalid_attr("email", "has already been taken", "EMAIL_TAKEN")
+    } else {
+        Error::Database(e)
+    }
+}
+
+/// Creates a user. Admins and products may; anyone may sign up when the account is not protected.
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    match &ctx.principal {
+        Some(p) if p.is_admin() || p.product_id().is_some() => {}
+        Some(_) => return Err(Error::access_denied().into()),
+        None if ctx.account.protected => return Err(Error::access_denied().into()),
+        None => {}
+    }
+    let data = parse_data::<UserInput, UserRels>(body, "users")?;
+    if data.attributes.email.is_none() {
+        return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/email".into())).into());
+    }
+    let is_admin = ctx.principal.as_ref().is_some_and(|p| p.is_admin());
+    let now = time::now_ms();
+    let mut u = UserRow {
+        id: Uuid::new_v4(),
+        account_id: ctx.account_id(),
+        email: String::new(),
+        password_hash: None,
+        first_name: None,
+        last_name: None,
+        role: "user".into(),
+        group_id: None,
+        banned_at: None,
+        metadata: empty_metadata(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
+    users::insert(ctx.db(), &u).await.map_err(taken)?;
+    Ok(document::created(render(ctx.account_id(), &u)))
+}
+
+/// Loads a user the caller may see: admins and products any, a user itself.
+async fn load(ctx: &Ctx) -> Result<UserRow, Error> {
+    let p = ctx.principal()?;
+    let id = ctx.param("id");
+    let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("user", id))?;
+    if p.is_admin() || p.product_id().is_some() || p.user_id() == Some(u.id) {
+        Ok(u)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let u = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &u)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let mut filter = UserFilter {
+        role: params.filter("roles[]").or(params.filter("role")).map(str::to_string),
+        group: params.uuid_filter("group"),
+        product: params.uuid_filter("product"),
+        only: None,
+    };
+    if let Some(product) = p.product_id() {
+        filter.product = Some(product);
+    } else if !p.is_admin() {
+        filter.only = Some(p.bearer_ref().1);
+    }
+    let listing = users::list(ctx.db(), ctx.account_id(), &filter, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |u| render(account, &u)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut u = load(&ctx).await?;
+    let is_admin = ctx.principal()?.is_admin();
+    let data = parse_data::<UserInput, UserRels>(body, "users")?;
+    apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
+    u.updated_at = time::now_ms();
+    users::update(ctx.db(), &u).await.map_err(taken)?;
+    Ok(document::ok(render(ctx.account_id(), &u)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    ctx.operator()?;
+    let u = load(&ctx).await?;
+    users::delete(ctx.db(), ctx.account_id(), u.id).await?;
+    Ok(document::no_content())
+}
+
+async fn set_banned(ctx: Ctx, banned: bool) -> ApiResult<Response> {
+    ctx.operator()?;
+    let mut u = load(&ctx).await?;
+    if banned && u.banned_at.is_some() {
+        return Err(Error::invalid("is already banned", "USER_ALREADY_BANNED").into());
+    }
+    if !banned && u.banned_at.is_none() {
+        return Err(Error::invalid("is not banned", "USER_NOT_BANNED").into());
+    }
+    let now = time::now_ms();
+    u.banned_at = banned.then_some(now);
+    u.updated_at = now;
+    users::update(ctx.db(), &u).await?;
+    Ok(document::ok(render(ctx.account_id(), &u)))
+}
+
+pub async fn ban(ctx: Ctx) -> ApiResult<Response> {
+    set_banned(ctx, true).await
+}
+
+pub async fn unban(ctx: Ctx) -> ApiResult<Response> {
+    set_banned(ctx, false).await
+}
+
+pub async fn create_token(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let u = load(&ctx).await?;
+    if !(p.is_admin() || p.user_id() == Some(u.id)) {
+        return Err(Error::access_denied().into());
+    }
+    super::tokens::issue_for(&ctx, "user", u.id, &u.role, body).await
+}
+
+pub async fn list_tokens(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let u = load(&ctx).await?;
+    if !(p.is_admin() || p.user_id() == Some(u.id)) {
+        return Err(Error::access_denied().into());
+    }
+    super::tokens::list_for(&ctx, u.id).await
+}

@@ -1,0 +1,3 @@
+//! The HTTP surfaces. Each speaks its own wire format over the same core model.
+
+pub mod keygen;

@@ -1,0 +1,147 @@
+//! Application state, router assembly, and the serve loop with graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::crypto::MasterKey;
+use crate::db::Db;
+use crate::error::Result;
+use crate::store::accounts::{self, AccountRow};
+
+/// How long a node trusts its cached copy of an account row. Accounts change rarely (name,
+/// slug); keys never do.
+const ACCOUNT_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub master: MasterKey,
+    accounts: RwLock<HashMap<String, (Arc<AccountRow>, Instant)>>,
+    /// Validation timestamps waiting to be written (see [`AppState::flush_touches`]).
+    touches: Mutex<HashMap<Uuid, i64>>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, master: MasterKey) -> Self {
+        AppState(Arc::new(Inner { db, master, accounts: RwLock::default(), touches: Mutex::default() }))
+    }
+
+    /// The account addressed by `id_or_slug`, from a short-lived cache.
+    pub async fn account(&self, id_or_slug: &str) -> Result<Option<Arc<AccountRow>>> {
+        if let Ok(cache) = self.accounts.read() {
+            if let Some((row, at)) = cache.get(id_or_slug) {
+                if at.elapsed() < ACCOUNT_TTL {
+                    return Ok(Some(row.clone()));
+                }
+            }
+        }
+        let Some(row) = accounts::find(&self.db, id_or_slug).await? else { return Ok(None) };
+        let row = Arc::new(row);
+        if let Ok(mut cache) = self.accounts.write() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(id_or_slug.to_string(), (row.clone(), Instant::now()));
+        }
+        Ok(Some(row))
+    }
+
+    pub fn forget_accounts(&self) {
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.clear();
+        }
+    }
+
+    /// Notes that a license was validated now. Validation stays read-only on its hot path; the
+    /// timestamps are written in batches by [`flush_touches`](Self::flush_touches).
+    pub fn touch_validated(&self, license: Uuid, at: i64) {
+        if let Ok(mut t) = self.touches.lock() {
+            let e = t.entry(license).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+
+    /// Writes pending validation timestamps. Called every second and at shutdown.
+    pub async fn flush_touches(&self) -> Result<()> {
+        let pending: Vec<(Uuid, i64)> = match self.touches.lock() {
+            Ok(mut t) => t.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if let Err(e) = crate::store::licenses::touch_validated(&self.db, &pending).await {
+            // Put them back so the next flush retries.
+            if let Ok(mut t) = self.touches.lock() {
+                for (id, at) in pending {
+                    let v = t.entry(id).or_insert(at);
+                    *v = (*v).max(at);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64)
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let mut response = crate::api::keygen::error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+pub fn router(state: AppState) -> Router {
+    use tower_http::catch_panic::CatchPanicLayer;
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::trace::TraceLayer;
+
+    crate::api::keygen::router()
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(crate::api::keygen::error::ApiError(crate::error::Error::Internal(
+                anyhow::anyhow!("handler panicked"),
+            )))
+        }))
+        .layer(middleware::from_fn(request_id))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests and flushes
+/// buffered writes. Background jobs run alongside.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let jobs = crate::jobs::spawn(state.clone(), stop_rx);
+    let app = router(state.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let _ = stop_tx.send(true);
+    let _ = jobs.await;
+    state.flush_touches().await?;
+    Ok(())
+}

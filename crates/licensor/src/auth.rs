@@ -1,0 +1,214 @@
+//! Who is calling: credentials in, an authenticated [`Principal`] out.
+//!
+//! Keygen's bearers are users (admins among them), products, and licenses (by key or by
+//! license token). Authorization decisions are methods on [`Principal`], so every surface asks
+//! the same questions.
+
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::store::accounts::AccountRow;
+use crate::store::licenses::LicenseRow;
+use crate::store::products::ProductRow;
+use crate::store::tokens::TokenRow;
+use crate::store::users::UserRow;
+use crate::store::{licenses, products, tokens, users};
+use crate::{crypto, time};
+
+/// Credentials as presented.
+pub enum Credential {
+    Token(String),
+    License(String),
+    Password(String, String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Bearer {
+    /// A user with an administrative role.
+    Admin(UserRow),
+    User(UserRow),
+    Product(ProductRow),
+    License(Box<LicenseRow>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub bearer: Bearer,
+    /// The token used, when the caller authenticated with one.
+    pub token: Option<TokenRow>,
+}
+
+pub const ADMIN_ROLES: &[&str] = &["admin", "developer"];
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        matches!(self.bearer, Bearer::Admin(_))
+    }
+
+    pub fn product_id(&self) -> Option<Uuid> {
+        match &self.bearer {
+            Bearer::Product(p) => Some(p.id),
+            _ => None,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        match &self.bearer {
+            Bearer::User(u) | Bearer::Admin(u) => Some(u.id),
+            _ => None,
+        }
+    }
+
+    pub fn license(&self) -> Option<&LicenseRow> {
+        match &self.bearer {
+            Bearer::License(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The bearer's (type, id) as tokens record it.
+    pub fn bearer_ref(&self) -> (&'static str, Uuid) {
+        match &self.bearer {
+            Bearer::Admin(u) | Bearer::User(u) => ("user", u.id),
+            Bearer::Product(p) => ("product", p.id),
+            Bearer::License(l) => ("license", l.id),
+        }
+    }
+}
+
+fn token_invalid() -> Error {
+    Error::unauthorized("Token format is invalid (make sure that you're providing a token value and that it's formatted correctly)", "TOKEN_INVALID")
+}
+
+/// Authenticates `credential` against `account`. Credentials of another account are invalid
+/// here, exactly as unknown ones are.
+pub async fn authenticate(db: &Db, account: &AccountRow, credential: Credential) -> Result<Principal> {
+    match credential {
+        Credential::Token(raw) => authenticate_token(db, account, &raw).await,
+        Credential::License(key) => authenticate_license_key(db, account, &key).await,
+        Credential::Password(..) => Err(token_invalid()),
+    }
+}
+
+async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<Principal> {
+    if Uuid::parse_str(raw).is_ok() {
+        return Err(Error::unauthorized(
+            "Token format is invalid (make sure that you're providing a token value, not a token's UUID identifier)",
+            "TOKEN_FORMAT_INVALID",
+        ));
+    }
+    let digest = crypto::secrets::token_digest(raw);
+    let token = tokens::find_by_digest(db, &digest).await?.filter(|t| t.account_id == account.id).ok_or_else(token_invalid)?;
+    // The lookup was by digest; compare again in constant time so a prefix match of an index
+    // probe can never stand in for equality.
+    if !crypto::secrets::secrets_equal(token.digest.as_bytes(), digest.as_bytes()) {
+        return Err(token_invalid());
+    }
+    if token.expiry.is_some_and(|e| e < time::now_ms()) {
+        return Err(Error::unauthorized("Token is expired", "TOKEN_EXPIRED"));
+    }
+    let bearer = match token.bearer_type.as_str() {
+        "user" => {
+            let user = users::find(db, account.id, token.bearer_id).await?.ok_or_else(token_invalid)?;
+            user_bearer(user)?
+        }
+        "product" => Bearer::Product(products::find(db, account.id, &token.bearer_id.to_string()).await?.ok_or_else(token_invalid)?),
+        "license" => {
+            let license = licenses::find(db, account.id, token.bearer_id).await?.ok_or_else(token_invalid)?;
+            if !license.rules().allows_token_auth() {
+                return Err(Error::forbidden("Token authentication is not allowed by policy", "TOKEN_NOT_ALLOWED"));
+            }
+            check_license_standing(&license)?;
+            Bearer::License(Box::new(license))
+        }
+        _ => return Err(token_invalid()),
+    };
+    Ok(Principal { bearer, token: Some(token) })
+}
+
+fn user_bearer(user: UserRow) -> Result<Bearer> {
+    if user.banned_at.is_some() {
+        return Err(Error::forbidden("User is banned", "USER_BANNED"));
+    }
+    Ok(if ADMIN_ROLES.contains(&user.role.as_str()) { Bearer::Admin(user) } else { Bearer::User(user) })
+}
+
+async fn authenticate_license_key(db: &Db, account: &AccountRow, key: &str) -> Result<Principal> {
+    let license = licenses::find_by_key(db, account.id, key)
+        .await?
+        .ok_or_else(|| Error::unauthorized("License key is invalid", "LICENSE_INVALID"))?;
+    if !license.rules().allows_license_auth() {
+        return Err(Error::forbidden("License key authentication is not allowed by policy", "LICENSE_NOT_ALLOWED"));
+    }
+    check_license_standing(&license)?;
+    Ok(Principal { bearer: Bearer::License(Box::new(license)), token: None })
+}
+
+/// A license acting as a bearer must be in good standing.
+fn check_license_standing(license: &LicenseRow) -> Result<()> {
+    if license.owner_banned {
+        return Err(Error::forbidden("License is banned", "LICENSE_BANNED"));
+    }
+    if license.suspended {
+        return Err(Error::forbidden("License is suspended", "LICENSE_SUSPENDED"));
+    }
+    let expired = license.expiry.is_some_and(|e| e < time::now_ms());
+    if expired && license.rules().expiration_strategy == "REVOKE_ACCESS" {
+        return Err(Error::forbidden("License is expired", "LICENSE_EXPIRED"));
+    }
+    Ok(())
+}
+
+/// Email + password login (HTTP Basic on `POST /tokens`).
+pub async fn password_login(db: &Db, account: &AccountRow, email: &str, password: &str) -> Result<UserRow> {
+    let user = users::find_by_email(db, account.id, email).await?;
+    let ok = crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    match user {
+        Some(u) if ok => {
+            if u.banned_at.is_some() {
+                return Err(Error::forbidden("User is banned", "USER_BANNED"));
+            }
+            Ok(u)
+        }
+        _ => Err(Error::unauthorized("email and password must be valid", "CREDENTIALS_INVALID")),
+    }
+}
+
+/// Options for a new token.
+#[derive(Debug, Default, Clone)]
+pub struct NewToken {
+    pub name: Option<String>,
+    pub expiry: Option<i64>,
+    pub max_activations: Option<i64>,
+    pub max_deactivations: Option<i64>,
+}
+
+/// Issues a token for a bearer; returns the stored row and the raw secret (shown once).
+pub async fn issue_token(db: &Db, account: Uuid, bearer_type: &str, bearer_id: Uuid, role: &str, opts: NewToken) -> Result<(TokenRow, String)> {
+    let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(bearer_type, role));
+    let now = time::now_ms();
+    let kind = match bearer_type {
+        "product" => "product-token".to_string(),
+        "license" => "activation-token".to_string(),
+        _ => format!("{role}-token"),
+    };
+    let row = TokenRow {
+        id: Uuid::new_v4(),
+        account_id: account,
+        bearer_type: bearer_type.to_string(),
+        bearer_id,
+        digest: crypto::secrets::token_digest(&raw),
+        kind,
+        name: opts.name,
+        expiry: opts.expiry,
+        max_activations: opts.max_activations,
+        activations: 0,
+        max_deactivations: opts.max_deactivations,
+        deactivations: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    tokens::insert(db, &row).await?;
+    Ok((row, raw))
+}

@@ -1,0 +1,47 @@
+//! Server settings: every one a CLI flag and a `LICENSOR_` environment variable.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite:PATH` (default: an SQLite file in the data folder) or
+    /// `postgres://USER@HOST/DB` for several nodes sharing one database.
+    #[arg(long, env = "LICENSOR_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL schema to use (created if missing). Lets several deployments share a database.
+    #[arg(long, env = "LICENSOR_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+
+    /// Folder for the SQLite database, the generated master key and first-run credentials.
+    #[arg(long, env = "LICENSOR_DATA_DIR", default_value = "licensor-data")]
+    pub data_dir: PathBuf,
+
+    /// 64 hex characters sealing account private keys at rest. Every node sharing a database
+    /// must use the same key. When unset, one is generated into `<data-dir>/master.key`.
+    #[arg(long, env = "LICENSOR_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("licensor.db").display()))
+    }
+
+    pub fn master_key(&self) -> anyhow::Result<crate::crypto::MasterKey> {
+        match &self.master_key {
+            Some(hex) => crate::crypto::MasterKey::from_hex(hex),
+            None => crate::crypto::MasterKey::load_or_create(&self.data_dir.join("master.key")),
+        }
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
+        let db = crate::db::Db::connect(&self.database_url(), self.database_schema.as_deref()).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+}

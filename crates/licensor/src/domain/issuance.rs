@@ -1,0 +1,150 @@
+//! Issuing licenses: the one path every surface uses to create a license, so keys, expiry,
+//! uniqueness and signing follow the same rules wherever a license comes from.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::license;
+use crate::db::{is_unique_violation, Db};
+use crate::error::{Error, Result};
+use crate::store::accounts::AccountRow;
+use crate::store::licenses::{self, LicenseRow};
+use crate::store::policies::PolicyRow;
+use crate::time;
+
+/// What a caller may choose for a new license; everything else comes from the policy.
+#[derive(Debug, Default, Clone)]
+pub struct NewLicense {
+    pub id: Option<Uuid>,
+    pub name: Option<String>,
+    pub key: Option<String>,
+    /// `Some(None)` asks for no expiry even when the policy has a duration.
+    pub expiry: Option<Option<i64>>,
+    pub owner: Option<Uuid>,
+    pub group: Option<Uuid>,
+    pub protected: Option<bool>,
+    pub suspended: bool,
+    pub max_machines: Option<i64>,
+    pub max_processes: Option<i64>,
+    pub max_users: Option<i64>,
+    pub max_cores: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub max_memory: Option<i64>,
+    pub max_disk: Option<i64>,
+    pub metadata: Option<Value>,
+    /// The owner's email, for the seed of signed keys.
+    pub owner_email: Option<String>,
+}
+
+/// Keys Keygen refuses because they would shadow routes.
+const RESERVED_KEYS: &[&str] = &["actions", "action"];
+
+pub fn check_custom_key(key: &str) -> Result<()> {
+    if key.len() < 6 {
+        return Err(Error::invalid_attr("key", "is too short (minimum is 6 characters)", "KEY_TOO_SHORT"));
+    }
+    if key.len() > 16 * 1024 {
+        return Err(Error::invalid_attr("key", "is too long (maximum is 16384 characters)", "KEY_TOO_LONG"));
+    }
+    if RESERVED_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+        return Err(Error::invalid_attr("key", "is reserved", "KEY_NOT_ALLOWED"));
+    }
+    if Uuid::parse_str(key).is_ok() {
+        return Err(Error::invalid_attr("key", "must not conflict with another license's identifier (UUID)", "KEY_CONFLICT"));
+    }
+    Ok(())
+}
+
+/// Creates a license under `policy`. The key is generated (or signed, for signing schemes)
+/// unless supplied; expiry follows the policy's duration and expiration basis.
+pub async fn issue(db: &Db, account: &AccountRow, master: &crate::crypto::MasterKey, policy: &PolicyRow, new: NewLicense) -> Result<LicenseRow> {
+    let now = time::now_ms();
+    let rules = &policy.rules.0;
+    let id = new.id.unwrap_or_else(Uuid::new_v4);
+    for (attr, v, min) in [
+        ("maxMachines", new.max_machines, 0),
+        ("maxProcesses", new.max_processes, 1),
+        ("maxUsers", new.max_users, 1),
+        ("maxCores", new.max_cores, 1),
+        ("maxUses", new.max_uses, 0),
+        ("maxMemory", new.max_memory, 1),
+        ("maxDisk", new.max_disk, 1),
+    ] {
+        if v.is_some_and(|v| v < min) {
+            return Err(Error::invalid_attr(attr, format!("must be greater than or equal to {min}"), format!("{}_INVALID", super::policy::code_prefix(attr))));
+        }
+    }
+    if !rules.floating && new.max_machines.is_some_and(|m| m != 1) {
+        return Err(Error::invalid_attr("maxMachines", "must be equal to 1 for non-floating policy", "MAX_MACHINES_INVALID"));
+    }
+    let expiry = match new.expiry {
+        Some(e) => e,
+        None => license::initial_expiry(rules, now),
+    };
+    let mut row = LicenseRow {
+        id,
+        account_id: account.id,
+        product_id: policy.product_id,
+        policy_id: policy.id,
+        owner_id: new.owner,
+        group_id: new.group,
+        key: String::new(),
+        name: new.name,
+        expiry,
+        suspended: new.suspended,
+        protected: new.protected,
+        uses: 0,
+        max_machines: new.max_machines,
+        max_processes: new.max_processes,
+        max_users: new.max_users,
+        max_cores: new.max_cores,
+        max_uses: new.max_uses,
+        max_memory: new.max_memory,
+        max_disk: new.max_disk,
+        last_validated_at: None,
+        last_check_out_at: None,
+        last_check_in_at: rules.require_check_in.then_some(now),
+        metadata: Json(match new.metadata {
+            Some(m) => super::metadata::accept(m)?,
+            None => Value::Object(Default::default()),
+        }),
+        created_at: now,
+        updated_at: now,
+        policy_rules: policy.rules.clone(),
+        machines_count: 0,
+        machines_cores: 0,
+        users_count: 0,
+        owner_banned: false,
+    };
+    row.key = match (&rules.scheme, new.key) {
+        (None, Some(k)) => {
+            check_custom_key(&k)?;
+            k
+        }
+        (None, None) => license::generate_key(),
+        (Some(scheme), seed) => super::keys::sign_key(scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?,
+    };
+    licenses::insert(db, &row).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            if new.id.is_some() && licenses_id_conflict(&e) {
+                Error::invalid_attr("id", "has already been taken", "ID_TAKEN")
+            } else {
+                Error::invalid_attr("key", "has already been taken", "KEY_TAKEN")
+            }
+        } else {
+            Error::Database(e)
+        }
+    })?;
+    Ok(row)
+}
+
+fn licenses_id_conflict(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let msg = d.message();
+            msg.contains("licenses_pkey") || msg.contains("licenses.id")
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,103 @@
+//! The domain error: what went wrong, in terms every API surface can render in its own format.
+//!
+//! Store and domain functions return [`Error`]; each surface maps it once (see
+//! `api::keygen::error`). 5xx variants keep their cause for the log and never show it to clients.
+
+use std::borrow::Cow;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in the request the problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    None,
+    /// A JSON pointer into the request body, e.g. `/data/attributes/maxMachines`.
+    Pointer(Cow<'static, str>),
+    /// A query parameter name.
+    Parameter(Cow<'static, str>),
+    /// A request header name.
+    Header(Cow<'static, str>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is malformed: bad JSON, wrong types, unknown parameters.
+    #[error("bad request: {detail}")]
+    BadRequest { detail: Cow<'static, str>, code: Option<Cow<'static, str>>, location: Source },
+    /// Credentials missing or wrong.
+    #[error("unauthorized: {detail}")]
+    Unauthorized { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
+    /// Authenticated, but not allowed.
+    #[error("forbidden: {detail}")]
+    Forbidden { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
+    /// No such resource in this account (or not visible to the caller).
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// Well-formed, but breaks a rule of the model (422).
+    #[error("invalid: {detail}")]
+    Invalid { detail: Cow<'static, str>, code: Cow<'static, str>, location: Source },
+    /// Lost a race or conflicts with current state (409).
+    #[error("conflict: {detail}")]
+    Conflict { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        Error::NotFound { kind, id: id.into() }
+    }
+
+    pub fn bad_request(detail: impl Into<Cow<'static, str>>, source: Source) -> Self {
+        Error::BadRequest { detail: detail.into(), code: None, location: source }
+    }
+
+    pub fn bad_param(detail: impl Into<Cow<'static, str>>, parameter: &'static str) -> Self {
+        Error::bad_request(detail, Source::Parameter(parameter.into()))
+    }
+
+    pub fn unauthorized(detail: impl Into<Cow<'static, str>>, code: &'static str) -> Self {
+        Error::Unauthorized { detail: detail.into(), code: Some(code.into()) }
+    }
+
+    /// The plain authorization failure: no code, Keygen's "You do not have permission…" text.
+    pub fn access_denied() -> Self {
+        Error::Forbidden {
+            detail: "You do not have permission to complete the request (ensure the token or license is allowed to access this resource)".into(),
+            code: None,
+        }
+    }
+
+    pub fn forbidden(detail: impl Into<Cow<'static, str>>, code: &'static str) -> Self {
+        Error::Forbidden { detail: detail.into(), code: Some(code.into()) }
+    }
+
+    /// A 422 on an attribute: `attr` is the camelCase attribute name.
+    pub fn invalid_attr(attr: &str, detail: impl Into<Cow<'static, str>>, code: impl Into<Cow<'static, str>>) -> Self {
+        Error::Invalid {
+            detail: detail.into(),
+            code: code.into(),
+            location: Source::Pointer(format!("/data/attributes/{attr}").into()),
+        }
+    }
+
+    /// A 422 on a relationship.
+    pub fn invalid_rel(rel: &str, detail: impl Into<Cow<'static, str>>, code: impl Into<Cow<'static, str>>) -> Self {
+        Error::Invalid {
+            detail: detail.into(),
+            code: code.into(),
+            location: Source::Pointer(format!("/data/relationships/{rel}").into()),
+        }
+    }
+
+    /// A 422 about the resource as a whole (pointer `/data`).
+    pub fn invalid(detail: impl Into<Cow<'static, str>>, code: impl Into<Cow<'static, str>>) -> Self {
+        Error::Invalid { detail: detail.into(), code: code.into(), location: Source::Pointer("/data".into()) }
+    }
+
+    pub fn conflict(detail: impl Into<Cow<'static, str>>, code: &'static str) -> Self {
+        Error::Conflict { detail: detail.into(), code: Some(code.into()) }
+    }
+}

@@ -1,0 +1,22 @@
+//! Licensor: a self-hosted software-licensing server.
+//!
+//! Layout:
+//! - [`api`]: the HTTP surfaces (the Keygen-compatible v1 API first), thin handlers.
+//! - [`domain`]: licensing rules with no I/O.
+//! - [`store`]: every SQL statement, over SQLite or PostgreSQL ([`db`]).
+//! - [`auth`], [`crypto`]: who is calling; tokens, passwords, keys.
+//! - [`app`], [`jobs`], [`config`], [`bootstrap`]: wiring, background work, settings, setup.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod fsutil;
+pub mod jobs;
+pub mod store;
+pub mod time;

@@ -1,0 +1,76 @@
+//! Accounts: the tenants.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::db_run;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub protected: bool,
+    pub ed25519_public: String,
+    pub ed25519_secret: Vec<u8>,
+    pub rsa_public: String,
+    pub rsa_secret: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const FIND_BY_ID: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at FROM accounts WHERE id = $1";
+const FIND_BY_SLUG: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at FROM accounts WHERE slug = $1";
+
+/// Finds an account by UUID or by slug.
+pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<AccountRow>> {
+    let row = if let Ok(id) = Uuid::parse_str(id_or_slug) {
+        db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(FIND_BY_ID).bind(id).fetch_optional(pool).await?)
+    } else {
+        db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(FIND_BY_SLUG)
+            .bind(id_or_slug.to_ascii_lowercase())
+            .fetch_optional(pool)
+            .await?)
+    };
+    Ok(row)
+}
+
+pub async fn count(db: &Db) -> Result<i64> {
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM accounts").fetch_one(pool).await?))
+}
+
+const INSERT: &str = "INSERT INTO accounts (id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+
+pub async fn insert(db: &Db, a: &AccountRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(INSERT)
+        .bind(a.id)
+        .bind(&a.slug)
+        .bind(&a.name)
+        .bind(a.protected)
+        .bind(&a.ed25519_public)
+        .bind(&a.ed25519_secret)
+        .bind(&a.rsa_public)
+        .bind(&a.rsa_secret)
+        .bind(a.created_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+const UPDATE: &str = "UPDATE accounts SET name = $2, slug = $3, protected = $4, updated_at = $5 WHERE id = $1";
+
+pub async fn update(db: &Db, a: &AccountRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(a.id)
+        .bind(&a.name)
+        .bind(&a.slug)
+        .bind(a.protected)
+        .bind(a.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}

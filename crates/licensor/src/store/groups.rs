@@ -1,0 +1,81 @@
+//! Groups of users, licenses and machines.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Listing, Metadata, Page};
+use crate::db::Db;
+use crate::db_run;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GroupRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub max_users: Option<i64>,
+    pub max_licenses: Option<i64>,
+    pub max_machines: Option<i64>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const FIND: &str = "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups WHERE account_id = $1 AND id = $2";
+
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<GroupRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, GroupRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+const LIST: &str = "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups WHERE account_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+const COUNT: &str = "SELECT COUNT(*) FROM groups WHERE account_id = $1 AND ($2 IS NULL OR id = $2)";
+
+pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<GroupRow>> {
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, GroupRow>(LIST).bind(account).bind(only).bind(page.limit()).bind(page.offset()).fetch_all(pool).await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(only).fetch_one(pool).await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+const INSERT: &str = "INSERT INTO groups (id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+pub async fn insert(db: &Db, g: &GroupRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(INSERT)
+        .bind(g.id)
+        .bind(g.account_id)
+        .bind(&g.name)
+        .bind(g.max_users)
+        .bind(g.max_licenses)
+        .bind(g.max_machines)
+        .bind(&g.metadata)
+        .bind(g.created_at)
+        .bind(g.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+const UPDATE: &str = "UPDATE groups SET name = $3, max_users = $4, max_licenses = $5, max_machines = $6, metadata = $7, updated_at = $8 WHERE account_id = $1 AND id = $2";
+
+pub async fn update(db: &Db, g: &GroupRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(g.account_id)
+        .bind(g.id)
+        .bind(&g.name)
+        .bind(g.max_users)
+        .bind(g.max_licenses)
+        .bind(g.max_machines)
+        .bind(&g.metadata)
+        .bind(g.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+    db_run!(db, |pool| sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(pool).await?.rows_affected());
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Licenses. Reads return a [`LicenseRow`] that already carries what rendering and validation
+//! need (policy rules, machine and user counts, whether the owner is banned), in one query.
+
+use sqlx::types::Json;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Listing, Metadata, Page};
+use crate::db::Db;
+use crate::db_run;
+use crate::domain::policy::PolicyRules;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct LicenseRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub product_id: Uuid,
+    pub policy_id: Uuid,
+    pub owner_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    pub key: String,
+    pub name: Option<String>,
+    pub expiry: Option<i64>,
+    pub suspended: bool,
+    pub protected: Option<bool>,
+    pub uses: i64,
+    pub max_machines: Option<i64>,
+    pub max_processes: Option<i64>,
+    pub max_users: Option<i64>,
+    pub max_cores: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub max_memory: Option<i64>,
+    pub max_disk: Option<i64>,
+    pub last_validated_at: Option<i64>,
+    pub last_check_out_at: Option<i64>,
+    pub last_check_in_at: Option<i64>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+    // Derived, read-only columns.
+    pub policy_rules: Json<PolicyRules>,
+    pub machines_count: i64,
+    pub machines_cores: i64,
+    pub users_count: i64,
+    pub owner_banned: bool,
+}
+
+impl LicenseRow {
+    pub fn rules(&self) -> &PolicyRules {
+        &self.policy_rules.0
+    }
+    pub fn max_machines(&self) -> Option<i64> {
+        self.max_machines.or(self.rules().max_machines)
+    }
+    pub fn max_processes(&self) -> Option<i64> {
+        self.max_processes.or(self.rules().max_processes)
+    }
+    pub fn max_users(&self) -> Option<i64> {
+        self.max_users.or(self.rules().max_users)
+    }
+    pub fn max_cores(&self) -> Option<i64> {
+        self.max_cores.or(self.rules().max_cores)
+    }
+    pub fn max_uses(&self) -> Option<i64> {
+        self.max_uses.or(self.rules().max_uses)
+    }
+    pub fn max_memory(&self) -> Option<i64> {
+        self.max_memory.or(self.rules().max_memory)
+    }
+    pub fn max_disk(&self) -> Option<i64> {
+        self.max_disk.or(self.rules().max_disk)
+    }
+    pub fn is_protected(&self) -> bool {
+        self.protected.unwrap_or(self.rules().protected)
+    }
+}
+
+macro_rules! select_view {
+    ($where:literal) => {
+        concat!(
+            "SELECT l.id, l.account_id, l.product_id, l.policy_id, l.owner_id, l.group_id, l.key, l.name, l.expiry, l.suspended, l.protected, l.uses, \
+             l.max_machines, l.max_processes, l.max_users, l.max_cores, l.max_uses, l.max_memory, l.max_disk, \
+             l.last_validated_at, l.last_check_out_at, l.last_check_in_at, l.metadata, l.created_at, l.updated_at, \
+             p.rules AS policy_rules, \
+             (SELECT COUNT(*) FROM machines m WHERE m.license_id = l.id) AS machines_count, \
+             (SELECT CAST(COALESCE(SUM(m.cores), 0) AS BIGINT) FROM machines m WHERE m.license_id = l.id) AS machines_cores, \
+             (SELECT COUNT(*) FROM license_users lu WHERE lu.license_id = l.id) AS users_count, \
+             (u.banned_at IS NOT NULL) AS owner_banned \
+             FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id ",
+            $where
+        )
+    };
+}
+
+const FIND_BY_ID: &str = select_view!("WHERE l.account_id = $1 AND l.id = $2");
+const FIND_BY_KEY: &str = select_view!("WHERE l.account_id = $1 AND l.key = $2");
+
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<LicenseRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<LicenseRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_KEY).bind(account).bind(key).fetch_optional(pool).await?))
+}
+
+/// Finds by UUID first, then by key (Keygen's id alias for licenses).
+pub async fn find_by_id_or_key(db: &Db, account: Uuid, id: &str) -> Result<Option<LicenseRow>> {
+    if let Ok(uuid) = Uuid::parse_str(id) {
+        if let Some(l) = find(db, account, uuid).await? {
+            return Ok(Some(l));
+        }
+    }
+    find_by_key(db, account, id).await
+}
+
+/// Filters for listing licenses; `None` means "any".
+#[derive(Debug, Default, Clone)]
+pub struct LicenseFilter {
+    pub product: Option<Uuid>,
+    pub policy: Option<Uuid>,
+    pub owner: Option<Uuid>,
+    /// Owner or attached user.
+    pub user: Option<Uuid>,
+    pub group: Option<Uuid>,
+    pub suspended: Option<bool>,
+    /// Expiry before this instant (expired as of now).
+    pub expired_before: Option<i64>,
+    pub only: Option<Uuid>,
+}
+
+const LIST: &str = select_view!(
+    "WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
+     AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
+     AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
+     ORDER BY l.created_at DESC, l.id DESC LIMIT $10 OFFSET $11"
+);
+const COUNT: &str = "SELECT COUNT(*) FROM licenses l WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
+     AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
+     AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9)";
+
+pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<LicenseRow>> {
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, LicenseRow>(LIST)
+            .bind(account)
+            .bind(f.product)
+            .bind(f.policy)
+            .bind(f.owner)
+            .bind(f.user)
+            .bind(f.group)
+            .bind(f.suspended)
+            .bind(f.expired_before)
+            .bind(f.only)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT)
+            .bind(account)
+            .bind(f.product)
+            .bind(f.policy)
+            .bind(f.owner)
+            .bind(f.user)
+            .bind(f.group)
+            .bind(f.suspended)
+            .bind(f.expired_before)
+            .bind(f.only)
+            .fetch_one(pool)
+            .await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_id, owner_id, group_id, key, name, expiry, suspended, protected, uses, \
+    max_machines, max_processes, max_users, max_cores, max_uses, max_memory, max_disk, last_validated_at, last_check_out_at, last_check_in_at, metadata, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+
+pub async fn insert(db: &Db, l: &LicenseRow) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| sqlx::query(INSERT)
+        .bind(l.id)
+        .bind(l.account_id)
+        .bind(l.product_id)
+        .bind(l.policy_id)
+        .bind(l.owner_id)
+        .bind(l.group_id)
+        .bind(&l.key)
+        .bind(&l.name)
+        .bind(l.expiry)
+        .bind(l.suspended)
+        .bind(l.protected)
+        .bind(l.uses)
+        .bind(l.max_machines)
+        .bind(l.max_processes)
+        .bind(l.max_users)
+        .bind(l.max_cores)
+        .bind(l.max_uses)
+        .bind(l.max_memory)
+        .bind(l.max_disk)
+        .bind(l.last_validated_at)
+        .bind(l.last_check_out_at)
+        .bind(l.last_check_in_at)
+        .bind(&l.metadata)
+        .bind(l.created_at)
+        .bind(l.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+const UPDATE: &str = "UPDATE licenses SET product_id = $3, policy_id = $4, owner_id = $5, group_id = $6, name = $7, expiry = $8, suspended = $9, protected = $10, \
+    max_machines = $11, max_processes = $12, max_users = $13, max_cores = $14, max_uses = $15, max_memory = $16, max_disk = $17, \
+    last_check_out_at = $18, last_check_in_at = $19, metadata = $20, updated_at = $21 WHERE account_id = $1 AND id = $2";
+
+/// Writes every mutable column back (not `uses` or `last_validated_at`, which have their own
+/// atomic writers).
+pub async fn update(db: &Db, l: &LicenseRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(l.account_id)
+        .bind(l.id)
+        .bind(l.product_id)
+        .bind(l.policy_id)
+        .bind(l.owner_id)
+        .bind(l.group_id)
+        .bind(&l.name)
+        .bind(l.expiry)
+        .bind(l.suspended)
+        .bind(l.protected)
+        .bind(l.max_machines)
+        .bind(l.max_processes)
+        .bind(l.max_users)
+        .bind(l.max_cores)
+        .bind(l.max_uses)
+        .bind(l.max_memory)
+        .bind(l.max_disk)
+        .bind(l.last_check_out_at)
+        .bind(l.last_check_in_at)
+        .bind(&l.metadata)
+        .bind(l.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM licenses WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// Changes the usage count by `delta` in one statement that also enforces `0 ≤ uses ≤ max`, so
+/// it holds under concurrency and across nodes. Returns the new count, or `None` when the
+/// change would cross a bound. `max` of `None` means unlimited.
+pub async fn add_uses(db: &Db, account: Uuid, id: Uuid, delta: i64, max: Option<i64>, now: i64) -> Result<Option<i64>> {
+    const SQL: &str = "UPDATE licenses SET uses = uses + $3, updated_at = $5 WHERE account_id = $1 AND id = $2 \
+        AND uses + $3 >= 0 AND uses + $3 <= 2147483647 AND ($4 IS NULL OR uses + $3 <= $4) RETURNING uses";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(account).bind(id).bind(delta).bind(max).bind(now).fetch_optional(pool).await?))
+}
+
+pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {
+    const SQL: &str = "UPDATE licenses SET uses = 0, updated_at = $3 WHERE account_id = $1 AND id = $2";
+    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(now).execute(pool).await?.rows_affected());
+    Ok(())
+}
+
+/// Records validations in bulk: each license gets the latest instant seen. Never moves the
+/// timestamp backwards, so nodes flushing out of order cannot undo each other.
+pub async fn touch_validated(db: &Db, touches: &[(Uuid, i64)]) -> Result<()> {
+    const SQL: &str = "UPDATE licenses SET last_validated_at = $2 WHERE id = $1 AND (last_validated_at IS NULL OR last_validated_at < $2)";
+    if touches.is_empty() {
+        return Ok(());
+    }
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        for (id, at) in touches {
+            sqlx::query(SQL).bind(id).bind(at).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// Sets the expiry only while it is unset: the first qualifying event of an expiration basis
+/// (first validation, activation, use) starts the clock once, even when nodes race.
+pub async fn start_expiry_clock(db: &Db, account: Uuid, id: Uuid, expiry: i64) -> Result<()> {
+    const SQL: &str = "UPDATE licenses SET expiry = $3 WHERE account_id = $1 AND id = $2 AND expiry IS NULL";
+    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(expiry).execute(pool).await?.rows_affected());
+    Ok(())
+}
+
+/// The users attached to a license (not its owner).
+pub async fn user_ids(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Uuid>> {
+    const SQL: &str = "SELECT user_id FROM license_users WHERE account_id = $1 AND license_id = $2";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, Uuid>(SQL).bind(account).bind(license).fetch_all(pool).await?))
+}
+
+/// Attaches users unless that would take the license past `max_total` attached users, checked
+/// and written in one transaction holding the license's lock. Returns false when over the limit.
+pub async fn attach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid], max_total: Option<i64>, now: i64) -> Result<bool> {
+    const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
+    const INSERT: &str = "INSERT INTO license_users (account_id, license_id, user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+    const COUNT: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(LOCK).bind(account).bind(license).bind(now).execute(&mut *tx).await?;
+        for u in users {
+            sqlx::query(INSERT).bind(account).bind(license).bind(u).bind(now).execute(&mut *tx).await?;
+        }
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(license).fetch_one(&mut *tx).await?;
+        if max_total.is_some_and(|max| total > max) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+    });
+    Ok(true)
+}
+
+pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid]) -> Result<()> {
+    const SQL: &str = "DELETE FROM license_users WHERE account_id = $1 AND license_id = $2 AND user_id = $3";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        for u in users {
+            sqlx::query(SQL).bind(account).bind(license).bind(u).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// Whether `user` owns or is attached to `license`.
+pub async fn has_user(db: &Db, license: &LicenseRow, user: Uuid) -> Result<bool> {
+    if license.owner_id == Some(user) {
+        return Ok(true);
+    }
+    const SQL: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1 AND user_id = $2";
+    let n = db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(license.id).bind(user).fetch_one(pool).await?);
+    Ok(n > 0)
+}

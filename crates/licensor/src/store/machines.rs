@@ -1,0 +1,261 @@
+//! Machines (activations) and the limit checks that must hold under concurrency.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Listing, Metadata, Page};
+use crate::db::Db;
+use crate::db_run;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MachineRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub license_id: Uuid,
+    pub fingerprint: String,
+    pub name: Option<String>,
+    pub ip: Option<String>,
+    pub hostname: Option<String>,
+    pub platform: Option<String>,
+    pub cores: Option<i64>,
+    pub memory: Option<i64>,
+    pub disk: Option<i64>,
+    pub owner_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    pub max_processes: Option<i64>,
+    pub last_heartbeat_at: Option<i64>,
+    pub last_check_out_at: Option<i64>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+macro_rules! select {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
+             last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at FROM machines ",
+            $where
+        )
+    };
+}
+
+const FIND: &str = select!("WHERE account_id = $1 AND id = $2");
+const FIND_BY_FINGERPRINT: &str = select!("WHERE account_id = $1 AND fingerprint = $2 ORDER BY created_at ASC LIMIT 1");
+
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<MachineRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+/// Finds by UUID, else by fingerprint (oldest first, as Keygen's alias lookup does).
+pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Result<Option<MachineRow>> {
+    if let Ok(uuid) = Uuid::parse_str(id) {
+        if let Some(m) = find(db, account, uuid).await? {
+            return Ok(Some(m));
+        }
+    }
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND_BY_FINGERPRINT).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+const FOR_LICENSE: &str = select!("WHERE account_id = $1 AND license_id = $2 ORDER BY created_at ASC");
+
+/// Every machine of a license (validation needs them all; a license rarely has many).
+pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<MachineRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FOR_LICENSE).bind(account).bind(license).fetch_all(pool).await?))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MachineFilter {
+    pub license: Option<Uuid>,
+    pub fingerprint: Option<String>,
+    pub owner: Option<Uuid>,
+    pub product: Option<Uuid>,
+    pub policy: Option<Uuid>,
+    pub group: Option<Uuid>,
+    /// Machines of licenses this user owns or is attached to.
+    pub user: Option<Uuid>,
+}
+
+const LIST: &str = select!(
+    "WHERE account_id = $1 AND ($2 IS NULL OR license_id = $2) AND ($3 IS NULL OR fingerprint = $3) AND ($4 IS NULL OR owner_id = $4) \
+     AND ($5 IS NULL OR license_id IN (SELECT id FROM licenses WHERE product_id = $5)) AND ($6 IS NULL OR license_id IN (SELECT id FROM licenses WHERE policy_id = $6)) \
+     AND ($7 IS NULL OR group_id = $7) \
+     AND ($8 IS NULL OR owner_id = $8 OR license_id IN (SELECT id FROM licenses WHERE owner_id = $8) OR license_id IN (SELECT license_id FROM license_users WHERE user_id = $8)) \
+     ORDER BY created_at DESC, id DESC LIMIT $9 OFFSET $10"
+);
+const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND ($2 IS NULL OR license_id = $2) AND ($3 IS NULL OR fingerprint = $3) AND ($4 IS NULL OR owner_id = $4) \
+     AND ($5 IS NULL OR license_id IN (SELECT id FROM licenses WHERE product_id = $5)) AND ($6 IS NULL OR license_id IN (SELECT id FROM licenses WHERE policy_id = $6)) \
+     AND ($7 IS NULL OR group_id = $7) \
+     AND ($8 IS NULL OR owner_id = $8 OR license_id IN (SELECT id FROM licenses WHERE owner_id = $8) OR license_id IN (SELECT license_id FROM license_users WHERE user_id = $8))";
+
+pub async fn list(db: &Db, account: Uuid, f: &MachineFilter, page: Page) -> Result<Listing<MachineRow>> {
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, MachineRow>(LIST)
+            .bind(account)
+            .bind(f.license)
+            .bind(&f.fingerprint)
+            .bind(f.owner)
+            .bind(f.product)
+            .bind(f.policy)
+            .bind(f.group)
+            .bind(f.user)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT)
+            .bind(account)
+            .bind(f.license)
+            .bind(&f.fingerprint)
+            .bind(f.owner)
+            .bind(f.product)
+            .bind(f.policy)
+            .bind(f.group)
+            .bind(f.user)
+            .fetch_one(pool)
+            .await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+/// Where a fingerprint must be unique, per the policy's machine uniqueness strategy.
+#[derive(Debug, Clone, Copy)]
+pub enum Uniqueness {
+    Account,
+    Product(Uuid),
+    Policy(Uuid),
+    License,
+}
+
+/// The limits an activation must respect, already resolved from license and policy.
+#[derive(Debug, Clone)]
+pub struct ActivationLimits {
+    /// Highest machine count allowed after this activation (overage included); `None` = no limit.
+    pub max_machines: Option<i64>,
+    /// Highest core sum allowed after this activation; `None` = no limit.
+    pub max_cores: Option<i64>,
+    /// Count only machines with this owner (PER_USER leasing).
+    pub per_owner: bool,
+    pub uniqueness: Uniqueness,
+}
+
+/// Why an activation was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ActivationRefusal {
+    MachineLimit,
+    CoreLimit,
+    FingerprintTaken,
+}
+
+/// Inserts a machine if the limits allow it. The check and the insert run in one transaction
+/// that first takes the license's row lock (an `UPDATE` is the first statement: a row lock on
+/// PostgreSQL, the write lock on SQLite), so concurrent activations, from any number of nodes,
+/// are serialised per license and the limit holds exactly. Uniqueness wider than the license
+/// also locks the account row.
+pub async fn activate(db: &Db, m: &MachineRow, limits: &ActivationLimits) -> Result<Result<(), ActivationRefusal>> {
+    const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
+    const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
+    const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
+    const CORES: &str = "SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
+    const TAKEN_LICENSE: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND fingerprint = $2";
+    const TAKEN_ACCOUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND fingerprint = $2";
+    const TAKEN_PRODUCT: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.product_id = $3";
+    const TAKEN_POLICY: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.policy_id = $3";
+    const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
+        last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
+        if !matches!(limits.uniqueness, Uniqueness::License) {
+            sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
+        }
+        let taken = match limits.uniqueness {
+            Uniqueness::License => sqlx::query_scalar::<_, i64>(TAKEN_LICENSE).bind(m.license_id).bind(&m.fingerprint).fetch_one(&mut *tx).await?,
+            Uniqueness::Account => sqlx::query_scalar::<_, i64>(TAKEN_ACCOUNT).bind(m.account_id).bind(&m.fingerprint).fetch_one(&mut *tx).await?,
+            Uniqueness::Product(p) => sqlx::query_scalar::<_, i64>(TAKEN_PRODUCT).bind(m.account_id).bind(&m.fingerprint).bind(p).fetch_one(&mut *tx).await?,
+            Uniqueness::Policy(p) => sqlx::query_scalar::<_, i64>(TAKEN_POLICY).bind(m.account_id).bind(&m.fingerprint).bind(p).fetch_one(&mut *tx).await?,
+        };
+        if taken > 0 {
+            tx.rollback().await?;
+            return Ok(Err(ActivationRefusal::FingerprintTaken));
+        }
+        if let Some(max) = limits.max_machines {
+            let count = sqlx::query_scalar::<_, i64>(COUNT).bind(m.license_id).bind(limits.per_owner).bind(m.owner_id).fetch_one(&mut *tx).await?;
+            // The first machine is always admitted, as Keygen does.
+            if count > 0 && count + 1 > max {
+                tx.rollback().await?;
+                return Ok(Err(ActivationRefusal::MachineLimit));
+            }
+        }
+        if let Some(max) = limits.max_cores {
+            let cores = sqlx::query_scalar::<_, i64>(CORES).bind(m.license_id).bind(limits.per_owner).bind(m.owner_id).fetch_one(&mut *tx).await?;
+            if cores + m.cores.unwrap_or(0) > max {
+                tx.rollback().await?;
+                return Ok(Err(ActivationRefusal::CoreLimit));
+            }
+        }
+        sqlx::query(INSERT)
+            .bind(m.id)
+            .bind(m.account_id)
+            .bind(m.license_id)
+            .bind(&m.fingerprint)
+            .bind(&m.name)
+            .bind(&m.ip)
+            .bind(&m.hostname)
+            .bind(&m.platform)
+            .bind(m.cores)
+            .bind(m.memory)
+            .bind(m.disk)
+            .bind(m.owner_id)
+            .bind(m.group_id)
+            .bind(m.max_processes)
+            .bind(m.last_heartbeat_at)
+            .bind(m.last_check_out_at)
+            .bind(&m.metadata)
+            .bind(m.created_at)
+            .bind(m.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    });
+    Ok(Ok(()))
+}
+
+const UPDATE: &str = "UPDATE machines SET name = $3, ip = $4, hostname = $5, platform = $6, cores = $7, memory = $8, disk = $9, owner_id = $10, group_id = $11, \
+    max_processes = $12, metadata = $13, updated_at = $14 WHERE account_id = $1 AND id = $2";
+
+pub async fn update(db: &Db, m: &MachineRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(m.account_id)
+        .bind(m.id)
+        .bind(&m.name)
+        .bind(&m.ip)
+        .bind(&m.hostname)
+        .bind(&m.platform)
+        .bind(m.cores)
+        .bind(m.memory)
+        .bind(m.disk)
+        .bind(m.owner_id)
+        .bind(m.group_id)
+        .bind(m.max_processes)
+        .bind(&m.metadata)
+        .bind(m.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// Deletes a machine; returns whether it existed (a culler on another node may have won).
+pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
+    const SQL: &str = "DELETE FROM machines WHERE account_id = $1 AND id = $2";
+    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected()) == 1)
+}
+
+pub async fn set_heartbeat(db: &Db, account: Uuid, id: Uuid, at: Option<i64>, now: i64) -> Result<()> {
+    const SQL: &str = "UPDATE machines SET last_heartbeat_at = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
+    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(at).bind(now).execute(pool).await?.rows_affected());
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Policies and their attached entitlements.
+
+use sqlx::types::Json;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Listing, Metadata, Page};
+use crate::db::Db;
+use crate::db_run;
+use crate::domain::policy::PolicyRules;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct PolicyRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub product_id: Uuid,
+    pub name: String,
+    pub rules: Json<PolicyRules>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const FIND: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND id = $2";
+
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<PolicyRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, PolicyRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+const LIST: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) AND ($3 IS NULL OR id = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5";
+const COUNT: &str = "SELECT COUNT(*) FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) AND ($3 IS NULL OR id = $3)";
+
+pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, only: Option<Uuid>, page: Page) -> Result<Listing<PolicyRow>> {
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, PolicyRow>(LIST)
+            .bind(account)
+            .bind(product)
+            .bind(only)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(product).bind(only).fetch_one(pool).await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+const INSERT: &str = "INSERT INTO policies (id, account_id, product_id, name, rules, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub async fn insert(db: &Db, p: &PolicyRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(INSERT)
+        .bind(p.id)
+        .bind(p.account_id)
+        .bind(p.product_id)
+        .bind(&p.name)
+        .bind(&p.rules)
+        .bind(&p.metadata)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+const UPDATE: &str = "UPDATE policies SET name = $3, rules = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
+
+pub async fn update(db: &Db, p: &PolicyRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(p.account_id)
+        .bind(p.id)
+        .bind(&p.name)
+        .bind(&p.rules)
+        .bind(&p.metadata)
+        .bind(p.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id IN (SELECT id FROM licenses WHERE policy_id = $2)")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM policies WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+    });
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Products.
+
+use sqlx::types::Json;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Listing, Metadata, Page};
+use crate::db::Db;
+use crate::db_run;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProductRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub code: Option<String>,
+    pub distribution_strategy: Option<String>,
+    pub url: Option<String>,
+    pub platforms: Option<Json<Vec<String>>>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const FIND: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products WHERE account_id = $1 AND (id = $2 OR code = $3)";
+
+/// Finds by UUID or by code.
+pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<ProductRow>> {
+    let uuid = Uuid::parse_str(id).ok();
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, ProductRow>(FIND).bind(account).bind(uuid).bind(id).fetch_optional(pool).await?))
+}
+
+const LIST: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products WHERE account_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+const COUNT: &str = "SELECT COUNT(*) FROM products WHERE account_id = $1 AND ($2 IS NULL OR id = $2)";
+
+/// Lists products; `only` restricts to one (what a product or license may see).
+pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<ProductRow>> {
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, ProductRow>(LIST).bind(account).bind(only).bind(page.limit()).bind(page.offset()).fetch_all(pool).await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(only).fetch_one(pool).await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+const INSERT: &str = "INSERT INTO products (id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+pub async fn insert(db: &Db, p: &ProductRow) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| sqlx::query(INSERT)
+        .bind(p.id)
+        .bind(p.account_id)
+        .bind(&p.name)
+        .bind(&p.code)
+        .bind(&p.distribution_strategy)
+        .bind(&p.url)
+        .bind(&p.platforms)
+        .bind(&p.metadata)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+const UPDATE: &str = "UPDATE products SET name = $3, code = $4, distribution_strategy = $5, url = $6, platforms = $7, metadata = $8, updated_at = $9 WHERE account_id = $1 AND id = $2";
+
+pub async fn update(db: &Db, p: &ProductRow) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(p.account_id)
+        .bind(p.id)
+        .bind(&p.name)
+        .bind(&p.code)
+        .bind(&p.distribution_strategy)
+        .bind(&p.url)
+        .bind(&p.platforms)
+        .bind(&p.metadata)
+        .bind(p.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// Deletes a product with everything under it and the tokens it bears.
+pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND (bearer_id = $2 OR bearer_id IN (SELECT id FROM licenses WHERE product_id = $2))")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM products WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+    });
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! API tokens. Only the SHA-256 digest of a token is stored.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Listing, Page};
+use crate::db::Db;
+use crate::db_run;
+use crate::error::Result;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// `user`, `product` or `license`.
+    pub bearer_type: String,
+    pub bearer_id: Uuid,
+    pub digest: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub expiry: Option<i64>,
+    pub max_activations: Option<i64>,
+    pub activations: i64,
+    pub max_deactivations: Option<i64>,
+    pub deactivations: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const FIND_BY_DIGEST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE digest = $1";
+
+/// Looks a token up by digest, across accounts: the caller checks the account matches.
+pub async fn find_by_digest(db: &Db, digest: &str) -> Result<Option<TokenRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, TokenRow>(FIND_BY_DIGEST).bind(digest).fetch_optional(pool).await?))
+}
+
+const FIND: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE account_id = $1 AND id = $2";
+
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<TokenRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, TokenRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+const LIST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens \
+    WHERE account_id = $1 AND ($2 IS NULL OR bearer_id = $2) AND ($3 IS NULL OR bearer_type = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5";
+const COUNT: &str = "SELECT COUNT(*) FROM tokens WHERE account_id = $1 AND ($2 IS NULL OR bearer_id = $2) AND ($3 IS NULL OR bearer_type = $3)";
+
+pub async fn list(db: &Db, account: Uuid, bearer: Option<Uuid>, bearer_type: Option<&str>, page: Page) -> Result<Listing<TokenRow>> {
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, TokenRow>(LIST)
+            .bind(account)
+            .bind(bearer)
+            .bind(bearer_type)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(bearer).bind(bearer_type).fetch_one(pool).await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+const INSERT: &str = "INSERT INTO tokens (id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+pub async fn insert(db: &Db, t: &TokenRow) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(INSERT)
+        .bind(t.id)
+        .bind(t.account_id)
+        .bind(&t.bearer_type)
+        .bind(t.bearer_id)
+        .bind(&t.digest)
+        .bind(&t.kind)
+        .bind(&t.name)
+        .bind(t.expiry)
+        .bind(t.max_activations)
+        .bind(t.activations)
+        .bind(t.max_deactivations)
+        .bind(t.deactivations)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+const REGENERATE: &str = "UPDATE tokens SET digest = $3, expiry = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
+
+pub async fn regenerate(db: &Db, account: Uuid, id: Uuid, digest: &str, expiry: Option<i64>, now: i64) -> Result<()> {
+    db_run!(db, |pool| sqlx::query(REGENERATE).bind(account).bind(id).bind(digest).bind(expiry).bind(now).execute(pool).await?.rows_affected());
+    Ok(())
+}
+
+pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+    db_run!(db, |pool| sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(pool).await?.rows_affected());
+    Ok(())
+}
+
+/// Counts one activation against a license token's allowance, atomically: false when exhausted.
+pub async fn consume_activation(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
+    const SQL: &str = "UPDATE tokens SET activations = activations + 1 WHERE account_id = $1 AND id = $2 AND (max_activations IS NULL OR activations < max_activations)";
+    let n = db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected());
+    Ok(n == 1)
+}
+
+/// Counts one deactivation against a license token's allowance, atomically: false when exhausted.
+pub async fn consume_deactivation(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
+    const SQL: &str = "UPDATE tokens SET deactivations = deactivations + 1 WHERE account_id = $1 AND id = $2 AND (max_deactivations IS NULL OR deactivations < max_deactivations)";
+    let n = db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected());
+    Ok(n == 1)
+}
