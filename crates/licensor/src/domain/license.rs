@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn key_format() {
         let k = generate_key();
-        assert_eq!(k.len(), 6 * 6 + 5);
+        assert_eq!(k.len(), 32 + 5);
         assert!(k.ends_with("V3"));
         assert_eq!(k.split('-').count(), 6);
         assert!(k.chars().all(|c| c == '-' || c.is_ascii_hexdigit() || c == 'V'));

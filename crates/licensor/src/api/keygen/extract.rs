@@ -221,8 +221,10 @@ pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, Error> {
         let message = e.inner().to_string();
         let detail = if let Some(rest) = message.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or_default();
-            pointer.push('/');
-            pointer.push_str(field);
+            if !pointer.ends_with(&format!("/{field}")) {
+                pointer.push('/');
+                pointer.push_str(field);
+            }
             "is unpermitted".to_string()
         } else if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or_default();
@@ -374,7 +376,6 @@ pub fn rel_uuid(rel: &Option<RelInput>, name: &str) -> Result<Option<Option<Uuid
     }
 }
 
-/// Base64 decoding used by Basic auth (kept here for tests of the parser).
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +384,7 @@ mod tests {
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     struct Attrs {
         #[serde(default)]
+        #[allow(dead_code)]
         max_machines: Option<i64>,
     }
 

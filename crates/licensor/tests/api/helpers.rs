@@ -1,0 +1,253 @@
+//! Test harness: a real Licensor on 127.0.0.1:0, over SQLite in a temp dir, or over PostgreSQL
+//! in a fresh schema when `LICENSOR_TEST_DATABASE_URL` is set; plus actors that talk to it.
+
+use std::net::SocketAddr;
+
+use licensor::app::AppState;
+use licensor::crypto::MasterKey;
+use licensor::db::Db;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub master: MasterKey,
+    pub account_id: String,
+    pub slug: String,
+    pub admin_email: String,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    /// Where the database lives, for spawning more nodes on it.
+    pub database_url: String,
+    pub schema: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// A database for one test: (url, schema).
+pub async fn test_database(dir: &std::path::Path) -> (String, Option<String>) {
+    match std::env::var("LICENSOR_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (url, Some(format!("t_{}", uuid::Uuid::new_v4().simple()))),
+        _ => (format!("sqlite:{}", dir.join("licensor.db").display()), None),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info,licensor=debug").with_test_writer().try_init();
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, schema) = test_database(dir.path()).await;
+    let db = Db::connect(&database_url, schema.as_deref()).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let master = MasterKey::generate();
+    let slug = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let admin_email = format!("admin@{slug}.example");
+    let created = licensor::bootstrap::create_account(&db, &master, &slug, &admin_email, PASSWORD).await.expect("account");
+    let (_, admin_token) = licensor::auth::issue_token(&db, created.account.id, "user", created.admin.id, "admin", Default::default())
+        .await
+        .expect("token");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let state = AppState::new(db.clone(), master.clone());
+    let server = tokio::spawn(async move {
+        licensor::app::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serve");
+    });
+    TestApp {
+        addr,
+        db,
+        master,
+        account_id: created.account.id.to_string(),
+        slug,
+        admin_email,
+        admin_token,
+        client: reqwest::Client::new(),
+        shutdown: Some(tx),
+        server: Some(server),
+        database_url,
+        schema,
+        _dir: dir,
+    }
+}
+
+/// A response: status, headers and parsed body (Null when empty).
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Res {
+    /// The first error's `code` (or "" when none).
+    pub fn code(&self) -> &str {
+        self.body["errors"][0]["code"].as_str().unwrap_or("")
+    }
+    pub fn pointer(&self) -> &str {
+        self.body["errors"][0]["source"]["pointer"].as_str().unwrap_or("")
+    }
+    pub fn id(&self) -> String {
+        self.body["data"]["id"].as_str().expect("data.id").to_string()
+    }
+    pub fn attr(&self, name: &str) -> &Value {
+        &self.body["data"]["attributes"][name]
+    }
+}
+
+/// Who is making a request.
+#[derive(Clone, Debug)]
+pub enum As {
+    Anonymous,
+    Bearer(String),
+    License(String),
+    Basic(String, String),
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Path under this account: `acct("/licenses")` → `/v1/accounts/<id>/licenses`.
+    pub fn acct(&self, path: &str) -> String {
+        format!("/v1/accounts/{}{}", self.account_id, path)
+    }
+
+    pub fn admin(&self) -> As {
+        As::Bearer(self.admin_token.clone())
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, who: &As, body: Option<String>) -> Res {
+        let mut req = self.client.request(method, self.url(path)).header("accept", "application/vnd.api+json");
+        req = match who {
+            As::Anonymous => req,
+            As::Bearer(t) => req.bearer_auth(t),
+            As::License(k) => req.header("authorization", format!("License {k}")),
+            As::Basic(u, p) => req.basic_auth(u, Some(p)),
+        };
+        if let Some(b) = body {
+            req = req.header("content-type", "application/vnd.api+json").body(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error on {path}: {text}");
+        Res { status, headers, body, text }
+    }
+
+    pub async fn req(&self, method: Method, path: &str, who: &As, body: Option<Value>) -> Res {
+        self.raw(method, path, who, body.map(|b| b.to_string())).await
+    }
+
+    pub async fn get(&self, path: &str, who: &As) -> Res {
+        self.req(Method::GET, path, who, None).await
+    }
+    pub async fn post(&self, path: &str, who: &As, body: Value) -> Res {
+        self.req(Method::POST, path, who, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, who: &As, body: Value) -> Res {
+        self.req(Method::PATCH, path, who, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, who: &As, body: Value) -> Res {
+        self.req(Method::PUT, path, who, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, who: &As) -> Res {
+        self.req(Method::DELETE, path, who, None).await
+    }
+
+    // ---- fixtures ---------------------------------------------------------------------------
+
+    pub async fn create_product(&self, name: &str) -> String {
+        let r = self.post(&self.acct("/products"), &self.admin(), json!({"data": {"type": "products", "attributes": {"name": name}}})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.id()
+    }
+
+    pub async fn create_policy(&self, product: &str, attributes: Value) -> String {
+        let mut attrs = json!({"name": "Policy"});
+        attrs.as_object_mut().unwrap().extend(attributes.as_object().cloned().unwrap_or_default());
+        let r = self
+            .post(
+                &self.acct("/policies"),
+                &self.admin(),
+                json!({"data": {"type": "policies", "attributes": attrs, "relationships": {"product": {"data": {"type": "products", "id": product}}}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.id()
+    }
+
+    /// Creates a license; returns (id, key).
+    pub async fn create_license(&self, policy: &str, attributes: Value) -> (String, String) {
+        let r = self
+            .post(
+                &self.acct("/licenses"),
+                &self.admin(),
+                json!({"data": {"type": "licenses", "attributes": attributes, "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        (r.id(), r.attr("key").as_str().unwrap().to_string())
+    }
+
+    pub async fn create_user(&self, email: &str) -> String {
+        let r = self
+            .post(&self.acct("/users"), &self.admin(), json!({"data": {"type": "users", "attributes": {"email": email, "password": PASSWORD}}}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.id()
+    }
+
+    /// A product, a policy with `policy_attrs`, and a license: (product, policy, license id, key).
+    pub async fn license_fixture(&self, policy_attrs: Value) -> (String, String, String, String) {
+        let product = self.create_product("App").await;
+        let policy = self.create_policy(&product, policy_attrs).await;
+        let (license, key) = self.create_license(&policy, json!({})).await;
+        (product, policy, license, key)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let (Some(schema), true) = (self.schema.clone(), self.database_url.starts_with("postgres")) {
+            let url = self.database_url.clone();
+            // Drop runs inside the test's runtime; use a thread with its own to clean up.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    if let Ok(db) = Db::connect(&url, None).await {
+                        if let Db::Postgres(pool) = &db {
+                            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(pool).await;
+                        }
+                        db.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,254 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn license_is_created_with_a_keygen_key_and_policy_values() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({"duration": 30 * 86400, "floating": true, "maxMachines": 5, "strict": true})).await;
+    let r = app
+        .post(
+            &app.acct("/licenses"),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"name": "Acme seat", "metadata": {"customerId": 42}}, "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let key = r.attr("key").as_str().unwrap();
+    let groups: Vec<&str> = key.split('-').collect();
+    assert_eq!(groups.len(), 6);
+    assert_eq!(groups[5], "V3");
+    assert!(groups[..5].iter().all(|g| g.len() == 6));
+    assert_eq!(r.attr("status"), "ACTIVE");
+    assert_eq!(r.attr("maxMachines"), 5);
+    assert_eq!(r.attr("floating"), true);
+    assert_eq!(r.attr("strict"), true);
+    assert_eq!(r.attr("uses"), 0);
+    assert_eq!(r.attr("metadata"), &json!({"customerId": 42}));
+    let expiry = licensor::time::parse_iso(r.attr("expiry").as_str().unwrap()).unwrap();
+    let created = licensor::time::parse_iso(r.attr("created").as_str().unwrap()).unwrap();
+    assert_eq!(expiry - created, 30 * licensor::time::DAY);
+    let rel = &r.body["data"]["relationships"];
+    assert_eq!(rel["policy"]["data"]["id"], json!(policy));
+    assert_eq!(rel["product"]["data"]["id"], json!(product));
+    assert_eq!(rel["machines"]["meta"]["count"], 0);
+    assert_eq!(rel["owner"]["data"], json!(null));
+    // Fetch by id and by key.
+    let by_key = app.get(&app.acct(&format!("/licenses/{key}")), &app.admin()).await;
+    assert_eq!(by_key.id(), r.id());
+}
+
+#[tokio::test]
+async fn custom_keys_are_unique_and_immutable() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({})).await;
+    let (id, key) = app.create_license(&policy, json!({"key": "MY-CUSTOM-KEY-1"})).await;
+    assert_eq!(key, "MY-CUSTOM-KEY-1");
+    let dup = app
+        .post(&app.acct("/licenses"), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"key": "MY-CUSTOM-KEY-1"}, "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}))
+        .await;
+    assert_eq!(dup.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(dup.code(), "KEY_TAKEN");
+    assert_eq!(dup.pointer(), "/data/attributes/key");
+    let short = app
+        .post(&app.acct("/licenses"), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"key": "abc"}, "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}))
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.patch(&app.acct(&format!("/licenses/{id}")), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"key": "NEW-KEY-123"}}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.pointer(), "/data/attributes/key");
+}
+
+#[tokio::test]
+async fn status_follows_suspension_and_expiry() {
+    let app = spawn_app().await;
+    let (_, policy, id, _) = app.license_fixture(json!({})).await;
+    let path = app.acct(&format!("/licenses/{id}"));
+    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"suspended": true}}})).await;
+    assert_eq!(r.attr("status"), "SUSPENDED");
+    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"suspended": false, "expiry": "2001-01-01T00:00:00.000Z"}}})).await;
+    assert_eq!(r.attr("status"), "EXPIRED");
+    assert_eq!(r.attr("expiry"), "2001-01-01T00:00:00.000Z");
+    let soon = licensor::time::iso(licensor::time::now_ms() + licensor::time::DAY);
+    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"expiry": soon}}})).await;
+    assert_eq!(r.attr("status"), "EXPIRING");
+    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"expiry": null}}})).await;
+    assert_eq!(r.attr("status"), "ACTIVE");
+    // Banned owner → BANNED.
+    let user = app.create_user("owner@example.com").await;
+    let (lid, _) = app.create_license(&policy, json!({})).await;
+    let r = app.put(&app.acct(&format!("/licenses/{lid}/owner")), &app.admin(), json!({"data": {"type": "users", "id": user}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    app.post(&app.acct(&format!("/users/{user}/actions/ban")), &app.admin(), json!(null)).await;
+    let r = app.get(&app.acct(&format!("/licenses/{lid}")), &app.admin()).await;
+    assert_eq!(r.attr("status"), "BANNED");
+    let r = app.get(&app.acct("/licenses?status=BANNED"), &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn pagination_links_and_limits() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({})).await;
+    for _ in 0..5 {
+        app.create_license(&policy, json!({})).await;
+    }
+    let r = app.get(&app.acct("/licenses?page[size]=2&page[number]=2"), &app.admin()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    let links = &r.body["links"];
+    assert_eq!(links["meta"]["count"], 5);
+    assert_eq!(links["meta"]["pages"], 3);
+    assert!(links["next"].as_str().unwrap().contains("page[number]=3"));
+    assert!(links["prev"].as_str().unwrap().contains("page[number]=1"));
+    assert!(links["last"].as_str().unwrap().contains("page[number]=3"));
+    let r = app.get(&app.acct("/licenses?limit=3"), &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 3);
+    let r = app.get(&app.acct("/licenses?page[size]=101&page[number]=1"), &app.admin()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["errors"][0]["source"]["parameter"], "page[size]");
+    let r = app.get(&app.acct("/licenses?limit=0"), &app.admin()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Newest first.
+    let all = app.get(&app.acct("/licenses?limit=100"), &app.admin()).await;
+    let created: Vec<&str> = all.body["data"].as_array().unwrap().iter().map(|l| l["attributes"]["created"].as_str().unwrap()).collect();
+    let mut sorted = created.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(created, sorted);
+}
+
+#[tokio::test]
+async fn filters_scope_lists() {
+    let app = spawn_app().await;
+    let p1 = app.create_product("One").await;
+    let p2 = app.create_product("Two").await;
+    let pol1 = app.create_policy(&p1, json!({})).await;
+    let pol2 = app.create_policy(&p2, json!({})).await;
+    app.create_license(&pol1, json!({})).await;
+    app.create_license(&pol2, json!({})).await;
+    app.create_license(&pol2, json!({"suspended": true})).await;
+    let count = |r: &Res| r.body["data"].as_array().unwrap().len();
+    assert_eq!(count(&app.get(&app.acct(&format!("/licenses?product={p1}")), &app.admin()).await), 1);
+    assert_eq!(count(&app.get(&app.acct(&format!("/licenses?policy={pol2}")), &app.admin()).await), 2);
+    assert_eq!(count(&app.get(&app.acct("/licenses?suspended=true"), &app.admin()).await), 1);
+    assert_eq!(count(&app.get(&app.acct("/licenses?product=not-a-uuid"), &app.admin()).await), 0);
+    // A product token sees only its own product's licenses, whatever filter it passes.
+    let t = app.post(&app.acct(&format!("/products/{p1}/tokens")), &app.admin(), json!(null)).await;
+    let prod = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    assert_eq!(count(&app.get(&app.acct(&format!("/licenses?product={p2}")), &prod).await), 1);
+    let theirs = app.get(&app.acct(&format!("/licenses?policy={pol2}")), &app.admin()).await;
+    let other_id = theirs.body["data"][0]["id"].as_str().unwrap();
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{other_id}")), &prod).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn owners_and_users_see_their_licenses_only() {
+    let app = spawn_app().await;
+    let (_, policy, _, _) = app.license_fixture(json!({})).await;
+    let owner = app.create_user("own@example.com").await;
+    let (mine, _) = app.create_license(&policy, json!({})).await;
+    app.put(&app.acct(&format!("/licenses/{mine}/owner")), &app.admin(), json!({"data": {"type": "users", "id": owner}})).await;
+    let t = app.post(&app.acct("/tokens"), &As::Basic("own@example.com".into(), PASSWORD.into()), json!(null)).await;
+    let me = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    let r = app.get(&app.acct("/licenses"), &me).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["data"][0]["id"], json!(mine));
+    let others = app.get(&app.acct("/licenses"), &app.admin()).await;
+    let other = others.body["data"].as_array().unwrap().iter().find(|l| l["id"] != json!(mine)).unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{other}")), &me).await.status, StatusCode::FORBIDDEN);
+    // Users cannot create licenses for others, nor under protected policies.
+    let r = app.post(&app.acct("/licenses"), &me, json!({"data": {"type": "licenses", "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn attach_users_respects_max_users() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({"maxUsers": 2})).await;
+    let a = app.create_user("a@example.com").await;
+    let b = app.create_user("b@example.com").await;
+    let c = app.create_user("c@example.com").await;
+    let path = app.acct(&format!("/licenses/{license}/users"));
+    let r = app.post(&path, &app.admin(), json!({"data": [{"type": "users", "id": a}, {"type": "users", "id": b}]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app.post(&path, &app.admin(), json!({"data": [{"type": "users", "id": c}]})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "USER_LIMIT_EXCEEDED");
+    let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["users"]["meta"]["count"], 2);
+    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "users", "id": a}]}))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path, &app.admin()).await.body["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn entitlements_attach_and_inherited_ones_cannot_be_detached() {
+    let app = spawn_app().await;
+    let (_, policy, license, _) = app.license_fixture(json!({})).await;
+    let mk = |code: &'static str| {
+        let app = &app;
+        async move { app.post(&app.acct("/entitlements"), &app.admin(), json!({"data": {"type": "entitlements", "attributes": {"name": code, "code": code}}})).await.id() }
+    };
+    let inherited = mk("FROM_POLICY").await;
+    let own = mk("OWN").await;
+    app.post(&app.acct(&format!("/policies/{policy}/entitlements")), &app.admin(), json!({"data": [{"type": "entitlements", "id": inherited}]})).await;
+    let path = app.acct(&format!("/licenses/{license}/entitlements"));
+    let r = app.post(&path, &app.admin(), json!({"data": [{"type": "entitlements", "id": own}]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app.get(&path, &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": inherited}]}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": own}]}))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn change_policy_with_reset_expiry_and_stricter_uniqueness() {
+    let app = spawn_app().await;
+    let (product, _, license, _) = app.license_fixture(json!({})).await;
+    let reset = app.create_policy(&product, json!({"duration": 10 * 86400, "transferStrategy": "RESET_EXPIRY"})).await;
+    let strict = app.create_policy(&product, json!({"machineUniquenessStrategy": "UNIQUE_PER_ACCOUNT"})).await;
+    let path = app.acct(&format!("/licenses/{license}/policy"));
+    let r = app.put(&path, &app.admin(), json!({"data": {"type": "policies", "id": reset}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["policy"]["data"]["id"], json!(reset));
+    let expiry = licensor::time::parse_iso(r.attr("expiry").as_str().unwrap()).unwrap();
+    assert!((expiry - (licensor::time::now_ms() + 10 * licensor::time::DAY)).abs() < 60_000);
+    let r = app.put(&path, &app.admin(), json!({"data": {"type": "policies", "id": strict}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "POLICY_NOT_COMPATIBLE");
+}
+
+#[tokio::test]
+async fn delete_license() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({})).await;
+    assert_eq!(app.delete(&app.acct(&format!("/licenses/{key}")), &app.admin()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn ed25519_signed_key_verifies_with_the_account_key() {
+    use base64::engine::general_purpose::URL_SAFE;
+    use base64::Engine;
+    use ed25519_dalek::Verifier;
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({"scheme": "ED25519_SIGN"})).await;
+    let (id, key) = app.create_license(&policy, json!({})).await;
+    let (signing_data, sig) = key.rsplit_once('.').unwrap();
+    assert!(signing_data.starts_with("key/"));
+    let seed: serde_json::Value = serde_json::from_slice(&URL_SAFE.decode(&signing_data[4..]).unwrap()).unwrap();
+    assert_eq!(seed["license"]["id"], json!(id));
+    assert_eq!(seed["account"]["id"], json!(app.account_id));
+    let account = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
+    let public: [u8; 32] = hex::decode(&account.ed25519_public).unwrap().try_into().unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&URL_SAFE.decode(sig).unwrap()).unwrap();
+    vk.verify(signing_data.as_bytes(), &sig).expect("signature verifies");
+}

@@ -1,0 +1,99 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn admin_generates_a_token_with_basic_auth() {
+    let app = spawn_app().await;
+    let r = app.post(&app.acct("/tokens"), &As::Basic(app.admin_email.clone(), PASSWORD.into()), json!(null)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data"]["type"], "tokens");
+    assert_eq!(r.attr("kind"), "admin-token");
+    let token = r.attr("token").as_str().unwrap().to_string();
+    assert!(token.starts_with("admin-") && token.ends_with("v3"));
+    assert!(r.attr("expiry").is_null(), "admin tokens do not expire");
+    assert_eq!(r.body["data"]["relationships"]["bearer"]["data"]["type"], "users");
+    // The new token works; its secret is never stored in clear.
+    let me = app.get(&app.acct("/me"), &As::Bearer(token.clone())).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let stored = licensor::store::tokens::find(&app.db, app.account_id.parse().unwrap(), r.id().parse().unwrap()).await.unwrap().unwrap();
+    assert_ne!(stored.digest, token);
+    assert!(!stored.digest.contains(&token[6..20]));
+    // Listing never shows secrets.
+    let list = app.get(&app.acct("/tokens"), &app.admin()).await;
+    assert!(list.body["data"].as_array().unwrap().iter().all(|t| t["attributes"].get("token").is_none()));
+}
+
+#[tokio::test]
+async fn wrong_password_or_unknown_email_is_401() {
+    let app = spawn_app().await;
+    for (email, pw) in [(app.admin_email.clone(), "nope-nope-nope"), ("ghost@nowhere.example".to_string(), PASSWORD)] {
+        let r = app.post(&app.acct("/tokens"), &As::Basic(email, pw.into()), json!(null)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.code(), "CREDENTIALS_INVALID");
+    }
+    let r = app.post(&app.acct("/tokens"), &As::Anonymous, json!(null)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn user_tokens_expire_in_two_weeks_and_users_see_only_their_own() {
+    let app = spawn_app().await;
+    app.create_user("jo@example.com").await;
+    let r = app.post(&app.acct("/tokens"), &As::Basic("jo@example.com".into(), PASSWORD.into()), json!(null)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.attr("kind"), "user-token");
+    let expiry = licensor::time::parse_iso(r.attr("expiry").as_str().unwrap()).unwrap();
+    let in_two_weeks = licensor::time::now_ms() + 14 * licensor::time::DAY;
+    assert!((expiry - in_two_weeks).abs() < 60_000);
+    let jo = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    let list = app.get(&app.acct("/tokens"), &jo).await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    let admin_tokens = app.get(&app.acct("/tokens"), &app.admin()).await;
+    let admin_token_id = admin_tokens.body["data"].as_array().unwrap().iter().find(|t| t["attributes"]["kind"] == "admin-token").unwrap()["id"].as_str().unwrap().to_string();
+    let r = app.get(&app.acct(&format!("/tokens/{admin_token_id}")), &jo).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn regenerate_and_revoke() {
+    let app = spawn_app().await;
+    let r = app.post(&app.acct("/tokens"), &As::Basic(app.admin_email.clone(), PASSWORD.into()), json!(null)).await;
+    let id = r.id();
+    let old = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    let r = app.put(&app.acct(&format!("/tokens/{id}")), &old, json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let new = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    assert_eq!(app.get(&app.acct("/me"), &old).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get(&app.acct("/me"), &new).await.status, StatusCode::OK);
+    let r = app.delete(&app.acct(&format!("/tokens/{id}")), &new).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&app.acct("/me"), &new).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn product_and_license_tokens() {
+    let app = spawn_app().await;
+    let (product, _, license, _) = app.license_fixture(json!({})).await;
+    let r = app.post(&app.acct(&format!("/products/{product}/tokens")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.attr("kind"), "product-token");
+    assert!(r.attr("token").as_str().unwrap().starts_with("prod-"));
+    let prod = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    let r = app.get(&app.acct(&format!("/licenses/{license}")), &prod).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .post(&app.acct(&format!("/licenses/{license}/tokens")), &prod, json!({"data": {"type": "tokens", "attributes": {"maxActivations": 3}}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.attr("kind"), "activation-token");
+    assert_eq!(r.attr("maxActivations"), 3);
+    assert!(r.attr("token").as_str().unwrap().starts_with("activ-"));
+    let lic = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    let me = app.get(&app.acct("/me"), &lic).await;
+    assert_eq!(me.id(), license);
+    // A token's UUID is not a token.
+    let r = app.get(&app.acct("/me"), &As::Bearer(r.id())).await;
+    assert_eq!(r.code(), "TOKEN_FORMAT_INVALID");
+}
