@@ -55,7 +55,9 @@ impl AppState {
                 }
             }
         }
-        let Some(row) = accounts::find(&self.db, id_or_slug).await? else { return Ok(None) };
+        let Some(row) = accounts::find(&self.db, id_or_slug).await? else {
+            return Ok(None);
+        };
         let row = Arc::new(row);
         if let Ok(mut cache) = self.accounts.write() {
             if cache.len() > 10_000 {
@@ -125,9 +127,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(crate::api::keygen::error::ApiError(crate::error::Error::Internal(
-                anyhow::anyhow!("handler panicked"),
-            )))
+            axum::response::IntoResponse::into_response(crate::api::keygen::error::ApiError(
+                crate::error::Error::Internal(anyhow::anyhow!("handler panicked")),
+            ))
         }))
         .layer(middleware::from_fn(request_id))
         .layer(TraceLayer::new_for_http())
@@ -135,7 +137,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests and flushes
 /// buffered writes. Background jobs run alongside.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let jobs = crate::jobs::spawn(state.clone(), stop_rx);
     let app = router(state.clone());

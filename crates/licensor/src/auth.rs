@@ -78,7 +78,10 @@ impl Principal {
 }
 
 fn token_invalid() -> Error {
-    Error::unauthorized("Token format is invalid (make sure that you're providing a token value and that it's formatted correctly)", "TOKEN_INVALID")
+    Error::unauthorized(
+        "Token format is invalid (make sure that you're providing a token value and that it's formatted correctly)",
+        "TOKEN_INVALID",
+    )
 }
 
 /// Authenticates `credential` against `account`. Credentials of another account are invalid
@@ -99,7 +102,8 @@ async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<
         ));
     }
     let digest = crypto::secrets::token_digest(raw);
-    let token = tokens::find_by_digest(db, &digest).await?.filter(|t| t.account_id == account.id).ok_or_else(token_invalid)?;
+    let token =
+        tokens::find_by_digest(db, &digest).await?.filter(|t| t.account_id == account.id).ok_or_else(token_invalid)?;
     // The lookup was by digest; compare again in constant time so a prefix match of an index
     // probe can never stand in for equality.
     if !crypto::secrets::secrets_equal(token.digest.as_bytes(), digest.as_bytes()) {
@@ -113,7 +117,9 @@ async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<
             let user = users::find(db, account.id, token.bearer_id).await?.ok_or_else(token_invalid)?;
             user_bearer(user)?
         }
-        "product" => Bearer::Product(products::find(db, account.id, &token.bearer_id.to_string()).await?.ok_or_else(token_invalid)?),
+        "product" => Bearer::Product(
+            products::find(db, account.id, &token.bearer_id.to_string()).await?.ok_or_else(token_invalid)?,
+        ),
         "license" => {
             let license = licenses::find(db, account.id, token.bearer_id).await?.ok_or_else(token_invalid)?;
             if !license.rules().allows_token_auth() {
@@ -163,7 +169,9 @@ fn check_license_standing(license: &LicenseRow) -> Result<()> {
 /// Email + password login (HTTP Basic on `POST /tokens`).
 pub async fn password_login(db: &Db, account: &AccountRow, email: &str, password: &str) -> Result<UserRow> {
     let user = users::find_by_email(db, account.id, email).await?;
-    let ok = crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    let ok =
+        crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone()))
+            .await;
     match user {
         Some(u) if ok => {
             if u.banned_at.is_some() {
@@ -185,7 +193,14 @@ pub struct NewToken {
 }
 
 /// Issues a token for a bearer; returns the stored row and the raw secret (shown once).
-pub async fn issue_token(db: &Db, account: Uuid, bearer_type: &str, bearer_id: Uuid, role: &str, opts: NewToken) -> Result<(TokenRow, String)> {
+pub async fn issue_token(
+    db: &Db,
+    account: Uuid,
+    bearer_type: &str,
+    bearer_id: Uuid,
+    role: &str,
+    opts: NewToken,
+) -> Result<(TokenRow, String)> {
     let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(bearer_type, role));
     let now = time::now_ms();
     let kind = match bearer_type {

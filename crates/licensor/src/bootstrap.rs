@@ -26,7 +26,11 @@ pub fn valid_slug(slug: &str) -> bool {
 pub fn valid_email(email: &str) -> bool {
     match email.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !email.contains(char::is_whitespace)
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.contains(char::is_whitespace)
         }
         None => false,
     }
@@ -38,7 +42,13 @@ pub struct CreatedAccount {
 }
 
 /// Creates an account with fresh signing keys and its first admin.
-pub async fn create_account(db: &Db, master: &MasterKey, slug: &str, email: &str, password: &str) -> anyhow::Result<CreatedAccount> {
+pub async fn create_account(
+    db: &Db,
+    master: &MasterKey,
+    slug: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<CreatedAccount> {
     if !valid_slug(slug) {
         bail!("invalid slug {slug:?}: use lowercase letters, digits and dashes");
     }
@@ -67,7 +77,9 @@ pub async fn create_account(db: &Db, master: &MasterKey, slug: &str, email: &str
         updated_at: now,
     };
     accounts::insert(db, &account).await.map_err(|e| match e {
-        crate::error::Error::Database(ref d) if crate::db::is_unique_violation(d) => anyhow::anyhow!("account slug {slug:?} is already taken"),
+        crate::error::Error::Database(ref d) if crate::db::is_unique_violation(d) => {
+            anyhow::anyhow!("account slug {slug:?} is already taken")
+        }
         other => anyhow::anyhow!(other),
     })?;
     let admin = UserRow {
@@ -102,7 +114,8 @@ pub async fn first_run(db: &Db, master: &MasterKey, data_dir: &Path) -> anyhow::
         Err(_) if accounts::count(db).await? > 0 => return Ok(None),
         Err(e) => return Err(e),
     };
-    let (_, token) = auth::issue_token(db, created.account.id, "user", created.admin.id, "admin", NewToken::default()).await?;
+    let (_, token) =
+        auth::issue_token(db, created.account.id, "user", created.admin.id, "admin", NewToken::default()).await?;
     let path = data_dir.join("initial-credentials.json");
     let body = serde_json::json!({
         "account_id": created.account.id,

@@ -27,9 +27,7 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("licensor.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("licensor.db").display()))
     }
 
     pub fn master_key(&self) -> anyhow::Result<crate::crypto::MasterKey> {

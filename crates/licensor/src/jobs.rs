@@ -1,22 +1,81 @@
-//! Background work each node runs: flushing buffered validation timestamps.
+//! Background work each node runs: flushing buffered validation timestamps every second, and
+//! culling dead machines and processes (under a lease, so only one node culls at a time; each
+//! delete is also conditional on the heartbeat it judged, so a racing ping always wins).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::db::Db;
+use crate::domain::heartbeat;
+use crate::error::Result;
+use crate::store::{leases, machines, processes};
+use crate::time::{self, SECOND};
+
+/// How often the culler looks; Keygen's own runs every two minutes.
+const CULL_EVERY: Duration = Duration::from_secs(60);
+/// The shortest heartbeat duration a policy may have: nothing younger can be dead.
+const MIN_HEARTBEAT: i64 = 60 * SECOND;
+const BATCH: i64 = 500;
+
+/// What one cull pass removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Culled {
+    pub machines: u64,
+    pub processes: u64,
+}
+
+/// One cull pass: deletes machines whose policy deactivates the dead and whose resurrection
+/// window has passed, and dead processes that can no longer be revived.
+pub async fn cull_once(db: &Db, now: i64) -> Result<Culled> {
+    let mut culled = Culled::default();
+    for (id, _account, last, created, rules) in machines::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
+        if heartbeat::should_cull(&rules.0, last, created, now) && machines::delete_if_unchanged(db, id, last).await? {
+            tracing::info!(machine = %id, "deactivated dead machine");
+            culled.machines += 1;
+        }
+    }
+    for (id, _account, last, rules) in processes::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
+        let dead = heartbeat::process_status(rules.0.heartbeat_duration_secs(), last, now) == "DEAD";
+        if dead
+            && !heartbeat::can_resurrect(&rules.0, Some(last), last, now)
+            && processes::delete_if_unchanged(db, id, last).await?
+        {
+            culled.processes += 1;
+        }
+    }
+    Ok(culled)
+}
 
 /// Starts the background loops; they stop when `stop` turns true.
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let node = Uuid::new_v4().to_string();
     tokio::spawn(async move {
         let mut flush = tokio::time::interval(Duration::from_secs(1));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cull = tokio::time::interval(CULL_EVERY);
+        cull.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = flush.tick() => {
                     if let Err(e) = state.flush_touches().await {
                         tracing::warn!(error = %e, "could not record validation timestamps; will retry");
+                    }
+                }
+                _ = cull.tick() => {
+                    let now = time::now_ms();
+                    let lease_until = now + 2 * CULL_EVERY.as_millis() as i64;
+                    match leases::acquire(&state.db, "cull", &node, now, lease_until).await {
+                        Ok(true) => {
+                            if let Err(e) = cull_once(&state.db, now).await {
+                                tracing::warn!(error = %e, "culling dead machines failed; will retry");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not take the cull lease"),
                     }
                 }
                 _ = stop.changed() => break,

@@ -43,7 +43,8 @@ enum Command {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LICENSOR_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_env("LICENSOR_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
@@ -72,9 +73,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let master = db.master_key()?;
             let pool = db.connect().await?;
             if let Some(path) = licensor::bootstrap::first_run(&pool, &master, &db.data_dir).await? {
-                println!("Created account \"default\" and its admin; credentials and an admin token are in {}", path.display());
+                println!(
+                    "Created account \"default\" and its admin; credentials and an admin token are in {}",
+                    path.display()
+                );
             }
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, engine = pool.engine(), "licensor listening");
             let state = licensor::app::AppState::new(pool.clone(), master);
             licensor::app::serve(listener, state, shutdown_signal()).await?;

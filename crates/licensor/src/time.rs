@@ -9,9 +9,7 @@ pub fn now_ms() -> Millis {
 }
 
 pub fn iso(ms: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 pub fn iso_opt(ms: Option<Millis>) -> Option<String> {
@@ -26,9 +24,7 @@ pub fn parse_iso(s: &str) -> Option<Millis> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
     }
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|t| t.and_utc().timestamp_millis())
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_millis())
 }
 
 pub const SECOND: Millis = 1000;

@@ -31,7 +31,8 @@ impl MasterKey {
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> anyhow::Result<Self> {
         let bytes = Zeroizing::new(hex::decode(s.trim()).context("master key must be 64 hex characters")?);
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| anyhow!("master key must be 64 hex characters (32 bytes)"))?;
+        let arr: [u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| anyhow!("master key must be 64 hex characters (32 bytes)"))?;
         Ok(MasterKey(Zeroizing::new(arr)))
     }
 
@@ -96,7 +97,10 @@ pub async fn generate_account_keys(master: &MasterKey, account_id: uuid::Uuid) -
         Ok(NewAccountKeys {
             ed25519_public_hex: hex::encode(ed.verifying_key().as_bytes()),
             ed25519_sealed: master.seal(ed.as_bytes(), aad)?,
-            rsa_public_pem: rsa.to_public_key().to_public_key_pem(LineEnding::LF).context("RSA public key encoding failed")?,
+            rsa_public_pem: rsa
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .context("RSA public key encoding failed")?,
             rsa_sealed: master.seal(rsa_der.as_bytes(), aad)?,
         })
     })
@@ -110,7 +114,12 @@ pub struct AccountKeys {
 }
 
 impl AccountKeys {
-    pub fn unseal(master: &MasterKey, account_id: uuid::Uuid, ed_sealed: &[u8], rsa_sealed: &[u8]) -> anyhow::Result<Self> {
+    pub fn unseal(
+        master: &MasterKey,
+        account_id: uuid::Uuid,
+        ed_sealed: &[u8],
+        rsa_sealed: &[u8],
+    ) -> anyhow::Result<Self> {
         let aad = account_id.as_bytes();
         let ed_bytes = master.open(ed_sealed, aad)?;
         let ed: [u8; 32] = ed_bytes.as_slice().try_into().map_err(|_| anyhow!("corrupt Ed25519 key"))?;
@@ -131,7 +140,7 @@ mod tests {
         assert_eq!(&**k.open(&sealed, b"acct-1").unwrap(), b"secret");
         assert!(k.open(&sealed, b"acct-2").is_err());
         assert!(MasterKey::generate().open(&sealed, b"acct-1").is_err());
-        let mut flipped = sealed.clone();
+        let mut flipped = sealed;
         flipped[20] ^= 1;
         assert!(k.open(&flipped, b"acct-1").is_err());
     }

@@ -62,7 +62,9 @@ pub async fn verify_password(password: String, stored: Option<String>) -> bool {
             Some(h) => (h.as_str(), true),
             None => (dummy.as_str(), false),
         };
-        let Ok(parsed) = PasswordHash::new(hash) else { return false };
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return false;
+        };
         let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         ok && real
     })

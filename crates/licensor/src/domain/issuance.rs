@@ -51,14 +51,24 @@ pub fn check_custom_key(key: &str) -> Result<()> {
         return Err(Error::invalid_attr("key", "is reserved", "KEY_NOT_ALLOWED"));
     }
     if Uuid::parse_str(key).is_ok() {
-        return Err(Error::invalid_attr("key", "must not conflict with another license's identifier (UUID)", "KEY_CONFLICT"));
+        return Err(Error::invalid_attr(
+            "key",
+            "must not conflict with another license's identifier (UUID)",
+            "KEY_CONFLICT",
+        ));
     }
     Ok(())
 }
 
 /// Creates a license under `policy`. The key is generated (or signed, for signing schemes)
 /// unless supplied; expiry follows the policy's duration and expiration basis.
-pub async fn issue(db: &Db, account: &AccountRow, master: &crate::crypto::MasterKey, policy: &PolicyRow, new: NewLicense) -> Result<LicenseRow> {
+pub async fn issue(
+    db: &Db,
+    account: &AccountRow,
+    master: &crate::crypto::MasterKey,
+    policy: &PolicyRow,
+    new: NewLicense,
+) -> Result<LicenseRow> {
     let now = time::now_ms();
     let rules = &policy.rules.0;
     let id = new.id.unwrap_or_else(Uuid::new_v4);
@@ -72,11 +82,19 @@ pub async fn issue(db: &Db, account: &AccountRow, master: &crate::crypto::Master
         ("maxDisk", new.max_disk, 1),
     ] {
         if v.is_some_and(|v| v < min) {
-            return Err(Error::invalid_attr(attr, format!("must be greater than or equal to {min}"), format!("{}_INVALID", super::policy::code_prefix(attr))));
+            return Err(Error::invalid_attr(
+                attr,
+                format!("must be greater than or equal to {min}"),
+                format!("{}_INVALID", super::policy::code_prefix(attr)),
+            ));
         }
     }
     if !rules.floating && new.max_machines.is_some_and(|m| m != 1) {
-        return Err(Error::invalid_attr("maxMachines", "must be equal to 1 for non-floating policy", "MAX_MACHINES_INVALID"));
+        return Err(Error::invalid_attr(
+            "maxMachines",
+            "must be equal to 1 for non-floating policy",
+            "MAX_MACHINES_INVALID",
+        ));
     }
     let expiry = match new.expiry {
         Some(e) => e,
@@ -123,7 +141,9 @@ pub async fn issue(db: &Db, account: &AccountRow, master: &crate::crypto::Master
             k
         }
         (None, None) => license::generate_key(),
-        (Some(scheme), seed) => super::keys::sign_key(scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?,
+        (Some(scheme), seed) => {
+            super::keys::sign_key(scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?
+        }
     };
     licenses::insert(db, &row).await.map_err(|e| {
         if is_unique_violation(&e) {

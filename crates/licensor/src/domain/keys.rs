@@ -23,7 +23,12 @@ use crate::time;
 const PSS_SALT_LEN: usize = 222;
 
 /// The default seed embedded in a signed key.
-pub fn default_seed(account: &AccountRow, policy: &PolicyRow, license: &LicenseRow, owner_email: Option<&str>) -> String {
+pub fn default_seed(
+    account: &AccountRow,
+    policy: &PolicyRow,
+    license: &LicenseRow,
+    owner_email: Option<&str>,
+) -> String {
     let user = license.owner_id.map(|id| json!({ "id": id, "email": owner_email }));
     json!({
         "account": { "id": account.id },
@@ -36,7 +41,13 @@ pub fn default_seed(account: &AccountRow, policy: &PolicyRow, license: &LicenseR
 }
 
 /// Fills `{{…}}` template variables in a caller-supplied seed.
-pub fn render_template(seed: &str, account: &AccountRow, policy: &PolicyRow, license: &LicenseRow, owner_email: Option<&str>) -> String {
+pub fn render_template(
+    seed: &str,
+    account: &AccountRow,
+    policy: &PolicyRow,
+    license: &LicenseRow,
+    owner_email: Option<&str>,
+) -> String {
     let vars = [
         ("{{id}}", license.id.to_string()),
         ("{{account}}", account.id.to_string()),
@@ -73,21 +84,26 @@ pub fn sign_key(
     let enc = URL_SAFE.encode(seed.as_bytes());
     let signing_data = format!("key/{enc}");
     let key = match scheme {
-        "ED25519_SIGN" => format!("{signing_data}.{}", URL_SAFE.encode(keys.ed25519.sign(signing_data.as_bytes()).to_bytes())),
+        "ED25519_SIGN" => {
+            format!("{signing_data}.{}", URL_SAFE.encode(keys.ed25519.sign(signing_data.as_bytes()).to_bytes()))
+        }
         "RSA_2048_PKCS1_SIGN_V2" => {
-            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa.clone());
+            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa);
             format!("{signing_data}.{}", URL_SAFE.encode(signer.sign(signing_data.as_bytes()).to_bytes()))
         }
         "RSA_2048_PKCS1_PSS_SIGN_V2" => {
-            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa.clone(), PSS_SALT_LEN);
-            format!("{signing_data}.{}", URL_SAFE.encode(signer.sign_with_rng(&mut OsRng, signing_data.as_bytes()).to_bytes()))
+            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa, PSS_SALT_LEN);
+            format!(
+                "{signing_data}.{}",
+                URL_SAFE.encode(signer.sign_with_rng(&mut OsRng, signing_data.as_bytes()).to_bytes())
+            )
         }
         "RSA_2048_PKCS1_SIGN" => {
-            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa.clone());
+            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa);
             format!("{enc}.{}", URL_SAFE.encode(signer.sign(seed.as_bytes()).to_bytes()))
         }
         "RSA_2048_PKCS1_PSS_SIGN" => {
-            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa.clone(), PSS_SALT_LEN);
+            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa, PSS_SALT_LEN);
             format!("{enc}.{}", URL_SAFE.encode(signer.sign_with_rng(&mut OsRng, seed.as_bytes()).to_bytes()))
         }
         other => return Err(unsupported(other)),

@@ -160,7 +160,12 @@ mod tests {
 
     #[test]
     fn check_in() {
-        let p = PolicyRules { require_check_in: true, check_in_interval: Some("week".into()), check_in_interval_count: Some(2), ..Default::default() };
+        let p = PolicyRules {
+            require_check_in: true,
+            check_in_interval: Some("week".into()),
+            check_in_interval_count: Some(2),
+            ..Default::default()
+        };
         assert_eq!(next_check_in(&p, Some(0)), Some(14 * DAY));
         assert!(!is_overdue(&p, Some(0), 0, 13 * DAY));
         assert!(is_overdue(&p, Some(0), 0, 15 * DAY));

@@ -1,8 +1,11 @@
-//! Business rules. Pure rules (policy, license, metadata, keys) are unit-tested without a
-//! server; `issuance` is the one path that creates licenses for every surface.
+//! Business rules. Pure rules (policy, license, heartbeat, validation, metadata, keys) are
+//! unit-tested without a server; `issuance` is the one path that creates licenses for every
+//! surface.
 
+pub mod heartbeat;
 pub mod issuance;
 pub mod keys;
 pub mod license;
 pub mod metadata;
 pub mod policy;
+pub mod validation;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub const UNIQUENESS: &[&str] = &["UNIQUE_PER_ACCOUNT", "UNIQUE_PER_PRODUCT", "UNIQUE_PER_POLICY", "UNIQUE_PER_LICENSE"];
+pub const UNIQUENESS: &[&str] =
+    &["UNIQUE_PER_ACCOUNT", "UNIQUE_PER_PRODUCT", "UNIQUE_PER_POLICY", "UNIQUE_PER_LICENSE"];
 pub const COMPONENT_UNIQUENESS: &[&str] =
     &["UNIQUE_PER_ACCOUNT", "UNIQUE_PER_PRODUCT", "UNIQUE_PER_POLICY", "UNIQUE_PER_LICENSE", "UNIQUE_PER_MACHINE"];
 pub const MATCHING: &[&str] = &["MATCH_ANY", "MATCH_TWO", "MATCH_MOST", "MATCH_ALL"];
@@ -197,7 +198,11 @@ impl PolicyRules {
         at_least("duration", self.duration, 86_400)?;
         at_least("maxMachines", self.max_machines, if self.floating { 1 } else { 0 })?;
         if !self.floating && self.max_machines != Some(1) {
-            return Err(Error::invalid_attr("maxMachines", "must be equal to 1 for non-floating policy", "MAX_MACHINES_INVALID"));
+            return Err(Error::invalid_attr(
+                "maxMachines",
+                "must be equal to 1 for non-floating policy",
+                "MAX_MACHINES_INVALID",
+            ));
         }
         at_least("maxProcesses", self.max_processes, 1)?;
         at_least("maxUsers", self.max_users, 1)?;
@@ -206,10 +211,25 @@ impl PolicyRules {
         at_least("maxDisk", self.max_disk, 1)?;
         at_least("maxUses", self.max_uses, 0)?;
         at_least("heartbeatDuration", self.heartbeat_duration, 60)?;
-        one_of("machineUniquenessStrategy", &self.machine_uniqueness_strategy, UNIQUENESS, "machine uniqueness strategy")?;
+        one_of(
+            "machineUniquenessStrategy",
+            &self.machine_uniqueness_strategy,
+            UNIQUENESS,
+            "machine uniqueness strategy",
+        )?;
         one_of("machineMatchingStrategy", &self.machine_matching_strategy, MATCHING, "machine matching strategy")?;
-        one_of("componentUniquenessStrategy", &self.component_uniqueness_strategy, COMPONENT_UNIQUENESS, "component uniqueness strategy")?;
-        one_of("componentMatchingStrategy", &self.component_matching_strategy, MATCHING, "component matching strategy")?;
+        one_of(
+            "componentUniquenessStrategy",
+            &self.component_uniqueness_strategy,
+            COMPONENT_UNIQUENESS,
+            "component uniqueness strategy",
+        )?;
+        one_of(
+            "componentMatchingStrategy",
+            &self.component_matching_strategy,
+            MATCHING,
+            "component matching strategy",
+        )?;
         one_of("expirationStrategy", &self.expiration_strategy, EXPIRATION, "expiration strategy")?;
         one_of("expirationBasis", &self.expiration_basis, EXPIRATION_BASIS, "expiration basis")?;
         one_of("renewalBasis", &self.renewal_basis, RENEWAL_BASIS, "renewal basis")?;
@@ -219,13 +239,22 @@ impl PolicyRules {
         one_of("processLeasingStrategy", &self.process_leasing_strategy, PROCESS_LEASING, "process leasing strategy")?;
         one_of("overageStrategy", &self.overage_strategy, OVERAGE, "overage strategy")?;
         one_of("heartbeatCullStrategy", &self.heartbeat_cull_strategy, CULL, "heartbeat cull strategy")?;
-        one_of("heartbeatResurrectionStrategy", &self.heartbeat_resurrection_strategy, RESURRECTION, "heartbeat resurrection strategy")?;
+        one_of(
+            "heartbeatResurrectionStrategy",
+            &self.heartbeat_resurrection_strategy,
+            RESURRECTION,
+            "heartbeat resurrection strategy",
+        )?;
         one_of("heartbeatBasis", &self.heartbeat_basis, HEARTBEAT_BASIS, "heartbeat basis")?;
         if let Some(scheme) = &self.scheme {
             one_of("scheme", scheme, SCHEMES, "encryption scheme")?;
         }
         if self.use_pool && (self.encrypted || self.scheme.is_some()) {
-            return Err(Error::invalid_attr("usePool", "cannot be used with an encrypted or signed scheme", "USE_POOL_NOT_SUPPORTED"));
+            return Err(Error::invalid_attr(
+                "usePool",
+                "cannot be used with an encrypted or signed scheme",
+                "USE_POOL_NOT_SUPPORTED",
+            ));
         }
         if self.heartbeat_resurrection_strategy == "ALWAYS_REVIVE" && self.heartbeat_cull_strategy != "KEEP_DEAD" {
             return Err(Error::invalid_attr(
@@ -237,12 +266,30 @@ impl PolicyRules {
         if self.require_check_in {
             match &self.check_in_interval {
                 Some(i) => one_of("checkInInterval", i, CHECK_IN_INTERVALS, "check-in interval")?,
-                None => return Err(Error::invalid_attr("checkInInterval", "must be present when check-in is required", "CHECK_IN_INTERVAL_MISSING")),
+                None => {
+                    return Err(Error::invalid_attr(
+                        "checkInInterval",
+                        "must be present when check-in is required",
+                        "CHECK_IN_INTERVAL_MISSING",
+                    ))
+                }
             }
             match self.check_in_interval_count {
                 Some(c) if (1..=365).contains(&c) => {}
-                Some(_) => return Err(Error::invalid_attr("checkInIntervalCount", "must be between 1 and 365", "CHECK_IN_INTERVAL_COUNT_INVALID")),
-                None => return Err(Error::invalid_attr("checkInIntervalCount", "must be present when check-in is required", "CHECK_IN_INTERVAL_COUNT_MISSING")),
+                Some(_) => {
+                    return Err(Error::invalid_attr(
+                        "checkInIntervalCount",
+                        "must be between 1 and 365",
+                        "CHECK_IN_INTERVAL_COUNT_INVALID",
+                    ))
+                }
+                None => {
+                    return Err(Error::invalid_attr(
+                        "checkInIntervalCount",
+                        "must be present when check-in is required",
+                        "CHECK_IN_INTERVAL_COUNT_MISSING",
+                    ))
+                }
             }
         }
         self.validate_overage()?;
@@ -332,9 +379,19 @@ mod tests {
 
     #[test]
     fn fractional_overage_needs_divisible_limits() {
-        let mut r = PolicyRules { floating: true, max_machines: Some(5), overage_strategy: s("ALLOW_1_25X_OVERAGE"), ..Default::default() };
+        let mut r = PolicyRules {
+            floating: true,
+            max_machines: Some(5),
+            overage_strategy: s("ALLOW_1_25X_OVERAGE"),
+            ..Default::default()
+        };
         assert!(r.normalize_and_validate().is_err());
-        let mut r = PolicyRules { floating: true, max_machines: Some(4), overage_strategy: s("ALLOW_1_25X_OVERAGE"), ..Default::default() };
+        let mut r = PolicyRules {
+            floating: true,
+            max_machines: Some(4),
+            overage_strategy: s("ALLOW_1_25X_OVERAGE"),
+            ..Default::default()
+        };
         r.normalize_and_validate().unwrap();
         assert!(r.within_overage(5, 4));
         assert!(!r.within_overage(6, 4));

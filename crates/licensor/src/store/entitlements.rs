@@ -24,7 +24,12 @@ const FIND: &str = "SELECT id, account_id, name, code, metadata, created_at, upd
 /// Finds by UUID or by code.
 pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<EntitlementRow>> {
     let uuid = Uuid::parse_str(id).ok();
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(FIND).bind(account).bind(uuid).bind(id).fetch_optional(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(FIND)
+        .bind(account)
+        .bind(uuid)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?))
 }
 
 /// Which entitlements to list: all of the account's, a policy's, or a license's effective set
@@ -61,7 +66,8 @@ pub async fn list(db: &Db, account: Uuid, scope: Scope, page: Page) -> Result<Li
             .bind(page.offset())
             .fetch_all(pool)
             .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(policy).bind(license).fetch_one(pool).await?;
+        let total =
+            sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(policy).bind(license).fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }
@@ -97,7 +103,8 @@ pub async fn insert(db: &Db, e: &EntitlementRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-const UPDATE: &str = "UPDATE entitlements SET name = $3, code = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
+const UPDATE: &str =
+    "UPDATE entitlements SET name = $3, code = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
 
 pub async fn update(db: &Db, e: &EntitlementRow) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(UPDATE)
@@ -114,7 +121,12 @@ pub async fn update(db: &Db, e: &EntitlementRow) -> Result<(), sqlx::Error> {
 }
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM entitlements WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| sqlx::query("DELETE FROM entitlements WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
@@ -141,8 +153,10 @@ pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i6
 /// Detaches entitlements, all or nothing: returns false (and changes nothing) when any of them
 /// is not directly attached (e.g. inherited from the policy).
 pub async fn detach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid]) -> Result<bool> {
-    const POLICY: &str = "DELETE FROM policy_entitlements WHERE account_id = $1 AND policy_id = $2 AND entitlement_id = $3";
-    const LICENSE: &str = "DELETE FROM license_entitlements WHERE account_id = $1 AND license_id = $2 AND entitlement_id = $3";
+    const POLICY: &str =
+        "DELETE FROM policy_entitlements WHERE account_id = $1 AND policy_id = $2 AND entitlement_id = $3";
+    const LICENSE: &str =
+        "DELETE FROM license_entitlements WHERE account_id = $1 AND license_id = $2 AND entitlement_id = $3";
     let (sql, owner) = match target {
         Scope::Policy(p) => (POLICY, p),
         Scope::License(l) => (LICENSE, l),

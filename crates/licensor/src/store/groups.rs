@@ -32,7 +32,13 @@ const COUNT: &str = "SELECT COUNT(*) FROM groups WHERE account_id = $1 AND ($2 I
 
 pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<GroupRow>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, GroupRow>(LIST).bind(account).bind(only).bind(page.limit()).bind(page.offset()).fetch_all(pool).await?;
+        let rows = sqlx::query_as::<_, GroupRow>(LIST)
+            .bind(account)
+            .bind(only)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
         let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(only).fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
@@ -76,6 +82,11 @@ pub async fn update(db: &Db, g: &GroupRow) -> Result<()> {
 }
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected());
     Ok(())
 }

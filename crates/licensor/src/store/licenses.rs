@@ -97,11 +97,19 @@ const FIND_BY_ID: &str = select_view!("WHERE l.account_id = $1 AND l.id = $2");
 const FIND_BY_KEY: &str = select_view!("WHERE l.account_id = $1 AND l.key = $2");
 
 pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<LicenseRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_ID)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?))
 }
 
 pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<LicenseRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_KEY).bind(account).bind(key).fetch_optional(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_KEY)
+        .bind(account)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?))
 }
 
 /// Finds by UUID first, then by key (Keygen's id alias for licenses).
@@ -246,8 +254,16 @@ pub async fn update(db: &Db, l: &LicenseRow) -> Result<()> {
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2").bind(account).bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM licenses WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM licenses WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     });
     Ok(())
@@ -259,7 +275,14 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
 pub async fn add_uses(db: &Db, account: Uuid, id: Uuid, delta: i64, max: Option<i64>, now: i64) -> Result<Option<i64>> {
     const SQL: &str = "UPDATE licenses SET uses = uses + $3, updated_at = $5 WHERE account_id = $1 AND id = $2 \
         AND uses + $3 >= 0 AND uses + $3 <= 2147483647 AND ($4 IS NULL OR uses + $3 <= $4) RETURNING uses";
-    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(account).bind(id).bind(delta).bind(max).bind(now).fetch_optional(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL)
+        .bind(account)
+        .bind(id)
+        .bind(delta)
+        .bind(max)
+        .bind(now)
+        .fetch_optional(pool)
+        .await?))
 }
 
 pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {
@@ -301,7 +324,14 @@ pub async fn user_ids(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Uuid>
 
 /// Attaches users unless that would take the license past `max_total` attached users, checked
 /// and written in one transaction holding the license's lock. Returns false when over the limit.
-pub async fn attach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid], max_total: Option<i64>, now: i64) -> Result<bool> {
+pub async fn attach_users(
+    db: &Db,
+    account: Uuid,
+    license: Uuid,
+    users: &[Uuid],
+    max_total: Option<i64>,
+    now: i64,
+) -> Result<bool> {
     const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
     const INSERT: &str = "INSERT INTO license_users (account_id, license_id, user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
     const COUNT: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";

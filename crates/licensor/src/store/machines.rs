@@ -29,19 +29,24 @@ pub struct MachineRow {
     pub metadata: Metadata,
     pub created_at: i64,
     pub updated_at: i64,
+    // Derived, read-only: from the machine's license and policy.
+    pub product_id: Uuid,
+    pub policy_id: Uuid,
+    pub policy_rules: sqlx::types::Json<crate::domain::policy::PolicyRules>,
 }
 
 macro_rules! select {
     ($where:literal) => {
         concat!(
-            "SELECT id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
-             last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at FROM machines ",
+            "SELECT m.id, m.account_id, m.license_id, m.fingerprint, m.name, m.ip, m.hostname, m.platform, m.cores, m.memory, m.disk, m.owner_id, m.group_id, \
+             m.max_processes, m.last_heartbeat_at, m.last_check_out_at, m.metadata, m.created_at, m.updated_at, l.product_id, l.policy_id, p.rules AS policy_rules \
+             FROM machines m JOIN licenses l ON l.id = m.license_id JOIN policies p ON p.id = l.policy_id ",
             $where
         )
     };
 }
 
-const FIND: &str = select!("WHERE account_id = $1 AND id = $2");
+const FIND: &str = select!("WHERE m.account_id = $1 AND m.id = $2");
 const FIND_BY_FINGERPRINT: &str = select!("WHERE account_id = $1 AND fingerprint = $2 ORDER BY created_at ASC LIMIT 1");
 
 pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<MachineRow>> {
@@ -55,14 +60,22 @@ pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Resu
             return Ok(Some(m));
         }
     }
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND_BY_FINGERPRINT).bind(account).bind(id).fetch_optional(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND_BY_FINGERPRINT)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?))
 }
 
 const FOR_LICENSE: &str = select!("WHERE account_id = $1 AND license_id = $2 ORDER BY created_at ASC");
 
 /// Every machine of a license (validation needs them all; a license rarely has many).
 pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<MachineRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FOR_LICENSE).bind(account).bind(license).fetch_all(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FOR_LICENSE)
+        .bind(account)
+        .bind(license)
+        .fetch_all(pool)
+        .await?))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -78,11 +91,10 @@ pub struct MachineFilter {
 }
 
 const LIST: &str = select!(
-    "WHERE account_id = $1 AND ($2 IS NULL OR license_id = $2) AND ($3 IS NULL OR fingerprint = $3) AND ($4 IS NULL OR owner_id = $4) \
-     AND ($5 IS NULL OR license_id IN (SELECT id FROM licenses WHERE product_id = $5)) AND ($6 IS NULL OR license_id IN (SELECT id FROM licenses WHERE policy_id = $6)) \
-     AND ($7 IS NULL OR group_id = $7) \
-     AND ($8 IS NULL OR owner_id = $8 OR license_id IN (SELECT id FROM licenses WHERE owner_id = $8) OR license_id IN (SELECT license_id FROM license_users WHERE user_id = $8)) \
-     ORDER BY created_at DESC, id DESC LIMIT $9 OFFSET $10"
+    "WHERE m.account_id = $1 AND ($2 IS NULL OR m.license_id = $2) AND ($3 IS NULL OR m.fingerprint = $3) AND ($4 IS NULL OR m.owner_id = $4) \
+     AND ($5 IS NULL OR l.product_id = $5) AND ($6 IS NULL OR l.policy_id = $6) AND ($7 IS NULL OR m.group_id = $7) \
+     AND ($8 IS NULL OR m.owner_id = $8 OR l.owner_id = $8 OR m.license_id IN (SELECT license_id FROM license_users WHERE user_id = $8)) \
+     ORDER BY m.created_at DESC, m.id DESC LIMIT $9 OFFSET $10"
 );
 const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND ($2 IS NULL OR license_id = $2) AND ($3 IS NULL OR fingerprint = $3) AND ($4 IS NULL OR owner_id = $4) \
      AND ($5 IS NULL OR license_id IN (SELECT id FROM licenses WHERE product_id = $5)) AND ($6 IS NULL OR license_id IN (SELECT id FROM licenses WHERE policy_id = $6)) \
@@ -138,6 +150,8 @@ pub struct ActivationLimits {
     /// Count only machines with this owner (PER_USER leasing).
     pub per_owner: bool,
     pub uniqueness: Uniqueness,
+    /// A license token whose `maxActivations` this activation counts against.
+    pub activation_token: Option<Uuid>,
 }
 
 /// Why an activation was refused.
@@ -146,6 +160,7 @@ pub enum ActivationRefusal {
     MachineLimit,
     CoreLimit,
     FingerprintTaken,
+    ActivationsLimit,
 }
 
 /// Inserts a machine if the limits allow it. The check and the insert run in one transaction
@@ -153,7 +168,12 @@ pub enum ActivationRefusal {
 /// PostgreSQL, the write lock on SQLite), so concurrent activations, from any number of nodes,
 /// are serialised per license and the limit holds exactly. Uniqueness wider than the license
 /// also locks the account row.
-pub async fn activate(db: &Db, m: &MachineRow, limits: &ActivationLimits) -> Result<Result<(), ActivationRefusal>> {
+pub async fn activate(
+    db: &Db,
+    m: &MachineRow,
+    components: &[super::components::ComponentRow],
+    limits: &ActivationLimits,
+) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
@@ -164,6 +184,8 @@ pub async fn activate(db: &Db, m: &MachineRow, limits: &ActivationLimits) -> Res
     const TAKEN_POLICY: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.policy_id = $3";
     const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
         last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+    const INSERT_COMPONENT: &str = "INSERT INTO components (id, account_id, machine_id, fingerprint, name, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
 
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
@@ -172,17 +194,48 @@ pub async fn activate(db: &Db, m: &MachineRow, limits: &ActivationLimits) -> Res
             sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
         }
         let taken = match limits.uniqueness {
-            Uniqueness::License => sqlx::query_scalar::<_, i64>(TAKEN_LICENSE).bind(m.license_id).bind(&m.fingerprint).fetch_one(&mut *tx).await?,
-            Uniqueness::Account => sqlx::query_scalar::<_, i64>(TAKEN_ACCOUNT).bind(m.account_id).bind(&m.fingerprint).fetch_one(&mut *tx).await?,
-            Uniqueness::Product(p) => sqlx::query_scalar::<_, i64>(TAKEN_PRODUCT).bind(m.account_id).bind(&m.fingerprint).bind(p).fetch_one(&mut *tx).await?,
-            Uniqueness::Policy(p) => sqlx::query_scalar::<_, i64>(TAKEN_POLICY).bind(m.account_id).bind(&m.fingerprint).bind(p).fetch_one(&mut *tx).await?,
+            Uniqueness::License => {
+                sqlx::query_scalar::<_, i64>(TAKEN_LICENSE)
+                    .bind(m.license_id)
+                    .bind(&m.fingerprint)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+            Uniqueness::Account => {
+                sqlx::query_scalar::<_, i64>(TAKEN_ACCOUNT)
+                    .bind(m.account_id)
+                    .bind(&m.fingerprint)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+            Uniqueness::Product(p) => {
+                sqlx::query_scalar::<_, i64>(TAKEN_PRODUCT)
+                    .bind(m.account_id)
+                    .bind(&m.fingerprint)
+                    .bind(p)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+            Uniqueness::Policy(p) => {
+                sqlx::query_scalar::<_, i64>(TAKEN_POLICY)
+                    .bind(m.account_id)
+                    .bind(&m.fingerprint)
+                    .bind(p)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
         };
         if taken > 0 {
             tx.rollback().await?;
             return Ok(Err(ActivationRefusal::FingerprintTaken));
         }
         if let Some(max) = limits.max_machines {
-            let count = sqlx::query_scalar::<_, i64>(COUNT).bind(m.license_id).bind(limits.per_owner).bind(m.owner_id).fetch_one(&mut *tx).await?;
+            let count = sqlx::query_scalar::<_, i64>(COUNT)
+                .bind(m.license_id)
+                .bind(limits.per_owner)
+                .bind(m.owner_id)
+                .fetch_one(&mut *tx)
+                .await?;
             // The first machine is always admitted, as Keygen does.
             if count > 0 && count + 1 > max {
                 tx.rollback().await?;
@@ -190,7 +243,12 @@ pub async fn activate(db: &Db, m: &MachineRow, limits: &ActivationLimits) -> Res
             }
         }
         if let Some(max) = limits.max_cores {
-            let cores = sqlx::query_scalar::<_, i64>(CORES).bind(m.license_id).bind(limits.per_owner).bind(m.owner_id).fetch_one(&mut *tx).await?;
+            let cores = sqlx::query_scalar::<_, i64>(CORES)
+                .bind(m.license_id)
+                .bind(limits.per_owner)
+                .bind(m.owner_id)
+                .fetch_one(&mut *tx)
+                .await?;
             if cores + m.cores.unwrap_or(0) > max {
                 tx.rollback().await?;
                 return Ok(Err(ActivationRefusal::CoreLimit));
@@ -218,6 +276,25 @@ pub async fn activate(db: &Db, m: &MachineRow, limits: &ActivationLimits) -> Res
             .bind(m.updated_at)
             .execute(&mut *tx)
             .await?;
+        for c in components {
+            sqlx::query(INSERT_COMPONENT)
+                .bind(c.id)
+                .bind(c.account_id)
+                .bind(c.machine_id)
+                .bind(&c.fingerprint)
+                .bind(&c.name)
+                .bind(&c.metadata)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(token) = limits.activation_token {
+            if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(Err(ActivationRefusal::ActivationsLimit));
+            }
+        }
         tx.commit().await?;
     });
     Ok(Ok(()))
@@ -248,14 +325,46 @@ pub async fn update(db: &Db, m: &MachineRow) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a machine; returns whether it existed (a culler on another node may have won).
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
-    const SQL: &str = "DELETE FROM machines WHERE account_id = $1 AND id = $2";
-    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected()) == 1)
+/// Deactivates (deletes) a machine, counting against a license token's `maxDeactivations` in
+/// the same transaction. `None` when that allowance is spent; else whether the machine existed.
+pub async fn deactivate(db: &Db, account: Uuid, id: Uuid, token: Option<Uuid>) -> Result<Option<bool>> {
+    const CONSUME: &str = "UPDATE tokens SET deactivations = deactivations + 1 WHERE id = $1 AND (max_deactivations IS NULL OR deactivations < max_deactivations)";
+    const DELETE: &str = "DELETE FROM machines WHERE account_id = $1 AND id = $2";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        if let Some(token) = token {
+            if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let n = sqlx::query(DELETE).bind(account).bind(id).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(Some(n == 1))
+    })
 }
 
 pub async fn set_heartbeat(db: &Db, account: Uuid, id: Uuid, at: Option<i64>, now: i64) -> Result<()> {
     const SQL: &str = "UPDATE machines SET last_heartbeat_at = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(at).bind(now).execute(pool).await?.rows_affected());
     Ok(())
+}
+
+/// Monitored machines that may be dead (no heartbeat since `before`, or never pinged and
+/// created before it), with their policy's rules, for the culler to judge.
+pub async fn stale(
+    db: &Db,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, Option<i64>, i64, sqlx::types::Json<crate::domain::policy::PolicyRules>)>> {
+    const SQL: &str = "SELECT m.id, m.account_id, m.last_heartbeat_at, m.created_at, pol.rules FROM machines m JOIN licenses l ON l.id = m.license_id \
+        JOIN policies pol ON pol.id = l.policy_id WHERE COALESCE(m.last_heartbeat_at, m.created_at) < $1 ORDER BY COALESCE(m.last_heartbeat_at, m.created_at) LIMIT $2";
+    Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(before).bind(limit).fetch_all(pool).await?))
+}
+
+/// Deletes a machine only if its heartbeat is still what the culler saw.
+pub async fn delete_if_unchanged(db: &Db, id: Uuid, seen: Option<i64>) -> Result<bool> {
+    const SQL: &str =
+        "DELETE FROM machines WHERE id = $1 AND ((last_heartbeat_at IS NULL AND $2 IS NULL) OR last_heartbeat_at = $2)";
+    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(id).bind(seen).execute(pool).await?.rows_affected()) == 1)
 }

@@ -3,11 +3,14 @@
 //! filters on it, so tenant isolation is structural.
 
 pub mod accounts;
+pub mod components;
 pub mod entitlements;
 pub mod groups;
+pub mod leases;
 pub mod licenses;
 pub mod machines;
 pub mod policies;
+pub mod processes;
 pub mod products;
 pub mod tokens;
 pub mod users;

@@ -31,7 +31,13 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<PolicyRow>>
 const LIST: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) AND ($3 IS NULL OR id = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5";
 const COUNT: &str = "SELECT COUNT(*) FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) AND ($3 IS NULL OR id = $3)";
 
-pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, only: Option<Uuid>, page: Page) -> Result<Listing<PolicyRow>> {
+pub async fn list(
+    db: &Db,
+    account: Uuid,
+    product: Option<Uuid>,
+    only: Option<Uuid>,
+    page: Page,
+) -> Result<Listing<PolicyRow>> {
     db_run!(db, |pool| {
         let rows = sqlx::query_as::<_, PolicyRow>(LIST)
             .bind(account)
@@ -64,7 +70,8 @@ pub async fn insert(db: &Db, p: &PolicyRow) -> Result<()> {
     Ok(())
 }
 
-const UPDATE: &str = "UPDATE policies SET name = $3, rules = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
+const UPDATE: &str =
+    "UPDATE policies SET name = $3, rules = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
 
 pub async fn update(db: &Db, p: &PolicyRow) -> Result<()> {
     db_run!(db, |pool| sqlx::query(UPDATE)
@@ -83,12 +90,18 @@ pub async fn update(db: &Db, p: &PolicyRow) -> Result<()> {
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id IN (SELECT id FROM licenses WHERE policy_id = $2)")
+        sqlx::query(
+            "DELETE FROM tokens WHERE account_id = $1 AND bearer_id IN (SELECT id FROM licenses WHERE policy_id = $2)",
+        )
+        .bind(account)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM policies WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM policies WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
     });
     Ok(())

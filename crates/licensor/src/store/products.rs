@@ -28,7 +28,12 @@ const FIND: &str = "SELECT id, account_id, name, code, distribution_strategy, ur
 /// Finds by UUID or by code.
 pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<ProductRow>> {
     let uuid = Uuid::parse_str(id).ok();
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, ProductRow>(FIND).bind(account).bind(uuid).bind(id).fetch_optional(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, ProductRow>(FIND)
+        .bind(account)
+        .bind(uuid)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?))
 }
 
 const LIST: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products WHERE account_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
@@ -37,7 +42,13 @@ const COUNT: &str = "SELECT COUNT(*) FROM products WHERE account_id = $1 AND ($2
 /// Lists products; `only` restricts to one (what a product or license may see).
 pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<ProductRow>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, ProductRow>(LIST).bind(account).bind(only).bind(page.limit()).bind(page.offset()).fetch_all(pool).await?;
+        let rows = sqlx::query_as::<_, ProductRow>(LIST)
+            .bind(account)
+            .bind(only)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
         let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(only).fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
@@ -91,7 +102,11 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM products WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM products WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     });
     Ok(())

@@ -44,7 +44,13 @@ const LIST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind,
     WHERE account_id = $1 AND ($2 IS NULL OR bearer_id = $2) AND ($3 IS NULL OR bearer_type = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5";
 const COUNT: &str = "SELECT COUNT(*) FROM tokens WHERE account_id = $1 AND ($2 IS NULL OR bearer_id = $2) AND ($3 IS NULL OR bearer_type = $3)";
 
-pub async fn list(db: &Db, account: Uuid, bearer: Option<Uuid>, bearer_type: Option<&str>, page: Page) -> Result<Listing<TokenRow>> {
+pub async fn list(
+    db: &Db,
+    account: Uuid,
+    bearer: Option<Uuid>,
+    bearer_type: Option<&str>,
+    page: Page,
+) -> Result<Listing<TokenRow>> {
     db_run!(db, |pool| {
         let rows = sqlx::query_as::<_, TokenRow>(LIST)
             .bind(account)
@@ -54,7 +60,8 @@ pub async fn list(db: &Db, account: Uuid, bearer: Option<Uuid>, bearer_type: Opt
             .bind(page.offset())
             .fetch_all(pool)
             .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(bearer).bind(bearer_type).fetch_one(pool).await?;
+        let total =
+            sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(bearer).bind(bearer_type).fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }
@@ -83,28 +90,28 @@ pub async fn insert(db: &Db, t: &TokenRow) -> Result<()> {
     Ok(())
 }
 
-const REGENERATE: &str = "UPDATE tokens SET digest = $3, expiry = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
+const REGENERATE: &str =
+    "UPDATE tokens SET digest = $3, expiry = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
 
 pub async fn regenerate(db: &Db, account: Uuid, id: Uuid, digest: &str, expiry: Option<i64>, now: i64) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(REGENERATE).bind(account).bind(id).bind(digest).bind(expiry).bind(now).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| sqlx::query(REGENERATE)
+        .bind(account)
+        .bind(id)
+        .bind(digest)
+        .bind(expiry)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2")
+        .bind(account)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected());
     Ok(())
-}
-
-/// Counts one activation against a license token's allowance, atomically: false when exhausted.
-pub async fn consume_activation(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
-    const SQL: &str = "UPDATE tokens SET activations = activations + 1 WHERE account_id = $1 AND id = $2 AND (max_activations IS NULL OR activations < max_activations)";
-    let n = db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected());
-    Ok(n == 1)
-}
-
-/// Counts one deactivation against a license token's allowance, atomically: false when exhausted.
-pub async fn consume_deactivation(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
-    const SQL: &str = "UPDATE tokens SET deactivations = deactivations + 1 WHERE account_id = $1 AND id = $2 AND (max_deactivations IS NULL OR deactivations < max_deactivations)";
-    let n = db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected());
-    Ok(n == 1)
 }

@@ -138,8 +138,16 @@ pub async fn update(db: &Db, u: &UserRow) -> Result<(), sqlx::Error> {
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2").bind(account).bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM users WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     });
     Ok(())

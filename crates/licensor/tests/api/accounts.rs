@@ -21,7 +21,8 @@ async fn account_shows_its_public_keys_by_id_and_by_slug() {
     let ed = by_id.body["meta"]["keys"]["ed25519"].as_str().unwrap();
     let hex_key = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ed).unwrap()).unwrap();
     assert_eq!(hex_key.len(), 64, "Ed25519 public key is shown as base64 of its hex form");
-    let rsa = base64::engine::general_purpose::STANDARD.decode(by_id.body["meta"]["publicKey"].as_str().unwrap()).unwrap();
+    let rsa =
+        base64::engine::general_purpose::STANDARD.decode(by_id.body["meta"]["publicKey"].as_str().unwrap()).unwrap();
     assert!(String::from_utf8(rsa).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
     let by_slug = app.get(&format!("/v1/accounts/{}", app.slug), &app.admin()).await;
     assert_eq!(by_slug.id(), app.account_id);
@@ -43,9 +44,16 @@ async fn private_keys_are_encrypted_at_rest() {
     let row = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
     // A sealed Ed25519 key is nonce + ciphertext + tag, never the 32 raw bytes.
     assert_eq!(row.ed25519_secret.len(), 12 + 32 + 16);
-    let keys = licensor::crypto::AccountKeys::unseal(&app.master, row.id, &row.ed25519_secret, &row.rsa_secret).unwrap();
+    let keys =
+        licensor::crypto::AccountKeys::unseal(&app.master, row.id, &row.ed25519_secret, &row.rsa_secret).unwrap();
     assert_eq!(hex::encode(keys.ed25519.verifying_key().as_bytes()), row.ed25519_public);
-    assert!(licensor::crypto::AccountKeys::unseal(&licensor::crypto::MasterKey::generate(), row.id, &row.ed25519_secret, &row.rsa_secret).is_err());
+    assert!(licensor::crypto::AccountKeys::unseal(
+        &licensor::crypto::MasterKey::generate(),
+        row.id,
+        &row.ed25519_secret,
+        &row.rsa_secret
+    )
+    .is_err());
 }
 
 #[tokio::test]
@@ -69,12 +77,20 @@ async fn me_shows_the_bearer() {
 #[tokio::test]
 async fn admin_updates_account_name_and_slug() {
     let app = spawn_app().await;
-    let r = app.patch(&app.acct(""), &app.admin(), json!({"data": {"type": "accounts", "attributes": {"name": "Acme Inc", "slug": "acme-renamed"}}})).await;
+    let r = app
+        .patch(
+            &app.acct(""),
+            &app.admin(),
+            json!({"data": {"type": "accounts", "attributes": {"name": "Acme Inc", "slug": "acme-renamed"}}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.attr("name"), "Acme Inc");
     let r = app.get("/v1/accounts/acme-renamed", &app.admin()).await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = app.patch(&app.acct(""), &app.admin(), json!({"data": {"type": "accounts", "attributes": {"slug": "Bad Slug"}}})).await;
+    let r = app
+        .patch(&app.acct(""), &app.admin(), json!({"data": {"type": "accounts", "attributes": {"slug": "Bad Slug"}}}))
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.pointer(), "/data/attributes/slug");
 }
@@ -84,10 +100,20 @@ async fn admin_updates_account_name_and_slug() {
 async fn tenants_are_isolated() {
     let app = spawn_app().await;
     let (product, policy, license, key) = app.license_fixture(json!({"authenticationStrategy": "MIXED"})).await;
-    let other = licensor::bootstrap::create_account(&app.db, &app.master, "other-co", "boss@other.example", PASSWORD).await.unwrap();
-    let (_, other_token) = licensor::auth::issue_token(&app.db, other.account.id, "user", other.admin.id, "admin", Default::default()).await.unwrap();
+    let other = licensor::bootstrap::create_account(&app.db, &app.master, "other-co", "boss@other.example", PASSWORD)
+        .await
+        .unwrap();
+    let (_, other_token) =
+        licensor::auth::issue_token(&app.db, other.account.id, "user", other.admin.id, "admin", Default::default())
+            .await
+            .unwrap();
     let other_admin = As::Bearer(other_token);
-    for path in [format!("/products/{product}"), format!("/policies/{policy}"), format!("/licenses/{license}"), format!("/licenses/{key}")] {
+    for path in [
+        format!("/products/{product}"),
+        format!("/policies/{policy}"),
+        format!("/licenses/{license}"),
+        format!("/licenses/{key}"),
+    ] {
         let r = app.get(&format!("/v1/accounts/other-co{path}"), &other_admin).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path} visible from another account");
     }
@@ -104,7 +130,13 @@ async fn tenants_are_isolated() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "LICENSE_INVALID");
     // Writing into our account with their token fails and leaves nothing behind.
-    let r = app.post(&app.acct("/products"), &As::Bearer("admin-deadbeefv3".into()), json!({"data": {"type": "products", "attributes": {"name": "X"}}})).await;
+    let r = app
+        .post(
+            &app.acct("/products"),
+            &As::Bearer("admin-deadbeefv3".into()),
+            json!({"data": {"type": "products", "attributes": {"name": "X"}}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = app.get(&app.acct("/products"), &app.admin()).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1);

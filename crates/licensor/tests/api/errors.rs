@@ -55,7 +55,13 @@ async fn malformed_bodies_are_400_everywhere() {
 async fn wrong_types_point_at_the_attribute() {
     let app = spawn_app().await;
     let (_, policy, license, _) = app.license_fixture(json!({})).await;
-    let r = app.patch(&app.acct(&format!("/licenses/{license}")), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"maxUses": "ten"}}})).await;
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{license}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"maxUses": "ten"}}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.pointer(), "/data/attributes/maxUses");
     assert_eq!(r.body["errors"][0]["detail"], "type mismatch (received string expected integer)");
@@ -63,7 +69,8 @@ async fn wrong_types_point_at_the_attribute() {
         .post(&app.acct("/licenses"), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"suspended": "yes"}, "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}))
         .await;
     assert_eq!(r.pointer(), "/data/attributes/suspended");
-    let r = app.post(&app.acct("/licenses"), &app.admin(), json!({"data": {"type": "licenses", "attributes": {}}})).await;
+    let r =
+        app.post(&app.acct("/licenses"), &app.admin(), json!({"data": {"type": "licenses", "attributes": {}}})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.pointer(), "/data/relationships/policy");
     let r = app
@@ -76,7 +83,16 @@ async fn wrong_types_point_at_the_attribute() {
 #[tokio::test]
 async fn unknown_ids_are_404_and_unknown_routes_too() {
     let app = spawn_app().await;
-    for path in ["/licenses/nope", "/policies/nope", "/products/nope", "/users/nope", "/entitlements/nope", "/groups/nope", "/tokens/nope", "/no-such-thing"] {
+    for path in [
+        "/licenses/nope",
+        "/policies/nope",
+        "/products/nope",
+        "/users/nope",
+        "/entitlements/nope",
+        "/groups/nope",
+        "/tokens/nope",
+        "/no-such-thing",
+    ] {
         let r = app.get(&app.acct(path), &app.admin()).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(r.code(), "NOT_FOUND", "{path}");
@@ -105,10 +121,18 @@ async fn non_admins_are_forbidden_from_admin_writes() {
     app.create_user("u@example.com").await;
     let t = app.post(&app.acct("/tokens"), &As::Basic("u@example.com".into(), PASSWORD.into()), json!(null)).await;
     let user = As::Bearer(t.attr("token").as_str().unwrap().to_string());
-    let r = app.post(&app.acct("/products"), &user, json!({"data": {"type": "products", "attributes": {"name": "X"}}})).await;
+    let r = app
+        .post(&app.acct("/products"), &user, json!({"data": {"type": "products", "attributes": {"name": "X"}}}))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.body["errors"][0]["title"], "Access denied");
-    let r = app.post(&app.acct("/entitlements"), &user, json!({"data": {"type": "entitlements", "attributes": {"name": "X", "code": "X"}}})).await;
+    let r = app
+        .post(
+            &app.acct("/entitlements"),
+            &user,
+            json!({"data": {"type": "entitlements", "attributes": {"name": "X", "code": "X"}}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app.get(&app.acct("/policies"), &user).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -48,10 +48,12 @@ pub async fn spawn_app() -> TestApp {
     let master = MasterKey::generate();
     let slug = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let admin_email = format!("admin@{slug}.example");
-    let created = licensor::bootstrap::create_account(&db, &master, &slug, &admin_email, PASSWORD).await.expect("account");
-    let (_, admin_token) = licensor::auth::issue_token(&db, created.account.id, "user", created.admin.id, "admin", Default::default())
-        .await
-        .expect("token");
+    let created =
+        licensor::bootstrap::create_account(&db, &master, &slug, &admin_email, PASSWORD).await.expect("account");
+    let (_, admin_token) =
+        licensor::auth::issue_token(&db, created.account.id, "user", created.admin.id, "admin", Default::default())
+            .await
+            .expect("token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -170,7 +172,13 @@ impl TestApp {
     // ---- fixtures ---------------------------------------------------------------------------
 
     pub async fn create_product(&self, name: &str) -> String {
-        let r = self.post(&self.acct("/products"), &self.admin(), json!({"data": {"type": "products", "attributes": {"name": name}}})).await;
+        let r = self
+            .post(
+                &self.acct("/products"),
+                &self.admin(),
+                json!({"data": {"type": "products", "attributes": {"name": name}}}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.id()
     }
@@ -204,7 +212,11 @@ impl TestApp {
 
     pub async fn create_user(&self, email: &str) -> String {
         let r = self
-            .post(&self.acct("/users"), &self.admin(), json!({"data": {"type": "users", "attributes": {"email": email, "password": PASSWORD}}}))
+            .post(
+                &self.acct("/users"),
+                &self.admin(),
+                json!({"data": {"type": "users", "attributes": {"email": email, "password": PASSWORD}}}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.id()
@@ -241,7 +253,9 @@ impl Drop for TestApp {
                 rt.block_on(async move {
                     if let Ok(db) = Db::connect(&url, None).await {
                         if let Db::Postgres(pool) = &db {
-                            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(pool).await;
+                            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                                .execute(pool)
+                                .await;
                         }
                         db.close().await;
                     }

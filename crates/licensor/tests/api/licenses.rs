@@ -7,7 +7,9 @@ use crate::helpers::*;
 async fn license_is_created_with_a_keygen_key_and_policy_values() {
     let app = spawn_app().await;
     let product = app.create_product("App").await;
-    let policy = app.create_policy(&product, json!({"duration": 30 * 86400, "floating": true, "maxMachines": 5, "strict": true})).await;
+    let policy = app
+        .create_policy(&product, json!({"duration": 30 * 86400, "floating": true, "maxMachines": 5, "strict": true}))
+        .await;
     let r = app
         .post(
             &app.acct("/licenses"),
@@ -57,7 +59,13 @@ async fn custom_keys_are_unique_and_immutable() {
         .post(&app.acct("/licenses"), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"key": "abc"}, "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}))
         .await;
     assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.patch(&app.acct(&format!("/licenses/{id}")), &app.admin(), json!({"data": {"type": "licenses", "attributes": {"key": "NEW-KEY-123"}}})).await;
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{id}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"key": "NEW-KEY-123"}}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.pointer(), "/data/attributes/key");
 }
@@ -67,7 +75,8 @@ async fn status_follows_suspension_and_expiry() {
     let app = spawn_app().await;
     let (_, policy, id, _) = app.license_fixture(json!({})).await;
     let path = app.acct(&format!("/licenses/{id}"));
-    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"suspended": true}}})).await;
+    let r =
+        app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"suspended": true}}})).await;
     assert_eq!(r.attr("status"), "SUSPENDED");
     let r = app.patch(&path, &app.admin(), json!({"data": {"type": "licenses", "attributes": {"suspended": false, "expiry": "2001-01-01T00:00:00.000Z"}}})).await;
     assert_eq!(r.attr("status"), "EXPIRED");
@@ -80,7 +89,9 @@ async fn status_follows_suspension_and_expiry() {
     // Banned owner → BANNED.
     let user = app.create_user("owner@example.com").await;
     let (lid, _) = app.create_license(&policy, json!({})).await;
-    let r = app.put(&app.acct(&format!("/licenses/{lid}/owner")), &app.admin(), json!({"data": {"type": "users", "id": user}})).await;
+    let r = app
+        .put(&app.acct(&format!("/licenses/{lid}/owner")), &app.admin(), json!({"data": {"type": "users", "id": user}}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     app.post(&app.acct(&format!("/users/{user}/actions/ban")), &app.admin(), json!(null)).await;
     let r = app.get(&app.acct(&format!("/licenses/{lid}")), &app.admin()).await;
@@ -115,7 +126,8 @@ async fn pagination_links_and_limits() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Newest first.
     let all = app.get(&app.acct("/licenses?limit=100"), &app.admin()).await;
-    let created: Vec<&str> = all.body["data"].as_array().unwrap().iter().map(|l| l["attributes"]["created"].as_str().unwrap()).collect();
+    let created: Vec<&str> =
+        all.body["data"].as_array().unwrap().iter().map(|l| l["attributes"]["created"].as_str().unwrap()).collect();
     let mut sorted = created.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(created, sorted);
@@ -151,14 +163,22 @@ async fn owners_and_users_see_their_licenses_only() {
     let (_, policy, _, _) = app.license_fixture(json!({})).await;
     let owner = app.create_user("own@example.com").await;
     let (mine, _) = app.create_license(&policy, json!({})).await;
-    app.put(&app.acct(&format!("/licenses/{mine}/owner")), &app.admin(), json!({"data": {"type": "users", "id": owner}})).await;
+    app.put(
+        &app.acct(&format!("/licenses/{mine}/owner")),
+        &app.admin(),
+        json!({"data": {"type": "users", "id": owner}}),
+    )
+    .await;
     let t = app.post(&app.acct("/tokens"), &As::Basic("own@example.com".into(), PASSWORD.into()), json!(null)).await;
     let me = As::Bearer(t.attr("token").as_str().unwrap().to_string());
     let r = app.get(&app.acct("/licenses"), &me).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["data"][0]["id"], json!(mine));
     let others = app.get(&app.acct("/licenses"), &app.admin()).await;
-    let other = others.body["data"].as_array().unwrap().iter().find(|l| l["id"] != json!(mine)).unwrap()["id"].as_str().unwrap().to_string();
+    let other = others.body["data"].as_array().unwrap().iter().find(|l| l["id"] != json!(mine)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(app.get(&app.acct(&format!("/licenses/{other}")), &me).await.status, StatusCode::FORBIDDEN);
     // Users cannot create licenses for others, nor under protected policies.
     let r = app.post(&app.acct("/licenses"), &me, json!({"data": {"type": "licenses", "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}})).await;
@@ -173,14 +193,17 @@ async fn attach_users_respects_max_users() {
     let b = app.create_user("b@example.com").await;
     let c = app.create_user("c@example.com").await;
     let path = app.acct(&format!("/licenses/{license}/users"));
-    let r = app.post(&path, &app.admin(), json!({"data": [{"type": "users", "id": a}, {"type": "users", "id": b}]})).await;
+    let r =
+        app.post(&path, &app.admin(), json!({"data": [{"type": "users", "id": a}, {"type": "users", "id": b}]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = app.post(&path, &app.admin(), json!({"data": [{"type": "users", "id": c}]})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.code(), "USER_LIMIT_EXCEEDED");
     let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
     assert_eq!(r.body["data"]["relationships"]["users"]["meta"]["count"], 2);
-    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "users", "id": a}]}))).await;
+    let r = app
+        .req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "users", "id": a}]})))
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path, &app.admin()).await.body["data"].as_array().unwrap().len(), 1);
 }
@@ -191,19 +214,41 @@ async fn entitlements_attach_and_inherited_ones_cannot_be_detached() {
     let (_, policy, license, _) = app.license_fixture(json!({})).await;
     let mk = |code: &'static str| {
         let app = &app;
-        async move { app.post(&app.acct("/entitlements"), &app.admin(), json!({"data": {"type": "entitlements", "attributes": {"name": code, "code": code}}})).await.id() }
+        async move {
+            app.post(
+                &app.acct("/entitlements"),
+                &app.admin(),
+                json!({"data": {"type": "entitlements", "attributes": {"name": code, "code": code}}}),
+            )
+            .await
+            .id()
+        }
     };
     let inherited = mk("FROM_POLICY").await;
     let own = mk("OWN").await;
-    app.post(&app.acct(&format!("/policies/{policy}/entitlements")), &app.admin(), json!({"data": [{"type": "entitlements", "id": inherited}]})).await;
+    app.post(
+        &app.acct(&format!("/policies/{policy}/entitlements")),
+        &app.admin(),
+        json!({"data": [{"type": "entitlements", "id": inherited}]}),
+    )
+    .await;
     let path = app.acct(&format!("/licenses/{license}/entitlements"));
     let r = app.post(&path, &app.admin(), json!({"data": [{"type": "entitlements", "id": own}]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = app.get(&path, &app.admin()).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
-    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": inherited}]}))).await;
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &path,
+            &app.admin(),
+            Some(json!({"data": [{"type": "entitlements", "id": inherited}]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": own}]}))).await;
+    let r = app
+        .req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": own}]})))
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 

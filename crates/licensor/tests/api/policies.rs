@@ -33,7 +33,11 @@ async fn policy_rules_are_validated_with_pointers() {
         (json!({"maxMachines": 5}), 422, "/data/attributes/maxMachines"),
         (json!({"floating": true, "maxMachines": 0}), 422, "/data/attributes/maxMachines"),
         (json!({"expirationStrategy": "NEVER"}), 422, "/data/attributes/expirationStrategy"),
-        (json!({"floating": true, "maxMachines": 5, "overageStrategy": "ALLOW_1_25X_OVERAGE"}), 422, "/data/attributes/overageStrategy"),
+        (
+            json!({"floating": true, "maxMachines": 5, "overageStrategy": "ALLOW_1_25X_OVERAGE"}),
+            422,
+            "/data/attributes/overageStrategy",
+        ),
         (json!({"requireCheckIn": true}), 422, "/data/attributes/checkInInterval"),
         (json!({"maxMachines": "five"}), 400, "/data/attributes/maxMachines"),
         (json!({"strict": null}), 400, "/data/attributes/strict"),
@@ -58,11 +62,19 @@ async fn policy_update_and_create_only_attributes() {
     let product = app.create_product("App").await;
     let id = app.create_policy(&product, json!({"floating": true, "maxMachines": 3})).await;
     let path = app.acct(&format!("/policies/{id}"));
-    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "policies", "attributes": {"maxMachines": 10, "name": "Pro"}}})).await;
+    let r = app
+        .patch(
+            &path,
+            &app.admin(),
+            json!({"data": {"type": "policies", "attributes": {"maxMachines": 10, "name": "Pro"}}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.attr("maxMachines"), 10);
     assert_eq!(r.attr("name"), "Pro");
-    let r = app.patch(&path, &app.admin(), json!({"data": {"type": "policies", "attributes": {"scheme": "ED25519_SIGN"}}})).await;
+    let r = app
+        .patch(&path, &app.admin(), json!({"data": {"type": "policies", "attributes": {"scheme": "ED25519_SIGN"}}}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.pointer(), "/data/attributes/scheme");
     let r = app.get(&app.acct(&format!("/policies?product={product}")), &app.admin()).await;
@@ -77,7 +89,13 @@ async fn policy_entitlements_attach_and_detach() {
     let app = spawn_app().await;
     let product = app.create_product("App").await;
     let policy = app.create_policy(&product, json!({})).await;
-    let e = app.post(&app.acct("/entitlements"), &app.admin(), json!({"data": {"type": "entitlements", "attributes": {"name": "Feature A", "code": "FEATURE_A"}}})).await;
+    let e = app
+        .post(
+            &app.acct("/entitlements"),
+            &app.admin(),
+            json!({"data": {"type": "entitlements", "attributes": {"name": "Feature A", "code": "FEATURE_A"}}}),
+        )
+        .await;
     assert_eq!(e.status, StatusCode::CREATED, "{}", e.text);
     let path = app.acct(&format!("/policies/{policy}/entitlements"));
     let r = app.post(&path, &app.admin(), json!({"data": [{"type": "entitlements", "id": e.id()}]})).await;
@@ -86,7 +104,14 @@ async fn policy_entitlements_attach_and_detach() {
     assert_eq!(r.body["data"][0]["attributes"]["code"], "FEATURE_A");
     let r = app.delete(&path, &app.admin()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "detach needs a body");
-    let r = app.req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": e.id()}]}))).await;
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &path,
+            &app.admin(),
+            Some(json!({"data": [{"type": "entitlements", "id": e.id()}]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path, &app.admin()).await.body["data"].as_array().unwrap().len(), 0);
 }

@@ -17,7 +17,10 @@ async fn admin_generates_a_token_with_basic_auth() {
     // The new token works; its secret is never stored in clear.
     let me = app.get(&app.acct("/me"), &As::Bearer(token.clone())).await;
     assert_eq!(me.status, StatusCode::OK);
-    let stored = licensor::store::tokens::find(&app.db, app.account_id.parse().unwrap(), r.id().parse().unwrap()).await.unwrap().unwrap();
+    let stored = licensor::store::tokens::find(&app.db, app.account_id.parse().unwrap(), r.id().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(stored.digest, token);
     assert!(!stored.digest.contains(&token[6..20]));
     // Listing never shows secrets.
@@ -51,7 +54,15 @@ async fn user_tokens_expire_in_two_weeks_and_users_see_only_their_own() {
     let list = app.get(&app.acct("/tokens"), &jo).await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
     let admin_tokens = app.get(&app.acct("/tokens"), &app.admin()).await;
-    let admin_token_id = admin_tokens.body["data"].as_array().unwrap().iter().find(|t| t["attributes"]["kind"] == "admin-token").unwrap()["id"].as_str().unwrap().to_string();
+    let admin_token_id = admin_tokens.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["attributes"]["kind"] == "admin-token")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = app.get(&app.acct(&format!("/tokens/{admin_token_id}")), &jo).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
@@ -84,7 +95,11 @@ async fn product_and_license_tokens() {
     let r = app.get(&app.acct(&format!("/licenses/{license}")), &prod).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = app
-        .post(&app.acct(&format!("/licenses/{license}/tokens")), &prod, json!({"data": {"type": "tokens", "attributes": {"maxActivations": 3}}}))
+        .post(
+            &app.acct(&format!("/licenses/{license}/tokens")),
+            &prod,
+            json!({"data": {"type": "tokens", "attributes": {"maxActivations": 3}}}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.attr("kind"), "activation-token");

@@ -29,14 +29,19 @@ struct AccountAttributes {
 /// Ed25519 as base64 of the *hex* string (SDKs are configured with the hex form).
 pub fn render(a: &AccountRow) -> serde_json::Value {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    let resource = Resource::new(a.id, "accounts", a.id, AccountAttributes {
-        name: a.name.clone(),
-        slug: a.slug.clone(),
-        api_version: "1.8",
-        protected: a.protected,
-        created: time::iso(a.created_at),
-        updated: time::iso(a.updated_at),
-    });
+    let resource = Resource::new(
+        a.id,
+        "accounts",
+        a.id,
+        AccountAttributes {
+            name: a.name.clone(),
+            slug: a.slug.clone(),
+            api_version: "1.8",
+            protected: a.protected,
+            created: time::iso(a.created_at),
+            updated: time::iso(a.updated_at),
+        },
+    );
     let mut resource = resource;
     resource.links = json!({ "self": format!("/v1/accounts/{}", a.id) });
     json!({
@@ -78,7 +83,9 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     if let Some(slug) = data.attributes.slug {
         if !crate::bootstrap::valid_slug(&slug) {
-            return Err(Error::invalid_attr("slug", "must be lowercase letters, digits and dashes", "SLUG_INVALID").into());
+            return Err(
+                Error::invalid_attr("slug", "must be lowercase letters, digits and dashes", "SLUG_INVALID").into()
+            );
         }
         if slug != a.slug && accounts::find(ctx.db(), &slug).await?.is_some() {
             return Err(Error::invalid_attr("slug", "has already been taken", "SLUG_TAKEN").into());
@@ -90,7 +97,9 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     a.updated_at = time::now_ms();
     accounts::update(ctx.db(), &a).await.map_err(|e| match e {
-        Error::Database(ref d) if crate::db::is_unique_violation(d) => Error::invalid_attr("slug", "has already been taken", "SLUG_TAKEN"),
+        Error::Database(ref d) if crate::db::is_unique_violation(d) => {
+            Error::invalid_attr("slug", "has already been taken", "SLUG_TAKEN")
+        }
         other => other,
     })?;
     ctx.state.forget_accounts();

@@ -133,11 +133,9 @@ impl ListParams {
                 None => 10,
             };
             let number = match number {
-                Some(n) => n
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| Error::bad_param(format!("page number must be a number greater than 0 (got {n})"), "page[number]"))?,
+                Some(n) => n.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    Error::bad_param(format!("page number must be a number greater than 0 (got {n})"), "page[number]")
+                })?,
                 None => 1,
             };
             Page { size, number }

@@ -26,13 +26,18 @@ pub struct EntitlementAttributes {
 }
 
 pub fn render(account: Uuid, e: &EntitlementRow) -> Resource<EntitlementAttributes> {
-    Resource::new(account, "entitlements", e.id, EntitlementAttributes {
-        name: e.name.clone(),
-        code: e.code.clone(),
-        metadata: metadata::render(&e.metadata.0),
-        created: time::iso(e.created_at),
-        updated: time::iso(e.updated_at),
-    })
+    Resource::new(
+        account,
+        "entitlements",
+        e.id,
+        EntitlementAttributes {
+            name: e.name.clone(),
+            code: e.code.clone(),
+            metadata: metadata::render(&e.metadata.0),
+            created: time::iso(e.created_at),
+            updated: time::iso(e.updated_at),
+        },
+    )
     .account(account)
 }
 
@@ -76,7 +81,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let data = parse_data::<EntitlementInput, NoRels>(body, "entitlements")?;
     for (attr, present) in [("name", data.attributes.name.is_some()), ("code", data.attributes.code.is_some())] {
         if !present {
-            return Err(Error::bad_request("is missing", Source::Pointer(format!("/data/attributes/{attr}").into())).into());
+            return Err(
+                Error::bad_request("is missing", Source::Pointer(format!("/data/attributes/{attr}").into())).into()
+            );
         }
     }
     let now = time::now_ms();
@@ -97,7 +104,8 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 async fn load(ctx: &Ctx) -> Result<EntitlementRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
-    let e = entitlements::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("entitlement", id))?;
+    let e =
+        entitlements::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("entitlement", id))?;
     if p.is_admin() || p.product_id().is_some() {
         Ok(e)
     } else {

@@ -59,27 +59,50 @@ fn source_json(source: &Source) -> Option<serde_json::Value> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let not_found_detail;
-        let (status, title, detail, code, source): (StatusCode, &str, &str, Option<&str>, Option<serde_json::Value>) = match &self.0 {
-            Error::BadRequest { detail, code, location } => (StatusCode::BAD_REQUEST, "Bad request", detail, code.as_deref(), source_json(location)),
-            Error::Unauthorized { detail, code } => (StatusCode::UNAUTHORIZED, "Unauthorized", detail, code.as_deref(), None),
-            Error::Forbidden { detail, code } => (StatusCode::FORBIDDEN, "Access denied", detail, code.as_deref(), None),
-            Error::NotFound { kind, id } => {
-                not_found_detail = format!("The requested {kind} '{id}' was not found");
-                (StatusCode::NOT_FOUND, "Not found", not_found_detail.as_str(), Some("NOT_FOUND"), None)
-            }
-            Error::Invalid { detail, code, location } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable resource", detail, Some(code.as_ref()), source_json(location))
-            }
-            Error::Conflict { detail, code } => (StatusCode::CONFLICT, "Conflict", detail, code.as_deref(), None),
-            Error::Database(e) => {
-                tracing::error!(error = %e, "database error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "Looks like something went wrong!", None, None)
-            }
-            Error::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "Looks like something went wrong!", None, None)
-            }
-        };
+        let (status, title, detail, code, source): (StatusCode, &str, &str, Option<&str>, Option<serde_json::Value>) =
+            match &self.0 {
+                Error::BadRequest { detail, code, location } => {
+                    (StatusCode::BAD_REQUEST, "Bad request", detail, code.as_deref(), source_json(location))
+                }
+                Error::Unauthorized { detail, code } => {
+                    (StatusCode::UNAUTHORIZED, "Unauthorized", detail, code.as_deref(), None)
+                }
+                Error::Forbidden { detail, code } => {
+                    (StatusCode::FORBIDDEN, "Access denied", detail, code.as_deref(), None)
+                }
+                Error::NotFound { kind, id } => {
+                    not_found_detail = format!("The requested {kind} '{id}' was not found");
+                    (StatusCode::NOT_FOUND, "Not found", not_found_detail.as_str(), Some("NOT_FOUND"), None)
+                }
+                Error::Invalid { detail, code, location } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Unprocessable resource",
+                    detail,
+                    Some(code.as_ref()),
+                    source_json(location),
+                ),
+                Error::Conflict { detail, code } => (StatusCode::CONFLICT, "Conflict", detail, code.as_deref(), None),
+                Error::Database(e) => {
+                    tracing::error!(error = %e, "database error");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal server error",
+                        "Looks like something went wrong!",
+                        None,
+                        None,
+                    )
+                }
+                Error::Internal(e) => {
+                    tracing::error!(error = ?e, "internal error");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal server error",
+                        "Looks like something went wrong!",
+                        None,
+                        None,
+                    )
+                }
+            };
         let request_id = REQUEST_ID.try_with(|id| id.clone()).ok();
         let body = serde_json::json!({
             "meta": { "id": request_id },

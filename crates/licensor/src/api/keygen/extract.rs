@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -47,9 +47,9 @@ impl Ctx {
 
     /// The caller, or 401 when the request carried no credentials.
     pub fn principal(&self) -> Result<&Principal, Error> {
-        self.principal.as_ref().ok_or_else(|| {
-            Error::unauthorized("You must be authenticated to complete the request", "TOKEN_MISSING")
-        })
+        self.principal
+            .as_ref()
+            .ok_or_else(|| Error::unauthorized("You must be authenticated to complete the request", "TOKEN_MISSING"))
     }
 
     /// The caller, who must be an admin of the account.
@@ -81,7 +81,8 @@ fn parse_authorization(parts: &Parts) -> Result<Option<Credential>, Error> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID"))?;
+    let value =
+        value.to_str().map_err(|_| Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     match scheme.to_ascii_lowercase().as_str() {
@@ -114,10 +115,8 @@ impl FromRequestParts<AppState> for Ctx {
             .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
             .unwrap_or_default();
         let account_param = params.iter().find(|(k, _)| k == "account").map(|(_, v)| v.clone()).unwrap_or_default();
-        let account = state
-            .account(&account_param)
-            .await?
-            .ok_or_else(|| Error::not_found("account", account_param.clone()))?;
+        let account =
+            state.account(&account_param).await?.ok_or_else(|| Error::not_found("account", account_param.clone()))?;
         let mut password_login = None;
         let principal = match parse_authorization(parts)? {
             None => None,
@@ -146,9 +145,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|_| Error::bad_request("The request body could not be read (it may be too large)", Source::None))?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|_| {
+            Error::bad_request("The request body could not be read (it may be too large)", Source::None)
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Value::Null));
         }
@@ -303,7 +302,11 @@ fn type_mismatch(message: &str) -> String {
         "value"
     };
     let expected_raw = message.split("expected ").nth(1).unwrap_or("");
-    let expected = if expected_raw.contains("i64") || expected_raw.contains("u64") || expected_raw.contains("i32") || expected_raw.contains("integer") {
+    let expected = if expected_raw.contains("i64")
+        || expected_raw.contains("u64")
+        || expected_raw.contains("i32")
+        || expected_raw.contains("integer")
+    {
         "integer"
     } else if expected_raw.contains("bool") {
         "boolean"
@@ -328,10 +331,14 @@ pub fn parse_data<A: DeserializeOwned + Default, R: DeserializeOwned + Default>(
         return Err(Error::bad_request("is missing", Source::Pointer("/data".into())));
     }
     if !body.is_object() {
-        return Err(Error::bad_request("type mismatch (received non-object expected object)", Source::Pointer("/".into())));
+        return Err(Error::bad_request(
+            "type mismatch (received non-object expected object)",
+            Source::Pointer("/".into()),
+        ));
     }
     let doc: Document<Data<A, R>> = decode(body)?;
-    let singular = plural.strip_suffix("ies").map(|s| format!("{s}y")).unwrap_or_else(|| plural.trim_end_matches('s').to_string());
+    let singular =
+        plural.strip_suffix("ies").map(|s| format!("{s}y")).unwrap_or_else(|| plural.trim_end_matches('s').to_string());
     if doc.data.kind != plural && doc.data.kind != singular {
         return Err(Error::bad_request(
             format!("type mismatch (received {} expected {plural})", doc.data.kind),
@@ -390,8 +397,11 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_offending_attribute() {
-        let e = parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "policies", "attributes": {"maxMachines": "x"}}}), "policies")
-            .unwrap_err();
+        let e = parse_data::<Attrs, NoRels>(
+            serde_json::json!({"data": {"type": "policies", "attributes": {"maxMachines": "x"}}}),
+            "policies",
+        )
+        .unwrap_err();
         match e {
             Error::BadRequest { detail, location: Source::Pointer(p), .. } => {
                 assert_eq!(p, "/data/attributes/maxMachines");
@@ -399,9 +409,14 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let e = parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "policies", "attributes": {"bogus": 1}}}), "policies")
-            .unwrap_err();
-        assert!(matches!(e, Error::BadRequest { location: Source::Pointer(ref p), .. } if p == "/data/attributes/bogus"));
+        let e = parse_data::<Attrs, NoRels>(
+            serde_json::json!({"data": {"type": "policies", "attributes": {"bogus": 1}}}),
+            "policies",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::BadRequest { location: Source::Pointer(ref p), .. } if p == "/data/attributes/bogus")
+        );
         let e = parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "users"}}), "policies").unwrap_err();
         assert!(matches!(e, Error::BadRequest { location: Source::Pointer(ref p), .. } if p == "/data/type"));
         assert!(parse_data::<Attrs, NoRels>(serde_json::json!({"data": {"type": "policy"}}), "policies").is_ok());

@@ -28,15 +28,20 @@ pub struct GroupAttributes {
 }
 
 pub fn render(account: Uuid, g: &GroupRow) -> Resource<GroupAttributes> {
-    Resource::new(account, "groups", g.id, GroupAttributes {
-        name: g.name.clone(),
-        max_users: g.max_users,
-        max_licenses: g.max_licenses,
-        max_machines: g.max_machines,
-        metadata: metadata::render(&g.metadata.0),
-        created: time::iso(g.created_at),
-        updated: time::iso(g.updated_at),
-    })
+    Resource::new(
+        account,
+        "groups",
+        g.id,
+        GroupAttributes {
+            name: g.name.clone(),
+            max_users: g.max_users,
+            max_licenses: g.max_licenses,
+            max_machines: g.max_machines,
+            metadata: metadata::render(&g.metadata.0),
+            created: time::iso(g.created_at),
+            updated: time::iso(g.updated_at),
+        },
+    )
     .account(account)
     .many("owners", None)
     .many("users", None)
@@ -71,7 +76,11 @@ fn apply(g: &mut GroupRow, a: GroupInput) -> Result<(), Error> {
     ] {
         if let Some(v) = input {
             if v.is_some_and(|v| !(1..=i32::MAX as i64).contains(&v)) {
-                return Err(Error::invalid_attr(attr, "must be greater than 0", format!("{}_INVALID", crate::domain::policy::code_prefix(attr))));
+                return Err(Error::invalid_attr(
+                    attr,
+                    "must be greater than 0",
+                    format!("{}_INVALID", crate::domain::policy::code_prefix(attr)),
+                ));
             }
             *slot = v;
         }

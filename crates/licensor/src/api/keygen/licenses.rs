@@ -71,37 +71,42 @@ pub fn status(l: &LicenseRow, now: i64) -> &'static str {
 
 pub fn render(account: Uuid, l: &LicenseRow) -> Resource<LicenseAttributes> {
     let r = l.rules();
-    Resource::new(account, "licenses", l.id, LicenseAttributes {
-        name: l.name.clone(),
-        key: l.key.clone(),
-        expiry: time::iso_opt(l.expiry),
-        status: status(l, time::now_ms()),
-        uses: l.uses,
-        suspended: l.suspended,
-        scheme: r.scheme.clone(),
-        encrypted: r.encrypted,
-        strict: r.strict,
-        floating: r.floating,
-        protected: l.is_protected(),
-        version: None,
-        max_machines: l.max_machines(),
-        max_processes: l.max_processes(),
-        max_users: l.max_users(),
-        max_cores: l.max_cores(),
-        max_memory: l.max_memory(),
-        max_disk: l.max_disk(),
-        max_uses: l.max_uses(),
-        require_heartbeat: r.require_heartbeat,
-        require_check_in: r.require_check_in,
-        last_validated: time::iso_opt(l.last_validated_at),
-        last_check_in: time::iso_opt(l.last_check_in_at),
-        next_check_in: time::iso_opt(rules::next_check_in(r, l.last_check_in_at)),
-        last_check_out: time::iso_opt(l.last_check_out_at),
-        permissions: vec!["*"],
-        metadata: metadata::render(&l.metadata.0),
-        created: time::iso(l.created_at),
-        updated: time::iso(l.updated_at),
-    })
+    Resource::new(
+        account,
+        "licenses",
+        l.id,
+        LicenseAttributes {
+            name: l.name.clone(),
+            key: l.key.clone(),
+            expiry: time::iso_opt(l.expiry),
+            status: status(l, time::now_ms()),
+            uses: l.uses,
+            suspended: l.suspended,
+            scheme: r.scheme.clone(),
+            encrypted: r.encrypted,
+            strict: r.strict,
+            floating: r.floating,
+            protected: l.is_protected(),
+            version: None,
+            max_machines: l.max_machines(),
+            max_processes: l.max_processes(),
+            max_users: l.max_users(),
+            max_cores: l.max_cores(),
+            max_memory: l.max_memory(),
+            max_disk: l.max_disk(),
+            max_uses: l.max_uses(),
+            require_heartbeat: r.require_heartbeat,
+            require_check_in: r.require_check_in,
+            last_validated: time::iso_opt(l.last_validated_at),
+            last_check_in: time::iso_opt(l.last_check_in_at),
+            next_check_in: time::iso_opt(rules::next_check_in(r, l.last_check_in_at)),
+            last_check_out: time::iso_opt(l.last_check_out_at),
+            permissions: vec!["*"],
+            metadata: metadata::render(&l.metadata.0),
+            created: time::iso(l.created_at),
+            updated: time::iso(l.updated_at),
+        },
+    )
     .account(account)
     .one("product", "products", Some(l.product_id))
     .one("policy", "policies", Some(l.policy_id))
@@ -178,7 +183,9 @@ async fn resolve_owner(ctx: &Ctx, rels: &LicenseRels) -> Result<Option<Option<us
 async fn resolve_group(ctx: &Ctx, rel: &Option<RelInput>) -> Result<Option<Option<Uuid>>, Error> {
     let g = rel_uuid(rel, "group")?;
     if let Some(Some(id)) = g {
-        groups::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        groups::find(ctx.db(), ctx.account_id(), id)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
     }
     Ok(g)
 }
@@ -203,14 +210,26 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let operator = principal.is_admin() || principal.product_id().is_some();
     let a = data.attributes;
     if !operator {
-        for (attr, given) in [("key", a.key.is_some()), ("expiry", a.expiry.is_some()), ("suspended", a.suspended.is_some()), ("maxMachines", a.max_machines.is_some())] {
+        for (attr, given) in [
+            ("key", a.key.is_some()),
+            ("expiry", a.expiry.is_some()),
+            ("suspended", a.suspended.is_some()),
+            ("maxMachines", a.max_machines.is_some()),
+        ] {
             if given {
-                return Err(Error::bad_request("is unpermitted", Source::Pointer(format!("/data/attributes/{attr}").into())).into());
+                return Err(Error::bad_request(
+                    "is unpermitted",
+                    Source::Pointer(format!("/data/attributes/{attr}").into()),
+                )
+                .into());
             }
         }
     }
     let id = match &data.id {
-        Some(id) if operator => Some(Uuid::parse_str(id).map_err(|_| Error::bad_request("must be a valid UUID", Source::Pointer("/data/id".into())))?),
+        Some(id) if operator => Some(
+            Uuid::parse_str(id)
+                .map_err(|_| Error::bad_request("must be a valid UUID", Source::Pointer("/data/id".into())))?,
+        ),
         Some(_) => return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/id".into())).into()),
         None => None,
     };
@@ -252,7 +271,9 @@ pub async fn can_read(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, 
 pub async fn load(ctx: &Ctx) -> Result<LicenseRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
-    let l = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("license", id))?;
+    let l = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id)
+        .await?
+        .ok_or_else(|| Error::not_found("license", id))?;
     if can_read(ctx, p, &l).await? {
         Ok(l)
     } else {
@@ -310,12 +331,24 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
     let data = parse_data::<LicenseInput, LicenseRels>(body, "licenses")?;
-    if data.relationships.policy.is_some() || data.relationships.owner.is_some() || data.relationships.user.is_some() || data.relationships.group.is_some() {
-        return Err(Error::bad_request("is unpermitted (use the relationship endpoints)", Source::Pointer("/data/relationships".into())).into());
+    if data.relationships.policy.is_some()
+        || data.relationships.owner.is_some()
+        || data.relationships.user.is_some()
+        || data.relationships.group.is_some()
+    {
+        return Err(Error::bad_request(
+            "is unpermitted (use the relationship endpoints)",
+            Source::Pointer("/data/relationships".into()),
+        )
+        .into());
     }
     let a = data.attributes;
     if a.key.is_some() {
-        return Err(Error::bad_request("is unpermitted (license keys are immutable)", Source::Pointer("/data/attributes/key".into())).into());
+        return Err(Error::bad_request(
+            "is unpermitted (license keys are immutable)",
+            Source::Pointer("/data/attributes/key".into()),
+        )
+        .into());
     }
     if let Some(n) = a.name {
         l.name = n;
@@ -341,10 +374,20 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     ] {
         if let Some(v) = input {
             if v.is_some_and(|v| v < min) {
-                return Err(Error::invalid_attr(attr, format!("must be greater than or equal to {min}"), format!("{}_INVALID", crate::domain::policy::code_prefix(attr))).into());
+                return Err(Error::invalid_attr(
+                    attr,
+                    format!("must be greater than or equal to {min}"),
+                    format!("{}_INVALID", crate::domain::policy::code_prefix(attr)),
+                )
+                .into());
             }
             if attr == "maxMachines" && !floating && v.is_some_and(|v| v != 1) {
-                return Err(Error::invalid_attr(attr, "must be equal to 1 for non-floating policy", "MAX_MACHINES_INVALID").into());
+                return Err(Error::invalid_attr(
+                    attr,
+                    "must be equal to 1 for non-floating policy",
+                    "MAX_MACHINES_INVALID",
+                )
+                .into());
             }
             *slot = v;
         }
@@ -367,7 +410,9 @@ pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn show_policy(ctx: Ctx) -> ApiResult<Response> {
     let l = load(&ctx).await?;
-    let p = policies::find(ctx.db(), ctx.account_id(), l.policy_id).await?.ok_or_else(|| Error::not_found("policy", l.policy_id.to_string()))?;
+    let p = policies::find(ctx.db(), ctx.account_id(), l.policy_id)
+        .await?
+        .ok_or_else(|| Error::not_found("policy", l.policy_id.to_string()))?;
     Ok(document::ok(super::policies::render(ctx.account_id(), &p)))
 }
 
@@ -414,18 +459,29 @@ fn parse_to_one(body: Value, name: &str) -> Result<Option<Uuid>, Error> {
 /// `PUT /licenses/{id}/policy`: moves the license to another policy of the same product.
 pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
-    let id = parse_to_one(body, "policy")?.ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data".into())))?;
-    let new = policies::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
+    let id = parse_to_one(body, "policy")?
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data".into())))?;
+    let new = policies::find(ctx.db(), ctx.account_id(), id)
+        .await?
+        .ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
     let old = l.rules().clone();
     let next = &new.rules.0;
     if new.product_id != l.product_id {
         return Err(Error::invalid("cannot change to a policy for another product", "POLICY_NOT_COMPATIBLE").into());
     }
     if old.encrypted != next.encrypted || old.scheme != next.scheme || old.use_pool != next.use_pool {
-        return Err(Error::invalid("cannot change from an encrypted, signed or pooled policy to an incompatible one", "POLICY_NOT_COMPATIBLE").into());
+        return Err(Error::invalid(
+            "cannot change from an encrypted, signed or pooled policy to an incompatible one",
+            "POLICY_NOT_COMPATIBLE",
+        )
+        .into());
     }
     if uniqueness_rank(&next.machine_uniqueness_strategy) > uniqueness_rank(&old.machine_uniqueness_strategy) {
-        return Err(Error::invalid("cannot change to a policy with a more strict machine uniqueness strategy", "POLICY_NOT_COMPATIBLE").into());
+        return Err(Error::invalid(
+            "cannot change to a policy with a more strict machine uniqueness strategy",
+            "POLICY_NOT_COMPATIBLE",
+        )
+        .into());
     }
     let now = time::now_ms();
     if next.transfer_strategy == "RESET_EXPIRY" {
@@ -434,7 +490,9 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     l.policy_id = new.id;
     l.updated_at = now;
     licenses::update(ctx.db(), &l).await?;
-    let l = licenses::find(ctx.db(), ctx.account_id(), l.id).await?.ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
+        .await?
+        .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 
@@ -452,12 +510,16 @@ pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
     let owner = parse_to_one(body, "owner")?;
     if let Some(id) = owner {
-        users::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
+        users::find(ctx.db(), ctx.account_id(), id)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
     }
     l.owner_id = owner;
     l.updated_at = time::now_ms();
     licenses::update(ctx.db(), &l).await?;
-    let l = licenses::find(ctx.db(), ctx.account_id(), l.id).await?.ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
+        .await?
+        .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 
@@ -465,7 +527,9 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
     let group = parse_to_one(body, "group")?;
     if let Some(id) = group {
-        groups::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        groups::find(ctx.db(), ctx.account_id(), id)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
     }
     l.group_id = group;
     l.updated_at = time::now_ms();
@@ -493,7 +557,9 @@ pub async fn list_users(ctx: Ctx) -> ApiResult<Response> {
 async fn resolve_users(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Uuid>, Error> {
     let mut out = Vec::new();
     for id in ids {
-        let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), &id).await?.ok_or_else(|| Error::invalid("user must exist", "USER_NOT_FOUND"))?;
+        let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), &id)
+            .await?
+            .ok_or_else(|| Error::invalid("user must exist", "USER_NOT_FOUND"))?;
         out.push(u.id);
     }
     Ok(out)
@@ -539,9 +605,11 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
     entitlements::attach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, time::now_ms()).await?;
-    let listing = entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), Page { size: 100, number: 1 }).await?;
+    let listing =
+        entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), Page { size: 100, number: 1 }).await?;
     let account = ctx.account_id();
-    let data: Vec<_> = listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
+    let data: Vec<_> =
+        listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
     Ok(document::respond(StatusCode::OK, &json!({ "data": data })))
 }
 
@@ -549,7 +617,11 @@ pub async fn detach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
     if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids).await? {
-        return Err(Error::invalid("cannot detach entitlements attached through the policy", "ENTITLEMENTS_NOT_ALLOWED").into());
+        return Err(Error::invalid(
+            "cannot detach entitlements attached through the policy",
+            "ENTITLEMENTS_NOT_ALLOWED",
+        )
+        .into());
     }
     Ok(document::no_content())
 }

@@ -2,18 +2,22 @@
 //! SDKs work unchanged. See `shared/reference/keygen.md` for the wire formats followed here.
 
 pub mod accounts;
+pub mod components;
 pub mod document;
 pub mod entitlements;
 pub mod error;
 pub mod extract;
 pub mod groups;
+pub mod license_actions;
 pub mod licenses;
+pub mod machines;
 pub mod policies;
+pub mod processes;
 pub mod products;
 pub mod tokens;
 pub mod users;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::app::AppState;
@@ -25,7 +29,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError(Error::BadRequest { detail: "The request method is not supported by this endpoint".into(), code: Some("METHOD_NOT_ALLOWED".into()), location: crate::error::Source::None })
+    ApiError(Error::BadRequest {
+        detail: "The request method is not supported by this endpoint".into(),
+        code: Some("METHOD_NOT_ALLOWED".into()),
+        location: crate::error::Source::None,
+    })
 }
 
 fn account_routes() -> Router<AppState> {
@@ -55,12 +63,38 @@ fn account_routes() -> Router<AppState> {
         .route("/licenses/{id}/owner", get(licenses::show_owner).put(licenses::change_owner))
         .route("/licenses/{id}/user", get(licenses::show_owner).put(licenses::change_owner))
         .route("/licenses/{id}/group", get(licenses::show_group).put(licenses::change_group))
-        .route("/licenses/{id}/users", get(licenses::list_users).post(licenses::attach_users).delete(licenses::detach_users))
+        .route(
+            "/licenses/{id}/users",
+            get(licenses::list_users).post(licenses::attach_users).delete(licenses::detach_users),
+        )
         .route(
             "/licenses/{id}/entitlements",
             get(licenses::list_entitlements).post(licenses::attach_entitlements).delete(licenses::detach_entitlements),
         )
         .route("/licenses/{id}/tokens", get(licenses::list_tokens).post(licenses::create_token))
+        .route("/licenses/{id}/machines", get(machines::list_for_license))
+        .route("/licenses/actions/validate-key", post(license_actions::validate_key))
+        .route("/licenses/{id}/actions/validate", get(license_actions::validate).post(license_actions::validate))
+        .route("/licenses/{id}/actions/suspend", post(license_actions::suspend))
+        .route("/licenses/{id}/actions/reinstate", post(license_actions::reinstate))
+        .route("/licenses/{id}/actions/renew", post(license_actions::renew))
+        .route("/licenses/{id}/actions/revoke", delete(license_actions::revoke))
+        .route("/licenses/{id}/actions/check-in", post(license_actions::check_in))
+        .route("/licenses/{id}/actions/increment-usage", post(license_actions::increment_usage))
+        .route("/licenses/{id}/actions/decrement-usage", post(license_actions::decrement_usage))
+        .route("/licenses/{id}/actions/reset-usage", post(license_actions::reset_usage))
+        .route("/machines", get(machines::list).post(machines::create))
+        .route("/machines/{id}", get(machines::show).patch(machines::update).delete(machines::delete))
+        .route("/machines/{id}/license", get(machines::show_license))
+        .route("/machines/{id}/actions/ping", post(machines::ping))
+        .route("/machines/{id}/actions/ping-heartbeat", post(machines::ping))
+        .route("/machines/{id}/actions/reset", post(machines::reset))
+        .route("/machines/{id}/actions/reset-heartbeat", post(machines::reset))
+        .route("/processes", get(processes::list).post(processes::create))
+        .route("/processes/{id}", get(processes::show).patch(processes::update).delete(processes::delete))
+        .route("/processes/{id}/actions/ping", post(processes::ping))
+        .route("/components", get(components::list).post(components::create))
+        .route("/components/{id}", get(components::show).patch(components::update).delete(components::delete))
         .route("/entitlements", get(entitlements::list).post(entitlements::create))
         .route("/entitlements/{id}", get(entitlements::show).patch(entitlements::update).delete(entitlements::delete))
         .route("/groups", get(groups::list).post(groups::create))

@@ -32,13 +32,18 @@ pub struct PolicyAttributes {
 }
 
 pub fn render(account: Uuid, p: &PolicyRow) -> Resource<PolicyAttributes> {
-    Resource::new(account, "policies", p.id, PolicyAttributes {
-        name: p.name.clone(),
-        rules: p.rules.0.clone(),
-        metadata: metadata::render(&p.metadata.0),
-        created: time::iso(p.created_at),
-        updated: time::iso(p.updated_at),
-    })
+    Resource::new(
+        account,
+        "policies",
+        p.id,
+        PolicyAttributes {
+            name: p.name.clone(),
+            rules: p.rules.0.clone(),
+            metadata: metadata::render(&p.metadata.0),
+            created: time::iso(p.created_at),
+            updated: time::iso(p.updated_at),
+        },
+    )
     .account(account)
     .one("product", "products", Some(p.product_id))
     .many("pool", None)
@@ -72,7 +77,10 @@ fn apply(p: &mut PolicyRow, mut attrs: Map<String, Value>, creating: bool) -> Re
     }
     if !creating {
         if let Some(attr) = CREATE_ONLY.iter().find(|a| attrs.contains_key(**a)) {
-            return Err(Error::bad_request("is unpermitted", Source::Pointer(format!("/data/attributes/{attr}").into())));
+            return Err(Error::bad_request(
+                "is unpermitted",
+                Source::Pointer(format!("/data/attributes/{attr}").into()),
+            ));
         }
     }
     let heartbeat_basis_given = attrs.contains_key("heartbeatBasis");
@@ -202,9 +210,16 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     let p = load(&ctx, ctx.param("id")).await?;
     let ids = resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
     entitlements::attach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids, time::now_ms()).await?;
-    let listing = entitlements::list(ctx.db(), ctx.account_id(), Scope::Policy(p.id), crate::store::Page { size: 100, number: 1 }).await?;
+    let listing = entitlements::list(
+        ctx.db(),
+        ctx.account_id(),
+        Scope::Policy(p.id),
+        crate::store::Page { size: 100, number: 1 },
+    )
+    .await?;
     let account = ctx.account_id();
-    let data: Vec<_> = listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
+    let data: Vec<_> =
+        listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
     Ok(document::respond(axum::http::StatusCode::OK, &serde_json::json!({ "data": data })))
 }
 

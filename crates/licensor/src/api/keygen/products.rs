@@ -32,17 +32,22 @@ pub struct ProductAttributes {
 }
 
 pub fn render(account: Uuid, p: &ProductRow) -> Resource<ProductAttributes> {
-    Resource::new(account, "products", p.id, ProductAttributes {
-        name: p.name.clone(),
-        code: p.code.clone(),
-        distribution_strategy: p.distribution_strategy.clone(),
-        url: p.url.clone(),
-        platforms: p.platforms.as_ref().map(|p| p.0.clone()),
-        permissions: vec!["*"],
-        metadata: metadata::render(&p.metadata.0),
-        created: time::iso(p.created_at),
-        updated: time::iso(p.updated_at),
-    })
+    Resource::new(
+        account,
+        "products",
+        p.id,
+        ProductAttributes {
+            name: p.name.clone(),
+            code: p.code.clone(),
+            distribution_strategy: p.distribution_strategy.clone(),
+            url: p.url.clone(),
+            platforms: p.platforms.as_ref().map(|p| p.0.clone()),
+            permissions: vec!["*"],
+            metadata: metadata::render(&p.metadata.0),
+            created: time::iso(p.created_at),
+            updated: time::iso(p.updated_at),
+        },
+    )
     .account(account)
     .many("policies", None)
     .many("licenses", None)
@@ -76,7 +81,11 @@ fn apply(p: &mut ProductRow, a: ProductInput) -> Result<(), Error> {
     if let Some(code) = a.code {
         if let Some(c) = &code {
             if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-                return Err(Error::invalid_attr("code", "must contain only letters, digits, dashes, underscores and dots", "CODE_INVALID"));
+                return Err(Error::invalid_attr(
+                    "code",
+                    "must contain only letters, digits, dashes, underscores and dots",
+                    "CODE_INVALID",
+                ));
             }
         }
         p.code = code;
@@ -84,7 +93,11 @@ fn apply(p: &mut ProductRow, a: ProductInput) -> Result<(), Error> {
     if let Some(ds) = a.distribution_strategy {
         if let Some(d) = &ds {
             if !DISTRIBUTION.contains(&d.as_str()) {
-                return Err(Error::invalid_attr("distributionStrategy", "unsupported distribution strategy", "DISTRIBUTION_STRATEGY_NOT_ALLOWED"));
+                return Err(Error::invalid_attr(
+                    "distributionStrategy",
+                    "unsupported distribution strategy",
+                    "DISTRIBUTION_STRATEGY_NOT_ALLOWED",
+                ));
             }
         }
         p.distribution_strategy = ds;
@@ -92,7 +105,11 @@ fn apply(p: &mut ProductRow, a: ProductInput) -> Result<(), Error> {
     if let Some(url) = a.url {
         if let Some(u) = &url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(Error::invalid_attr("url", "must be a valid URL using one of the following protocols: https, http", "URL_INVALID"));
+                return Err(Error::invalid_attr(
+                    "url",
+                    "must be a valid URL using one of the following protocols: https, http",
+                    "URL_INVALID",
+                ));
             }
         }
         p.url = url;

@@ -45,19 +45,24 @@ pub fn render(account: Uuid, t: &TokenRow, raw: Option<String>) -> Resource<Toke
         "license" => "licenses",
         _ => "users",
     };
-    Resource::new(account, "tokens", t.id, TokenAttributes {
-        kind: t.kind.clone(),
-        token: raw,
-        expiry: time::iso_opt(t.expiry),
-        name: t.name.clone(),
-        permissions: vec!["*"],
-        max_activations: license.then_some(t.max_activations),
-        activations: license.then_some(t.activations),
-        max_deactivations: license.then_some(t.max_deactivations),
-        deactivations: license.then_some(t.deactivations),
-        created: time::iso(t.created_at),
-        updated: time::iso(t.updated_at),
-    })
+    Resource::new(
+        account,
+        "tokens",
+        t.id,
+        TokenAttributes {
+            kind: t.kind.clone(),
+            token: raw,
+            expiry: time::iso_opt(t.expiry),
+            name: t.name.clone(),
+            permissions: vec!["*"],
+            max_activations: license.then_some(t.max_activations),
+            activations: license.then_some(t.activations),
+            max_deactivations: license.then_some(t.max_deactivations),
+            deactivations: license.then_some(t.deactivations),
+            created: time::iso(t.created_at),
+            updated: time::iso(t.updated_at),
+        },
+    )
     .account(account)
     .one("bearer", bearer_kind, Some(t.bearer_id))
 }
@@ -94,7 +99,11 @@ pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> 
     }
     for (name, v) in [("maxActivations", a.max_activations), ("maxDeactivations", a.max_deactivations)] {
         if v.is_some_and(|v| v < 0) {
-            return Err(Error::invalid_attr(name, "must be greater than or equal to 0", format!("{}_INVALID", crate::domain::policy::code_prefix(name))).into());
+            return Err(Error::invalid_attr(
+                name,
+                "must be greater than or equal to 0",
+                format!("{}_INVALID", crate::domain::policy::code_prefix(name)),
+            ));
         }
     }
     Ok(NewToken {
@@ -115,7 +124,10 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         (String::from("user"), user.id, user.role)
     } else {
         let p = ctx.principal.as_ref().ok_or_else(|| {
-            Error::unauthorized("You must be authenticated to complete the request (use HTTP Basic with email and password)", "TOKEN_MISSING")
+            Error::unauthorized(
+                "You must be authenticated to complete the request (use HTTP Basic with email and password)",
+                "TOKEN_MISSING",
+            )
         })?;
         let (kind, id) = p.bearer_ref();
         let role = match &p.bearer {
@@ -133,7 +145,13 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 
 /// Issues a token for another bearer (`POST /users/{id}/tokens`, `/products/{id}/tokens`,
 /// `/licenses/{id}/tokens`). The caller has been authorized already.
-pub async fn issue_for(ctx: &Ctx, bearer_type: &str, bearer_id: Uuid, role: &str, body: serde_json::Value) -> ApiResult<Response> {
+pub async fn issue_for(
+    ctx: &Ctx,
+    bearer_type: &str,
+    bearer_id: Uuid,
+    role: &str,
+    body: serde_json::Value,
+) -> ApiResult<Response> {
     let mut opts = token_options(body, bearer_type == "license")?;
     if bearer_type == "user" && role == "user" && opts.expiry.is_none() {
         opts.expiry = Some(time::now_ms() + USER_TOKEN_TTL);
@@ -186,7 +204,9 @@ pub async fn show(ctx: Ctx) -> ApiResult<Response> {
 pub async fn regenerate(ctx: Ctx) -> ApiResult<Response> {
     let mut t = load(&ctx).await?;
     let role = match t.bearer_type.as_str() {
-        "user" => users::find(ctx.db(), ctx.account_id(), t.bearer_id).await?.map(|u| u.role).unwrap_or_else(|| "user".into()),
+        "user" => {
+            users::find(ctx.db(), ctx.account_id(), t.bearer_id).await?.map(|u| u.role).unwrap_or_else(|| "user".into())
+        }
         other => other.to_string(),
     };
     let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(&t.bearer_type, &role));

@@ -36,18 +36,23 @@ pub fn render(account: Uuid, u: &UserRow) -> Resource<UserAttributes> {
         (None, None) => None,
         (f, l) => Some([f.as_deref(), l.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
     };
-    Resource::new(account, "users", u.id, UserAttributes {
-        full_name,
-        first_name: u.first_name.clone(),
-        last_name: u.last_name.clone(),
-        email: u.email.clone(),
-        status: if u.banned_at.is_some() { "BANNED" } else { "ACTIVE" },
-        role: u.role.clone(),
-        permissions: vec!["*"],
-        metadata: metadata::render(&u.metadata.0),
-        created: time::iso(u.created_at),
-        updated: time::iso(u.updated_at),
-    })
+    Resource::new(
+        account,
+        "users",
+        u.id,
+        UserAttributes {
+            full_name,
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            email: u.email.clone(),
+            status: if u.banned_at.is_some() { "BANNED" } else { "ACTIVE" },
+            role: u.role.clone(),
+            permissions: vec!["*"],
+            metadata: metadata::render(&u.metadata.0),
+            created: time::iso(u.created_at),
+            updated: time::iso(u.updated_at),
+        },
+    )
     .account(account)
     .one("group", "groups", u.group_id)
     .many("products", None)
@@ -101,7 +106,11 @@ async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can
     }
     if let Some(password) = input.password {
         if password.len() < 8 {
-            return Err(Error::invalid_attr("password", "is too short (minimum is 8 characters)", "PASSWORD_TOO_SHORT"));
+            return Err(Error::invalid_attr(
+                "password",
+                "is too short (minimum is 8 characters)",
+                "PASSWORD_TOO_SHORT",
+            ));
         }
         u.password_hash = Some(crypto::secrets::hash_password(password).await?);
     }
@@ -110,7 +119,9 @@ async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can
     }
     if let Some(group) = rel_uuid(&rels.group, "group")? {
         if let Some(g) = group {
-            groups::find(ctx.db(), ctx.account_id(), g).await?.ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+            groups::find(ctx.db(), ctx.account_id(), g)
+                .await?
+                .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
         }
         u.group_id = group;
     }
@@ -162,7 +173,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 async fn load(ctx: &Ctx) -> Result<UserRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
-    let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("user", id))?;
+    let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id)
+        .await?
+        .ok_or_else(|| Error::not_found("user", id))?;
     if p.is_admin() || p.product_id().is_some() || p.user_id() == Some(u.id) {
         Ok(u)
     } else {

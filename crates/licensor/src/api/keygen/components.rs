@@ -1,0 +1,168 @@
+//! Components: hardware fingerprints under a machine.
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{parse_data, Body, Ctx, RelInput};
+use crate::domain::metadata;
+use crate::error::{Error, Source};
+use crate::store::components::{self, ComponentRow};
+use crate::store::machines;
+use crate::time;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentAttributes {
+    fingerprint: String,
+    name: String,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+fn render(account: Uuid, c: &ComponentRow) -> Resource<ComponentAttributes> {
+    Resource::new(
+        account,
+        "components",
+        c.id,
+        ComponentAttributes {
+            fingerprint: c.fingerprint.clone(),
+            name: c.name.clone(),
+            metadata: metadata::render(&c.metadata.0),
+            created: time::iso(c.created_at),
+            updated: time::iso(c.updated_at),
+        },
+    )
+    .account(account)
+    .one("machine", "machines", Some(c.machine_id))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ComponentInput {
+    fingerprint: Option<String>,
+    name: Option<String>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ComponentRels {
+    machine: Option<RelInput>,
+}
+
+/// Admins, the machine's product, license or (unprotected) user may manage its components.
+async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<machines::MachineRow, Error> {
+    let p = ctx.principal()?;
+    let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), machine_id)
+        .await?
+        .ok_or_else(|| Error::invalid_rel("machine", "must exist", "MACHINE_NOT_FOUND"))?;
+    let l = crate::store::licenses::find(ctx.db(), ctx.account_id(), m.license_id)
+        .await?
+        .ok_or_else(|| Error::not_found("machine", machine_id))?;
+    if super::licenses::can_read(ctx, p, &l).await? {
+        Ok(m)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let data = parse_data::<ComponentInput, ComponentRels>(body, "components")?;
+    let a = data.attributes;
+    let fingerprint = a
+        .fingerprint
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/attributes/fingerprint".into())))?;
+    let name =
+        a.name.ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())))?;
+    let machine_id = data
+        .relationships
+        .machine
+        .as_ref()
+        .and_then(|r| r.data.as_ref())
+        .map(|l| l.id.clone())
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/machine".into())))?;
+    let m = check_machine(&ctx, &machine_id).await?;
+    let now = time::now_ms();
+    let c = ComponentRow {
+        id: Uuid::new_v4(),
+        account_id: ctx.account_id(),
+        machine_id: m.id,
+        fingerprint,
+        name,
+        metadata: Json(match a.metadata {
+            Some(md) => metadata::accept(md)?,
+            None => serde_json::json!({}),
+        }),
+        created_at: now,
+        updated_at: now,
+    };
+    components::insert(ctx.db(), &c).await.map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            Error::invalid_attr("fingerprint", "has already been taken", "FINGERPRINT_TAKEN")
+        } else {
+            Error::Database(e)
+        }
+    })?;
+    Ok(document::created(render(ctx.account_id(), &c)))
+}
+
+async fn load(ctx: &Ctx) -> Result<ComponentRow, Error> {
+    let id = ctx.param("id");
+    let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("component", id))?;
+    let c =
+        components::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("component", id))?;
+    check_machine(ctx, &c.machine_id.to_string()).await?;
+    Ok(c)
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let c = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &c)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let mut machine = params.uuid_filter("machine");
+    let mut license = params.uuid_filter("license");
+    if let Some(l) = p.license() {
+        license = Some(l.id);
+    } else if !p.is_admin() {
+        // Others list per machine they can see.
+        let Some(m) = machine else { return Err(Error::access_denied().into()) };
+        check_machine(&ctx, &m.to_string()).await?;
+        machine = Some(m);
+    }
+    let listing = components::list(ctx.db(), ctx.account_id(), machine, license, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |c| render(account, &c)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let mut c = load(&ctx).await?;
+    let data = parse_data::<ComponentInput, ComponentRels>(body, "components")?;
+    if data.attributes.fingerprint.is_some() {
+        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/fingerprint".into())).into());
+    }
+    if let Some(n) = data.attributes.name {
+        c.name = n;
+    }
+    if let Some(md) = data.attributes.metadata {
+        c.metadata = Json(metadata::accept(md)?);
+    }
+    c.updated_at = time::now_ms();
+    components::update(ctx.db(), &c).await?;
+    Ok(document::ok(render(ctx.account_id(), &c)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    let c = load(&ctx).await?;
+    components::delete(ctx.db(), ctx.account_id(), c.id).await?;
+    Ok(document::no_content())
+}

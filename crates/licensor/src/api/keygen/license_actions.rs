@@ -1,0 +1,288 @@
+//! License actions: validation (by key, by id, quick), suspend/reinstate, renew, revoke,
+//! check-in, and usage counters.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::document;
+use super::error::ApiResult;
+use super::extract::{parse_meta, Body, Ctx};
+use crate::auth::{Bearer, Principal};
+use crate::domain::validation::{self, Facts, MachineFacts, Scope};
+use crate::error::{Error, Source};
+use crate::store::licenses::{self, LicenseRow};
+use crate::store::{components, entitlements, machines, processes, users};
+use crate::time::{self, SECOND};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ValidateMeta {
+    key: Option<String>,
+    nonce: Option<Value>,
+    scope: Option<Scope>,
+    encrypted: Option<bool>,
+    #[serde(rename = "legacyEncrypted")]
+    legacy_encrypted: Option<bool>,
+}
+
+/// Gathers what validation needs, querying only what this license and scope make relevant:
+/// an unscoped validation of a non-strict license costs no query beyond the license itself.
+async fn gather(ctx: &Ctx, l: &LicenseRow, scope: Option<&Scope>, quick: bool) -> Result<Facts, Error> {
+    let rules = l.rules();
+    let mut facts = Facts::default();
+    let scoped = |f: fn(&Scope) -> bool| !quick && scope.is_some_and(f);
+    let needs_machines = rules.strict
+        || scoped(|s| {
+            s.machine.is_some() || s.fingerprint.is_some() || s.fingerprints.is_some() || s.components.is_some()
+        });
+    if needs_machines && l.machines_count > 0 {
+        let rows = machines::for_license(ctx.db(), ctx.account_id(), l.id).await?;
+        let counts = if rules.strict && (l.max_processes().is_some() || rows.iter().any(|m| m.max_processes.is_some()))
+        {
+            processes::counts_for_license(ctx.db(), l.id).await?
+        } else {
+            Vec::new()
+        };
+        facts.processes_total = counts.iter().map(|(_, n)| n).sum();
+        let component_fp = scope.filter(|s| !quick && s.components.is_some()).and_then(|s| s.fingerprint.clone());
+        for m in rows {
+            let components = match &component_fp {
+                Some(fp) if *fp == m.fingerprint => components::fingerprints_for_machine(ctx.db(), m.id).await?,
+                _ => Vec::new(),
+            };
+            facts.machines.push(MachineFacts {
+                id: m.id.to_string(),
+                fingerprint: m.fingerprint,
+                owner_id: m.owner_id.map(|o| o.to_string()),
+                cores: m.cores.unwrap_or(0),
+                memory: m.memory.unwrap_or(0),
+                disk: m.disk.unwrap_or(0),
+                last_heartbeat: m.last_heartbeat_at,
+                created_at: m.created_at,
+                processes: counts.iter().find(|(id, _)| *id == m.id).map(|(_, n)| *n).unwrap_or(0),
+                max_processes: m.max_processes,
+                components,
+            });
+        }
+    }
+    if scoped(|s| s.entitlements.is_some()) {
+        facts.entitlements = entitlements::codes_for_license(ctx.db(), ctx.account_id(), l.id, l.policy_id).await?;
+    }
+    if let Some(user) = scope.filter(|_| !quick).and_then(|s| s.user.as_deref()) {
+        if let Some(u) = users::find_by_id_or_email(ctx.db(), ctx.account_id(), user).await? {
+            if licenses::has_user(ctx.db(), l, u.id).await? {
+                facts.scope_user = Some(u.id.to_string());
+            }
+        }
+    }
+    Ok(facts)
+}
+
+fn may_validate(p: Option<&Principal>, l: &LicenseRow) -> bool {
+    match p.map(|p| &p.bearer) {
+        None | Some(Bearer::Admin(_)) | Some(Bearer::User(_)) => true,
+        Some(Bearer::Product(prod)) => prod.id == l.product_id,
+        Some(Bearer::License(me)) => me.id == l.id,
+    }
+}
+
+/// Runs a validation and renders Keygen's response (always 200 once it ran).
+async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick: bool) -> Result<Response, Error> {
+    let now = time::now_ms();
+    let mut out_meta = json!({ "ts": time::iso(now) });
+    let data = match license {
+        None => {
+            out_meta["valid"] = json!(false);
+            out_meta["detail"] = json!("does not exist");
+            out_meta["code"] = json!("NOT_FOUND");
+            Value::Null
+        }
+        Some(mut l) => {
+            if !may_validate(ctx.principal.as_ref(), &l) {
+                return Err(Error::access_denied());
+            }
+            let rules = l.rules();
+            if !quick && l.expiry.is_none() && rules.expiration_basis == "FROM_FIRST_VALIDATION" {
+                if let Some(d) = rules.duration {
+                    licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, now + d * SECOND).await?;
+                    l.expiry = Some(now + d * SECOND);
+                }
+            }
+            let facts = gather(ctx, &l, meta.scope.as_ref(), quick).await?;
+            let outcome = validation::validate(&l, &facts, meta.scope.as_ref(), quick, now);
+            if !quick {
+                ctx.state.touch_validated(l.id, now);
+                l.last_validated_at = Some(now);
+            }
+            out_meta["valid"] = json!(outcome.valid);
+            out_meta["detail"] = json!(outcome.detail);
+            out_meta["code"] = json!(outcome.code);
+            serde_json::to_value(super::licenses::render(ctx.account_id(), &l)).map_err(anyhow::Error::from)?
+        }
+    };
+    if let Some(nonce) = &meta.nonce {
+        out_meta["nonce"] = nonce.clone();
+    }
+    if let Some(scope) = &meta.scope {
+        out_meta["scope"] = serde_json::to_value(scope).map_err(anyhow::Error::from)?;
+        if let Some(obj) = out_meta["scope"].as_object_mut() {
+            obj.retain(|_, v| !v.is_null());
+        }
+    }
+    Ok(document::respond(StatusCode::OK, &json!({ "data": data, "meta": out_meta })))
+}
+
+/// `POST /licenses/actions/validate-key`: no credentials needed; any sent must be valid.
+pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let meta: ValidateMeta = parse_meta(body)?;
+    let key = meta
+        .key
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/meta/key".into())))?;
+    if meta.encrypted.or(meta.legacy_encrypted).unwrap_or(false) {
+        return Err(Error::bad_request(
+            "legacy encrypted license keys are not supported",
+            Source::Pointer("/meta/encrypted".into()),
+        )
+        .into());
+    }
+    let license = licenses::find_by_key(ctx.db(), ctx.account_id(), &key).await?;
+    Ok(run(&ctx, license, &meta, false).await?)
+}
+
+/// `POST /licenses/{id}/actions/validate` (full) and `GET` (quick: no scopes, no side effects).
+pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) -> ApiResult<Response> {
+    let l = super::licenses::load(&ctx).await?;
+    let quick = method == axum::http::Method::GET;
+    let meta: ValidateMeta = if quick { ValidateMeta::default() } else { parse_meta(body)? };
+    if meta.key.is_some() {
+        return Err(Error::bad_request("is unpermitted", Source::Pointer("/meta/key".into())).into());
+    }
+    Ok(run(&ctx, Some(l), &meta, quick).await?)
+}
+
+async fn save(ctx: &Ctx, l: &mut LicenseRow) -> Result<Response, Error> {
+    l.updated_at = time::now_ms();
+    licenses::update(ctx.db(), l).await?;
+    Ok(document::ok(super::licenses::render(ctx.account_id(), l)))
+}
+
+pub async fn suspend(ctx: Ctx) -> ApiResult<Response> {
+    let mut l = super::licenses::load_managed(&ctx).await?;
+    if l.suspended {
+        return Err(Error::invalid("is already suspended", "LICENSE_SUSPENDED").into());
+    }
+    l.suspended = true;
+    Ok(save(&ctx, &mut l).await?)
+}
+
+pub async fn reinstate(ctx: Ctx) -> ApiResult<Response> {
+    let mut l = super::licenses::load_managed(&ctx).await?;
+    if !l.suspended {
+        return Err(Error::invalid("is not suspended", "LICENSE_NOT_SUSPENDED").into());
+    }
+    l.suspended = false;
+    Ok(save(&ctx, &mut l).await?)
+}
+
+pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
+    let mut l = super::licenses::load_managed(&ctx).await?;
+    let next = crate::domain::license::renewed_expiry(l.rules(), l.expiry, time::now_ms()).ok_or_else(|| {
+        Error::invalid("cannot be renewed because the policy does not have a duration", "LICENSE_NOT_RENEWABLE")
+    })?;
+    l.expiry = Some(next);
+    Ok(save(&ctx, &mut l).await?)
+}
+
+pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
+    let l = super::licenses::load_managed(&ctx).await?;
+    licenses::delete(ctx.db(), ctx.account_id(), l.id).await?;
+    Ok(document::no_content())
+}
+
+pub async fn check_in(ctx: Ctx) -> ApiResult<Response> {
+    let mut l = super::licenses::load(&ctx).await?;
+    if !l.rules().require_check_in {
+        return Err(Error::invalid(
+            "cannot be checked in because the policy does not require it",
+            "CHECK_IN_NOT_REQUIRED",
+        )
+        .into());
+    }
+    l.last_check_in_at = Some(time::now_ms());
+    Ok(save(&ctx, &mut l).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UsageMeta {
+    increment: Option<i64>,
+    decrement: Option<i64>,
+}
+
+async fn change_uses(ctx: Ctx, body: Value, sign: i64) -> ApiResult<Response> {
+    let l = if sign > 0 { super::licenses::load(&ctx).await? } else { super::licenses::load_managed(&ctx).await? };
+    let meta: UsageMeta = parse_meta(body)?;
+    let (given, name) = if sign > 0 { (meta.increment, "increment") } else { (meta.decrement, "decrement") };
+    let n = given.unwrap_or(1);
+    if n < 0 {
+        return Err(
+            Error::bad_request("must be a positive integer", Source::Pointer(format!("/meta/{name}").into())).into()
+        );
+    }
+    let now = time::now_ms();
+    let max = l.max_uses().map(|m| l.rules().overage_allowance(m).unwrap_or(i64::MAX));
+    match licenses::add_uses(ctx.db(), ctx.account_id(), l.id, sign * n, max, now).await? {
+        Some(_) => {}
+        None if sign > 0 => {
+            return Err(Error::Invalid {
+                detail: format!(
+                    "usage exceeds maximum allowed for license ({})",
+                    l.max_uses().unwrap_or(i32::MAX as i64)
+                )
+                .into(),
+                code: "USES_LIMIT_EXCEEDED".into(),
+                location: Source::Pointer("/data/attributes/uses".into()),
+            }
+            .into())
+        }
+        None => {
+            return Err(Error::Invalid {
+                detail: "must be greater than or equal to 0".into(),
+                code: "USES_INVALID".into(),
+                location: Source::Pointer("/data/attributes/uses".into()),
+            }
+            .into())
+        }
+    }
+    let rules = l.rules();
+    if sign > 0 && l.expiry.is_none() && rules.expiration_basis == "FROM_FIRST_USE" {
+        if let Some(d) = rules.duration {
+            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, now + d * SECOND).await?;
+        }
+    }
+    let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
+        .await?
+        .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    Ok(document::ok(super::licenses::render(ctx.account_id(), &l)))
+}
+
+pub async fn increment_usage(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    change_uses(ctx, body, 1).await
+}
+
+pub async fn decrement_usage(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    change_uses(ctx, body, -1).await
+}
+
+pub async fn reset_usage(ctx: Ctx) -> ApiResult<Response> {
+    let l = super::licenses::load_managed(&ctx).await?;
+    licenses::reset_uses(ctx.db(), ctx.account_id(), l.id, time::now_ms()).await?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
+        .await?
+        .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    Ok(document::ok(super::licenses::render(ctx.account_id(), &l)))
+}

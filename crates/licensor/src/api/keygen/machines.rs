@@ -1,0 +1,537 @@
+//! Machines: activation (create) with limits that hold under concurrency, deactivation
+//! (delete), update, heartbeats, and their relationships.
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{decode_at, nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
+use crate::auth::{Bearer, Principal};
+use crate::domain::{heartbeat, metadata};
+use crate::error::{Error, Source};
+use crate::store::components::ComponentRow;
+use crate::store::licenses::{self, LicenseRow};
+use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
+use crate::store::{empty_metadata, users};
+use crate::time::{self, SECOND};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineAttributes {
+    fingerprint: String,
+    cores: Option<i64>,
+    memory: Option<i64>,
+    disk: Option<i64>,
+    ip: Option<String>,
+    hostname: Option<String>,
+    platform: Option<String>,
+    name: Option<String>,
+    require_heartbeat: bool,
+    heartbeat_status: &'static str,
+    heartbeat_duration: Option<i64>,
+    max_processes: Option<i64>,
+    last_check_out: Option<String>,
+    last_heartbeat: Option<String>,
+    next_heartbeat: Option<String>,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+pub fn render(account: Uuid, m: &MachineRow) -> Resource<MachineAttributes> {
+    render_with_status(account, m, None)
+}
+
+pub fn render_with_status(account: Uuid, m: &MachineRow, status: Option<&'static str>) -> Resource<MachineAttributes> {
+    let rules = &m.policy_rules.0;
+    let now = time::now_ms();
+    Resource::new(
+        account,
+        "machines",
+        m.id,
+        MachineAttributes {
+            fingerprint: m.fingerprint.clone(),
+            cores: m.cores,
+            memory: m.memory,
+            disk: m.disk,
+            ip: m.ip.clone(),
+            hostname: m.hostname.clone(),
+            platform: m.platform.clone(),
+            name: m.name.clone(),
+            require_heartbeat: rules.require_heartbeat,
+            heartbeat_status: status
+                .unwrap_or_else(|| heartbeat::machine_status(rules, m.last_heartbeat_at, m.created_at, now)),
+            heartbeat_duration: Some(rules.heartbeat_duration_secs()),
+            max_processes: m.max_processes,
+            last_check_out: time::iso_opt(m.last_check_out_at),
+            last_heartbeat: time::iso_opt(m.last_heartbeat_at),
+            next_heartbeat: time::iso_opt(heartbeat::next_heartbeat(rules, m.last_heartbeat_at)),
+            metadata: metadata::render(&m.metadata.0),
+            created: time::iso(m.created_at),
+            updated: time::iso(m.updated_at),
+        },
+    )
+    .account(account)
+    .one("product", "products", Some(m.product_id))
+    .one("license", "licenses", Some(m.license_id))
+    .one("group", "groups", m.group_id)
+    .one("owner", "users", m.owner_id)
+    .many("components", None)
+    .many("processes", None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MachineInput {
+    fingerprint: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    ip: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    platform: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    cores: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    memory: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    disk: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_processes: Option<Option<i64>>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MachineRels {
+    license: Option<RelInput>,
+    owner: Option<RelInput>,
+    user: Option<RelInput>,
+    group: Option<RelInput>,
+    components: Option<Value>,
+}
+
+fn apply(m: &mut MachineRow, a: MachineInput) -> Result<(), Error> {
+    if let Some(v) = a.name {
+        m.name = v;
+    }
+    if let Some(v) = a.ip {
+        m.ip = v;
+    }
+    if let Some(v) = a.hostname {
+        m.hostname = v;
+    }
+    if let Some(v) = a.platform {
+        m.platform = v;
+    }
+    for (attr, input, slot) in [
+        ("cores", a.cores, &mut m.cores),
+        ("memory", a.memory, &mut m.memory),
+        ("disk", a.disk, &mut m.disk),
+        ("maxProcesses", a.max_processes, &mut m.max_processes),
+    ] {
+        if let Some(v) = input {
+            if v.is_some_and(|v| v < 1) {
+                return Err(Error::invalid_attr(
+                    attr,
+                    "must be greater than or equal to 1",
+                    format!("{}_INVALID", crate::domain::policy::code_prefix(attr)),
+                ));
+            }
+            *slot = v;
+        }
+    }
+    if let Some(md) = a.metadata {
+        m.metadata = Json(metadata::accept(md)?);
+    }
+    Ok(())
+}
+
+/// Nested components given at activation: `{"data": [{"type": "components", "attributes": {fingerprint, name}}]}`.
+fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64) -> Result<Vec<ComponentRow>, Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Many {
+        data: Vec<One>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct One {
+        #[serde(rename = "type")]
+        _kind: String,
+        attributes: Attrs,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Attrs {
+        fingerprint: String,
+        name: String,
+        #[serde(default)]
+        metadata: Option<Value>,
+    }
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let many: Many = decode_at(value, "/data/relationships/components")?;
+    let mut seen = std::collections::HashSet::new();
+    many.data
+        .into_iter()
+        .map(|c| {
+            if !seen.insert(c.attributes.fingerprint.clone()) {
+                return Err(Error::invalid_rel(
+                    "components",
+                    "has duplicate fingerprints",
+                    "COMPONENTS_FINGERPRINT_CONFLICT",
+                ));
+            }
+            Ok(ComponentRow {
+                id: Uuid::new_v4(),
+                account_id: account,
+                machine_id: machine,
+                fingerprint: c.attributes.fingerprint,
+                name: c.attributes.name,
+                metadata: Json(match c.attributes.metadata {
+                    Some(m) => metadata::accept(m)?,
+                    None => json!({}),
+                }),
+                created_at: now,
+                updated_at: now,
+            })
+        })
+        .collect()
+}
+
+/// Whether `p` may manage machines of `l` (activate, deactivate, update, ping).
+async fn can_manage(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, Error> {
+    Ok(match &p.bearer {
+        Bearer::Admin(_) => true,
+        Bearer::Product(prod) => prod.id == l.product_id,
+        Bearer::License(me) => me.id == l.id,
+        Bearer::User(u) => !l.is_protected() && licenses::has_user(ctx.db(), l, u.id).await?,
+    })
+}
+
+fn uniqueness(l: &LicenseRow) -> Uniqueness {
+    match l.rules().machine_uniqueness_strategy.as_str() {
+        "UNIQUE_PER_ACCOUNT" => Uniqueness::Account,
+        "UNIQUE_PER_PRODUCT" => Uniqueness::Product(l.product_id),
+        "UNIQUE_PER_POLICY" => Uniqueness::Policy(l.policy_id),
+        _ => Uniqueness::License,
+    }
+}
+
+fn taken_detail(u: Uniqueness) -> &'static str {
+    match u {
+        Uniqueness::Account => "has already been taken for this account",
+        Uniqueness::Product(_) => "has already been taken for this product",
+        Uniqueness::Policy(_) => "has already been taken for this policy",
+        Uniqueness::License => "has already been taken",
+    }
+}
+
+/// `POST /machines`: activation.
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let p = ctx.principal()?.clone();
+    let data = parse_data::<MachineInput, MachineRels>(body, "machines")?;
+    let fingerprint = data
+        .attributes
+        .fingerprint
+        .clone()
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/attributes/fingerprint".into())))?;
+    if fingerprint.trim().is_empty() {
+        return Err(Error::invalid_attr("fingerprint", "cannot be blank", "FINGERPRINT_BLANK").into());
+    }
+    if fingerprint.len() > 4096 {
+        return Err(Error::invalid_attr(
+            "fingerprint",
+            "is too long (maximum is 4096 characters)",
+            "FINGERPRINT_TOO_LONG",
+        )
+        .into());
+    }
+    if matches!(fingerprint.as_str(), "actions" | "action") {
+        return Err(Error::invalid_attr("fingerprint", "is reserved", "FINGERPRINT_NOT_ALLOWED").into());
+    }
+    let license_id = data
+        .relationships
+        .license
+        .as_ref()
+        .and_then(|r| r.data.as_ref())
+        .map(|l| l.id.clone())
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/license".into())))?;
+    let license = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), &license_id)
+        .await?
+        .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
+    if !can_manage(&ctx, &p, &license).await? {
+        return Err(Error::access_denied().into());
+    }
+    let owner_rel =
+        if data.relationships.owner.is_some() { &data.relationships.owner } else { &data.relationships.user };
+    let owner = match rel_uuid(owner_rel, "owner")?.flatten() {
+        Some(id) => Some(
+            users::find(ctx.db(), ctx.account_id(), id)
+                .await?
+                .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?
+                .id,
+        ),
+        None => None,
+    };
+    let group = rel_uuid(&data.relationships.group, "group")?.flatten();
+    if let Some(g) = group {
+        crate::store::groups::find(ctx.db(), ctx.account_id(), g)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+    }
+    let rules = license.rules().clone();
+    let now = time::now_ms();
+    let id = Uuid::new_v4();
+    let mut m = MachineRow {
+        id,
+        account_id: ctx.account_id(),
+        license_id: license.id,
+        fingerprint,
+        name: None,
+        ip: None,
+        hostname: None,
+        platform: None,
+        cores: None,
+        memory: None,
+        disk: None,
+        owner_id: owner,
+        group_id: group,
+        max_processes: None,
+        last_heartbeat_at: (rules.heartbeat_basis == "FROM_CREATION").then_some(now),
+        last_check_out_at: None,
+        metadata: empty_metadata(),
+        created_at: now,
+        updated_at: now,
+        product_id: license.product_id,
+        policy_id: license.policy_id,
+        policy_rules: license.policy_rules.clone(),
+    };
+    let mut attrs = data.attributes;
+    attrs.fingerprint = None;
+    if !(p.is_admin() || p.product_id().is_some()) && attrs.max_processes.is_some() {
+        return Err(
+            Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/maxProcesses".into())).into()
+        );
+    }
+    apply(&mut m, attrs)?;
+    let components = parse_components(data.relationships.components, ctx.account_id(), id, now)?;
+    let limits = ActivationLimits {
+        max_machines: license.max_machines().map(|max| {
+            if !rules.floating
+                && !matches!(rules.overage_strategy.as_str(), "ALWAYS_ALLOW_OVERAGE" | "ALLOW_2X_OVERAGE")
+            {
+                max
+            } else {
+                rules.overage_allowance(max).unwrap_or(i64::MAX)
+            }
+        }),
+        max_cores: license.max_cores().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
+        per_owner: rules.machine_leasing_strategy == "PER_USER",
+        uniqueness: uniqueness(&license),
+        activation_token: p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
+    };
+    match machines::activate(ctx.db(), &m, &components, &limits).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refusal)) => {
+            return Err(match refusal {
+                ActivationRefusal::FingerprintTaken => {
+                    Error::invalid_attr("fingerprint", taken_detail(limits.uniqueness), "FINGERPRINT_TAKEN")
+                }
+                ActivationRefusal::MachineLimit if limits.per_owner => Error::invalid(
+                    format!(
+                        "machine count has exceeded maximum allowed for user ({})",
+                        license.max_machines().unwrap_or(0)
+                    ),
+                    "MACHINE_LIMIT_EXCEEDED",
+                ),
+                ActivationRefusal::MachineLimit => Error::invalid(
+                    format!(
+                        "machine count has exceeded maximum allowed for license ({})",
+                        license.max_machines().unwrap_or(0)
+                    ),
+                    "MACHINE_LIMIT_EXCEEDED",
+                ),
+                ActivationRefusal::CoreLimit => Error::invalid(
+                    format!(
+                        "machine core count has exceeded maximum allowed for license ({})",
+                        license.max_cores().unwrap_or(0)
+                    ),
+                    "MACHINE_CORE_LIMIT_EXCEEDED",
+                ),
+                ActivationRefusal::ActivationsLimit => Error::Invalid {
+                    detail: "exceeds maximum allowed activations".into(),
+                    code: "ACTIVATIONS_LIMIT_EXCEEDED".into(),
+                    location: Source::Pointer("/data/attributes/activations".into()),
+                },
+            }
+            .into())
+        }
+        Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => {
+            return Err(Error::invalid_attr("fingerprint", "has already been taken", "FINGERPRINT_TAKEN").into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if rules.expiration_basis == "FROM_FIRST_ACTIVATION" {
+        if let Some(d) = rules.duration {
+            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), license.id, now + d * SECOND).await?;
+        }
+    }
+    Ok(document::created(render(ctx.account_id(), &m)))
+}
+
+/// Loads the machine named by `id` (UUID or fingerprint) with its license, if the caller may see it.
+pub async fn load(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
+    let p = ctx.principal()?;
+    let id = ctx.param("id");
+    let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), id)
+        .await?
+        .ok_or_else(|| Error::not_found("machine", id))?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), m.license_id)
+        .await?
+        .ok_or_else(|| Error::not_found("machine", id))?;
+    let visible = super::licenses::can_read(ctx, p, &l).await? || p.user_id().is_some_and(|u| m.owner_id == Some(u));
+    if visible {
+        Ok((m, l))
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+async fn load_managed(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
+    let (m, l) = load(ctx).await?;
+    if can_manage(ctx, ctx.principal()?, &l).await? {
+        Ok((m, l))
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let (m, _) = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &m)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let p = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let license = match params.filter("license") {
+        Some(id) => Some(
+            licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id).await?.map(|l| l.id).unwrap_or(Uuid::nil()),
+        ),
+        None => None,
+    };
+    let mut f = MachineFilter {
+        license,
+        fingerprint: params.filter("fingerprint").map(str::to_string),
+        owner: params.uuid_filter("owner"),
+        product: params.uuid_filter("product"),
+        policy: params.uuid_filter("policy"),
+        group: params.uuid_filter("group"),
+        user: params.uuid_filter("user"),
+    };
+    match &p.bearer {
+        Bearer::Admin(_) => {}
+        Bearer::Product(prod) => f.product = Some(prod.id),
+        Bearer::License(l) => f.license = Some(l.id),
+        Bearer::User(u) => f.user = Some(u.id),
+    }
+    let listing = machines::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |m| render(account, &m)))
+}
+
+/// `GET /licenses/{id}/machines`.
+pub async fn list_for_license(ctx: Ctx) -> ApiResult<Response> {
+    let l = super::licenses::load(&ctx).await?;
+    let params = ctx.list_params()?;
+    let f = MachineFilter { license: Some(l.id), ..Default::default() };
+    let listing = machines::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |m| render(account, &m)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let (mut m, _) = load_managed(&ctx).await?;
+    let p = ctx.principal()?;
+    let data = parse_data::<MachineInput, MachineRels>(body, "machines")?;
+    if data.attributes.fingerprint.is_some() {
+        return Err(Error::bad_request(
+            "is unpermitted (fingerprints are immutable)",
+            Source::Pointer("/data/attributes/fingerprint".into()),
+        )
+        .into());
+    }
+    if !(p.is_admin() || p.product_id().is_some()) && data.attributes.max_processes.is_some() {
+        return Err(
+            Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/maxProcesses".into())).into()
+        );
+    }
+    if data.relationships.license.is_some()
+        || data.relationships.owner.is_some()
+        || data.relationships.group.is_some()
+        || data.relationships.components.is_some()
+    {
+        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/relationships".into())).into());
+    }
+    apply(&mut m, data.attributes)?;
+    m.updated_at = time::now_ms();
+    machines::update(ctx.db(), &m).await?;
+    Ok(document::ok(render(ctx.account_id(), &m)))
+}
+
+/// `DELETE /machines/{id}`: deactivation.
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    let (m, _) = load_managed(&ctx).await?;
+    let token = ctx.principal()?.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id);
+    match machines::deactivate(ctx.db(), ctx.account_id(), m.id, token).await? {
+        None => Err(Error::Invalid {
+            detail: "exceeds maximum allowed deactivations".into(),
+            code: "DEACTIVATIONS_LIMIT_EXCEEDED".into(),
+            location: Source::Pointer("/data/attributes/deactivations".into()),
+        }
+        .into()),
+        Some(_) => Ok(document::no_content()),
+    }
+}
+
+/// `POST /machines/{id}/actions/ping`: a heartbeat. A dead machine is revived only if its
+/// policy's resurrection strategy allows it now; else 422 MACHINE_HEARTBEAT_DEAD.
+pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
+    let (mut m, _) = load_managed(&ctx).await?;
+    let rules = m.policy_rules.0.clone();
+    let now = time::now_ms();
+    let status = heartbeat::machine_status(&rules, m.last_heartbeat_at, m.created_at, now);
+    let mut shown = None;
+    if status == "DEAD" {
+        if !heartbeat::can_resurrect(&rules, m.last_heartbeat_at, m.created_at, now) {
+            return Err(Error::invalid("is dead", "MACHINE_HEARTBEAT_DEAD").into());
+        }
+        shown = Some("RESURRECTED");
+    }
+    machines::set_heartbeat(ctx.db(), ctx.account_id(), m.id, Some(now), now).await?;
+    m.last_heartbeat_at = Some(now);
+    m.updated_at = now;
+    Ok(document::ok(render_with_status(ctx.account_id(), &m, shown)))
+}
+
+/// `POST /machines/{id}/actions/reset`: clears the heartbeat (back to NOT_STARTED).
+pub async fn reset(ctx: Ctx) -> ApiResult<Response> {
+    let (mut m, _) = load_managed(&ctx).await?;
+    let now = time::now_ms();
+    machines::set_heartbeat(ctx.db(), ctx.account_id(), m.id, None, now).await?;
+    m.last_heartbeat_at = None;
+    m.updated_at = now;
+    Ok(document::ok(render(ctx.account_id(), &m)))
+}
+
+pub async fn show_license(ctx: Ctx) -> ApiResult<Response> {
+    let (_, l) = load(&ctx).await?;
+    Ok(document::ok(super::licenses::render(ctx.account_id(), &l)))
+}

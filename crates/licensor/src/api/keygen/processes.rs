@@ -1,0 +1,239 @@
+//! Processes: spawn (with the process limit per leasing strategy), list, show, update,
+//! kill, and heartbeats.
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::document::{self, Resource};
+use super::error::ApiResult;
+use super::extract::{parse_data, Body, Ctx, RelInput};
+use crate::auth::Bearer;
+use crate::domain::{heartbeat, metadata};
+use crate::error::{Error, Source};
+use crate::store::licenses;
+use crate::store::machines;
+use crate::store::processes::{self, ProcessFilter, ProcessRow, ProcessScope, SpawnRefusal};
+use crate::time::{self, SECOND};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessAttributes {
+    pid: String,
+    status: &'static str,
+    interval: i64,
+    last_heartbeat: String,
+    next_heartbeat: String,
+    metadata: Value,
+    created: String,
+    updated: String,
+}
+
+fn render(account: Uuid, p: &ProcessRow, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
+    Resource::new(
+        account,
+        "processes",
+        p.id,
+        ProcessAttributes {
+            pid: p.pid.clone(),
+            status: heartbeat::process_status(interval, p.last_heartbeat_at, time::now_ms()),
+            interval,
+            last_heartbeat: time::iso(p.last_heartbeat_at),
+            next_heartbeat: time::iso(p.last_heartbeat_at + interval * SECOND),
+            metadata: metadata::render(&p.metadata.0),
+            created: time::iso(p.created_at),
+            updated: time::iso(p.updated_at),
+        },
+    )
+    .account(account)
+    .one("product", "products", Some(product))
+    .one("license", "licenses", Some(p.license_id))
+    .one("machine", "machines", Some(p.machine_id))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProcessInput {
+    pid: Option<Value>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProcessRels {
+    machine: Option<RelInput>,
+}
+
+/// Loads the machine (and license) a process belongs to, checking the caller may manage it.
+async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::MachineRow, licenses::LicenseRow), Error> {
+    let p = ctx.principal()?;
+    let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), machine_id)
+        .await?
+        .ok_or_else(|| Error::invalid_rel("machine", "must exist", "MACHINE_NOT_FOUND"))?;
+    let l = licenses::find(ctx.db(), ctx.account_id(), m.license_id)
+        .await?
+        .ok_or_else(|| Error::not_found("license", m.license_id.to_string()))?;
+    let allowed = match &p.bearer {
+        Bearer::Admin(_) => true,
+        Bearer::Product(prod) => prod.id == l.product_id,
+        Bearer::License(me) => me.id == l.id,
+        Bearer::User(u) => !l.is_protected() && licenses::has_user(ctx.db(), &l, u.id).await?,
+    };
+    if allowed {
+        Ok((m, l))
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let data = parse_data::<ProcessInput, ProcessRels>(body, "processes")?;
+    let pid = match data.attributes.pid {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(Error::bad_request(
+                "type mismatch (received non-string expected string)",
+                Source::Pointer("/data/attributes/pid".into()),
+            )
+            .into())
+        }
+        None => return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/pid".into())).into()),
+    };
+    if matches!(pid.as_str(), "actions" | "action") {
+        return Err(Error::invalid_attr("pid", "is reserved", "PID_NOT_ALLOWED").into());
+    }
+    let machine_id = data
+        .relationships
+        .machine
+        .as_ref()
+        .and_then(|r| r.data.as_ref())
+        .map(|l| l.id.clone())
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/machine".into())))?;
+    let (m, l) = managed_machine(&ctx, &machine_id).await?;
+    let rules = l.rules();
+    let now = time::now_ms();
+    let process = ProcessRow {
+        id: Uuid::new_v4(),
+        account_id: ctx.account_id(),
+        machine_id: m.id,
+        license_id: l.id,
+        pid,
+        last_heartbeat_at: now,
+        metadata: Json(match data.attributes.metadata {
+            Some(md) => metadata::accept(md)?,
+            None => serde_json::json!({}),
+        }),
+        created_at: now,
+        updated_at: now,
+    };
+    let (scope, limit) = match rules.process_leasing_strategy.as_str() {
+        "PER_LICENSE" => (ProcessScope::License, l.max_processes()),
+        "PER_USER" => (ProcessScope::User(m.owner_id), l.max_processes()),
+        _ => (ProcessScope::Machine, m.max_processes.or(l.max_processes())),
+    };
+    let max = limit.map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX));
+    match processes::spawn(ctx.db(), &process, scope, max).await? {
+        Ok(()) => {}
+        Err(SpawnRefusal::PidTaken) => {
+            return Err(Error::invalid_attr("pid", "has already been taken", "PID_TAKEN").into())
+        }
+        Err(SpawnRefusal::Limit) => {
+            let what = match scope {
+                ProcessScope::Machine => "machine",
+                ProcessScope::License => "license",
+                ProcessScope::User(_) => "user",
+            };
+            return Err(Error::invalid(
+                format!("process count has exceeded maximum allowed for {what} ({})", limit.unwrap_or(0)),
+                "MACHINE_PROCESS_LIMIT_EXCEEDED",
+            )
+            .into());
+        }
+    }
+    Ok(document::created(render(ctx.account_id(), &process, rules.heartbeat_duration_secs(), l.product_id)))
+}
+
+async fn load(ctx: &Ctx) -> Result<(ProcessRow, licenses::LicenseRow), Error> {
+    let id = ctx.param("id");
+    let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("process", id))?;
+    let p = processes::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("process", id))?;
+    let (_, l) = managed_machine(ctx, &p.machine_id.to_string()).await.map_err(|e| match e {
+        Error::Invalid { .. } => Error::not_found("process", id),
+        other => other,
+    })?;
+    Ok((p, l))
+}
+
+pub async fn show(ctx: Ctx) -> ApiResult<Response> {
+    let (p, l) = load(&ctx).await?;
+    Ok(document::ok(render(ctx.account_id(), &p, l.rules().heartbeat_duration_secs(), l.product_id)))
+}
+
+pub async fn list(ctx: Ctx) -> ApiResult<Response> {
+    let principal = ctx.principal()?;
+    let params = ctx.list_params()?;
+    let mut f = ProcessFilter {
+        machine: params.uuid_filter("machine"),
+        license: params.uuid_filter("license"),
+        product: params.uuid_filter("product"),
+        user: None,
+    };
+    match &principal.bearer {
+        Bearer::Admin(_) => {}
+        Bearer::Product(p) => f.product = Some(p.id),
+        Bearer::License(l) => f.license = Some(l.id),
+        Bearer::User(u) => f.user = Some(u.id),
+    }
+    let listing = processes::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
+    // Render with each process's own license interval.
+    let mut rows = Vec::with_capacity(listing.rows.len());
+    for p in listing.rows {
+        let l = licenses::find(ctx.db(), ctx.account_id(), p.license_id).await?;
+        let (interval, product) =
+            l.map(|l| (l.rules().heartbeat_duration_secs(), l.product_id)).unwrap_or((600, Uuid::nil()));
+        rows.push((p, interval, product));
+    }
+    let account = ctx.account_id();
+    Ok(params
+        .document(crate::store::Listing { rows, total: listing.total }, |(p, i, prod)| render(account, &p, i, prod)))
+}
+
+pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let (mut p, l) = load(&ctx).await?;
+    let data = parse_data::<ProcessInput, ProcessRels>(body, "processes")?;
+    if data.attributes.pid.is_some() || data.relationships.machine.is_some() {
+        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/pid".into())).into());
+    }
+    if let Some(md) = data.attributes.metadata {
+        p.metadata = Json(metadata::accept(md)?);
+    }
+    p.updated_at = time::now_ms();
+    processes::update_metadata(ctx.db(), &p).await?;
+    Ok(document::ok(render(ctx.account_id(), &p, l.rules().heartbeat_duration_secs(), l.product_id)))
+}
+
+pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
+    let (p, _) = load(&ctx).await?;
+    processes::delete(ctx.db(), ctx.account_id(), p.id).await?;
+    Ok(document::no_content())
+}
+
+/// `POST /processes/{id}/actions/ping`: a dead process stays dead unless the policy revives.
+pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
+    let (mut p, l) = load(&ctx).await?;
+    let rules = l.rules();
+    let interval = rules.heartbeat_duration_secs();
+    let now = time::now_ms();
+    if heartbeat::process_status(interval, p.last_heartbeat_at, now) == "DEAD"
+        && !heartbeat::can_resurrect(rules, Some(p.last_heartbeat_at), p.created_at, now)
+    {
+        return Err(Error::invalid("is dead", "PROCESS_HEARTBEAT_DEAD").into());
+    }
+    processes::ping(ctx.db(), ctx.account_id(), p.id, now).await?;
+    p.last_heartbeat_at = now;
+    p.updated_at = now;
+    Ok(document::ok(render(ctx.account_id(), &p, interval, l.product_id)))
+}
