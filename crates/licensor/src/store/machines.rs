@@ -47,7 +47,8 @@ macro_rules! select {
 }
 
 const FIND: &str = select!("WHERE m.account_id = $1 AND m.id = $2");
-const FIND_BY_FINGERPRINT: &str = select!("WHERE account_id = $1 AND fingerprint = $2 ORDER BY created_at ASC LIMIT 1");
+const FIND_BY_FINGERPRINT: &str =
+    select!("WHERE m.account_id = $1 AND m.fingerprint = $2 ORDER BY m.created_at ASC LIMIT 1");
 
 pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<MachineRow>> {
     Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
@@ -67,7 +68,7 @@ pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Resu
         .await?))
 }
 
-const FOR_LICENSE: &str = select!("WHERE account_id = $1 AND license_id = $2 ORDER BY created_at ASC");
+const FOR_LICENSE: &str = select!("WHERE m.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC");
 
 /// Every machine of a license (validation needs them all; a license rarely has many).
 pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<MachineRow>> {

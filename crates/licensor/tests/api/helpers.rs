@@ -16,6 +16,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
     pub master: MasterKey,
+    /// The master key in hex, for spawning more nodes on the same database.
+    pub master_hex: String,
     pub account_id: String,
     pub slug: String,
     pub admin_email: String,
@@ -45,7 +47,8 @@ pub async fn spawn_app() -> TestApp {
     let (database_url, schema) = test_database(dir.path()).await;
     let db = Db::connect(&database_url, schema.as_deref()).await.expect("connect");
     db.migrate().await.expect("migrate");
-    let master = MasterKey::generate();
+    let master_hex = hex::encode(rand::random::<[u8; 32]>());
+    let master = MasterKey::from_hex(&master_hex).expect("master key");
     let slug = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let admin_email = format!("admin@{slug}.example");
     let created =
@@ -69,6 +72,7 @@ pub async fn spawn_app() -> TestApp {
         addr,
         db,
         master,
+        master_hex,
         account_id: created.account.id.to_string(),
         slug,
         admin_email,
@@ -230,7 +234,7 @@ impl TestApp {
         (product, policy, license, key)
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

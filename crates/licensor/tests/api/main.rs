@@ -3,8 +3,12 @@
 mod helpers;
 
 mod accounts;
+mod actions;
+mod concurrency;
 mod errors;
 mod licenses;
+mod machines;
 mod policies;
 mod resources;
 mod tokens;
+mod validation;

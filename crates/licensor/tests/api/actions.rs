@@ -1,0 +1,98 @@
+//! License actions: suspend, reinstate, renew, revoke, check-in, usage.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn suspend_reinstate_twice_is_422() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({})).await;
+    let path = |a: &str| app.acct(&format!("/licenses/{id}/actions/{a}"));
+    assert_eq!(app.post(&path("suspend"), &app.admin(), json!(null)).await.attr("suspended"), true);
+    assert_eq!(app.post(&path("suspend"), &app.admin(), json!(null)).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.post(&path("reinstate"), &app.admin(), json!(null)).await.attr("suspended"), false);
+    assert_eq!(app.post(&path("reinstate"), &app.admin(), json!(null)).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn renew_from_now_if_expired() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy =
+        app.create_policy(&product, json!({"duration": 86400 * 30, "renewalBasis": "FROM_NOW_IF_EXPIRED"})).await;
+    let (id, _) = app.create_license(&policy, json!({"expiry": "2020-01-01T00:00:00Z"})).await;
+    let r = app.post(&app.acct(&format!("/licenses/{id}/actions/renew")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let expiry = licensor::time::parse_iso(r.attr("expiry").as_str().unwrap()).unwrap();
+    assert!((expiry - (licensor::time::now_ms() + 30 * licensor::time::DAY)).abs() < 60_000);
+    let (_, _, perpetual, _) = app.license_fixture(json!({})).await;
+    let r = app.post(&app.acct(&format!("/licenses/{perpetual}/actions/renew")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn check_in_requires_policy() {
+    let app = spawn_app().await;
+    let (_, _, id, key) = app.license_fixture(json!({})).await;
+    let r = app.post(&app.acct(&format!("/licenses/{key}/actions/check-in")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, _, id2, _) = app
+        .license_fixture(json!({"requireCheckIn": true, "checkInInterval": "week", "checkInIntervalCount": 2}))
+        .await;
+    let r = app.post(&app.acct(&format!("/licenses/{id2}/actions/check-in")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let last = licensor::time::parse_iso(r.attr("lastCheckIn").as_str().unwrap()).unwrap();
+    let next = licensor::time::parse_iso(r.attr("nextCheckIn").as_str().unwrap()).unwrap();
+    assert_eq!(next - last, 14 * licensor::time::DAY);
+    let _ = id;
+}
+
+#[tokio::test]
+async fn usage_is_bounded_and_atomic() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({"maxUses": 99})).await;
+    let path = |a: &str| app.acct(&format!("/licenses/{id}/actions/{a}"));
+    let r = app.post(&path("increment-usage"), &app.admin(), json!({"meta": {"increment": 100}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "USES_LIMIT_EXCEEDED");
+    assert_eq!(r.pointer(), "/data/attributes/uses");
+    let r = app.post(&path("increment-usage"), &app.admin(), json!({"meta": {"increment": 99}})).await;
+    assert_eq!(r.attr("uses"), 99);
+    let r = app.post(&path("decrement-usage"), &app.admin(), json!({"meta": {"decrement": 100}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.post(&path("decrement-usage"), &app.admin(), json!(null)).await;
+    assert_eq!(r.attr("uses"), 98);
+    let r = app.post(&path("reset-usage"), &app.admin(), json!(null)).await;
+    assert_eq!(r.attr("uses"), 0);
+    let r = app.post(&path("increment-usage"), &app.admin(), json!({"meta": {"increment": "1"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // 120 concurrent increments against maxUses 99: exactly 99 succeed.
+    let mut tasks = Vec::new();
+    for _ in 0..120 {
+        let client = app.client.clone();
+        let url = app.url(&path("increment-usage"));
+        let token = app.admin_token.clone();
+        tasks.push(tokio::spawn(async move { client.post(url).bearer_auth(token).send().await.unwrap().status() }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 99);
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.attr("uses"), 99);
+}
+
+#[tokio::test]
+async fn revoke_deletes() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({})).await;
+    assert_eq!(
+        app.delete(&app.acct(&format!("/licenses/{id}/actions/revoke")), &app.admin()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,110 @@
+//! Limits hold under concurrent requests, within one node and across several nodes sharing
+//! one database.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn race(app: &TestApp, urls: &[String], license: &str, n: usize) -> usize {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let client = app.client.clone();
+        let url = format!("{}/v1/accounts/{}/machines", urls[i % urls.len()], app.account_id);
+        let token = app.admin_token.clone();
+        let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{i}")}, "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}});
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/vnd.api+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == StatusCode::CREATED || s == StatusCode::UNPROCESSABLE_ENTITY, "unexpected {s}");
+        if s == StatusCode::CREATED {
+            created += 1;
+        }
+    }
+    created
+}
+
+#[tokio::test]
+async fn fifty_concurrent_activations_against_five() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let created = race(&app, &[format!("http://{}", app.addr)], &id, 50).await;
+    assert_eq!(created, 5);
+    let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 5);
+}
+
+/// Two `licensor serve` processes on one database: the limit still holds.
+#[tokio::test]
+async fn two_server_processes_share_the_limit() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let master_hex = master_hex(&app);
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
+        cmd.arg("serve")
+            .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LICENSOR_DATABASE_URL", &app.database_url)
+            .env("LICENSOR_DATA_DIR", data_dir.path())
+            .env("LICENSOR_MASTER_KEY", &master_hex)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(schema) = &app.schema {
+            cmd.env("LICENSOR_DATABASE_SCHEMA", schema);
+        }
+        children.push(KillOnDrop(cmd.spawn().expect("spawn licensor")));
+        urls.push(format!("http://127.0.0.1:{port}"));
+    }
+    for url in &urls {
+        wait_until_up(&app.client, url).await;
+    }
+    let created = race(&app, &urls, &id, 50).await;
+    assert_eq!(created, 5);
+    let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 5);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn master_hex(app: &TestApp) -> String {
+    app.master_hex.clone()
+}
+
+async fn wait_until_up(client: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/v1/ping")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
+}

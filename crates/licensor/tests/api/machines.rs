@@ -1,0 +1,282 @@
+//! Activation, deactivation, heartbeats, processes and components.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn machine_body(license: &str, fingerprint: &str, extra: Value) -> Value {
+    let mut attrs = json!({"fingerprint": fingerprint});
+    attrs.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    json!({"data": {"type": "machines", "attributes": attrs, "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}})
+}
+
+#[tokio::test]
+async fn license_key_activates_only_when_policy_allows() {
+    let app = spawn_app().await;
+    let (_, _, id, key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &As::License(key.clone()),
+            machine_body(&id, "laptop", json!({"name": "Laptop", "platform": "linux", "cores": 4})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.attr("fingerprint"), "laptop");
+    assert_eq!(r.attr("cores"), 4);
+    assert_eq!(r.body["data"]["relationships"]["license"]["data"]["id"], json!(id));
+    let (_, _, id2, key2) = app.license_fixture(json!({})).await;
+    let r = app.post(&app.acct("/machines"), &As::License(key2), machine_body(&id2, "laptop", json!({}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.code(), "LICENSE_NOT_ALLOWED");
+    // A license cannot activate machines on another license.
+    let r = app.post(&app.acct("/machines"), &As::License(key), machine_body(&id2, "x", json!({}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn expired_license_with_revoke_access_cannot_activate() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app
+        .create_policy(&product, json!({"authenticationStrategy": "LICENSE", "expirationStrategy": "REVOKE_ACCESS"}))
+        .await;
+    let (id, key) = app.create_license(&policy, json!({"expiry": "2020-01-01T00:00:00Z"})).await;
+    let r = app.post(&app.acct("/machines"), &As::License(key), machine_body(&id, "x", json!({}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.code(), "LICENSE_EXPIRED");
+}
+
+#[tokio::test]
+async fn node_locked_limit_and_duplicate_fingerprints() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({})).await;
+    assert_eq!(
+        app.post(&app.acct("/machines"), &app.admin(), machine_body(&id, "one", json!({}))).await.status,
+        StatusCode::CREATED
+    );
+    let r = app.post(&app.acct("/machines"), &app.admin(), machine_body(&id, "one", json!({}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "FINGERPRINT_TAKEN");
+    assert_eq!(r.pointer(), "/data/attributes/fingerprint");
+    let r = app.post(&app.acct("/machines"), &app.admin(), machine_body(&id, "two", json!({}))).await;
+    assert_eq!(r.code(), "MACHINE_LIMIT_EXCEEDED");
+    assert_eq!(r.body["errors"][0]["detail"], "machine count has exceeded maximum allowed for license (1)");
+    assert_eq!(r.pointer(), "/data");
+}
+
+#[tokio::test]
+async fn uniqueness_per_policy_spans_licenses() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({"machineUniquenessStrategy": "UNIQUE_PER_POLICY"})).await;
+    let other = app.create_policy(&product, json!({"machineUniquenessStrategy": "UNIQUE_PER_POLICY"})).await;
+    let (a, _) = app.create_license(&policy, json!({})).await;
+    let (b, _) = app.create_license(&policy, json!({})).await;
+    let (c, _) = app.create_license(&other, json!({})).await;
+    assert_eq!(
+        app.post(&app.acct("/machines"), &app.admin(), machine_body(&a, "shared", json!({}))).await.status,
+        StatusCode::CREATED
+    );
+    let r = app.post(&app.acct("/machines"), &app.admin(), machine_body(&b, "shared", json!({}))).await;
+    assert_eq!(r.code(), "FINGERPRINT_TAKEN");
+    assert_eq!(r.body["errors"][0]["detail"], "has already been taken for this policy");
+    assert_eq!(
+        app.post(&app.acct("/machines"), &app.admin(), machine_body(&c, "shared", json!({}))).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn deactivate_update_and_activation_tokens() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({"floating": true, "maxMachines": 10})).await;
+    let t = app
+        .post(
+            &app.acct(&format!("/licenses/{id}/tokens")),
+            &app.admin(),
+            json!({"data": {"type": "tokens", "attributes": {"maxActivations": 1, "maxDeactivations": 1}}}),
+        )
+        .await;
+    let token = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    let m = app.post(&app.acct("/machines"), &token, machine_body(&id, "m1", json!({}))).await;
+    assert_eq!(m.status, StatusCode::CREATED, "{}", m.text);
+    let r = app.post(&app.acct("/machines"), &token, machine_body(&id, "m2", json!({}))).await;
+    assert_eq!(r.code(), "ACTIVATIONS_LIMIT_EXCEEDED");
+    assert_eq!(
+        app.get(&app.acct(&format!("/licenses/{id}/machines")), &app.admin()).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "refused activation left nothing"
+    );
+    let r = app
+        .patch(
+            &app.acct(&format!("/machines/{}", m.id())),
+            &token,
+            json!({"data": {"type": "machines", "attributes": {"name": "Renamed", "metadata": {"rack": 4}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.attr("name"), "Renamed");
+    let r = app
+        .patch(
+            &app.acct(&format!("/machines/{}", m.id())),
+            &token,
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "new"}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.delete(&app.acct("/machines/m1"), &token).await.status,
+        StatusCode::NO_CONTENT,
+        "machines are addressable by fingerprint"
+    );
+    let m2 = app.post(&app.acct("/machines"), &app.admin(), machine_body(&id, "m3", json!({}))).await;
+    let r = app.delete(&app.acct(&format!("/machines/{}", m2.id())), &token).await;
+    assert_eq!(r.code(), "DEACTIVATIONS_LIMIT_EXCEEDED");
+    assert_eq!(app.get(&app.acct(&format!("/machines/{}", m2.id())), &app.admin()).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn nested_components_and_components_scope() {
+    let app = spawn_app().await;
+    let (_, _, id, key) = app.license_fixture(json!({"componentMatchingStrategy": "MATCH_TWO"})).await;
+    let mut body = machine_body(&id, "host", json!({}));
+    body["data"]["relationships"]["components"] = json!({"data": [
+        {"type": "components", "attributes": {"fingerprint": "cpu-1", "name": "CPU"}},
+        {"type": "components", "attributes": {"fingerprint": "disk-1", "name": "Disk"}},
+        {"type": "components", "attributes": {"fingerprint": "nic-1", "name": "NIC"}}
+    ]});
+    let m = app.post(&app.acct("/machines"), &app.admin(), body).await;
+    assert_eq!(m.status, StatusCode::CREATED, "{}", m.text);
+    let list = app.get(&app.acct(&format!("/components?machine={}", m.id())), &app.admin()).await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 3);
+    let v = |scope: Value| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            app.post(
+                &app.acct("/licenses/actions/validate-key"),
+                &As::Anonymous,
+                json!({"meta": {"key": key, "scope": scope}}),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        v(json!({"fingerprint": "host", "components": ["cpu-1", "disk-1"]})).await.body["meta"]["code"],
+        "VALID"
+    );
+    assert_eq!(
+        v(json!({"fingerprint": "host", "components": ["cpu-1", "gpu-9"]})).await.body["meta"]["code"],
+        "COMPONENTS_SCOPE_MISMATCH"
+    );
+    assert_eq!(v(json!({"components": ["cpu-1"]})).await.body["meta"]["code"], "FINGERPRINT_SCOPE_REQUIRED");
+    // Standalone component CRUD.
+    let c = app.post(&app.acct("/components"), &app.admin(), json!({"data": {"type": "components", "attributes": {"fingerprint": "ram-1", "name": "RAM"}, "relationships": {"machine": {"data": {"type": "machines", "id": m.id()}}}}})).await;
+    assert_eq!(c.status, StatusCode::CREATED, "{}", c.text);
+    let dup = app.post(&app.acct("/components"), &app.admin(), json!({"data": {"type": "components", "attributes": {"fingerprint": "ram-1", "name": "RAM"}, "relationships": {"machine": {"data": {"type": "machines", "id": m.id()}}}}})).await;
+    assert_eq!(dup.code(), "FINGERPRINT_TAKEN");
+    assert_eq!(
+        app.delete(&app.acct(&format!("/components/{}", c.id())), &app.admin()).await.status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn dead_machines_cannot_ping_unless_revivable() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let no_revive = app.create_policy(&product, json!({"requireHeartbeat": true, "heartbeatDuration": 60})).await;
+    let revive = app.create_policy(&product, json!({"requireHeartbeat": true, "heartbeatDuration": 60, "heartbeatResurrectionStrategy": "5_MINUTE_REVIVE"})).await;
+    for (policy, expect) in [(no_revive, None), (revive, Some("RESURRECTED"))] {
+        let (lid, _) = app.create_license(&policy, json!({})).await;
+        let m = app.post(&app.acct("/machines"), &app.admin(), machine_body(&lid, "hb", json!({}))).await;
+        assert_eq!(m.attr("heartbeatStatus"), "ALIVE", "FROM_CREATION basis starts the heartbeat at activation");
+        set_heartbeat(&app, &m.id(), licensor::time::now_ms() - 90_000).await;
+        let shown = app.get(&app.acct(&format!("/machines/{}", m.id())), &app.admin()).await;
+        assert_eq!(shown.attr("heartbeatStatus"), "DEAD");
+        let r = app.post(&app.acct(&format!("/machines/{}/actions/ping", m.id())), &app.admin(), json!(null)).await;
+        match expect {
+            None => {
+                assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+                assert_eq!(r.code(), "MACHINE_HEARTBEAT_DEAD");
+            }
+            Some(status) => {
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+                assert_eq!(r.attr("heartbeatStatus"), status);
+            }
+        }
+        let r = app.post(&app.acct(&format!("/machines/{}/actions/reset", m.id())), &app.admin(), json!(null)).await;
+        assert!(r.attr("lastHeartbeat").is_null());
+    }
+}
+
+async fn set_heartbeat(app: &TestApp, machine: &str, at: i64) {
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    licensor::store::machines::set_heartbeat(&app.db, account, machine.parse().unwrap(), Some(at), at).await.unwrap();
+}
+
+#[tokio::test]
+async fn culler_removes_only_dead_machines_per_strategy() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let deactivate = app.create_policy(&product, json!({"requireHeartbeat": true, "heartbeatDuration": 60})).await;
+    let keep = app
+        .create_policy(
+            &product,
+            json!({"requireHeartbeat": true, "heartbeatDuration": 60, "heartbeatCullStrategy": "KEEP_DEAD"}),
+        )
+        .await;
+    let (l1, _) = app.create_license(&deactivate, json!({})).await;
+    let (l2, _) = app.create_license(&keep, json!({})).await;
+    let (l3, _) = app.create_license(&deactivate, json!({})).await;
+    let dead = app.post(&app.acct("/machines"), &app.admin(), machine_body(&l1, "dead", json!({}))).await.id();
+    let kept = app.post(&app.acct("/machines"), &app.admin(), machine_body(&l2, "kept", json!({}))).await.id();
+    let alive = app.post(&app.acct("/machines"), &app.admin(), machine_body(&l3, "alive", json!({}))).await.id();
+    let now = licensor::time::now_ms();
+    set_heartbeat(&app, &dead, now - 120_000).await;
+    set_heartbeat(&app, &kept, now - 120_000).await;
+    let culled = licensor::jobs::cull_once(&app.db, now).await.unwrap();
+    assert_eq!(culled.machines, 1);
+    assert_eq!(app.get(&app.acct(&format!("/machines/{dead}")), &app.admin()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&app.acct(&format!("/machines/{kept}")), &app.admin()).await.status, StatusCode::OK);
+    assert_eq!(app.get(&app.acct(&format!("/machines/{alive}")), &app.admin()).await.status, StatusCode::OK);
+    // A second pass (another node, say) finds nothing more to do.
+    assert_eq!(licensor::jobs::cull_once(&app.db, now).await.unwrap().machines, 0);
+}
+
+#[tokio::test]
+async fn processes_limits_pids_and_heartbeats() {
+    let app = spawn_app().await;
+    let (_, _, lid, _) = app.license_fixture(json!({"maxProcesses": 2, "heartbeatDuration": 60})).await;
+    let m = app.post(&app.acct("/machines"), &app.admin(), machine_body(&lid, "box", json!({}))).await.id();
+    let spawn = |pid: &'static str| {
+        let app = &app;
+        let m = m.clone();
+        async move {
+            app.post(&app.acct("/processes"), &app.admin(), json!({"data": {"type": "processes", "attributes": {"pid": pid}, "relationships": {"machine": {"data": {"type": "machines", "id": m}}}}})).await
+        }
+    };
+    let p1 = spawn("100").await;
+    assert_eq!(p1.status, StatusCode::CREATED, "{}", p1.text);
+    assert_eq!(p1.attr("status"), "ALIVE");
+    assert_eq!(spawn("100").await.code(), "PID_TAKEN");
+    assert_eq!(spawn("101").await.status, StatusCode::CREATED);
+    let r = spawn("102").await;
+    assert_eq!(r.code(), "MACHINE_PROCESS_LIMIT_EXCEEDED");
+    let r = app.post(&app.acct(&format!("/processes/{}/actions/ping", p1.id())), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Kill it after death: the ping is refused.
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    licensor::store::processes::ping(&app.db, account, p1.id().parse().unwrap(), licensor::time::now_ms() - 120_000)
+        .await
+        .unwrap();
+    let r = app.post(&app.acct(&format!("/processes/{}/actions/ping", p1.id())), &app.admin(), json!(null)).await;
+    assert_eq!(r.code(), "PROCESS_HEARTBEAT_DEAD");
+    assert_eq!(licensor::jobs::cull_once(&app.db, licensor::time::now_ms()).await.unwrap().processes, 1);
+    assert_eq!(app.get(&app.acct("/processes"), &app.admin()).await.body["data"].as_array().unwrap().len(), 1);
+}
