@@ -29,6 +29,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub db: Db,
     pub master: MasterKey,
+    /// The account served under `/v1/…` without an account segment.
+    default_account: Option<String>,
     accounts: RwLock<HashMap<String, (Arc<AccountRow>, Instant)>>,
     /// Validation timestamps waiting to be written (see [`AppState::flush_touches`]).
     touches: Mutex<HashMap<Uuid, i64>>,
@@ -43,7 +45,40 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(db: Db, master: MasterKey) -> Self {
-        AppState(Arc::new(Inner { db, master, accounts: RwLock::default(), touches: Mutex::default() }))
+        Self::with_default_account(db, master, None)
+    }
+
+    /// `default_account` (id or slug) is the account `/v1/…` routes without an account segment
+    /// address; when `None`, they address the only account if there is exactly one.
+    pub fn with_default_account(db: Db, master: MasterKey, default_account: Option<String>) -> Self {
+        AppState(Arc::new(Inner {
+            db,
+            master,
+            default_account,
+            accounts: RwLock::default(),
+            touches: Mutex::default(),
+        }))
+    }
+
+    /// The account for single-account routes.
+    pub async fn default_account(&self) -> Result<Option<Arc<AccountRow>>> {
+        if let Some(id) = &self.default_account {
+            return self.account(id).await;
+        }
+        const KEY: &str = "\0only";
+        if let Ok(cache) = self.accounts.read() {
+            if let Some((row, at)) = cache.get(KEY) {
+                if at.elapsed() < ACCOUNT_TTL {
+                    return Ok(Some(row.clone()));
+                }
+            }
+        }
+        let Some(row) = accounts::find_only(&self.db).await? else { return Ok(None) };
+        let row = Arc::new(row);
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.insert(KEY.to_string(), (row.clone(), Instant::now()));
+        }
+        Ok(Some(row))
     }
 
     /// The account addressed by `id_or_slug`, from a short-lived cache.

@@ -20,6 +20,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "LICENSOR_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Account (id or slug) served at `/v1/…` without the `accounts/{account}` segment, as
+        /// self-hosted Keygen does. Defaults to the only account, when there is one.
+        #[arg(long, env = "LICENSOR_ACCOUNT")]
+        account: Option<String>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -69,7 +73,7 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, db } => {
+        Command::Serve { listen, account, db } => {
             let master = db.master_key()?;
             let pool = db.connect().await?;
             if let Some(path) = licensor::bootstrap::first_run(&pool, &master, &db.data_dir).await? {
@@ -81,7 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, engine = pool.engine(), "licensor listening");
-            let state = licensor::app::AppState::new(pool.clone(), master);
+            let state = licensor::app::AppState::with_default_account(pool.clone(), master, account);
             licensor::app::serve(listener, state, shutdown_signal()).await?;
             pool.close().await;
             Ok(())

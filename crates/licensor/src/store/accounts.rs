@@ -37,6 +37,13 @@ pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<AccountRow>> {
     Ok(row)
 }
 
+/// The account, when the database holds exactly one.
+pub async fn find_only(db: &Db) -> Result<Option<AccountRow>> {
+    const SQL: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at FROM accounts LIMIT 2";
+    let mut rows = db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(SQL).fetch_all(pool).await?);
+    Ok(if rows.len() == 1 { rows.pop() } else { None })
+}
+
 pub async fn count(db: &Db) -> Result<i64> {
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM accounts").fetch_one(pool).await?))
 }

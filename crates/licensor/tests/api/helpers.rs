@@ -60,7 +60,7 @@ pub async fn spawn_app() -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let state = AppState::new(db.clone(), master.clone());
+    let state = AppState::with_default_account(db.clone(), master.clone(), Some(created.account.id.to_string()));
     let server = tokio::spawn(async move {
         licensor::app::serve(listener, state, async {
             let _ = rx.await;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, each test against a real server over real HTTP.
 
 mod helpers;
+mod keygen_client;
 
 mod accounts;
 mod actions;

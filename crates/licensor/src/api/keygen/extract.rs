@@ -23,7 +23,10 @@ use crate::store::accounts::AccountRow;
 pub struct Ctx {
     pub state: AppState,
     pub account: Arc<AccountRow>,
-    pub principal: Option<Principal>,
+    /// The caller: `Ok(None)` when anonymous, `Err` when the credentials sent were bad.
+    auth: Result<Option<Principal>, Error>,
+    /// Whether the bad credential (if any) was a license key.
+    bad_license_key: bool,
     /// Email and password from HTTP Basic, only meaningful to `POST /tokens`.
     pub password_login: Option<(String, String)>,
     params: Vec<(String, String)>,
@@ -47,9 +50,26 @@ impl Ctx {
 
     /// The caller, or 401 when the request carried no credentials.
     pub fn principal(&self) -> Result<&Principal, Error> {
-        self.principal
-            .as_ref()
+        self.maybe_principal()?
             .ok_or_else(|| Error::unauthorized("You must be authenticated to complete the request", "TOKEN_MISSING"))
+    }
+
+    /// The caller if any; bad credentials are still an error.
+    pub fn maybe_principal(&self) -> Result<Option<&Principal>, Error> {
+        match &self.auth {
+            Ok(p) => Ok(p.as_ref()),
+            Err(e) => Err(clone_auth_error(e)),
+        }
+    }
+
+    /// Like [`maybe_principal`](Self::maybe_principal), but a license key that fails to
+    /// authenticate counts as anonymous. Validation by key uses this: SDKs send the key being
+    /// validated as their credential, and an unknown key must come back as `NOT_FOUND`.
+    pub fn principal_unless_bad_license_key(&self) -> Result<Option<&Principal>, Error> {
+        match &self.auth {
+            Err(_) if self.bad_license_key => Ok(None),
+            _ => self.maybe_principal(),
+        }
     }
 
     /// The caller, who must be an admin of the account.
@@ -74,6 +94,15 @@ impl Ctx {
 
     pub fn list_params(&self) -> Result<super::document::ListParams, Error> {
         super::document::ListParams::parse(&self.path, self.query.as_deref())
+    }
+}
+
+/// Authentication errors are plain values (no database cause), so they can be handed out again.
+fn clone_auth_error(e: &Error) -> Error {
+    match e {
+        Error::Unauthorized { detail, code } => Error::Unauthorized { detail: detail.clone(), code: code.clone() },
+        Error::Forbidden { detail, code } => Error::Forbidden { detail: detail.clone(), code: code.clone() },
+        _ => Error::unauthorized("Authentication failed", "TOKEN_INVALID"),
     }
 }
 
@@ -114,22 +143,34 @@ impl FromRequestParts<AppState> for Ctx {
             .await
             .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
             .unwrap_or_default();
-        let account_param = params.iter().find(|(k, _)| k == "account").map(|(_, v)| v.clone()).unwrap_or_default();
-        let account =
-            state.account(&account_param).await?.ok_or_else(|| Error::not_found("account", account_param.clone()))?;
-        let mut password_login = None;
-        let principal = match parse_authorization(parts)? {
-            None => None,
-            Some(Credential::Password(email, password)) => {
-                password_login = Some((email, password));
-                None
-            }
-            Some(credential) => Some(auth::authenticate(&state.db, &account, credential).await?),
+        let account = match params.iter().find(|(k, _)| k == "account") {
+            Some((_, id)) => state.account(id).await?.ok_or_else(|| Error::not_found("account", id.clone()))?,
+            None => state.default_account().await?.ok_or_else(|| {
+                Error::not_found("account", "(none: set LICENSOR_ACCOUNT or use /v1/accounts/{account}/…)")
+            })?,
         };
+        let mut password_login = None;
+        let mut bad_license_key = false;
+        let auth = match parse_authorization(parts) {
+            Err(e) => Err(e),
+            Ok(None) => Ok(None),
+            Ok(Some(Credential::Password(email, password))) => {
+                password_login = Some((email, password));
+                Ok(None)
+            }
+            Ok(Some(credential)) => {
+                bad_license_key = matches!(credential, Credential::License(_));
+                auth::authenticate(&state.db, &account, credential).await.map(Some)
+            }
+        };
+        if let Err(Error::Database(_) | Error::Internal(_)) = &auth {
+            return Err(auth.err().map(ApiError).unwrap_or_else(|| ApiError(Error::access_denied())));
+        }
         Ok(Ctx {
             state: state.clone(),
             account,
-            principal,
+            auth,
+            bad_license_key,
             password_login,
             params,
             path: parts.uri.path().to_string(),

@@ -106,6 +106,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/ping", get(accounts::ping))
         .nest("/v1/accounts/{account}", account_routes())
+        // Single-account ("singleplayer") mode, as self-hosted Keygen serves it: the same
+        // routes without the account segment. SDKs pointed at a custom host use these.
+        .nest("/v1", account_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

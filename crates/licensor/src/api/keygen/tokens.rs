@@ -123,7 +123,7 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         let user = auth::password_login(ctx.db(), &ctx.account, email, password).await?;
         (String::from("user"), user.id, user.role)
     } else {
-        let p = ctx.principal.as_ref().ok_or_else(|| {
+        let p = ctx.maybe_principal()?.ok_or_else(|| {
             Error::unauthorized(
                 "You must be authenticated to complete the request (use HTTP Basic with email and password)",
                 "TOKEN_MISSING",

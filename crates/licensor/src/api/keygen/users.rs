@@ -138,7 +138,7 @@ fn taken(e: sqlx::Error) -> Error {
 
 /// Creates a user. Admins and products may; anyone may sign up when the account is not protected.
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    match &ctx.principal {
+    match ctx.maybe_principal()? {
         Some(p) if p.is_admin() || p.product_id().is_some() => {}
         Some(_) => return Err(Error::access_denied().into()),
         None if ctx.account.protected => return Err(Error::access_denied().into()),
@@ -148,7 +148,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if data.attributes.email.is_none() {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/email".into())).into());
     }
-    let is_admin = ctx.principal.as_ref().is_some_and(|p| p.is_admin());
+    let is_admin = ctx.maybe_principal()?.is_some_and(|p| p.is_admin());
     let now = time::now_ms();
     let mut u = UserRow {
         id: Uuid::new_v4(),
