@@ -32,6 +32,9 @@ pub struct Inner {
     /// The account served under `/v1/…` without an account segment.
     default_account: Option<String>,
     accounts: RwLock<HashMap<String, (Arc<AccountRow>, Instant)>>,
+    /// Unsealed signing keys by account: keys never change, and unsealing costs a decryption
+    /// and an RSA key parse.
+    signing_keys: RwLock<HashMap<Uuid, Arc<crate::crypto::AccountKeys>>>,
     /// Validation timestamps waiting to be written (see [`AppState::flush_touches`]).
     touches: Mutex<HashMap<Uuid, i64>>,
 }
@@ -56,6 +59,7 @@ impl AppState {
             master,
             default_account,
             accounts: RwLock::default(),
+            signing_keys: RwLock::default(),
             touches: Mutex::default(),
         }))
     }
@@ -101,6 +105,23 @@ impl AppState {
             cache.insert(id_or_slug.to_string(), (row.clone(), Instant::now()));
         }
         Ok(Some(row))
+    }
+
+    /// The account's unsealed signing keys.
+    pub fn signing_keys(&self, account: &AccountRow) -> anyhow::Result<Arc<crate::crypto::AccountKeys>> {
+        if let Some(k) = self.signing_keys.read().ok().and_then(|m| m.get(&account.id).cloned()) {
+            return Ok(k);
+        }
+        let keys = Arc::new(crate::crypto::AccountKeys::unseal(
+            &self.master,
+            account.id,
+            &account.ed25519_secret,
+            &account.rsa_secret,
+        )?);
+        if let Ok(mut m) = self.signing_keys.write() {
+            m.insert(account.id, keys.clone());
+        }
+        Ok(keys)
     }
 
     pub fn forget_accounts(&self) {
@@ -159,6 +180,7 @@ pub fn router(state: AppState) -> Router {
     use tower_http::trace::TraceLayer;
 
     crate::api::keygen::router()
+        .layer(middleware::from_fn_with_state(state.clone(), crate::api::keygen::signature::sign_response))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(CatchPanicLayer::custom(|_| {

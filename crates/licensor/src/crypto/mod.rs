@@ -3,5 +3,6 @@
 
 pub mod keys;
 pub mod secrets;
+pub mod sign;
 
 pub use keys::{AccountKeys, MasterKey};

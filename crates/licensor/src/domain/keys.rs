@@ -6,21 +6,15 @@
 
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
-use ed25519_dalek::Signer;
-use rand::rngs::OsRng;
-use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use serde_json::json;
-use sha2::Sha256;
 
+use crate::crypto::sign::{self, SigAlg};
 use crate::crypto::{AccountKeys, MasterKey};
 use crate::error::{Error, Result};
 use crate::store::accounts::AccountRow;
 use crate::store::licenses::LicenseRow;
 use crate::store::policies::PolicyRow;
 use crate::time;
-
-/// PSS salt length Keygen uses: the maximum for a 2048-bit key and SHA-256 (256 − 32 − 2).
-const PSS_SALT_LEN: usize = 222;
 
 /// The default seed embedded in a signed key.
 pub fn default_seed(
@@ -83,30 +77,15 @@ pub fn sign_key(
     let keys = AccountKeys::unseal(master, account.id, &account.ed25519_secret, &account.rsa_secret)?;
     let enc = URL_SAFE.encode(seed.as_bytes());
     let signing_data = format!("key/{enc}");
-    let key = match scheme {
-        "ED25519_SIGN" => {
-            format!("{signing_data}.{}", URL_SAFE.encode(keys.ed25519.sign(signing_data.as_bytes()).to_bytes()))
-        }
-        "RSA_2048_PKCS1_SIGN_V2" => {
-            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa);
-            format!("{signing_data}.{}", URL_SAFE.encode(signer.sign(signing_data.as_bytes()).to_bytes()))
-        }
-        "RSA_2048_PKCS1_PSS_SIGN_V2" => {
-            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa, PSS_SALT_LEN);
-            format!(
-                "{signing_data}.{}",
-                URL_SAFE.encode(signer.sign_with_rng(&mut OsRng, signing_data.as_bytes()).to_bytes())
-            )
-        }
-        "RSA_2048_PKCS1_SIGN" => {
-            let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa);
-            format!("{enc}.{}", URL_SAFE.encode(signer.sign(seed.as_bytes()).to_bytes()))
-        }
-        "RSA_2048_PKCS1_PSS_SIGN" => {
-            let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa, PSS_SALT_LEN);
-            format!("{enc}.{}", URL_SAFE.encode(signer.sign_with_rng(&mut OsRng, seed.as_bytes()).to_bytes()))
-        }
+    let (signed, v2, alg) = match scheme {
+        "ED25519_SIGN" => (signing_data.as_bytes(), true, SigAlg::Ed25519),
+        "RSA_2048_PKCS1_SIGN_V2" => (signing_data.as_bytes(), true, SigAlg::RsaSha256),
+        "RSA_2048_PKCS1_PSS_SIGN_V2" => (signing_data.as_bytes(), true, SigAlg::RsaPssSha256),
+        "RSA_2048_PKCS1_SIGN" => (seed.as_bytes(), false, SigAlg::RsaSha256),
+        "RSA_2048_PKCS1_PSS_SIGN" => (seed.as_bytes(), false, SigAlg::RsaPssSha256),
         other => return Err(unsupported(other)),
     };
+    let sig = URL_SAFE.encode(sign::sign(&keys, alg, signed));
+    let key = if v2 { format!("{signing_data}.{sig}") } else { format!("{enc}.{sig}") };
     Ok(key)
 }

@@ -6,6 +6,7 @@ pub mod heartbeat;
 pub mod issuance;
 pub mod keys;
 pub mod license;
+pub mod license_file;
 pub mod metadata;
 pub mod policy;
 pub mod validation;

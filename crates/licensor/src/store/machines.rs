@@ -369,3 +369,9 @@ pub async fn delete_if_unchanged(db: &Db, id: Uuid, seen: Option<i64>) -> Result
         "DELETE FROM machines WHERE id = $1 AND ((last_heartbeat_at IS NULL AND $2 IS NULL) OR last_heartbeat_at = $2)";
     Ok(db_run!(db, |pool| sqlx::query(SQL).bind(id).bind(seen).execute(pool).await?.rows_affected()) == 1)
 }
+
+pub async fn set_checked_out(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {
+    const SQL: &str = "UPDATE machines SET last_check_out_at = $3, updated_at = $3 WHERE account_id = $1 AND id = $2";
+    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(now).execute(pool).await?.rows_affected());
+    Ok(())
+}

@@ -16,7 +16,8 @@ pub mod tokens;
 pub mod users;
 
 use serde_json::Value;
-use sqlx::types::Json;
+
+pub use sqlx::types::Json;
 
 pub type Metadata = Json<Value>;
 

@@ -137,3 +137,28 @@ async fn non_admins_are_forbidden_from_admin_writes() {
     let r = app.get(&app.acct("/policies"), &user).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn unsupported_accept_header_is_400() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url(&app.acct("/licenses")))
+        .bearer_auth(&app.admin_token)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["source"]["header"], "Accept");
+    let r = app
+        .client
+        .get(app.url(&app.acct("/licenses")))
+        .bearer_auth(&app.admin_token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -97,6 +97,31 @@ impl Ctx {
     }
 }
 
+/// Keygen answers JSON:API or plain JSON; a client that accepts neither gets a 400.
+fn check_accept(parts: &Parts) -> Result<(), Error> {
+    let Some(accept) = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let acceptable = accept.split(',').any(|m| {
+        let m = m.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(
+            m.as_str(),
+            "" | "*/*"
+                | "application/*"
+                | "application/json"
+                | "application/vnd.api+json"
+                | "application/vnd.keygen+json"
+        )
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(Error::BadRequest {
+            detail: "The content type of the request is not acceptable (check accept header)".into(),
+            code: Some("ACCEPT_INVALID".into()),
+            location: Source::Header("Accept".into()),
+        })
+    }
+}
+
 /// Authentication errors are plain values (no database cause), so they can be handed out again.
 fn clone_auth_error(e: &Error) -> Error {
     match e {
@@ -139,6 +164,7 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        check_accept(parts)?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())

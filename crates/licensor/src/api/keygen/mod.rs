@@ -2,6 +2,7 @@
 //! SDKs work unchanged. See `shared/reference/keygen.md` for the wire formats followed here.
 
 pub mod accounts;
+pub mod checkout;
 pub mod components;
 pub mod document;
 pub mod entitlements;
@@ -14,6 +15,7 @@ pub mod machines;
 pub mod policies;
 pub mod processes;
 pub mod products;
+pub mod signature;
 pub mod tokens;
 pub mod users;
 
@@ -87,6 +89,8 @@ fn account_routes() -> Router<AppState> {
         .route("/machines/{id}", get(machines::show).patch(machines::update).delete(machines::delete))
         .route("/machines/{id}/license", get(machines::show_license))
         .route("/machines/{id}/actions/ping", post(machines::ping))
+        .route("/machines/{id}/actions/check-out", get(checkout::machine).post(checkout::machine))
+        .route("/licenses/{id}/actions/check-out", get(checkout::license).post(checkout::license))
         .route("/machines/{id}/actions/ping-heartbeat", post(machines::ping))
         .route("/machines/{id}/actions/reset", post(machines::reset))
         .route("/machines/{id}/actions/reset-heartbeat", post(machines::reset))

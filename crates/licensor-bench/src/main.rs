@@ -1,0 +1,287 @@
+//! `licensor-bench`: seeds a database with N licenses, starts the real `licensor serve` binary
+//! on it, and drives `GET /v1/ping` and `POST …/licenses/actions/validate-key` in the same run
+//! with the same connection count, then measures activation throughput. Prints req/s, p50 and
+//! p99 for each, and the validate-key ÷ ping throughput ratio (the figure that survives noisy
+//! machines). Run it with `scripts/bench`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use licensor::crypto::MasterKey;
+use licensor::db::Db;
+use licensor::domain::issuance::{self, NewLicense};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// Licenses to seed.
+    #[arg(long, default_value_t = 100_000)]
+    licenses: usize,
+    /// Concurrent connections for every phase.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds per measured phase (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Database URL (default: a fresh SQLite file in a temp dir).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The `licensor` binary to benchmark (default: target/release/licensor).
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+    fn print(&self) {
+        println!(
+            "{:<14} {:>10.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} requests, {} errors)",
+            self.name,
+            self.rps(),
+            self.pct(0.50),
+            self.pct(0.99),
+            self.requests,
+            self.errors
+        );
+    }
+}
+
+/// Runs `make_request` from `connections` concurrent loops for `warmup + seconds`.
+async fn drive<F, Fut>(name: &'static str, connections: usize, seconds: u64, make_request: F) -> Phase
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let make_request = Arc::new(make_request);
+    let warmup_end = Instant::now() + Duration::from_secs(2);
+    let end = warmup_end + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let f = make_request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut i = 0;
+            loop {
+                let start = Instant::now();
+                if start >= end {
+                    break;
+                }
+                let ok = f(c, i).await;
+                i += 1;
+                if start >= warmup_end {
+                    lat.push(start.elapsed().as_micros() as u32);
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.unwrap_or_default();
+        latencies_us.extend(lat);
+        errors += e;
+    }
+    latencies_us.sort_unstable();
+    Phase { name, requests: latencies_us.len(), errors, elapsed: Duration::from_secs(seconds), latencies_us }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let url = args.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
+    let master_hex = hex::encode(rand::random::<[u8; 32]>());
+    let master = MasterKey::from_hex(&master_hex)?;
+    let schema = url.starts_with("postgres").then(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
+    let db = Db::connect(&url, schema.as_deref()).await?;
+    db.migrate().await?;
+
+    // Seed: one account, product, floating policy, N licenses.
+    let seed_start = Instant::now();
+    let created =
+        licensor::bootstrap::create_account(&db, &master, "bench", "bench@example.com", "bench-password").await?;
+    let (_, token) =
+        licensor::auth::issue_token(&db, created.account.id, "user", created.admin.id, "admin", Default::default())
+            .await?;
+    let product = licensor::store::products::ProductRow {
+        id: uuid::Uuid::new_v4(),
+        account_id: created.account.id,
+        name: "Bench".into(),
+        code: None,
+        distribution_strategy: None,
+        url: None,
+        platforms: None,
+        metadata: licensor::store::empty_metadata(),
+        created_at: licensor::time::now_ms(),
+        updated_at: licensor::time::now_ms(),
+    };
+    licensor::store::products::insert(&db, &product).await?;
+    let mut rules =
+        licensor::domain::policy::PolicyRules { floating: true, max_machines: Some(1_000_000), ..Default::default() };
+    rules.normalize_and_validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = licensor::store::policies::PolicyRow {
+        id: uuid::Uuid::new_v4(),
+        account_id: created.account.id,
+        product_id: product.id,
+        name: "Bench".into(),
+        rules: sqlx_json(rules),
+        metadata: licensor::store::empty_metadata(),
+        created_at: licensor::time::now_ms(),
+        updated_at: licensor::time::now_ms(),
+    };
+    licensor::store::policies::insert(&db, &policy).await?;
+    let keys: Arc<Vec<String>> = {
+        let mut keys = Vec::with_capacity(args.licenses);
+        let mut handles = Vec::new();
+        let per = args.licenses.div_ceil(4);
+        for w in 0..4 {
+            let (db, account, master, policy) = (db.clone(), created.account.clone(), master.clone(), policy.clone());
+            let n = per.min(args.licenses.saturating_sub(w * per));
+            handles.push(tokio::spawn(async move {
+                let mut out = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let l = issuance::issue(&db, &account, &master, &policy, NewLicense::default())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    out.push(l.key);
+                }
+                anyhow::Ok(out)
+            }));
+        }
+        for h in handles {
+            keys.extend(h.await??);
+        }
+        Arc::new(keys)
+    };
+    println!(
+        "seeded {} licenses in {:.1} s ({} database)",
+        keys.len(),
+        seed_start.elapsed().as_secs_f64(),
+        db.engine()
+    );
+    db.close().await;
+
+    // Start the real server.
+    let server = args.server.clone().unwrap_or_else(|| PathBuf::from("target/release/licensor"));
+    if !server.exists() {
+        bail!("{} not found: build it with `cargo build --release -p licensor`", server.display());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut cmd = tokio::process::Command::new(&server);
+    cmd.arg("serve")
+        .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LICENSOR_DATABASE_URL", &url)
+        .env("LICENSOR_DATA_DIR", dir.path())
+        .env("LICENSOR_MASTER_KEY", &master_hex)
+        .env("LICENSOR_LOG", "warn")
+        .kill_on_drop(true);
+    if let Some(s) = &schema {
+        cmd.env("LICENSOR_DATABASE_SCHEMA", s);
+    }
+    let mut child = cmd.spawn().context("cannot start licensor")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !up {
+        bail!("server did not come up");
+    }
+    let account = created.account.id;
+    println!(
+        "connections: {}, {} s per phase, {} cores",
+        args.connections,
+        args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+
+    let ping_url = format!("{base}/v1/ping");
+    let c = client.clone();
+    let ping = drive("ping", args.connections, args.seconds, move |_, _| {
+        let (c, u) = (c.clone(), ping_url.clone());
+        async move { c.get(u).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+
+    let validate_url = format!("{base}/v1/accounts/{account}/licenses/actions/validate-key");
+    let c = client.clone();
+    let k = keys.clone();
+    let validate = drive("validate-key", args.connections, args.seconds, move |conn, i| {
+        let (c, u) = (c.clone(), validate_url.clone());
+        let key = k[(conn * 7919 + i * 104_729) % k.len()].clone();
+        async move {
+            let body = json!({"meta": {"key": key}}).to_string();
+            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.is_ok_and(|t| t.contains("\"VALID\"")),
+                _ => false,
+            }
+        }
+    })
+    .await;
+
+    let machines_url = format!("{base}/v1/accounts/{account}/machines");
+    let c = client.clone();
+    let k = keys.clone();
+    let token = Arc::new(token);
+    let activate = drive("activate", args.connections, args.seconds, move |conn, i| {
+        let (c, u, t) = (c.clone(), machines_url.clone(), token.clone());
+        let key = k[(conn * 7919 + i * 104_729) % k.len()].clone();
+        async move {
+            let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{conn}-{i}")},
+                "relationships": {"license": {"data": {"type": "licenses", "id": key}}}}})
+            .to_string();
+            c.post(u)
+                .bearer_auth(t.as_str())
+                .header("content-type", "application/vnd.api+json")
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 201)
+        }
+    })
+    .await;
+
+    println!();
+    ping.print();
+    validate.print();
+    activate.print();
+    println!();
+    println!("validate-key / ping throughput ratio: {:.2}", validate.rps() / ping.rps());
+    println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
+    let _ = child.kill().await;
+    Ok(())
+}
+
+fn sqlx_json<T>(v: T) -> licensor::store::Json<T> {
+    licensor::store::Json(v)
+}

@@ -1,0 +1,129 @@
+//! Signed responses: every account-scoped response (errors too) carries `Date`, `Digest` and
+//! `Keygen-Signature` over `(request-target) host date digest`, signed with the account's key in
+//! the algorithm the client asks for with `Keygen-Accept-Signature` (Ed25519 by default).
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::crypto::sign::{self, SigAlg};
+use crate::error::{Error, Source};
+
+/// The account a path addresses: `/v1/accounts/{a}/…`, else the default for `/v1/…`.
+fn account_segment(path: &str) -> Option<Option<&str>> {
+    let rest = path.strip_prefix("/v1/")?;
+    if rest == "ping" || rest.is_empty() {
+        return None;
+    }
+    match rest.strip_prefix("accounts/") {
+        Some(r) => Some(Some(r.split('/').next().unwrap_or(r))),
+        None => Some(None),
+    }
+}
+
+/// Parses `Keygen-Accept-Signature: [keyid="…", ]algorithm="…"`.
+fn accepted_algorithm(headers: &HeaderMap, account_id: &str) -> Result<SigAlg, Error> {
+    let Some(value) = headers.get("keygen-accept-signature") else { return Ok(SigAlg::Ed25519) };
+    let bad = |detail: &'static str| Error::BadRequest {
+        detail: detail.into(),
+        code: Some("SIGNATURE_INVALID".into()),
+        location: Source::Header("Keygen-Accept-Signature".into()),
+    };
+    let value = value.to_str().map_err(|_| bad("signature header is malformed"))?;
+    let mut algorithm = None;
+    for part in value.split(',') {
+        let (k, v) = part.trim().split_once('=').ok_or_else(|| bad("signature header is malformed"))?;
+        let v = v.trim().trim_matches('"');
+        match k.trim() {
+            "algorithm" => algorithm = Some(v.to_string()),
+            "keyid" if v != account_id => return Err(bad("signature keyid does not match the account")),
+            "keyid" => {}
+            _ => return Err(bad("signature header is malformed")),
+        }
+    }
+    let algorithm = algorithm.ok_or_else(|| bad("signature algorithm is missing"))?;
+    SigAlg::parse(&algorithm).ok_or_else(|| bad("signature algorithm is not supported"))
+}
+
+pub async fn sign_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(segment) = account_segment(req.uri().path()) else { return next.run(req).await };
+    let account = match segment {
+        Some(a) => state.account(a).await,
+        None => state.default_account().await,
+    };
+    let Ok(Some(account)) = account else { return next.run(req).await };
+    let account_id = account.id.to_string();
+    let alg = match accepted_algorithm(req.headers(), &account_id) {
+        Ok(a) => a,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let target = format!(
+        "{} {}",
+        req.method().as_str().to_lowercase(),
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let response = next.run(req).await;
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return ApiError(Error::Internal(anyhow::anyhow!("response body unreadable"))).into_response();
+    };
+    let keys = match state.signing_keys(&account) {
+        Ok(k) => k,
+        Err(e) => return ApiError(Error::Internal(e)).into_response(),
+    };
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let digest = format!("sha-256={}", STANDARD.encode(Sha256::digest(&bytes)));
+    let signing_data = format!("(request-target): {target}\nhost: {host}\ndate: {date}\ndigest: {digest}");
+    let signature = STANDARD.encode(sign::sign(&keys, alg, signing_data.as_bytes()));
+    let header = format!(
+        "keyid=\"{account_id}\", algorithm=\"{}\", signature=\"{signature}\", headers=\"(request-target) host date digest\"",
+        alg.as_str()
+    );
+    let h = &mut parts.headers;
+    for (name, value) in [
+        ("date", &date),
+        ("digest", &digest),
+        ("keygen-date", &date),
+        ("keygen-digest", &digest),
+        ("keygen-signature", &header),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    h.insert("keygen-version", HeaderValue::from_static("1.8"));
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_segments() {
+        assert_eq!(account_segment("/v1/accounts/acme/licenses"), Some(Some("acme")));
+        assert_eq!(account_segment("/v1/accounts/acme"), Some(Some("acme")));
+        assert_eq!(account_segment("/v1/licenses"), Some(None));
+        assert_eq!(account_segment("/v1/ping"), None);
+        assert_eq!(account_segment("/other"), None);
+    }
+
+    #[test]
+    fn accept_signature_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(accepted_algorithm(&h, "a").unwrap(), SigAlg::Ed25519);
+        h.insert("keygen-accept-signature", HeaderValue::from_static("keyid=\"a\", algorithm=\"rsa-pss-sha256\""));
+        assert_eq!(accepted_algorithm(&h, "a").unwrap(), SigAlg::RsaPssSha256);
+        assert!(accepted_algorithm(&h, "b").is_err());
+        h.insert("keygen-accept-signature", HeaderValue::from_static("algorithm=\"md5\""));
+        assert!(accepted_algorithm(&h, "a").is_err());
+    }
+}

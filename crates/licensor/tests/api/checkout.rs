@@ -1,0 +1,158 @@
+//! License and machine files, and signed responses, checked with Keygen's own SDK verifier.
+
+use keygen_rs::config::KeygenConfig;
+use keygen_rs::license::{LicenseCheckoutOpts, LicenseValidationRequest};
+use keygen_rs::license_file::LicenseFile;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn public_key_hex(app: &TestApp) -> String {
+    licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap().ed25519_public
+}
+
+#[tokio::test]
+async fn keygen_rs_verifies_signed_responses_and_license_files() {
+    let app = spawn_app().await;
+    let (product, _, _, key) =
+        app.license_fixture(json!({"authenticationStrategy": "LICENSE", "floating": true, "maxMachines": 3})).await;
+    let public_key = public_key_hex(&app).await;
+    let cfg = KeygenConfig {
+        api_url: format!("http://{}", app.addr),
+        account: app.account_id.clone(),
+        product,
+        license_key: Some(key.clone()),
+        public_key: Some(public_key.clone()),
+        verify_keygen_signature: Some(true),
+        ..KeygenConfig::default()
+    };
+    // Every response below is signature-checked by the SDK.
+    let result = keygen_rs::validate_with_config(cfg.clone(), &LicenseValidationRequest::for_fingerprint("fp".into()))
+        .await
+        .expect("signed validation");
+    let license = result.license.unwrap();
+    let machine = license.activate("fp", &[]).await.expect("signed activation");
+
+    for encrypt in [false, true] {
+        let file =
+            license.checkout(&LicenseCheckoutOpts::with_ttl(7200).with_encrypt(encrypt)).await.expect("checkout");
+        assert_eq!(file.ttl, 7200);
+        file.verify_with_key(&public_key).expect("license file signature verifies");
+        let dataset = if encrypt { file.decrypt(&key).expect("decrypt") } else { file.decode().expect("decode") };
+        assert_eq!(dataset.license.key, key);
+        assert_eq!(dataset.ttl, 7200);
+        // A flipped bit anywhere in the payload fails verification.
+        let mut cert = file.certificate.clone();
+        let body_start = cert.find('\n').unwrap() + 5;
+        let c = cert.as_bytes()[body_start];
+        cert.replace_range(body_start..=body_start, if c == b'A' { "B" } else { "A" });
+        let tampered = LicenseFile { certificate: cert, ..file.clone() };
+        assert!(tampered.verify_with_key(&public_key).is_err());
+        // The wrong key fails too.
+        let other = hex::encode(ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key().as_bytes());
+        assert!(file.verify_with_key(&other).is_err());
+    }
+    let mfile =
+        machine.checkout(&keygen_rs::machine::MachineCheckoutOpts::with_ttl(3600)).await.expect("machine checkout");
+    let mut mcfg = cfg.clone();
+    mcfg.license_key = Some(key.clone());
+    keygen_rs::config::set_config(mcfg).unwrap();
+    mfile.verify().expect("machine file verifies");
+    assert!(mfile.certificate.starts_with("-----BEGIN MACHINE FILE-----\n"));
+}
+
+#[tokio::test]
+async fn raw_checkout_and_bad_options() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({})).await;
+    let r = app
+        .client
+        .get(app.url(&app.acct(&format!("/licenses/{id}/actions/check-out?include=entitlements,product"))))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.headers()["content-disposition"], format!("attachment; filename=\"{id}.lic\"").as_str());
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("-----BEGIN LICENSE FILE-----\n"));
+    assert!(text.ends_with("-----END LICENSE FILE-----\n"));
+    assert!(text.lines().skip(1).take_while(|l| !l.starts_with("-----")).all(|l| l.len() <= 60));
+    let r = app
+        .post(&app.acct(&format!("/licenses/{id}/actions/check-out")), &app.admin(), json!({"meta": {"ttl": 60}}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "CHECKOUT_TTL_INVALID");
+    assert_eq!(r.body["errors"][0]["source"]["parameter"], "ttl");
+    let r = app
+        .post(&app.acct(&format!("/licenses/{id}/actions/check-out?include=secrets")), &app.admin(), json!(null))
+        .await;
+    assert_eq!(r.code(), "CHECKOUT_INCLUDE_INVALID");
+    let r = app
+        .post(
+            &app.acct(&format!("/licenses/{id}/actions/check-out?algorithm=rot13%2Bed25519")),
+            &app.admin(),
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.code(), "CHECKOUT_ALGORITHM_INVALID");
+    let r = app
+        .post(
+            &app.acct(&format!("/licenses/{id}/actions/check-out?algorithm=base64%2Brsa-pss-sha256")),
+            &app.admin(),
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.attr("algorithm"), "base64+rsa-pss-sha256");
+    let shown = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+    assert!(shown.attr("lastCheckOut").is_string());
+}
+
+#[tokio::test]
+async fn signature_headers_and_bad_accept_signature() {
+    use base64::Engine;
+    use ed25519_dalek::Verifier;
+    let app = spawn_app().await;
+    let r = app.get(&app.acct("/me"), &app.admin()).await;
+    let sig_header = r.headers["keygen-signature"].to_str().unwrap().to_string();
+    assert!(sig_header.contains(&format!("keyid=\"{}\"", app.account_id)));
+    assert!(sig_header.contains("algorithm=\"ed25519\""));
+    let digest = r.headers["digest"].to_str().unwrap();
+    let expected = format!(
+        "sha-256={}",
+        base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(r.text.as_bytes()))
+    );
+    assert_eq!(digest, expected);
+    let date = r.headers["date"].to_str().unwrap();
+    let signing =
+        format!("(request-target): get {}\nhost: {}\ndate: {date}\ndigest: {digest}", app.acct("/me"), app.addr);
+    let sig_b64 = sig_header.split("signature=\"").nth(1).unwrap().split('"').next().unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&base64::engine::general_purpose::STANDARD.decode(sig_b64).unwrap())
+        .unwrap();
+    let pk: [u8; 32] = hex::decode(public_key_hex(&app).await).unwrap().try_into().unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap().verify(signing.as_bytes(), &sig).expect("signature verifies");
+    // Errors are signed too; unsupported algorithms are refused.
+    let r = app.get(&app.acct("/licenses/nope"), &app.admin()).await;
+    assert!(r.headers.contains_key("keygen-signature"));
+    let r = app
+        .client
+        .get(app.url(&app.acct("/me")))
+        .bearer_auth(&app.admin_token)
+        .header("keygen-accept-signature", "algorithm=\"md5\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .client
+        .get(app.url(&app.acct("/me")))
+        .bearer_auth(&app.admin_token)
+        .header("keygen-accept-signature", "algorithm=\"rsa-sha256\"")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["keygen-signature"].to_str().unwrap().contains("rsa-sha256"));
+}
