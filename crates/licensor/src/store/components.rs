@@ -35,11 +35,9 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<ComponentRo
     Ok(db_run!(db, |pool| sqlx::query_as::<_, ComponentRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
-const FOR_MACHINE: &str = select!("WHERE machine_id = $1");
-
 pub async fn fingerprints_for_machine(db: &Db, machine: Uuid) -> Result<Vec<String>> {
-    let rows = db_run!(db, |pool| sqlx::query_as::<_, ComponentRow>(FOR_MACHINE).bind(machine).fetch_all(pool).await?);
-    Ok(rows.into_iter().map(|c| c.fingerprint).collect())
+    const SQL: &str = "SELECT fingerprint FROM components WHERE machine_id = $1";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, String>(SQL).bind(machine).fetch_all(pool).await?))
 }
 
 const LIST: &str = select!(

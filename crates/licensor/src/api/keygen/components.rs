@@ -80,13 +80,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/attributes/fingerprint".into())))?;
     let name =
         a.name.ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())))?;
-    let machine_id = data
-        .relationships
-        .machine
-        .as_ref()
-        .and_then(|r| r.data.as_ref())
-        .map(|l| l.id.clone())
-        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/machine".into())))?;
+    let machine_id = super::extract::required_rel_id(&data.relationships.machine, "machine")?;
     let m = check_machine(&ctx, &machine_id).await?;
     let now = time::now_ms();
     let c = ComponentRow {

@@ -439,6 +439,15 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// The id in a required to-one relationship (any id form: the caller resolves it), or a 400
+/// pointing at the missing relationship.
+pub fn required_rel_id(rel: &Option<RelInput>, name: &'static str) -> Result<String, Error> {
+    rel.as_ref()
+        .and_then(|r| r.data.as_ref())
+        .map(|l| l.id.clone())
+        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer(format!("/data/relationships/{name}").into())))
+}
+
 /// Resolves a relationship's id as a UUID of the given type, or a 422 pointing at it.
 pub fn rel_uuid(rel: &Option<RelInput>, name: &str) -> Result<Option<Option<Uuid>>, Error> {
     match rel {

@@ -256,13 +256,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if matches!(fingerprint.as_str(), "actions" | "action") {
         return Err(Error::invalid_attr("fingerprint", "is reserved", "FINGERPRINT_NOT_ALLOWED").into());
     }
-    let license_id = data
-        .relationships
-        .license
-        .as_ref()
-        .and_then(|r| r.data.as_ref())
-        .map(|l| l.id.clone())
-        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/license".into())))?;
+    let license_id = super::extract::required_rel_id(&data.relationships.license, "license")?;
     let license = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), &license_id)
         .await?
         .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;

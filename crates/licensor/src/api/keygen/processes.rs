@@ -105,13 +105,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if matches!(pid.as_str(), "actions" | "action") {
         return Err(Error::invalid_attr("pid", "is reserved", "PID_NOT_ALLOWED").into());
     }
-    let machine_id = data
-        .relationships
-        .machine
-        .as_ref()
-        .and_then(|r| r.data.as_ref())
-        .map(|l| l.id.clone())
-        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/machine".into())))?;
+    let machine_id = super::extract::required_rel_id(&data.relationships.machine, "machine")?;
     let (m, l) = managed_machine(&ctx, &machine_id).await?;
     let rules = l.rules();
     let now = time::now_ms();
