@@ -159,7 +159,18 @@ impl AppState {
     }
 }
 
-async fn request_id(req: Request, next: Next) -> Response {
+tokio::task_local! {
+    /// The current request's id: echoed in `X-Request-Id`, in error bodies of every surface,
+    /// and in the log, so a user's report can be matched to a log line.
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
+async fn with_request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -167,7 +178,7 @@ async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| v.len() <= 64)
         .map(str::to_string)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let mut response = crate::api::keygen::error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -179,8 +190,13 @@ pub fn router(state: AppState) -> Router {
     use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::trace::TraceLayer;
 
-    crate::api::keygen::router()
-        .layer(middleware::from_fn_with_state(state.clone(), crate::api::keygen::signature::sign_response))
+    // Only the Keygen surface signs its responses; the others have their own formats.
+    let keygen = crate::api::keygen::router()
+        .layer(middleware::from_fn_with_state(state.clone(), crate::api::keygen::signature::sign_response));
+    Router::new()
+        .merge(crate::api::opswat::router())
+        .merge(crate::api::licensing::router())
+        .merge(keygen)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(CatchPanicLayer::custom(|_| {
@@ -188,7 +204,7 @@ pub fn router(state: AppState) -> Router {
                 crate::error::Error::Internal(anyhow::anyhow!("handler panicked")),
             ))
         }))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(with_request_id))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -77,6 +77,38 @@ impl Principal {
     }
 }
 
+/// Reads the `Authorization` header: `Bearer`/`Token`, `License`, or HTTP Basic (`token:…`,
+/// `license:…`, a bare token as user name, or email:password).
+pub fn parse_authorization(headers: &axum::http::HeaderMap) -> Result<Option<Credential>> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value =
+        value.to_str().map_err(|_| Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" | "token" if !rest.is_empty() => Ok(Some(Credential::Token(rest.to_string()))),
+        "license" if !rest.is_empty() => Ok(Some(Credential::License(rest.to_string()))),
+        "basic" => {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Error::unauthorized("Basic credentials are malformed", "TOKEN_INVALID"))?;
+            let (user, pass) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+            Ok(Some(match (user, pass) {
+                ("token", t) => Credential::Token(t.to_string()),
+                ("license", k) => Credential::License(k.to_string()),
+                (t, "") => Credential::Token(t.to_string()),
+                (email, password) => Credential::Password(email.to_string(), password.to_string()),
+            }))
+        }
+        _ => Err(Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID")),
+    }
+}
+
 fn token_invalid() -> Error {
     Error::unauthorized(
         "Token format is invalid (make sure that you're providing a token value and that it's formatted correctly)",
@@ -131,6 +163,11 @@ async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<
         _ => return Err(token_invalid()),
     };
     Ok(Principal { bearer, token: Some(token) })
+}
+
+/// The principal for a user who logged in with a password.
+pub fn user_principal(user: UserRow) -> Result<Principal> {
+    Ok(Principal { bearer: user_bearer(user)?, token: None })
 }
 
 fn user_bearer(user: UserRow) -> Result<Bearer> {

@@ -1,3 +1,5 @@
 //! The HTTP surfaces. Each speaks its own wire format over the same core model.
 
 pub mod keygen;
+pub mod licensing;
+pub mod opswat;

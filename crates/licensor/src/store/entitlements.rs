@@ -130,6 +130,50 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+const FOR_PRODUCT: &str = "SELECT id, account_id, name, code, metadata, created_at, updated_at FROM entitlements WHERE account_id = $1 \
+    AND id IN (SELECT pe.entitlement_id FROM policy_entitlements pe JOIN policies p ON p.id = pe.policy_id WHERE p.product_id = $2) \
+    ORDER BY created_at, id";
+
+/// The entitlements a product offers: those attached to any of its policies.
+pub async fn for_product(db: &Db, account: Uuid, product: Uuid) -> Result<Vec<EntitlementRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(FOR_PRODUCT)
+        .bind(account)
+        .bind(product)
+        .fetch_all(pool)
+        .await?))
+}
+
+const EFFECTIVE: &str =
+    "SELECT id, account_id, name, code, metadata, created_at, updated_at FROM entitlements WHERE account_id = $1 \
+    AND (id IN (SELECT entitlement_id FROM license_entitlements WHERE license_id = $2) \
+         OR id IN (SELECT entitlement_id FROM policy_entitlements WHERE policy_id = $3)) \
+    ORDER BY created_at, id";
+
+/// A license's effective entitlements: its own and its policy's.
+pub async fn for_license(db: &Db, account: Uuid, license: Uuid, policy: Uuid) -> Result<Vec<EntitlementRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(EFFECTIVE)
+        .bind(account)
+        .bind(license)
+        .bind(policy)
+        .fetch_all(pool)
+        .await?))
+}
+
+/// Makes `ids` exactly the license's own entitlements.
+pub async fn replace_for_license(db: &Db, account: Uuid, license: Uuid, ids: &[Uuid], now: i64) -> Result<()> {
+    const CLEAR: &str = "DELETE FROM license_entitlements WHERE account_id = $1 AND license_id = $2";
+    const INSERT: &str = "INSERT INTO license_entitlements (account_id, license_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(CLEAR).bind(account).bind(license).execute(&mut *tx).await?;
+        for id in ids {
+            sqlx::query(INSERT).bind(account).bind(license).bind(id).bind(now).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
 /// Attaches entitlements to a policy or license (`table` picks which). Already-attached ones
 /// are left alone.
 pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i64) -> Result<()> {

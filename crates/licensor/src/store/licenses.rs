@@ -112,6 +112,14 @@ pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<Lic
         .await?))
 }
 
+const FIND_ANY_BY_KEY: &str = select_view!("WHERE l.key = $1 LIMIT 2");
+
+/// Licenses with `key` in any account (at most two: surfaces without an account in the URL
+/// treat a key found twice as unknown).
+pub async fn find_any_by_key(db: &Db, key: &str) -> Result<Vec<LicenseRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_ANY_BY_KEY).bind(key).fetch_all(pool).await?))
+}
+
 /// Finds by UUID first, then by key (Keygen's id alias for licenses).
 pub async fn find_by_id_or_key(db: &Db, account: Uuid, id: &str) -> Result<Option<LicenseRow>> {
     if let Ok(uuid) = Uuid::parse_str(id) {

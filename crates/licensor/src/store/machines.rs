@@ -35,6 +35,36 @@ pub struct MachineRow {
     pub policy_rules: sqlx::types::Json<crate::domain::policy::PolicyRules>,
 }
 
+impl MachineRow {
+    /// A machine about to be activated on `license`, with nothing but its fingerprint set.
+    pub fn new(license: &super::licenses::LicenseRow, id: Uuid, fingerprint: String, now: i64) -> MachineRow {
+        MachineRow {
+            id,
+            account_id: license.account_id,
+            license_id: license.id,
+            fingerprint,
+            name: None,
+            ip: None,
+            hostname: None,
+            platform: None,
+            cores: None,
+            memory: None,
+            disk: None,
+            owner_id: None,
+            group_id: None,
+            max_processes: None,
+            last_heartbeat_at: (license.rules().heartbeat_basis == "FROM_CREATION").then_some(now),
+            last_check_out_at: None,
+            metadata: super::empty_metadata(),
+            created_at: now,
+            updated_at: now,
+            product_id: license.product_id,
+            policy_id: license.policy_id,
+            policy_rules: license.policy_rules.clone(),
+        }
+    }
+}
+
 macro_rules! select {
     ($where:literal) => {
         concat!(
@@ -64,6 +94,18 @@ pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Resu
     Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND_BY_FINGERPRINT)
         .bind(account)
         .bind(id)
+        .fetch_optional(pool)
+        .await?))
+}
+
+const ON_LICENSE: &str = select!("WHERE m.account_id = $1 AND m.license_id = $2 AND m.fingerprint = $3");
+
+/// The machine with `fingerprint` on `license`, if activated.
+pub async fn find_on_license(db: &Db, account: Uuid, license: Uuid, fingerprint: &str) -> Result<Option<MachineRow>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(ON_LICENSE)
+        .bind(account)
+        .bind(license)
+        .bind(fingerprint)
         .fetch_optional(pool)
         .await?))
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod errors;
 mod licenses;
 mod machines;
+mod opswat;
 mod policies;
 mod resources;
 mod tokens;

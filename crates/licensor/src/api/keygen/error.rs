@@ -8,11 +8,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Source};
 
-tokio::task_local! {
-    /// The current request's id, echoed in error documents' `meta.id`.
-    pub static REQUEST_ID: String;
-}
-
 #[derive(Serialize)]
 struct ErrorObject<'a> {
     title: &'a str,
@@ -103,7 +98,7 @@ impl IntoResponse for ApiError {
                     )
                 }
             };
-        let request_id = REQUEST_ID.try_with(|id| id.clone()).ok();
+        let request_id = crate::app::request_id();
         let body = serde_json::json!({
             "meta": { "id": request_id },
             "errors": [ErrorObject { title, detail, code, source }],

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -131,35 +130,6 @@ fn clone_auth_error(e: &Error) -> Error {
     }
 }
 
-fn parse_authorization(parts: &Parts) -> Result<Option<Credential>, Error> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value =
-        value.to_str().map_err(|_| Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID"))?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let rest = rest.trim();
-    match scheme.to_ascii_lowercase().as_str() {
-        "bearer" | "token" if !rest.is_empty() => Ok(Some(Credential::Token(rest.to_string()))),
-        "license" if !rest.is_empty() => Ok(Some(Credential::License(rest.to_string()))),
-        "basic" => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Error::unauthorized("Basic credentials are malformed", "TOKEN_INVALID"))?;
-            let (user, pass) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
-            Ok(Some(match (user, pass) {
-                ("token", t) => Credential::Token(t.to_string()),
-                ("license", k) => Credential::License(k.to_string()),
-                (t, "") => Credential::Token(t.to_string()),
-                (email, password) => Credential::Password(email.to_string(), password.to_string()),
-            }))
-        }
-        _ => Err(Error::unauthorized("Authorization header is malformed", "TOKEN_INVALID")),
-    }
-}
-
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
@@ -177,7 +147,7 @@ impl FromRequestParts<AppState> for Ctx {
         };
         let mut password_login = None;
         let mut bad_license_key = false;
-        let auth = match parse_authorization(parts) {
+        let auth = match auth::parse_authorization(&parts.headers) {
             Err(e) => Err(e),
             Ok(None) => Ok(None),
             Ok(Some(Credential::Password(email, password))) => {

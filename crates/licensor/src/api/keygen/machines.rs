@@ -15,8 +15,8 @@ use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
 use crate::store::components::ComponentRow;
 use crate::store::licenses::{self, LicenseRow};
-use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
-use crate::store::{empty_metadata, users};
+use crate::store::machines::{self, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
+use crate::store::users;
 use crate::time::{self, SECOND};
 
 #[derive(Serialize)]
@@ -215,15 +215,6 @@ async fn can_manage(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, Er
     })
 }
 
-fn uniqueness(l: &LicenseRow) -> Uniqueness {
-    match l.rules().machine_uniqueness_strategy.as_str() {
-        "UNIQUE_PER_ACCOUNT" => Uniqueness::Account,
-        "UNIQUE_PER_PRODUCT" => Uniqueness::Product(l.product_id),
-        "UNIQUE_PER_POLICY" => Uniqueness::Policy(l.policy_id),
-        _ => Uniqueness::License,
-    }
-}
-
 fn taken_detail(u: Uniqueness) -> &'static str {
     match u {
         Uniqueness::Account => "has already been taken for this account",
@@ -283,30 +274,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let rules = license.rules().clone();
     let now = time::now_ms();
     let id = Uuid::new_v4();
-    let mut m = MachineRow {
-        id,
-        account_id: ctx.account_id(),
-        license_id: license.id,
-        fingerprint,
-        name: None,
-        ip: None,
-        hostname: None,
-        platform: None,
-        cores: None,
-        memory: None,
-        disk: None,
-        owner_id: owner,
-        group_id: group,
-        max_processes: None,
-        last_heartbeat_at: (rules.heartbeat_basis == "FROM_CREATION").then_some(now),
-        last_check_out_at: None,
-        metadata: empty_metadata(),
-        created_at: now,
-        updated_at: now,
-        product_id: license.product_id,
-        policy_id: license.policy_id,
-        policy_rules: license.policy_rules.clone(),
-    };
+    let mut m = MachineRow::new(&license, id, fingerprint, now);
+    m.owner_id = owner;
+    m.group_id = group;
     let mut attrs = data.attributes;
     attrs.fingerprint = None;
     if !(p.is_admin() || p.product_id().is_some()) && attrs.max_processes.is_some() {
@@ -316,21 +286,10 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     apply(&mut m, attrs)?;
     let components = parse_components(data.relationships.components, ctx.account_id(), id, now)?;
-    let limits = ActivationLimits {
-        max_machines: license.max_machines().map(|max| {
-            if !rules.floating
-                && !matches!(rules.overage_strategy.as_str(), "ALWAYS_ALLOW_OVERAGE" | "ALLOW_2X_OVERAGE")
-            {
-                max
-            } else {
-                rules.overage_allowance(max).unwrap_or(i64::MAX)
-            }
-        }),
-        max_cores: license.max_cores().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
-        per_owner: rules.machine_leasing_strategy == "PER_USER",
-        uniqueness: uniqueness(&license),
-        activation_token: p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
-    };
+    let limits = crate::domain::activation::limits(
+        &license,
+        p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
+    );
     match machines::activate(ctx.db(), &m, &components, &limits).await {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => {

@@ -1,0 +1,139 @@
+//! Reading the catalogue (products, extensions) and the installed licenses; removing licenses.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{Caller, Reply};
+use crate::domain::projection::{self, legacy_key};
+use crate::error::Error;
+use crate::store::entitlements::{self, EntitlementRow};
+use crate::store::licenses::{self, LicenseFilter, LicenseRow};
+use crate::store::products::ProductRow;
+use crate::store::{groups, Page};
+
+fn product_json(p: &ProductRow, extensions: &[EntitlementRow]) -> Value {
+    json!({
+        "name": p.name,
+        "key": legacy_key(p.id),
+        "extensions": extensions.iter().map(|e| legacy_key(e.id)).collect::<Vec<_>>(),
+    })
+}
+
+fn extension_json(e: &EntitlementRow, p: &ProductRow) -> Value {
+    json!({
+        "key": legacy_key(e.id),
+        "name": e.name,
+        "code": e.code,
+        "productName": p.name,
+        "productKey": legacy_key(p.id),
+    })
+}
+
+/// One license as this surface shows it.
+pub(super) async fn license_json(c: &Caller, l: &LicenseRow, product: Option<&ProductRow>) -> Result<Value, Error> {
+    let group = match l.group_id {
+        Some(g) => groups::find(c.db(), c.account.id, g).await?,
+        None => None,
+    };
+    let extensions = entitlements::for_license(c.db(), c.account.id, l.id, l.policy_id).await?;
+    let (metric, quantity) = projection::primary(l);
+    Ok(json!({
+        "productName": product.map(|p| p.name.clone()).unwrap_or_default(),
+        "type": metric.licensing_type(),
+        "quantity": quantity,
+        "extensions": extensions.iter().map(|e| legacy_key(e.id)).collect::<Vec<_>>(),
+        "licenseeName": projection::licensee_name(l, group.as_ref(), &c.account),
+        "licenserKey": projection::licenser_key(l),
+        "productKey": legacy_key(l.product_id),
+        "licenseeId": projection::licensee_id(group.as_ref()),
+        "expiration": projection::expiration_date(l.expiry),
+    }))
+}
+
+fn not_found(kind: &'static str, key: &str) -> Error {
+    Error::not_found(kind, key.to_string())
+}
+
+pub async fn products(c: Caller) -> Reply<Json<Vec<Value>>> {
+    let mut out = Vec::new();
+    for p in c.products().await? {
+        out.push(product_json(&p, &entitlements::for_product(c.db(), c.account.id, p.id).await?));
+    }
+    Ok(Json(out))
+}
+
+pub async fn product(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
+    let p = c.product(&key).await?.ok_or_else(|| not_found("product", &key))?;
+    Ok(Json(product_json(&p, &entitlements::for_product(c.db(), c.account.id, p.id).await?)))
+}
+
+pub async fn product_extensions(c: Caller, Path(key): Path<String>) -> Reply<Json<Vec<Value>>> {
+    let p = c.product(&key).await?.ok_or_else(|| not_found("product", &key))?;
+    let exts = entitlements::for_product(c.db(), c.account.id, p.id).await?;
+    Ok(Json(exts.iter().map(|e| extension_json(e, &p)).collect()))
+}
+
+/// Every (extension, product) pair the caller can license.
+async fn all_extensions(c: &Caller) -> Result<Vec<(EntitlementRow, ProductRow)>, Error> {
+    let mut out = Vec::new();
+    for p in c.products().await? {
+        for e in entitlements::for_product(c.db(), c.account.id, p.id).await? {
+            out.push((e, p.clone()));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn extensions(c: Caller) -> Reply<Json<Vec<Value>>> {
+    Ok(Json(all_extensions(&c).await?.iter().map(|(e, p)| extension_json(e, p)).collect()))
+}
+
+pub async fn extension(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
+    let wanted = key.parse::<i32>().ok();
+    let found = all_extensions(&c).await?.into_iter().find(|(e, _)| Some(legacy_key(e.id)) == wanted);
+    let (e, p) = found.ok_or_else(|| not_found("extension", &key))?;
+    Ok(Json(extension_json(&e, &p)))
+}
+
+/// Licenses of the caller's products, newest first (at most 10,000: this surface has no paging).
+async fn licenses_of(c: &Caller, product: Option<uuid::Uuid>) -> Result<Vec<LicenseRow>, Error> {
+    let filter = LicenseFilter { product: product.or(c.principal.product_id()), ..Default::default() };
+    Ok(licenses::list(c.db(), c.account.id, &filter, Page { size: 10_000, number: 1 }).await?.rows)
+}
+
+pub async fn licenses(c: Caller) -> Reply<Json<Vec<Value>>> {
+    let products = c.products().await?;
+    let mut out = Vec::new();
+    for l in licenses_of(&c, None).await? {
+        out.push(license_json(&c, &l, products.iter().find(|p| p.id == l.product_id)).await?);
+    }
+    Ok(Json(out))
+}
+
+/// `GET /licenses/<productKey>`: the product's license in force: unsuspended first, then the
+/// latest expiry (none = latest of all).
+pub async fn license(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
+    let p = c.product(&key).await?.ok_or_else(|| not_found("license for product", &key))?;
+    let best = licenses_of(&c, Some(p.id))
+        .await?
+        .into_iter()
+        .max_by_key(|l| (!l.suspended, l.expiry.is_none(), l.expiry))
+        .ok_or_else(|| not_found("license for product", &key))?;
+    Ok(Json(license_json(&c, &best, Some(&p)).await?))
+}
+
+/// `DELETE /licenses/<productKey>`: removes the product's licenses; 204 when it had none.
+pub async fn delete_license(c: Caller, Path(key): Path<String>) -> Reply {
+    let Some(p) = c.product(&key).await? else { return Ok(StatusCode::NO_CONTENT.into_response()) };
+    let all = licenses_of(&c, Some(p.id)).await?;
+    if all.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    for l in all {
+        licenses::delete(c.db(), c.account.id, l.id).await?;
+    }
+    Ok(Response::new(axum::body::Body::empty()))
+}

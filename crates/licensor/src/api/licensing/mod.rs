@@ -1,0 +1,201 @@
+//! The `/api/licensing/v1` surface (seed 001): products, extensions and licenses addressed by
+//! signed 32-bit keys, licenses created as encrypted codes and installed from them.
+//!
+//! Mapping onto the core (shared/reference/seed-apis.md §2, §5): a product is a product, an
+//! extension is an entitlement attached to one of the product's policies, a license row is a
+//! license, and a licensee with its `licenserKey` is the group the licenses of one grant share.
+//! Keys are derived from the core UUIDs (`domain::projection::legacy_key`). The account is the
+//! credential's. Errors are `{"error": {"code", "message"}}`.
+
+mod catalog;
+mod grants;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{self, Credential, Principal};
+use crate::error::Error;
+use crate::store::accounts::AccountRow;
+use crate::store::products::{self, ProductRow};
+use crate::store::{tokens, Page};
+
+pub fn router() -> Router<AppState> {
+    let api = Router::new()
+        .route("/licenses", get(catalog::licenses).post(grants::install))
+        .route("/licenses/create", post(grants::create))
+        .route("/licenses/{key}", get(catalog::license).delete(catalog::delete_license))
+        .route("/products", get(catalog::products))
+        .route("/products/{key}", get(catalog::product))
+        .route("/products/{key}/extensions", get(catalog::product_extensions))
+        .route("/extensions", get(catalog::extensions))
+        .route("/extensions/{key}", get(catalog::extension))
+        .fallback(|| async { Failure::from(Error::not_found("endpoint", "requested")) })
+        .method_not_allowed_fallback(|| async { Failure::MethodNotAllowed });
+    Router::new().nest("/api/licensing/v1", api)
+}
+
+/// Everything this surface answers with when it cannot do what was asked.
+#[derive(Debug)]
+pub enum Failure {
+    Domain(Error),
+    UnsupportedMediaType(&'static str),
+    MethodNotAllowed,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Domain(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Domain(Error::Internal(e))
+    }
+}
+
+pub type Reply<T = Response> = Result<T, Failure>;
+
+/// `SOME_CODE` → `some_code`.
+fn snake(code: &str) -> String {
+    code.to_ascii_lowercase()
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Failure::UnsupportedMediaType(expected) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type".to_string(),
+                format!("Content-Type must be {expected}"),
+            ),
+            Failure::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed".into(),
+                "the method is not supported by this endpoint".into(),
+            ),
+            Failure::Domain(e) => match e {
+                Error::BadRequest { detail, code, .. } => {
+                    (StatusCode::BAD_REQUEST, code.map_or("bad_request".into(), |c| snake(&c)), detail.into_owned())
+                }
+                Error::Invalid { detail, code, .. } => (StatusCode::BAD_REQUEST, snake(&code), detail.into_owned()),
+                Error::Unauthorized { detail, .. } => {
+                    (StatusCode::UNAUTHORIZED, "unauthorized".into(), detail.into_owned())
+                }
+                Error::Forbidden { detail, .. } => (StatusCode::FORBIDDEN, "forbidden".into(), detail.into_owned()),
+                Error::NotFound { kind, id } => {
+                    (StatusCode::NOT_FOUND, "not_found".into(), format!("{kind} {id} not found"))
+                }
+                Error::Conflict { detail, code } => {
+                    (StatusCode::CONFLICT, code.map_or("conflict".into(), |c| snake(&c)), detail.into_owned())
+                }
+                e @ (Error::Database(_) | Error::Internal(_)) => {
+                    tracing::error!(error = ?e, "licensing API error");
+                    let id = crate::app::request_id().unwrap_or_default();
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error".into(),
+                        format!("internal server error (request {id})"),
+                    )
+                }
+            },
+        };
+        let mut r = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"licensor\""));
+        }
+        r
+    }
+}
+
+/// An authenticated caller holding the `api.licensing` permission: an admin (user, by
+/// password or token) or a product token, which sees only its own product.
+pub struct Caller {
+    pub state: AppState,
+    pub account: Arc<AccountRow>,
+    pub principal: Principal,
+}
+
+fn unauthorized(detail: &'static str) -> Error {
+    Error::unauthorized(detail, "UNAUTHORIZED")
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let credential = auth::parse_authorization(&parts.headers)?
+            .ok_or_else(|| unauthorized("authentication is required (HTTP Basic or a Bearer token)"))?;
+        let (account, principal) = match credential {
+            Credential::Token(raw) => {
+                let digest = crate::crypto::secrets::token_digest(&raw);
+                let token = tokens::find_by_digest(&state.db, &digest)
+                    .await?
+                    .ok_or_else(|| unauthorized("the credentials are invalid"))?;
+                let account = state
+                    .account(&token.account_id.to_string())
+                    .await?
+                    .ok_or_else(|| unauthorized("the credentials are invalid"))?;
+                let principal = auth::authenticate(&state.db, &account, Credential::Token(raw)).await?;
+                (account, principal)
+            }
+            Credential::Password(email, password) => {
+                let account =
+                    state.default_account().await?.ok_or_else(|| unauthorized("the credentials are invalid"))?;
+                let user = auth::password_login(&state.db, &account, &email, &password)
+                    .await
+                    .map_err(|_| unauthorized("the credentials are invalid"))?;
+                (account, auth::user_principal(user)?)
+            }
+            Credential::License(_) => {
+                return Err(
+                    Error::forbidden("license keys do not carry the api.licensing permission", "FORBIDDEN").into()
+                )
+            }
+        };
+        if !(principal.is_admin() || principal.product_id().is_some()) {
+            return Err(Error::forbidden("the credentials lack the api.licensing permission", "FORBIDDEN").into());
+        }
+        Ok(Caller { state: state.clone(), account, principal })
+    }
+}
+
+impl Caller {
+    fn db(&self) -> &crate::db::Db {
+        &self.state.db
+    }
+
+    /// The products this caller may license.
+    async fn products(&self) -> Result<Vec<ProductRow>, Error> {
+        let page = Page { size: 100_000, number: 1 };
+        Ok(products::list(self.db(), self.account.id, self.principal.product_id(), page).await?.rows)
+    }
+
+    /// The product with legacy key `key`, if this caller may see it.
+    async fn product(&self, key: &str) -> Result<Option<ProductRow>, Error> {
+        let Ok(key) = key.parse::<i32>() else { return Ok(None) };
+        Ok(self.products().await?.into_iter().find(|p| crate::domain::projection::legacy_key(p.id) == key))
+    }
+}
+
+/// Rejects a body whose `Content-Type` is not `expected`.
+fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), Failure> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::UnsupportedMediaType(expected))
+    }
+}

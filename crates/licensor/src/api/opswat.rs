@@ -1,0 +1,360 @@
+//! Air-gapped activation in the style of OPSWAT's scripted activation (seed 000):
+//! `GET /activation?key=&deployment=&quantity=` and `GET /deactivation?key=&deployment=`.
+//!
+//! Clients must read the body, not the status: refusals are `200` with a custom reason phrase
+//! (`200 Invalid parameter`, `200 Activation failed`, `200 No active license found`) and a
+//! one-line YAML body. A deployment is a machine whose fingerprint is the deployment ID, so the
+//! license's machine limit, uniqueness strategy and suspension apply exactly as on the Keygen
+//! surface. The key alone names the account; `/v1/accounts/{account}/opswat/…` pins it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper::ext::ReasonPhrase;
+use licensor_client::opswat::{self, yaml_quote, Payload};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::domain::projection;
+use crate::error::Error;
+use crate::store::accounts::AccountRow;
+use crate::store::licenses::{self, LicenseRow};
+use crate::store::machines::{self, ActivationRefusal, MachineRow};
+use crate::store::{entitlements, groups, products, Json};
+use crate::time;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/activation", get(activation))
+        .route("/deactivation", get(deactivation))
+        .route("/v1/accounts/{account}/opswat/activation", get(activation_in))
+        .route("/v1/accounts/{account}/opswat/deactivation", get(deactivation_in))
+}
+
+const CHECK: &str = " Check if you typed it correctly or open a support ticket if problem persist.";
+
+/// Every answer the activation server gives.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    File(String),
+    Deactivated,
+    Missing(&'static str),
+    InvalidParameter { verb: &'static str, what: &'static str },
+    Failed(String),
+    NoActiveLicense,
+    Internal,
+}
+
+fn reply(status: StatusCode, reason: Option<&'static [u8]>, content_type: &'static str, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(reason) = reason {
+        r.extensions_mut().insert(ReasonPhrase::from_static(reason));
+    }
+    r
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        const YAML: &str = "application/x-yaml";
+        let error = |msg: &str| format!("error: {}", yaml_quote(msg));
+        match self {
+            Answer::File(text) => {
+                let mut r = reply(StatusCode::OK, None, YAML, text);
+                r.headers_mut().insert(
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_static("attachment; filename=\"license.yml\""),
+                );
+                r
+            }
+            Answer::Deactivated => reply(StatusCode::OK, None, YAML, "result: ok".into()),
+            Answer::Missing(text) => reply(StatusCode::BAD_REQUEST, None, "text/plain; charset=utf-8", text.into()),
+            Answer::InvalidParameter { verb, what } => reply(
+                StatusCode::OK,
+                Some(b"Invalid parameter"),
+                YAML,
+                error(&format!("Could not {verb} your product because the {what} you provided is invalid.{CHECK}")),
+            ),
+            Answer::Failed(msg) => reply(StatusCode::OK, Some(b"Activation failed"), YAML, error(&msg)),
+            Answer::NoActiveLicense => reply(
+                StatusCode::OK,
+                Some(b"No active license found"),
+                YAML,
+                error("Could not found any active license with the given parameters"),
+            ),
+            Answer::Internal => {
+                let id = crate::app::request_id().unwrap_or_default();
+                reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    YAML,
+                    error(&format!("Internal server error ({id}). Please contact support")),
+                )
+            }
+        }
+    }
+}
+
+/// Query parameters; an empty value counts as missing. The first occurrence wins.
+fn params(query: Option<String>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            out.entry(k).or_insert(v);
+        }
+    }
+    out
+}
+
+/// `1..=2^31-1`, decimal digits only.
+fn parse_quantity(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok().filter(|q| (1..=i64::from(i32::MAX)).contains(q))
+}
+
+/// The one license `key` names: in `account` when given, else in exactly one account.
+async fn find_license(state: &AppState, account: Option<&AccountRow>, key: &str) -> Result<Option<LicenseRow>, Error> {
+    if key.len() > 16 * 1024 {
+        return Ok(None);
+    }
+    match account {
+        Some(a) => licenses::find_by_key(&state.db, a.id, key).await,
+        None => {
+            let mut found = licenses::find_any_by_key(&state.db, key).await?;
+            Ok(if found.len() == 1 { found.pop() } else { None })
+        }
+    }
+}
+
+async fn activation(State(state): State<AppState>, RawQuery(q): RawQuery) -> Answer {
+    answer(activate(&state, None, params(q)).await)
+}
+
+async fn deactivation(State(state): State<AppState>, RawQuery(q): RawQuery) -> Answer {
+    answer(deactivate(&state, None, params(q)).await)
+}
+
+async fn activation_in(State(state): State<AppState>, Path(account): Path<String>, RawQuery(q): RawQuery) -> Answer {
+    let p = params(q);
+    match state.account(&account).await {
+        // An unknown account cannot hold the key: the key is what is invalid.
+        Ok(None) if has(&p, &["key", "deployment", "quantity"]) => invalid("activate", "Activation Key"),
+        Ok(None) => Answer::Missing(MISSING_ACTIVATION),
+        Ok(Some(a)) => answer(activate(&state, Some(&a), p).await),
+        Err(e) => answer(Err(e)),
+    }
+}
+
+async fn deactivation_in(State(state): State<AppState>, Path(account): Path<String>, RawQuery(q): RawQuery) -> Answer {
+    let p = params(q);
+    match state.account(&account).await {
+        Ok(None) if has(&p, &["key", "deployment"]) => invalid("deactivate", "Activation Key"),
+        Ok(None) => Answer::Missing(MISSING_DEACTIVATION),
+        Ok(Some(a)) => answer(deactivate(&state, Some(&a), p).await),
+        Err(e) => answer(Err(e)),
+    }
+}
+
+fn answer(r: Result<Answer, Error>) -> Answer {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = ?e, "activation server error");
+        Answer::Internal
+    })
+}
+
+fn has(p: &HashMap<String, String>, names: &[&str]) -> bool {
+    names.iter().all(|n| p.contains_key(*n))
+}
+
+fn invalid(verb: &'static str, what: &'static str) -> Answer {
+    Answer::InvalidParameter { verb, what }
+}
+
+const MISSING_ACTIVATION: &str = "Missing key, quantity or deployment";
+const MISSING_DEACTIVATION: &str = "Missing key or deployment";
+
+/// Why a real key cannot activate now, in words for the person running the script.
+fn refusal(l: &LicenseRow, now: i64) -> Option<String> {
+    let because = "Could not activate your product because the Activation Key you provided";
+    if l.owner_banned {
+        return Some(format!("{because} belongs to a banned user."));
+    }
+    if l.suspended {
+        return Some(format!("{because} has been suspended."));
+    }
+    if l.expiry.is_some_and(|e| e < now) {
+        return Some(format!("{because} has expired."));
+    }
+    None
+}
+
+async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<String, String>) -> Result<Answer, Error> {
+    let (Some(key), Some(deployment), Some(quantity)) = (p.get("key"), p.get("deployment"), p.get("quantity")) else {
+        return Ok(Answer::Missing(MISSING_ACTIVATION));
+    };
+    let Some(license) = find_license(state, account, key).await? else {
+        return Ok(invalid("activate", "Activation Key"));
+    };
+    if !opswat::is_valid_deployment(deployment) {
+        return Ok(invalid("activate", "Deployment ID"));
+    }
+    let Some(quantity) = parse_quantity(quantity) else {
+        return Ok(invalid("activate", "quantity"));
+    };
+    let now = time::now_ms();
+    if let Some(msg) = refusal(&license, now) {
+        return Ok(Answer::Failed(msg));
+    }
+    let existing = machines::find_on_license(&state.db, license.account_id, license.id, deployment).await?;
+    let machine = match existing {
+        Some(mut m) => {
+            // Re-activation of the same deployment: a fresh file, no new slot.
+            if m.metadata.0.get("node_quantity") != Some(&json!(quantity)) {
+                set_quantity(&mut m, quantity, now);
+                machines::update(&state.db, &m).await?;
+            }
+            m
+        }
+        None => {
+            let mut m = MachineRow::new(&license, Uuid::new_v4(), deployment.clone(), now);
+            set_quantity(&mut m, quantity, now);
+            let limits = crate::domain::activation::limits(&license, None);
+            let because = "Could not activate your product because";
+            match machines::activate(&state.db, &m, &[], &limits).await {
+                Ok(Ok(())) => {}
+                Ok(Err(ActivationRefusal::FingerprintTaken)) => {
+                    return Ok(Answer::Failed(format!(
+                        "{because} the Deployment ID you provided is already activated with another Activation Key."
+                    )))
+                }
+                Ok(Err(_)) => {
+                    return Ok(Answer::Failed(format!(
+                        "{because} the Activation Key you provided has no activations left. Deactivate an unused deployment first."
+                    )))
+                }
+                Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => {
+                    // A concurrent activation of the same deployment won the race: use it.
+                    m = machines::find_on_license(&state.db, license.account_id, license.id, deployment)
+                        .await?
+                        .ok_or_else(|| Error::Internal(anyhow::anyhow!("activation raced with a deactivation")))?;
+                }
+                Err(e) => return Err(e),
+            }
+            if license.rules().expiration_basis == "FROM_FIRST_ACTIVATION" {
+                if let Some(d) = license.rules().duration {
+                    licenses::start_expiry_clock(&state.db, license.account_id, license.id, now + d * time::SECOND)
+                        .await?;
+                }
+            }
+            m
+        }
+    };
+    let account = match account {
+        Some(a) => Arc::new(a.clone()),
+        None => state
+            .account(&license.account_id.to_string())
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("license without account")))?,
+    };
+    // Re-read: the expiry clock may just have started.
+    let license = licenses::find(&state.db, account.id, license.id).await?.unwrap_or(license);
+    Ok(Answer::File(license_file(state, &account, &license, &machine, quantity, now).await?))
+}
+
+fn set_quantity(m: &mut MachineRow, quantity: i64, now: i64) {
+    if let Some(obj) = m.metadata.0.as_object_mut() {
+        obj.insert("node_quantity".into(), json!(quantity));
+    } else {
+        m.metadata = Json(json!({ "node_quantity": quantity }));
+    }
+    m.updated_at = now;
+}
+
+/// Renders and signs the license file for `machine`.
+async fn license_file(
+    state: &AppState,
+    account: &AccountRow,
+    license: &LicenseRow,
+    machine: &MachineRow,
+    quantity: i64,
+    now: i64,
+) -> Result<String, Error> {
+    let product = products::find(&state.db, account.id, &license.product_id.to_string()).await?;
+    let group = match license.group_id {
+        Some(g) => groups::find(&state.db, account.id, g).await?,
+        None => None,
+    };
+    let engines = entitlements::codes_for_license(&state.db, account.id, license.id, license.policy_id).await?;
+    let payload = Payload {
+        version: 1,
+        account: account.id.to_string(),
+        license: license.id.to_string(),
+        machine: machine.id.to_string(),
+        key: license.key.clone(),
+        deployment: machine.fingerprint.clone(),
+        product_id: product.as_ref().and_then(|p| p.code.clone()).unwrap_or_else(|| license.product_id.to_string()),
+        product_name: product.map(|p| p.name).unwrap_or_default(),
+        licensed_to: projection::licensee_name(license, group.as_ref(), account),
+        expiry: time::iso_opt(license.expiry),
+        max_node_count: quantity,
+        licensed_engines: engines,
+        issued: time::iso(now),
+    };
+    let json = serde_json::to_vec(&payload).map_err(anyhow::Error::from)?;
+    let keys = state.signing_keys(account)?;
+    let sig = crate::crypto::sign::sign(&keys, crate::crypto::sign::SigAlg::Ed25519, &json);
+    Ok(opswat::render(&payload, &json, &sig))
+}
+
+async fn deactivate(
+    state: &AppState,
+    account: Option<&AccountRow>,
+    p: HashMap<String, String>,
+) -> Result<Answer, Error> {
+    let (Some(key), Some(deployment)) = (p.get("key"), p.get("deployment")) else {
+        return Ok(Answer::Missing(MISSING_DEACTIVATION));
+    };
+    let Some(license) = find_license(state, account, key).await? else {
+        return Ok(invalid("deactivate", "Activation Key"));
+    };
+    if !opswat::is_valid_deployment(deployment) {
+        return Ok(invalid("deactivate", "Deployment ID"));
+    }
+    let Some(m) = machines::find_on_license(&state.db, license.account_id, license.id, deployment).await? else {
+        return Ok(Answer::NoActiveLicense);
+    };
+    Ok(match machines::deactivate(&state.db, license.account_id, m.id, None).await? {
+        Some(true) => Answer::Deactivated,
+        _ => Answer::NoActiveLicense,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("1"), Some(1));
+        assert_eq!(parse_quantity("2147483647"), Some(2147483647));
+        for bad in ["0", "-1", "2147483648", "1.5", " 1", "01x", "", "99999999999"] {
+            assert_eq!(parse_quantity(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_missing() {
+        let p = params(Some("key=&deployment=x&deployment=y".into()));
+        assert!(!p.contains_key("key"));
+        assert_eq!(p["deployment"], "x");
+    }
+}

@@ -1,0 +1,38 @@
+//! The limits a machine activation must respect, resolved once from the license and its policy,
+//! so every surface that activates (Keygen machines, OPSWAT deployments) enforces the same rules.
+
+use uuid::Uuid;
+
+use crate::store::licenses::LicenseRow;
+use crate::store::machines::{ActivationLimits, Uniqueness};
+
+/// Where a fingerprint must be unique, per the policy's machine uniqueness strategy.
+pub fn uniqueness(l: &LicenseRow) -> Uniqueness {
+    match l.rules().machine_uniqueness_strategy.as_str() {
+        "UNIQUE_PER_ACCOUNT" => Uniqueness::Account,
+        "UNIQUE_PER_PRODUCT" => Uniqueness::Product(l.product_id),
+        "UNIQUE_PER_POLICY" => Uniqueness::Policy(l.policy_id),
+        _ => Uniqueness::License,
+    }
+}
+
+/// The limits for a new machine on `l`; `activation_token` is a license token whose
+/// `maxActivations` the activation counts against.
+pub fn limits(l: &LicenseRow, activation_token: Option<Uuid>) -> ActivationLimits {
+    let rules = l.rules();
+    ActivationLimits {
+        max_machines: l.max_machines().map(|max| {
+            if !rules.floating
+                && !matches!(rules.overage_strategy.as_str(), "ALWAYS_ALLOW_OVERAGE" | "ALLOW_2X_OVERAGE")
+            {
+                max
+            } else {
+                rules.overage_allowance(max).unwrap_or(i64::MAX)
+            }
+        }),
+        max_cores: l.max_cores().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
+        per_owner: rules.machine_leasing_strategy == "PER_USER",
+        uniqueness: uniqueness(l),
+        activation_token,
+    }
+}
