@@ -234,6 +234,51 @@ impl TestApp {
         (product, policy, license, key)
     }
 
+    /// A second account on the same server: (account id, its admin token).
+    pub async fn other_account(&self, slug: &str) -> (String, As) {
+        let other = licensor::bootstrap::create_account(
+            &self.db,
+            &self.master,
+            slug,
+            &format!("boss@{slug}.example"),
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+        let (_, token) = licensor::auth::issue_token(
+            &self.db,
+            other.account.id,
+            "user",
+            other.admin.id,
+            "admin",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        (other.account.id.to_string(), As::Bearer(token))
+    }
+
+    /// A request with any content type and a raw body (for surfaces other than JSON:API).
+    pub async fn send(&self, method: Method, path: &str, who: &As, content_type: Option<&str>, body: &str) -> Res {
+        let mut req = self.client.request(method, self.url(path));
+        req = match who {
+            As::Anonymous => req,
+            As::Bearer(t) => req.bearer_auth(t),
+            As::License(k) => req.header("authorization", format!("License {k}")),
+            As::Basic(u, p) => req.basic_auth(u, Some(p)),
+        };
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.body(body.to_string()).send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error on {path}: {text}");
+        Res { status, headers, body, text }
+    }
+
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

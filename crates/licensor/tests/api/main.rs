@@ -9,6 +9,7 @@ mod checkout;
 mod concurrency;
 mod errors;
 mod licenses;
+mod licensing;
 mod machines;
 mod opswat;
 mod policies;
