@@ -196,6 +196,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::api::opswat::router())
         .merge(crate::api::licensing::router())
+        .merge(crate::api::astra::router())
         .merge(keygen)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))

@@ -3,6 +3,7 @@
 //! surface.
 
 pub mod activation;
+pub mod collection_query;
 pub mod heartbeat;
 pub mod issuance;
 pub mod keys;
@@ -10,6 +11,7 @@ pub mod license;
 pub mod license_file;
 pub mod licensing_code;
 pub mod metadata;
+pub mod nlf;
 pub mod policy;
 pub mod projection;
 pub mod validation;

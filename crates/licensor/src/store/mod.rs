@@ -3,6 +3,7 @@
 //! filters on it, so tenant isolation is structural.
 
 pub mod accounts;
+pub mod astra;
 pub mod components;
 pub mod entitlements;
 pub mod groups;

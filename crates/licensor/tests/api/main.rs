@@ -5,6 +5,7 @@ mod keygen_client;
 
 mod accounts;
 mod actions;
+mod astra;
 mod checkout;
 mod concurrency;
 mod errors;

@@ -1,0 +1,273 @@
+//! The `/accounts/{account_id}/core/v1` surface (seeds 003, 004): license resources with a
+//! signed `licenseText`, and the entitlements computed from them. Errors are RFC 7807 problem
+//! documents from the catalogue in shared/reference/seed-apis.md §3.5 (`status` is a string).
+
+mod entitlements;
+mod licenses;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::auth::{self, Bearer, Credential, Principal};
+use crate::error::Error;
+use crate::store::accounts::AccountRow;
+use crate::store::licenses::LicenseRow;
+use crate::store::tokens;
+
+pub fn router() -> Router<AppState> {
+    let api = Router::new()
+        .route("/licenses", get(licenses::list).post(licenses::create))
+        .route("/licenses/{license_id}", get(licenses::show).put(licenses::replace).delete(licenses::delete))
+        .route("/entitlements", get(entitlements::list))
+        .route("/entitlements/{entitlement_id}", get(entitlements::show))
+        .fallback(|| async { Problem::new(1) })
+        .method_not_allowed_fallback(|| async { Problem::new(11) });
+    Router::new().nest("/accounts/{account_id}/core/v1", api)
+}
+
+/// The problem catalogue: number, status, title, detail.
+const CATALOGUE: &[(u16, u16, &str, &str)] = &[
+    (1, 404, "Resource not found", "The resource specified in the request URI wasn't found."),
+    (2, 404, "Collection not found", "The collection specified in the request URI wasn't found."),
+    (3, 401, "Missing bearer token", "The request is missing the required bearer token."),
+    (4, 401, "Invalid bearer token", "The bearer token provided is invalid, revoked, or doesn't exist."),
+    (5, 400, "Invalid query parameters", "The supplied query parameters are invalid."),
+    (6, 400, "Query parameters not supported", "The supplied query parameters aren't supported for this endpoint."),
+    (7, 400, "Invalid JSON payload", "The request body is not valid JSON."),
+    (8, 400, "Invalid JSON resource", "The request body JSON doesn't conform to the schema."),
+    (9, 400, "Invalid JSON resource", "The request body JSON didn't pass extended validation."),
+    (10, 409, "JSON resource conflict", "The request body JSON contains a field that conflicts with an idempotent value."),
+    (11, 403, "Operation not permitted", "The requested operation isn't permitted."),
+    (20, 400, "Unsupported license type", "The license provided is for an unsupported product type."),
+    (21, 409, "Evaluation license blocked", "The evaluation license wasn't applied because a paid license is already allocated."),
+    (
+        22,
+        409,
+        "Evaluation license replacement blocked",
+        "The evaluation license wasn't replaced because the specified replacement license has a different serial number.",
+    ),
+    (
+        23,
+        409,
+        "License expired",
+        "The license wasn't applied because the expiration date of the license is before the current date.",
+    ),
+    (163, 403, "Automatically installed evaluation license deletion not allowed", "The automatically installed evaluation license can't be deleted."),
+    (169, 400, "Unsupported license definition", "The NetApp License File provided contains more than one license."),
+];
+
+/// An RFC 7807 problem document.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    body: Map<String, Value>,
+}
+
+impl Problem {
+    /// Problem `n` of the catalogue.
+    pub fn new(n: u16) -> Problem {
+        let (_, status, title, detail) =
+            CATALOGUE.iter().copied().find(|(k, ..)| *k == n).unwrap_or((1, 404, "Resource not found", ""));
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("https://astra.netapp.io/problems/{n}")));
+        body.insert("title".into(), json!(title));
+        body.insert("detail".into(), json!(detail));
+        body.insert("status".into(), json!(status.to_string()));
+        Problem { status: StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND), body }
+    }
+
+    /// A problem of our own (not in the vendor's catalogue).
+    fn custom(status: StatusCode, kind: &str, title: &str, detail: &str) -> Problem {
+        let mut body = Map::new();
+        body.insert("type".into(), json!(kind));
+        body.insert("title".into(), json!(title));
+        body.insert("detail".into(), json!(detail));
+        body.insert("status".into(), json!(status.as_u16().to_string()));
+        Problem { status, body }
+    }
+
+    pub fn precondition_failed() -> Problem {
+        Problem::custom(
+            StatusCode::PRECONDITION_FAILED,
+            "urn:licensor:problems:precondition-failed",
+            "Precondition failed",
+            "The resource changed since the version the request's preconditions name.",
+        )
+    }
+
+    /// Adds `invalidFields: [{name, reason}]`.
+    pub fn fields(mut self, fields: Vec<(String, String)>) -> Problem {
+        let list: Vec<Value> =
+            fields.into_iter().map(|(name, reason)| json!({ "name": name, "reason": reason })).collect();
+        self.body.insert("invalidFields".into(), json!(list));
+        self
+    }
+
+    pub fn field(self, name: &str, reason: impl Into<String>) -> Problem {
+        self.fields(vec![(name.to_string(), reason.into())])
+    }
+
+    /// Adds `invalidParams: [{name, reason}]`.
+    pub fn params(mut self, params: Vec<(String, String)>) -> Problem {
+        let list: Vec<Value> =
+            params.into_iter().map(|(name, reason)| json!({ "name": name, "reason": reason })).collect();
+        self.body.insert("invalidParams".into(), json!(list));
+        self
+    }
+
+    pub fn schema(mut self, failure: impl Into<String>) -> Problem {
+        self.body.insert("schemaValidationFailure".into(), json!(failure.into()));
+        self
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unauthorized { .. } => Problem::new(4),
+            Error::Forbidden { .. } => Problem::new(11),
+            Error::NotFound { .. } => Problem::new(1),
+            Error::BadRequest { detail, .. } => Problem::new(9).field("body", detail.into_owned()),
+            Error::Invalid { detail, location, .. } => {
+                let name = match location {
+                    crate::error::Source::Pointer(p) => p.rsplit('/').next().unwrap_or("body").to_string(),
+                    _ => "body".into(),
+                };
+                Problem::new(9).field(&name, detail.into_owned())
+            }
+            Error::Conflict { detail, .. } => Problem::new(10).field("body", detail.into_owned()),
+            e @ (Error::Database(_) | Error::Internal(_)) => {
+                tracing::error!(error = ?e, "core/v1 API error");
+                Problem::custom(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "urn:licensor:problems:internal",
+                    "Internal server error",
+                    "The server failed to complete the request; quote the correlationID when reporting it.",
+                )
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for Problem {
+    fn from(e: anyhow::Error) -> Self {
+        Problem::from(Error::Internal(e))
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(mut self) -> Response {
+        if let Some(id) = crate::app::request_id() {
+            self.body.insert("correlationID".into(), json!(id));
+        }
+        let mut r = (self.status, Value::Object(self.body).to_string()).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        r
+    }
+}
+
+pub type Reply<T = Response> = Result<T, Problem>;
+
+/// An authenticated caller in the account of the URL.
+pub struct Caller {
+    pub state: AppState,
+    pub account: Arc<AccountRow>,
+    pub principal: Principal,
+}
+
+/// Authenticates the bearer token and checks it belongs to `account` (id or slug). Another
+/// tenant's account answers `not_found` (problem 2 or 1, by operation), never 403.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, account: &str, not_found: u16) -> Reply<Caller> {
+    let raw = match auth::parse_authorization(headers) {
+        Ok(None) => return Err(Problem::new(3)),
+        Ok(Some(Credential::Token(raw))) => raw,
+        _ => return Err(Problem::new(4)),
+    };
+    let digest = crate::crypto::secrets::token_digest(&raw);
+    let token = tokens::find_by_digest(&state.db, &digest).await?.ok_or_else(|| Problem::new(4))?;
+    let Some(acct) = state.account(account).await? else { return Err(Problem::new(not_found)) };
+    if acct.id != token.account_id {
+        return Err(Problem::new(not_found));
+    }
+    let principal = auth::authenticate(&state.db, &acct, Credential::Token(raw)).await.map_err(|e| match e {
+        Error::Forbidden { .. } => Problem::new(11),
+        Error::Unauthorized { .. } => Problem::new(4),
+        other => Problem::from(other),
+    })?;
+    Ok(Caller { state: state.clone(), account: acct, principal })
+}
+
+impl Caller {
+    fn db(&self) -> &crate::db::Db {
+        &self.state.db
+    }
+
+    /// Admins and product tokens (for their product) may write.
+    fn can_write(&self, l: Option<&LicenseRow>) -> bool {
+        match &self.principal.bearer {
+            Bearer::Admin(_) => true,
+            Bearer::Product(p) => l.is_none_or(|l| l.product_id == p.id),
+            _ => false,
+        }
+    }
+
+    /// Whether the caller may see `l`.
+    async fn can_read(&self, l: &LicenseRow) -> Result<bool, Error> {
+        Ok(match &self.principal.bearer {
+            Bearer::Admin(_) => true,
+            Bearer::Product(p) => l.product_id == p.id,
+            Bearer::License(me) => me.id == l.id,
+            Bearer::User(u) => crate::store::licenses::has_user(self.db(), l, u.id).await?,
+        })
+    }
+}
+
+/// Any query parameter on an endpoint that takes none is problem 6.
+fn no_query(query: Option<&str>) -> Reply<()> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).unwrap_or_default();
+    if params.is_empty() && query.is_none_or(str::is_empty) {
+        return Ok(());
+    }
+    Err(Problem::new(6)
+        .params(params.into_iter().map(|(k, _)| (k, "is not supported by this endpoint".to_string())).collect()))
+}
+
+/// Collection query parameters, or problem 5/6.
+fn collection_query(query: Option<&str>, supported: &[&str]) -> Reply<crate::domain::collection_query::Query> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Problem::new(5).params(vec![("query".into(), "is not form-encoded".into())]))?;
+    crate::domain::collection_query::parse(&params, supported).map_err(|errors| {
+        let n = if errors.iter().all(|e| e.unsupported) { 6 } else { 5 };
+        Problem::new(n).params(errors.into_iter().map(|e| (e.name, e.reason)).collect())
+    })
+}
+
+/// The response media type: the resource's own when the client asks for it, else JSON.
+fn media_type(headers: &HeaderMap, own: &'static str) -> &'static str {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.split(',').any(|a| a.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(own))) {
+        own
+    } else {
+        "application/json"
+    }
+}
+
+fn json_response(status: StatusCode, content_type: &'static str, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Timestamps as the surface writes them: microseconds, `Z`.
+fn timestamp(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
