@@ -112,9 +112,8 @@ pub fn parse(text: &str, key: &VerifyingKey) -> Result<Nlf, TextError> {
     let bytes = STANDARD.decode(text.trim()).map_err(|_| TextError::Malformed("licenseText is not base64"))?;
     // Several concatenated documents, or an array of them, is "more than one license".
     let mut docs = serde_json::Deserializer::from_slice(&bytes).into_iter::<&RawValue>();
-    let first = match docs.next() {
-        Some(Ok(d)) => d,
-        _ => return Err(TextError::Malformed("licenseText is not a JSON document")),
+    let Some(Ok(first)) = docs.next() else {
+        return Err(TextError::Malformed("licenseText is not a JSON document"));
     };
     if docs.next().is_some() || first.get().trim_start().starts_with('[') {
         return Err(TextError::Several);

@@ -8,6 +8,7 @@ mod actions;
 mod astra;
 mod checkout;
 mod concurrency;
+mod cross_surface;
 mod errors;
 mod licenses;
 mod licensing;
