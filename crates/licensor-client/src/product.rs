@@ -34,17 +34,7 @@ impl LicenseDir {
 
     /// This installation's deployment ID, created on first use and kept.
     pub fn deployment_id(&self) -> Result<String> {
-        let path = self.dir.join(DEPLOYMENT);
-        if let Ok(id) = std::fs::read_to_string(&path) {
-            let id = id.trim().to_string();
-            if opswat::is_valid_deployment(&id) {
-                return Ok(id);
-            }
-        }
-        std::fs::create_dir_all(&self.dir).map_err(Self::io)?;
-        let id = opswat::new_deployment_id(&self.prefix);
-        std::fs::write(&path, &id).map_err(Self::io)?;
-        Ok(id)
+        deployment_id(&self.dir, &self.prefix)
     }
 
     /// Verifies `text` for this deployment and, if valid now, stores it.
@@ -93,10 +83,30 @@ impl LicenseDir {
 
     /// Forgets the installed license (after deactivating it on the server).
     pub fn remove(&self) -> Result<()> {
-        match std::fs::remove_file(self.dir.join(LICENSE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Self::io(e)),
-            _ => Ok(()),
+        remove(&self.dir)
+    }
+}
+
+/// The deployment ID kept in `dir`, created (starting with `prefix`) on first use.
+pub fn deployment_id(dir: &Path, prefix: &str) -> Result<String> {
+    let path = dir.join(DEPLOYMENT);
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if opswat::is_valid_deployment(&id) {
+            return Ok(id);
         }
+    }
+    std::fs::create_dir_all(dir).map_err(LicenseDir::io)?;
+    let id = opswat::new_deployment_id(prefix);
+    std::fs::write(&path, &id).map_err(LicenseDir::io)?;
+    Ok(id)
+}
+
+/// Removes the license installed in `dir`, if any.
+pub fn remove(dir: &Path) -> Result<()> {
+    match std::fs::remove_file(dir.join(LICENSE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LicenseDir::io(e)),
+        _ => Ok(()),
     }
 }
 

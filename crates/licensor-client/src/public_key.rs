@@ -10,6 +10,9 @@ use sha2::Sha256;
 
 use crate::{Error, Result};
 
+/// The PSS salt length for a 2048-bit key and SHA-256 (256 − 32 − 2).
+const MAX_PSS_SALT: usize = 222;
+
 #[derive(Debug, Clone)]
 pub enum PublicKey {
     Ed25519(VerifyingKey),
@@ -67,7 +70,17 @@ impl PublicKey {
             }
             (PublicKey::Rsa(k), Algorithm::RsaPssSha256) => {
                 let sig = rsa::pss::Signature::try_from(sig).map_err(|_| Error::BadSignature)?;
-                rsa::pss::VerifyingKey::<Sha256>::new((**k).clone()).verify(data, &sig).map_err(|_| Error::BadSignature)
+                // Keygen (and Licensor) sign with the maximum salt (222 bytes for RSA-2048 and
+                // SHA-256); other signers use the digest length. Accept either.
+                [MAX_PSS_SALT, 32]
+                    .iter()
+                    .any(|&salt| {
+                        rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len((**k).clone(), salt)
+                            .verify(data, &sig)
+                            .is_ok()
+                    })
+                    .then_some(())
+                    .ok_or(Error::BadSignature)
             }
             _ => Err(Error::Unsupported("algorithm does not match the public key".into())),
         }

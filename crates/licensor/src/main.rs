@@ -43,6 +43,70 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Print an account's public keys (what vendors embed in their products) as JSON.
+    Keys {
+        /// Account id or slug.
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Verify a signed license key, a license or machine file, or an offline activation file,
+    /// offline; prints what it carries as JSON, exits 1 if it does not verify.
+    Verify {
+        /// The account's public key: Ed25519 hex, an RSA PEM, or a file holding either.
+        #[arg(long)]
+        public_key: String,
+        /// Scheme of a signed key (ED25519_SIGN, RSA_2048_PKCS1_PSS_SIGN_V2, …).
+        #[arg(long, default_value = "ED25519_SIGN")]
+        scheme: String,
+        /// License key, to decrypt an encrypted license or machine file.
+        #[arg(long)]
+        license_key: Option<String>,
+        /// Machine fingerprint, to decrypt an encrypted machine file.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Deployment ID an activation file must be bound to.
+        #[arg(long)]
+        deployment: Option<String>,
+        /// A file path, `-` for stdin, or a license key itself.
+        input: String,
+    },
+    /// The product side of air-gapped activation, on the offline machine.
+    #[command(subcommand)]
+    Offline(Offline),
+}
+
+#[derive(Subcommand)]
+enum Offline {
+    /// Print this installation's deployment ID (created on first use).
+    DeploymentId {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Four capital letters starting new deployment IDs.
+        #[arg(long, default_value = "LCSR")]
+        prefix: String,
+    },
+    /// Verify a license file from the activation server and install it.
+    Install {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        public_key: String,
+        file: std::path::PathBuf,
+    },
+    /// Print the current license information (the product's `GET /admin/license`).
+    Info {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Forget the installed license (after `/deactivation` on the activation server).
+    Remove {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn init_tracing() {
@@ -111,7 +175,85 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             Ok(())
         }
+        Command::Keys { account, db } => {
+            let pool = db.connect().await?;
+            let row = licensor::store::accounts::find(&pool, &account)
+                .await?
+                .with_context(|| format!("no account {account}"))?;
+            println!(
+                "{}",
+                serde_json::json!({ "account_id": row.id, "ed25519": row.ed25519_public, "rsa": row.rsa_public })
+            );
+            pool.close().await;
+            Ok(())
+        }
+        Command::Verify { public_key, scheme, license_key, fingerprint, deployment, input } => {
+            let key = public_key_arg(&public_key)?;
+            let text = match input.as_str() {
+                "-" => std::io::read_to_string(std::io::stdin())?,
+                path if std::path::Path::new(path).is_file() => std::fs::read_to_string(path)?,
+                literal => literal.to_string(),
+            };
+            println!(
+                "{}",
+                verify(&key, &text, &scheme, license_key.as_deref(), fingerprint.as_deref(), deployment.as_deref())?
+            );
+            Ok(())
+        }
+        Command::Offline(cmd) => offline(cmd),
     }
+}
+
+/// `--public-key`: the key itself or a file holding it.
+fn public_key_arg(arg: &str) -> anyhow::Result<licensor_client::PublicKey> {
+    let text = if std::path::Path::new(arg).is_file() { std::fs::read_to_string(arg)? } else { arg.to_string() };
+    Ok(licensor_client::PublicKey::parse(&text)?)
+}
+
+fn verify(
+    key: &licensor_client::PublicKey,
+    text: &str,
+    scheme: &str,
+    license_key: Option<&str>,
+    fingerprint: Option<&str>,
+    deployment: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    use licensor_client::{file, key as signed_key, opswat};
+    let now = chrono::Utc::now();
+    let t = text.trim();
+    if t.starts_with("-----BEGIN LICENSE FILE-----") || t.starts_with("-----BEGIN MACHINE FILE-----") {
+        let decrypt = license_key.map(|k| file::decryption_key(k, fingerprint));
+        let f = file::verify(t, key, decrypt)?;
+        f.check_time(now)?;
+        return Ok(serde_json::json!({ "kind": format!("{:?}", f.kind).to_lowercase(), "document": f.document }));
+    }
+    if t.lines().any(|l| l.starts_with("payload:")) {
+        let p = opswat::verify(t, key, deployment)?;
+        p.check_time(now)?;
+        return Ok(serde_json::to_value(p)?);
+    }
+    let data = signed_key::verify(t, signed_key::Scheme::parse(scheme)?, key)?;
+    Ok(serde_json::from_slice(&data).unwrap_or_else(|_| serde_json::json!(String::from_utf8_lossy(&data))))
+}
+
+fn offline(cmd: Offline) -> anyhow::Result<()> {
+    use licensor_client::product::LicenseDir;
+    let now = chrono::Utc::now();
+    match cmd {
+        Offline::DeploymentId { dir, prefix } => {
+            println!("{}", licensor_client::product::deployment_id(&dir, &prefix)?);
+        }
+        Offline::Install { dir, public_key, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let p = LicenseDir::new(dir, public_key_arg(&public_key)?, "LCSR").install(&text, now)?;
+            println!("{}", serde_json::json!({ "success": true, "license": p.license, "expiration": p.expiration() }));
+        }
+        Offline::Info { dir, public_key } => {
+            println!("{}", LicenseDir::new(dir, public_key_arg(&public_key)?, "LCSR").info(now)?);
+        }
+        Offline::Remove { dir } => licensor_client::product::remove(&dir)?,
+    }
+    Ok(())
 }
 
 #[tokio::main]

@@ -7,6 +7,7 @@ mod accounts;
 mod actions;
 mod astra;
 mod checkout;
+mod cli;
 mod concurrency;
 mod cross_surface;
 mod errors;

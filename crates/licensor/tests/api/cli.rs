@@ -1,0 +1,154 @@
+//! The command line: printing public keys, verifying offline, and the air-gapped OPSWAT round
+//! trip driven entirely by `licensor` commands on the "offline" side.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::opswat::http_get;
+
+fn licensor(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_licensor"));
+    cmd.args(args).env("LICENSOR_DATABASE_URL", &app.database_url).env_remove("LICENSOR_DATABASE_SCHEMA");
+    if let Some(schema) = &app.schema {
+        cmd.env("LICENSOR_DATABASE_SCHEMA", schema);
+    }
+    let out = cmd.output().expect("run licensor");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn offline_round_trip_from_the_command_line() {
+    let app = spawn_app().await;
+    let (_, _, _, key) = app.license_fixture(json!({"floating": true, "maxMachines": 1})).await;
+    let (ok, out, err) = licensor(&app, &["keys", "--account", &app.slug]);
+    assert!(ok, "{err}");
+    let keys: Value = serde_json::from_str(&out).unwrap();
+    let public = keys["ed25519"].as_str().unwrap().to_string();
+    assert_eq!(keys["account_id"], json!(app.account_id));
+    assert!(keys["rsa"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("product").display().to_string();
+    let (ok, deployment, _) = licensor(&app, &["offline", "deployment-id", "--dir", &state, "--prefix", "MSCL"]);
+    assert!(ok);
+    let deployment = deployment.trim().to_string();
+    assert!(deployment.starts_with("MSCL") && deployment.len() == 36, "{deployment}");
+
+    // Connected machine: fetch the file. Offline machine: verify, install, report.
+    let (_, _, file) = http_get(&app, &format!("/activation?key={key}&deployment={deployment}&quantity=1")).await;
+    let path = dir.path().join("license.yml");
+    std::fs::write(&path, &file).unwrap();
+    let (ok, out, err) =
+        licensor(&app, &["verify", "--public-key", &public, "--deployment", &deployment, path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["key"], json!(key));
+    let (ok, _, err) = licensor(
+        &app,
+        &[
+            "verify",
+            "--public-key",
+            &public,
+            "--deployment",
+            "MSCL00000000000000000000000000000000",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("another machine"), "{err}");
+    let (ok, out, err) =
+        licensor(&app, &["offline", "install", "--dir", &state, "--public-key", &public, path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["success"], true);
+    let (ok, out, _) = licensor(&app, &["offline", "info", "--dir", &state, "--public-key", &public]);
+    assert!(ok);
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["deployment"], json!(deployment));
+    assert_eq!(info["max_node_count"], "1");
+
+    // A tampered file is refused and nothing is installed over the good one.
+    std::fs::write(&path, file.replace("licensed_to: '", "licensed_to: 'X")).unwrap();
+    let (ok, _, err) =
+        licensor(&app, &["offline", "install", "--dir", &state, "--public-key", &public, path.to_str().unwrap()]);
+    assert!(!ok, "tampered file installed");
+    assert!(err.starts_with("error:"), "{err}");
+
+    // Deactivate on the server, forget locally: the product reports no license.
+    let (_, _, body) = http_get(&app, &format!("/deactivation?key={key}&deployment={deployment}")).await;
+    assert_eq!(body, "result: ok");
+    assert!(licensor(&app, &["offline", "remove", "--dir", &state]).0);
+    let (_, out, _) = licensor(&app, &["offline", "info", "--dir", &state, "--public-key", &public]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"deployment_id": deployment}));
+}
+
+#[tokio::test]
+async fn verify_signed_keys_and_license_files() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"scheme": "ED25519_SIGN"})).await;
+    let (_, out, _) = licensor(&app, &["keys", "--account", &app.account_id]);
+    let public = serde_json::from_str::<Value>(&out).unwrap()["ed25519"].as_str().unwrap().to_string();
+    let (ok, out, err) = licensor(&app, &["verify", "--public-key", &public, &key]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["license"]["id"], json!(license));
+    let mut flipped = key.clone().into_bytes();
+    flipped[10] ^= 1;
+    let (ok, _, _) = licensor(&app, &["verify", "--public-key", &public, &String::from_utf8(flipped).unwrap()]);
+    assert!(!ok);
+
+    let r = app
+        .post(
+            &app.acct(&format!("/licenses/{license}/actions/check-out")),
+            &app.admin(),
+            json!({"meta": {"encrypt": true}}),
+        )
+        .await;
+    let cert = r.attr("certificate").as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("license.lic");
+    std::fs::write(&path, &cert).unwrap();
+    let (ok, out, err) =
+        licensor(&app, &["verify", "--public-key", &public, "--license-key", &key, path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["document"]["data"]["id"], json!(license));
+    let (ok, _, err) =
+        licensor(&app, &["verify", "--public-key", &public, "--license-key", "wrong", path.to_str().unwrap()]);
+    assert!(!ok && err.contains("decrypt"), "{err}");
+    let (ok, _, _) = licensor(&app, &["keys", "--account", "nobody"]);
+    assert!(!ok);
+}
+
+/// The client crate verifies keys of every signing scheme the server issues, and rejects a
+/// flipped bit or another account's key.
+#[tokio::test]
+async fn client_crate_verifies_every_signing_scheme() {
+    use licensor_client::key::{verify, Scheme};
+    use licensor_client::PublicKey;
+    let app = spawn_app().await;
+    let row = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
+    let ed = PublicKey::parse(&row.ed25519_public).unwrap();
+    let rsa = PublicKey::parse(&row.rsa_public).unwrap();
+    let product = app.create_product("Schemes").await;
+    for (scheme, pk) in [
+        ("ED25519_SIGN", &ed),
+        ("RSA_2048_PKCS1_SIGN", &rsa),
+        ("RSA_2048_PKCS1_PSS_SIGN", &rsa),
+        ("RSA_2048_PKCS1_SIGN_V2", &rsa),
+        ("RSA_2048_PKCS1_PSS_SIGN_V2", &rsa),
+    ] {
+        let policy = app.create_policy(&product, json!({"scheme": scheme})).await;
+        let (id, key) = app.create_license(&policy, json!({})).await;
+        let data = verify(&key, Scheme::parse(scheme).unwrap(), pk).unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let seed: Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(seed["license"]["id"], json!(id), "{scheme}");
+        let mut bytes = key.clone().into_bytes();
+        let i = bytes.len() / 3;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        assert!(verify(&String::from_utf8(bytes).unwrap(), Scheme::parse(scheme).unwrap(), pk).is_err(), "{scheme}");
+        let wrong = if scheme == "ED25519_SIGN" { &rsa } else { &ed };
+        assert!(verify(&key, Scheme::parse(scheme).unwrap(), wrong).is_err(), "{scheme}");
+    }
+}
