@@ -2,8 +2,10 @@
 //!
 //! `ED25519_SIGN` and the `_V2` RSA schemes: `key/<b64url(data)>.<b64url(sig)>`, signed over
 //! `key/<b64url(data)>`. The v1 RSA schemes: `<b64url(data)>.<b64url(sig)>`, signed over the
-//! raw data. Verification returns the embedded data (by default a JSON document naming the
-//! account, product, policy, license and its expiry).
+//! raw data. `ECDSA_P256_SIGN` is like Ed25519 with a DER signature. `RSA_2048_PKCS1_ENCRYPT`
+//! keys are the data encrypted with the private key; `RSA_2048_JWT_RS256` keys are JWTs.
+//! Verification returns the embedded data (by default a JSON document naming the account,
+//! product, policy, license and its expiry; for JWTs, the claims).
 
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -19,6 +21,9 @@ pub enum Scheme {
     RsaPkcs1PssSign,
     RsaPkcs1SignV2,
     RsaPkcs1PssSignV2,
+    EcdsaP256Sign,
+    RsaPkcs1Encrypt,
+    RsaJwtRs256,
 }
 
 impl Scheme {
@@ -29,6 +34,9 @@ impl Scheme {
             "RSA_2048_PKCS1_PSS_SIGN" => Scheme::RsaPkcs1PssSign,
             "RSA_2048_PKCS1_SIGN_V2" => Scheme::RsaPkcs1SignV2,
             "RSA_2048_PKCS1_PSS_SIGN_V2" => Scheme::RsaPkcs1PssSignV2,
+            "ECDSA_P256_SIGN" => Scheme::EcdsaP256Sign,
+            "RSA_2048_PKCS1_ENCRYPT" => Scheme::RsaPkcs1Encrypt,
+            "RSA_2048_JWT_RS256" => Scheme::RsaJwtRs256,
             other => return Err(Error::Unsupported(other.to_string())),
         })
     }
@@ -36,7 +44,10 @@ impl Scheme {
     fn algorithm(self) -> Algorithm {
         match self {
             Scheme::Ed25519Sign => Algorithm::Ed25519,
-            Scheme::RsaPkcs1Sign | Scheme::RsaPkcs1SignV2 => Algorithm::RsaSha256,
+            Scheme::EcdsaP256Sign => Algorithm::EcdsaP256,
+            Scheme::RsaPkcs1Sign | Scheme::RsaPkcs1SignV2 | Scheme::RsaPkcs1Encrypt | Scheme::RsaJwtRs256 => {
+                Algorithm::RsaSha256
+            }
             Scheme::RsaPkcs1PssSign | Scheme::RsaPkcs1PssSignV2 => Algorithm::RsaPssSha256,
         }
     }
@@ -53,6 +64,11 @@ fn b64url(s: &str) -> Result<Vec<u8>> {
 /// Verifies `key` under `scheme` and returns the data it carries.
 pub fn verify(key: &str, scheme: Scheme, public_key: &PublicKey) -> Result<Vec<u8>> {
     let key = key.trim();
+    match scheme {
+        Scheme::RsaPkcs1Encrypt => return public_key.rsa_public_decrypt(&b64url(key)?),
+        Scheme::RsaJwtRs256 => return verify_jwt(key, public_key),
+        _ => {}
+    }
     let (signed, sig) = key.rsplit_once('.').ok_or_else(|| malformed("key has no signature part"))?;
     let data = if scheme.prefixed() {
         signed.strip_prefix("key/").ok_or_else(|| malformed("key must start with \"key/\""))?
@@ -64,6 +80,34 @@ pub fn verify(key: &str, scheme: Scheme, public_key: &PublicKey) -> Result<Vec<u
     let message: &[u8] = if scheme.prefixed() { signed.as_bytes() } else { &decoded };
     public_key.verify(scheme.algorithm(), message, &sig)?;
     Ok(decoded)
+}
+
+/// An RS256 JWT: checks the header, the signature and `exp`/`nbf` against the local clock;
+/// returns the claims.
+fn verify_jwt(token: &str, public_key: &PublicKey) -> Result<Vec<u8>> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("a JWT has three parts"));
+    };
+    let decode =
+        |s: &str| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| malformed("JWT part is not base64url"));
+    let h: serde_json::Value =
+        serde_json::from_slice(&decode(header)?).map_err(|_| malformed("JWT header is not JSON"))?;
+    if h["alg"] != "RS256" {
+        return Err(Error::Unsupported(format!("JWT alg {}", h["alg"])));
+    }
+    public_key.verify(Algorithm::RsaSha256, format!("{header}.{payload}").as_bytes(), &decode(sig)?)?;
+    let claims = decode(payload)?;
+    let c: serde_json::Value = serde_json::from_slice(&claims).map_err(|_| malformed("JWT claims are not JSON"))?;
+    let now = chrono::Utc::now().timestamp();
+    if c["exp"].as_i64().is_some_and(|exp| exp < now) {
+        return Err(Error::Expired(c["exp"].to_string()));
+    }
+    if c["nbf"].as_i64().is_some_and(|nbf| nbf > now + crate::file::CLOCK_SKEW.num_seconds()) {
+        return Err(Error::ClockRollback);
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]

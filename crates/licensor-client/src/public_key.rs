@@ -1,5 +1,6 @@
 //! An account's public keys as Licensor (and Keygen) publish them: Ed25519 as 64 hex
-//! characters, RSA-2048 as a PEM `PUBLIC KEY` (or `RSA PUBLIC KEY`) block.
+//! characters, RSA-2048 and ECDSA P-256 as PEM `PUBLIC KEY` blocks (RSA also as
+//! `RSA PUBLIC KEY`).
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rsa::pkcs1::DecodeRsaPublicKey;
@@ -17,6 +18,7 @@ const MAX_PSS_SALT: usize = 222;
 pub enum PublicKey {
     Ed25519(VerifyingKey),
     Rsa(Box<RsaPublicKey>),
+    EcdsaP256(Box<p256::ecdsa::VerifyingKey>),
 }
 
 /// The signature algorithms verified here, by their Keygen names.
@@ -25,6 +27,7 @@ pub enum Algorithm {
     Ed25519,
     RsaPssSha256,
     RsaSha256,
+    EcdsaP256,
 }
 
 impl Algorithm {
@@ -33,6 +36,7 @@ impl Algorithm {
             "ed25519" => Ok(Algorithm::Ed25519),
             "rsa-pss-sha256" => Ok(Algorithm::RsaPssSha256),
             "rsa-sha256" => Ok(Algorithm::RsaSha256),
+            "ecdsa-p256" => Ok(Algorithm::EcdsaP256),
             other => Err(Error::Unsupported(other.to_string())),
         }
     }
@@ -43,6 +47,9 @@ impl PublicKey {
     pub fn parse(text: &str) -> Result<PublicKey> {
         let t = text.trim();
         if t.starts_with("-----BEGIN") {
+            if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(t) {
+                return Ok(PublicKey::EcdsaP256(Box::new(k)));
+            }
             let key = RsaPublicKey::from_public_key_pem(t)
                 .or_else(|_| RsaPublicKey::from_pkcs1_pem(t))
                 .map_err(|e| Error::BadPublicKey(e.to_string()))?;
@@ -53,6 +60,35 @@ impl PublicKey {
         let arr: [u8; 32] =
             bytes.as_slice().try_into().map_err(|_| Error::BadPublicKey("Ed25519 keys are 32 bytes".into()))?;
         VerifyingKey::from_bytes(&arr).map(PublicKey::Ed25519).map_err(|e| Error::BadPublicKey(e.to_string()))
+    }
+
+    /// RSA "public decrypt" of a PKCS#1 v1.5 type-1 block (Keygen's `RSA_2048_PKCS1_ENCRYPT`
+    /// keys): returns the data the private key encrypted.
+    pub fn rsa_public_decrypt(&self, block: &[u8]) -> Result<Vec<u8>> {
+        use rsa::traits::PublicKeyParts;
+        let PublicKey::Rsa(k) = self else {
+            return Err(Error::Unsupported("RSA_2048_PKCS1_ENCRYPT needs an RSA public key".into()));
+        };
+        let size = k.size();
+        if block.len() != size {
+            return Err(Error::BadSignature);
+        }
+        let c = rsa::BigUint::from_bytes_be(block);
+        if &c >= k.n() {
+            return Err(Error::BadSignature);
+        }
+        let m = c.modpow(k.e(), k.n()).to_bytes_be();
+        // Left-pad to the modulus size, then expect 00 01 FF… 00 data.
+        let mut em = vec![0u8; size.saturating_sub(m.len())];
+        em.extend_from_slice(&m);
+        if em.len() < 11 || em[0] != 0 || em[1] != 1 {
+            return Err(Error::BadSignature);
+        }
+        let sep = em[2..].iter().position(|b| *b != 0xff).map(|i| i + 2).ok_or(Error::BadSignature)?;
+        if em[sep] != 0 || sep < 10 {
+            return Err(Error::BadSignature);
+        }
+        Ok(em[sep + 1..].to_vec())
     }
 
     /// Verifies `sig` over `data`. An algorithm that does not fit the key fails.
@@ -81,6 +117,13 @@ impl PublicKey {
                     })
                     .then_some(())
                     .ok_or(Error::BadSignature)
+            }
+            (PublicKey::EcdsaP256(k), Algorithm::EcdsaP256) => {
+                // DER, as Keygen writes them; a fixed 64-byte form is accepted too.
+                let sig = p256::ecdsa::Signature::from_der(sig)
+                    .or_else(|_| p256::ecdsa::Signature::from_slice(sig))
+                    .map_err(|_| Error::BadSignature)?;
+                k.verify(data, &sig).map_err(|_| Error::BadSignature)
             }
             _ => Err(Error::Unsupported("algorithm does not match the public key".into())),
         }

@@ -112,12 +112,7 @@ impl AppState {
         if let Some(k) = self.signing_keys.read().ok().and_then(|m| m.get(&account.id).cloned()) {
             return Ok(k);
         }
-        let keys = Arc::new(crate::crypto::AccountKeys::unseal(
-            &self.master,
-            account.id,
-            &account.ed25519_secret,
-            &account.rsa_secret,
-        )?);
+        let keys = Arc::new(crate::crypto::AccountKeys::for_account(&self.master, account)?);
         if let Ok(mut m) = self.signing_keys.write() {
             m.insert(account.id, keys.clone());
         }

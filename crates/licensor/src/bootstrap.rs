@@ -73,6 +73,8 @@ pub async fn create_account(
         ed25519_secret: keys.ed25519_sealed,
         rsa_public: keys.rsa_public_pem,
         rsa_secret: keys.rsa_sealed,
+        ecdsa_public: Some(keys.ecdsa_public_pem),
+        ecdsa_secret: Some(keys.ecdsa_sealed),
         created_at: now,
         updated_at: now,
     };
@@ -102,6 +104,16 @@ pub async fn create_account(
 
 /// On an empty database, creates account `default` with an admin and an admin token, and
 /// writes them to a 0600 file in `data_dir`. Returns that file's path when it did so.
+/// Gives accounts created by an older version the keys added since (ECDSA P-256). Safe to run
+/// on several nodes at once: a key is only set where none is.
+pub async fn ensure_keys(db: &Db, master: &MasterKey) -> anyhow::Result<()> {
+    for id in accounts::without_ecdsa(db).await? {
+        let (public, sealed) = crypto::keys::generate_ecdsa_key(master, id)?;
+        accounts::set_ecdsa(db, id, &public, &sealed).await?;
+    }
+    Ok(())
+}
+
 pub async fn first_run(db: &Db, master: &MasterKey, data_dir: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
     if accounts::count(db).await? > 0 {
         return Ok(None);

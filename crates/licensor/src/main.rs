@@ -140,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { listen, account, db } => {
             let master = db.master_key()?;
             let pool = db.connect().await?;
+            licensor::bootstrap::ensure_keys(&pool, &master).await?;
             if let Some(path) = licensor::bootstrap::first_run(&pool, &master, &db.data_dir).await? {
                 println!(
                     "Created account \"default\" and its admin; credentials and an admin token are in {}",

@@ -311,7 +311,7 @@ async fn license_file(
     };
     let json = serde_json::to_vec(&payload).map_err(anyhow::Error::from)?;
     let keys = state.signing_keys(account)?;
-    let sig = crate::crypto::sign::sign(&keys, crate::crypto::sign::SigAlg::Ed25519, &json);
+    let sig = crate::crypto::sign::sign(&keys, crate::crypto::sign::SigAlg::Ed25519, &json)?;
     Ok(opswat::render(&payload, &json, &sig))
 }
 

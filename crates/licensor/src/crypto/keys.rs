@@ -84,6 +84,19 @@ pub struct NewAccountKeys {
     pub ed25519_sealed: Vec<u8>,
     pub rsa_public_pem: String,
     pub rsa_sealed: Vec<u8>,
+    pub ecdsa_public_pem: String,
+    pub ecdsa_sealed: Vec<u8>,
+}
+
+/// A new ECDSA P-256 pair: (public PEM, sealed private scalar).
+pub fn generate_ecdsa_key(master: &MasterKey, account_id: uuid::Uuid) -> anyhow::Result<(String, Vec<u8>)> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .map_err(|e| anyhow!("ECDSA public key encoding failed: {e}"))?;
+    Ok((public, master.seal(&key.to_bytes(), account_id.as_bytes())?))
 }
 
 /// Generates the key pairs for a new account. RSA generation takes a while: runs off the runtime.
@@ -94,7 +107,10 @@ pub async fn generate_account_keys(master: &MasterKey, account_id: uuid::Uuid) -
         let ed = SigningKey::generate(&mut OsRng);
         let rsa = RsaPrivateKey::new(&mut OsRng, 2048).context("RSA key generation failed")?;
         let rsa_der = rsa.to_pkcs8_der().context("RSA key encoding failed")?;
+        let (ecdsa_public_pem, ecdsa_sealed) = generate_ecdsa_key(&master, account_id)?;
         Ok(NewAccountKeys {
+            ecdsa_public_pem,
+            ecdsa_sealed,
             ed25519_public_hex: hex::encode(ed.verifying_key().as_bytes()),
             ed25519_sealed: master.seal(ed.as_bytes(), aad)?,
             rsa_public_pem: rsa
@@ -111,6 +127,8 @@ pub async fn generate_account_keys(master: &MasterKey, account_id: uuid::Uuid) -
 pub struct AccountKeys {
     pub ed25519: SigningKey,
     pub rsa: RsaPrivateKey,
+    /// `None` only for an account created before ECDSA keys existed and not yet backfilled.
+    pub ecdsa: Option<p256::ecdsa::SigningKey>,
 }
 
 impl AccountKeys {
@@ -125,7 +143,17 @@ impl AccountKeys {
         let ed: [u8; 32] = ed_bytes.as_slice().try_into().map_err(|_| anyhow!("corrupt Ed25519 key"))?;
         let rsa_der = master.open(rsa_sealed, aad)?;
         let rsa = RsaPrivateKey::from_pkcs8_der(&rsa_der).context("corrupt RSA key")?;
-        Ok(AccountKeys { ed25519: SigningKey::from_bytes(&ed), rsa })
+        Ok(AccountKeys { ed25519: SigningKey::from_bytes(&ed), rsa, ecdsa: None })
+    }
+
+    /// All of an account's keys.
+    pub fn for_account(master: &MasterKey, account: &crate::store::accounts::AccountRow) -> anyhow::Result<Self> {
+        let mut keys = Self::unseal(master, account.id, &account.ed25519_secret, &account.rsa_secret)?;
+        if let Some(sealed) = &account.ecdsa_secret {
+            let bytes = master.open(sealed, account.id.as_bytes())?;
+            keys.ecdsa = Some(p256::ecdsa::SigningKey::from_slice(&bytes).map_err(|_| anyhow!("corrupt ECDSA key"))?);
+        }
+        Ok(keys)
     }
 }
 

@@ -15,6 +15,7 @@ pub enum SigAlg {
     Ed25519,
     RsaPssSha256,
     RsaSha256,
+    EcdsaP256,
 }
 
 impl SigAlg {
@@ -23,6 +24,7 @@ impl SigAlg {
             "ed25519" => Some(SigAlg::Ed25519),
             "rsa-pss-sha256" => Some(SigAlg::RsaPssSha256),
             "rsa-sha256" => Some(SigAlg::RsaSha256),
+            "ecdsa-p256" => Some(SigAlg::EcdsaP256),
             _ => None,
         }
     }
@@ -32,16 +34,23 @@ impl SigAlg {
             SigAlg::Ed25519 => "ed25519",
             SigAlg::RsaPssSha256 => "rsa-pss-sha256",
             SigAlg::RsaSha256 => "rsa-sha256",
+            SigAlg::EcdsaP256 => "ecdsa-p256",
         }
     }
 }
 
-pub fn sign(keys: &AccountKeys, alg: SigAlg, data: &[u8]) -> Vec<u8> {
-    match alg {
+/// Signs `data`. ECDSA signatures are DER (SHA-256), as Keygen writes them.
+pub fn sign(keys: &AccountKeys, alg: SigAlg, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok(match alg {
         SigAlg::Ed25519 => keys.ed25519.sign(data).to_bytes().to_vec(),
+        SigAlg::EcdsaP256 => {
+            let key = keys.ecdsa.as_ref().ok_or_else(|| anyhow::anyhow!("account has no ECDSA key yet"))?;
+            let sig: p256::ecdsa::Signature = key.sign(data);
+            sig.to_der().as_bytes().to_vec()
+        }
         SigAlg::RsaSha256 => rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa.clone()).sign(data).to_vec(),
         SigAlg::RsaPssSha256 => rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa.clone(), PSS_SALT_LEN)
             .sign_with_rng(&mut OsRng, data)
             .to_vec(),
-    }
+    })
 }

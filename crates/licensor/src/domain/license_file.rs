@@ -62,6 +62,7 @@ pub fn default_alg(scheme: Option<&str>) -> SigAlg {
         Some("RSA_2048_PKCS1_SIGN" | "RSA_2048_PKCS1_SIGN_V2" | "RSA_2048_PKCS1_ENCRYPT" | "RSA_2048_JWT_RS256") => {
             SigAlg::RsaSha256
         }
+        Some("ECDSA_P256_SIGN") => SigAlg::EcdsaP256,
         _ => SigAlg::Ed25519,
     }
 }
@@ -99,7 +100,7 @@ pub fn certificate(
         }
     };
     let signing_data = format!("{}/{enc}", kind.prefix());
-    let sig = STANDARD.encode(sign::sign(keys, alg, signing_data.as_bytes()));
+    let sig = STANDARD.encode(sign::sign(keys, alg, signing_data.as_bytes())?);
     let alg_name = algorithm_name(encrypt_key.is_some(), alg);
     let doc = serde_json::json!({ "enc": enc, "sig": sig, "alg": alg_name }).to_string();
     let b64 = STANDARD.encode(doc.as_bytes());

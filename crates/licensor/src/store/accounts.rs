@@ -17,12 +17,14 @@ pub struct AccountRow {
     pub ed25519_secret: Vec<u8>,
     pub rsa_public: String,
     pub rsa_secret: Vec<u8>,
+    pub ecdsa_public: Option<String>,
+    pub ecdsa_secret: Option<Vec<u8>>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const FIND_BY_ID: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at FROM accounts WHERE id = $1";
-const FIND_BY_SLUG: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at FROM accounts WHERE slug = $1";
+const FIND_BY_ID: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at FROM accounts WHERE id = $1";
+const FIND_BY_SLUG: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at FROM accounts WHERE slug = $1";
 
 /// Finds an account by UUID or by slug.
 pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<AccountRow>> {
@@ -39,7 +41,7 @@ pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<AccountRow>> {
 
 /// The account, when the database holds exactly one.
 pub async fn find_only(db: &Db) -> Result<Option<AccountRow>> {
-    const SQL: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at FROM accounts LIMIT 2";
+    const SQL: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at FROM accounts LIMIT 2";
     let mut rows = db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(SQL).fetch_all(pool).await?);
     Ok(if rows.len() == 1 { rows.pop() } else { None })
 }
@@ -48,7 +50,7 @@ pub async fn count(db: &Db) -> Result<i64> {
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM accounts").fetch_one(pool).await?))
 }
 
-const INSERT: &str = "INSERT INTO accounts (id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+const INSERT: &str = "INSERT INTO accounts (id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
 
 pub async fn insert(db: &Db, a: &AccountRow) -> Result<()> {
     db_run!(db, |pool| sqlx::query(INSERT)
@@ -60,10 +62,25 @@ pub async fn insert(db: &Db, a: &AccountRow) -> Result<()> {
         .bind(&a.ed25519_secret)
         .bind(&a.rsa_public)
         .bind(&a.rsa_secret)
+        .bind(&a.ecdsa_public)
+        .bind(&a.ecdsa_secret)
         .bind(a.created_at)
         .execute(pool)
         .await?
         .rows_affected());
+    Ok(())
+}
+
+/// Accounts created before ECDSA keys existed.
+pub async fn without_ecdsa(db: &Db) -> Result<Vec<Uuid>> {
+    const SQL: &str = "SELECT id FROM accounts WHERE ecdsa_secret IS NULL";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, Uuid>(SQL).fetch_all(pool).await?))
+}
+
+/// Sets the ECDSA pair unless another node did first.
+pub async fn set_ecdsa(db: &Db, id: Uuid, public: &str, sealed: &[u8]) -> Result<()> {
+    const SQL: &str = "UPDATE accounts SET ecdsa_public = $2, ecdsa_secret = $3 WHERE id = $1 AND ecdsa_secret IS NULL";
+    db_run!(db, |pool| sqlx::query(SQL).bind(id).bind(public).bind(sealed).execute(pool).await?.rows_affected());
     Ok(())
 }
 

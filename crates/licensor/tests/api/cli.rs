@@ -131,6 +131,7 @@ async fn client_crate_verifies_every_signing_scheme() {
     let row = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
     let ed = PublicKey::parse(&row.ed25519_public).unwrap();
     let rsa = PublicKey::parse(&row.rsa_public).unwrap();
+    let ecdsa = PublicKey::parse(row.ecdsa_public.as_deref().unwrap()).unwrap();
     let product = app.create_product("Schemes").await;
     for (scheme, pk) in [
         ("ED25519_SIGN", &ed),
@@ -138,17 +139,71 @@ async fn client_crate_verifies_every_signing_scheme() {
         ("RSA_2048_PKCS1_PSS_SIGN", &rsa),
         ("RSA_2048_PKCS1_SIGN_V2", &rsa),
         ("RSA_2048_PKCS1_PSS_SIGN_V2", &rsa),
+        ("ECDSA_P256_SIGN", &ecdsa),
+        ("RSA_2048_PKCS1_ENCRYPT", &rsa),
+        ("RSA_2048_JWT_RS256", &rsa),
     ] {
         let policy = app.create_policy(&product, json!({"scheme": scheme})).await;
         let (id, key) = app.create_license(&policy, json!({})).await;
         let data = verify(&key, Scheme::parse(scheme).unwrap(), pk).unwrap_or_else(|e| panic!("{scheme}: {e}"));
         let seed: Value = serde_json::from_slice(&data).unwrap();
-        assert_eq!(seed["license"]["id"], json!(id), "{scheme}");
+        let license_id = match scheme {
+            "RSA_2048_PKCS1_ENCRYPT" => &seed["id"],
+            "RSA_2048_JWT_RS256" => &seed["sub"],
+            _ => &seed["license"]["id"],
+        };
+        assert_eq!(license_id, &json!(id), "{scheme}");
         let mut bytes = key.clone().into_bytes();
         let i = bytes.len() / 3;
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         assert!(verify(&String::from_utf8(bytes).unwrap(), Scheme::parse(scheme).unwrap(), pk).is_err(), "{scheme}");
-        let wrong = if scheme == "ED25519_SIGN" { &rsa } else { &ed };
+        let wrong = if scheme == "ED25519_SIGN" { &ecdsa } else { &ed };
         assert!(verify(&key, Scheme::parse(scheme).unwrap(), wrong).is_err(), "{scheme}");
     }
+}
+
+/// ECDSA P-256 end to end: the account publishes the key, license files and signed responses
+/// use `ecdsa-p256`, and the client crate verifies both.
+#[tokio::test]
+async fn ecdsa_files_and_responses_verify() {
+    use base64::Engine;
+    use licensor_client::PublicKey;
+    let app = spawn_app().await;
+    let account = app.get(&app.acct(""), &app.admin()).await;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(account.body["meta"]["keys"]["ecdsa"].as_str().unwrap())
+        .unwrap();
+    let ecdsa = PublicKey::parse(std::str::from_utf8(&pem).unwrap()).unwrap();
+    let (_, _, license, key) = app.license_fixture(json!({"scheme": "ECDSA_P256_SIGN"})).await;
+    let r = app.post(&app.acct(&format!("/licenses/{license}/actions/check-out")), &app.admin(), json!({})).await;
+    let cert = r.attr("certificate").as_str().unwrap();
+    let file = licensor_client::file::verify(cert, &ecdsa, None).unwrap();
+    assert_eq!(file.attributes()["key"], json!(key));
+    assert!(cert.contains('\n'));
+
+    let path = app.acct(&format!("/licenses/{license}"));
+    let resp = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&app.admin_token)
+        .header("accept", "application/vnd.api+json")
+        .header("keygen-accept-signature", "algorithm=\"ecdsa-p256\"")
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap();
+    let signed = licensor_client::response::SignedResponse {
+        method: "GET",
+        path_and_query: &path,
+        host: &app.addr.to_string(),
+        signature_header: headers["keygen-signature"].to_str().unwrap(),
+        date: headers["date"].to_str().unwrap(),
+        body: &body,
+    };
+    licensor_client::response::verify(&signed, &ecdsa).unwrap();
+    let mut tampered = body.to_vec();
+    tampered[5] ^= 1;
+    let signed = licensor_client::response::SignedResponse { body: &tampered, ..signed };
+    assert!(licensor_client::response::verify(&signed, &ecdsa).is_err());
 }

@@ -48,7 +48,11 @@ pub fn render(a: &AccountRow) -> serde_json::Value {
         "data": resource,
         "meta": {
             "publicKey": b64(&a.rsa_public),
-            "keys": { "ed25519": b64(&a.ed25519_public), "rsa2048": b64(&a.rsa_public) },
+            "keys": {
+                "ed25519": b64(&a.ed25519_public),
+                "rsa2048": b64(&a.rsa_public),
+                "ecdsa": a.ecdsa_public.as_deref().map(b64),
+            },
         },
     })
 }

@@ -82,7 +82,10 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     let digest = format!("sha-256={}", STANDARD.encode(Sha256::digest(&bytes)));
     let signing_data = format!("(request-target): {target}\nhost: {host}\ndate: {date}\ndigest: {digest}");
-    let signature = STANDARD.encode(sign::sign(&keys, alg, signing_data.as_bytes()));
+    let signature = match sign::sign(&keys, alg, signing_data.as_bytes()) {
+        Ok(s) => STANDARD.encode(s),
+        Err(e) => return ApiError(Error::Internal(e)).into_response(),
+    };
     let header = format!(
         "keyid=\"{account_id}\", algorithm=\"{}\", signature=\"{signature}\", headers=\"(request-target) host date digest\"",
         alg.as_str()
