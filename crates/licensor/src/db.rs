@@ -4,8 +4,10 @@
 //! through [`db_run!`], which expands the same body once per engine. Where the dialects differ a
 //! store function matches on [`Db`] explicitly and says why.
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,8 +20,15 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
+}
+
+/// SQLite: the sqlx pool for everything, and the file's path for [`SqliteDb::read_inline`].
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pub pool: SqlitePool,
+    path: Arc<PathBuf>,
 }
 
 /// Runs `$body` with `$pool` bound to the live engine's pool; the body is compiled once per engine.
@@ -27,10 +36,58 @@ pub enum Db {
 macro_rules! db_run {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
-            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.pool;
+                $body
+            }
             $crate::db::Db::Postgres($pool) => $body,
         }
     };
+}
+
+thread_local! {
+    /// Read-only connections of this thread, by database file (a few at most).
+    static READERS: RefCell<Vec<(Arc<PathBuf>, rusqlite::Connection)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SqliteDb {
+    /// Runs a short read on a read-only connection owned by the current thread, inline.
+    ///
+    /// Why: sqlx runs every SQLite statement on a worker thread of its own and hands the rows
+    /// back through channels, two thread switches per statement; on the validation hot path those
+    /// switches cost more than the indexed lookup itself. A point read on a WAL database never
+    /// waits for writers, so running it on the async worker is as cheap as any other small
+    /// computation there. Only for single-row lookups by index; everything else goes through sqlx.
+    pub fn read_inline<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        READERS.with(|cell| {
+            let mut readers = cell.borrow_mut();
+            let index = match readers.iter().position(|(p, _)| Arc::ptr_eq(p, &self.path) || **p == *self.path) {
+                Some(i) => i,
+                None => {
+                    let conn = rusqlite::Connection::open_with_flags(
+                        &*self.path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .with_context(|| format!("cannot open {} for reading", self.path.display()))?;
+                    conn.busy_timeout(Duration::from_secs(5))?;
+                    // Map the file: point reads then cost no read() system calls.
+                    conn.pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)?;
+                    conn.set_prepared_statement_cache_capacity(32);
+                    if readers.len() >= 4 {
+                        readers.remove(0);
+                    }
+                    readers.push((self.path.clone(), conn));
+                    readers.len() - 1
+                }
+            };
+            Ok(f(&readers[index].1)?)
+        })
+    }
+}
+
+/// Connections per node: `LICENSOR_DATABASE_POOL`, else the engine's default.
+fn pool_size(default: u32) -> u32 {
+    std::env::var("LICENSOR_DATABASE_POOL").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
 }
 
 impl Db {
@@ -54,7 +111,10 @@ impl Db {
                 options = options.options([("search_path", schema)]);
             }
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(pool_size(16))
+                // A checked-out connection that turns out dead fails its query and is dropped;
+                // pinging on every acquire would double the round trips of each request.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
@@ -75,18 +135,19 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30));
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(pool_size(4))
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot open SQLite database {path}"))?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(SqliteDb { pool, path: Arc::new(PathBuf::from(path)) }))
         }
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.pool).await?,
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())

@@ -104,12 +104,61 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<LicenseRow>
         .await?))
 }
 
+/// The validation hot path's lookup. On SQLite it reads inline (see `SqliteDb::read_inline`).
 pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<LicenseRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_KEY)
-        .bind(account)
-        .bind(key)
-        .fetch_optional(pool)
-        .await?))
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            use rusqlite::OptionalExtension;
+            conn.prepare_cached(FIND_BY_KEY)?.query_row(rusqlite::params![account, key], from_sqlite_row).optional()
+        })?),
+        Db::Postgres(pool) => {
+            Ok(sqlx::query_as::<_, LicenseRow>(FIND_BY_KEY).bind(account).bind(key).fetch_optional(pool).await?)
+        }
+    }
+}
+
+/// Maps a row of `select_view!` read through `rusqlite` (columns in the macro's order).
+fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
+    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
+        let text: String = r.get(i)?;
+        serde_json::from_str(&text)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+    };
+    let rules: String = r.get(25)?;
+    let rules: PolicyRules = serde_json::from_str(&rules)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(25, rusqlite::types::Type::Text, Box::new(e)))?;
+    Ok(LicenseRow {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        product_id: r.get(2)?,
+        policy_id: r.get(3)?,
+        owner_id: r.get(4)?,
+        group_id: r.get(5)?,
+        key: r.get(6)?,
+        name: r.get(7)?,
+        expiry: r.get(8)?,
+        suspended: r.get(9)?,
+        protected: r.get(10)?,
+        uses: r.get(11)?,
+        max_machines: r.get(12)?,
+        max_processes: r.get(13)?,
+        max_users: r.get(14)?,
+        max_cores: r.get(15)?,
+        max_uses: r.get(16)?,
+        max_memory: r.get(17)?,
+        max_disk: r.get(18)?,
+        last_validated_at: r.get(19)?,
+        last_check_out_at: r.get(20)?,
+        last_check_in_at: r.get(21)?,
+        metadata: Json(json(22)?),
+        created_at: r.get(23)?,
+        updated_at: r.get(24)?,
+        policy_rules: Json(rules),
+        machines_count: r.get(26)?,
+        machines_cores: r.get(27)?,
+        users_count: r.get(28)?,
+        owner_banned: r.get(29)?,
+    })
 }
 
 const FIND_ANY_BY_KEY: &str = select_view!("WHERE l.key = $1 LIMIT 2");
@@ -300,19 +349,32 @@ pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()
 }
 
 /// Records validations in bulk: each license gets the latest instant seen. Never moves the
-/// timestamp backwards, so nodes flushing out of order cannot undo each other.
+/// timestamp backwards, so nodes flushing out of order cannot undo each other. One statement
+/// per chunk (not per license): on a busy node this runs with thousands of entries a second.
 pub async fn touch_validated(db: &Db, touches: &[(Uuid, i64)]) -> Result<()> {
-    const SQL: &str = "UPDATE licenses SET last_validated_at = $2 WHERE id = $1 AND (last_validated_at IS NULL OR last_validated_at < $2)";
-    if touches.is_empty() {
-        return Ok(());
-    }
-    db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        for (id, at) in touches {
-            sqlx::query(SQL).bind(id).bind(at).execute(&mut *tx).await?;
+    // The two engines pass arrays differently: SQLite as JSON (ids as hex, the column is a
+    // BLOB), PostgreSQL as native arrays.
+    const SQLITE: &str = "UPDATE licenses SET last_validated_at = t.at \
+        FROM (SELECT unhex(json_extract(value, '$[0]')) AS id, json_extract(value, '$[1]') AS at FROM json_each($1)) AS t \
+        WHERE licenses.id = t.id AND (licenses.last_validated_at IS NULL OR licenses.last_validated_at < t.at)";
+    const POSTGRES: &str =
+        "UPDATE licenses SET last_validated_at = t.at FROM unnest($1::uuid[], $2::bigint[]) AS t(id, at) \
+        WHERE licenses.id = t.id AND (licenses.last_validated_at IS NULL OR licenses.last_validated_at < t.at)";
+    for chunk in touches.chunks(1000) {
+        match db {
+            Db::Sqlite(sqlite) => {
+                let pool = &sqlite.pool;
+                let json: Vec<(String, i64)> = chunk.iter().map(|(id, at)| (hex::encode(id.as_bytes()), *at)).collect();
+                let json = serde_json::to_string(&json).map_err(anyhow::Error::from)?;
+                sqlx::query(SQLITE).bind(json).execute(pool).await?;
+            }
+            Db::Postgres(pool) => {
+                let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+                let ats: Vec<i64> = chunk.iter().map(|(_, at)| *at).collect();
+                sqlx::query(POSTGRES).bind(ids).bind(ats).execute(pool).await?;
+            }
         }
-        tx.commit().await?;
-    });
+    }
     Ok(())
 }
 
