@@ -112,13 +112,52 @@ pub async fn find_on_license(db: &Db, account: Uuid, license: Uuid, fingerprint:
 
 const FOR_LICENSE: &str = select!("WHERE m.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC");
 
-/// Every machine of a license (validation needs them all; a license rarely has many).
+/// Every machine of a license (validation needs them all; a license rarely has many). On the
+/// validation hot path: on SQLite it reads inline (see `SqliteDb::read_inline`).
 pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<MachineRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FOR_LICENSE)
-        .bind(account)
-        .bind(license)
-        .fetch_all(pool)
-        .await?))
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            conn.prepare_cached(FOR_LICENSE)?
+                .query_map(rusqlite::params![account, license], from_sqlite_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?),
+        Db::Postgres(pool) => {
+            Ok(sqlx::query_as::<_, MachineRow>(FOR_LICENSE).bind(account).bind(license).fetch_all(pool).await?)
+        }
+    }
+}
+
+/// Maps a row of `select!` read through `rusqlite` (columns in the macro's order).
+fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MachineRow> {
+    fn json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+        let text: String = r.get(i)?;
+        serde_json::from_str(&text)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+    }
+    Ok(MachineRow {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        license_id: r.get(2)?,
+        fingerprint: r.get(3)?,
+        name: r.get(4)?,
+        ip: r.get(5)?,
+        hostname: r.get(6)?,
+        platform: r.get(7)?,
+        cores: r.get(8)?,
+        memory: r.get(9)?,
+        disk: r.get(10)?,
+        owner_id: r.get(11)?,
+        group_id: r.get(12)?,
+        max_processes: r.get(13)?,
+        last_heartbeat_at: r.get(14)?,
+        last_check_out_at: r.get(15)?,
+        metadata: sqlx::types::Json(json(r, 16)?),
+        created_at: r.get(17)?,
+        updated_at: r.get(18)?,
+        product_id: r.get(19)?,
+        policy_id: r.get(20)?,
+        policy_rules: sqlx::types::Json(json(r, 21)?),
+    })
 }
 
 #[derive(Debug, Default, Clone)]
