@@ -19,3 +19,4 @@ mod policies;
 mod resources;
 mod tokens;
 mod validation;
+mod validation_limits;
