@@ -156,3 +156,43 @@ async fn signature_headers_and_bad_accept_signature() {
         .unwrap();
     assert!(r.headers()["keygen-signature"].to_str().unwrap().contains("rsa-sha256"));
 }
+
+/// The client crate refuses a license file once its TTL has passed, and one issued after the
+/// local clock's "now" (a clock set back).
+#[tokio::test]
+async fn client_crate_rejects_expired_files_and_rolled_back_clocks() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({})).await;
+    let r = app
+        .post(
+            &app.acct(&format!("/licenses/{license}/actions/check-out")),
+            &app.admin(),
+            json!({"meta": {"ttl": 3600, "encrypt": true}}),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+    let cert = r.attr("certificate").as_str().unwrap().to_string();
+    let pk = licensor_client::PublicKey::parse(&public_key_hex(&app).await).unwrap();
+    let file =
+        licensor_client::file::verify(&cert, &pk, Some(licensor_client::file::decryption_key(&key, None))).unwrap();
+    let now = chrono::Utc::now();
+    file.check_time(now).unwrap();
+    assert!(matches!(file.check_time(now + chrono::Duration::hours(2)), Err(licensor_client::Error::Expired(_))));
+    assert_eq!(file.check_time(now - chrono::Duration::hours(1)), Err(licensor_client::Error::ClockRollback));
+    let guard = licensor_client::clock::ClockGuard::new(tempfile::tempdir().unwrap().path().join("clock"));
+    guard.observe(now, file.issued).unwrap();
+    assert_eq!(guard.observe(now - chrono::Duration::days(2), file.issued), Err(licensor_client::Error::ClockRollback));
+    // Wrong license key: cannot decrypt. Flipped bit in the body: does not verify.
+    assert_eq!(
+        licensor_client::file::verify(&cert, &pk, Some(licensor_client::file::decryption_key("wrong", None)))
+            .unwrap_err(),
+        licensor_client::Error::Decrypt
+    );
+    let lines: Vec<&str> = cert.lines().collect();
+    let mut body = lines[1].as_bytes().to_vec();
+    body[10] = if body[10] == b'A' { b'B' } else { b'A' };
+    let tampered = cert.replacen(lines[1], std::str::from_utf8(&body).unwrap(), 1);
+    assert!(
+        licensor_client::file::verify(&tampered, &pk, Some(licensor_client::file::decryption_key(&key, None))).is_err()
+    );
+}

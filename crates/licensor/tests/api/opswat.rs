@@ -241,3 +241,28 @@ async fn air_gapped_round_trip() {
             .await;
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
+
+/// The machine limit holds when many deployments activate one key at once.
+#[tokio::test]
+async fn concurrent_activations_respect_the_limit() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let mut tasks = Vec::new();
+    for n in 0..50u8 {
+        let (app, key) = (app.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=1", deployment(100 + n))).await.0
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        match status.as_str() {
+            "HTTP/1.1 200 OK" => ok += 1,
+            "HTTP/1.1 200 Activation failed" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(machine_count(&app, &license).await, 5);
+}
