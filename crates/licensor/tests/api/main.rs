@@ -14,6 +14,7 @@ mod errors;
 mod licenses;
 mod licensing;
 mod machines;
+mod openapi;
 mod opswat;
 mod policies;
 mod resources;

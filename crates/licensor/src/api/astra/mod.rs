@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::api::keygen::UNMATCHED;
 use crate::app::AppState;
 use crate::auth::{self, Bearer, Credential, Principal};
 use crate::error::Error;
@@ -26,8 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/licenses/{license_id}", get(licenses::show).put(licenses::replace).delete(licenses::delete))
         .route("/entitlements", get(entitlements::list))
         .route("/entitlements/{entitlement_id}", get(entitlements::show))
-        .fallback(|| async { Problem::new(1) })
-        .method_not_allowed_fallback(|| async { Problem::new(11) });
+        .fallback(|| async { ([UNMATCHED], Problem::new(1)) })
+        .method_not_allowed_fallback(|| async { ([UNMATCHED], Problem::new(11)) });
     Router::new().nest("/accounts/{account_id}/core/v1", api)
 }
 

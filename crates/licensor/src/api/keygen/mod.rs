@@ -26,16 +26,23 @@ use crate::app::AppState;
 use crate::error::Error;
 use error::ApiError;
 
-async fn not_found() -> ApiError {
-    ApiError(Error::NotFound { kind: "endpoint", id: "requested".into() })
+/// Marks answers that matched no route, so tests can tell "no such endpoint" from "no such
+/// resource" (docs/openapi.yaml is checked against the server with it).
+pub const UNMATCHED: (&str, &str) = ("x-licensor-unmatched", "1");
+
+async fn not_found() -> impl axum::response::IntoResponse {
+    ([UNMATCHED], ApiError(Error::NotFound { kind: "endpoint", id: "requested".into() }))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError(Error::BadRequest {
-        detail: "The request method is not supported by this endpoint".into(),
-        code: Some("METHOD_NOT_ALLOWED".into()),
-        location: crate::error::Source::None,
-    })
+async fn method_not_allowed() -> impl axum::response::IntoResponse {
+    (
+        [UNMATCHED],
+        ApiError(Error::BadRequest {
+            detail: "The request method is not supported by this endpoint".into(),
+            code: Some("METHOD_NOT_ALLOWED".into()),
+            location: crate::error::Source::None,
+        }),
+    )
 }
 
 fn account_routes() -> Router<AppState> {

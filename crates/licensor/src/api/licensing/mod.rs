@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api::keygen::UNMATCHED;
 use crate::app::AppState;
 use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
@@ -37,8 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/products/{key}/extensions", get(catalog::product_extensions))
         .route("/extensions", get(catalog::extensions))
         .route("/extensions/{key}", get(catalog::extension))
-        .fallback(|| async { Failure::from(Error::not_found("endpoint", "requested")) })
-        .method_not_allowed_fallback(|| async { Failure::MethodNotAllowed });
+        .fallback(|| async { ([UNMATCHED], Failure::from(Error::not_found("endpoint", "requested"))) })
+        .method_not_allowed_fallback(|| async { ([UNMATCHED], Failure::MethodNotAllowed) });
     Router::new().nest("/api/licensing/v1", api)
 }
 
