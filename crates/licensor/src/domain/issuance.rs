@@ -37,6 +37,36 @@ pub struct NewLicense {
     pub owner_email: Option<String>,
 }
 
+/// The product's policy called `name`, created on first use as a floating policy with
+/// `metadata`. Surfaces that sell by a single limit set on each license (the licensing API's
+/// types, the core API's protocols) issue under such policies, so only that limit applies.
+pub async fn floating_policy(
+    db: &Db,
+    account: uuid::Uuid,
+    product: uuid::Uuid,
+    name: &str,
+    metadata: Value,
+) -> Result<PolicyRow> {
+    use crate::store::{policies, Page};
+    let existing = policies::list(db, account, Some(product), None, Page { size: 10_000, number: 1 }).await?;
+    if let Some(p) = existing.rows.into_iter().find(|p| p.name == name) {
+        return Ok(p);
+    }
+    let now = time::now_ms();
+    let policy = PolicyRow {
+        id: Uuid::new_v4(),
+        account_id: account,
+        product_id: product,
+        name: name.to_string(),
+        rules: Json(super::policy::PolicyRules { floating: true, ..Default::default() }),
+        metadata: Json(metadata),
+        created_at: now,
+        updated_at: now,
+    };
+    policies::insert(db, &policy).await?;
+    Ok(policy)
+}
+
 /// Keys Keygen refuses because they would shadow routes.
 const RESERVED_KEYS: &[&str] = &["actions", "action"];
 

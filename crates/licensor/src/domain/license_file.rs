@@ -7,7 +7,6 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::crypto::sign::{self, SigAlg};
 use crate::crypto::AccountKeys;
@@ -68,15 +67,8 @@ pub fn default_alg(scheme: Option<&str>) -> SigAlg {
 }
 
 /// The AES key for an encrypted file: SHA-256 of the license key (plus the machine's
-/// fingerprint, for machine files).
-pub fn file_key(license_key: &str, fingerprint: Option<&str>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(license_key.as_bytes());
-    if let Some(fp) = fingerprint {
-        h.update(fp.as_bytes());
-    }
-    h.finalize().into()
-}
+/// fingerprint, for machine files). One definition, shared with the client that decrypts.
+pub use licensor_client::file::decryption_key as file_key;
 
 /// Builds the armored certificate for `payload` (the JSON text of the document).
 pub fn certificate(

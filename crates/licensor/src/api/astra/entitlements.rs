@@ -13,8 +13,8 @@ use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::projection::Metric;
 use crate::error::Error;
-use crate::store::licenses::{self, LicenseFilter, LicenseRow};
-use crate::store::{entitlements, processes, products, Page};
+use crate::store::licenses::LicenseRow;
+use crate::store::{entitlements, processes, products};
 
 const FOREVER: &str = "9999-12-31T23:59:59.000000Z";
 
@@ -68,15 +68,8 @@ async fn rows_for(c: &Caller, l: &LicenseRow) -> Result<Vec<Value>, Error> {
 }
 
 async fn all_rows(c: &Caller) -> Result<Vec<Value>, Error> {
-    let mut f = LicenseFilter::default();
-    match &c.principal.bearer {
-        crate::auth::Bearer::Admin(_) => {}
-        crate::auth::Bearer::Product(p) => f.product = Some(p.id),
-        crate::auth::Bearer::User(u) => f.user = Some(u.id),
-        crate::auth::Bearer::License(l) => f.only = Some(l.id),
-    }
     let mut out = Vec::new();
-    for l in licenses::list(c.db(), c.account.id, &f, Page { size: 10_000, number: 1 }).await?.rows {
+    for l in c.visible_licenses().await? {
         out.extend(rows_for(c, &l).await?);
     }
     Ok(out)

@@ -13,14 +13,13 @@ use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::issuance::{self, NewLicense};
 use crate::domain::nlf::{self, Nlf, TextError};
-use crate::domain::policy::PolicyRules;
 use crate::domain::projection::{self, Metric};
 use crate::error::Error;
 use crate::store::astra::{self, AstraRow};
 use crate::store::entitlements::{self, EntitlementRow};
-use crate::store::licenses::{self, LicenseFilter, LicenseRow};
+use crate::store::licenses::{self, LicenseRow};
 use crate::store::policies::{self, PolicyRow};
-use crate::store::{machines, products, Json, Page};
+use crate::store::{machines, products, Page};
 use crate::time;
 
 const MEDIA: &str = "application/astra-license+json";
@@ -146,18 +145,6 @@ fn etag(resource: &Value) -> String {
     format!("\"{}\"", hex::encode(Md5::digest(resource.to_string().as_bytes())))
 }
 
-/// Licenses the caller can see, newest first.
-async fn visible(c: &Caller) -> Result<Vec<LicenseRow>, Error> {
-    let mut f = LicenseFilter::default();
-    match &c.principal.bearer {
-        crate::auth::Bearer::Admin(_) => {}
-        crate::auth::Bearer::Product(p) => f.product = Some(p.id),
-        crate::auth::Bearer::User(u) => f.user = Some(u.id),
-        crate::auth::Bearer::License(l) => f.only = Some(l.id),
-    }
-    Ok(licenses::list(c.db(), c.account.id, &f, Page { size: 10_000, number: 1 }).await?.rows)
-}
-
 pub async fn list(
     State(state): State<AppState>,
     Path(account): Path<String>,
@@ -168,7 +155,7 @@ pub async fn list(
     let q = collection_query(query.as_deref(), &["include", "limit", "filter"])?;
     let extras = astra::for_account(c.db(), c.account.id).await?;
     let mut items = Vec::new();
-    for l in visible(&c).await? {
+    for l in c.visible_licenses().await? {
         items.push(render(&c, &l, extras.iter().find(|e| e.license_id == l.id)).await?);
     }
     let page = cq::apply(items, &q);
@@ -315,24 +302,8 @@ fn read_text(c: &Caller, text: &str) -> Reply<(Nlf, Option<i64>)> {
 
 /// The policy a text's protocol names under `product`, created on first use.
 async fn policy_for(c: &Caller, product: Uuid, nlf: &Nlf) -> Result<PolicyRow, Error> {
-    let name = if nlf.protocol.is_empty() { "core-v1".to_string() } else { nlf.protocol.clone() };
-    let existing = policies::list(c.db(), c.account.id, Some(product), None, Page { size: 10_000, number: 1 }).await?;
-    if let Some(p) = existing.rows.into_iter().find(|p| p.name == name) {
-        return Ok(p);
-    }
-    let now = time::now_ms();
-    let policy = PolicyRow {
-        id: Uuid::new_v4(),
-        account_id: c.account.id,
-        product_id: product,
-        name,
-        rules: Json(PolicyRules { floating: true, ..PolicyRules::default() }),
-        metadata: Json(json!({ "evaluation": nlf.evaluation })),
-        created_at: now,
-        updated_at: now,
-    };
-    policies::insert(c.db(), &policy).await?;
-    Ok(policy)
+    let name = if nlf.protocol.is_empty() { "core-v1" } else { nlf.protocol.as_str() };
+    issuance::floating_policy(c.db(), c.account.id, product, name, json!({ "evaluation": nlf.evaluation })).await
 }
 
 /// The core limits a text grants, by metric (machines, cores, users, processes, uses).

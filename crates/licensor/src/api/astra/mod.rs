@@ -218,6 +218,20 @@ impl Caller {
         }
     }
 
+    /// The licenses the caller can see, newest first (at most 10,000: these collections are
+    /// filtered in memory).
+    async fn visible_licenses(&self) -> Result<Vec<LicenseRow>, Error> {
+        let mut f = crate::store::licenses::LicenseFilter::default();
+        match &self.principal.bearer {
+            Bearer::Admin(_) => {}
+            Bearer::Product(p) => f.product = Some(p.id),
+            Bearer::User(u) => f.user = Some(u.id),
+            Bearer::License(l) => f.only = Some(l.id),
+        }
+        let page = crate::store::Page { size: 10_000, number: 1 };
+        Ok(crate::store::licenses::list(self.db(), self.account.id, &f, page).await?.rows)
+    }
+
     /// Whether the caller may see `l`.
     async fn can_read(&self, l: &LicenseRow) -> Result<bool, Error> {
         Ok(match &self.principal.bearer {

@@ -13,7 +13,6 @@ use uuid::Uuid;
 use super::{require_content_type, Caller, Failure, Reply};
 use crate::domain::issuance::{self, NewLicense};
 use crate::domain::licensing_code::{self, GrantedLicense, OpenError};
-use crate::domain::policy::PolicyRules;
 use crate::domain::projection::{self, legacy_key, Metric};
 use crate::error::{Error, Source};
 use crate::store::entitlements::{self, EntitlementRow};
@@ -159,27 +158,27 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
     Ok(CreateRequest { group, licensee_id, licensee_name, expiration, expiry, items })
 }
 
-/// The policy licenses of `metric` for `product` are issued under: floating, so the one limit
-/// set on each license is the only one that applies.
+/// The policy licenses of `metric` for `product` are issued under.
 async fn policy_for(c: &Caller, product: Uuid, metric: Metric) -> Result<PolicyRow, Error> {
     let name = format!("licensing-v1 {}", metric.licensing_type());
-    let existing = policies::list(c.db(), c.account.id, Some(product), None, Page { size: 10_000, number: 1 }).await?;
-    if let Some(p) = existing.rows.into_iter().find(|p| p.name == name) {
-        return Ok(p);
-    }
-    let now = time::now_ms();
-    let policy = PolicyRow {
-        id: Uuid::new_v4(),
-        account_id: c.account.id,
-        product_id: product,
-        name,
-        rules: Json(PolicyRules { floating: true, ..PolicyRules::default() }),
+    issuance::floating_policy(c.db(), c.account.id, product, &name, json!({})).await
+}
+
+/// A grant's group: the licensee by name, with its tax id in the metadata.
+fn grant_group(account: Uuid, id: Uuid, licensee_name: &str, licensee_id: &str, now: i64) -> GroupRow {
+    let mut g = GroupRow {
+        id,
+        account_id: account,
+        name: licensee_name.to_string(),
+        max_users: None,
+        max_licenses: None,
+        max_machines: None,
         metadata: crate::store::empty_metadata(),
         created_at: now,
         updated_at: now,
     };
-    policies::insert(c.db(), &policy).await?;
-    Ok(policy)
+    set_licensee_id(&mut g, licensee_id);
+    g
 }
 
 fn text(body: String) -> Response {
@@ -203,18 +202,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
             g
         }
         None => {
-            let mut g = GroupRow {
-                id: Uuid::new_v4(),
-                account_id: c.account.id,
-                name: req.licensee_name.clone(),
-                max_users: None,
-                max_licenses: None,
-                max_machines: None,
-                metadata: crate::store::empty_metadata(),
-                created_at: now,
-                updated_at: now,
-            };
-            set_licensee_id(&mut g, &req.licensee_id);
+            let g = grant_group(c.account.id, Uuid::new_v4(), &req.licensee_name, &req.licensee_id, now);
             groups::insert(c.db(), &g).await?;
             g
         }
@@ -334,19 +322,8 @@ pub async fn install(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
     let expiry = projection::parse_expiration(&grant.expiration)
         .ok_or_else(|| bad("INVALID_CODE", "the license code is malformed"))?;
     if groups::find(c.db(), c.account.id, grant.group).await?.is_none() {
-        let mut g = GroupRow {
-            id: grant.group,
-            account_id: c.account.id,
-            name: grant.licensee_name.clone(),
-            max_users: None,
-            max_licenses: None,
-            max_machines: None,
-            metadata: crate::store::empty_metadata(),
-            created_at: now,
-            updated_at: now,
-        };
-        set_licensee_id(&mut g, &grant.licensee_id);
-        groups::insert(c.db(), &g).await?;
+        groups::insert(c.db(), &grant_group(c.account.id, grant.group, &grant.licensee_name, &grant.licensee_id, now))
+            .await?;
     }
     for l in &grant.licenses {
         if licenses::find(c.db(), c.account.id, l.id).await?.is_some() {
