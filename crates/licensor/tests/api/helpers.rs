@@ -119,6 +119,27 @@ pub enum As {
     Basic(String, String),
 }
 
+impl As {
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            As::Anonymous => req,
+            As::Bearer(t) => req.bearer_auth(t),
+            As::License(k) => req.header("authorization", format!("License {k}")),
+            As::Basic(u, p) => req.basic_auth(u, Some(p)),
+        }
+    }
+}
+
+/// Reads a response into a [`Res`], failing the test on any 500.
+async fn read(resp: reqwest::Response, path: &str) -> Res {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error on {path}: {text}");
+    Res { status, headers, body, text }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
@@ -135,22 +156,12 @@ impl TestApp {
 
     pub async fn raw(&self, method: Method, path: &str, who: &As, body: Option<String>) -> Res {
         let mut req = self.client.request(method, self.url(path)).header("accept", "application/vnd.api+json");
-        req = match who {
-            As::Anonymous => req,
-            As::Bearer(t) => req.bearer_auth(t),
-            As::License(k) => req.header("authorization", format!("License {k}")),
-            As::Basic(u, p) => req.basic_auth(u, Some(p)),
-        };
+        req = who.authorize(req);
         if let Some(b) = body {
             req = req.header("content-type", "application/vnd.api+json").body(b);
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error on {path}: {text}");
-        Res { status, headers, body, text }
+        read(resp, path).await
     }
 
     pub async fn req(&self, method: Method, path: &str, who: &As, body: Option<Value>) -> Res {
@@ -261,22 +272,12 @@ impl TestApp {
     /// A request with any content type and a raw body (for surfaces other than JSON:API).
     pub async fn send(&self, method: Method, path: &str, who: &As, content_type: Option<&str>, body: &str) -> Res {
         let mut req = self.client.request(method, self.url(path));
-        req = match who {
-            As::Anonymous => req,
-            As::Bearer(t) => req.bearer_auth(t),
-            As::License(k) => req.header("authorization", format!("License {k}")),
-            As::Basic(u, p) => req.basic_auth(u, Some(p)),
-        };
+        req = who.authorize(req);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
         let resp = req.body(body.to_string()).send().await.expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error on {path}: {text}");
-        Res { status, headers, body, text }
+        read(resp, path).await
     }
 
     pub async fn stop(&mut self) {
