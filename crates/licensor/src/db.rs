@@ -122,6 +122,10 @@ impl Db {
             Ok(Db::Postgres(pool))
         } else {
             let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+            if path.contains(":memory:") || path.contains("mode=memory") {
+                // Every pooled connection would get a database of its own.
+                anyhow::bail!("in-memory SQLite is not supported; give a file path (a temp dir will do)");
+            }
             if let Some(parent) = Path::new(path).parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
