@@ -18,6 +18,7 @@ mod openapi;
 mod opswat;
 mod policies;
 mod resources;
+mod strategies;
 mod surface_errors;
 mod tokens;
 mod validation;

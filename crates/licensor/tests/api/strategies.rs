@@ -1,0 +1,270 @@
+//! Policy strategies not covered elsewhere: overage factors, uniqueness scopes, transfer,
+//! machine and process leasing, authentication, expiration and renewal bases, culling and
+//! resurrection.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn activate(app: &TestApp, license: &str, fingerprint: &str, owner: Option<&str>) -> Res {
+    let mut rels = json!({"license": {"data": {"type": "licenses", "id": license}}});
+    if let Some(o) = owner {
+        rels["owner"] = json!({"data": {"type": "users", "id": o}});
+    }
+    app.post(
+        &app.acct("/machines"),
+        &app.admin(),
+        json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint}, "relationships": rels}}),
+    )
+    .await
+}
+
+async fn activated(app: &TestApp, license: &str, count: usize) -> usize {
+    let mut ok = 0;
+    for i in 0..count {
+        if activate(app, license, &format!("fp-{i}"), None).await.status == StatusCode::CREATED {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test]
+async fn overage_factors_bound_activations() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    for (strategy, max, admitted) in [
+        ("NO_OVERAGE", 4, 4),
+        ("ALLOW_1_25X_OVERAGE", 4, 5),
+        ("ALLOW_1_5X_OVERAGE", 4, 6),
+        ("ALLOW_2X_OVERAGE", 4, 8),
+        ("ALWAYS_ALLOW_OVERAGE", 4, 10),
+    ] {
+        let policy = app
+            .create_policy(&product, json!({"floating": true, "maxMachines": max, "overageStrategy": strategy}))
+            .await;
+        let (license, _) = app.create_license(&policy, json!({})).await;
+        assert_eq!(activated(&app, &license, 10).await, admitted, "{strategy}");
+    }
+}
+
+#[tokio::test]
+async fn uniqueness_scopes_for_fingerprints() {
+    let app = spawn_app().await;
+    let (a, b) = (app.create_product("A").await, app.create_product("B").await);
+    for (strategy, same_policy, same_product, other_product) in [
+        ("UNIQUE_PER_LICENSE", true, true, true),
+        ("UNIQUE_PER_POLICY", false, true, true),
+        ("UNIQUE_PER_PRODUCT", false, false, true),
+        ("UNIQUE_PER_ACCOUNT", false, false, false),
+    ] {
+        let fp = format!("shared-{strategy}");
+        let attrs = json!({"floating": true, "machineUniquenessStrategy": strategy});
+        let p1 = app.create_policy(&a, attrs.clone()).await;
+        let p2 = app.create_policy(&a, attrs.clone()).await;
+        let p3 = app.create_policy(&b, attrs).await;
+        let (l1, _) = app.create_license(&p1, json!({})).await;
+        let (l2, _) = app.create_license(&p1, json!({})).await;
+        let (l3, _) = app.create_license(&p2, json!({})).await;
+        let (l4, _) = app.create_license(&p3, json!({})).await;
+        assert_eq!(activate(&app, &l1, &fp, None).await.status, StatusCode::CREATED);
+        for (license, allowed, what) in [
+            (&l2, same_policy, "same policy"),
+            (&l3, same_product, "same product"),
+            (&l4, other_product, "other product"),
+        ] {
+            let r = activate(&app, license, &fp, None).await;
+            assert_eq!(r.status == StatusCode::CREATED, allowed, "{strategy}, {what}: {}", r.text);
+            if !allowed {
+                assert_eq!(r.code(), "FINGERPRINT_TAKEN");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn transfer_strategies_on_policy_change() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let from = app.create_policy(&product, json!({"duration": 3 * 86400})).await;
+    let keep = app.create_policy(&product, json!({"duration": 86400, "transferStrategy": "KEEP_EXPIRY"})).await;
+    let reset = app.create_policy(&product, json!({"duration": 86400, "transferStrategy": "RESET_EXPIRY"})).await;
+    for (to, kept) in [(&keep, true), (&reset, false)] {
+        let (license, _) = app.create_license(&from, json!({})).await;
+        let before = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await.attr("expiry").clone();
+        let r = app
+            .put(
+                &app.acct(&format!("/licenses/{license}/policy")),
+                &app.admin(),
+                json!({"data": {"type": "policies", "id": to}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let after = r.attr("expiry").clone();
+        assert_eq!(before == after, kept, "{before} -> {after}");
+        if !kept {
+            let t = licensor::time::parse_iso(after.as_str().unwrap()).unwrap();
+            assert!((t - licensor::time::now_ms() - 86_400_000).abs() < 60_000, "reset to now + the new duration");
+        }
+    }
+}
+
+#[tokio::test]
+async fn per_user_machine_leasing() {
+    let app = spawn_app().await;
+    let (_, _, license, _) =
+        app.license_fixture(json!({"floating": true, "maxMachines": 1, "machineLeasingStrategy": "PER_USER"})).await;
+    let (ann, bob) = (app.create_user("ann@example.com").await, app.create_user("bob@example.com").await);
+    let r = app
+        .post(
+            &app.acct(&format!("/licenses/{license}/users")),
+            &app.admin(),
+            json!({"data": [{"type": "users", "id": ann}, {"type": "users", "id": bob}]}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    assert_eq!(activate(&app, &license, "ann-1", Some(&ann)).await.status, StatusCode::CREATED);
+    let r = activate(&app, &license, "ann-2", Some(&ann)).await;
+    assert_eq!(r.code(), "MACHINE_LIMIT_EXCEEDED");
+    assert!(r.body["errors"][0]["detail"].as_str().unwrap().contains("for user"));
+    assert_eq!(
+        activate(&app, &license, "bob-1", Some(&bob)).await.status,
+        StatusCode::CREATED,
+        "each user has their own allowance"
+    );
+}
+
+#[tokio::test]
+async fn process_leasing_strategies() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    for (strategy, second_machine_allowed) in [("PER_MACHINE", true), ("PER_LICENSE", false)] {
+        let policy = app
+            .create_policy(&product, json!({"floating": true, "maxProcesses": 1, "processLeasingStrategy": strategy}))
+            .await;
+        let (license, _) = app.create_license(&policy, json!({})).await;
+        let m1 = activate(&app, &license, "m1", None).await.id();
+        let m2 = activate(&app, &license, "m2", None).await.id();
+        let spawn = |m: String, pid: &'static str| {
+            let app = &app;
+            async move {
+                app.post(
+                    &app.acct("/processes"),
+                    &app.admin(),
+                    json!({"data": {"type": "processes", "attributes": {"pid": pid},
+                    "relationships": {"machine": {"data": {"type": "machines", "id": m}}}}}),
+                )
+                .await
+            }
+        };
+        assert_eq!(spawn(m1.clone(), "1").await.status, StatusCode::CREATED);
+        assert_eq!(spawn(m1, "2").await.status, StatusCode::UNPROCESSABLE_ENTITY, "{strategy}: one per scope");
+        assert_eq!(spawn(m2, "3").await.status == StatusCode::CREATED, second_machine_allowed, "{strategy}");
+    }
+}
+
+#[tokio::test]
+async fn authentication_strategies() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    for (strategy, key_ok, token_ok) in
+        [("LICENSE", true, false), ("TOKEN", false, true), ("MIXED", true, true), ("NONE", false, false)]
+    {
+        let policy = app.create_policy(&product, json!({"authenticationStrategy": strategy})).await;
+        let (license, key) = app.create_license(&policy, json!({})).await;
+        let path = app.acct(&format!("/licenses/{license}"));
+        assert_eq!(app.get(&path, &As::License(key)).await.status == StatusCode::OK, key_ok, "{strategy} key");
+        let t = app.post(&app.acct(&format!("/licenses/{license}/tokens")), &app.admin(), json!(null)).await;
+        let token = t.attr("token").as_str().unwrap().to_string();
+        assert_eq!(app.get(&path, &As::Bearer(token)).await.status == StatusCode::OK, token_ok, "{strategy} token");
+    }
+}
+
+fn expiry(r: &Res) -> Option<i64> {
+    r.attr("expiry").as_str().and_then(licensor::time::parse_iso)
+}
+
+#[tokio::test]
+async fn expiration_bases_start_the_clock_on_their_event() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let day = 86_400_000;
+    let near = |t: Option<i64>| t.is_some_and(|t| (t - licensor::time::now_ms() - day).abs() < 60_000);
+
+    let policy = app.create_policy(&product, json!({"duration": 86400, "expirationBasis": "FROM_CREATION"})).await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    assert!(near(expiry(&app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await)));
+
+    let policy = app
+        .create_policy(
+            &product,
+            json!({"duration": 86400, "floating": true, "expirationBasis": "FROM_FIRST_ACTIVATION"}),
+        )
+        .await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let path = app.acct(&format!("/licenses/{license}"));
+    assert_eq!(expiry(&app.get(&path, &app.admin()).await), None);
+    activate(&app, &license, "first", None).await;
+    assert!(near(expiry(&app.get(&path, &app.admin()).await)));
+
+    let policy = app.create_policy(&product, json!({"duration": 86400, "expirationBasis": "FROM_FIRST_USE"})).await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let path = app.acct(&format!("/licenses/{license}"));
+    assert_eq!(expiry(&app.get(&path, &app.admin()).await), None);
+    let r =
+        app.post(&app.acct(&format!("/licenses/{license}/actions/increment-usage")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(near(expiry(&app.get(&path, &app.admin()).await)));
+}
+
+#[tokio::test]
+async fn renewal_bases() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let day = 86_400_000;
+    for (basis, expected_from_expiry) in [("FROM_EXPIRY", true), ("FROM_NOW", false)] {
+        let policy = app.create_policy(&product, json!({"duration": 86400, "renewalBasis": basis})).await;
+        let far = licensor::time::now_ms() + 10 * day;
+        let (license, _) = app.create_license(&policy, json!({"expiry": licensor::time::iso(far)})).await;
+        let r = app.post(&app.acct(&format!("/licenses/{license}/actions/renew")), &app.admin(), json!(null)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let got = expiry(&r).unwrap();
+        let want = if expected_from_expiry { far + day } else { licensor::time::now_ms() + day };
+        assert!((got - want).abs() < 60_000, "{basis}: got {got}, want {want}");
+    }
+}
+
+#[tokio::test]
+async fn dead_machines_are_culled_or_revived_by_policy() {
+    let app = spawn_app().await;
+    let account = app.account_id.parse().unwrap();
+    let product = app.create_product("App").await;
+    let long_ago = licensor::time::now_ms() - 3_600_000;
+    let mut cases: Vec<(String, &str, Value)> = Vec::new();
+    for (cull, revive) in [("DEACTIVATE_DEAD", "NO_REVIVE"), ("KEEP_DEAD", "ALWAYS_REVIVE")] {
+        let policy = app
+            .create_policy(
+                &product,
+                json!({"floating": true, "requireHeartbeat": true, "heartbeatDuration": 60,
+                "heartbeatCullStrategy": cull, "heartbeatResurrectionStrategy": revive}),
+            )
+            .await;
+        let (license, _) = app.create_license(&policy, json!({})).await;
+        let m = activate(&app, &license, "fp", None).await.id();
+        licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago)
+            .await
+            .unwrap();
+        cases.push((m, cull, json!(revive)));
+    }
+    licensor::jobs::cull_once(&app.db, licensor::time::now_ms()).await.unwrap();
+    for (m, cull, _) in &cases {
+        let r = app.get(&app.acct(&format!("/machines/{m}")), &app.admin()).await;
+        assert_eq!(r.status == StatusCode::NOT_FOUND, *cull == "DEACTIVATE_DEAD", "{cull}");
+    }
+    // The kept one comes back to life on its next ping.
+    let (kept, _, _) = &cases[1];
+    let r = app.post(&app.acct(&format!("/machines/{kept}/actions/ping")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.attr("heartbeatStatus"), "RESURRECTED");
+}
