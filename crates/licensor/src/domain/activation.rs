@@ -31,6 +31,9 @@ pub fn limits(l: &LicenseRow, activation_token: Option<Uuid>) -> ActivationLimit
             }
         }),
         max_cores: l.max_cores().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
+        max_memory: l.max_memory().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
+        max_disk: l.max_disk().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
+        group_machines: None,
         per_owner: rules.machine_leasing_strategy == "PER_USER",
         uniqueness: uniqueness(l),
         activation_token,

@@ -175,7 +175,11 @@ pub async fn issue(
             super::keys::sign_key(scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?
         }
     };
-    licenses::insert(db, &row).await.map_err(|e| {
+    let group_max = match row.group_id {
+        Some(g) => crate::store::groups::find(db, account.id, g).await?.and_then(|g| g.max_licenses),
+        None => None,
+    };
+    let inserted = licenses::insert_within_group(db, &row, group_max).await.map_err(|e| {
         if is_unique_violation(&e) {
             if new.id.is_some() && licenses_id_conflict(&e) {
                 Error::invalid_attr("id", "has already been taken", "ID_TAKEN")
@@ -186,6 +190,13 @@ pub async fn issue(
             Error::Database(e)
         }
     })?;
+    if !inserted {
+        return Err(Error::invalid_rel(
+            "group",
+            format!("license count has exceeded maximum allowed by current group ({})", group_max.unwrap_or(0)),
+            "GROUP_LICENSE_LIMIT_EXCEEDED",
+        ));
+    }
     Ok(row)
 }
 

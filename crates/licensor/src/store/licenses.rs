@@ -241,36 +241,62 @@ const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_i
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
 
 pub async fn insert(db: &Db, l: &LicenseRow) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(l.id)
-        .bind(l.account_id)
-        .bind(l.product_id)
-        .bind(l.policy_id)
-        .bind(l.owner_id)
-        .bind(l.group_id)
-        .bind(&l.key)
-        .bind(&l.name)
-        .bind(l.expiry)
-        .bind(l.suspended)
-        .bind(l.protected)
-        .bind(l.uses)
-        .bind(l.max_machines)
-        .bind(l.max_processes)
-        .bind(l.max_users)
-        .bind(l.max_cores)
-        .bind(l.max_uses)
-        .bind(l.max_memory)
-        .bind(l.max_disk)
-        .bind(l.last_validated_at)
-        .bind(l.last_check_out_at)
-        .bind(l.last_check_in_at)
-        .bind(&l.metadata)
-        .bind(l.created_at)
-        .bind(l.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
-    Ok(())
+    insert_within_group(db, l, None).await.map(|_| ())
+}
+
+/// Inserts unless the license's group already holds `group_max` licenses; the count and the
+/// insert run in one transaction holding the group's row lock, so the cap holds across nodes.
+/// Returns false when the group is full.
+pub async fn insert_within_group(db: &Db, l: &LicenseRow, group_max: Option<i64>) -> Result<bool, sqlx::Error> {
+    const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
+    const COUNT: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        if let (Some(group), Some(max)) = (l.group_id, group_max) {
+            sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+            let count = sqlx::query_scalar::<_, i64>(COUNT).bind(group).fetch_one(&mut *tx).await?;
+            if count + 1 > max {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        sqlx::query(INSERT)
+            .bind(l.id)
+            .bind(l.account_id)
+            .bind(l.product_id)
+            .bind(l.policy_id)
+            .bind(l.owner_id)
+            .bind(l.group_id)
+            .bind(&l.key)
+            .bind(&l.name)
+            .bind(l.expiry)
+            .bind(l.suspended)
+            .bind(l.protected)
+            .bind(l.uses)
+            .bind(l.max_machines)
+            .bind(l.max_processes)
+            .bind(l.max_users)
+            .bind(l.max_cores)
+            .bind(l.max_uses)
+            .bind(l.max_memory)
+            .bind(l.max_disk)
+            .bind(l.last_validated_at)
+            .bind(l.last_check_out_at)
+            .bind(l.last_check_in_at)
+            .bind(&l.metadata)
+            .bind(l.created_at)
+            .bind(l.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    });
+    Ok(true)
+}
+
+/// Licenses in a group.
+pub async fn count_in_group(db: &Db, group: Uuid) -> Result<i64> {
+    const SQL: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(group).fetch_one(pool).await?))
 }
 
 const UPDATE: &str = "UPDATE licenses SET product_id = $3, policy_id = $4, owner_id = $5, group_id = $6, name = $7, expiry = $8, suspended = $9, protected = $10, \

@@ -229,6 +229,11 @@ pub struct ActivationLimits {
     pub max_machines: Option<i64>,
     /// Highest core sum allowed after this activation; `None` = no limit.
     pub max_cores: Option<i64>,
+    /// Highest memory and disk sums allowed after this activation; `None` = no limit.
+    pub max_memory: Option<i64>,
+    pub max_disk: Option<i64>,
+    /// The machine's group and the most machines it may hold.
+    pub group_machines: Option<(Uuid, i64)>,
     /// Count only machines with this owner (PER_USER leasing).
     pub per_owner: bool,
     pub uniqueness: Uniqueness,
@@ -241,6 +246,9 @@ pub struct ActivationLimits {
 pub enum ActivationRefusal {
     MachineLimit,
     CoreLimit,
+    MemoryLimit,
+    DiskLimit,
+    GroupMachineLimit,
     FingerprintTaken,
     ActivationsLimit,
 }
@@ -260,6 +268,10 @@ pub async fn activate(
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
     const CORES: &str = "SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
+    const MEMORY: &str = "SELECT CAST(COALESCE(SUM(memory), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
+    const DISK: &str = "SELECT CAST(COALESCE(SUM(disk), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
+    const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
+    const GROUP_COUNT: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1";
     const TAKEN_LICENSE: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND fingerprint = $2";
     const TAKEN_ACCOUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND fingerprint = $2";
     const TAKEN_PRODUCT: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.product_id = $3";
@@ -274,6 +286,9 @@ pub async fn activate(
         sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
         if !matches!(limits.uniqueness, Uniqueness::License) {
             sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
+        }
+        if let Some((group, _)) = limits.group_machines {
+            sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
         }
         let taken = match limits.uniqueness {
             Uniqueness::License => {
@@ -324,16 +339,28 @@ pub async fn activate(
                 return Ok(Err(ActivationRefusal::MachineLimit));
             }
         }
-        if let Some(max) = limits.max_cores {
-            let cores = sqlx::query_scalar::<_, i64>(CORES)
+        for (max, sql, amount, refusal) in [
+            (limits.max_cores, CORES, m.cores, ActivationRefusal::CoreLimit),
+            (limits.max_memory, MEMORY, m.memory, ActivationRefusal::MemoryLimit),
+            (limits.max_disk, DISK, m.disk, ActivationRefusal::DiskLimit),
+        ] {
+            let Some(max) = max else { continue };
+            let used = sqlx::query_scalar::<_, i64>(sql)
                 .bind(m.license_id)
                 .bind(limits.per_owner)
                 .bind(m.owner_id)
                 .fetch_one(&mut *tx)
                 .await?;
-            if cores + m.cores.unwrap_or(0) > max {
+            if used + amount.unwrap_or(0) > max {
                 tx.rollback().await?;
-                return Ok(Err(ActivationRefusal::CoreLimit));
+                return Ok(Err(refusal));
+            }
+        }
+        if let Some((group, max)) = limits.group_machines {
+            let count = sqlx::query_scalar::<_, i64>(GROUP_COUNT).bind(group).fetch_one(&mut *tx).await?;
+            if count + 1 > max {
+                tx.rollback().await?;
+                return Ok(Err(ActivationRefusal::GroupMachineLimit));
             }
         }
         sqlx::query(INSERT)

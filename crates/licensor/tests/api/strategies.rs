@@ -268,3 +268,74 @@ async fn dead_machines_are_culled_or_revived_by_policy() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.attr("heartbeatStatus"), "RESURRECTED");
 }
+
+#[tokio::test]
+async fn memory_and_disk_limits_bound_activation() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({"floating": true, "maxMemory": 1000, "maxDisk": 5000})).await;
+    let machine = |fp: &'static str, attrs: Value| {
+        let app = &app;
+        let license = license.clone();
+        async move {
+            let mut a = json!({"fingerprint": fp});
+            a.as_object_mut().unwrap().extend(attrs.as_object().cloned().unwrap());
+            app.post(
+                &app.acct("/machines"),
+                &app.admin(),
+                json!({"data": {"type": "machines", "attributes": a,
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+            )
+            .await
+        }
+    };
+    assert_eq!(machine("a", json!({"memory": 600, "disk": 3000})).await.status, StatusCode::CREATED);
+    let r = machine("b", json!({"memory": 600})).await;
+    assert_eq!(r.code(), "MACHINE_MEMORY_LIMIT_EXCEEDED");
+    assert_eq!(r.body["errors"][0]["detail"], "machine memory has exceeded maximum allowed for license (1000)");
+    let r = machine("c", json!({"disk": 3000})).await;
+    assert_eq!(r.code(), "MACHINE_DISK_LIMIT_EXCEEDED");
+    assert_eq!(machine("d", json!({"memory": 400, "disk": 2000})).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn group_limits_on_machines_and_licenses() {
+    let app = spawn_app().await;
+    let g = app
+        .post(
+            &app.acct("/groups"),
+            &app.admin(),
+            json!({"data": {"type": "groups", "attributes": {"name": "Team", "maxMachines": 1, "maxLicenses": 1}}}),
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    let group = g.id();
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({"floating": true})).await;
+    let in_group = json!({"data": {"type": "groups", "id": group}});
+    let body = json!({"data": {"type": "licenses",
+        "relationships": {"policy": {"data": {"type": "policies", "id": policy}}, "group": in_group}}});
+    let first = app.post(&app.acct("/licenses"), &app.admin(), body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let r = app.post(&app.acct("/licenses"), &app.admin(), body).await;
+    assert_eq!(r.code(), "GROUP_LICENSE_LIMIT_EXCEEDED");
+    assert_eq!(r.pointer(), "/data/relationships/group");
+    assert_eq!(r.body["errors"][0]["detail"], "license count has exceeded maximum allowed by current group (1)");
+    let (other, _) = app.create_license(&policy, json!({})).await;
+    let r = app.put(&app.acct(&format!("/licenses/{other}/group")), &app.admin(), in_group.clone()).await;
+    assert_eq!(r.code(), "GROUP_LICENSE_LIMIT_EXCEEDED");
+
+    let license = first.id();
+    let activate = |fp: &'static str| {
+        let app = &app;
+        let (license, group) = (license.clone(), group.clone());
+        async move {
+            app.post(&app.acct("/machines"), &app.admin(), json!({"data": {"type": "machines", "attributes": {"fingerprint": fp},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}, "group": {"data": {"type": "groups", "id": group}}}}}))
+                .await
+        }
+    };
+    assert_eq!(activate("one").await.status, StatusCode::CREATED);
+    let r = activate("two").await;
+    assert_eq!(r.code(), "GROUP_MACHINE_LIMIT_EXCEEDED");
+    assert_eq!(r.body["errors"][0]["detail"], "machine count has exceeded maximum allowed by current group (1)");
+}

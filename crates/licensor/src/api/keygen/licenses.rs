@@ -527,9 +527,20 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
     let group = parse_to_one(body, "group")?;
     if let Some(id) = group {
-        groups::find(ctx.db(), ctx.account_id(), id)
+        let g = groups::find(ctx.db(), ctx.account_id(), id)
             .await?
             .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        // Checked, not locked: moving licenses between groups is an administrative act.
+        if let Some(max) = g.max_licenses.filter(|_| l.group_id != Some(id)) {
+            if licenses::count_in_group(ctx.db(), id).await? + 1 > max {
+                return Err(Error::invalid_rel(
+                    "group",
+                    format!("license count has exceeded maximum allowed by current group ({max})"),
+                    "GROUP_LICENSE_LIMIT_EXCEEDED",
+                )
+                .into());
+            }
+        }
     }
     l.group_id = group;
     l.updated_at = time::now_ms();

@@ -266,10 +266,12 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         None => None,
     };
     let group = rel_uuid(&data.relationships.group, "group")?.flatten();
+    let mut group_limit = None;
     if let Some(g) = group {
-        crate::store::groups::find(ctx.db(), ctx.account_id(), g)
+        let row = crate::store::groups::find(ctx.db(), ctx.account_id(), g)
             .await?
             .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        group_limit = row.max_machines.map(|max| (row.id, max));
     }
     let rules = license.rules().clone();
     let now = time::now_ms();
@@ -286,10 +288,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     apply(&mut m, attrs)?;
     let components = parse_components(data.relationships.components, ctx.account_id(), id, now)?;
-    let limits = crate::domain::activation::limits(
+    let mut limits = crate::domain::activation::limits(
         &license,
         p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
     );
+    limits.group_machines = group_limit;
     match machines::activate(ctx.db(), &m, &components, &limits).await {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => {
@@ -317,6 +320,28 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
                         license.max_cores().unwrap_or(0)
                     ),
                     "MACHINE_CORE_LIMIT_EXCEEDED",
+                ),
+                ActivationRefusal::MemoryLimit => Error::invalid(
+                    format!(
+                        "machine memory has exceeded maximum allowed for license ({})",
+                        license.max_memory().unwrap_or(0)
+                    ),
+                    "MACHINE_MEMORY_LIMIT_EXCEEDED",
+                ),
+                ActivationRefusal::DiskLimit => Error::invalid(
+                    format!(
+                        "machine disk has exceeded maximum allowed for license ({})",
+                        license.max_disk().unwrap_or(0)
+                    ),
+                    "MACHINE_DISK_LIMIT_EXCEEDED",
+                ),
+                ActivationRefusal::GroupMachineLimit => Error::invalid_rel(
+                    "group",
+                    format!(
+                        "machine count has exceeded maximum allowed by current group ({})",
+                        group_limit.map(|(_, max)| max).unwrap_or(0)
+                    ),
+                    "GROUP_MACHINE_LIMIT_EXCEEDED",
                 ),
                 ActivationRefusal::ActivationsLimit => Error::Invalid {
                     detail: "exceeds maximum allowed activations".into(),
