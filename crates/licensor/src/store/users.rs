@@ -135,6 +135,12 @@ pub async fn update(db: &Db, u: &UserRow) -> Result<(), sqlx::Error> {
 }
 
 /// Deletes a user and the tokens it bears.
+/// Users in a group.
+pub async fn count_in_group(db: &Db, group: Uuid) -> Result<i64> {
+    const SQL: &str = "SELECT COUNT(*) FROM users WHERE group_id = $1";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(group).fetch_one(pool).await?))
+}
+
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;

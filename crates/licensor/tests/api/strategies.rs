@@ -304,7 +304,7 @@ async fn group_limits_on_machines_and_licenses() {
         .post(
             &app.acct("/groups"),
             &app.admin(),
-            json!({"data": {"type": "groups", "attributes": {"name": "Team", "maxMachines": 1, "maxLicenses": 1}}}),
+            json!({"data": {"type": "groups", "attributes": {"name": "Team", "maxMachines": 1, "maxLicenses": 1, "maxUsers": 1}}}),
         )
         .await;
     assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
@@ -338,4 +338,18 @@ async fn group_limits_on_machines_and_licenses() {
     let r = activate("two").await;
     assert_eq!(r.code(), "GROUP_MACHINE_LIMIT_EXCEEDED");
     assert_eq!(r.body["errors"][0]["detail"], "machine count has exceeded maximum allowed by current group (1)");
+
+    let user = |email: &str| {
+        json!({"data": {"type": "users", "attributes": {"email": email, "password": PASSWORD},
+            "relationships": {"group": {"data": {"type": "groups", "id": group}}}}})
+    };
+    assert_eq!(app.post(&app.acct("/users"), &app.admin(), user("one@example.com")).await.status, StatusCode::CREATED);
+    let r = app.post(&app.acct("/users"), &app.admin(), user("two@example.com")).await;
+    assert_eq!(r.code(), "GROUP_USER_LIMIT_EXCEEDED", "{}", r.text);
+    assert_eq!(r.body["errors"][0]["detail"], "user count has exceeded maximum allowed by current group (1)");
+    assert_eq!(
+        app.get(&app.acct("/users/two@example.com"), &app.admin()).await.status,
+        StatusCode::NOT_FOUND,
+        "nothing written"
+    );
 }

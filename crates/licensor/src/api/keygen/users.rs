@@ -119,9 +119,19 @@ async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can
     }
     if let Some(group) = rel_uuid(&rels.group, "group")? {
         if let Some(g) = group {
-            groups::find(ctx.db(), ctx.account_id(), g)
+            let row = groups::find(ctx.db(), ctx.account_id(), g)
                 .await?
                 .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+            // Checked, not locked: group membership is an administrative act.
+            if let Some(max) = row.max_users.filter(|_| u.group_id != Some(g)) {
+                if crate::store::users::count_in_group(ctx.db(), g).await? + 1 > max {
+                    return Err(Error::invalid_rel(
+                        "group",
+                        format!("user count has exceeded maximum allowed by current group ({max})"),
+                        "GROUP_USER_LIMIT_EXCEEDED",
+                    ));
+                }
+            }
         }
         u.group_id = group;
     }
