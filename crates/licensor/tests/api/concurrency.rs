@@ -78,6 +78,27 @@ async fn two_server_processes_share_the_limit() {
     assert_eq!(created, 5);
     let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
     assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 5);
+
+    // The air-gapped activation surface shares the limit through both processes too.
+    let (_, _, id, key) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let mut tasks = Vec::new();
+    for n in 0..50usize {
+        let url = format!("{}/activation?key={key}&deployment=MSCL{:032X}&quantity=1", urls[n % urls.len()], n);
+        let client = app.client.clone();
+        tasks.push(tokio::spawn(async move { client.get(url).send().await.unwrap().text().await.unwrap() }));
+    }
+    let mut files = 0;
+    for t in tasks {
+        let body = t.await.unwrap();
+        if body.starts_with("# Licensor offline license") {
+            files += 1;
+        } else {
+            assert!(body.contains("has no activations left"), "{body}");
+        }
+    }
+    assert_eq!(files, 5);
+    let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 5);
 }
 
 struct KillOnDrop(std::process::Child);
