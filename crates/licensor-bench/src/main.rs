@@ -1,6 +1,7 @@
 //! `licensor-bench`: seeds a database with N licenses, starts the real `licensor serve` binary
 //! on it, and drives `GET /v1/ping` and `POST …/licenses/actions/validate-key` in the same run
-//! with the same connection count, then measures activation throughput. Prints req/s, p50 and
+//! with the same connection count, then measures activation throughput and validation scoped to an
+//! activated fingerprint (what SDKs send). Prints req/s, p50 and
 //! p99 for each, and the validate-key ÷ ping throughput ratio (the figure that survives noisy
 //! machines). Run it with `scripts/bench`.
 
@@ -253,20 +254,48 @@ async fn main() -> anyhow::Result<()> {
     let c = client.clone();
     let k = keys.clone();
     let token = Arc::new(token);
+    // Activated (key, fingerprint) pairs, for the scoped validation phase.
+    let activated: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let record = activated.clone();
     let activate = drive("activate", args.connections, args.seconds, move |conn, i| {
-        let (c, u, t) = (c.clone(), machines_url.clone(), token.clone());
+        let (c, u, t, record) = (c.clone(), machines_url.clone(), token.clone(), record.clone());
         let key = k[(conn * 7919 + i * 104_729) % k.len()].clone();
         async move {
-            let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{conn}-{i}")},
+            let fingerprint = format!("fp-{conn}-{i}");
+            let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint},
                 "relationships": {"license": {"data": {"type": "licenses", "id": key}}}}})
             .to_string();
-            c.post(u)
+            let ok = c
+                .post(u)
                 .bearer_auth(t.as_str())
                 .header("content-type", "application/vnd.api+json")
                 .body(body)
                 .send()
                 .await
-                .is_ok_and(|r| r.status().as_u16() == 201)
+                .is_ok_and(|r| r.status().as_u16() == 201);
+            if ok {
+                if let Ok(mut v) = record.lock() {
+                    v.push((key, fingerprint));
+                }
+            }
+            ok
+        }
+    })
+    .await;
+
+    // What SDKs send: validate-key scoped to this machine's fingerprint (reads the machines too).
+    let pairs: Arc<Vec<(String, String)>> = Arc::new(activated.lock().map(|v| v.clone()).unwrap_or_default());
+    let validate_url = format!("{base}/v1/accounts/{account}/licenses/actions/validate-key");
+    let c = client.clone();
+    let scoped = drive("validate+scope", args.connections, args.seconds, move |conn, i| {
+        let (c, u) = (c.clone(), validate_url.clone());
+        let (key, fingerprint) = pairs[(conn * 7919 + i * 104_729) % pairs.len().max(1)].clone();
+        async move {
+            let body = json!({"meta": {"key": key, "scope": {"fingerprint": fingerprint}}}).to_string();
+            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.is_ok_and(|t| t.contains("\"VALID\"")),
+                _ => false,
+            }
         }
     })
     .await;
@@ -275,9 +304,11 @@ async fn main() -> anyhow::Result<()> {
     ping.print();
     validate.print();
     activate.print();
+    scoped.print();
     println!();
     println!("validate-key / ping throughput ratio: {:.2}", validate.rps() / ping.rps());
     println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
+    println!("validate+scope / ping ratio:          {:.2}", scoped.rps() / ping.rps());
     let _ = child.kill().await;
     Ok(())
 }
