@@ -110,7 +110,9 @@ pub async fn find_on_license(db: &Db, account: Uuid, license: Uuid, fingerprint:
         .await?))
 }
 
-const FOR_LICENSE: &str = select!("WHERE m.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC");
+// The account is checked on the license row: a condition on `m.account_id` tempts planners into the
+// (account_id, fingerprint) index, which visits every machine of the account.
+const FOR_LICENSE: &str = select!("WHERE l.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC");
 
 /// Every machine of a license (validation needs them all; a license rarely has many). On the
 /// validation hot path: on SQLite it reads inline (see `SqliteDb::read_inline`).
