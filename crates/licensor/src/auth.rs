@@ -127,6 +127,13 @@ pub async fn authenticate(db: &Db, account: &AccountRow, credential: Credential)
 }
 
 async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<Principal> {
+    let token = find_token(db, raw).await?;
+    token_principal(db, account, token).await
+}
+
+/// The token `raw` stands for, in whichever account; surfaces with no account in the URL learn
+/// the account from it. Pass the row to [`token_principal`] to authenticate.
+pub async fn find_token(db: &Db, raw: &str) -> Result<TokenRow> {
     if Uuid::parse_str(raw).is_ok() {
         return Err(Error::unauthorized(
             "Token format is invalid (make sure that you're providing a token value, not a token's UUID identifier)",
@@ -134,11 +141,18 @@ async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<
         ));
     }
     let digest = crypto::secrets::token_digest(raw);
-    let token =
-        tokens::find_by_digest(db, &digest).await?.filter(|t| t.account_id == account.id).ok_or_else(token_invalid)?;
+    let token = tokens::find_by_digest(db, &digest).await?.ok_or_else(token_invalid)?;
     // The lookup was by digest; compare again in constant time so a prefix match of an index
     // probe can never stand in for equality.
     if !crypto::secrets::secrets_equal(token.digest.as_bytes(), digest.as_bytes()) {
+        return Err(token_invalid());
+    }
+    Ok(token)
+}
+
+/// The principal `token` authenticates in `account`; another account's token is invalid here.
+pub async fn token_principal(db: &Db, account: &AccountRow, token: TokenRow) -> Result<Principal> {
+    if token.account_id != account.id {
         return Err(token_invalid());
     }
     if token.expiry.is_some_and(|e| e < time::now_ms()) {

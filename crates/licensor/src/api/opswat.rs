@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -143,9 +144,24 @@ async fn deactivation(State(state): State<AppState>, RawQuery(q): RawQuery) -> A
     answer(deactivate(&state, None, params(q)).await)
 }
 
-async fn activation_in(State(state): State<AppState>, Path(account): Path<String>, RawQuery(q): RawQuery) -> Answer {
+/// The account named by the alias path; a segment that is not valid UTF-8 names no account.
+async fn alias_account(
+    state: &AppState,
+    account: Result<Path<String>, PathRejection>,
+) -> Result<Option<Arc<AccountRow>>, Error> {
+    match account {
+        Ok(Path(a)) => state.account(&a).await,
+        Err(_) => Ok(None),
+    }
+}
+
+async fn activation_in(
+    State(state): State<AppState>,
+    account: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+) -> Answer {
     let p = params(q);
-    match state.account(&account).await {
+    match alias_account(&state, account).await {
         // An unknown account cannot hold the key: the key is what is invalid.
         Ok(None) if has(&p, &["key", "deployment", "quantity"]) => invalid("activate", "Activation Key"),
         Ok(None) => Answer::Missing(MISSING_ACTIVATION),
@@ -154,9 +170,13 @@ async fn activation_in(State(state): State<AppState>, Path(account): Path<String
     }
 }
 
-async fn deactivation_in(State(state): State<AppState>, Path(account): Path<String>, RawQuery(q): RawQuery) -> Answer {
+async fn deactivation_in(
+    State(state): State<AppState>,
+    account: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+) -> Answer {
     let p = params(q);
-    match state.account(&account).await {
+    match alias_account(&state, account).await {
         Ok(None) if has(&p, &["key", "deployment"]) => invalid("deactivate", "Activation Key"),
         Ok(None) => Answer::Missing(MISSING_DEACTIVATION),
         Ok(Some(a)) => answer(deactivate(&state, Some(&a), p).await),
@@ -215,6 +235,7 @@ async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<Str
         return Ok(Answer::Failed(msg));
     }
     let existing = machines::find_on_license(&state.db, license.account_id, license.id, deployment).await?;
+    let mut clock_started = false;
     let machine = match existing {
         Some(mut m) => {
             // Re-activation of the same deployment: a fresh file, no new slot.
@@ -249,25 +270,33 @@ async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<Str
                 }
                 Err(e) => return Err(e),
             }
-            if license.rules().expiration_basis == "FROM_FIRST_ACTIVATION" {
+            if license.expiry.is_none() && license.rules().expiration_basis == "FROM_FIRST_ACTIVATION" {
                 if let Some(d) = license.rules().duration {
                     licenses::start_expiry_clock(&state.db, license.account_id, license.id, now + d * time::SECOND)
                         .await?;
+                    // Re-read: another node may have started the clock a moment earlier.
+                    clock_started = true;
                 }
             }
             m
         }
     };
+    let found;
     let account = match account {
-        Some(a) => Arc::new(a.clone()),
-        None => state
-            .account(&license.account_id.to_string())
-            .await?
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("license without account")))?,
+        Some(a) => a,
+        None => {
+            found = state
+                .account(&license.account_id.to_string())
+                .await?
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("license without account")))?;
+            &found
+        }
     };
-    // Re-read: the expiry clock may just have started.
-    let license = licenses::find(&state.db, account.id, license.id).await?.unwrap_or(license);
-    Ok(Answer::File(license_file(state, &account, &license, &machine, quantity, now).await?))
+    let license = match clock_started {
+        true => licenses::find(&state.db, account.id, license.id).await?.unwrap_or(license),
+        false => license,
+    };
+    Ok(Answer::File(license_file(state, account, &license, &machine, quantity, now).await?))
 }
 
 fn set_quantity(m: &mut MachineRow, quantity: i64, now: i64) {

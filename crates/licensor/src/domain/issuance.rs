@@ -67,6 +67,20 @@ pub async fn floating_policy(
     Ok(policy)
 }
 
+impl NewLicense {
+    /// The license-level limit of `metric`.
+    pub fn limit_mut(&mut self, metric: super::projection::Metric) -> &mut Option<i64> {
+        use super::projection::Metric;
+        match metric {
+            Metric::Machines => &mut self.max_machines,
+            Metric::Cores => &mut self.max_cores,
+            Metric::Users => &mut self.max_users,
+            Metric::Processes => &mut self.max_processes,
+            Metric::Uses => &mut self.max_uses,
+        }
+    }
+}
+
 /// Keys Keygen refuses because they would shadow routes.
 const RESERVED_KEYS: &[&str] = &["actions", "action"];
 

@@ -240,10 +240,6 @@ const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_i
     max_machines, max_processes, max_users, max_cores, max_uses, max_memory, max_disk, last_validated_at, last_check_out_at, last_check_in_at, metadata, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
 
-pub async fn insert(db: &Db, l: &LicenseRow) -> Result<(), sqlx::Error> {
-    insert_within_group(db, l, None).await.map(|_| ())
-}
-
 /// Inserts unless the license's group already holds `group_max` licenses; the count and the
 /// insert run in one transaction holding the group's row lock, so the cap holds across nodes.
 /// Returns false when the group is full.

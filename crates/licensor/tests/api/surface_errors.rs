@@ -77,6 +77,25 @@ async fn malformed_requests_get_clear_errors_and_change_nothing() {
     let r = app.get(&format!("{core}?filter=%27"), &app.admin()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
+    // Path segments that are not even UTF-8: each surface's own not-found answer.
+    let r = app.get("/api/licensing/v1/products/%FF", &app.admin()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["error"]["code"], "not_found");
+    let r = app.get(&format!("{core}/%FF"), &app.admin()).await;
+    assert_eq!(
+        (r.status, r.body["type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("https://astra.netapp.io/problems/2"))
+    );
+    let r = app.delete(&format!("{core}/%FF"), &app.admin()).await;
+    assert_eq!(
+        (r.status, r.body["type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("https://astra.netapp.io/problems/1"))
+    );
+    let (status, _, _) =
+        http_get(&app, &format!("/v1/accounts/%FF/opswat/activation?key={key}&deployment=MSCL{:032X}&quantity=1", 2))
+            .await;
+    assert_eq!(status, "HTTP/1.1 200 Invalid parameter");
+
     assert_eq!(license_count(&app).await, before, "no request wrote anything");
     assert_eq!(
         app.get(&app.acct(&format!("/licenses/{license}/machines")), &app.admin()).await.body["data"],

@@ -2,13 +2,15 @@
 //! consumption is always current; seed-apis.md §5.2): per license, one row per limited metric
 //! (value = effective limit, consumption = current use) and one per entitlement code.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Problem, Reply};
+use super::{
+    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
+};
 use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::projection::Metric;
@@ -77,7 +79,7 @@ async fn all_rows(c: &Caller) -> Result<Vec<Value>, Error> {
 
 pub async fn list(
     State(state): State<AppState>,
-    Path(account): Path<String>,
+    Params(account): Params<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -103,7 +105,7 @@ pub async fn list(
 
 pub async fn show(
     State(state): State<AppState>,
-    Path((account, id)): Path<(String, String)>,
+    Params((account, id)): Params<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply<Response> {

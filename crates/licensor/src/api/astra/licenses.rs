@@ -1,14 +1,16 @@
 //! License resources: list, create from a signed `licenseText`, get, replace (PUT), delete.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Problem, Reply};
+use super::{
+    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
+};
 use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::issuance::{self, NewLicense};
@@ -147,7 +149,7 @@ fn etag(resource: &Value) -> String {
 
 pub async fn list(
     State(state): State<AppState>,
-    Path(account): Path<String>,
+    Params(account): Params<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -189,7 +191,7 @@ fn resource_response(status: StatusCode, headers: &HeaderMap, resource: &Value) 
 
 pub async fn show(
     State(state): State<AppState>,
-    Path((account, id)): Path<(String, String)>,
+    Params((account, id)): Params<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -201,7 +203,7 @@ pub async fn show(
 
 pub async fn delete(
     State(state): State<AppState>,
-    Path((account, id)): Path<(String, String)>,
+    Params((account, id)): Params<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -306,40 +308,23 @@ async fn policy_for(c: &Caller, product: Uuid, nlf: &Nlf) -> Result<PolicyRow, E
     issuance::floating_policy(c.db(), c.account.id, product, name, json!({ "evaluation": nlf.evaluation })).await
 }
 
-/// The core limits a text grants, by metric (machines, cores, users, processes, uses).
-#[derive(Debug, Default, Clone, Copy)]
-struct Limits([Option<i64>; 5]);
-
-impl Limits {
-    fn get(&self, m: Metric) -> Option<i64> {
-        self.0[Metric::ALL.iter().position(|x| *x == m).unwrap_or(0)]
-    }
-
-    fn apply(&self, l: &mut LicenseRow) {
-        for m in Metric::ALL {
-            m.set_limit(l, self.get(m));
-        }
-    }
-}
-
-fn capacity_limits(nlf: &Nlf) -> Reply<Limits> {
+/// The license-level limits a text grants (none for `unlimited`).
+fn capacity_limits(nlf: &Nlf) -> Reply<Vec<(Metric, i64)>> {
     let number = |s: &str, field: &str| {
         s.parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
             .ok_or_else(|| Problem::new(9).field("licenseText", format!("{field} must be a non-negative integer")))
     };
-    let mut limits = Limits::default();
     if nlf.kind == "unlimited" {
-        return Ok(limits);
+        return Ok(Vec::new());
     }
     let metric = Metric::from_name(&nlf.kind)
         .ok_or_else(|| Problem::new(9).field("licenseText", format!("unknown capacity type '{}'", nlf.kind)))?;
-    let slot = |m: Metric| Metric::ALL.iter().position(|x| *x == m).unwrap_or(0);
-    limits.0[slot(metric)] = Some(number(&nlf.capacity, "capacity")?);
+    let mut limits = vec![(metric, number(&nlf.capacity, "capacity")?)];
     let second = number(&nlf.capacity2, "capacity2")?;
     if metric != Metric::Machines && second > 0 {
-        limits.0[slot(Metric::Machines)] = Some(second);
+        limits.push((Metric::Machines, second));
     }
     Ok(limits)
 }
@@ -381,7 +366,7 @@ fn actor(c: &Caller) -> String {
 
 pub async fn create(
     State(state): State<AppState>,
-    Path(account): Path<String>,
+    Params(account): Params<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -413,20 +398,13 @@ pub async fn create(
     // Validate the capacity before writing anything.
     let limits = capacity_limits(&nlf)?;
     let policy = policy_for(&c, product.id, &nlf).await?;
-    let new = NewLicense {
-        id: nlf.license_id,
-        key: nlf.key.clone(),
-        expiry: Some(end),
-        max_machines: limits.get(Metric::Machines),
-        max_cores: limits.get(Metric::Cores),
-        max_users: limits.get(Metric::Users),
-        max_processes: limits.get(Metric::Processes),
-        max_uses: limits.get(Metric::Uses),
-        ..Default::default()
-    };
+    let mut new = NewLicense { id: nlf.license_id, key: nlf.key.clone(), expiry: Some(end), ..Default::default() };
+    for (metric, value) in limits {
+        *new.limit_mut(metric) = Some(value);
+    }
     let issued = match issuance::issue(c.db(), &c.account, &c.state.master, &policy, new.clone()).await {
         // The id or key is taken elsewhere (another account, another license): issue fresh ones.
-        Err(Error::Invalid { code, .. }) if code == "ID_TAKEN" || code == "KEY_TAKEN" || code.starts_with("KEY_") => {
+        Err(Error::Invalid { code, .. }) if code == "ID_TAKEN" || code.starts_with("KEY_") => {
             issuance::issue(c.db(), &c.account, &c.state.master, &policy, NewLicense { id: None, key: None, ..new })
                 .await
         }
@@ -491,7 +469,7 @@ fn preconditions(headers: &HeaderMap, current_etag: &str, modified_ms: i64) -> R
 
 pub async fn replace(
     State(state): State<AppState>,
-    Path((account, id)): Path<(String, String)>,
+    Params((account, id)): Params<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -530,7 +508,10 @@ pub async fn replace(
         if nlf.product != current["product"].as_str().unwrap_or_default() {
             return Err(Problem::new(20).field("licenseText", "the product differs from the stored license's"));
         }
-        capacity_limits(&nlf)?.apply(&mut l);
+        let limits = capacity_limits(&nlf)?;
+        for m in Metric::ALL {
+            m.set_limit(&mut l, limits.iter().find(|(x, _)| *x == m).map(|(_, v)| *v));
+        }
         l.expiry = end;
         l.updated_at = now;
         licenses::update(c.db(), &l).await?;

@@ -19,7 +19,6 @@ use crate::auth::{self, Bearer, Credential, Principal};
 use crate::error::Error;
 use crate::store::accounts::AccountRow;
 use crate::store::licenses::LicenseRow;
-use crate::store::tokens;
 
 pub fn router() -> Router<AppState> {
     let api = Router::new()
@@ -190,13 +189,12 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, account: &str, 
         Ok(Some(Credential::Token(raw))) => raw,
         _ => return Err(Problem::new(4)),
     };
-    let digest = crate::crypto::secrets::token_digest(&raw);
-    let token = tokens::find_by_digest(&state.db, &digest).await?.ok_or_else(|| Problem::new(4))?;
+    let token = auth::find_token(&state.db, &raw).await?;
     let Some(acct) = state.account(account).await? else { return Err(Problem::new(not_found)) };
     if acct.id != token.account_id {
         return Err(Problem::new(not_found));
     }
-    let principal = auth::authenticate(&state.db, &acct, Credential::Token(raw)).await.map_err(|e| match e {
+    let principal = auth::token_principal(&state.db, &acct, token).await.map_err(|e| match e {
         Error::Forbidden { .. } => Problem::new(11),
         Error::Unauthorized { .. } => Problem::new(4),
         other => Problem::from(other),
@@ -240,6 +238,29 @@ impl Caller {
             Bearer::License(me) => me.id == l.id,
             Bearer::User(u) => crate::store::licenses::has_user(self.db(), l, u.id).await?,
         })
+    }
+}
+
+/// Path segments (`account_id`, `license_id`, …). One that is not valid UTF-8 names nothing:
+/// the not-found problem of the operation (1 for PUT and DELETE, else 2) instead of axum's
+/// plain-text 400.
+pub struct Params<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Params(v)),
+            Err(_) if matches!(parts.method, axum::http::Method::PUT | axum::http::Method::DELETE) => {
+                Err(Problem::new(1))
+            }
+            Err(_) => Err(Problem::new(2)),
+        }
     }
 }
 

@@ -1,12 +1,11 @@
 //! Reading the catalogue (products, extensions) and the installed licenses; removing licenses.
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{Caller, Reply};
+use super::{Caller, KeyParam, Reply};
 use crate::domain::projection::{self, legacy_key};
 use crate::error::Error;
 use crate::store::entitlements::{self, EntitlementRow};
@@ -65,12 +64,12 @@ pub async fn products(c: Caller) -> Reply<Json<Vec<Value>>> {
     Ok(Json(out))
 }
 
-pub async fn product(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
+pub async fn product(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Value>> {
     let p = c.product(&key).await?.ok_or_else(|| not_found("product", &key))?;
     Ok(Json(product_json(&p, &entitlements::for_product(c.db(), c.account.id, p.id).await?)))
 }
 
-pub async fn product_extensions(c: Caller, Path(key): Path<String>) -> Reply<Json<Vec<Value>>> {
+pub async fn product_extensions(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Vec<Value>>> {
     let p = c.product(&key).await?.ok_or_else(|| not_found("product", &key))?;
     let exts = entitlements::for_product(c.db(), c.account.id, p.id).await?;
     Ok(Json(exts.iter().map(|e| extension_json(e, &p)).collect()))
@@ -91,7 +90,7 @@ pub async fn extensions(c: Caller) -> Reply<Json<Vec<Value>>> {
     Ok(Json(all_extensions(&c).await?.iter().map(|(e, p)| extension_json(e, p)).collect()))
 }
 
-pub async fn extension(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
+pub async fn extension(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Value>> {
     let wanted = key.parse::<i32>().ok();
     let found = all_extensions(&c).await?.into_iter().find(|(e, _)| Some(legacy_key(e.id)) == wanted);
     let (e, p) = found.ok_or_else(|| not_found("extension", &key))?;
@@ -115,7 +114,7 @@ pub async fn licenses(c: Caller) -> Reply<Json<Vec<Value>>> {
 
 /// `GET /licenses/<productKey>`: the product's license in force: unsuspended first, then the
 /// latest expiry (none = latest of all).
-pub async fn license(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
+pub async fn license(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Value>> {
     let p = c.product(&key).await?.ok_or_else(|| not_found("license for product", &key))?;
     let best = licenses_of(&c, Some(p.id))
         .await?
@@ -126,7 +125,7 @@ pub async fn license(c: Caller, Path(key): Path<String>) -> Reply<Json<Value>> {
 }
 
 /// `DELETE /licenses/<productKey>`: removes the product's licenses; 204 when it had none.
-pub async fn delete_license(c: Caller, Path(key): Path<String>) -> Reply {
+pub async fn delete_license(c: Caller, KeyParam(key): KeyParam) -> Reply {
     let Some(p) = c.product(&key).await? else { return Ok(StatusCode::NO_CONTENT.into_response()) };
     let all = licenses_of(&c, Some(p.id)).await?;
     if all.is_empty() {

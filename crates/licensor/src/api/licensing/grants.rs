@@ -240,7 +240,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
                     group: Some(group.id),
                     ..Default::default()
                 };
-                set_new_limit(&mut new, item.metric, item.quantity);
+                *new.limit_mut(item.metric) = Some(item.quantity);
                 issuance::issue(c.db(), &c.account, &c.state.master, &policy, new).await?
             }
         };
@@ -279,17 +279,6 @@ fn set_licensee_id(g: &mut GroupRow, id: &str) {
         }
         None => g.metadata = Json(json!({ "licensee_id": id })),
     }
-}
-
-fn set_new_limit(n: &mut NewLicense, metric: Metric, quantity: i64) {
-    let slot = match metric {
-        Metric::Machines => &mut n.max_machines,
-        Metric::Cores => &mut n.max_cores,
-        Metric::Users => &mut n.max_users,
-        Metric::Processes => &mut n.max_processes,
-        Metric::Uses => &mut n.max_uses,
-    };
-    *slot = Some(quantity);
 }
 
 /// `POST /licenses`: installs a code. Licenses it names that still exist are left as they are
@@ -343,7 +332,7 @@ pub async fn install(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
             group: Some(grant.group),
             ..Default::default()
         };
-        set_new_limit(&mut new, metric, l.quantity);
+        *new.limit_mut(metric) = Some(l.quantity);
         let license = match issuance::issue(c.db(), &c.account, &c.state.master, &policy, new).await {
             Ok(license) => license,
             // Installed concurrently by another request: nothing left to do for it.

@@ -26,7 +26,7 @@ use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
 use crate::store::accounts::AccountRow;
 use crate::store::products::{self, ProductRow};
-use crate::store::{tokens, Page};
+use crate::store::Page;
 
 pub fn router() -> Router<AppState> {
     let api = Router::new()
@@ -137,15 +137,15 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthorized("authentication is required (HTTP Basic or a Bearer token)"))?;
         let (account, principal) = match credential {
             Credential::Token(raw) => {
-                let digest = crate::crypto::secrets::token_digest(&raw);
-                let token = tokens::find_by_digest(&state.db, &digest)
-                    .await?
-                    .ok_or_else(|| unauthorized("the credentials are invalid"))?;
+                let token = auth::find_token(&state.db, &raw).await.map_err(|e| match e {
+                    Error::Unauthorized { .. } => unauthorized("the credentials are invalid"),
+                    other => other,
+                })?;
                 let account = state
                     .account(&token.account_id.to_string())
                     .await?
                     .ok_or_else(|| unauthorized("the credentials are invalid"))?;
-                let principal = auth::authenticate(&state.db, &account, Credential::Token(raw)).await?;
+                let principal = auth::token_principal(&state.db, &account, token).await?;
                 (account, principal)
             }
             Credential::Password(email, password) => {
@@ -184,6 +184,21 @@ impl Caller {
     async fn product(&self, key: &str) -> Result<Option<ProductRow>, Error> {
         let Ok(key) = key.parse::<i32>() else { return Ok(None) };
         Ok(self.products().await?.into_iter().find(|p| crate::domain::projection::legacy_key(p.id) == key))
+    }
+}
+
+/// The `{key}` path segment. One that is not even valid UTF-8 names nothing: 404 in this
+/// surface's format rather than axum's plain-text 400.
+pub struct KeyParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyParam {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(key)) => Ok(KeyParam(key)),
+            Err(_) => Err(Error::not_found("resource", "requested").into()),
+        }
     }
 }
 
