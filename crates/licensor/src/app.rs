@@ -172,7 +172,8 @@ async fn with_request_id(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64)
         .map(str::to_string)
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
+        // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` asks the kernel on every call.
+        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
     let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);

@@ -173,7 +173,7 @@ pub async fn issue(
         }),
         created_at: now,
         updated_at: now,
-        policy_rules: policy.rules.clone(),
+        policy_rules: policy.rules.0.clone().into(),
         machines_count: 0,
         machines_cores: 0,
         users_count: 0,

@@ -39,7 +39,7 @@ pub struct LicenseRow {
     pub created_at: i64,
     pub updated_at: i64,
     // Derived, read-only columns.
-    pub policy_rules: Json<PolicyRules>,
+    pub policy_rules: super::Rules,
     pub machines_count: i64,
     pub machines_cores: i64,
     pub users_count: i64,
@@ -124,8 +124,7 @@ fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
         serde_json::from_str(&text)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
     };
-    let rules: String = r.get(25)?;
-    let rules: PolicyRules = serde_json::from_str(&rules)
+    let rules = super::parse_rules(r.get(3)?, r.get_ref(25)?.as_str()?)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(25, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(LicenseRow {
         id: r.get(0)?,
@@ -153,7 +152,7 @@ fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
         metadata: Json(json(22)?),
         created_at: r.get(23)?,
         updated_at: r.get(24)?,
-        policy_rules: Json(rules),
+        policy_rules: rules,
         machines_count: r.get(26)?,
         machines_cores: r.get(27)?,
         users_count: r.get(28)?,

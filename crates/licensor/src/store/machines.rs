@@ -32,7 +32,7 @@ pub struct MachineRow {
     // Derived, read-only: from the machine's license and policy.
     pub product_id: Uuid,
     pub policy_id: Uuid,
-    pub policy_rules: sqlx::types::Json<crate::domain::policy::PolicyRules>,
+    pub policy_rules: super::Rules,
 }
 
 impl MachineRow {
@@ -158,7 +158,8 @@ fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MachineRow> {
         updated_at: r.get(18)?,
         product_id: r.get(19)?,
         policy_id: r.get(20)?,
-        policy_rules: sqlx::types::Json(json(r, 21)?),
+        policy_rules: super::parse_rules(r.get(20)?, r.get_ref(21)?.as_str()?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(21, rusqlite::types::Type::Text, Box::new(e)))?,
     })
 }
 

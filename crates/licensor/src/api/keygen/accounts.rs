@@ -43,7 +43,7 @@ pub fn render(a: &AccountRow) -> serde_json::Value {
         },
     );
     let mut resource = resource;
-    resource.links = json!({ "self": format!("/v1/accounts/{}", a.id) });
+    resource.links.path = format!("/v1/accounts/{}", a.id);
     json!({
         "data": resource,
         "meta": {

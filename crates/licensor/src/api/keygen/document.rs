@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -12,15 +12,59 @@ use crate::store::{Listing, Page};
 
 pub const MEDIA_TYPE: &str = "application/vnd.api+json; charset=utf-8";
 
-/// One resource object.
+/// One resource object. Serialised straight from typed parts: this is on every response,
+/// the validation hot path included, so nothing here builds a `serde_json::Value` tree.
 #[derive(Serialize)]
 pub struct Resource<A: Serialize> {
     pub id: Uuid,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub attributes: A,
-    pub relationships: Map<String, Value>,
-    pub links: Value,
+    pub relationships: Relationships,
+    pub links: SelfLink,
+}
+
+#[derive(Serialize)]
+pub struct SelfLink {
+    #[serde(rename = "self")]
+    pub path: String,
+}
+
+/// A resource's relationships, as one JSON object in the order they were added.
+#[derive(Default)]
+pub struct Relationships(Vec<(&'static str, Relationship)>);
+
+impl Serialize for Relationships {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, relationship) in &self.0 {
+            map.serialize_entry(name, relationship)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+pub struct Relationship {
+    links: Related,
+    /// To-one relationships carry linkage (`null` when unset); to-many ones carry none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Option<Linkage>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Related {
+    related: String,
+}
+
+#[derive(Serialize)]
+struct Linkage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: Uuid,
 }
 
 impl<A: Serialize> Resource<A> {
@@ -30,40 +74,35 @@ impl<A: Serialize> Resource<A> {
             id,
             kind,
             attributes,
-            relationships: Map::new(),
-            links: json!({ "self": format!("/v1/accounts/{account}/{kind}/{id}") }),
+            relationships: Relationships::default(),
+            links: SelfLink { path: format!("/v1/accounts/{account}/{kind}/{id}") },
         }
     }
 
-    fn self_path(&self) -> String {
-        self.links["self"].as_str().unwrap_or_default().to_string()
+    fn related(&self, name: &str) -> Related {
+        Related { related: format!("{}/{name}", self.links.path) }
     }
 
     /// A to-one relationship with linkage data.
-    pub fn one(mut self, name: &str, kind: &str, id: Option<Uuid>) -> Self {
-        let related = format!("{}/{name}", self.self_path());
-        let data = id.map(|id| json!({ "type": kind, "id": id }));
-        self.relationships.insert(name.into(), json!({ "links": { "related": related }, "data": data }));
+    pub fn one(mut self, name: &'static str, kind: &'static str, id: Option<Uuid>) -> Self {
+        let links = self.related(name);
+        let data = Some(id.map(|id| Linkage { kind, id }));
+        self.relationships.0.push((name, Relationship { links, data, meta: None }));
         self
     }
 
     /// The `account` relationship every resource carries.
     pub fn account(mut self, account: Uuid) -> Self {
-        self.relationships.insert(
-            "account".into(),
-            json!({ "links": { "related": format!("/v1/accounts/{account}") }, "data": { "type": "accounts", "id": account } }),
-        );
+        let links = Related { related: format!("/v1/accounts/{account}") };
+        let data = Some(Some(Linkage { kind: "accounts", id: account }));
+        self.relationships.0.push(("account", Relationship { links, data, meta: None }));
         self
     }
 
     /// A to-many relationship: links only, with optional `meta`.
-    pub fn many(mut self, name: &str, meta: Option<Value>) -> Self {
-        let related = format!("{}/{name}", self.self_path());
-        let mut rel = json!({ "links": { "related": related } });
-        if let Some(meta) = meta {
-            rel["meta"] = meta;
-        }
-        self.relationships.insert(name.into(), rel);
+    pub fn many(mut self, name: &'static str, meta: Option<Value>) -> Self {
+        let links = self.related(name);
+        self.relationships.0.push((name, Relationship { links, data: None, meta }));
         self
     }
 }
@@ -81,7 +120,7 @@ pub fn ok<A: Serialize>(resource: Resource<A>) -> Response {
 }
 
 pub fn created<A: Serialize>(resource: Resource<A>) -> Response {
-    let location = resource.self_path();
+    let location = resource.links.path.clone();
     let mut response = respond(StatusCode::CREATED, &json!({ "data": resource }));
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::document;
 use super::error::ApiResult;
@@ -88,17 +88,24 @@ fn may_validate(p: Option<&Principal>, l: &LicenseRow) -> bool {
     }
 }
 
+/// The `meta` of a validation response.
+#[derive(serde::Serialize)]
+struct ValidationMeta<'a> {
+    ts: String,
+    valid: bool,
+    detail: &'static str,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a Scope>,
+}
+
 /// Runs a validation and renders Keygen's response (always 200 once it ran).
 async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick: bool) -> Result<Response, Error> {
     let now = time::now_ms();
-    let mut out_meta = json!({ "ts": time::iso(now) });
-    let data = match license {
-        None => {
-            out_meta["valid"] = json!(false);
-            out_meta["detail"] = json!("does not exist");
-            out_meta["code"] = json!("NOT_FOUND");
-            None
-        }
+    let (outcome, data) = match license {
+        None => (validation::Outcome { valid: false, detail: "does not exist", code: "NOT_FOUND" }, None),
         Some(mut l) => {
             if !may_validate(ctx.principal_unless_bad_license_key()?, &l) {
                 return Err(Error::access_denied());
@@ -116,28 +123,23 @@ async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick:
                 ctx.state.touch_validated(l.id, now);
                 l.last_validated_at = Some(now);
             }
-            out_meta["valid"] = json!(outcome.valid);
-            out_meta["detail"] = json!(outcome.detail);
-            out_meta["code"] = json!(outcome.code);
-            Some(super::licenses::render(ctx.account_id(), &l))
+            (outcome, Some(super::licenses::render(ctx.account_id(), &l)))
         }
     };
-    if let Some(nonce) = &meta.nonce {
-        out_meta["nonce"] = nonce.clone();
-    }
-    if let Some(scope) = &meta.scope {
-        out_meta["scope"] = serde_json::to_value(scope).map_err(anyhow::Error::from)?;
-        if let Some(obj) = out_meta["scope"].as_object_mut() {
-            obj.retain(|_, v| !v.is_null());
-        }
-    }
-    // Serialized once, straight from the typed resource (this is the hottest response).
+    let meta = ValidationMeta {
+        ts: time::iso(now),
+        valid: outcome.valid,
+        detail: outcome.detail,
+        code: outcome.code,
+        nonce: meta.nonce.as_ref(),
+        scope: meta.scope.as_ref(),
+    };
     #[derive(serde::Serialize)]
-    struct Doc<D: serde::Serialize> {
+    struct Doc<'a, D: serde::Serialize> {
         data: Option<D>,
-        meta: Value,
+        meta: ValidationMeta<'a>,
     }
-    Ok(document::respond(StatusCode::OK, &Doc { data, meta: out_meta }))
+    Ok(document::respond(StatusCode::OK, &Doc { data, meta }))
 }
 
 /// `POST /licenses/actions/validate-key`: no credentials needed; any sent must be valid.
