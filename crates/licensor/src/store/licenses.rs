@@ -38,7 +38,7 @@ pub struct LicenseRow {
     pub metadata: Metadata,
     pub created_at: i64,
     pub updated_at: i64,
-    // Derived, read-only columns.
+    // Read-only here: policy rules from the join; counts kept by triggers (migration 0006).
     pub policy_rules: super::Rules,
     pub machines_count: i64,
     pub machines_cores: i64,
@@ -83,9 +83,7 @@ macro_rules! select_view {
              l.max_machines, l.max_processes, l.max_users, l.max_cores, l.max_uses, l.max_memory, l.max_disk, \
              l.last_validated_at, l.last_check_out_at, l.last_check_in_at, l.metadata, l.created_at, l.updated_at, \
              p.rules AS policy_rules, \
-             (SELECT COUNT(*) FROM machines m WHERE m.license_id = l.id) AS machines_count, \
-             (SELECT CAST(COALESCE(SUM(m.cores), 0) AS BIGINT) FROM machines m WHERE m.license_id = l.id) AS machines_cores, \
-             (SELECT COUNT(*) FROM license_users lu WHERE lu.license_id = l.id) AS users_count, \
+             l.machines_count, l.machines_cores, l.users_count, \
              (u.banned_at IS NOT NULL) AS owner_banned \
              FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id ",
             $where
