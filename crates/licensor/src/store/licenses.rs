@@ -81,11 +81,12 @@ macro_rules! select_view {
         concat!(
             "SELECT l.id, l.account_id, l.product_id, l.policy_id, l.owner_id, l.group_id, l.key, l.name, l.expiry, l.suspended, l.protected, l.uses, \
              l.max_machines, l.max_processes, l.max_users, l.max_cores, l.max_uses, l.max_memory, l.max_disk, \
-             l.last_validated_at, l.last_check_out_at, l.last_check_in_at, l.metadata, l.created_at, l.updated_at, \
+             v.at AS last_validated_at, l.last_check_out_at, l.last_check_in_at, l.metadata, l.created_at, l.updated_at, \
              p.rules AS policy_rules, \
              l.machines_count, l.machines_cores, l.users_count, \
              (u.banned_at IS NOT NULL) AS owner_banned \
-             FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id ",
+             FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id \
+             LEFT JOIN license_validations v ON v.license_id = l.id ",
             $where
         )
     };
@@ -234,8 +235,8 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
 }
 
 const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_id, owner_id, group_id, key, name, expiry, suspended, protected, uses, \
-    max_machines, max_processes, max_users, max_cores, max_uses, max_memory, max_disk, last_validated_at, last_check_out_at, last_check_in_at, metadata, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+    max_machines, max_processes, max_users, max_cores, max_uses, max_memory, max_disk, last_check_out_at, last_check_in_at, metadata, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
 
 /// Inserts unless the license's group already holds `group_max` licenses; the count and the
 /// insert run in one transaction holding the group's row lock, so the cap holds across nodes.
@@ -273,7 +274,6 @@ pub async fn insert_within_group(db: &Db, l: &LicenseRow, group_max: Option<i64>
             .bind(l.max_uses)
             .bind(l.max_memory)
             .bind(l.max_disk)
-            .bind(l.last_validated_at)
             .bind(l.last_check_out_at)
             .bind(l.last_check_in_at)
             .bind(&l.metadata)
@@ -370,15 +370,21 @@ pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()
 /// Records validations in bulk: each license gets the latest instant seen. Never moves the
 /// timestamp backwards, so nodes flushing out of order cannot undo each other. One statement
 /// per chunk (not per license): on a busy node this runs with thousands of entries a second.
+/// Chunks are cut from the entries in key order, so each one writes few, adjacent pages.
 pub async fn touch_validated(db: &Db, touches: &[(Uuid, i64)]) -> Result<()> {
     // The two engines pass arrays differently: SQLite as JSON (ids as hex, the column is a
-    // BLOB), PostgreSQL as native arrays.
-    const SQLITE: &str = "UPDATE licenses SET last_validated_at = t.at \
-        FROM (SELECT unhex(json_extract(value, '$[0]')) AS id, json_extract(value, '$[1]') AS at FROM json_each($1)) AS t \
-        WHERE licenses.id = t.id AND (licenses.last_validated_at IS NULL OR licenses.last_validated_at < t.at)";
-    const POSTGRES: &str =
-        "UPDATE licenses SET last_validated_at = t.at FROM unnest($1::uuid[], $2::bigint[]) AS t(id, at) \
-        WHERE licenses.id = t.id AND (licenses.last_validated_at IS NULL OR licenses.last_validated_at < t.at)";
+    // BLOB), PostgreSQL as native arrays. A license deleted since its validation is skipped:
+    // its row would violate the foreign key.
+    const SQLITE: &str = "INSERT INTO license_validations (license_id, at) \
+        SELECT t.id, t.at FROM (SELECT unhex(json_extract(value, '$[0]')) AS id, json_extract(value, '$[1]') AS at FROM json_each($1)) AS t \
+        WHERE EXISTS (SELECT 1 FROM licenses l WHERE l.id = t.id) \
+        ON CONFLICT (license_id) DO UPDATE SET at = excluded.at WHERE license_validations.at < excluded.at";
+    const POSTGRES: &str = "INSERT INTO license_validations (license_id, at) \
+        SELECT t.id, t.at FROM unnest($1::uuid[], $2::bigint[]) AS t(id, at) \
+        WHERE EXISTS (SELECT 1 FROM licenses l WHERE l.id = t.id) \
+        ON CONFLICT (license_id) DO UPDATE SET at = excluded.at WHERE license_validations.at < excluded.at";
+    let mut touches = touches.to_vec();
+    touches.sort_unstable();
     for chunk in touches.chunks(1000) {
         match db {
             Db::Sqlite(sqlite) => {

@@ -319,3 +319,36 @@ async fn expiry_clock_starts_on_first_validation() {
     let expiry = licensor::time::parse_iso(r.attr("expiry").as_str().unwrap()).unwrap();
     assert!((expiry - (licensor::time::now_ms() + 7 * licensor::time::DAY)).abs() < 60_000);
 }
+
+/// Validation writes nothing on its own path, yet its timestamp reaches the database: at the
+/// latest when the server shuts down. A license deleted before the write is skipped, not an
+/// error that would hold back every other license's timestamp.
+#[tokio::test]
+async fn last_validated_is_kept_through_shutdown() {
+    let mut app = spawn_app().await;
+    let (_, policy, license, key) = app.license_fixture(json!({})).await;
+    let (doomed, doomed_key) = app.create_license(&policy, json!({})).await;
+    let r = validate_key(&app, &key, Value::Null).await;
+    assert_eq!(r.body["meta"]["code"], "VALID", "{}", r.text);
+    let answered = licensor::time::parse_iso(r.attr("lastValidated").as_str().unwrap()).unwrap();
+    validate_key(&app, &doomed_key, Value::Null).await;
+    assert_eq!(
+        app.delete(&app.acct(&format!("/licenses/{doomed}")), &app.admin()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    app.stop().await;
+
+    let account = app.account_id.parse().unwrap();
+    let stored = licensor::store::licenses::find(&app.db, account, license.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.last_validated_at, Some(answered));
+    let now = licensor::time::now_ms();
+    licensor::store::licenses::touch_validated(&app.db, &[(doomed.parse().unwrap(), now), (stored.id, now)])
+        .await
+        .expect("a deleted license does not fail the batch");
+    let stored = licensor::store::licenses::find(&app.db, account, stored.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_validated_at, Some(now));
+    // Never backwards (nodes flush out of order).
+    licensor::store::licenses::touch_validated(&app.db, &[(stored.id, now - 60_000)]).await.unwrap();
+    let stored = licensor::store::licenses::find(&app.db, account, stored.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_validated_at, Some(now));
+}
