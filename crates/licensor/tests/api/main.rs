@@ -14,6 +14,7 @@ mod errors;
 mod licenses;
 mod licensing;
 mod machines;
+mod migrations;
 mod openapi;
 mod opswat;
 mod policies;
