@@ -32,8 +32,10 @@ pub struct Culled {
 /// window has passed, and dead processes that can no longer be revived.
 pub async fn cull_once(db: &Db, now: i64) -> Result<Culled> {
     let mut culled = Culled::default();
-    for (id, _account, last, created, rules) in machines::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
-        if heartbeat::should_cull(&rules.0, last, created, now) && machines::delete_if_unchanged(db, id, last).await? {
+    for (id, account, last, created, rules) in machines::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
+        if heartbeat::should_cull(&rules.0, last, created, now)
+            && machines::delete_if_unchanged(db, account, id, last).await?
+        {
             tracing::info!(machine = %id, "deactivated dead machine");
             culled.machines += 1;
         }

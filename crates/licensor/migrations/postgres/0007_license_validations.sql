@@ -2,6 +2,10 @@
 -- this (in batches, see AppState::flush_touches); rewriting the wide license row for it cost
 -- about three times as much per validation as updating this table, and left a dead copy of
 -- the whole license row behind each time.
+--
+-- Copy and drop as one step with respect to nodes still running the previous release.
+LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE;
+
 CREATE TABLE license_validations (
     license_id UUID PRIMARY KEY REFERENCES licenses(id) ON DELETE CASCADE,
     at         BIGINT NOT NULL

@@ -447,9 +447,13 @@ pub async fn attach_users(
 }
 
 pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid]) -> Result<()> {
+    // The license first, as `attach_users` takes it (the count trigger updates it after each
+    // delete; the other order could deadlock with an attach on PostgreSQL).
+    const LOCK: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const SQL: &str = "DELETE FROM license_users WHERE account_id = $1 AND license_id = $2 AND user_id = $3";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
+        sqlx::query(LOCK).bind(account).bind(license).execute(&mut *tx).await?;
         for u in users {
             sqlx::query(SQL).bind(account).bind(license).bind(u).execute(&mut *tx).await?;
         }

@@ -412,28 +412,39 @@ pub async fn activate(
     Ok(Ok(()))
 }
 
+/// Takes the row lock of a machine's license. Whatever deletes a machine or changes its cores
+/// takes it first: activation and process spawns lock the license before touching machines,
+/// and the count trigger (migration 0006) updates the license after the machine row, so taking
+/// the locks in the other order could deadlock on PostgreSQL.
+const LOCK_MACHINE_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at \
+    WHERE account_id = $1 AND id = (SELECT license_id FROM machines WHERE account_id = $1 AND id = $2)";
+
 const UPDATE: &str = "UPDATE machines SET name = $3, ip = $4, hostname = $5, platform = $6, cores = $7, memory = $8, disk = $9, owner_id = $10, group_id = $11, \
     max_processes = $12, metadata = $13, updated_at = $14 WHERE account_id = $1 AND id = $2";
 
 pub async fn update(db: &Db, m: &MachineRow) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(m.account_id)
-        .bind(m.id)
-        .bind(&m.name)
-        .bind(&m.ip)
-        .bind(&m.hostname)
-        .bind(&m.platform)
-        .bind(m.cores)
-        .bind(m.memory)
-        .bind(m.disk)
-        .bind(m.owner_id)
-        .bind(m.group_id)
-        .bind(m.max_processes)
-        .bind(&m.metadata)
-        .bind(m.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(LOCK_MACHINE_LICENSE).bind(m.account_id).bind(m.id).execute(&mut *tx).await?;
+        sqlx::query(UPDATE)
+            .bind(m.account_id)
+            .bind(m.id)
+            .bind(&m.name)
+            .bind(&m.ip)
+            .bind(&m.hostname)
+            .bind(&m.platform)
+            .bind(m.cores)
+            .bind(m.memory)
+            .bind(m.disk)
+            .bind(m.owner_id)
+            .bind(m.group_id)
+            .bind(m.max_processes)
+            .bind(&m.metadata)
+            .bind(m.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    });
     Ok(())
 }
 
@@ -444,6 +455,7 @@ pub async fn deactivate(db: &Db, account: Uuid, id: Uuid, token: Option<Uuid>) -
     const DELETE: &str = "DELETE FROM machines WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
+        sqlx::query(LOCK_MACHINE_LICENSE).bind(account).bind(id).execute(&mut *tx).await?;
         if let Some(token) = token {
             if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
                 tx.rollback().await?;
@@ -475,10 +487,16 @@ pub async fn stale(
 }
 
 /// Deletes a machine only if its heartbeat is still what the culler saw.
-pub async fn delete_if_unchanged(db: &Db, id: Uuid, seen: Option<i64>) -> Result<bool> {
+pub async fn delete_if_unchanged(db: &Db, account: Uuid, id: Uuid, seen: Option<i64>) -> Result<bool> {
     const SQL: &str =
         "DELETE FROM machines WHERE id = $1 AND ((last_heartbeat_at IS NULL AND $2 IS NULL) OR last_heartbeat_at = $2)";
-    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(id).bind(seen).execute(pool).await?.rows_affected()) == 1)
+    Ok(db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(LOCK_MACHINE_LICENSE).bind(account).bind(id).execute(&mut *tx).await?;
+        let n = sqlx::query(SQL).bind(id).bind(seen).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        n
+    }) == 1)
 }
 
 pub async fn set_checked_out(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {

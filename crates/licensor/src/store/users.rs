@@ -142,8 +142,14 @@ pub async fn count_in_group(db: &Db, group: Uuid) -> Result<i64> {
 }
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+    // Deleting the user updates the licenses it owns (owner set null) and, through the count
+    // trigger, those it is attached to. Lock them before the user row, in the order license
+    // writers (attach, activation) take them, so the two cannot deadlock on PostgreSQL.
+    const LOCK_LICENSES: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 \
+        AND (owner_id = $2 OR id IN (SELECT license_id FROM license_users WHERE user_id = $2))";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
+        sqlx::query(LOCK_LICENSES).bind(account).bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2")
             .bind(account)
             .bind(id)

@@ -129,3 +129,47 @@ async fn wait_until_up(client: &reqwest::Client, url: &str) {
     }
     panic!("{url} did not come up");
 }
+
+/// One license token activating new machines while it deactivates old ones, all at once (a
+/// fleet re-imaging its hosts). Every request succeeds and the count is exact: activation and
+/// deactivation take the license and the token in the same order, so PostgreSQL finds no
+/// deadlock to break with an error.
+#[tokio::test]
+async fn one_token_activating_and_deactivating_at_once() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({"floating": true, "maxMachines": 100})).await;
+    let t = app.post(&app.acct(&format!("/licenses/{license}/tokens")), &app.admin(), json!(null)).await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+    let token = t.attr("token").as_str().unwrap().to_string();
+    let machine = |fingerprint: String| {
+        json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}})
+    };
+    let mut old = Vec::new();
+    for i in 0..20 {
+        let r = app.post(&app.acct("/machines"), &As::Bearer(token.clone()), machine(format!("old-{i}"))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        old.push(r.id());
+    }
+    let mut tasks = Vec::new();
+    for (i, id) in old.into_iter().enumerate() {
+        for deactivate in [true, false] {
+            let (client, token) = (app.client.clone(), token.clone());
+            let request = if deactivate {
+                client.delete(app.url(&app.acct(&format!("/machines/{id}"))))
+            } else {
+                client
+                    .post(app.url(&app.acct("/machines")))
+                    .header("content-type", "application/vnd.api+json")
+                    .body(machine(format!("new-{i}")).to_string())
+            };
+            tasks.push(tokio::spawn(async move { request.bearer_auth(token).send().await.unwrap().status() }));
+        }
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status == StatusCode::CREATED || status == StatusCode::NO_CONTENT, "unexpected {status}");
+    }
+    let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 20);
+}

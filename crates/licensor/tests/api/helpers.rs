@@ -297,15 +297,19 @@ impl Drop for TestApp {
         }
         if let (Some(schema), true) = (self.schema.clone(), self.database_url.starts_with("postgres")) {
             let url = self.database_url.clone();
-            // Drop runs inside the test's runtime; use a thread with its own to clean up.
+            // Drop runs inside the test's runtime; use a thread with its own to clean up. That
+            // blocks the runtime, so a failed test's server cannot finish its open transactions:
+            // give up on the schema rather than wait for their locks forever.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async move {
                     if let Ok(db) = Db::connect(&url, None).await {
                         if let Db::Postgres(pool) = &db {
-                            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                                .execute(pool)
-                                .await;
+                            let _ = sqlx::raw_sql(&format!(
+                                "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                            ))
+                            .execute(pool)
+                            .await;
                         }
                         db.close().await;
                     }
