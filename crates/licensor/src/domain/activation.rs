@@ -16,6 +16,17 @@ pub fn uniqueness(l: &LicenseRow) -> Uniqueness {
     }
 }
 
+/// Where a component fingerprint must be unique; `None` = within its machine (the default).
+pub fn component_uniqueness(l: &LicenseRow) -> Option<Uniqueness> {
+    match l.rules().component_uniqueness_strategy.as_str() {
+        "UNIQUE_PER_ACCOUNT" => Some(Uniqueness::Account),
+        "UNIQUE_PER_PRODUCT" => Some(Uniqueness::Product(l.product_id)),
+        "UNIQUE_PER_POLICY" => Some(Uniqueness::Policy(l.policy_id)),
+        "UNIQUE_PER_LICENSE" => Some(Uniqueness::License),
+        _ => None,
+    }
+}
+
 /// The limits for a new machine on `l`; `activation_token` is a license token whose
 /// `maxActivations` the activation counts against.
 pub fn limits(l: &LicenseRow, activation_token: Option<Uuid>) -> ActivationLimits {
@@ -36,6 +47,7 @@ pub fn limits(l: &LicenseRow, activation_token: Option<Uuid>) -> ActivationLimit
         group_machines: None,
         per_owner: rules.machine_leasing_strategy == "PER_USER",
         uniqueness: uniqueness(l),
+        component_uniqueness: component_uniqueness(l),
         activation_token,
     }
 }

@@ -121,7 +121,8 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
     if !rules.strict {
         return expiry_outcome(rules, expired);
     }
-    let count = facts.machines.len() as i64;
+    let leased = leased_machines(l, facts);
+    let count = leased.len() as i64;
     if !floating && count == 0 {
         return fail("NO_MACHINE", "must have exactly 1 associated machine");
     }
@@ -137,7 +138,7 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
     if floating && count == 0 {
         return fail("NO_MACHINES", "must have at least 1 associated machine");
     }
-    let sum = |f: fn(&MachineFacts) -> i64| facts.machines.iter().map(f).sum::<i64>();
+    let sum = |f: fn(&MachineFacts) -> i64| leased.iter().map(|m| f(m)).sum::<i64>();
     for (max, total, code, detail) in [
         (l.max_cores(), sum(|m| m.cores), "TOO_MANY_CORES", "has too many associated machine cores"),
         (l.max_memory(), sum(|m| m.memory), "TOO_MUCH_MEMORY", "has too much associated machine memory"),
@@ -149,10 +150,18 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
             }
         }
     }
-    if let Some(out) = process_limit(l, facts, scope) {
+    if let Some(out) = process_limit(l, facts, scope, now) {
         return out;
     }
     expiry_outcome(rules, expired)
+}
+
+/// The machines the strict limits count: all of the license's, or under PER_USER leasing only
+/// those of the user in scope (the ownerless ones when no user is in scope), as activation
+/// counts them.
+fn leased_machines<'a>(l: &LicenseRow, facts: &'a Facts) -> Vec<&'a MachineFacts> {
+    let per_user = l.rules().machine_leasing_strategy == "PER_USER";
+    facts.machines.iter().filter(|m| !per_user || m.owner_id == facts.scope_user).collect()
 }
 
 fn expiry_outcome(rules: &super::policy::PolicyRules, expired: bool) -> Outcome {
@@ -163,34 +172,42 @@ fn expiry_outcome(rules: &super::policy::PolicyRules, expired: bool) -> Outcome 
     Outcome { valid: true, code: "VALID", detail: "is valid" }
 }
 
-fn process_limit(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>) -> Option<Outcome> {
+fn process_limit(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
-    let detail = "has too many associated processes";
-    match rules.process_leasing_strategy.as_str() {
+    let (count, max) = match rules.process_leasing_strategy.as_str() {
         "PER_MACHINE" => {
             let fp = scope.and_then(|s| s.fingerprint.as_deref());
             let id = scope.and_then(|s| s.machine.as_deref());
-            let m = facts.machines.iter().find(|m| Some(m.fingerprint.as_str()) == fp || Some(m.id.as_str()) == id)?;
-            let max = m.max_processes.or(l.max_processes())?;
-            (m.processes > max).then(|| Outcome {
-                valid: rules.within_overage(m.processes, max),
-                code: "TOO_MANY_PROCESSES",
-                detail,
-            })
+            let alive =
+                |m: &&MachineFacts| heartbeat::machine_status(rules, m.last_heartbeat, m.created_at, now) != "DEAD";
+            let m = facts
+                .machines
+                .iter()
+                .filter(alive)
+                .find(|m| Some(m.fingerprint.as_str()) == fp || Some(m.id.as_str()) == id)?;
+            (m.processes, m.max_processes.or(l.max_processes())?)
         }
-        _ => {
-            let max = l.max_processes()?;
-            (facts.processes_total > max).then(|| Outcome {
-                valid: rules.within_overage(facts.processes_total, max),
-                code: "TOO_MANY_PROCESSES",
-                detail,
-            })
+        // A process counts toward its machine's owner: the user in scope, else the ownerless bucket.
+        "PER_USER" => {
+            let bucket = facts.machines.iter().filter(|m| m.owner_id == facts.scope_user);
+            (bucket.map(|m| m.processes).sum(), l.max_processes()?)
         }
-    }
+        _ => (facts.processes_total, l.max_processes()?),
+    };
+    (count > max).then(|| Outcome {
+        valid: rules.within_overage(count, max),
+        code: "TOO_MANY_PROCESSES",
+        detail: "has too many associated processes",
+    })
 }
 
 fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
+    // Environments are an Enterprise feature Licensor does not have: every license is global,
+    // so naming any environment cannot match.
+    if s.environment.is_some() {
+        return Some(fail("ENVIRONMENT_SCOPE_MISMATCH", "environment scope does not match"));
+    }
     match &s.product {
         Some(p) if *p != l.product_id.to_string() => {
             return Some(fail("PRODUCT_SCOPE_MISMATCH", "product scope does not match"))
@@ -340,6 +357,159 @@ fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::policy::PolicyRules;
+    use uuid::Uuid;
+
+    fn license(rules: PolicyRules) -> LicenseRow {
+        LicenseRow {
+            id: Uuid::nil(),
+            account_id: Uuid::nil(),
+            product_id: Uuid::nil(),
+            policy_id: Uuid::nil(),
+            owner_id: None,
+            group_id: None,
+            key: "K".into(),
+            name: None,
+            expiry: None,
+            suspended: false,
+            protected: None,
+            uses: 0,
+            max_machines: None,
+            max_processes: None,
+            max_users: None,
+            max_cores: None,
+            max_uses: None,
+            max_memory: None,
+            max_disk: None,
+            last_validated_at: None,
+            last_check_out_at: None,
+            last_check_in_at: None,
+            metadata: sqlx::types::Json(serde_json::json!({})),
+            created_at: 0,
+            updated_at: 0,
+            policy_rules: crate::store::Rules(std::sync::Arc::new(rules)),
+            machines_count: 0,
+            machines_cores: 0,
+            users_count: 0,
+            owner_banned: false,
+        }
+    }
+
+    fn machine(id: &str, owner: Option<&str>, processes: i64) -> MachineFacts {
+        MachineFacts {
+            id: id.into(),
+            fingerprint: format!("fp-{id}"),
+            owner_id: owner.map(str::to_string),
+            cores: 1,
+            memory: 0,
+            disk: 0,
+            last_heartbeat: None,
+            created_at: 0,
+            processes,
+            max_processes: None,
+            components: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn any_environment_scope_misses_a_global_license() {
+        let l = license(PolicyRules::default());
+        let scope = Scope { environment: Some("production".into()), ..Scope::default() };
+        let out = validate(&l, &Facts::default(), Some(&scope), false, 1);
+        assert_eq!(out.code, "ENVIRONMENT_SCOPE_MISMATCH");
+        // It comes before the product scope (keygen.md §3, rows 6 and 7).
+        let scope = Scope { product: Some("other".into()), ..scope };
+        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code, "ENVIRONMENT_SCOPE_MISMATCH");
+        // Quick validation skips scopes.
+        assert_eq!(validate(&l, &Facts::default(), Some(&scope), true, 1).code, "VALID");
+    }
+
+    #[test]
+    fn per_user_leasing_counts_the_scoped_users_machines() {
+        let rules = PolicyRules {
+            strict: true,
+            floating: true,
+            max_machines: Some(1),
+            machine_leasing_strategy: "PER_USER".into(),
+            ..PolicyRules::default()
+        };
+        let l = license(rules.clone());
+        let facts = |scope_user: Option<&str>| Facts {
+            machines: vec![machine("a", Some("u1"), 0), machine("b", Some("u1"), 0), machine("c", None, 0)],
+            scope_user: scope_user.map(str::to_string),
+            ..Facts::default()
+        };
+        assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code, "TOO_MANY_MACHINES");
+        assert_eq!(validate(&l, &facts(Some("u2")), None, false, 1).code, "NO_MACHINES");
+        assert_eq!(validate(&l, &facts(None), None, false, 1).code, "VALID");
+        // Per license, the same three machines are too many.
+        let l = license(PolicyRules { machine_leasing_strategy: "PER_LICENSE".into(), ..rules });
+        assert_eq!(validate(&l, &facts(None), None, false, 1).code, "TOO_MANY_MACHINES");
+    }
+
+    #[test]
+    fn process_limits_per_leasing_strategy() {
+        let rules = PolicyRules { strict: true, floating: true, max_processes: Some(2), ..PolicyRules::default() };
+        let facts = |scope_user: Option<&str>| Facts {
+            machines: vec![machine("a", Some("u1"), 2), machine("b", Some("u1"), 1), machine("c", None, 1)],
+            scope_user: scope_user.map(str::to_string),
+            processes_total: 4,
+            ..Facts::default()
+        };
+        let by_fp = |fp: &str| Scope { fingerprint: Some(fp.into()), ..Scope::default() };
+        let per = |strategy: &str| license(PolicyRules { process_leasing_strategy: strategy.into(), ..rules.clone() });
+        // PER_MACHINE: the scoped machine's own processes; without a machine in scope, no check.
+        assert_eq!(validate(&per("PER_MACHINE"), &facts(None), Some(&by_fp("fp-a")), false, 1).code, "VALID");
+        assert_eq!(validate(&per("PER_MACHINE"), &facts(None), None, false, 1).code, "VALID");
+        // PER_LICENSE: all four.
+        assert_eq!(validate(&per("PER_LICENSE"), &facts(None), None, false, 1).code, "TOO_MANY_PROCESSES");
+        // PER_USER: u1 runs three, the ownerless bucket one.
+        assert_eq!(validate(&per("PER_USER"), &facts(Some("u1")), None, false, 1).code, "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&per("PER_USER"), &facts(None), None, false, 1).code, "VALID");
+        // Overage turns the refusal into a valid TOO_MANY_PROCESSES.
+        let l = license(PolicyRules {
+            process_leasing_strategy: "PER_LICENSE".into(),
+            overage_strategy: "ALLOW_2X_OVERAGE".into(),
+            ..rules.clone()
+        });
+        let out = validate(&l, &facts(None), None, false, 1);
+        assert_eq!((out.code, out.valid), ("TOO_MANY_PROCESSES", true));
+    }
+
+    #[test]
+    fn per_machine_process_limit_skips_a_dead_machine() {
+        let rules = PolicyRules {
+            strict: true,
+            floating: true,
+            max_processes: Some(1),
+            require_heartbeat: true,
+            heartbeat_duration: Some(60),
+            ..PolicyRules::default()
+        };
+        let l = license(rules);
+        let mut busy = machine("a", None, 5);
+        busy.last_heartbeat = Some(0);
+        let facts = Facts { machines: vec![busy], ..Facts::default() };
+        let scope = Scope { machine: Some("a".into()), ..Scope::default() };
+        // Long after its heartbeat, with the scope checks skipped (quick), the dead machine's
+        // processes do not count against it.
+        assert_eq!(validate(&l, &facts, Some(&scope), true, 10 * 60 * 1000).code, "VALID");
+        assert_eq!(validate(&l, &facts, Some(&scope), true, 1000).code, "TOO_MANY_PROCESSES");
+    }
+
+    #[test]
+    fn first_failure_wins() {
+        // A strict, node-locked license that is expired under RESTRICT_ACCESS and has no machine
+        // reports the machine, not the expiry (keygen.md §3, rows 18 and 22).
+        let rules = PolicyRules { strict: true, floating: false, ..PolicyRules::default() };
+        let mut l = license(rules);
+        l.expiry = Some(0);
+        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code, "NO_MACHINE");
+        l.suspended = true;
+        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code, "SUSPENDED");
+        l.owner_banned = true;
+        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code, "BANNED");
+    }
 
     #[test]
     fn matching_strategies() {

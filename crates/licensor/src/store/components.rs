@@ -3,6 +3,7 @@
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::machines::Uniqueness;
 use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
@@ -70,8 +71,15 @@ pub async fn list(
 
 const INSERT: &str = "INSERT INTO components (id, account_id, machine_id, fingerprint, name, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-pub async fn insert(db: &Db, c: &ComponentRow) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(INSERT)
+/// The insert of one component, bound, for either engine (activation inserts them too).
+pub(super) fn insert_query<'q, DB: sqlx::Database>(c: &'q ComponentRow) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Metadata: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(INSERT)
         .bind(c.id)
         .bind(c.account_id)
         .bind(c.machine_id)
@@ -80,10 +88,75 @@ pub async fn insert(db: &Db, c: &ComponentRow) -> Result<(), sqlx::Error> {
         .bind(&c.metadata)
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
-    Ok(())
+}
+
+/// The query that counts components already holding a fingerprint within a uniqueness scope
+/// wider than one machine, bound to (account, fingerprint[, scope id]); `None` for
+/// UNIQUE_PER_MACHINE, which the table's own `UNIQUE (machine_id, fingerprint)` enforces.
+pub(super) fn taken_query(scope: Option<Uniqueness>, license: Uuid) -> Option<(&'static str, Option<Uuid>)> {
+    const ACCOUNT: &str = "SELECT COUNT(*) FROM components WHERE account_id = $1 AND fingerprint = $2";
+    const PRODUCT: &str = "SELECT COUNT(*) FROM components c JOIN machines m ON m.id = c.machine_id \
+        JOIN licenses l ON l.id = m.license_id WHERE c.account_id = $1 AND c.fingerprint = $2 AND l.product_id = $3";
+    const POLICY: &str = "SELECT COUNT(*) FROM components c JOIN machines m ON m.id = c.machine_id \
+        JOIN licenses l ON l.id = m.license_id WHERE c.account_id = $1 AND c.fingerprint = $2 AND l.policy_id = $3";
+    const LICENSE: &str = "SELECT COUNT(*) FROM components c JOIN machines m ON m.id = c.machine_id \
+        WHERE c.account_id = $1 AND c.fingerprint = $2 AND m.license_id = $3";
+    Some(match scope? {
+        Uniqueness::Account => (ACCOUNT, None),
+        Uniqueness::Product(p) => (PRODUCT, Some(p)),
+        Uniqueness::Policy(p) => (POLICY, Some(p)),
+        Uniqueness::License => (LICENSE, Some(license)),
+    })
+}
+
+/// Why a component was not added.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The fingerprint is taken within the policy's component uniqueness scope.
+    Taken,
+}
+
+/// Adds a component to a machine, enforcing the component uniqueness scope. It takes the
+/// license's row lock first, as activation does (and the account's for scopes wider than the
+/// license), so two nodes adding the same fingerprint cannot both pass the check.
+pub async fn insert(db: &Db, c: &ComponentRow, scope: Option<Uniqueness>) -> Result<Result<(), Refusal>> {
+    const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at \
+        WHERE account_id = $1 AND id = (SELECT license_id FROM machines WHERE account_id = $1 AND id = $2)";
+    const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
+    const LICENSE_OF: &str = "SELECT license_id FROM machines WHERE account_id = $1 AND id = $2";
+    let inserted = db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(LOCK_LICENSE).bind(c.account_id).bind(c.machine_id).execute(&mut *tx).await?;
+        if !matches!(scope, None | Some(Uniqueness::License)) {
+            sqlx::query(LOCK_ACCOUNT).bind(c.account_id).execute(&mut *tx).await?;
+        }
+        let license: Uuid =
+            sqlx::query_scalar(LICENSE_OF).bind(c.account_id).bind(c.machine_id).fetch_one(&mut *tx).await?;
+        if let Some((sql, id)) = taken_query(scope, license) {
+            let q = sqlx::query_scalar::<_, i64>(sql).bind(c.account_id).bind(&c.fingerprint);
+            let q = match id {
+                Some(id) => q.bind(id),
+                None => q,
+            };
+            if q.fetch_one(&mut *tx).await? > 0 {
+                tx.rollback().await?;
+                return Ok(Err(Refusal::Taken));
+            }
+        }
+        let inserted = insert_query(c).execute(&mut *tx).await;
+        match inserted {
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                tx.rollback().await?;
+                false
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {
+                tx.commit().await?;
+                true
+            }
+        }
+    });
+    Ok(if inserted { Ok(()) } else { Err(Refusal::Taken) })
 }
 
 pub async fn update(db: &Db, c: &ComponentRow) -> Result<()> {

@@ -240,6 +240,8 @@ pub struct ActivationLimits {
     /// Count only machines with this owner (PER_USER leasing).
     pub per_owner: bool,
     pub uniqueness: Uniqueness,
+    /// Where component fingerprints must be unique; `None` = per machine.
+    pub component_uniqueness: Option<Uniqueness>,
     /// A license token whose `maxActivations` this activation counts against.
     pub activation_token: Option<Uuid>,
 }
@@ -253,6 +255,7 @@ pub enum ActivationRefusal {
     DiskLimit,
     GroupMachineLimit,
     FingerprintTaken,
+    ComponentFingerprintTaken,
     ActivationsLimit,
 }
 
@@ -281,13 +284,14 @@ pub async fn activate(
     const TAKEN_POLICY: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.policy_id = $3";
     const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
         last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-    const INSERT_COMPONENT: &str = "INSERT INTO components (id, account_id, machine_id, fingerprint, name, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
 
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
-        if !matches!(limits.uniqueness, Uniqueness::License) {
+        if !matches!(limits.uniqueness, Uniqueness::License)
+            || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
+        {
             sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
         }
         if let Some((group, _)) = limits.group_machines {
@@ -328,6 +332,19 @@ pub async fn activate(
         if taken > 0 {
             tx.rollback().await?;
             return Ok(Err(ActivationRefusal::FingerprintTaken));
+        }
+        if let Some((sql, id)) = super::components::taken_query(limits.component_uniqueness, m.license_id) {
+            for c in components {
+                let q = sqlx::query_scalar::<_, i64>(sql).bind(m.account_id).bind(&c.fingerprint);
+                let q = match id {
+                    Some(id) => q.bind(id),
+                    None => q,
+                };
+                if q.fetch_one(&mut *tx).await? > 0 {
+                    tx.rollback().await?;
+                    return Ok(Err(ActivationRefusal::ComponentFingerprintTaken));
+                }
+            }
         }
         if let Some(max) = limits.max_machines {
             let count = sqlx::query_scalar::<_, i64>(COUNT)
@@ -389,17 +406,7 @@ pub async fn activate(
             .execute(&mut *tx)
             .await?;
         for c in components {
-            sqlx::query(INSERT_COMPONENT)
-                .bind(c.id)
-                .bind(c.account_id)
-                .bind(c.machine_id)
-                .bind(&c.fingerprint)
-                .bind(&c.name)
-                .bind(&c.metadata)
-                .bind(c.created_at)
-                .bind(c.updated_at)
-                .execute(&mut *tx)
-                .await?;
+            super::components::insert_query(c).execute(&mut *tx).await?;
         }
         if let Some(token) = limits.activation_token {
             if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {

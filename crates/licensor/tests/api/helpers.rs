@@ -237,6 +237,13 @@ impl TestApp {
         r.id()
     }
 
+    /// Attaches users to a license.
+    pub async fn attach_users(&self, license: &str, users: &[&str]) {
+        let data: Vec<Value> = users.iter().map(|u| json!({"type": "users", "id": u})).collect();
+        let r =
+            self.post(&self.acct(&format!("/licenses/{license}/users")), &self.admin(), json!({ "data": data })).await;
+        assert!(r.status.is_success(), "{}", r.text);
+    }
     /// A product, a policy with `policy_attrs`, and a license: (product, policy, license id, key).
     pub async fn license_fixture(&self, policy_attrs: Value) -> (String, String, String, String) {
         let product = self.create_product("App").await;

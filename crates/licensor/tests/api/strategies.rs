@@ -116,14 +116,7 @@ async fn per_user_machine_leasing() {
     let (_, _, license, _) =
         app.license_fixture(json!({"floating": true, "maxMachines": 1, "machineLeasingStrategy": "PER_USER"})).await;
     let (ann, bob) = (app.create_user("ann@example.com").await, app.create_user("bob@example.com").await);
-    let r = app
-        .post(
-            &app.acct(&format!("/licenses/{license}/users")),
-            &app.admin(),
-            json!({"data": [{"type": "users", "id": ann}, {"type": "users", "id": bob}]}),
-        )
-        .await;
-    assert!(r.status.is_success(), "{}", r.text);
+    app.attach_users(&license, &[&ann, &bob]).await;
     assert_eq!(activate(&app, &license, "ann-1", Some(&ann)).await.status, StatusCode::CREATED);
     let r = activate(&app, &license, "ann-2", Some(&ann)).await;
     assert_eq!(r.code(), "MACHINE_LIMIT_EXCEEDED");
@@ -146,21 +139,9 @@ async fn process_leasing_strategies() {
         let (license, _) = app.create_license(&policy, json!({})).await;
         let m1 = activate(&app, &license, "m1", None).await.id();
         let m2 = activate(&app, &license, "m2", None).await.id();
-        let spawn = |m: String, pid: &'static str| {
-            let app = &app;
-            async move {
-                app.post(
-                    &app.acct("/processes"),
-                    &app.admin(),
-                    json!({"data": {"type": "processes", "attributes": {"pid": pid},
-                    "relationships": {"machine": {"data": {"type": "machines", "id": m}}}}}),
-                )
-                .await
-            }
-        };
-        assert_eq!(spawn(m1.clone(), "1").await.status, StatusCode::CREATED);
-        assert_eq!(spawn(m1, "2").await.status, StatusCode::UNPROCESSABLE_ENTITY, "{strategy}: one per scope");
-        assert_eq!(spawn(m2, "3").await.status == StatusCode::CREATED, second_machine_allowed, "{strategy}");
+        assert_eq!(spawn(&app, &m1, "1").await.status, StatusCode::CREATED);
+        assert_eq!(spawn(&app, &m1, "2").await.status, StatusCode::UNPROCESSABLE_ENTITY, "{strategy}: one per scope");
+        assert_eq!(spawn(&app, &m2, "3").await.status == StatusCode::CREATED, second_machine_allowed, "{strategy}");
     }
 }
 
@@ -168,9 +149,14 @@ async fn process_leasing_strategies() {
 async fn authentication_strategies() {
     let app = spawn_app().await;
     let product = app.create_product("App").await;
-    for (strategy, key_ok, token_ok) in
-        [("LICENSE", true, false), ("TOKEN", false, true), ("MIXED", true, true), ("NONE", false, false)]
-    {
+    for (strategy, key_ok, token_ok) in [
+        ("LICENSE", true, false),
+        ("TOKEN", false, true),
+        ("MIXED", true, true),
+        ("NONE", false, false),
+        // Sessions are Keygen's portal cookies, which Licensor has none of: neither key nor token.
+        ("SESSION", false, false),
+    ] {
         let policy = app.create_policy(&product, json!({"authenticationStrategy": strategy})).await;
         let (license, key) = app.create_license(&policy, json!({})).await;
         let path = app.acct(&format!("/licenses/{license}"));
@@ -352,4 +338,272 @@ async fn group_limits_on_machines_and_licenses() {
         StatusCode::NOT_FOUND,
         "nothing written"
     );
+}
+
+async fn validate_as(app: &TestApp, key: &str, scope: Value) -> (String, bool) {
+    let r = app
+        .post(
+            &app.acct("/licenses/actions/validate-key"),
+            &As::Anonymous,
+            json!({"meta": {"key": key, "scope": scope}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    (r.body["meta"]["code"].as_str().unwrap().to_string(), r.body["meta"]["valid"].as_bool().unwrap())
+}
+
+async fn spawn(app: &TestApp, machine: &str, pid: &str) -> Res {
+    app.post(
+        &app.acct("/processes"),
+        &app.admin(),
+        json!({"data": {"type": "processes", "attributes": {"pid": pid},
+        "relationships": {"machine": {"data": {"type": "machines", "id": machine}}}}}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn per_user_machine_leasing_at_validation() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app
+        .license_fixture(
+            json!({"strict": true, "floating": true, "maxMachines": 2, "machineLeasingStrategy": "PER_USER"}),
+        )
+        .await;
+    let (ann, bob) = (app.create_user("ann@example.com").await, app.create_user("bob@example.com").await);
+    app.attach_users(&license, &[&ann, &bob]).await;
+    for fp in ["ann-1", "ann-2"] {
+        assert_eq!(activate(&app, &license, fp, Some(&ann)).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(activate(&app, &license, "bob-1", Some(&bob)).await.status, StatusCode::CREATED);
+    // Three machines on a limit of two: fine, since each user holds at most two.
+    assert_eq!(validate_as(&app, &key, json!({"user": ann})).await, ("VALID".into(), true));
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{license}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"maxMachines": 1}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(validate_as(&app, &key, json!({"user": ann})).await, ("TOO_MANY_MACHINES".into(), false));
+    assert_eq!(validate_as(&app, &key, json!({"user": "bob@example.com"})).await, ("VALID".into(), true));
+    // Without a user in scope, the ownerless machines are the bucket, and there are none.
+    assert_eq!(validate_as(&app, &key, json!({})).await, ("NO_MACHINES".into(), false));
+}
+
+#[tokio::test]
+async fn per_user_process_leasing() {
+    let app = spawn_app().await;
+    let (_, _, license, _) =
+        app.license_fixture(json!({"floating": true, "maxProcesses": 1, "processLeasingStrategy": "PER_USER"})).await;
+    let (ann, bob) = (app.create_user("ann@example.com").await, app.create_user("bob@example.com").await);
+    app.attach_users(&license, &[&ann, &bob]).await;
+    let ann1 = activate(&app, &license, "ann-1", Some(&ann)).await.id();
+    let ann2 = activate(&app, &license, "ann-2", Some(&ann)).await.id();
+    let bob1 = activate(&app, &license, "bob-1", Some(&bob)).await.id();
+    assert_eq!(spawn(&app, &ann1, "1").await.status, StatusCode::CREATED);
+    let r = spawn(&app, &ann2, "2").await;
+    assert_eq!(r.code(), "MACHINE_PROCESS_LIMIT_EXCEEDED", "Ann's allowance spans her machines");
+    assert_eq!(r.body["errors"][0]["detail"], "process count has exceeded maximum allowed for user (1)");
+    assert_eq!(spawn(&app, &bob1, "3").await.status, StatusCode::CREATED, "Bob has his own");
+}
+
+#[tokio::test]
+async fn component_uniqueness_strategies() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let other_product = app.create_product("Other").await;
+    // Each strategy's component has its own fingerprint, so earlier rounds do not collide.
+    let with_board = |license: &str, fp: &str, board: &str| {
+        json!({"data": {"type": "machines", "attributes": {"fingerprint": fp}, "relationships": {
+            "license": {"data": {"type": "licenses", "id": license}},
+            "components": {"data": [{"type": "components", "attributes": {"fingerprint": board, "name": "Board"}}]}}}})
+    };
+    // Where a second machine carrying the same component is refused: (strategy, same license,
+    // sibling license of the same policy, license of another policy of the product, another product).
+    for (strategy, refused, detail) in [
+        ("UNIQUE_PER_MACHINE", [false, false, false, false], ""),
+        ("UNIQUE_PER_LICENSE", [true, false, false, false], "has already been taken for this license"),
+        ("UNIQUE_PER_POLICY", [true, true, false, false], "has already been taken for this policy"),
+        ("UNIQUE_PER_PRODUCT", [true, true, true, false], "has already been taken for this product"),
+        ("UNIQUE_PER_ACCOUNT", [true, true, true, true], "has already been taken for this account"),
+    ] {
+        let attrs = json!({"floating": true, "componentUniquenessStrategy": strategy});
+        let policy = app.create_policy(&product, attrs.clone()).await;
+        let (first, _) = app.create_license(&policy, json!({})).await;
+        let r = app
+            .post(&app.acct("/machines"), &app.admin(), with_board(&first, &format!("{strategy}-0"), strategy))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let (sibling, _) = app.create_license(&policy, json!({})).await;
+        let (cousin, _) = app.create_license(&app.create_policy(&product, attrs.clone()).await, json!({})).await;
+        let (stranger, _) = app.create_license(&app.create_policy(&other_product, attrs).await, json!({})).await;
+        for (i, (license, refused)) in [first, sibling, cousin, stranger].iter().zip(refused).enumerate() {
+            let r = app
+                .post(
+                    &app.acct("/machines"),
+                    &app.admin(),
+                    with_board(license, &format!("{strategy}-{}", i + 1), strategy),
+                )
+                .await;
+            if refused {
+                assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{strategy} #{i}: {}", r.text);
+                assert_eq!(r.code(), "COMPONENTS_FINGERPRINT_TAKEN");
+                assert_eq!(r.body["errors"][0]["detail"], detail);
+                assert_eq!(r.pointer(), "/data/relationships/components");
+            } else {
+                assert_eq!(r.status, StatusCode::CREATED, "{strategy} #{i}: {}", r.text);
+            }
+        }
+        // Adding the component to a machine afterwards obeys the same scope.
+        let (fresh, _) = app.create_license(&policy, json!({})).await;
+        let m = activate(&app, &fresh, &format!("{strategy}-bare"), None).await.id();
+        let r = app
+            .post(
+                &app.acct("/components"),
+                &app.admin(),
+                json!({"data": {"type": "components", "attributes": {"fingerprint": strategy, "name": "Board"},
+                "relationships": {"machine": {"data": {"type": "machines", "id": m}}}}}),
+            )
+            .await;
+        if strategy == "UNIQUE_PER_MACHINE" || strategy == "UNIQUE_PER_LICENSE" {
+            assert_eq!(r.status, StatusCode::CREATED, "{strategy}: {}", r.text);
+        } else {
+            assert_eq!(r.code(), "FINGERPRINT_TAKEN", "{strategy}");
+            assert_eq!(r.body["errors"][0]["detail"], detail);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_resurrection_window() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    for minutes in [1, 2, 5, 10, 15] {
+        let policy = app
+            .create_policy(
+                &product,
+                json!({"floating": true, "requireHeartbeat": true, "heartbeatDuration": 60,
+                "heartbeatCullStrategy": "KEEP_DEAD", "heartbeatResurrectionStrategy": format!("{minutes}_MINUTE_REVIVE")}),
+            )
+            .await;
+        let (license, _) = app.create_license(&policy, json!({})).await;
+        // Died (one heartbeat duration after the last ping) 30 s inside and 30 s past the window.
+        for (fp, dead_for, revived) in [("inside", minutes * 60 - 30, true), ("outside", minutes * 60 + 30, false)] {
+            let m = activate(&app, &license, &format!("{minutes}-{fp}"), None).await.id();
+            let last = licensor::time::now_ms() - (60 + dead_for) * 1000;
+            licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(last), last)
+                .await
+                .unwrap();
+            let r = app.post(&app.acct(&format!("/machines/{m}/actions/ping")), &app.admin(), json!(null)).await;
+            if revived {
+                assert_eq!(r.status, StatusCode::OK, "{minutes} min {fp}: {}", r.text);
+                assert_eq!(r.attr("heartbeatStatus"), "RESURRECTED");
+            } else {
+                assert_eq!(r.code(), "MACHINE_HEARTBEAT_DEAD", "{minutes} min {fp}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn protected_policies_keep_users_from_managing_their_licenses() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let user = app.create_user("own@example.com").await;
+    let t = app.post(&app.acct("/tokens"), &As::Basic("own@example.com".into(), PASSWORD.into()), json!(null)).await;
+    let me = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    for (protected, allowed) in [(false, true), (true, false)] {
+        let policy = app.create_policy(&product, json!({"floating": true, "protected": protected})).await;
+        // A user may create a license for themself only under an unprotected policy.
+        let r = app
+            .post(
+                &app.acct("/licenses"),
+                &me,
+                json!({"data": {"type": "licenses", "relationships": {
+                    "policy": {"data": {"type": "policies", "id": policy}},
+                    "owner": {"data": {"type": "users", "id": user}}}}}),
+            )
+            .await;
+        assert_eq!(r.status == StatusCode::CREATED, allowed, "protected={protected}: {}", r.text);
+        // And activate a machine on a license they own only when it is unprotected.
+        let (license, _) = app.create_license(&policy, json!({})).await;
+        let r = app
+            .put(
+                &app.acct(&format!("/licenses/{license}/owner")),
+                &app.admin(),
+                json!({"data": {"type": "users", "id": user}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let r = app
+            .post(
+                &app.acct("/machines"),
+                &me,
+                json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("mine-{protected}")},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+            )
+            .await;
+        if allowed {
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        } else {
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        }
+    }
+    // The license's own attribute overrides its policy's.
+    let policy = app.create_policy(&product, json!({"floating": true})).await;
+    let (license, _) = app.create_license(&policy, json!({"protected": true})).await;
+    app.put(
+        &app.acct(&format!("/licenses/{license}/owner")),
+        &app.admin(),
+        json!({"data": {"type": "users", "id": user}}),
+    )
+    .await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &me,
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "override"},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
+
+#[tokio::test]
+async fn change_group() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({})).await;
+    let g = app
+        .post(&app.acct("/groups"), &app.admin(), json!({"data": {"type": "groups", "attributes": {"name": "Team"}}}))
+        .await;
+    let group = g.id();
+    let path = app.acct(&format!("/licenses/{license}/group"));
+    let r = app.put(&path, &app.admin(), json!({"data": {"type": "groups", "id": group}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let shown = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert_eq!(shown.body["data"]["relationships"]["group"]["data"]["id"], json!(group));
+    assert_eq!(app.get(&path, &app.admin()).await.id(), group);
+    let r = app.put(&path, &app.admin(), json!({"data": null})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let shown = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert!(shown.body["data"]["relationships"]["group"]["data"].is_null(), "{}", shown.text);
+    let r = app.put(&path, &app.admin(), json!({"data": {"type": "groups", "id": uuid::Uuid::new_v4()}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+}
+
+#[tokio::test]
+async fn heartbeat_action_aliases() {
+    let app = spawn_app().await;
+    let (_, _, license, _) =
+        app.license_fixture(json!({"requireHeartbeat": true, "heartbeatBasis": "FROM_FIRST_PING"})).await;
+    let m = activate(&app, &license, "alias", None).await.id();
+    let r = app.post(&app.acct(&format!("/machines/{m}/actions/ping-heartbeat")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.attr("heartbeatStatus"), "ALIVE");
+    let r = app.post(&app.acct(&format!("/machines/{m}/actions/reset-heartbeat")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.attr("heartbeatStatus"), "NOT_STARTED");
 }

@@ -191,3 +191,165 @@ async fn expired_licenses_under_access_keeping_strategies() {
         assert_eq!(validate(&app, &key, Value::Null).await, ("EXPIRED".into(), valid), "{strategy}");
     }
 }
+
+#[tokio::test]
+async fn environments_are_not_supported() {
+    let app = spawn_app().await;
+    let (_, _, _, key) = app.license_fixture(json!({})).await;
+    // Every license is global, so an environment scope never matches; it is checked before the
+    // product scope.
+    assert_eq!(
+        validate(&app, &key, json!({"environment": "production", "product": "nope"})).await,
+        ("ENVIRONMENT_SCOPE_MISMATCH".into(), false)
+    );
+    assert_eq!(validate(&app, &key, json!({"environment": null})).await, ("VALID".into(), true));
+    // Selecting an environment is refused as Keygen's Community Edition refuses it.
+    let r = app
+        .client
+        .get(app.url(&app.acct("/licenses")))
+        .bearer_auth(&app.admin_token)
+        .header("Keygen-Environment", "production")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "ENVIRONMENT_NOT_SUPPORTED");
+    assert_eq!(body["errors"][0]["detail"], "is unsupported");
+    assert_eq!(body["errors"][0]["source"]["header"], "Keygen-Environment");
+    let r = app.get(&format!("{}?environment=staging", app.acct("/licenses")), &app.admin()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["errors"][0]["source"]["parameter"], "environment");
+}
+
+#[tokio::test]
+async fn machine_scope_paths() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    // No machine at all: the code names the policy's kind.
+    for (floating, code) in [(true, "NO_MACHINES"), (false, "NO_MACHINE")] {
+        let policy = app.create_policy(&product, json!({"floating": floating})).await;
+        let (_, key) = app.create_license(&policy, json!({})).await;
+        let absent = uuid::Uuid::new_v4().to_string();
+        assert_eq!(validate(&app, &key, json!({"machine": absent})).await, (code.into(), false));
+    }
+    // Heartbeats through the machine scope.
+    let policy = app
+        .create_policy(
+            &product,
+            json!({"floating": true, "requireHeartbeat": true, "heartbeatDuration": 60, "heartbeatBasis": "FROM_FIRST_PING"}),
+        )
+        .await;
+    let (license, key) = app.create_license(&policy, json!({})).await;
+    let m = machine(&app, &license, "hb", json!({})).await;
+    let other = machine(&app, &license, "other", json!({})).await;
+    assert_eq!(
+        validate(&app, &key, json!({"machine": uuid::Uuid::new_v4().to_string()})).await,
+        ("MACHINE_SCOPE_MISMATCH".into(), false)
+    );
+    assert_eq!(validate(&app, &key, json!({"machine": m})).await, ("HEARTBEAT_NOT_STARTED".into(), false));
+    let ping = app.post(&app.acct(&format!("/machines/{m}/actions/ping")), &app.admin(), json!(null)).await;
+    assert_eq!(ping.status, StatusCode::OK, "{}", ping.text);
+    assert_eq!(validate(&app, &key, json!({"machine": m})).await, ("VALID".into(), true));
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    let long_ago = licensor::time::now_ms() - 3_600_000;
+    licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago)
+        .await
+        .unwrap();
+    assert_eq!(validate(&app, &key, json!({"machine": m})).await, ("HEARTBEAT_DEAD".into(), false));
+    assert_eq!(validate(&app, &key, json!({"machine": other})).await, ("HEARTBEAT_NOT_STARTED".into(), false));
+
+    // The machine's owner must be the user in scope.
+    let policy = app.create_policy(&product, json!({"floating": true})).await;
+    let (license, key) = app.create_license(&policy, json!({})).await;
+    let (ann, bob) = (app.create_user("ann@example.com").await, app.create_user("bob@example.com").await);
+    app.attach_users(&license, &[&ann, &bob]).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "anns"}, "relationships": {
+                "license": {"data": {"type": "licenses", "id": license}}, "owner": {"data": {"type": "users", "id": ann}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let anns = r.id();
+    assert_eq!(validate(&app, &key, json!({"machine": anns, "user": ann})).await, ("VALID".into(), true));
+    assert_eq!(
+        validate(&app, &key, json!({"machine": anns, "user": "bob@example.com"})).await,
+        ("USER_SCOPE_MISMATCH".into(), false)
+    );
+    assert_eq!(
+        validate(&app, &key, json!({"fingerprint": "anns", "user": bob})).await,
+        ("USER_SCOPE_MISMATCH".into(), false)
+    );
+}
+
+#[tokio::test]
+async fn empty_components_scope() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true})).await;
+    machine(&app, &license, "box", json!({})).await;
+    assert_eq!(
+        validate(&app, &key, json!({"fingerprint": "box", "components": []})).await,
+        ("COMPONENTS_SCOPE_EMPTY".into(), false)
+    );
+}
+
+#[tokio::test]
+async fn resource_overage_is_reported_but_valid() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    for (limit, attr, code) in [
+        ("maxCores", "cores", "TOO_MANY_CORES"),
+        ("maxMemory", "memory", "TOO_MUCH_MEMORY"),
+        ("maxDisk", "disk", "TOO_MUCH_DISK"),
+    ] {
+        let policy = app
+            .create_policy(
+                &product,
+                json!({"strict": true, "floating": true, limit: 4, "overageStrategy": "ALLOW_2X_OVERAGE"}),
+            )
+            .await;
+        let (license, key) = app.create_license(&policy, json!({})).await;
+        machine(&app, &license, "a", json!({attr: 3})).await;
+        assert_eq!(validate(&app, &key, Value::Null).await, ("VALID".into(), true), "{code}");
+        machine(&app, &license, "b", json!({attr: 3})).await;
+        assert_eq!(validate(&app, &key, Value::Null).await, (code.into(), true), "6 of 4 within 2x");
+        // Without the allowance, the same totals fail.
+        patch_license(&app, &license, json!({limit: 2})).await;
+        assert_eq!(validate(&app, &key, Value::Null).await, (code.into(), false), "6 of 2 beyond 2x");
+    }
+}
+
+#[tokio::test]
+async fn too_many_users_without_overage_is_invalid() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"maxUsers": 2})).await;
+    let (a, b) = (app.create_user("a@example.com").await, app.create_user("b@example.com").await);
+    app.attach_users(&license, &[&a, &b]).await;
+    assert_eq!(validate(&app, &key, Value::Null).await, ("VALID".into(), true));
+    patch_license(&app, &license, json!({"maxUsers": 1})).await;
+    assert_eq!(validate(&app, &key, Value::Null).await, ("TOO_MANY_USERS".into(), false));
+}
+
+#[tokio::test]
+async fn the_first_failing_check_wins() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let past = "2020-01-01T00:00:00.000Z";
+    // A strict, node-locked license, expired under RESTRICT_ACCESS, with no machine: the machine
+    // check comes before the expiry.
+    let strict = app.create_policy(&product, json!({"strict": true})).await;
+    let (_, key) = app.create_license(&strict, json!({"expiry": past})).await;
+    assert_eq!(validate(&app, &key, Value::Null).await, ("NO_MACHINE".into(), false));
+    // Suspension comes before a REVOKE_ACCESS expiry, which comes before every scope.
+    let revoke = app.create_policy(&product, json!({"expirationStrategy": "REVOKE_ACCESS"})).await;
+    let (_, key) = app.create_license(&revoke, json!({"expiry": past, "suspended": true})).await;
+    assert_eq!(validate(&app, &key, json!({"product": "other"})).await, ("SUSPENDED".into(), false));
+    let (_, key) = app.create_license(&revoke, json!({"expiry": past})).await;
+    assert_eq!(validate(&app, &key, json!({"product": "other"})).await, ("EXPIRED".into(), false));
+    // A scope mismatch comes before the RESTRICT_ACCESS expiry.
+    let (_, key) = app.create_license(&strict, json!({"expiry": past})).await;
+    assert_eq!(validate(&app, &key, json!({"product": "other"})).await, ("PRODUCT_SCOPE_MISMATCH".into(), false));
+}

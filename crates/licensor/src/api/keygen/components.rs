@@ -12,6 +12,7 @@ use super::extract::{parse_data, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
 use crate::store::components::{self, ComponentRow};
+use crate::store::licenses::LicenseRow;
 use crate::store::machines;
 use crate::time;
 
@@ -57,7 +58,7 @@ struct ComponentRels {
 }
 
 /// Admins, the machine's product, license or (unprotected) user may manage its components.
-async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<machines::MachineRow, Error> {
+async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::MachineRow, LicenseRow), Error> {
     let p = ctx.principal()?;
     let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), machine_id)
         .await?
@@ -66,7 +67,7 @@ async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<machines::MachineR
         .await?
         .ok_or_else(|| Error::not_found("machine", machine_id))?;
     if super::licenses::can_read(ctx, p, &l).await? {
-        Ok(m)
+        Ok((m, l))
     } else {
         Err(Error::access_denied())
     }
@@ -81,7 +82,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let name =
         a.name.ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())))?;
     let machine_id = super::extract::required_rel_id(&data.relationships.machine, "machine")?;
-    let m = check_machine(&ctx, &machine_id).await?;
+    let (m, license) = check_machine(&ctx, &machine_id).await?;
     let now = time::now_ms();
     let c = ComponentRow {
         id: Uuid::new_v4(),
@@ -96,13 +97,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         created_at: now,
         updated_at: now,
     };
-    components::insert(ctx.db(), &c).await.map_err(|e| {
-        if crate::db::is_unique_violation(&e) {
-            Error::invalid_attr("fingerprint", "has already been taken", "FINGERPRINT_TAKEN")
-        } else {
-            Error::Database(e)
-        }
-    })?;
+    let scope = crate::domain::activation::component_uniqueness(&license);
+    if let Err(components::Refusal::Taken) = components::insert(ctx.db(), &c, scope).await? {
+        let detail = super::machines::component_taken_detail(scope);
+        return Err(Error::invalid_attr("fingerprint", detail, "FINGERPRINT_TAKEN").into());
+    }
     Ok(document::created(render(ctx.account_id(), &c)))
 }
 

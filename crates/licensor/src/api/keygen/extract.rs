@@ -121,6 +121,26 @@ fn check_accept(parts: &Parts) -> Result<(), Error> {
     }
 }
 
+/// Environments are an Enterprise feature of Keygen; Licensor answers as Keygen's Community
+/// Edition does when a client selects one, rather than silently serving the global resources.
+fn check_environment(parts: &Parts) -> Result<(), Error> {
+    let unsupported = |location| Error::BadRequest {
+        detail: "is unsupported".into(),
+        code: Some("ENVIRONMENT_NOT_SUPPORTED".into()),
+        location,
+    };
+    if parts.headers.get("keygen-environment").is_some_and(|v| !v.as_bytes().trim_ascii().is_empty()) {
+        return Err(unsupported(Source::Header("Keygen-Environment".into())));
+    }
+    let selects = parts.uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| pair.split_once('=').is_some_and(|(k, v)| k == "environment" && !v.is_empty()))
+    });
+    if selects {
+        return Err(unsupported(Source::Parameter("environment".into())));
+    }
+    Ok(())
+}
+
 /// Authentication errors are plain values (no database cause), so they can be handed out again.
 fn clone_auth_error(e: &Error) -> Error {
     match e {
@@ -135,6 +155,7 @@ impl FromRequestParts<AppState> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         check_accept(parts)?;
+        check_environment(parts)?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())

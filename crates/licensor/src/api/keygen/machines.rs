@@ -224,6 +224,15 @@ fn taken_detail(u: Uniqueness) -> &'static str {
     }
 }
 
+/// Keygen's wording for a component fingerprint taken within its uniqueness scope.
+pub(super) fn component_taken_detail(u: Option<Uniqueness>) -> &'static str {
+    match u {
+        Some(Uniqueness::License) => "has already been taken for this license",
+        Some(u) => taken_detail(u),
+        None => "has already been taken",
+    }
+}
+
 /// `POST /machines`: activation.
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let p = ctx.principal()?.clone();
@@ -300,6 +309,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
                 ActivationRefusal::FingerprintTaken => {
                     Error::invalid_attr("fingerprint", taken_detail(limits.uniqueness), "FINGERPRINT_TAKEN")
                 }
+                ActivationRefusal::ComponentFingerprintTaken => Error::invalid_rel(
+                    "components",
+                    component_taken_detail(limits.component_uniqueness),
+                    "COMPONENTS_FINGERPRINT_TAKEN",
+                ),
                 ActivationRefusal::MachineLimit if limits.per_owner => Error::invalid(
                     format!(
                         "machine count has exceeded maximum allowed for user ({})",
