@@ -173,3 +173,98 @@ async fn one_token_activating_and_deactivating_at_once() {
     let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
     assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 20);
 }
+
+/// Sends all `bodies` to `path` at once, as the admin; returns how many were created (201 or
+/// 200) and checks every other answer is a 422.
+async fn race_posts(app: &TestApp, path: &str, bodies: Vec<serde_json::Value>) -> usize {
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (client, url, token) = (app.client.clone(), app.url(path), app.admin_token.clone());
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/vnd.api+json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let (status, text) = t.await.unwrap();
+        match status {
+            StatusCode::CREATED | StatusCode::OK => ok += 1,
+            StatusCode::UNPROCESSABLE_ENTITY => {}
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    ok
+}
+
+#[tokio::test]
+async fn process_core_user_and_component_limits_hold_under_races() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+
+    // 30 spawns against maxProcesses=3 on one license.
+    let policy = app
+        .create_policy(&product, json!({"floating": true, "maxProcesses": 3, "processLeasingStrategy": "PER_LICENSE"}))
+        .await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "host"},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await;
+    let machine = r.id();
+    let bodies = (0..30)
+        .map(|i| {
+            json!({"data": {"type": "processes", "attributes": {"pid": format!("{i}")},
+            "relationships": {"machine": {"data": {"type": "machines", "id": machine}}}}})
+        })
+        .collect();
+    assert_eq!(race_posts(&app, &app.acct("/processes"), bodies).await, 3, "processes");
+
+    // 20 activations of 2 cores each against maxCores=6.
+    let policy = app.create_policy(&product, json!({"floating": true, "maxCores": 6})).await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let bodies = (0..20)
+        .map(|i| {
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("c{i}"), "cores": 2},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}})
+        })
+        .collect();
+    assert_eq!(race_posts(&app, &app.acct("/machines"), bodies).await, 3, "cores");
+
+    // 12 single-user attachments against maxUsers=4.
+    let policy = app.create_policy(&product, json!({"maxUsers": 4})).await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let mut bodies = Vec::new();
+    for i in 0..12 {
+        let user = app.create_user(&format!("u{i}@example.com")).await;
+        bodies.push(json!({"data": [{"type": "users", "id": user}]}));
+    }
+    assert_eq!(race_posts(&app, &app.acct(&format!("/licenses/{license}/users")), bodies).await, 4, "users");
+
+    // 10 machines of one license each bringing the same component, unique per license.
+    let policy = app
+        .create_policy(&product, json!({"floating": true, "componentUniquenessStrategy": "UNIQUE_PER_LICENSE"}))
+        .await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let bodies = (0..10)
+        .map(|i| {
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("b{i}")}, "relationships": {
+            "license": {"data": {"type": "licenses", "id": license}},
+            "components": {"data": [{"type": "components", "attributes": {"fingerprint": "gpu", "name": "GPU"}}]}}}})
+        })
+        .collect();
+    assert_eq!(race_posts(&app, &app.acct("/machines"), bodies).await, 1, "components");
+}
