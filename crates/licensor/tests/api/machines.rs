@@ -280,3 +280,42 @@ async fn processes_limits_pids_and_heartbeats() {
     assert_eq!(licensor::jobs::cull_once(&app.db, licensor::time::now_ms()).await.unwrap().processes, 1);
     assert_eq!(app.get(&app.acct("/processes"), &app.admin()).await.body["data"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn one_node_holds_the_cull_lease_at_a_time() {
+    let app = spawn_app().await;
+    let acquire = |holder: &'static str, now: i64| {
+        let db = app.db.clone();
+        async move { licensor::store::leases::acquire(&db, "cull", holder, now, now + 120_000).await.unwrap() }
+    };
+    let now = licensor::time::now_ms();
+    assert!(acquire("node-a", now).await);
+    assert!(!acquire("node-b", now + 1_000).await, "held by node-a");
+    assert!(acquire("node-a", now + 60_000).await, "the holder renews");
+    assert!(!acquire("node-b", now + 150_000).await, "renewed until now + 180 s");
+    assert!(acquire("node-b", now + 181_000).await, "expired: another node takes over");
+    assert!(!acquire("node-a", now + 182_000).await);
+    // Two nodes racing for a free lease: exactly one wins.
+    let later = now + 400_000;
+    let (a, b) = tokio::join!(acquire("node-c", later), acquire("node-d", later));
+    assert!(a ^ b, "one winner, got {a} {b}");
+}
+
+#[tokio::test]
+async fn concurrent_cull_passes_delete_each_dead_machine_once() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy =
+        app.create_policy(&product, json!({"floating": true, "requireHeartbeat": true, "heartbeatDuration": 60})).await;
+    let (license, _) = app.create_license(&policy, json!({})).await;
+    let now = licensor::time::now_ms();
+    for i in 0..12 {
+        let m =
+            app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, &format!("d{i}"), json!({}))).await;
+        set_heartbeat(&app, &m.id(), now - 120_000).await;
+    }
+    let (a, b) = tokio::join!(licensor::jobs::cull_once(&app.db, now), licensor::jobs::cull_once(&app.db, now));
+    assert_eq!(a.unwrap().machines + b.unwrap().machines, 12, "each machine deleted by exactly one pass");
+    let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 0);
+}
