@@ -16,8 +16,9 @@ pub struct Scope {
     pub product: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    /// Absent, `null` (`Some(None)`: matches only a license without an owner), or an id or email.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub user: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,8 +33,29 @@ pub struct Scope {
     pub checksum: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
+}
+
+impl Scope {
+    /// The fingerprints asked about, each once, in the order given.
+    pub fn fingerprint_list(&self) -> Option<Vec<&str>> {
+        let given: Vec<&str> = match (&self.fingerprint, &self.fingerprints) {
+            (Some(f), _) => vec![f.as_str()],
+            (None, Some(fs)) => fs.iter().map(String::as_str).collect(),
+            (None, None) => return None,
+        };
+        let mut unique = Vec::with_capacity(given.len());
+        for f in given {
+            if !unique.contains(&f) {
+                unique.push(f);
+            }
+        }
+        Some(unique)
+    }
+}
+
+/// Keeps an explicit `null` apart from an absent key: `Some(None)`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// A machine as validation sees it.
@@ -75,16 +97,6 @@ fn fail(code: &'static str, detail: &'static str) -> Outcome {
     Outcome { valid: false, code, detail }
 }
 
-fn matches_required(strategy: &str, matched: usize, given: usize) -> bool {
-    match strategy {
-        _ if given <= 1 => matched >= 1,
-        "MATCH_TWO" => matched >= 2,
-        "MATCH_MOST" => matched >= given.div_ceil(2),
-        "MATCH_ALL" => matched == given,
-        _ => matched >= 1,
-    }
-}
-
 /// Runs the checks. `quick` skips every scope check (Keygen's `GET …/actions/validate`).
 pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: bool, now: Millis) -> Outcome {
     let rules = l.rules();
@@ -121,12 +133,16 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
     if !rules.strict {
         return expiry_outcome(rules, expired);
     }
+    // NO_MACHINE(S) look at every machine of the license; the limits at the machines leased to
+    // the user in scope when leasing is PER_USER.
+    let total = facts.machines.len() as i64;
     let leased = leased_machines(l, facts);
     let count = leased.len() as i64;
-    if !floating && count == 0 {
+    if !floating && total == 0 {
         return fail("NO_MACHINE", "must have exactly 1 associated machine");
     }
-    if let Some(max) = l.max_machines() {
+    // A node-locked license allows one machine unless it says otherwise.
+    if let Some(max) = l.max_machines().or((!floating).then_some(1)).filter(|_| total > 1) {
         if count > max {
             return Outcome {
                 valid: rules.within_machine_overage(count, max),
@@ -135,7 +151,7 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
             };
         }
     }
-    if floating && count == 0 {
+    if floating && total == 0 {
         return fail("NO_MACHINES", "must have at least 1 associated machine");
     }
     let sum = |f: fn(&MachineFacts) -> i64| leased.iter().map(|m| f(m)).sum::<i64>();
@@ -174,25 +190,28 @@ fn expiry_outcome(rules: &super::policy::PolicyRules, expired: bool) -> Outcome 
 
 fn process_limit(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
+    let license_max = l.max_processes()?;
     let (count, max) = match rules.process_leasing_strategy.as_str() {
+        // The live machine in scope, by fingerprint(s) or id; with neither, nothing to count.
         "PER_MACHINE" => {
-            let fp = scope.and_then(|s| s.fingerprint.as_deref());
-            let id = scope.and_then(|s| s.machine.as_deref());
+            let s = scope?;
             let alive =
                 |m: &&MachineFacts| heartbeat::machine_status(rules, m.last_heartbeat, m.created_at, now) != "DEAD";
-            let m = facts
-                .machines
-                .iter()
-                .filter(alive)
-                .find(|m| Some(m.fingerprint.as_str()) == fp || Some(m.id.as_str()) == id)?;
-            (m.processes, m.max_processes.or(l.max_processes())?)
+            let m = match s.fingerprint_list() {
+                Some(fps) => facts.machines.iter().filter(alive).find(|m| fps.contains(&m.fingerprint.as_str()))?,
+                None => {
+                    let id = s.machine.as_deref()?;
+                    facts.machines.iter().filter(alive).find(|m| m.id == id)?
+                }
+            };
+            (m.processes, m.max_processes.unwrap_or(license_max))
         }
         // A process counts toward its machine's owner: the user in scope, else the ownerless bucket.
         "PER_USER" => {
             let bucket = facts.machines.iter().filter(|m| m.owner_id == facts.scope_user);
-            (bucket.map(|m| m.processes).sum(), l.max_processes()?)
+            (bucket.map(|m| m.processes).sum(), license_max)
         }
-        _ => (facts.processes_total, l.max_processes()?),
+        _ => (facts.processes_total, license_max),
     };
     (count > max).then(|| Outcome {
         valid: rules.within_overage(count, max),
@@ -203,11 +222,6 @@ fn process_limit(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, now: Mill
 
 fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
-    // Environments are an Enterprise feature Licensor does not have: every license is global,
-    // so naming any environment cannot match.
-    if s.environment.is_some() {
-        return Some(fail("ENVIRONMENT_SCOPE_MISMATCH", "environment scope does not match"));
-    }
     match &s.product {
         Some(p) if *p != l.product_id.to_string() => {
             return Some(fail("PRODUCT_SCOPE_MISMATCH", "product scope does not match"))
@@ -225,7 +239,11 @@ fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option
         _ => {}
     }
     match &s.user {
-        Some(_) if facts.scope_user.is_none() => return Some(fail("USER_SCOPE_MISMATCH", "user scope does not match")),
+        // `null` asks for a license without an owner.
+        Some(None) if l.owner_id.is_some() => return Some(fail("USER_SCOPE_MISMATCH", "user scope does not match")),
+        Some(Some(_)) if facts.scope_user.is_none() => {
+            return Some(fail("USER_SCOPE_MISMATCH", "user scope does not match"))
+        }
         None if rules.require_user_scope => return Some(fail("USER_SCOPE_REQUIRED", "user scope is required")),
         _ => {}
     }
@@ -237,25 +255,29 @@ fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option
             return Some(fail("ENTITLEMENTS_MISSING", "is missing one or more required entitlements"));
         }
     }
-    let no_machine = || {
-        if rules.floating {
-            fail("NO_MACHINES", "machine is not activated (has no associated machines)")
-        } else {
-            fail("NO_MACHINE", "machine is not activated (has no associated machine)")
+    let no_machine = |what: &'static str| -> Outcome {
+        match (rules.floating, what) {
+            (true, "machine") => fail("NO_MACHINES", "machine is not activated (has no associated machines)"),
+            (false, "machine") => fail("NO_MACHINE", "machine is not activated (has no associated machine)"),
+            (true, _) => fail("NO_MACHINES", "fingerprint is not activated (has no associated machines)"),
+            (false, _) => fail("NO_MACHINE", "fingerprint is not activated (has no associated machine)"),
         }
     };
     let status = |m: &MachineFacts| heartbeat::machine_status(rules, m.last_heartbeat, m.created_at, now);
-    let owner_mismatch =
+    let foreign_owner =
         |m: &MachineFacts| facts.scope_user.is_some() && m.owner_id.is_some() && m.owner_id != facts.scope_user;
     match &s.machine {
         Some(id) => {
             if facts.machines.is_empty() {
-                return Some(no_machine());
+                return Some(no_machine("machine"));
             }
             let Some(m) = facts.machines.iter().find(|m| m.id == *id) else {
-                return Some(fail("MACHINE_SCOPE_MISMATCH", "machine scope does not match"));
+                return Some(fail(
+                    "MACHINE_SCOPE_MISMATCH",
+                    "machine is not activated (does not match any associated machines)",
+                ));
             };
-            if owner_mismatch(m) {
+            if foreign_owner(m) {
                 return Some(fail(
                     "USER_SCOPE_MISMATCH",
                     "user scope does not match (does not match associated machine owner)",
@@ -274,38 +296,31 @@ fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option
         }
         None => {}
     }
-    let fingerprints: Option<Vec<&str>> = match (&s.fingerprint, &s.fingerprints) {
-        (Some(f), _) => Some(vec![f.as_str()]),
-        (None, Some(fs)) => Some(fs.iter().map(String::as_str).collect()),
-        (None, None) => None,
-    };
-    match fingerprints {
+    match s.fingerprint_list() {
         Some(fps) => {
-            if fps.is_empty() || fps.iter().any(|f| f.is_empty()) {
+            if fps.is_empty() {
                 return Some(fail("FINGERPRINT_SCOPE_EMPTY", "fingerprint scope is empty"));
             }
             if facts.machines.is_empty() {
-                return Some(no_machine());
+                return Some(no_machine("fingerprint"));
             }
             let matched: Vec<&MachineFacts> =
                 facts.machines.iter().filter(|m| fps.contains(&m.fingerprint.as_str())).collect();
-            if !matched.is_empty() && matched.iter().all(|m| status(m) == "DEAD") {
+            let dead = matched.iter().filter(|m| status(m) == "DEAD").count();
+            if dead == fps.len() {
                 return Some(fail("HEARTBEAT_DEAD", "machine heartbeat is dead"));
             }
-            let alive = matched.iter().filter(|m| status(m) != "DEAD").count();
-            if !matches_required(&rules.machine_matching_strategy, alive, fps.len()) {
-                return Some(fail(
-                    "FINGERPRINT_SCOPE_MISMATCH",
-                    "fingerprint is not activated (does not match any associated machines)",
-                ));
+            let alive: Vec<&MachineFacts> = matched.into_iter().filter(|m| status(m) != "DEAD").collect();
+            if let Some(detail) = fingerprint_mismatch(&rules.machine_matching_strategy, alive.len(), fps.len()) {
+                return Some(fail("FINGERPRINT_SCOPE_MISMATCH", detail));
             }
-            if matched.iter().any(|m| owner_mismatch(m)) {
+            if alive.iter().any(|m| foreign_owner(m)) {
                 return Some(fail(
                     "USER_SCOPE_MISMATCH",
-                    "user scope does not match (does not match associated machine owner)",
+                    "user scope does not match (does not match associated machine owners)",
                 ));
             }
-            if rules.require_heartbeat && matched.iter().any(|m| status(m) == "NOT_STARTED") {
+            if rules.require_heartbeat && alive.iter().any(|m| status(m) == "NOT_STARTED") {
                 return Some(fail("HEARTBEAT_NOT_STARTED", "machine heartbeat is required"));
             }
         }
@@ -322,13 +337,19 @@ fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option
                     "fingerprint scope is required when using the components scope",
                 ));
             };
-            if components.is_empty() {
+            let mut unique: Vec<&String> = Vec::with_capacity(components.len());
+            for c in components {
+                if !unique.contains(&c) {
+                    unique.push(c);
+                }
+            }
+            if unique.is_empty() {
                 return Some(fail("COMPONENTS_SCOPE_EMPTY", "components scope is empty"));
             }
             let machine = facts.machines.iter().find(|m| m.fingerprint == *fp)?;
-            let matched = components.iter().filter(|c| machine.components.contains(c)).count();
-            if !matches_required(&rules.component_matching_strategy, matched, components.len()) {
-                return Some(fail("COMPONENTS_SCOPE_MISMATCH", "components scope does not match"));
+            let matched = unique.iter().filter(|c| machine.components.contains(c)).count();
+            if let Some(detail) = component_mismatch(&rules.component_matching_strategy, matched, unique.len()) {
+                return Some(fail("COMPONENTS_SCOPE_MISMATCH", detail));
             }
         }
         None if rules.require_components_scope => {
@@ -338,20 +359,69 @@ fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option
     }
     // No release distribution here: any checksum or version asked for is one we do not have.
     match &s.checksum {
-        Some(_) => return Some(fail("CHECKSUM_SCOPE_MISMATCH", "checksum scope does not match")),
+        Some(_) => {
+            return Some(fail(
+                "CHECKSUM_SCOPE_MISMATCH",
+                "checksum scope is not valid (does not match any accessible artifacts)",
+            ))
+        }
         None if rules.require_checksum_scope => {
             return Some(fail("CHECKSUM_SCOPE_REQUIRED", "checksum scope is required"))
         }
         None => {}
     }
     match &s.version {
-        Some(_) => return Some(fail("VERSION_SCOPE_MISMATCH", "version scope does not match")),
+        Some(_) => {
+            return Some(fail(
+                "VERSION_SCOPE_MISMATCH",
+                "version scope is not valid (does not match any accessible releases)",
+            ))
+        }
         None if rules.require_version_scope => {
             return Some(fail("VERSION_SCOPE_REQUIRED", "version scope is required"))
         }
         None => {}
     }
     None
+}
+
+/// Why `alive` live matches out of `given` distinct fingerprints fail the machine matching
+/// strategy; a single fingerprint needs one match whatever the strategy.
+fn fingerprint_mismatch(strategy: &str, alive: usize, given: usize) -> Option<&'static str> {
+    let (ok, detail) = match strategy {
+        _ if given <= 1 => (alive >= 1, "fingerprint is not activated (does not match any associated machines)"),
+        "MATCH_MOST" => (
+            alive >= given.div_ceil(2),
+            "one or more fingerprint is not activated (does not match enough associated machines)",
+        ),
+        "MATCH_TWO" => {
+            (alive >= 2, "one or more fingerprint is not activated (does not match at least 2 associated machines)")
+        }
+        "MATCH_ALL" => {
+            (alive >= given, "one or more fingerprint is not activated (does not match all associated machines)")
+        }
+        _ => (alive >= 1, "one or more fingerprint is not activated (does not match any associated machines)"),
+    };
+    (!ok).then_some(detail)
+}
+
+/// Why `matched` of `given` distinct components fail the component matching strategy (no
+/// exception for a single component: MATCH_TWO always needs two).
+fn component_mismatch(strategy: &str, matched: usize, given: usize) -> Option<&'static str> {
+    let (ok, detail) = match strategy {
+        "MATCH_MOST" => (
+            matched >= given.div_ceil(2),
+            "one or more component is not activated (does not match enough associated components)",
+        ),
+        "MATCH_TWO" => {
+            (matched >= 2, "one or more component is not activated (does not match at least 2 associated components)")
+        }
+        "MATCH_ALL" => {
+            (matched >= given, "one or more component is not activated (does not match all associated components)")
+        }
+        _ => (matched >= 1, "one or more component is not activated (does not match any associated components)"),
+    };
+    (!ok).then_some(detail)
 }
 
 #[cfg(test)]
@@ -412,16 +482,17 @@ mod tests {
     }
 
     #[test]
-    fn any_environment_scope_misses_a_global_license() {
-        let l = license(PolicyRules::default());
-        let scope = Scope { environment: Some("production".into()), ..Scope::default() };
-        let out = validate(&l, &Facts::default(), Some(&scope), false, 1);
-        assert_eq!(out.code, "ENVIRONMENT_SCOPE_MISMATCH");
-        // It comes before the product scope (keygen.md §3, rows 6 and 7).
-        let scope = Scope { product: Some("other".into()), ..scope };
-        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code, "ENVIRONMENT_SCOPE_MISMATCH");
-        // Quick validation skips scopes.
-        assert_eq!(validate(&l, &Facts::default(), Some(&scope), true, 1).code, "VALID");
+    fn a_null_user_scope_asks_for_an_ownerless_license() {
+        let mut l = license(PolicyRules::default());
+        let scope: Scope = serde_json::from_str(r#"{"user": null}"#).unwrap();
+        assert_eq!(scope.user, Some(None));
+        assert_eq!(serde_json::to_string(&scope).unwrap(), r#"{"user":null}"#, "echoed as sent");
+        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code, "VALID");
+        l.owner_id = Some(Uuid::nil());
+        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code, "USER_SCOPE_MISMATCH");
+        let absent: Scope = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.user, None);
+        assert_eq!(validate(&l, &Facts::default(), Some(&absent), false, 1).code, "VALID");
     }
 
     #[test]
@@ -430,6 +501,7 @@ mod tests {
             strict: true,
             floating: true,
             max_machines: Some(1),
+            max_cores: Some(2),
             machine_leasing_strategy: "PER_USER".into(),
             ..PolicyRules::default()
         };
@@ -440,61 +512,61 @@ mod tests {
             ..Facts::default()
         };
         assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code, "TOO_MANY_MACHINES");
-        assert_eq!(validate(&l, &facts(Some("u2")), None, false, 1).code, "NO_MACHINES");
+        // A user without machines has nothing over the limit; NO_MACHINES looks at the license.
+        assert_eq!(validate(&l, &facts(Some("u2")), None, false, 1).code, "VALID");
         assert_eq!(validate(&l, &facts(None), None, false, 1).code, "VALID");
         // Per license, the same three machines are too many.
-        let l = license(PolicyRules { machine_leasing_strategy: "PER_LICENSE".into(), ..rules });
-        assert_eq!(validate(&l, &facts(None), None, false, 1).code, "TOO_MANY_MACHINES");
+        let per_license = license(PolicyRules { machine_leasing_strategy: "PER_LICENSE".into(), ..rules.clone() });
+        assert_eq!(validate(&per_license, &facts(None), None, false, 1).code, "TOO_MANY_MACHINES");
+        // Cores are leased per user too: u1's two machines hold two cores, within the limit.
+        let l = license(PolicyRules { max_machines: Some(5), ..rules });
+        assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code, "VALID");
     }
 
     #[test]
     fn process_limits_per_leasing_strategy() {
         let rules = PolicyRules { strict: true, floating: true, max_processes: Some(2), ..PolicyRules::default() };
         let facts = |scope_user: Option<&str>| Facts {
-            machines: vec![machine("a", Some("u1"), 2), machine("b", Some("u1"), 1), machine("c", None, 1)],
+            machines: vec![machine("a", Some("u1"), 3), machine("b", Some("u1"), 1), machine("c", None, 1)],
             scope_user: scope_user.map(str::to_string),
-            processes_total: 4,
+            processes_total: 5,
             ..Facts::default()
         };
         let by_fp = |fp: &str| Scope { fingerprint: Some(fp.into()), ..Scope::default() };
+        let by_fps = |fps: &[&str]| Scope {
+            fingerprints: Some(fps.iter().map(|f| f.to_string()).collect()),
+            ..Scope::default()
+        };
+        let by_id = |id: &str| Scope { machine: Some(id.into()), ..Scope::default() };
         let per = |strategy: &str| license(PolicyRules { process_leasing_strategy: strategy.into(), ..rules.clone() });
-        // PER_MACHINE: the scoped machine's own processes; without a machine in scope, no check.
-        assert_eq!(validate(&per("PER_MACHINE"), &facts(None), Some(&by_fp("fp-a")), false, 1).code, "VALID");
-        assert_eq!(validate(&per("PER_MACHINE"), &facts(None), None, false, 1).code, "VALID");
-        // PER_LICENSE: all four.
+        // PER_MACHINE: the processes of the machine in scope (by fingerprint, fingerprints or id);
+        // with no machine in scope, nothing to count. Scopes are checked in full validation only,
+        // so these run quick to isolate the process limit.
+        let pm = per("PER_MACHINE");
+        assert_eq!(validate(&pm, &facts(None), Some(&by_fp("fp-a")), true, 1).code, "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&pm, &facts(None), Some(&by_fps(&["fp-x", "fp-a"])), true, 1).code, "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&pm, &facts(None), Some(&by_id("a")), true, 1).code, "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&pm, &facts(None), Some(&by_fp("fp-b")), true, 1).code, "VALID");
+        assert_eq!(validate(&pm, &facts(None), None, false, 1).code, "VALID");
+        // PER_LICENSE: all five.
         assert_eq!(validate(&per("PER_LICENSE"), &facts(None), None, false, 1).code, "TOO_MANY_PROCESSES");
-        // PER_USER: u1 runs three, the ownerless bucket one.
+        // PER_USER: u1 runs four, the ownerless bucket one.
         assert_eq!(validate(&per("PER_USER"), &facts(Some("u1")), None, false, 1).code, "TOO_MANY_PROCESSES");
         assert_eq!(validate(&per("PER_USER"), &facts(None), None, false, 1).code, "VALID");
         // Overage turns the refusal into a valid TOO_MANY_PROCESSES.
         let l = license(PolicyRules {
             process_leasing_strategy: "PER_LICENSE".into(),
-            overage_strategy: "ALLOW_2X_OVERAGE".into(),
+            overage_strategy: "ALWAYS_ALLOW_OVERAGE".into(),
             ..rules.clone()
         });
         let out = validate(&l, &facts(None), None, false, 1);
         assert_eq!((out.code, out.valid), ("TOO_MANY_PROCESSES", true));
-    }
-
-    #[test]
-    fn per_machine_process_limit_skips_a_dead_machine() {
-        let rules = PolicyRules {
-            strict: true,
-            floating: true,
-            max_processes: Some(1),
-            require_heartbeat: true,
-            heartbeat_duration: Some(60),
-            ..PolicyRules::default()
-        };
-        let l = license(rules);
-        let mut busy = machine("a", None, 5);
-        busy.last_heartbeat = Some(0);
-        let facts = Facts { machines: vec![busy], ..Facts::default() };
-        let scope = Scope { machine: Some("a".into()), ..Scope::default() };
-        // Long after its heartbeat, with the scope checks skipped (quick), the dead machine's
-        // processes do not count against it.
-        assert_eq!(validate(&l, &facts, Some(&scope), true, 10 * 60 * 1000).code, "VALID");
-        assert_eq!(validate(&l, &facts, Some(&scope), true, 1000).code, "TOO_MANY_PROCESSES");
+        // A machine's own limit applies only where the license has one at all.
+        let mut m = machine("a", None, 3);
+        m.max_processes = Some(1);
+        let facts = Facts { machines: vec![m], processes_total: 3, ..Facts::default() };
+        let unlimited = license(PolicyRules { max_processes: None, ..rules });
+        assert_eq!(validate(&unlimited, &facts, Some(&by_id("a")), true, 1).code, "VALID");
     }
 
     #[test]
@@ -513,14 +585,49 @@ mod tests {
 
     #[test]
     fn matching_strategies() {
-        assert!(matches_required("MATCH_ANY", 1, 3));
-        assert!(!matches_required("MATCH_TWO", 1, 3));
-        assert!(matches_required("MATCH_TWO", 2, 3));
-        assert!(matches_required("MATCH_MOST", 2, 4));
-        assert!(!matches_required("MATCH_MOST", 1, 4));
-        assert!(matches_required("MATCH_MOST", 2, 3));
-        assert!(!matches_required("MATCH_ALL", 2, 3));
-        assert!(matches_required("MATCH_ALL", 1, 1));
-        assert!(!matches_required("MATCH_ANY", 0, 1));
+        assert_eq!(fingerprint_mismatch("MATCH_ANY", 1, 3), None);
+        assert!(fingerprint_mismatch("MATCH_TWO", 1, 3).unwrap().contains("at least 2"));
+        assert_eq!(fingerprint_mismatch("MATCH_TWO", 2, 3), None);
+        assert_eq!(fingerprint_mismatch("MATCH_MOST", 2, 4), None);
+        assert!(fingerprint_mismatch("MATCH_MOST", 1, 4).unwrap().contains("enough"));
+        assert_eq!(fingerprint_mismatch("MATCH_MOST", 2, 3), None);
+        assert!(fingerprint_mismatch("MATCH_ALL", 2, 3).unwrap().contains("all associated"));
+        assert_eq!(fingerprint_mismatch("MATCH_ALL", 1, 1), None);
+        assert_eq!(
+            fingerprint_mismatch("MATCH_ANY", 0, 1),
+            Some("fingerprint is not activated (does not match any associated machines)")
+        );
+        // One fingerprint needs one match whatever the strategy; one component does not.
+        assert_eq!(fingerprint_mismatch("MATCH_TWO", 1, 1), None);
+        assert!(component_mismatch("MATCH_TWO", 1, 1).is_some());
+        assert_eq!(component_mismatch("MATCH_ANY", 1, 3), None);
+        assert!(component_mismatch("MATCH_ALL", 2, 3).unwrap().contains("all associated components"));
+    }
+
+    #[test]
+    fn fingerprints_count_once_and_die_together() {
+        let rules = PolicyRules {
+            floating: true,
+            require_heartbeat: true,
+            heartbeat_duration: Some(60),
+            machine_matching_strategy: "MATCH_ALL".into(),
+            ..PolicyRules::default()
+        };
+        let l = license(rules);
+        let now = 10 * 60 * 1000;
+        let mut dead = machine("d", None, 0);
+        dead.last_heartbeat = Some(0);
+        let mut alive = machine("a", None, 0);
+        alive.last_heartbeat = Some(now);
+        let facts = Facts { machines: vec![dead, alive], ..Facts::default() };
+        let fps = |list: &[&str]| Scope {
+            fingerprints: Some(list.iter().map(|f| f.to_string()).collect()),
+            ..Scope::default()
+        };
+        // A repeated fingerprint is one fingerprint: MATCH_ALL holds.
+        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-a", "fp-a"])), false, now).code, "VALID");
+        // Dead only when every distinct fingerprint matched a dead machine.
+        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-d", "fp-d"])), false, now).code, "HEARTBEAT_DEAD");
+        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-d", "fp-x"])), false, now).code, "FINGERPRINT_SCOPE_MISMATCH");
     }
 }

@@ -154,7 +154,8 @@ async fn filters_scope_lists() {
     assert_eq!(count(&app.get(&app.acct(&format!("/licenses?product={p2}")), &prod).await), 1);
     let theirs = app.get(&app.acct(&format!("/licenses?policy={pol2}")), &app.admin()).await;
     let other_id = theirs.body["data"][0]["id"].as_str().unwrap();
-    assert_eq!(app.get(&app.acct(&format!("/licenses/{other_id}")), &prod).await.status, StatusCode::FORBIDDEN);
+    // Lookups are scoped to what the bearer sees, so another product's license is not found.
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{other_id}")), &prod).await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -179,7 +180,7 @@ async fn owners_and_users_see_their_licenses_only() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(app.get(&app.acct(&format!("/licenses/{other}")), &me).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{other}")), &me).await.status, StatusCode::NOT_FOUND);
     // Users cannot create licenses for others, nor under protected policies.
     let r = app.post(&app.acct("/licenses"), &me, json!({"data": {"type": "licenses", "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -172,7 +172,7 @@ async fn fingerprint_scopes_and_matching_strategies() {
         ("FINGERPRINT_SCOPE_MISMATCH", false)
     );
     assert_eq!(
-        code(&validate_key(&app, &nl_key, json!({"fingerprint": ""})).await),
+        code(&validate_key(&app, &nl_key, json!({"fingerprints": []})).await),
         ("FINGERPRINT_SCOPE_EMPTY", false)
     );
     let (_, _, floating, fl_key) =
@@ -351,4 +351,125 @@ async fn last_validated_is_kept_through_shutdown() {
     licensor::store::licenses::touch_validated(&app.db, &[(stored.id, now - 60_000)]).await.unwrap();
     let stored = licensor::store::licenses::find(&app.db, account, stored.id).await.unwrap().unwrap();
     assert_eq!(stored.last_validated_at, Some(now));
+}
+
+#[tokio::test]
+async fn typed_parameters_refuse_nulls_blanks_and_strangers() {
+    let app = spawn_app().await;
+    let (_, _, id, key) = app.license_fixture(json!({"floating": true})).await;
+    let path = app.acct("/licenses/actions/validate-key");
+    let refused = |body: Value, detail: &'static str, pointer: &'static str| {
+        let (app, path) = (&app, &path);
+        async move {
+            let r = app.post(path, &As::Anonymous, body.clone()).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+            assert_eq!(r.body["errors"][0]["detail"], detail, "{body}");
+            assert_eq!(r.pointer(), pointer, "{body}");
+        }
+    };
+    refused(json!({"meta": {"key": ""}}), "cannot be blank", "/meta/key").await;
+    refused(json!({"meta": {"key": null}}), "cannot be null", "/meta/key").await;
+    refused(json!({"meta": {}}), "is missing", "/meta/key").await;
+    refused(json!({"meta": {"key": 42}}), "type mismatch (received integer expected string)", "/meta/key").await;
+    refused(
+        json!({"meta": {"key": key, "nonce": "n"}}),
+        "type mismatch (received string expected integer)",
+        "/meta/nonce",
+    )
+    .await;
+    refused(json!({"meta": {"key": key, "scope": {"fingerprint": ""}}}), "cannot be blank", "/meta/scope/fingerprint")
+        .await;
+    refused(
+        json!({"meta": {"key": key, "scope": {"fingerprints": ["a", null]}}}),
+        "cannot be null",
+        "/meta/scope/fingerprints/1",
+    )
+    .await;
+    refused(json!({"meta": {"key": key, "scope": {"product": null}}}), "cannot be null", "/meta/scope/product").await;
+    refused(json!({"meta": {"key": key, "scope": {"colour": "red"}}}), "unpermitted parameter", "/meta/scope/colour")
+        .await;
+    // By id, the key-lookup parameters are not accepted.
+    let by_id = app.acct(&format!("/licenses/{id}/actions/validate"));
+    let r = app.post(&by_id, &app.admin(), json!({"meta": {"key": key}})).await;
+    assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/meta/key"));
+    assert_eq!(r.body["errors"][0]["detail"], "unpermitted parameter");
+    // An integer nonce and a null user scope are echoed as sent.
+    let r = app.post(&path, &As::Anonymous, json!({"meta": {"key": key, "nonce": 7, "scope": {"user": null}}})).await;
+    assert_eq!(code(&r), ("VALID", true), "an ownerless license matches a null user");
+    assert_eq!(r.body["meta"]["nonce"], 7);
+    assert_eq!(r.body["meta"]["scope"], json!({"user": null}));
+    let owner = app.create_user("owner@example.com").await;
+    app.put(&app.acct(&format!("/licenses/{id}/owner")), &app.admin(), json!({"data": {"type": "users", "id": owner}}))
+        .await;
+    assert_eq!(code(&validate_key(&app, &key, json!({"user": null})).await), ("USER_SCOPE_MISMATCH", false));
+}
+
+#[tokio::test]
+async fn validators_see_only_what_they_may_read() {
+    let app = spawn_app().await;
+    let (_, policy, mine, my_key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    let (theirs, their_key) = app.create_license(&policy, json!({})).await;
+    let user = app.create_user("me@example.com").await;
+    app.put(
+        &app.acct(&format!("/licenses/{mine}/owner")),
+        &app.admin(),
+        json!({"data": {"type": "users", "id": user}}),
+    )
+    .await;
+    let t = app.post(&app.acct("/tokens"), &As::Basic("me@example.com".into(), PASSWORD.into()), json!(null)).await;
+    let me = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    let by_key = |key: &str| json!({"meta": {"key": key}});
+    let path = app.acct("/licenses/actions/validate-key");
+    assert_eq!(code(&app.post(&path, &me, by_key(&my_key)).await), ("VALID", true));
+    // Someone else's key, as this user: forbidden; by id: not found (lookups are scoped).
+    assert_eq!(app.post(&path, &me, by_key(&their_key)).await.status, StatusCode::FORBIDDEN);
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let r = app.req(method, &app.acct(&format!("/licenses/{theirs}/actions/validate")), &me, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    }
+    // A license validating another license by id: not found either.
+    let r = app.get(&app.acct(&format!("/licenses/{theirs}/actions/validate")), &As::License(my_key.clone())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}
+
+#[tokio::test]
+async fn quick_validation_records_the_instant() {
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({})).await;
+    let r = app.get(&app.acct(&format!("/licenses/{id}/actions/validate")), &app.admin()).await;
+    assert_eq!(code(&r), ("VALID", true));
+    let at = r.body["data"]["attributes"]["lastValidated"].as_str().and_then(licensor::time::parse_iso);
+    assert!(at.is_some_and(|t| (licensor::time::now_ms() - t).abs() < 5_000), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_malformed_content_type_is_refused() {
+    let app = spawn_app().await;
+    let (_, _, _, key) = app.license_fixture(json!({})).await;
+    let r = app
+        .send(
+            reqwest::Method::POST,
+            &app.acct("/licenses/actions/validate-key"),
+            &As::Anonymous,
+            Some("vnd.api+xml"),
+            &format!("<validation><meta><key>{key}</key></meta></validation>"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "MIME_TYPE_INVALID");
+    assert_eq!(
+        r.body["errors"][0]["detail"],
+        "The mime type of the request is not acceptable (check content-type and accept headers)"
+    );
+    // Well-formed types, with parameters, pass.
+    let r = app
+        .send(
+            reqwest::Method::POST,
+            &app.acct("/licenses/actions/validate-key"),
+            &As::Anonymous,
+            Some("application/vnd.api+json; charset=utf-8"),
+            &json!({"meta": {"key": key}}).to_string(),
+        )
+        .await;
+    assert_eq!(code(&r), ("VALID", true));
 }

@@ -196,14 +196,20 @@ async fn expired_licenses_under_access_keeping_strategies() {
 async fn environments_are_not_supported() {
     let app = spawn_app().await;
     let (_, _, _, key) = app.license_fixture(json!({})).await;
-    // Every license is global, so an environment scope never matches; it is checked before the
-    // product scope.
-    assert_eq!(
-        validate(&app, &key, json!({"environment": "production", "product": "nope"})).await,
-        ("ENVIRONMENT_SCOPE_MISMATCH".into(), false)
-    );
-    assert_eq!(validate(&app, &key, json!({"environment": null})).await, ("VALID".into(), true));
-    // Selecting an environment is refused as Keygen's Community Edition refuses it.
+    // As in Keygen's Community Edition, an environment scope is not a parameter at all, even null.
+    for env in [json!("production"), Value::Null] {
+        let r = app
+            .post(
+                &app.acct("/licenses/actions/validate-key"),
+                &As::Anonymous,
+                json!({"meta": {"key": key, "scope": {"environment": env}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.body["errors"][0]["detail"], "unpermitted parameter");
+        assert_eq!(r.pointer(), "/meta/scope/environment");
+    }
+    // Nor may a request select one.
     let r = app
         .client
         .get(app.url(&app.acct("/licenses")))

@@ -141,7 +141,11 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut c = load(&ctx).await?;
     let data = parse_data::<ComponentInput, ComponentRels>(body, "components")?;
     if data.attributes.fingerprint.is_some() {
-        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/fingerprint".into())).into());
+        return Err(Error::bad_request(
+            "unpermitted parameter",
+            Source::Pointer("/data/attributes/fingerprint".into()),
+        )
+        .into());
     }
     if let Some(n) = data.attributes.name {
         c.name = n;

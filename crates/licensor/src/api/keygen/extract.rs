@@ -96,8 +96,34 @@ impl Ctx {
     }
 }
 
+/// Whether `s` is a media range as HTTP spells it (`type/subtype`, then `;` parameters).
+fn is_media_type(s: &str) -> bool {
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-*".contains(&b));
+    let essence = s.split(';').next().unwrap_or("").trim();
+    essence == "*" || essence.split_once('/').is_some_and(|(t, sub)| token(t) && token(sub))
+}
+
+/// A Content-Type or Accept header that is not a media type at all is refused before anything
+/// else, as Keygen's middleware does.
+fn check_media_types(parts: &Parts) -> Result<(), Error> {
+    let malformed = |name| {
+        parts.headers.get_all(name).iter().any(|v| {
+            v.to_str().map_or(true, |v| !v.trim().is_empty() && !v.split(',').all(|m| is_media_type(m.trim())))
+        })
+    };
+    if malformed(header::CONTENT_TYPE) || malformed(header::ACCEPT) {
+        return Err(Error::BadRequest {
+            detail: "The mime type of the request is not acceptable (check content-type and accept headers)".into(),
+            code: Some("MIME_TYPE_INVALID".into()),
+            location: Source::None,
+        });
+    }
+    Ok(())
+}
+
 /// Keygen answers JSON:API or plain JSON; a client that accepts neither gets a 400.
 fn check_accept(parts: &Parts) -> Result<(), Error> {
+    check_media_types(parts)?;
     let Some(accept) = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(()) };
     let acceptable = accept.split(',').any(|m| {
         let m = m.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -282,12 +308,14 @@ pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, Error> {
                 pointer.push('/');
                 pointer.push_str(field);
             }
-            "is unpermitted".to_string()
+            "unpermitted parameter".to_string()
         } else if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or_default();
             pointer.push('/');
             pointer.push_str(field);
             "is missing".to_string()
+        } else if message.starts_with("invalid type: null") {
+            "cannot be null".to_string()
         } else if message.starts_with("invalid type") {
             type_mismatch(&message)
         } else {
@@ -346,8 +374,10 @@ pub fn parse_linkages(body: Value, plural: &'static str) -> Result<Vec<String>, 
 fn type_mismatch(message: &str) -> String {
     let received = if message.contains("invalid type: string") {
         "string"
-    } else if message.contains("invalid type: integer") || message.contains("invalid type: floating") {
-        "number"
+    } else if message.contains("invalid type: integer") {
+        "integer"
+    } else if message.contains("invalid type: floating") {
+        "float"
     } else if message.contains("invalid type: boolean") {
         "boolean"
     } else if message.contains("invalid type: null") {

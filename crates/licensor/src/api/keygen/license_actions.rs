@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::document;
 use super::error::ApiResult;
 use super::extract::{parse_meta, Body, Ctx};
-use crate::auth::{Bearer, Principal};
+use crate::auth::Principal;
 use crate::domain::validation::{self, Facts, MachineFacts, Scope};
 use crate::error::{Error, Source};
 use crate::store::licenses::{self, LicenseRow};
@@ -20,7 +20,7 @@ use crate::time::{self, SECOND};
 #[serde(deny_unknown_fields)]
 struct ValidateMeta {
     key: Option<String>,
-    nonce: Option<Value>,
+    nonce: Option<i64>,
     scope: Option<Scope>,
     encrypted: Option<bool>,
     #[serde(rename = "legacyEncrypted")]
@@ -70,7 +70,7 @@ async fn gather(ctx: &Ctx, l: &LicenseRow, scope: Option<&Scope>, quick: bool) -
     if scoped(|s| s.entitlements.is_some()) {
         facts.entitlements = entitlements::codes_for_license(ctx.db(), ctx.account_id(), l.id, l.policy_id).await?;
     }
-    if let Some(user) = scope.filter(|_| !quick).and_then(|s| s.user.as_deref()) {
+    if let Some(user) = scope.filter(|_| !quick).and_then(|s| s.user.as_ref()?.as_deref()) {
         if let Some(u) = users::find_by_id_or_email(ctx.db(), ctx.account_id(), user).await? {
             if licenses::has_user(ctx.db(), l, u.id).await? {
                 facts.scope_user = Some(u.id.to_string());
@@ -80,12 +80,12 @@ async fn gather(ctx: &Ctx, l: &LicenseRow, scope: Option<&Scope>, quick: bool) -
     Ok(facts)
 }
 
-fn may_validate(p: Option<&Principal>, l: &LicenseRow) -> bool {
-    match p.map(|p| &p.bearer) {
-        None | Some(Bearer::Admin(_)) | Some(Bearer::User(_)) => true,
-        Some(Bearer::Product(prod)) => prod.id == l.product_id,
-        Some(Bearer::License(me)) => me.id == l.id,
-    }
+/// Anyone may validate a key anonymously; a bearer only the licenses it may read.
+async fn may_validate(ctx: &Ctx, p: Option<&Principal>, l: &LicenseRow) -> Result<bool, Error> {
+    Ok(match p {
+        None => true,
+        Some(p) => super::licenses::can_read(ctx, p, l).await?,
+    })
 }
 
 /// The `meta` of a validation response.
@@ -96,7 +96,7 @@ struct ValidationMeta<'a> {
     detail: &'static str,
     code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    nonce: Option<&'a Value>,
+    nonce: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a Scope>,
 }
@@ -107,7 +107,7 @@ async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick:
     let (outcome, data) = match license {
         None => (validation::Outcome { valid: false, detail: "does not exist", code: "NOT_FOUND" }, None),
         Some(mut l) => {
-            if !may_validate(ctx.principal_unless_bad_license_key()?, &l) {
+            if !may_validate(ctx, ctx.principal_unless_bad_license_key()?, &l).await? {
                 return Err(Error::access_denied());
             }
             let rules = l.rules();
@@ -119,10 +119,9 @@ async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick:
             }
             let facts = gather(ctx, &l, meta.scope.as_ref(), quick).await?;
             let outcome = validation::validate(&l, &facts, meta.scope.as_ref(), quick, now);
-            if !quick {
-                ctx.state.touch_validated(l.id, now);
-                l.last_validated_at = Some(now);
-            }
+            // Quick validations count as validations too (Keygen records them).
+            ctx.state.touch_validated(l.id, now);
+            l.last_validated_at = Some(now);
             (outcome, Some(super::licenses::render(ctx.account_id(), &l)))
         }
     };
@@ -131,7 +130,7 @@ async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick:
         valid: outcome.valid,
         detail: outcome.detail,
         code: outcome.code,
-        nonce: meta.nonce.as_ref(),
+        nonce: meta.nonce,
         scope: meta.scope.as_ref(),
     };
     #[derive(serde::Serialize)]
@@ -142,14 +141,47 @@ async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick:
     Ok(document::respond(StatusCode::OK, &Doc { data, meta }))
 }
 
+/// What Keygen's typed parameters refuse before a validation runs: null or blank strings (only
+/// a `user` scope may be null) and, on `…/actions/validate`, the parameters of a key lookup.
+fn check_values(body: &Value, by_key: bool) -> Result<(), Error> {
+    let Some(meta) = body.get("meta").and_then(Value::as_object) else { return Ok(()) };
+    let bad = |detail: &'static str, pointer: String| Error::bad_request(detail, Source::Pointer(pointer.into()));
+    if !by_key {
+        if let Some(k) = ["key", "encrypted", "legacyEncrypted"].into_iter().find(|k| meta.contains_key(*k)) {
+            return Err(bad("unpermitted parameter", format!("/meta/{k}")));
+        }
+    }
+    let string = |v: &Value, pointer: String, nullable: bool| match v {
+        Value::Null if !nullable => Err(bad("cannot be null", pointer)),
+        Value::String(s) if s.trim().is_empty() => Err(bad("cannot be blank", pointer)),
+        _ => Ok(()),
+    };
+    if let Some(key) = meta.get("key") {
+        string(key, "/meta/key".into(), false)?;
+    }
+    for (k, v) in meta.get("scope").and_then(Value::as_object).into_iter().flatten() {
+        match (k.as_str(), v) {
+            ("fingerprints" | "components" | "entitlements", Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    string(item, format!("/meta/scope/{k}/{i}"), false)?;
+                }
+            }
+            ("user", v) => string(v, "/meta/scope/user".into(), true)?,
+            ("product" | "policy" | "machine" | "fingerprint" | "checksum" | "version", v) => {
+                string(v, format!("/meta/scope/{k}"), false)?
+            }
+            // Anything else is refused as unpermitted when the scope is decoded.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `POST /licenses/actions/validate-key`: no credentials needed; any sent must be valid.
 pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    check_values(&body, true)?;
     let meta: ValidateMeta = parse_meta(body)?;
-    let key = meta
-        .key
-        .clone()
-        .filter(|k| !k.trim().is_empty())
-        .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/meta/key".into())))?;
+    let key = meta.key.clone().ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/meta/key".into())))?;
     if meta.encrypted.or(meta.legacy_encrypted).unwrap_or(false) {
         return Err(Error::bad_request(
             "legacy encrypted license keys are not supported",
@@ -161,14 +193,16 @@ pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(run(&ctx, license, &meta, false).await?)
 }
 
-/// `POST /licenses/{id}/actions/validate` (full) and `GET` (quick: no scopes, no side effects).
+/// `POST /licenses/{id}/actions/validate` (full) and `GET` (quick: no scopes, no events).
 pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) -> ApiResult<Response> {
     let l = super::licenses::load(&ctx).await?;
     let quick = method == axum::http::Method::GET;
-    let meta: ValidateMeta = if quick { ValidateMeta::default() } else { parse_meta(body)? };
-    if meta.key.is_some() {
-        return Err(Error::bad_request("is unpermitted", Source::Pointer("/meta/key".into())).into());
-    }
+    let meta: ValidateMeta = if quick {
+        ValidateMeta::default()
+    } else {
+        check_values(&body, false)?;
+        parse_meta(body)?
+    };
     Ok(run(&ctx, Some(l), &meta, quick).await?)
 }
 

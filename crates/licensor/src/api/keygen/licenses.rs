@@ -218,7 +218,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         ] {
             if given {
                 return Err(Error::bad_request(
-                    "is unpermitted",
+                    "unpermitted parameter",
                     Source::Pointer(format!("/data/attributes/{attr}").into()),
                 )
                 .into());
@@ -230,7 +230,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             Uuid::parse_str(id)
                 .map_err(|_| Error::bad_request("must be a valid UUID", Source::Pointer("/data/id".into())))?,
         ),
-        Some(_) => return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/id".into())).into()),
+        Some(_) => return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/id".into())).into()),
         None => None,
     };
     let new = NewLicense {
@@ -267,17 +267,15 @@ pub async fn can_read(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, 
     })
 }
 
-/// Loads the license named by the `id` path parameter (UUID or key) for a caller who may read it.
+/// Loads the license named by the `id` path parameter (UUID or key) for a caller who may read
+/// it. One the caller may not read is not found, as Keygen answers: lookups are scoped to what
+/// the bearer can see.
 pub async fn load(ctx: &Ctx) -> Result<LicenseRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
-    let l = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id)
-        .await?
-        .ok_or_else(|| Error::not_found("license", id))?;
-    if can_read(ctx, p, &l).await? {
-        Ok(l)
-    } else {
-        Err(Error::access_denied())
+    match licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id).await? {
+        Some(l) if can_read(ctx, p, &l).await? => Ok(l),
+        _ => Err(Error::not_found("license", id)),
     }
 }
 

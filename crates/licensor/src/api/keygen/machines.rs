@@ -291,9 +291,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut attrs = data.attributes;
     attrs.fingerprint = None;
     if !(p.is_admin() || p.product_id().is_some()) && attrs.max_processes.is_some() {
-        return Err(
-            Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/maxProcesses".into())).into()
-        );
+        return Err(Error::bad_request(
+            "unpermitted parameter",
+            Source::Pointer("/data/attributes/maxProcesses".into()),
+        )
+        .into());
     }
     apply(&mut m, attrs)?;
     let components = parse_components(data.relationships.components, ctx.account_id(), id, now)?;
@@ -461,16 +463,18 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .into());
     }
     if !(p.is_admin() || p.product_id().is_some()) && data.attributes.max_processes.is_some() {
-        return Err(
-            Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/maxProcesses".into())).into()
-        );
+        return Err(Error::bad_request(
+            "unpermitted parameter",
+            Source::Pointer("/data/attributes/maxProcesses".into()),
+        )
+        .into());
     }
     if data.relationships.license.is_some()
         || data.relationships.owner.is_some()
         || data.relationships.group.is_some()
         || data.relationships.components.is_some()
     {
-        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/relationships".into())).into());
+        return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/relationships".into())).into());
     }
     apply(&mut m, data.attributes)?;
     m.updated_at = time::now_ms();

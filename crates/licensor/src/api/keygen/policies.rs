@@ -78,7 +78,7 @@ fn apply(p: &mut PolicyRow, mut attrs: Map<String, Value>, creating: bool) -> Re
     if !creating {
         if let Some(attr) = CREATE_ONLY.iter().find(|a| attrs.contains_key(**a)) {
             return Err(Error::bad_request(
-                "is unpermitted",
+                "unpermitted parameter",
                 Source::Pointer(format!("/data/attributes/{attr}").into()),
             ));
         }
@@ -170,7 +170,9 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut p = load(&ctx, ctx.param("id")).await?;
     let data = parse_data::<Map<String, Value>, PolicyRels>(body, "policies")?;
     if data.relationships.product.is_some() {
-        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/relationships/product".into())).into());
+        return Err(
+            Error::bad_request("unpermitted parameter", Source::Pointer("/data/relationships/product".into())).into()
+        );
     }
     apply(&mut p, data.attributes, false)?;
     p.updated_at = time::now_ms();

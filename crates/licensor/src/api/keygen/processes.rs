@@ -199,7 +199,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let (mut p, l) = load(&ctx).await?;
     let data = parse_data::<ProcessInput, ProcessRels>(body, "processes")?;
     if data.attributes.pid.is_some() || data.relationships.machine.is_some() {
-        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/pid".into())).into());
+        return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/attributes/pid".into())).into());
     }
     if let Some(md) = data.attributes.metadata {
         p.metadata = Json(metadata::accept(md)?);

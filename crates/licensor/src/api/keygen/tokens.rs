@@ -95,7 +95,10 @@ pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> 
     let data = parse_data::<TokenInput, NoRels>(body, "tokens")?;
     let a = data.attributes;
     if !allow_activation_limits && (a.max_activations.is_some() || a.max_deactivations.is_some()) {
-        return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/maxActivations".into())));
+        return Err(Error::bad_request(
+            "unpermitted parameter",
+            Source::Pointer("/data/attributes/maxActivations".into()),
+        ));
     }
     for (name, v) in [("maxActivations", a.max_activations), ("maxDeactivations", a.max_deactivations)] {
         if v.is_some_and(|v| v < 0) {

@@ -97,7 +97,7 @@ async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can
     }
     if let Some(role) = input.role {
         if !can_set_role {
-            return Err(Error::bad_request("is unpermitted", Source::Pointer("/data/attributes/role".into())));
+            return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/attributes/role".into())));
         }
         if !ROLES.contains(&role.as_str()) {
             return Err(Error::invalid_attr("role", "must be a valid user role", "ROLE_INVALID"));
