@@ -255,7 +255,8 @@ pub enum ActivationRefusal {
     DiskLimit,
     GroupMachineLimit,
     FingerprintTaken,
-    ComponentFingerprintTaken,
+    /// The component at this index of the request holds a fingerprint already taken.
+    ComponentFingerprintTaken(usize),
     ActivationsLimit,
 }
 
@@ -334,7 +335,7 @@ pub async fn activate(
             return Ok(Err(ActivationRefusal::FingerprintTaken));
         }
         if let Some((sql, id)) = super::components::taken_query(limits.component_uniqueness, m.license_id) {
-            for c in components {
+            for (i, c) in components.iter().enumerate() {
                 let q = sqlx::query_scalar::<_, i64>(sql).bind(m.account_id).bind(&c.fingerprint);
                 let q = match id {
                     Some(id) => q.bind(id),
@@ -342,7 +343,7 @@ pub async fn activate(
                 };
                 if q.fetch_one(&mut *tx).await? > 0 {
                     tx.rollback().await?;
-                    return Ok(Err(ActivationRefusal::ComponentFingerprintTaken));
+                    return Ok(Err(ActivationRefusal::ComponentFingerprintTaken(i)));
                 }
             }
         }
@@ -417,6 +418,13 @@ pub async fn activate(
         tx.commit().await?;
     });
     Ok(Ok(()))
+}
+
+/// Whether any machine, in any account, has this id (ids are global keys).
+pub async fn id_taken(db: &Db, id: Uuid) -> Result<bool> {
+    const SQL: &str = "SELECT COUNT(*) FROM machines WHERE id = $1";
+    let n = db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(id).fetch_one(pool).await?);
+    Ok(n > 0)
 }
 
 /// Takes the row lock of a machine's license. Whatever deletes a machine or changes its cores

@@ -104,6 +104,7 @@ async fn deactivate_update_and_activation_tokens() {
     assert_eq!(m.status, StatusCode::CREATED, "{}", m.text);
     let r = app.post(&app.acct("/machines"), &token, machine_body(&id, "m2", json!({}))).await;
     assert_eq!(r.code(), "ACTIVATIONS_LIMIT_EXCEEDED");
+    assert_eq!(r.body["errors"][0]["detail"], "exceeds maximum allowed (1)");
     assert_eq!(
         app.get(&app.acct(&format!("/licenses/{id}/machines")), &app.admin()).await.body["data"]
             .as_array()
@@ -318,4 +319,62 @@ async fn concurrent_cull_passes_delete_each_dead_machine_once() {
     assert_eq!(a.unwrap().machines + b.unwrap().machines, 12, "each machine deleted by exactly one pass");
     let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
     assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 0);
+}
+
+#[tokio::test]
+async fn activation_checks_owner_id_and_components_as_keygen() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({"floating": true})).await;
+    // The owner must be one of the license's users.
+    let stranger = app.create_user("stranger@example.com").await;
+    let mut body = machine_body(&license, "owned", json!({}));
+    body["data"]["relationships"]["owner"] = json!({"data": {"type": "users", "id": stranger}});
+    let r = app.post(&app.acct("/machines"), &app.admin(), body.clone()).await;
+    assert_eq!(
+        (r.status, r.code(), r.pointer()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "OWNER_INVALID", "/data/relationships/owner")
+    );
+    assert_eq!(r.body["errors"][0]["detail"], "must be a valid license user");
+    app.attach_users(&license, &[&stranger]).await;
+    assert_eq!(app.post(&app.acct("/machines"), &app.admin(), body).await.status, StatusCode::CREATED);
+
+    // A client may choose the id; a taken one conflicts, a malformed one is a type mismatch.
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut body = machine_body(&license, "chosen", json!({}));
+    body["data"]["id"] = json!(id);
+    let r = app.post(&app.acct("/machines"), &app.admin(), body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.id(), id);
+    body["data"]["attributes"]["fingerprint"] = json!("chosen-again");
+    let r = app.post(&app.acct("/machines"), &app.admin(), body.clone()).await;
+    assert_eq!((r.code(), r.pointer()), ("ID_CONFLICT", "/data/id"));
+    assert_eq!(r.body["errors"][0]["detail"], "must not conflict with another machine");
+    body["data"]["id"] = json!("not-a-uuid");
+    let r = app.post(&app.acct("/machines"), &app.admin(), body).await;
+    assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/id"));
+
+    // Duplicated component fingerprints point at the first of them.
+    let mut body = machine_body(&license, "parts", json!({}));
+    body["data"]["relationships"]["components"] = json!({"data": [
+        {"type": "components", "attributes": {"fingerprint": "cpu", "name": "CPU"}},
+        {"type": "components", "attributes": {"fingerprint": "gpu", "name": "GPU"}},
+        {"type": "components", "attributes": {"fingerprint": "cpu", "name": "CPU again"}}]});
+    let r = app.post(&app.acct("/machines"), &app.admin(), body).await;
+    assert_eq!(r.code(), "COMPONENTS_FINGERPRINT_CONFLICT");
+    assert_eq!(r.body["errors"][0]["detail"], "is duplicated");
+    assert_eq!(r.pointer(), "/data/relationships/components/data/0/attributes/fingerprint");
+}
+
+#[tokio::test]
+async fn per_user_resource_limits_name_the_user() {
+    let app = spawn_app().await;
+    let (_, _, license, _) =
+        app.license_fixture(json!({"floating": true, "maxCores": 8, "machineLeasingStrategy": "PER_USER"})).await;
+    let ann = app.create_user("ann@example.com").await;
+    app.attach_users(&license, &[&ann]).await;
+    let mut body = machine_body(&license, "big", json!({"cores": 16}));
+    body["data"]["relationships"]["owner"] = json!({"data": {"type": "users", "id": ann}});
+    let r = app.post(&app.acct("/machines"), &app.admin(), body).await;
+    assert_eq!(r.code(), "MACHINE_CORE_LIMIT_EXCEEDED");
+    assert_eq!(r.body["errors"][0]["detail"], "machine core count has exceeded maximum allowed for user (8)");
 }

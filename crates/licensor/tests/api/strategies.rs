@@ -452,7 +452,7 @@ async fn component_uniqueness_strategies() {
                 assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{strategy} #{i}: {}", r.text);
                 assert_eq!(r.code(), "COMPONENTS_FINGERPRINT_TAKEN");
                 assert_eq!(r.body["errors"][0]["detail"], detail);
-                assert_eq!(r.pointer(), "/data/relationships/components");
+                assert_eq!(r.pointer(), "/data/relationships/components/data/0/attributes/fingerprint");
             } else {
                 assert_eq!(r.status, StatusCode::CREATED, "{strategy} #{i}: {}", r.text);
             }

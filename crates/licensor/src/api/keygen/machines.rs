@@ -177,17 +177,19 @@ fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64
     }
     let Some(value) = value else { return Ok(Vec::new()) };
     let many: Many = decode_at(value, "/data/relationships/components")?;
-    let mut seen = std::collections::HashSet::new();
+    let fingerprints: Vec<&str> = many.data.iter().map(|c| c.attributes.fingerprint.as_str()).collect();
+    if let Some(i) =
+        (0..fingerprints.len()).find(|&i| fingerprints.iter().filter(|f| **f == fingerprints[i]).count() > 1)
+    {
+        return Err(Error::Invalid {
+            detail: "is duplicated".into(),
+            code: "COMPONENTS_FINGERPRINT_CONFLICT".into(),
+            location: component_pointer(i),
+        });
+    }
     many.data
         .into_iter()
         .map(|c| {
-            if !seen.insert(c.attributes.fingerprint.clone()) {
-                return Err(Error::invalid_rel(
-                    "components",
-                    "has duplicate fingerprints",
-                    "COMPONENTS_FINGERPRINT_CONFLICT",
-                ));
-            }
             Ok(ComponentRow {
                 id: Uuid::new_v4(),
                 account_id: account,
@@ -233,6 +235,19 @@ pub(super) fn component_taken_detail(u: Option<Uniqueness>) -> &'static str {
     }
 }
 
+fn id_conflict() -> Error {
+    Error::Invalid {
+        detail: "must not conflict with another machine".into(),
+        code: "ID_CONFLICT".into(),
+        location: Source::Pointer("/data/id".into()),
+    }
+}
+
+/// Where an error about the `i`th component of an activation points.
+fn component_pointer(i: usize) -> Source {
+    Source::Pointer(format!("/data/relationships/components/data/{i}/attributes/fingerprint").into())
+}
+
 /// `POST /machines`: activation.
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let p = ctx.principal()?.clone();
@@ -266,12 +281,16 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let owner_rel =
         if data.relationships.owner.is_some() { &data.relationships.owner } else { &data.relationships.user };
     let owner = match rel_uuid(owner_rel, "owner")?.flatten() {
-        Some(id) => Some(
-            users::find(ctx.db(), ctx.account_id(), id)
+        Some(id) => {
+            let user = users::find(ctx.db(), ctx.account_id(), id)
                 .await?
-                .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?
-                .id,
-        ),
+                .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
+            // A machine belongs to one of its license's users (owner or attached).
+            if !licenses::has_user(ctx.db(), &license, user.id).await? {
+                return Err(Error::invalid_rel("owner", "must be a valid license user", "OWNER_INVALID").into());
+            }
+            Some(user.id)
+        }
         None => None,
     };
     let group = rel_uuid(&data.relationships.group, "group")?.flatten();
@@ -284,7 +303,23 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     let rules = license.rules().clone();
     let now = time::now_ms();
-    let id = Uuid::new_v4();
+    // Clients may choose the machine's id (Keygen allows it, e.g. to make activation idempotent).
+    let preset_id = data.id.is_some();
+    let id = match &data.id {
+        Some(given) => {
+            let id = Uuid::parse_str(given).map_err(|_| {
+                Error::bad_request(
+                    "type mismatch (received string expected UUID string)",
+                    Source::Pointer("/data/id".into()),
+                )
+            })?;
+            if machines::id_taken(ctx.db(), id).await? {
+                return Err(id_conflict().into());
+            }
+            id
+        }
+        None => Uuid::new_v4(),
+    };
     let mut m = MachineRow::new(&license, id, fingerprint, now);
     m.owner_id = owner;
     m.group_id = group;
@@ -304,6 +339,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
     );
     limits.group_machines = group_limit;
+    let holder = if limits.per_owner { "user" } else { "license" };
     match machines::activate(ctx.db(), &m, &components, &limits).await {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => {
@@ -311,11 +347,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
                 ActivationRefusal::FingerprintTaken => {
                     Error::invalid_attr("fingerprint", taken_detail(limits.uniqueness), "FINGERPRINT_TAKEN")
                 }
-                ActivationRefusal::ComponentFingerprintTaken => Error::invalid_rel(
-                    "components",
-                    component_taken_detail(limits.component_uniqueness),
-                    "COMPONENTS_FINGERPRINT_TAKEN",
-                ),
+                ActivationRefusal::ComponentFingerprintTaken(i) => Error::Invalid {
+                    detail: component_taken_detail(limits.component_uniqueness).into(),
+                    code: "COMPONENTS_FINGERPRINT_TAKEN".into(),
+                    location: component_pointer(i),
+                },
                 ActivationRefusal::MachineLimit if limits.per_owner => Error::invalid(
                     format!(
                         "machine count has exceeded maximum allowed for user ({})",
@@ -332,21 +368,21 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
                 ),
                 ActivationRefusal::CoreLimit => Error::invalid(
                     format!(
-                        "machine core count has exceeded maximum allowed for license ({})",
+                        "machine core count has exceeded maximum allowed for {holder} ({})",
                         license.max_cores().unwrap_or(0)
                     ),
                     "MACHINE_CORE_LIMIT_EXCEEDED",
                 ),
                 ActivationRefusal::MemoryLimit => Error::invalid(
                     format!(
-                        "machine memory has exceeded maximum allowed for license ({})",
+                        "machine memory has exceeded maximum allowed for {holder} ({})",
                         license.max_memory().unwrap_or(0)
                     ),
                     "MACHINE_MEMORY_LIMIT_EXCEEDED",
                 ),
                 ActivationRefusal::DiskLimit => Error::invalid(
                     format!(
-                        "machine disk has exceeded maximum allowed for license ({})",
+                        "machine disk has exceeded maximum allowed for {holder} ({})",
                         license.max_disk().unwrap_or(0)
                     ),
                     "MACHINE_DISK_LIMIT_EXCEEDED",
@@ -360,12 +396,19 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
                     "GROUP_MACHINE_LIMIT_EXCEEDED",
                 ),
                 ActivationRefusal::ActivationsLimit => Error::Invalid {
-                    detail: "exceeds maximum allowed activations".into(),
+                    detail: format!(
+                        "exceeds maximum allowed ({})",
+                        p.token.as_ref().and_then(|t| t.max_activations).unwrap_or(0)
+                    )
+                    .into(),
                     code: "ACTIVATIONS_LIMIT_EXCEEDED".into(),
                     location: Source::Pointer("/data/attributes/activations".into()),
                 },
             }
             .into())
+        }
+        Err(Error::Database(e)) if crate::db::is_unique_violation(&e) && preset_id => {
+            return Err(id_conflict().into());
         }
         Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => {
             return Err(Error::invalid_attr("fingerprint", "has already been taken", "FINGERPRINT_TAKEN").into());
