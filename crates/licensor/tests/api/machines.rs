@@ -289,7 +289,9 @@ async fn one_node_holds_the_cull_lease_at_a_time() {
         let db = app.db.clone();
         async move { licensor::store::leases::acquire(&db, "cull", holder, now, now + 120_000).await.unwrap() }
     };
-    let now = licensor::time::now_ms();
+    // Far enough ahead that the test server's own culler, which takes this lease at start, has
+    // long let it lapse.
+    let now = licensor::time::now_ms() + 10 * 86_400_000;
     assert!(acquire("node-a", now).await);
     assert!(!acquire("node-b", now + 1_000).await, "held by node-a");
     assert!(acquire("node-a", now + 60_000).await, "the holder renews");
@@ -377,4 +379,73 @@ async fn per_user_resource_limits_name_the_user() {
     let r = app.post(&app.acct("/machines"), &app.admin(), body).await;
     assert_eq!(r.code(), "MACHINE_CORE_LIMIT_EXCEEDED");
     assert_eq!(r.body["errors"][0]["detail"], "machine core count has exceeded maximum allowed for user (8)");
+}
+
+#[tokio::test]
+async fn who_may_touch_a_machine() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true, "authenticationStrategy": "MIXED"})).await;
+    let (owner, member) = (app.create_user("owner@example.com").await, app.create_user("member@example.com").await);
+    app.put(
+        &app.acct(&format!("/licenses/{license}/owner")),
+        &app.admin(),
+        json!({"data": {"type": "users", "id": owner}}),
+    )
+    .await;
+    app.attach_users(&license, &[&member]).await;
+    let token = |email: &'static str| {
+        let app = &app;
+        async move {
+            let t = app.post(&app.acct("/tokens"), &As::Basic(email.into(), PASSWORD.into()), json!(null)).await;
+            As::Bearer(t.attr("token").as_str().unwrap().to_string())
+        }
+    };
+    let (as_owner, as_member) = (token("owner@example.com").await, token("member@example.com").await);
+    let unowned =
+        app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, "shared", json!({}))).await.id();
+    let act = |m: &str, action: &str| app.acct(&format!("/machines/{m}/actions/{action}"));
+
+    // An attached user sees the license's machines but touches only their own.
+    assert_eq!(app.get(&app.acct(&format!("/machines/{unowned}")), &as_member).await.status, StatusCode::OK);
+    assert_eq!(app.post(&act(&unowned, "ping"), &as_member, json!(null)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.delete(&app.acct(&format!("/machines/{unowned}")), &as_member).await.status, StatusCode::FORBIDDEN);
+    let r = app.post(&app.acct("/machines"), &as_member, machine_body(&license, "no-owner", json!({}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "an attached user activates only machines they own");
+    let mut mine = machine_body(&license, "members", json!({}));
+    mine["data"]["relationships"]["owner"] = json!({"data": {"type": "users", "id": member}});
+    let r = app.post(&app.acct("/machines"), &as_member, mine).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let members = r.id();
+    assert_eq!(app.post(&act(&members, "ping"), &as_member, json!(null)).await.status, StatusCode::OK);
+    // The license's owner may ping any of its machines; nobody but the admin or product resets.
+    assert_eq!(app.post(&act(&unowned, "ping"), &as_owner, json!(null)).await.status, StatusCode::OK);
+    assert_eq!(app.post(&act(&unowned, "reset"), &as_owner, json!(null)).await.status, StatusCode::FORBIDDEN);
+    let as_license = As::License(key);
+    assert_eq!(app.post(&act(&unowned, "ping"), &as_license, json!(null)).await.status, StatusCode::OK);
+    assert_eq!(app.post(&act(&unowned, "reset"), &as_license, json!(null)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.post(&act(&unowned, "reset"), &app.admin(), json!(null)).await.status, StatusCode::OK);
+    // Another product's token does not see the machine at all.
+    let other_product = app.create_product("Other").await;
+    let t = app.post(&app.acct(&format!("/products/{other_product}/tokens")), &app.admin(), json!(null)).await;
+    let as_other = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    assert_eq!(app.post(&act(&unowned, "ping"), &as_other, json!(null)).await.status, StatusCode::NOT_FOUND);
+    // A protected license may not update its machines, and its users may not ping them.
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{license}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"protected": true}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rename = json!({"data": {"type": "machines", "attributes": {"name": "renamed"}}});
+    assert_eq!(
+        app.patch(&app.acct(&format!("/machines/{unowned}")), &as_license, rename.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.patch(&app.acct(&format!("/machines/{unowned}")), &app.admin(), rename).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.post(&act(&members, "ping"), &as_member, json!(null)).await.status, StatusCode::FORBIDDEN);
 }

@@ -207,14 +207,36 @@ fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64
         .collect()
 }
 
-/// Whether `p` may manage machines of `l` (activate, deactivate, update, ping).
-async fn can_manage(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, Error> {
-    Ok(match &p.bearer {
+/// What is done to a machine (or to its processes, which follow its rules).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum MachineAction {
+    Activate,
+    Update,
+    Deactivate,
+    Ping,
+    Reset,
+}
+
+/// Whether `p` may do `action` to a machine of `l` owned by `owner`, as Keygen's machine and
+/// heartbeat policies decide: users only for machines they own or on licenses they own, and
+/// never under a protected license; a license not to update itself when protected; heartbeat
+/// resets only by the admin or the product.
+pub(super) fn may(p: &Principal, l: &LicenseRow, owner: Option<Uuid>, action: MachineAction) -> bool {
+    match &p.bearer {
         Bearer::Admin(_) => true,
         Bearer::Product(prod) => prod.id == l.product_id,
-        Bearer::License(me) => me.id == l.id,
-        Bearer::User(u) => !l.is_protected() && licenses::has_user(ctx.db(), l, u.id).await?,
-    })
+        Bearer::License(me) => {
+            me.id == l.id
+                && match action {
+                    MachineAction::Reset => false,
+                    MachineAction::Update => !l.is_protected(),
+                    _ => true,
+                }
+        }
+        Bearer::User(u) => {
+            action != MachineAction::Reset && !l.is_protected() && (owner == Some(u.id) || l.owner_id == Some(u.id))
+        }
+    }
 }
 
 fn taken_detail(u: Uniqueness) -> &'static str {
@@ -275,9 +297,6 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let license = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), &license_id)
         .await?
         .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
-    if !can_manage(&ctx, &p, &license).await? {
-        return Err(Error::access_denied().into());
-    }
     let owner_rel =
         if data.relationships.owner.is_some() { &data.relationships.owner } else { &data.relationships.user };
     let owner = match rel_uuid(owner_rel, "owner")?.flatten() {
@@ -293,6 +312,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         }
         None => None,
     };
+    if !may(&p, &license, owner, MachineAction::Activate) {
+        return Err(Error::access_denied().into());
+    }
     let group = rel_uuid(&data.relationships.group, "group")?.flatten();
     let mut group_limit = None;
     if let Some(g) = group {
@@ -434,16 +456,17 @@ pub async fn load(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
         .await?
         .ok_or_else(|| Error::not_found("machine", id))?;
     let visible = super::licenses::can_read(ctx, p, &l).await? || p.user_id().is_some_and(|u| m.owner_id == Some(u));
+    // Lookups are scoped to what the bearer sees: a machine it cannot see is not found.
     if visible {
         Ok((m, l))
     } else {
-        Err(Error::access_denied())
+        Err(Error::not_found("machine", id))
     }
 }
 
-async fn load_managed(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
+async fn load_managed(ctx: &Ctx, action: MachineAction) -> Result<(MachineRow, LicenseRow), Error> {
     let (m, l) = load(ctx).await?;
-    if can_manage(ctx, ctx.principal()?, &l).await? {
+    if may(ctx.principal()?, &l, m.owner_id, action) {
         Ok((m, l))
     } else {
         Err(Error::access_denied())
@@ -495,7 +518,7 @@ pub async fn list_for_license(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let (mut m, _) = load_managed(&ctx).await?;
+    let (mut m, _) = load_managed(&ctx, MachineAction::Update).await?;
     let p = ctx.principal()?;
     let data = parse_data::<MachineInput, MachineRels>(body, "machines")?;
     if data.attributes.fingerprint.is_some() {
@@ -527,7 +550,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 
 /// `DELETE /machines/{id}`: deactivation.
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
-    let (m, _) = load_managed(&ctx).await?;
+    let (m, _) = load_managed(&ctx, MachineAction::Deactivate).await?;
     let token = ctx.principal()?.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id);
     match machines::deactivate(ctx.db(), ctx.account_id(), m.id, token).await? {
         None => Err(Error::Invalid {
@@ -543,7 +566,7 @@ pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
 /// `POST /machines/{id}/actions/ping`: a heartbeat. A dead machine is revived only if its
 /// policy's resurrection strategy allows it now; else 422 MACHINE_HEARTBEAT_DEAD.
 pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
-    let (mut m, _) = load_managed(&ctx).await?;
+    let (mut m, _) = load_managed(&ctx, MachineAction::Ping).await?;
     let rules = m.policy_rules.0.clone();
     let now = time::now_ms();
     let status = heartbeat::machine_status(&rules, m.last_heartbeat_at, m.created_at, now);
@@ -562,7 +585,7 @@ pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
 
 /// `POST /machines/{id}/actions/reset`: clears the heartbeat (back to NOT_STARTED).
 pub async fn reset(ctx: Ctx) -> ApiResult<Response> {
-    let (mut m, _) = load_managed(&ctx).await?;
+    let (mut m, _) = load_managed(&ctx, MachineAction::Reset).await?;
     let now = time::now_ms();
     machines::set_heartbeat(ctx.db(), ctx.account_id(), m.id, None, now).await?;
     m.last_heartbeat_at = None;

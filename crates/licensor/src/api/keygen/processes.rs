@@ -75,13 +75,8 @@ async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::Machi
     let l = licenses::find(ctx.db(), ctx.account_id(), m.license_id)
         .await?
         .ok_or_else(|| Error::not_found("license", m.license_id.to_string()))?;
-    let allowed = match &p.bearer {
-        Bearer::Admin(_) => true,
-        Bearer::Product(prod) => prod.id == l.product_id,
-        Bearer::License(me) => me.id == l.id,
-        Bearer::User(u) => !l.is_protected() && licenses::has_user(ctx.db(), &l, u.id).await?,
-    };
-    if allowed {
+    // A process follows its machine: who may activate the machine may run processes on it.
+    if super::machines::may(p, &l, m.owner_id, super::machines::MachineAction::Activate) {
         Ok((m, l))
     } else {
         Err(Error::access_denied())
