@@ -96,6 +96,13 @@ pub enum SpawnRefusal {
     PidTaken,
 }
 
+/// Whether any process, in any account, has this id (ids are global keys).
+pub async fn id_taken(db: &Db, id: Uuid) -> Result<bool> {
+    const SQL: &str = "SELECT COUNT(*) FROM processes WHERE id = $1";
+    let n = db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(id).fetch_one(pool).await?);
+    Ok(n > 0)
+}
+
 /// Inserts a process unless that takes its scope past `max` (overage already applied),
 /// in one transaction holding the license's lock.
 pub async fn spawn(db: &Db, p: &ProcessRow, scope: ProcessScope, max: Option<i64>) -> Result<Result<(), SpawnRefusal>> {

@@ -449,3 +449,37 @@ async fn who_may_touch_a_machine() {
     );
     assert_eq!(app.post(&act(&members, "ping"), &as_member, json!(null)).await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn process_parameters_as_keygen_types_them() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({"floating": true})).await;
+    let machine = app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, "host", json!({}))).await.id();
+    let body = |pid: Value| {
+        json!({"data": {"type": "processes", "attributes": {"pid": pid},
+            "relationships": {"machine": {"data": {"type": "machines", "id": machine}}}}})
+    };
+    for (pid, detail) in [
+        (json!(""), "cannot be blank"),
+        (json!(null), "cannot be null"),
+        (json!(42), "type mismatch (received integer expected string)"),
+    ] {
+        let r = app.post(&app.acct("/processes"), &app.admin(), body(pid.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{pid}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["detail"], detail);
+        assert_eq!(r.pointer(), "/data/attributes/pid");
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut chosen = body(json!("1"));
+    chosen["data"]["id"] = json!(id);
+    let r = app.post(&app.acct("/processes"), &app.admin(), chosen.clone()).await;
+    assert_eq!((r.status, r.id()), (StatusCode::CREATED, id));
+    chosen["data"]["attributes"]["pid"] = json!("2");
+    let r = app.post(&app.acct("/processes"), &app.admin(), chosen.clone()).await;
+    assert_eq!((r.code(), r.pointer()), ("ID_CONFLICT", "/data/id"));
+    assert_eq!(r.body["errors"][0]["detail"], "must not conflict with another process");
+    chosen["data"]["id"] = json!("1");
+    let r = app.post(&app.acct("/processes"), &app.admin(), chosen).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["errors"][0]["detail"], "type mismatch (received string expected UUID string)");
+}

@@ -410,6 +410,28 @@ fn type_mismatch(message: &str) -> String {
     format!("type mismatch (received {received} expected {expected})")
 }
 
+/// The id a client chose for a new resource (`data.id`), which must be a UUID.
+pub fn chosen_id(id: Option<&str>) -> Result<Option<uuid::Uuid>, Error> {
+    id.map(|given| {
+        uuid::Uuid::parse_str(given).map_err(|_| {
+            Error::bad_request(
+                "type mismatch (received string expected UUID string)",
+                Source::Pointer("/data/id".into()),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// A chosen id that another resource of this kind already has.
+pub fn id_conflict(kind: &str) -> Error {
+    Error::Invalid {
+        detail: format!("must not conflict with another {kind}").into(),
+        code: "ID_CONFLICT".into(),
+        location: Source::Pointer("/data/id".into()),
+    }
+}
+
 /// Parses a `{"data": …}` document whose type must be one of `types` (plural and singular).
 pub fn parse_data<A: DeserializeOwned + Default, R: DeserializeOwned + Default>(
     body: Value,

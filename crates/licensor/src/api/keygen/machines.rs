@@ -257,14 +257,6 @@ pub(super) fn component_taken_detail(u: Option<Uniqueness>) -> &'static str {
     }
 }
 
-fn id_conflict() -> Error {
-    Error::Invalid {
-        detail: "must not conflict with another machine".into(),
-        code: "ID_CONFLICT".into(),
-        location: Source::Pointer("/data/id".into()),
-    }
-}
-
 /// Where an error about the `i`th component of an activation points.
 fn component_pointer(i: usize) -> Source {
     Source::Pointer(format!("/data/relationships/components/data/{i}/attributes/fingerprint").into())
@@ -326,22 +318,14 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let rules = license.rules().clone();
     let now = time::now_ms();
     // Clients may choose the machine's id (Keygen allows it, e.g. to make activation idempotent).
-    let preset_id = data.id.is_some();
-    let id = match &data.id {
-        Some(given) => {
-            let id = Uuid::parse_str(given).map_err(|_| {
-                Error::bad_request(
-                    "type mismatch (received string expected UUID string)",
-                    Source::Pointer("/data/id".into()),
-                )
-            })?;
-            if machines::id_taken(ctx.db(), id).await? {
-                return Err(id_conflict().into());
-            }
-            id
+    let chosen = super::extract::chosen_id(data.id.as_deref())?;
+    let preset_id = chosen.is_some();
+    if let Some(id) = chosen {
+        if machines::id_taken(ctx.db(), id).await? {
+            return Err(super::extract::id_conflict("machine").into());
         }
-        None => Uuid::new_v4(),
-    };
+    }
+    let id = chosen.unwrap_or_else(Uuid::new_v4);
     let mut m = MachineRow::new(&license, id, fingerprint, now);
     m.owner_id = owner;
     m.group_id = group;
@@ -430,7 +414,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             .into())
         }
         Err(Error::Database(e)) if crate::db::is_unique_violation(&e) && preset_id => {
-            return Err(id_conflict().into());
+            return Err(super::extract::id_conflict("machine").into());
         }
         Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => {
             return Err(Error::invalid_attr("fingerprint", "has already been taken", "FINGERPRINT_TAKEN").into());

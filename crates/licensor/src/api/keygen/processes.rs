@@ -56,7 +56,9 @@ fn render(account: Uuid, p: &ProcessRow, interval: i64, product: Uuid) -> Resour
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProcessInput {
-    pid: Option<Value>,
+    /// `Some(None)` for an explicit null.
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    pid: Option<Option<Value>>,
     metadata: Option<Value>,
 }
 
@@ -85,18 +87,27 @@ async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::Machi
 
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let data = parse_data::<ProcessInput, ProcessRels>(body, "processes")?;
+    let pointer = || Source::Pointer("/data/attributes/pid".into());
     let pid = match data.attributes.pid {
-        Some(Value::String(s)) if !s.is_empty() => s,
-        Some(Value::Number(n)) => n.to_string(),
-        Some(_) => {
-            return Err(Error::bad_request(
-                "type mismatch (received non-string expected string)",
-                Source::Pointer("/data/attributes/pid".into()),
-            )
-            .into())
+        Some(None) => return Err(Error::bad_request("cannot be null", pointer()).into()),
+        Some(Some(Value::String(s))) if s.trim().is_empty() => {
+            return Err(Error::bad_request("cannot be blank", pointer()).into())
         }
-        None => return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/pid".into())).into()),
+        Some(Some(Value::String(s))) => s,
+        Some(Some(other)) => {
+            let kind = match other {
+                Value::Number(n) if n.is_f64() => "float",
+                Value::Number(_) => "integer",
+                Value::Bool(_) => "boolean",
+                Value::Array(_) => "array",
+                _ => "object",
+            };
+            let detail = format!("type mismatch (received {kind} expected string)");
+            return Err(Error::bad_request(detail, pointer()).into());
+        }
+        None => return Err(Error::bad_request("is missing", pointer()).into()),
     };
+    let chosen = super::extract::chosen_id(data.id.as_deref())?;
     if matches!(pid.as_str(), "actions" | "action") {
         return Err(Error::invalid_attr("pid", "is reserved", "PID_NOT_ALLOWED").into());
     }
@@ -104,8 +115,13 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let (m, l) = managed_machine(&ctx, &machine_id).await?;
     let rules = l.rules();
     let now = time::now_ms();
+    if let Some(id) = chosen {
+        if processes::id_taken(ctx.db(), id).await? {
+            return Err(super::extract::id_conflict("process").into());
+        }
+    }
     let process = ProcessRow {
-        id: Uuid::new_v4(),
+        id: chosen.unwrap_or_else(Uuid::new_v4),
         account_id: ctx.account_id(),
         machine_id: m.id,
         license_id: l.id,
