@@ -47,11 +47,13 @@ async fn valid_invalid_and_blank_keys() {
     let r = app.post(&app.acct("/licenses/actions/validate-key"), &As::Anonymous, json!({"meta": {"key": ""}})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.pointer(), "/meta/key");
-    // Credentials, if sent, must be valid.
-    let r = app
-        .post(&app.acct("/licenses/actions/validate-key"), &As::Bearer("bogus".into()), json!({"meta": {"key": key}}))
-        .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Credentials, if sent, must be valid, whether or not the key exists.
+    for k in [key.as_str(), "NOPE-NOPE"] {
+        let r = app
+            .post(&app.acct("/licenses/actions/validate-key"), &As::Bearer("bogus".into()), json!({"meta": {"key": k}}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{k}");
+    }
 }
 
 #[tokio::test]

@@ -103,11 +103,14 @@ struct ValidationMeta<'a> {
 
 /// Runs a validation and renders Keygen's response (always 200 once it ran).
 async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick: bool) -> Result<Response, Error> {
+    // Credentials are checked before the outcome, found or not: a bad token is a 401 even for
+    // an unknown key.
+    let principal = ctx.principal_unless_bad_license_key()?;
     let now = time::now_ms();
     let (outcome, data) = match license {
         None => (validation::Outcome { valid: false, detail: "does not exist", code: "NOT_FOUND" }, None),
         Some(mut l) => {
-            if !may_validate(ctx, ctx.principal_unless_bad_license_key()?, &l).await? {
+            if !may_validate(ctx, principal, &l).await? {
                 return Err(Error::access_denied());
             }
             let rules = l.rules();
