@@ -58,6 +58,15 @@ async fn usage_is_bounded_and_atomic() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.code(), "USES_LIMIT_EXCEEDED");
     assert_eq!(r.pointer(), "/data/attributes/uses");
+    for huge in ["46116860184273879031", "10000000000000000000"] {
+        let body = format!(r#"{{"meta": {{"increment": {huge}}}}}"#);
+        let r = app.raw(reqwest::Method::POST, &path("increment-usage"), &app.admin(), Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{huge}");
+        assert_eq!(
+            (r.body["errors"][0]["detail"].as_str(), r.pointer()),
+            (Some("integer is too large"), "/meta/increment")
+        );
+    }
     let r = app.post(&path("increment-usage"), &app.admin(), json!({"meta": {"increment": 99}})).await;
     assert_eq!(r.attr("uses"), 99);
     let r = app.post(&path("decrement-usage"), &app.admin(), json!({"meta": {"decrement": 100}})).await;

@@ -138,6 +138,7 @@ async fn deactivate_update_and_activation_tokens() {
     let m2 = app.post(&app.acct("/machines"), &app.admin(), machine_body(&id, "m3", json!({}))).await;
     let r = app.delete(&app.acct(&format!("/machines/{}", m2.id())), &token).await;
     assert_eq!(r.code(), "DEACTIVATIONS_LIMIT_EXCEEDED");
+    assert_eq!(r.body["errors"][0]["detail"], "exceeds maximum allowed (1)");
     assert_eq!(app.get(&app.acct(&format!("/machines/{}", m2.id())), &app.admin()).await.status, StatusCode::OK);
 }
 

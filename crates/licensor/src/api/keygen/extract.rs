@@ -314,6 +314,8 @@ pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, Error> {
             pointer.push('/');
             pointer.push_str(field);
             "is missing".to_string()
+        } else if integer_too_large(&message) {
+            "integer is too large".to_string()
         } else if message.starts_with("invalid type: null") {
             "cannot be null".to_string()
         } else if message.starts_with("invalid type") {
@@ -368,6 +370,20 @@ pub fn parse_linkages(body: Value, plural: &'static str) -> Result<Vec<String>, 
             }
         })
         .collect()
+}
+
+/// Whether serde refused a whole number only for its size: beyond i64 (and, past u64, parsed
+/// as a float) where an integer was expected.
+fn integer_too_large(message: &str) -> bool {
+    let expects_integer = ["expected i64", "expected i32", "expected u32", "expected u64", "expected integer"]
+        .iter()
+        .any(|e| message.contains(e));
+    let number = message.split('`').nth(1).unwrap_or("");
+    expects_integer
+        && ((message.starts_with("invalid value: integer")
+            && number.parse::<i128>().is_ok_and(|n| n.unsigned_abs() > i32::MAX as u128))
+            || (message.starts_with("invalid type: floating point")
+                && number.parse::<f64>().is_ok_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18)))
 }
 
 /// Renders serde's "invalid type: X, expected Y" as Keygen's "type mismatch (received X expected Y)".

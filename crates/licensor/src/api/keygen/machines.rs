@@ -535,10 +535,11 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 /// `DELETE /machines/{id}`: deactivation.
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     let (m, _) = load_managed(&ctx, MachineAction::Deactivate).await?;
-    let token = ctx.principal()?.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id);
-    match machines::deactivate(ctx.db(), ctx.account_id(), m.id, token).await? {
+    let token = ctx.principal()?.token.as_ref().filter(|t| t.bearer_type == "license");
+    match machines::deactivate(ctx.db(), ctx.account_id(), m.id, token.map(|t| t.id)).await? {
         None => Err(Error::Invalid {
-            detail: "exceeds maximum allowed deactivations".into(),
+            detail: format!("exceeds maximum allowed ({})", token.and_then(|t| t.max_deactivations).unwrap_or(0))
+                .into(),
             code: "DEACTIVATIONS_LIMIT_EXCEEDED".into(),
             location: Source::Pointer("/data/attributes/deactivations".into()),
         }
