@@ -105,3 +105,79 @@ async fn revoke_deletes() {
     );
     assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn owners_renew_revoke_and_check_in_but_attached_users_do_not() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let open = app
+        .create_policy(
+            &product,
+            json!({"duration": 86400, "requireCheckIn": true, "checkInInterval": "day", "checkInIntervalCount": 1,
+                   "authenticationStrategy": "MIXED"}),
+        )
+        .await;
+    let protected = app
+        .create_policy(
+            &product,
+            json!({"duration": 86400, "requireCheckIn": true, "checkInInterval": "day", "checkInIntervalCount": 1,
+                   "protected": true}),
+        )
+        .await;
+    let (owner, member) = (app.create_user("owner@example.com").await, app.create_user("member@example.com").await);
+    let token = |email: &'static str| {
+        let app = &app;
+        async move {
+            let t = app.post(&app.acct("/tokens"), &As::Basic(email.into(), PASSWORD.into()), json!(null)).await;
+            As::Bearer(t.attr("token").as_str().unwrap().to_string())
+        }
+    };
+    let (as_owner, as_member) = (token("owner@example.com").await, token("member@example.com").await);
+    let licensed = |policy: String| {
+        let app = &app;
+        let (owner, member) = (owner.clone(), member.clone());
+        async move {
+            let (id, key) = app.create_license(&policy, json!({})).await;
+            app.put(
+                &app.acct(&format!("/licenses/{id}/owner")),
+                &app.admin(),
+                json!({"data": {"type": "users", "id": owner}}),
+            )
+            .await;
+            app.attach_users(&id, &[&member]).await;
+            (id, key)
+        }
+    };
+    let action = |id: &str, a: &str| app.acct(&format!("/licenses/{id}/actions/{a}"));
+
+    let (id, key) = licensed(open.clone()).await;
+    for a in ["renew", "check-in"] {
+        assert_eq!(
+            app.post(&action(&id, a), &as_member, json!(null)).await.status,
+            StatusCode::FORBIDDEN,
+            "member {a}"
+        );
+        assert_eq!(app.post(&action(&id, a), &as_owner, json!(null)).await.status, StatusCode::OK, "owner {a}");
+    }
+    for a in ["suspend", "reinstate"] {
+        assert_eq!(app.post(&action(&id, a), &as_owner, json!(null)).await.status, StatusCode::FORBIDDEN, "owner {a}");
+    }
+    assert_eq!(app.post(&action(&id, "check-in"), &As::License(key.clone()), json!(null)).await.status, StatusCode::OK);
+    assert_eq!(app.post(&action(&id, "renew"), &As::License(key), json!(null)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.delete(&action(&id, "revoke"), &as_member).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.delete(&action(&id, "revoke"), &as_owner).await.status, StatusCode::NO_CONTENT);
+
+    // Under a protected policy the owner may do none of it.
+    let (id, _) = licensed(protected).await;
+    for a in ["renew", "check-in"] {
+        assert_eq!(
+            app.post(&action(&id, a), &as_owner, json!(null)).await.status,
+            StatusCode::FORBIDDEN,
+            "protected {a}"
+        );
+    }
+    assert_eq!(app.delete(&action(&id, "revoke"), &as_owner).await.status, StatusCode::FORBIDDEN);
+    // Someone else's license is not found.
+    let (other, _) = app.create_license(&open, json!({})).await;
+    assert_eq!(app.delete(&action(&other, "revoke"), &as_owner).await.status, StatusCode::NOT_FOUND);
+}

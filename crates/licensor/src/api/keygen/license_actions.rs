@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::document;
 use super::error::ApiResult;
 use super::extract::{parse_meta, Body, Ctx};
+use super::licenses::OwnerAction;
 use crate::auth::Principal;
 use crate::domain::validation::{self, Facts, MachineFacts, Scope};
 use crate::error::{Error, Source};
@@ -234,7 +235,7 @@ pub async fn reinstate(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
-    let mut l = super::licenses::load_managed(&ctx).await?;
+    let mut l = super::licenses::load_for(&ctx, OwnerAction::Renew).await?;
     let next = crate::domain::license::renewed_expiry(l.rules(), l.expiry, time::now_ms()).ok_or_else(|| {
         Error::invalid("cannot be renewed because the policy does not have a duration", "LICENSE_NOT_RENEWABLE")
     })?;
@@ -243,13 +244,13 @@ pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
-    let l = super::licenses::load_managed(&ctx).await?;
+    let l = super::licenses::load_for(&ctx, OwnerAction::Destroy).await?;
     licenses::delete(ctx.db(), ctx.account_id(), l.id).await?;
     Ok(document::no_content())
 }
 
 pub async fn check_in(ctx: Ctx) -> ApiResult<Response> {
-    let mut l = super::licenses::load(&ctx).await?;
+    let mut l = super::licenses::load_for(&ctx, OwnerAction::CheckIn).await?;
     if !l.rules().require_check_in {
         return Err(Error::invalid(
             "cannot be checked in because the policy does not require it",

@@ -279,8 +279,41 @@ pub async fn load(ctx: &Ctx) -> Result<LicenseRow, Error> {
     }
 }
 
-/// Loads a license the caller may manage: admins, its product, and (for unprotected licenses)
-/// its owner.
+/// What a license's owner (and the license itself) may do to it beyond reading, as Keygen's
+/// license policy allows; everything else is for admins and the license's product.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OwnerAction {
+    /// Delete or revoke: the owner, unless the policy is protected.
+    Destroy,
+    /// The owner, unless the policy is protected.
+    Renew,
+    /// The owner unless the license is protected, and the license itself.
+    CheckIn,
+}
+
+/// Loads a license for `action`: admins and its product always; its owner or itself as
+/// [`OwnerAction`] says; anyone else who can see it gets a 403.
+pub async fn load_for(ctx: &Ctx, action: OwnerAction) -> Result<LicenseRow, Error> {
+    let l = load(ctx).await?;
+    let p = ctx.principal()?;
+    let allowed = match &p.bearer {
+        Bearer::Admin(_) => true,
+        Bearer::Product(prod) => prod.id == l.product_id,
+        Bearer::User(u) if l.owner_id == Some(u.id) => match action {
+            OwnerAction::Destroy | OwnerAction::Renew => !l.rules().protected,
+            OwnerAction::CheckIn => !l.is_protected(),
+        },
+        Bearer::License(me) => me.id == l.id && action == OwnerAction::CheckIn,
+        Bearer::User(_) => false,
+    };
+    if allowed {
+        Ok(l)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+/// Loads a license the caller may manage: admins and its product.
 pub async fn load_managed(ctx: &Ctx) -> Result<LicenseRow, Error> {
     let l = load(ctx).await?;
     let p = ctx.principal()?;
@@ -399,7 +432,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
-    let l = load_managed(&ctx).await?;
+    let l = load_for(&ctx, OwnerAction::Destroy).await?;
     licenses::delete(ctx.db(), ctx.account_id(), l.id).await?;
     Ok(document::no_content())
 }
