@@ -163,6 +163,12 @@ async fn owners_renew_revoke_and_check_in_but_attached_users_do_not() {
         assert_eq!(app.post(&action(&id, a), &as_owner, json!(null)).await.status, StatusCode::FORBIDDEN, "owner {a}");
     }
     assert_eq!(app.post(&action(&id, "check-in"), &As::License(key.clone()), json!(null)).await.status, StatusCode::OK);
+    // Usage: the owner and the license increment; only admins and products decrement.
+    for who in [&as_owner, &As::License(key.clone())] {
+        assert_eq!(app.post(&action(&id, "increment-usage"), who, json!(null)).await.status, StatusCode::OK);
+        assert_eq!(app.post(&action(&id, "decrement-usage"), who, json!(null)).await.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.post(&action(&id, "increment-usage"), &as_member, json!(null)).await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.post(&action(&id, "renew"), &As::License(key), json!(null)).await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.delete(&action(&id, "revoke"), &as_member).await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.delete(&action(&id, "revoke"), &as_owner).await.status, StatusCode::NO_CONTENT);

@@ -250,7 +250,7 @@ pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn check_in(ctx: Ctx) -> ApiResult<Response> {
-    let mut l = super::licenses::load_for(&ctx, OwnerAction::CheckIn).await?;
+    let mut l = super::licenses::load_for(&ctx, OwnerAction::CheckInOrUse).await?;
     if !l.rules().require_check_in {
         return Err(Error::invalid(
             "cannot be checked in because the policy does not require it",
@@ -270,7 +270,11 @@ struct UsageMeta {
 }
 
 async fn change_uses(ctx: Ctx, body: Value, sign: i64) -> ApiResult<Response> {
-    let l = if sign > 0 { super::licenses::load(&ctx).await? } else { super::licenses::load_managed(&ctx).await? };
+    let l = if sign > 0 {
+        super::licenses::load_for(&ctx, OwnerAction::CheckInOrUse).await?
+    } else {
+        super::licenses::load_managed(&ctx).await?
+    };
     let meta: UsageMeta = parse_meta(body)?;
     let (given, name) = if sign > 0 { (meta.increment, "increment") } else { (meta.decrement, "decrement") };
     let n = given.unwrap_or(1);

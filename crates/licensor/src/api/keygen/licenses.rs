@@ -287,8 +287,9 @@ pub enum OwnerAction {
     Destroy,
     /// The owner, unless the policy is protected.
     Renew,
-    /// The owner unless the license is protected, and the license itself.
-    CheckIn,
+    /// Check-in and usage increments: the owner unless the license is protected, and the
+    /// license itself.
+    CheckInOrUse,
 }
 
 /// Loads a license for `action`: admins and its product always; its owner or itself as
@@ -301,9 +302,9 @@ pub async fn load_for(ctx: &Ctx, action: OwnerAction) -> Result<LicenseRow, Erro
         Bearer::Product(prod) => prod.id == l.product_id,
         Bearer::User(u) if l.owner_id == Some(u.id) => match action {
             OwnerAction::Destroy | OwnerAction::Renew => !l.rules().protected,
-            OwnerAction::CheckIn => !l.is_protected(),
+            OwnerAction::CheckInOrUse => !l.is_protected(),
         },
-        Bearer::License(me) => me.id == l.id && action == OwnerAction::CheckIn,
+        Bearer::License(me) => me.id == l.id && action == OwnerAction::CheckInOrUse,
         Bearer::User(_) => false,
     };
     if allowed {
