@@ -241,7 +241,10 @@ async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<Str
             // Re-activation of the same deployment: a fresh file, no new slot.
             if m.metadata.0.get("node_quantity") != Some(&json!(quantity)) {
                 set_quantity(&mut m, quantity, now);
-                machines::update(&state.db, &m).await?;
+                // Only metadata changes: no resource limit to check.
+                machines::update(&state.db, &m, None)
+                    .await?
+                    .map_err(|_| Error::Internal(anyhow::anyhow!("a metadata update was refused a limit")))?;
             }
             m
         }

@@ -437,10 +437,42 @@ const LOCK_MACHINE_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at 
 const UPDATE: &str = "UPDATE machines SET name = $3, ip = $4, hostname = $5, platform = $6, cores = $7, memory = $8, disk = $9, owner_id = $10, group_id = $11, \
     max_processes = $12, metadata = $13, updated_at = $14 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, m: &MachineRow) -> Result<()> {
+/// Saves a machine's attributes. With `limits`, the core, memory and disk limits in it are checked
+/// against the license's other machines (the owner's, under PER_USER leasing) plus this one's new
+/// amounts, under the license lock as activation checks them; pass only the limits of amounts
+/// that changed, so lowering a limit never blocks renaming a machine.
+pub async fn update(
+    db: &Db,
+    m: &MachineRow,
+    limits: Option<&ActivationLimits>,
+) -> Result<Result<(), ActivationRefusal>> {
+    const OTHERS: &str = "FROM machines WHERE license_id = $1 AND id <> $4 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
+    let cores = format!("SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) {OTHERS}");
+    let memory = format!("SELECT CAST(COALESCE(SUM(memory), 0) AS BIGINT) {OTHERS}");
+    let disk = format!("SELECT CAST(COALESCE(SUM(disk), 0) AS BIGINT) {OTHERS}");
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(m.account_id).bind(m.id).execute(&mut *tx).await?;
+        if let Some(limits) = limits {
+            for (max, sql, amount, refusal) in [
+                (limits.max_cores, &cores, m.cores, ActivationRefusal::CoreLimit),
+                (limits.max_memory, &memory, m.memory, ActivationRefusal::MemoryLimit),
+                (limits.max_disk, &disk, m.disk, ActivationRefusal::DiskLimit),
+            ] {
+                let Some(max) = max else { continue };
+                let others = sqlx::query_scalar::<_, i64>(sql)
+                    .bind(m.license_id)
+                    .bind(limits.per_owner)
+                    .bind(m.owner_id)
+                    .bind(m.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if others + amount.unwrap_or(0) > max {
+                    tx.rollback().await?;
+                    return Ok(Err(refusal));
+                }
+            }
+        }
         sqlx::query(UPDATE)
             .bind(m.account_id)
             .bind(m.id)
@@ -460,7 +492,7 @@ pub async fn update(db: &Db, m: &MachineRow) -> Result<()> {
             .await?;
         tx.commit().await?;
     });
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Deactivates (deletes) a machine, counting against a license token's `maxDeactivations` in

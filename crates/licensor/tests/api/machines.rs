@@ -484,3 +484,48 @@ async fn process_parameters_as_keygen_types_them() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["errors"][0]["detail"], "type mismatch (received string expected UUID string)");
 }
+
+#[tokio::test]
+async fn resizing_a_machine_respects_the_license_limits() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let strict = app
+        .create_policy(&product, json!({"floating": true, "maxMachines": 2, "maxCores": 12, "maxMemory": 1000}))
+        .await;
+    let (license, _) = app.create_license(&strict, json!({})).await;
+    let a = app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, "a", json!({"cores": 8}))).await.id();
+    app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, "b", json!({"cores": 2}))).await;
+    let patch = |m: &str, attrs: Value| {
+        let app = &app;
+        let path = app.acct(&format!("/machines/{m}"));
+        async move { app.patch(&path, &app.admin(), json!({"data": {"type": "machines", "attributes": attrs}})).await }
+    };
+    let r = patch(&a, json!({"cores": 32})).await;
+    assert_eq!(
+        (r.status, r.code(), r.pointer()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "MACHINE_CORE_LIMIT_EXCEEDED", "/data")
+    );
+    assert_eq!(r.body["errors"][0]["detail"], "machine core count has exceeded maximum allowed for license (12)");
+    let r = patch(&a, json!({"memory": 2000})).await;
+    assert_eq!(r.code(), "MACHINE_MEMORY_LIMIT_EXCEEDED");
+    assert_eq!(patch(&a, json!({"cores": 10})).await.status, StatusCode::OK, "10 + 2 fits 12");
+    let shown = app.get(&app.acct(&format!("/machines/{a}")), &app.admin()).await;
+    assert_eq!(shown.attr("cores"), 10);
+    // Lowering the limit afterwards does not block edits that leave the amounts alone.
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{license}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"maxCores": 4}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(patch(&a, json!({"name": "renamed"})).await.status, StatusCode::OK);
+    // Overage allows what it allows.
+    let lenient = app
+        .create_policy(&product, json!({"floating": true, "maxCores": 12, "overageStrategy": "ALWAYS_ALLOW_OVERAGE"}))
+        .await;
+    let (license, _) = app.create_license(&lenient, json!({})).await;
+    let m = app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, "c", json!({"cores": 8}))).await.id();
+    assert_eq!(patch(&m, json!({"cores": 32})).await.status, StatusCode::OK);
+}

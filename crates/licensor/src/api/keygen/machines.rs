@@ -15,7 +15,7 @@ use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
 use crate::store::components::ComponentRow;
 use crate::store::licenses::{self, LicenseRow};
-use crate::store::machines::{self, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
+use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
 use crate::store::users;
 use crate::time::{self, SECOND};
 
@@ -262,6 +262,63 @@ fn component_pointer(i: usize) -> Source {
     Source::Pointer(format!("/data/relationships/components/data/{i}/attributes/fingerprint").into())
 }
 
+/// The error an activation (or a resize) refused for `refusal` answers with, in Keygen's words.
+fn activation_error(
+    refusal: ActivationRefusal,
+    license: &LicenseRow,
+    limits: &ActivationLimits,
+    group_limit: Option<(Uuid, i64)>,
+    token_max: Option<i64>,
+) -> Error {
+    let holder = if limits.per_owner { "user" } else { "license" };
+    match refusal {
+        ActivationRefusal::FingerprintTaken => {
+            Error::invalid_attr("fingerprint", taken_detail(limits.uniqueness), "FINGERPRINT_TAKEN")
+        }
+        ActivationRefusal::ComponentFingerprintTaken(i) => Error::Invalid {
+            detail: component_taken_detail(limits.component_uniqueness).into(),
+            code: "COMPONENTS_FINGERPRINT_TAKEN".into(),
+            location: component_pointer(i),
+        },
+        ActivationRefusal::MachineLimit if limits.per_owner => Error::invalid(
+            format!("machine count has exceeded maximum allowed for user ({})", license.max_machines().unwrap_or(0)),
+            "MACHINE_LIMIT_EXCEEDED",
+        ),
+        ActivationRefusal::MachineLimit => Error::invalid(
+            format!("machine count has exceeded maximum allowed for license ({})", license.max_machines().unwrap_or(0)),
+            "MACHINE_LIMIT_EXCEEDED",
+        ),
+        ActivationRefusal::CoreLimit => Error::invalid(
+            format!(
+                "machine core count has exceeded maximum allowed for {holder} ({})",
+                license.max_cores().unwrap_or(0)
+            ),
+            "MACHINE_CORE_LIMIT_EXCEEDED",
+        ),
+        ActivationRefusal::MemoryLimit => Error::invalid(
+            format!("machine memory has exceeded maximum allowed for {holder} ({})", license.max_memory().unwrap_or(0)),
+            "MACHINE_MEMORY_LIMIT_EXCEEDED",
+        ),
+        ActivationRefusal::DiskLimit => Error::invalid(
+            format!("machine disk has exceeded maximum allowed for {holder} ({})", license.max_disk().unwrap_or(0)),
+            "MACHINE_DISK_LIMIT_EXCEEDED",
+        ),
+        ActivationRefusal::GroupMachineLimit => Error::invalid_rel(
+            "group",
+            format!(
+                "machine count has exceeded maximum allowed by current group ({})",
+                group_limit.map(|(_, max)| max).unwrap_or(0)
+            ),
+            "GROUP_MACHINE_LIMIT_EXCEEDED",
+        ),
+        ActivationRefusal::ActivationsLimit => Error::Invalid {
+            detail: format!("exceeds maximum allowed ({})", token_max.unwrap_or(0)).into(),
+            code: "ACTIVATIONS_LIMIT_EXCEEDED".into(),
+            location: Source::Pointer("/data/attributes/activations".into()),
+        },
+    }
+}
+
 /// `POST /machines`: activation.
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let p = ctx.principal()?.clone();
@@ -345,73 +402,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
     );
     limits.group_machines = group_limit;
-    let holder = if limits.per_owner { "user" } else { "license" };
     match machines::activate(ctx.db(), &m, &components, &limits).await {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => {
-            return Err(match refusal {
-                ActivationRefusal::FingerprintTaken => {
-                    Error::invalid_attr("fingerprint", taken_detail(limits.uniqueness), "FINGERPRINT_TAKEN")
-                }
-                ActivationRefusal::ComponentFingerprintTaken(i) => Error::Invalid {
-                    detail: component_taken_detail(limits.component_uniqueness).into(),
-                    code: "COMPONENTS_FINGERPRINT_TAKEN".into(),
-                    location: component_pointer(i),
-                },
-                ActivationRefusal::MachineLimit if limits.per_owner => Error::invalid(
-                    format!(
-                        "machine count has exceeded maximum allowed for user ({})",
-                        license.max_machines().unwrap_or(0)
-                    ),
-                    "MACHINE_LIMIT_EXCEEDED",
-                ),
-                ActivationRefusal::MachineLimit => Error::invalid(
-                    format!(
-                        "machine count has exceeded maximum allowed for license ({})",
-                        license.max_machines().unwrap_or(0)
-                    ),
-                    "MACHINE_LIMIT_EXCEEDED",
-                ),
-                ActivationRefusal::CoreLimit => Error::invalid(
-                    format!(
-                        "machine core count has exceeded maximum allowed for {holder} ({})",
-                        license.max_cores().unwrap_or(0)
-                    ),
-                    "MACHINE_CORE_LIMIT_EXCEEDED",
-                ),
-                ActivationRefusal::MemoryLimit => Error::invalid(
-                    format!(
-                        "machine memory has exceeded maximum allowed for {holder} ({})",
-                        license.max_memory().unwrap_or(0)
-                    ),
-                    "MACHINE_MEMORY_LIMIT_EXCEEDED",
-                ),
-                ActivationRefusal::DiskLimit => Error::invalid(
-                    format!(
-                        "machine disk has exceeded maximum allowed for {holder} ({})",
-                        license.max_disk().unwrap_or(0)
-                    ),
-                    "MACHINE_DISK_LIMIT_EXCEEDED",
-                ),
-                ActivationRefusal::GroupMachineLimit => Error::invalid_rel(
-                    "group",
-                    format!(
-                        "machine count has exceeded maximum allowed by current group ({})",
-                        group_limit.map(|(_, max)| max).unwrap_or(0)
-                    ),
-                    "GROUP_MACHINE_LIMIT_EXCEEDED",
-                ),
-                ActivationRefusal::ActivationsLimit => Error::Invalid {
-                    detail: format!(
-                        "exceeds maximum allowed ({})",
-                        p.token.as_ref().and_then(|t| t.max_activations).unwrap_or(0)
-                    )
-                    .into(),
-                    code: "ACTIVATIONS_LIMIT_EXCEEDED".into(),
-                    location: Source::Pointer("/data/attributes/activations".into()),
-                },
-            }
-            .into())
+            let token_max = p.token.as_ref().and_then(|t| t.max_activations);
+            return Err(activation_error(refusal, &license, &limits, group_limit, token_max).into());
         }
         Err(Error::Database(e)) if crate::db::is_unique_violation(&e) && preset_id => {
             return Err(super::extract::id_conflict("machine").into());
@@ -502,7 +497,7 @@ pub async fn list_for_license(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let (mut m, _) = load_managed(&ctx, MachineAction::Update).await?;
+    let (mut m, license) = load_managed(&ctx, MachineAction::Update).await?;
     let p = ctx.principal()?;
     let data = parse_data::<MachineInput, MachineRels>(body, "machines")?;
     if data.attributes.fingerprint.is_some() {
@@ -526,9 +521,17 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     {
         return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/relationships".into())).into());
     }
+    let before = (m.cores, m.memory, m.disk);
     apply(&mut m, data.attributes)?;
     m.updated_at = time::now_ms();
-    machines::update(ctx.db(), &m).await?;
+    // Only the amounts that changed are checked against the license's limits.
+    let mut limits = crate::domain::activation::limits(&license, None);
+    limits.max_cores = limits.max_cores.filter(|_| m.cores != before.0);
+    limits.max_memory = limits.max_memory.filter(|_| m.memory != before.1);
+    limits.max_disk = limits.max_disk.filter(|_| m.disk != before.2);
+    if let Err(refusal) = machines::update(ctx.db(), &m, Some(&limits)).await? {
+        return Err(activation_error(refusal, &license, &limits, None, None).into());
+    }
     Ok(document::ok(render(ctx.account_id(), &m)))
 }
 
