@@ -437,10 +437,11 @@ const LOCK_MACHINE_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at 
 const UPDATE: &str = "UPDATE machines SET name = $3, ip = $4, hostname = $5, platform = $6, cores = $7, memory = $8, disk = $9, owner_id = $10, group_id = $11, \
     max_processes = $12, metadata = $13, updated_at = $14 WHERE account_id = $1 AND id = $2";
 
-/// Saves a machine's attributes. With `limits`, the core, memory and disk limits in it are checked
-/// against the license's other machines (the owner's, under PER_USER leasing) plus this one's new
-/// amounts, under the license lock as activation checks them; pass only the limits of amounts
-/// that changed, so lowering a limit never blocks renaming a machine.
+/// Saves a machine's attributes and owner/group. With `limits`, what it holds is checked against
+/// the license's other machines (the owner's, under PER_USER leasing) plus this one, under the
+/// license lock as activation checks it: the machine count (for a new owner), cores, memory,
+/// disk, and the group's machine count (for a new group). Pass only the limits of what changed,
+/// so lowering a limit never blocks renaming a machine.
 pub async fn update(
     db: &Db,
     m: &MachineRow,
@@ -450,10 +451,36 @@ pub async fn update(
     let cores = format!("SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) {OTHERS}");
     let memory = format!("SELECT CAST(COALESCE(SUM(memory), 0) AS BIGINT) {OTHERS}");
     let disk = format!("SELECT CAST(COALESCE(SUM(disk), 0) AS BIGINT) {OTHERS}");
+    let count = format!("SELECT COUNT(*) {OTHERS}");
+    const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
+    const GROUP_OTHERS: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1 AND id <> $2";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(m.account_id).bind(m.id).execute(&mut *tx).await?;
         if let Some(limits) = limits {
+            if let Some((group, max)) = limits.group_machines {
+                sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+                let others =
+                    sqlx::query_scalar::<_, i64>(GROUP_OTHERS).bind(group).bind(m.id).fetch_one(&mut *tx).await?;
+                if others + 1 > max {
+                    tx.rollback().await?;
+                    return Ok(Err(ActivationRefusal::GroupMachineLimit));
+                }
+            }
+            if let Some(max) = limits.max_machines {
+                let others = sqlx::query_scalar::<_, i64>(&count)
+                    .bind(m.license_id)
+                    .bind(limits.per_owner)
+                    .bind(m.owner_id)
+                    .bind(m.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                // As at activation, a first machine is always admitted.
+                if others > 0 && others + 1 > max {
+                    tx.rollback().await?;
+                    return Ok(Err(ActivationRefusal::MachineLimit));
+                }
+            }
             for (max, sql, amount, refusal) in [
                 (limits.max_cores, &cores, m.cores, ActivationRefusal::CoreLimit),
                 (limits.max_memory, &memory, m.memory, ActivationRefusal::MemoryLimit),

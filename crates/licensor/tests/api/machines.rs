@@ -529,3 +529,95 @@ async fn resizing_a_machine_respects_the_license_limits() {
     let m = app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, "c", json!({"cores": 8}))).await.id();
     assert_eq!(patch(&m, json!({"cores": 32})).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn machine_relationships_read_and_change_with_their_limits() {
+    let app = spawn_app().await;
+    let (product, _, license, _) =
+        app.license_fixture(json!({"floating": true, "maxMachines": 1, "machineLeasingStrategy": "PER_USER"})).await;
+    let (ann, bob, stranger) = (
+        app.create_user("ann@example.com").await,
+        app.create_user("bob@example.com").await,
+        app.create_user("stranger@example.com").await,
+    );
+    app.attach_users(&license, &[&ann, &bob]).await;
+    let owned_by = |fp: &str, user: &str| {
+        let mut body = machine_body(&license, fp, json!({}));
+        body["data"]["relationships"]["owner"] = json!({"data": {"type": "users", "id": user}});
+        body
+    };
+    let a = app.post(&app.acct("/machines"), &app.admin(), owned_by("ann-1", &ann)).await.id();
+    let b = app.post(&app.acct("/machines"), &app.admin(), owned_by("bob-1", &bob)).await.id();
+    let path = |m: &str, rel: &str| app.acct(&format!("/machines/{m}/{rel}"));
+
+    assert_eq!(app.get(&path(&a, "product"), &app.admin()).await.id(), product);
+    assert_eq!(app.get(&path(&a, "owner"), &app.admin()).await.id(), ann);
+    assert!(app.get(&path(&a, "group"), &app.admin()).await.body["data"].is_null());
+
+    // Owners: must exist, must be a license user, and (PER_USER) must have room.
+    let to = |user: Value| json!({"data": user});
+    let r = app.put(&path(&a, "owner"), &app.admin(), to(json!({"type": "users", "id": uuid::Uuid::new_v4()}))).await;
+    assert_eq!((r.code(), r.pointer()), ("OWNER_NOT_FOUND", "/data/relationships/owner"));
+    let r = app.put(&path(&a, "owner"), &app.admin(), to(json!({"type": "users", "id": stranger}))).await;
+    assert_eq!(r.code(), "OWNER_INVALID");
+    let r = app.put(&path(&a, "owner"), &app.admin(), to(json!({"type": "users", "id": bob}))).await;
+    assert_eq!(r.code(), "MACHINE_LIMIT_EXCEEDED", "Bob already holds his one machine");
+    assert_eq!(r.body["errors"][0]["detail"], "machine count has exceeded maximum allowed for user (1)");
+    app.delete(&app.acct(&format!("/machines/{b}")), &app.admin()).await;
+    let r = app.put(&path(&a, "owner"), &app.admin(), to(json!({"type": "users", "id": bob}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.get(&path(&a, "owner"), &app.admin()).await.id(), bob);
+    // Only admins and the product change relationships.
+    let t = app.post(&app.acct("/tokens"), &As::Basic("bob@example.com".into(), PASSWORD.into()), json!(null)).await;
+    let as_bob = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    assert_eq!(app.put(&path(&a, "owner"), &as_bob, to(Value::Null)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.put(&path(&a, "owner"), &app.admin(), to(Value::Null)).await.status, StatusCode::OK);
+    assert!(app.get(&path(&a, "owner"), &app.admin()).await.body["data"].is_null());
+
+    // Groups: must exist and have room.
+    let g = app
+        .post(
+            &app.acct("/groups"),
+            &app.admin(),
+            json!({"data": {"type": "groups", "attributes": {"name": "Lab", "maxMachines": 1}}}),
+        )
+        .await
+        .id();
+    let r = app.put(&path(&a, "group"), &app.admin(), to(json!({"type": "groups", "id": uuid::Uuid::new_v4()}))).await;
+    assert_eq!((r.code(), r.pointer()), ("GROUP_NOT_FOUND", "/data/relationships/group"));
+    assert_eq!(
+        app.put(&path(&a, "group"), &app.admin(), to(json!({"type": "groups", "id": g}))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get(&path(&a, "group"), &app.admin()).await.id(), g);
+    let c = app.post(&app.acct("/machines"), &app.admin(), owned_by("spare", &ann)).await.id();
+    let r = app.put(&path(&c, "group"), &app.admin(), to(json!({"type": "groups", "id": g}))).await;
+    assert_eq!(r.code(), "GROUP_MACHINE_LIMIT_EXCEEDED");
+
+    // Components and processes, listed and shown under their machine only.
+    let comp = app
+        .post(
+            &app.acct("/components"),
+            &app.admin(),
+            json!({"data": {"type": "components", "attributes": {"fingerprint": "cpu", "name": "CPU"},
+            "relationships": {"machine": {"data": {"type": "machines", "id": a}}}}}),
+        )
+        .await
+        .id();
+    let proc_ = app
+        .post(
+            &app.acct("/processes"),
+            &app.admin(),
+            json!({"data": {"type": "processes", "attributes": {"pid": "1"},
+            "relationships": {"machine": {"data": {"type": "machines", "id": a}}}}}),
+        )
+        .await
+        .id();
+    for (rel, id) in [("components", &comp), ("processes", &proc_)] {
+        let list = app.get(&path(&a, rel), &app.admin()).await;
+        assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{rel}");
+        assert_eq!(app.get(&path(&a, &format!("{rel}/{id}")), &app.admin()).await.id(), *id);
+        assert!(app.get(&path(&c, rel), &app.admin()).await.body["data"].as_array().unwrap().is_empty());
+        assert_eq!(app.get(&path(&c, &format!("{rel}/{id}")), &app.admin()).await.status, StatusCode::NOT_FOUND);
+    }
+}

@@ -26,7 +26,7 @@ pub struct ComponentAttributes {
     updated: String,
 }
 
-fn render(account: Uuid, c: &ComponentRow) -> Resource<ComponentAttributes> {
+pub(super) fn render(account: Uuid, c: &ComponentRow) -> Resource<ComponentAttributes> {
     Resource::new(
         account,
         "components",

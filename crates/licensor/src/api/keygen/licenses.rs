@@ -456,7 +456,7 @@ pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
     Ok(document::ok(super::products::render(ctx.account_id(), &p)))
 }
 
-fn null_data() -> Response {
+pub(super) fn null_data() -> Response {
     document::respond(StatusCode::OK, &json!({ "data": null }))
 }
 
@@ -483,7 +483,7 @@ pub async fn show_group(ctx: Ctx) -> ApiResult<Response> {
 }
 
 /// A to-one relationship update body: `{"data": {"type", "id"}}` or `{"data": null}`.
-fn parse_to_one(body: Value, name: &str) -> Result<Option<Uuid>, Error> {
+pub(super) fn parse_to_one(body: Value, name: &str) -> Result<Option<Uuid>, Error> {
     let rel: RelInput = super::extract::decode(body)?;
     Ok(rel_uuid(&Some(rel), name)?.flatten())
 }

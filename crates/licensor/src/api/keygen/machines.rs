@@ -263,7 +263,7 @@ fn component_pointer(i: usize) -> Source {
 }
 
 /// The error an activation (or a resize) refused for `refusal` answers with, in Keygen's words.
-fn activation_error(
+pub(super) fn activation_error(
     refusal: ActivationRefusal,
     license: &LicenseRow,
     limits: &ActivationLimits,
@@ -443,7 +443,7 @@ pub async fn load(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
     }
 }
 
-async fn load_managed(ctx: &Ctx, action: MachineAction) -> Result<(MachineRow, LicenseRow), Error> {
+pub(super) async fn load_managed(ctx: &Ctx, action: MachineAction) -> Result<(MachineRow, LicenseRow), Error> {
     let (m, l) = load(ctx).await?;
     if may(ctx.principal()?, &l, m.owner_id, action) {
         Ok((m, l))
@@ -526,6 +526,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     m.updated_at = time::now_ms();
     // Only the amounts that changed are checked against the license's limits.
     let mut limits = crate::domain::activation::limits(&license, None);
+    limits.max_machines = None;
     limits.max_cores = limits.max_cores.filter(|_| m.cores != before.0);
     limits.max_memory = limits.max_memory.filter(|_| m.memory != before.1);
     limits.max_disk = limits.max_disk.filter(|_| m.disk != before.2);

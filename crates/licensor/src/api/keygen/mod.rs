@@ -11,6 +11,7 @@ pub mod extract;
 pub mod groups;
 pub mod license_actions;
 pub mod licenses;
+pub mod machine_relationships;
 pub mod machines;
 pub mod policies;
 pub mod processes;
@@ -95,6 +96,13 @@ fn account_routes() -> Router<AppState> {
         .route("/machines", get(machines::list).post(machines::create))
         .route("/machines/{id}", get(machines::show).patch(machines::update).delete(machines::delete))
         .route("/machines/{id}/license", get(machines::show_license))
+        .route("/machines/{id}/product", get(machine_relationships::show_product))
+        .route("/machines/{id}/owner", get(machine_relationships::show_owner).put(machine_relationships::change_owner))
+        .route("/machines/{id}/group", get(machine_relationships::show_group).put(machine_relationships::change_group))
+        .route("/machines/{id}/components", get(machine_relationships::list_components))
+        .route("/machines/{id}/components/{component}", get(machine_relationships::show_component))
+        .route("/machines/{id}/processes", get(machine_relationships::list_processes))
+        .route("/machines/{id}/processes/{process}", get(machine_relationships::show_process))
         .route("/machines/{id}/actions/ping", post(machines::ping))
         .route("/machines/{id}/actions/check-out", get(checkout::machine).post(checkout::machine))
         .route("/licenses/{id}/actions/check-out", get(checkout::license).post(checkout::license))

@@ -31,7 +31,7 @@ pub struct ProcessAttributes {
     updated: String,
 }
 
-fn render(account: Uuid, p: &ProcessRow, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
+pub(super) fn render(account: Uuid, p: &ProcessRow, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
     Resource::new(
         account,
         "processes",

@@ -1,0 +1,145 @@
+//! A machine's relationships: its product, owner and group (readable by whoever sees the
+//! machine, changed by admins and its product, with the limits re-checked), and its components
+//! and processes.
+
+use axum::response::Response;
+use uuid::Uuid;
+
+use super::document;
+use super::error::ApiResult;
+use super::extract::{Body, Ctx};
+use super::licenses::{null_data, parse_to_one};
+use super::machines::{activation_error, load};
+use crate::error::Error;
+use crate::store::licenses::{self, LicenseRow};
+use crate::store::machines::MachineRow;
+use crate::store::processes::ProcessFilter;
+use crate::store::{components, groups, machines, processes, products, users};
+use crate::time;
+
+/// The machine in the path, for a caller who may change its relationships.
+async fn load_for_change(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
+    let (m, l) = load(ctx).await?;
+    let p = ctx.principal()?;
+    if p.is_admin() || p.product_id() == Some(l.product_id) {
+        Ok((m, l))
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
+    let (_, l) = load(&ctx).await?;
+    let p = products::find(ctx.db(), ctx.account_id(), &l.product_id.to_string())
+        .await?
+        .ok_or_else(|| Error::not_found("product", l.product_id.to_string()))?;
+    Ok(document::ok(super::products::render(ctx.account_id(), &p)))
+}
+
+pub async fn show_owner(ctx: Ctx) -> ApiResult<Response> {
+    let (m, _) = load(&ctx).await?;
+    let owner = match m.owner_id {
+        Some(id) => users::find(ctx.db(), ctx.account_id(), id).await?,
+        None => None,
+    };
+    Ok(owner.map_or_else(null_data, |u| document::ok(super::users::render(ctx.account_id(), &u))))
+}
+
+pub async fn show_group(ctx: Ctx) -> ApiResult<Response> {
+    let (m, _) = load(&ctx).await?;
+    let group = match m.group_id {
+        Some(id) => groups::find(ctx.db(), ctx.account_id(), id).await?,
+        None => None,
+    };
+    Ok(group.map_or_else(null_data, |g| document::ok(super::groups::render(ctx.account_id(), &g))))
+}
+
+/// `PUT /machines/{id}/owner`: the new owner must be one of the license's users; under PER_USER
+/// leasing the machine moves into the new owner's allowance, which must have room.
+pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let (mut m, l) = load_for_change(&ctx).await?;
+    let owner = parse_to_one(body, "owner")?;
+    if let Some(id) = owner {
+        let u = users::find(ctx.db(), ctx.account_id(), id)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
+        if !licenses::has_user(ctx.db(), &l, u.id).await? {
+            return Err(Error::invalid_rel("owner", "must be a valid license user", "OWNER_INVALID").into());
+        }
+    }
+    let mut limits = crate::domain::activation::limits(&l, None);
+    if !limits.per_owner || owner == m.owner_id {
+        (limits.max_machines, limits.max_cores, limits.max_memory, limits.max_disk) = (None, None, None, None);
+    }
+    m.owner_id = owner;
+    save(&ctx, &mut m, &l, &limits).await
+}
+
+/// `PUT /machines/{id}/group`: the new group must exist and have room for one more machine.
+pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let (mut m, l) = load_for_change(&ctx).await?;
+    let group = parse_to_one(body, "group")?;
+    let mut limits = crate::domain::activation::limits(&l, None);
+    (limits.max_machines, limits.max_cores, limits.max_memory, limits.max_disk) = (None, None, None, None);
+    if let Some(id) = group {
+        let g = groups::find(ctx.db(), ctx.account_id(), id)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        limits.group_machines = g.max_machines.filter(|_| m.group_id != Some(id)).map(|max| (id, max));
+    }
+    m.group_id = group;
+    save(&ctx, &mut m, &l, &limits).await
+}
+
+async fn save(
+    ctx: &Ctx,
+    m: &mut MachineRow,
+    l: &LicenseRow,
+    limits: &machines::ActivationLimits,
+) -> ApiResult<Response> {
+    m.updated_at = time::now_ms();
+    if let Err(refusal) = machines::update(ctx.db(), m, Some(limits)).await? {
+        return Err(activation_error(refusal, l, limits, limits.group_machines, None).into());
+    }
+    Ok(document::ok(super::machines::render(ctx.account_id(), m)))
+}
+
+pub async fn list_components(ctx: Ctx) -> ApiResult<Response> {
+    let (m, _) = load(&ctx).await?;
+    let params = ctx.list_params()?;
+    let listing = components::list(ctx.db(), ctx.account_id(), Some(m.id), None, params.page).await?;
+    let account = ctx.account_id();
+    Ok(params.document(listing, |c| super::components::render(account, &c)))
+}
+
+pub async fn show_component(ctx: Ctx) -> ApiResult<Response> {
+    let (m, _) = load(&ctx).await?;
+    let id = ctx.param("component");
+    let c = match Uuid::parse_str(id) {
+        Ok(uuid) => components::find(ctx.db(), ctx.account_id(), uuid).await?.filter(|c| c.machine_id == m.id),
+        Err(_) => None,
+    };
+    let c = c.ok_or_else(|| Error::not_found("component", id))?;
+    Ok(document::ok(super::components::render(ctx.account_id(), &c)))
+}
+
+pub async fn list_processes(ctx: Ctx) -> ApiResult<Response> {
+    let (m, l) = load(&ctx).await?;
+    let params = ctx.list_params()?;
+    let f = ProcessFilter { machine: Some(m.id), license: None, product: None, user: None };
+    let listing = processes::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
+    let (account, interval) = (ctx.account_id(), l.rules().heartbeat_duration_secs());
+    Ok(params.document(listing, |p| super::processes::render(account, &p, interval, l.product_id)))
+}
+
+pub async fn show_process(ctx: Ctx) -> ApiResult<Response> {
+    let (m, l) = load(&ctx).await?;
+    let id = ctx.param("process");
+    let p = match Uuid::parse_str(id) {
+        Ok(uuid) => processes::find(ctx.db(), ctx.account_id(), uuid).await?.filter(|p| p.machine_id == m.id),
+        Err(_) => None,
+    };
+    let p = p.ok_or_else(|| Error::not_found("process", id))?;
+    let interval = l.rules().heartbeat_duration_secs();
+    Ok(document::ok(super::processes::render(ctx.account_id(), &p, interval, l.product_id)))
+}
