@@ -160,3 +160,109 @@ async fn entitlements_and_groups_crud() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// Every `links.related` a resource carries leads somewhere: following each one as the admin
+/// answers 200 from a real route.
+#[tokio::test]
+async fn every_related_link_resolves() {
+    let app = spawn_app().await;
+    let (product, policy, license, _) = app.license_fixture(json!({"floating": true})).await;
+    let user = app.create_user("owner@example.com").await;
+    app.put(
+        &app.acct(&format!("/licenses/{license}/owner")),
+        &app.admin(),
+        json!({"data": {"type": "users", "id": user}}),
+    )
+    .await;
+    let group = app
+        .post(&app.acct("/groups"), &app.admin(), json!({"data": {"type": "groups", "attributes": {"name": "G"}}}))
+        .await
+        .id();
+    app.put(
+        &app.acct(&format!("/licenses/{license}/group")),
+        &app.admin(),
+        json!({"data": {"type": "groups", "id": group}}),
+    )
+    .await;
+    let machine = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp"},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await
+        .id();
+    let component = app
+        .post(
+            &app.acct("/components"),
+            &app.admin(),
+            json!({"data": {"type": "components", "attributes": {"fingerprint": "cpu", "name": "CPU"},
+            "relationships": {"machine": {"data": {"type": "machines", "id": machine}}}}}),
+        )
+        .await
+        .id();
+    let process = app
+        .post(
+            &app.acct("/processes"),
+            &app.admin(),
+            json!({"data": {"type": "processes", "attributes": {"pid": "1"},
+            "relationships": {"machine": {"data": {"type": "machines", "id": machine}}}}}),
+        )
+        .await
+        .id();
+    let entitlement = app
+        .post(
+            &app.acct("/entitlements"),
+            &app.admin(),
+            json!({"data": {"type": "entitlements", "attributes": {"name": "E", "code": "E"}}}),
+        )
+        .await
+        .id();
+    let mut followed = 0;
+    let mut broken = Vec::new();
+    for path in [
+        format!("/products/{product}"),
+        format!("/policies/{policy}"),
+        format!("/licenses/{license}"),
+        format!("/users/{user}"),
+        format!("/groups/{group}"),
+        format!("/machines/{machine}"),
+        format!("/components/{component}"),
+        format!("/processes/{process}"),
+        format!("/entitlements/{entitlement}"),
+    ] {
+        let r = app.get(&app.acct(&path), &app.admin()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        for (name, rel) in r.body["data"]["relationships"].as_object().cloned().unwrap_or_default() {
+            let Some(related) = rel["links"]["related"].as_str() else { continue };
+            let followed_to = app.get(related, &app.admin()).await;
+            if followed_to.status != StatusCode::OK {
+                broken.push(format!("{path} → {name}: {}", followed_to.status));
+            }
+            followed += 1;
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert!(followed > 30, "followed only {followed} links");
+}
+
+#[tokio::test]
+async fn nested_lists_narrow_to_their_parent() {
+    let app = spawn_app().await;
+    let (p1, pol1, l1, _) = app.license_fixture(json!({})).await;
+    let (p2, _, l2, _) = app.license_fixture(json!({})).await;
+    let ids = |r: &Res| -> Vec<String> {
+        r.body["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&app.get(&app.acct(&format!("/products/{p1}/licenses")), &app.admin()).await), vec![l1.clone()]);
+    assert_eq!(ids(&app.get(&app.acct(&format!("/policies/{pol1}/licenses")), &app.admin()).await), vec![l1.clone()]);
+    // A client's own filter cannot widen the nested list.
+    let r = app.get(&app.acct(&format!("/products/{p1}/licenses?product={p2}")), &app.admin()).await;
+    assert_eq!(ids(&r), vec![l1]);
+    // Another product's token sees neither the parent nor its children.
+    let t = app.post(&app.acct(&format!("/products/{p2}/tokens")), &app.admin(), json!(null)).await;
+    let as_p2 = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    assert_eq!(ids(&app.get(&app.acct(&format!("/products/{p2}/licenses")), &as_p2).await), vec![l2]);
+    assert!(app.get(&app.acct(&format!("/products/{p1}/licenses")), &as_p2).await.status.is_client_error());
+}

@@ -106,12 +106,32 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 async fn load(ctx: &Ctx) -> Result<ComponentRow, Error> {
+    Ok(load_with_machine(ctx).await?.0)
+}
+
+async fn load_with_machine(ctx: &Ctx) -> Result<(ComponentRow, machines::MachineRow, LicenseRow), Error> {
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("component", id))?;
     let c =
         components::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("component", id))?;
-    check_machine(ctx, &c.machine_id.to_string()).await?;
-    Ok(c)
+    let (m, l) = check_machine(ctx, &c.machine_id.to_string()).await?;
+    Ok((c, m, l))
+}
+
+/// `GET /components/{id}/machine`, `…/license`, `…/product`: the resources its links name.
+pub async fn show_machine(ctx: Ctx) -> ApiResult<Response> {
+    let (_, m, _) = load_with_machine(&ctx).await?;
+    Ok(document::ok(super::machines::render(ctx.account_id(), &m)))
+}
+
+pub async fn show_license(ctx: Ctx) -> ApiResult<Response> {
+    let (_, _, l) = load_with_machine(&ctx).await?;
+    Ok(document::ok(super::licenses::render(ctx.account_id(), &l)))
+}
+
+pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
+    let (_, _, l) = load_with_machine(&ctx).await?;
+    super::licenses::product_of(&ctx, &l).await
 }
 
 pub async fn show(ctx: Ctx) -> ApiResult<Response> {

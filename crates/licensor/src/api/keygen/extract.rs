@@ -91,6 +91,21 @@ impl Ctx {
         }
     }
 
+    /// This request with one more list filter, as a nested route (`/products/{id}/licenses`)
+    /// narrows the top-level list; the filter replaces any the client sent under that name.
+    pub fn with_filter(mut self, name: &str, value: &str) -> Self {
+        let kept = self
+            .query
+            .as_deref()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name);
+        let mut query: Vec<String> = kept.map(str::to_string).collect();
+        query.push(format!("{name}={value}"));
+        self.query = Some(query.join("&"));
+        self
+    }
+
     pub fn list_params(&self) -> Result<super::document::ListParams, Error> {
         super::document::ListParams::parse(&self.path, self.query.as_deref())
     }

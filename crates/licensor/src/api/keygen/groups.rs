@@ -43,7 +43,6 @@ pub fn render(account: Uuid, g: &GroupRow) -> Resource<GroupAttributes> {
         },
     )
     .account(account)
-    .many("owners", None)
     .many("users", None)
     .many("licenses", None)
     .many("machines", None)
@@ -114,7 +113,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &g)))
 }
 
-async fn load(ctx: &Ctx) -> Result<GroupRow, Error> {
+pub(super) async fn load(ctx: &Ctx) -> Result<GroupRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("group", id))?;

@@ -450,6 +450,11 @@ pub async fn show_policy(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
     let l = load(&ctx).await?;
+    product_of(&ctx, &l).await
+}
+
+/// The product document of a license (for every resource whose `product` link goes through it).
+pub(super) async fn product_of(ctx: &Ctx, l: &LicenseRow) -> ApiResult<Response> {
     let p = crate::store::products::find(ctx.db(), ctx.account_id(), &l.product_id.to_string())
         .await?
         .ok_or_else(|| Error::not_found("product", l.product_id.to_string()))?;

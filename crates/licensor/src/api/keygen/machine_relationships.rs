@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::store::licenses::{self, LicenseRow};
 use crate::store::machines::MachineRow;
 use crate::store::processes::ProcessFilter;
-use crate::store::{components, groups, machines, processes, products, users};
+use crate::store::{components, groups, machines, processes, users};
 use crate::time;
 
 /// The machine in the path, for a caller who may change its relationships.
@@ -30,10 +30,7 @@ async fn load_for_change(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
 
 pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
     let (_, l) = load(&ctx).await?;
-    let p = products::find(ctx.db(), ctx.account_id(), &l.product_id.to_string())
-        .await?
-        .ok_or_else(|| Error::not_found("product", l.product_id.to_string()))?;
-    Ok(document::ok(super::products::render(ctx.account_id(), &p)))
+    super::licenses::product_of(&ctx, &l).await
 }
 
 pub async fn show_owner(ctx: Ctx) -> ApiResult<Response> {

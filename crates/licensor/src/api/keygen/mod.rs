@@ -13,6 +13,7 @@ pub mod license_actions;
 pub mod licenses;
 pub mod machine_relationships;
 pub mod machines;
+pub mod nested;
 pub mod policies;
 pub mod processes;
 pub mod products;
@@ -112,12 +113,30 @@ fn account_routes() -> Router<AppState> {
         .route("/processes", get(processes::list).post(processes::create))
         .route("/processes/{id}", get(processes::show).patch(processes::update).delete(processes::delete))
         .route("/processes/{id}/actions/ping", post(processes::ping))
+        .route("/processes/{id}/machine", get(processes::show_machine))
+        .route("/processes/{id}/license", get(processes::show_license))
+        .route("/processes/{id}/product", get(processes::show_product))
         .route("/components", get(components::list).post(components::create))
         .route("/components/{id}", get(components::show).patch(components::update).delete(components::delete))
+        .route("/components/{id}/machine", get(components::show_machine))
+        .route("/components/{id}/license", get(components::show_license))
+        .route("/components/{id}/product", get(components::show_product))
         .route("/entitlements", get(entitlements::list).post(entitlements::create))
         .route("/entitlements/{id}", get(entitlements::show).patch(entitlements::update).delete(entitlements::delete))
         .route("/groups", get(groups::list).post(groups::create))
         .route("/groups/{id}", get(groups::show).patch(groups::update).delete(groups::delete))
+        .route("/groups/{id}/licenses", get(nested::group_licenses))
+        .route("/groups/{id}/machines", get(nested::group_machines))
+        .route("/groups/{id}/users", get(nested::group_users))
+        .route("/products/{id}/licenses", get(nested::product_licenses))
+        .route("/products/{id}/machines", get(nested::product_machines))
+        .route("/products/{id}/policies", get(nested::product_policies))
+        .route("/products/{id}/users", get(nested::product_users))
+        .route("/policies/{id}/licenses", get(nested::policy_licenses))
+        .route("/policies/{id}/product", get(nested::policy_product))
+        .route("/users/{id}/licenses", get(nested::user_licenses))
+        .route("/users/{id}/machines", get(nested::user_machines))
+        .route("/users/{id}/group", get(nested::user_group))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

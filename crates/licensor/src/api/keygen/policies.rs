@@ -46,7 +46,6 @@ pub fn render(account: Uuid, p: &PolicyRow) -> Resource<PolicyAttributes> {
     )
     .account(account)
     .one("product", "products", Some(p.product_id))
-    .many("pool", None)
     .many("licenses", None)
     .many("entitlements", None)
 }

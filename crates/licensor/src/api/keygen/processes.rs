@@ -177,6 +177,25 @@ pub async fn show(ctx: Ctx) -> ApiResult<Response> {
     Ok(document::ok(render(ctx.account_id(), &p, l.rules().heartbeat_duration_secs(), l.product_id)))
 }
 
+/// `GET /processes/{id}/machine`, `…/license`, `…/product`: the resources its links name.
+pub async fn show_machine(ctx: Ctx) -> ApiResult<Response> {
+    let (p, _) = load(&ctx).await?;
+    let m = machines::find(ctx.db(), ctx.account_id(), p.machine_id)
+        .await?
+        .ok_or_else(|| Error::not_found("machine", p.machine_id.to_string()))?;
+    Ok(document::ok(super::machines::render(ctx.account_id(), &m)))
+}
+
+pub async fn show_license(ctx: Ctx) -> ApiResult<Response> {
+    let (_, l) = load(&ctx).await?;
+    Ok(document::ok(super::licenses::render(ctx.account_id(), &l)))
+}
+
+pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
+    let (_, l) = load(&ctx).await?;
+    super::licenses::product_of(&ctx, &l).await
+}
+
 pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     let principal = ctx.principal()?;
     let params = ctx.list_params()?;

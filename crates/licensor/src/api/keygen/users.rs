@@ -55,7 +55,6 @@ pub fn render(account: Uuid, u: &UserRow) -> Resource<UserAttributes> {
     )
     .account(account)
     .one("group", "groups", u.group_id)
-    .many("products", None)
     .many("licenses", None)
     .many("machines", None)
     .many("tokens", None)
@@ -180,7 +179,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 /// Loads a user the caller may see: admins and products any, a user itself.
-async fn load(ctx: &Ctx) -> Result<UserRow, Error> {
+pub(super) async fn load(ctx: &Ctx) -> Result<UserRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id)
