@@ -266,3 +266,38 @@ async fn nested_lists_narrow_to_their_parent() {
     assert_eq!(ids(&app.get(&app.acct(&format!("/products/{p2}/licenses")), &as_p2).await), vec![l2]);
     assert!(app.get(&app.acct(&format!("/products/{p1}/licenses")), &as_p2).await.status.is_client_error());
 }
+
+#[tokio::test]
+async fn only_operators_move_users_between_groups() {
+    let app = spawn_app().await;
+    let user = app.create_user("u@example.com").await;
+    let g = app
+        .post(
+            &app.acct("/groups"),
+            &app.admin(),
+            json!({"data": {"type": "groups", "attributes": {"name": "G", "maxUsers": 1}}}),
+        )
+        .await
+        .id();
+    let t = app.post(&app.acct("/tokens"), &As::Basic("u@example.com".into(), PASSWORD.into()), json!(null)).await;
+    let me = As::Bearer(t.attr("token").as_str().unwrap().to_string());
+    let join = json!({"data": {"type": "users", "relationships": {"group": {"data": {"type": "groups", "id": g}}}}});
+    let r = app.patch(&app.acct(&format!("/users/{user}")), &me, join).await;
+    assert_eq!((r.status, r.pointer()), (reqwest::StatusCode::BAD_REQUEST, "/data/relationships/group"));
+    let path = app.acct(&format!("/users/{user}/group"));
+    assert_eq!(
+        app.put(&path, &me, json!({"data": {"type": "groups", "id": g}})).await.status,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    let r = app.put(&path, &app.admin(), json!({"data": {"type": "groups", "id": g}})).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+    assert_eq!(app.get(&path, &me).await.id(), g);
+    let other = app.create_user("v@example.com").await;
+    let r = app
+        .put(&app.acct(&format!("/users/{other}/group")), &app.admin(), json!({"data": {"type": "groups", "id": g}}))
+        .await;
+    assert_eq!(r.code(), "GROUP_USER_LIMIT_EXCEEDED");
+    let r = app.put(&path, &app.admin(), json!({"data": null})).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK);
+    assert!(app.get(&path, &app.admin()).await.body["data"].is_null());
+}

@@ -136,7 +136,7 @@ fn account_routes() -> Router<AppState> {
         .route("/policies/{id}/product", get(nested::policy_product))
         .route("/users/{id}/licenses", get(nested::user_licenses))
         .route("/users/{id}/machines", get(nested::user_machines))
-        .route("/users/{id}/group", get(nested::user_group))
+        .route("/users/{id}/group", get(nested::user_group).put(users::change_group))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

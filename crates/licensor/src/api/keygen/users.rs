@@ -117,24 +117,48 @@ async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can
         u.metadata = sqlx::types::Json(metadata::accept(m)?);
     }
     if let Some(group) = rel_uuid(&rels.group, "group")? {
-        if let Some(g) = group {
-            let row = groups::find(ctx.db(), ctx.account_id(), g)
-                .await?
-                .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
-            // Checked, not locked: group membership is an administrative act.
-            if let Some(max) = row.max_users.filter(|_| u.group_id != Some(g)) {
-                if crate::store::users::count_in_group(ctx.db(), g).await? + 1 > max {
-                    return Err(Error::invalid_rel(
-                        "group",
-                        format!("user count has exceeded maximum allowed by current group ({max})"),
-                        "GROUP_USER_LIMIT_EXCEEDED",
-                    ));
-                }
-            }
+        // Only operators move users between groups; a user may not join one by themself.
+        if !can_set_role {
+            return Err(Error::bad_request(
+                "unpermitted parameter",
+                Source::Pointer("/data/relationships/group".into()),
+            ));
         }
-        u.group_id = group;
+        set_group(ctx, u, group).await?;
     }
     Ok(())
+}
+
+/// Moves a user into `group` (or out of any), if the group exists and has room.
+async fn set_group(ctx: &Ctx, u: &mut UserRow, group: Option<Uuid>) -> Result<(), Error> {
+    if let Some(g) = group {
+        let row = groups::find(ctx.db(), ctx.account_id(), g)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        // Checked, not locked: group membership is an administrative act.
+        if let Some(max) = row.max_users.filter(|_| u.group_id != Some(g)) {
+            if crate::store::users::count_in_group(ctx.db(), g).await? + 1 > max {
+                return Err(Error::invalid_rel(
+                    "group",
+                    format!("user count has exceeded maximum allowed by current group ({max})"),
+                    "GROUP_USER_LIMIT_EXCEEDED",
+                ));
+            }
+        }
+    }
+    u.group_id = group;
+    Ok(())
+}
+
+/// `PUT /users/{id}/group`: for admins and products.
+pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.operator()?;
+    let mut u = load(&ctx).await?;
+    let group = super::licenses::parse_to_one(body, "group")?;
+    set_group(&ctx, &mut u, group).await?;
+    u.updated_at = time::now_ms();
+    users::update(ctx.db(), &u).await?;
+    Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
 fn taken(e: sqlx::Error) -> Error {
