@@ -268,6 +268,26 @@ async fn change_policy_with_reset_expiry_and_stricter_uniqueness() {
     let r = app.put(&path, &app.admin(), json!({"data": {"type": "policies", "id": strict}})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.code(), "POLICY_NOT_COMPATIBLE");
+    assert_eq!(
+        r.body["errors"][0]["detail"],
+        "cannot change to a policy with a more strict machine uniqueness strategy"
+    );
+    for (attrs, detail) in [
+        (
+            json!({"componentUniquenessStrategy": "UNIQUE_PER_LICENSE"}),
+            "cannot change to a policy with a more strict component uniqueness strategy",
+        ),
+        (json!({"scheme": "ED25519_SIGN"}), "cannot change to a policy with a different scheme"),
+        (json!({"encrypted": true}), "cannot change from an encrypted policy to an unencrypted policy (or vice-versa)"),
+    ] {
+        let other = app.create_policy(&product, attrs.clone()).await;
+        let r = app.put(&path, &app.admin(), json!({"data": {"type": "policies", "id": other}})).await;
+        assert_eq!(
+            (r.code(), r.body["errors"][0]["detail"].as_str()),
+            ("POLICY_NOT_COMPATIBLE", Some(detail)),
+            "{attrs}"
+        );
+    }
 }
 
 #[tokio::test]

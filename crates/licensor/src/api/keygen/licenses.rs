@@ -506,19 +506,22 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if new.product_id != l.product_id {
         return Err(Error::invalid("cannot change to a policy for another product", "POLICY_NOT_COMPATIBLE").into());
     }
-    if old.encrypted != next.encrypted || old.scheme != next.scheme || old.use_pool != next.use_pool {
-        return Err(Error::invalid(
-            "cannot change from an encrypted, signed or pooled policy to an incompatible one",
-            "POLICY_NOT_COMPATIBLE",
-        )
-        .into());
-    }
-    if uniqueness_rank(&next.machine_uniqueness_strategy) > uniqueness_rank(&old.machine_uniqueness_strategy) {
-        return Err(Error::invalid(
-            "cannot change to a policy with a more strict machine uniqueness strategy",
-            "POLICY_NOT_COMPATIBLE",
-        )
-        .into());
+    let incompatible = if old.encrypted != next.encrypted {
+        Some("cannot change from an encrypted policy to an unencrypted policy (or vice-versa)")
+    } else if old.use_pool != next.use_pool {
+        Some("cannot change from a pooled policy to an unpooled policy (or vice-versa)")
+    } else if old.scheme != next.scheme {
+        Some("cannot change to a policy with a different scheme")
+    } else if uniqueness_rank(&next.machine_uniqueness_strategy) > uniqueness_rank(&old.machine_uniqueness_strategy) {
+        Some("cannot change to a policy with a more strict machine uniqueness strategy")
+    } else if uniqueness_rank(&next.component_uniqueness_strategy) > uniqueness_rank(&old.component_uniqueness_strategy)
+    {
+        Some("cannot change to a policy with a more strict component uniqueness strategy")
+    } else {
+        None
+    };
+    if let Some(detail) = incompatible {
+        return Err(Error::invalid(detail, "POLICY_NOT_COMPATIBLE").into());
     }
     let now = time::now_ms();
     if next.transfer_strategy == "RESET_EXPIRY" {
