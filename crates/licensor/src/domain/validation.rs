@@ -122,9 +122,9 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
         }
     }
     if let Some(max) = l.max_users() {
-        if l.users_count > max {
+        if l.users_total() > max {
             return Outcome {
-                valid: rules.within_overage(l.users_count, max),
+                valid: rules.within_overage(l.users_total(), max),
                 code: "TOO_MANY_USERS",
                 detail: "has too many associated users",
             };

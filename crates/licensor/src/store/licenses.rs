@@ -50,6 +50,10 @@ impl LicenseRow {
     pub fn rules(&self) -> &PolicyRules {
         &self.policy_rules.0
     }
+    /// The license's users as Keygen counts them: the attached ones plus the owner.
+    pub fn users_total(&self) -> i64 {
+        self.users_count + i64::from(self.owner_id.is_some())
+    }
     pub fn max_machines(&self) -> Option<i64> {
         self.max_machines.or(self.rules().max_machines)
     }
@@ -429,7 +433,9 @@ pub async fn attach_users(
 ) -> Result<bool> {
     const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
     const INSERT: &str = "INSERT INTO license_users (account_id, license_id, user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-    const COUNT: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";
+    // The owner counts as a user, as Keygen counts them.
+    const COUNT: &str = "SELECT (SELECT COUNT(*) FROM license_users WHERE license_id = $1) \
+        + (SELECT CASE WHEN owner_id IS NULL THEN 0 ELSE 1 END FROM licenses WHERE id = $1)";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK).bind(account).bind(license).bind(now).execute(&mut *tx).await?;
@@ -441,6 +447,35 @@ pub async fn attach_users(
             tx.rollback().await?;
             return Ok(false);
         }
+        tx.commit().await?;
+    });
+    Ok(true)
+}
+
+/// Sets (or clears) a license's owner. A new owner is one more user, so with `max_total` the
+/// count of attached users plus the owner is checked under the license lock; false when over.
+pub async fn set_owner(
+    db: &Db,
+    account: Uuid,
+    license: Uuid,
+    owner: Option<Uuid>,
+    max_total: Option<i64>,
+    now: i64,
+) -> Result<bool> {
+    const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
+    const ATTACHED: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";
+    const SET: &str = "UPDATE licenses SET owner_id = $3 WHERE account_id = $1 AND id = $2";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(LOCK).bind(account).bind(license).bind(now).execute(&mut *tx).await?;
+        if let (Some(max), Some(_)) = (max_total, owner) {
+            let attached = sqlx::query_scalar::<_, i64>(ATTACHED).bind(license).fetch_one(&mut *tx).await?;
+            if attached + 1 > max {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        sqlx::query(SET).bind(account).bind(license).bind(owner).execute(&mut *tx).await?;
         tx.commit().await?;
     });
     Ok(true)

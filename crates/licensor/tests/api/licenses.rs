@@ -373,3 +373,46 @@ async fn license_counts_follow_machines_and_users() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(counts().await, (json!(1), json!(8), json!(0)));
 }
+
+#[tokio::test]
+async fn the_owner_counts_as_a_user() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"maxUsers": 2})).await;
+    let (a, b, owner) = (
+        app.create_user("a@example.com").await,
+        app.create_user("b@example.com").await,
+        app.create_user("o@example.com").await,
+    );
+    app.attach_users(&license, &[&a]).await;
+    let owner_path = app.acct(&format!("/licenses/{license}/owner"));
+    let r = app.put(&owner_path, &app.admin(), json!({"data": {"type": "users", "id": owner}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["users"]["meta"]["count"], 2, "one attached plus the owner");
+    // Full: one more attached user is one too many.
+    let users = app.acct(&format!("/licenses/{license}/users"));
+    let r = app.post(&users, &app.admin(), json!({"data": [{"type": "users", "id": b}]})).await;
+    assert_eq!(r.code(), "USER_LIMIT_EXCEEDED");
+    // The owner is not attached a second time, nor detached.
+    let r = app.post(&users, &app.admin(), json!({"data": [{"type": "users", "id": owner}]})).await;
+    assert_eq!((r.code(), r.pointer()), ("USER_CONFLICT", "/data/relationships/user"));
+    let r = app
+        .req(reqwest::Method::DELETE, &users, &app.admin(), Some(json!({"data": [{"type": "users", "id": owner}]})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Validation counts the owner too.
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{license}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"maxUsers": 1}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = app.post(&app.acct("/licenses/actions/validate-key"), &As::Anonymous, json!({"meta": {"key": key}})).await;
+    assert_eq!(v.body["meta"]["code"], "TOO_MANY_USERS");
+    // A new owner that would pass the limit is refused; clearing the owner frees the slot.
+    let r = app.put(&owner_path, &app.admin(), json!({"data": null})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.put(&owner_path, &app.admin(), json!({"data": {"type": "users", "id": b}})).await;
+    assert_eq!((r.code(), r.pointer()), ("USER_LIMIT_EXCEEDED", "/data/relationships/users"));
+}

@@ -29,7 +29,7 @@ async fn consumption(c: &Caller, l: &LicenseRow, m: Metric) -> Result<i64, Error
     Ok(match m {
         Metric::Machines => l.machines_count,
         Metric::Cores => l.machines_cores,
-        Metric::Users => l.users_count + i64::from(l.owner_id.is_some()),
+        Metric::Users => l.users_total(),
         Metric::Processes => processes::counts_for_license(c.db(), l.id).await?.iter().map(|(_, n)| n).sum(),
         Metric::Uses => l.uses,
     })

@@ -112,7 +112,7 @@ pub fn render(account: Uuid, l: &LicenseRow) -> Resource<LicenseAttributes> {
     .one("policy", "policies", Some(l.policy_id))
     .one("group", "groups", l.group_id)
     .one("owner", "users", l.owner_id)
-    .many("users", Some(json!({ "count": l.users_count })))
+    .many("users", Some(json!({ "count": l.users_total() })))
     .many("machines", Some(json!({ "cores": l.machines_cores, "memory": 0, "disk": 0, "count": l.machines_count })))
     .many("tokens", None)
     .many("entitlements", None)
@@ -547,16 +547,22 @@ fn uniqueness_rank(s: &str) -> u8 {
 }
 
 pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let mut l = load_managed(&ctx).await?;
+    let l = load_managed(&ctx).await?;
     let owner = parse_to_one(body, "owner")?;
     if let Some(id) = owner {
         users::find(ctx.db(), ctx.account_id(), id)
             .await?
             .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
     }
-    l.owner_id = owner;
-    l.updated_at = time::now_ms();
-    licenses::update(ctx.db(), &l).await?;
+    let max = l.max_users().and_then(|m| l.rules().overage_allowance(m));
+    if !licenses::set_owner(ctx.db(), ctx.account_id(), l.id, owner, max, time::now_ms()).await? {
+        return Err(Error::invalid_rel(
+            "users",
+            format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
+            "USER_LIMIT_EXCEEDED",
+        )
+        .into());
+    }
     let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
         .await?
         .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
@@ -619,6 +625,11 @@ async fn resolve_users(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Uuid>, Error> 
 pub async fn attach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = resolve_users(&ctx, parse_linkages(body, "users")?).await?;
+    if ids.iter().any(|id| l.owner_id == Some(*id)) {
+        return Err(
+            Error::invalid_rel("user", "already exists (user is attached through owner)", "USER_CONFLICT").into()
+        );
+    }
     let r = l.rules();
     let max = l.max_users().and_then(|m| r.overage_allowance(m));
     if !licenses::attach_users(ctx.db(), ctx.account_id(), l.id, &ids, max, time::now_ms()).await? {
@@ -640,6 +651,13 @@ pub async fn attach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 pub async fn detach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = resolve_users(&ctx, parse_linkages(body, "users")?).await?;
+    if let Some(i) = ids.iter().position(|id| l.owner_id == Some(*id)) {
+        return Err(Error::Forbidden {
+            detail: format!("cannot detach user '{}' (user is attached through owner)", ids[i]).into(),
+            code: None,
+        }
+        .into());
+    }
     licenses::detach_users(ctx.db(), ctx.account_id(), l.id, &ids).await?;
     Ok(document::no_content())
 }
