@@ -421,7 +421,8 @@ pub async fn user_ids(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Uuid>
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, Uuid>(SQL).bind(account).bind(license).fetch_all(pool).await?))
 }
 
-/// Attaches users unless that would take the license past `max_total` attached users, checked
+/// Attaches users unless that would take the license past `max_total` users (the owner
+/// included), checked
 /// and written in one transaction holding the license's lock. Returns false when over the limit.
 pub async fn attach_users(
     db: &Db,

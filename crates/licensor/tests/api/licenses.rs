@@ -388,6 +388,13 @@ async fn the_owner_counts_as_a_user() {
     let r = app.put(&owner_path, &app.admin(), json!({"data": {"type": "users", "id": owner}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["data"]["relationships"]["users"]["meta"]["count"], 2, "one attached plus the owner");
+    let listed = app.get(&app.acct(&format!("/licenses/{license}/users")), &app.admin()).await;
+    let mut ids: Vec<&str> =
+        listed.body["data"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut expected = vec![a.as_str(), owner.as_str()];
+    expected.sort();
+    assert_eq!(ids, expected, "the owner is listed among the users");
     // Full: one more attached user is one too many.
     let users = app.acct(&format!("/licenses/{license}/users"));
     let r = app.post(&users, &app.admin(), json!({"data": [{"type": "users", "id": b}]})).await;

@@ -597,7 +597,11 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 pub async fn list_users(ctx: Ctx) -> ApiResult<Response> {
     let l = load(&ctx).await?;
     let params = ctx.list_params()?;
-    let ids = licenses::user_ids(ctx.db(), ctx.account_id(), l.id).await?;
+    let mut ids = licenses::user_ids(ctx.db(), ctx.account_id(), l.id).await?;
+    // The owner is one of the license's users, as Keygen lists them.
+    if let Some(owner) = l.owner_id.filter(|o| !ids.contains(o)) {
+        ids.push(owner);
+    }
     let mut rows = Vec::new();
     for id in ids {
         if let Some(u) = users::find(ctx.db(), ctx.account_id(), id).await? {
