@@ -167,11 +167,16 @@ pub async fn token_principal(db: &Db, account: &AccountRow, token: TokenRow) -> 
             products::find(db, account.id, &token.bearer_id.to_string()).await?.ok_or_else(token_invalid)?,
         ),
         "license" => {
+            // As in Keygen, a license's token is refused only for a banned owner or a policy
+            // without token authentication: a suspended or expired license still acts with it
+            // (and learns its state by validating).
             let license = licenses::find(db, account.id, token.bearer_id).await?.ok_or_else(token_invalid)?;
+            if license.owner_banned {
+                return Err(Error::forbidden("User is banned", "USER_BANNED"));
+            }
             if !license.rules().allows_token_auth() {
                 return Err(Error::forbidden("Token authentication is not allowed by policy", "TOKEN_NOT_ALLOWED"));
             }
-            check_license_standing(&license)?;
             Bearer::License(Box::new(license))
         }
         _ => return Err(token_invalid()),
@@ -195,14 +200,14 @@ async fn authenticate_license_key(db: &Db, account: &AccountRow, key: &str) -> R
     let license = licenses::find_by_key(db, account.id, key)
         .await?
         .ok_or_else(|| Error::unauthorized("License key is invalid", "LICENSE_INVALID"))?;
+    check_license_standing(&license)?;
     if !license.rules().allows_license_auth() {
         return Err(Error::forbidden("License key authentication is not allowed by policy", "LICENSE_NOT_ALLOWED"));
     }
-    check_license_standing(&license)?;
     Ok(Principal { bearer: Bearer::License(Box::new(license)), token: None })
 }
 
-/// A license acting as a bearer must be in good standing.
+/// A license authenticating with its key must be in good standing.
 fn check_license_standing(license: &LicenseRow) -> Result<()> {
     if license.owner_banned {
         return Err(Error::forbidden("License is banned", "LICENSE_BANNED"));

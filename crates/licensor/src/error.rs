@@ -36,6 +36,10 @@ pub enum Error {
     /// Well-formed, but breaks a rule of the model (422).
     #[error("invalid: {detail}")]
     Invalid { detail: Cow<'static, str>, code: Cow<'static, str>, location: Source },
+    /// A 422 about the request's intent rather than an attribute's value: "is already
+    /// suspended", "cannot be renewed…" (Keygen titles these "Unprocessable entity", no code).
+    #[error("unprocessable: {detail}")]
+    Unprocessable { detail: Cow<'static, str>, location: Source },
     /// Lost a race or conflicts with current state (409).
     #[error("conflict: {detail}")]
     Conflict { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
@@ -95,6 +99,10 @@ impl Error {
     /// A 422 about the resource as a whole (pointer `/data`).
     pub fn invalid(detail: impl Into<Cow<'static, str>>, code: impl Into<Cow<'static, str>>) -> Self {
         Error::Invalid { detail: detail.into(), code: code.into(), location: Source::Pointer("/data".into()) }
+    }
+
+    pub fn unprocessable(detail: impl Into<Cow<'static, str>>) -> Self {
+        Error::Unprocessable { detail: detail.into(), location: Source::None }
     }
 
     pub fn conflict(detail: impl Into<Cow<'static, str>>, code: &'static str) -> Self {

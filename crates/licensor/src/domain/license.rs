@@ -4,7 +4,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use super::policy::PolicyRules;
-use crate::time::{Millis, DAY, SECOND};
+use crate::time::{add_duration, add_months, Millis, DAY};
 
 /// A license key in Keygen's default format: 16 random bytes as 32 hex characters whose last
 /// two are replaced by `v3`, upper-cased and split in groups of six
@@ -62,46 +62,54 @@ pub fn status(s: &StatusInput, now: Millis) -> &'static str {
 /// The expiry a new license gets from its policy, when its basis is creation.
 pub fn initial_expiry(policy: &PolicyRules, now: Millis) -> Option<Millis> {
     match (policy.duration, policy.expiration_basis.as_str()) {
-        (Some(d), "FROM_CREATION") => Some(now + d * SECOND),
+        (Some(d), "FROM_CREATION") => Some(add_duration(now, d)),
         _ => None,
     }
 }
 
-/// The expiry after a renewal, per the policy's renewal basis. `None` when the policy has no
-/// duration (a renewal is then an error).
-pub fn renewed_expiry(policy: &PolicyRules, expiry: Option<Millis>, now: Millis) -> Option<Millis> {
-    let duration = policy.duration? * SECOND;
-    let base = match (policy.renewal_basis.as_str(), expiry) {
-        ("FROM_NOW", _) | (_, None) => now,
-        ("FROM_NOW_IF_EXPIRED", Some(e)) if e < now => now,
-        (_, Some(e)) => e,
-    };
-    Some(base + duration)
+/// The expiry a license gets when a FROM_FIRST_* clock starts, or on a transfer that resets it.
+pub fn expiry_from(policy: &PolicyRules, now: Millis) -> Option<Millis> {
+    policy.duration.map(|d| add_duration(now, d))
 }
 
-/// The check-in interval of a policy, in milliseconds.
-pub fn check_in_interval(policy: &PolicyRules) -> Option<Millis> {
+/// The expiry after a renewal, per the policy's renewal basis. `None` when the policy has no
+/// duration or the license no expiry (both refused, as Keygen refuses them).
+pub fn renewed_expiry(policy: &PolicyRules, expiry: Option<Millis>, now: Millis) -> Option<Millis> {
+    let (duration, expiry) = (policy.duration?, expiry?);
+    let base = match policy.renewal_basis.as_str() {
+        "FROM_NOW" => now,
+        "FROM_NOW_IF_EXPIRED" if expiry < now => now,
+        _ => expiry,
+    };
+    Some(add_duration(base, duration))
+}
+
+/// `at` moved by the policy's check-in interval (calendar months and years, as Keygen counts
+/// them), backwards when `sign` is -1. `None` when the policy requires no check-in.
+fn shift_by_check_in_interval(policy: &PolicyRules, at: Millis, sign: i64) -> Option<Millis> {
     if !policy.require_check_in {
         return None;
     }
-    let unit = match policy.check_in_interval.as_deref()? {
-        "day" => DAY,
-        "week" => 7 * DAY,
-        "month" => 2_629_746 * SECOND,
-        "year" => 31_556_952 * SECOND,
+    let count = sign * policy.check_in_interval_count.unwrap_or(1);
+    Some(match policy.check_in_interval.as_deref()? {
+        "day" => at + count * DAY,
+        "week" => at + count * 7 * DAY,
+        "month" => add_months(at, count),
+        "year" => add_months(at, 12 * count),
         _ => return None,
-    };
-    Some(unit * policy.check_in_interval_count.unwrap_or(1))
+    })
 }
 
 pub fn next_check_in(policy: &PolicyRules, last_check_in: Option<Millis>) -> Option<Millis> {
-    Some(last_check_in? + check_in_interval(policy)?)
+    shift_by_check_in_interval(policy, last_check_in?, 1)
 }
 
-pub fn is_overdue(policy: &PolicyRules, last_check_in: Option<Millis>, created_at: Millis, now: Millis) -> bool {
-    match check_in_interval(policy) {
-        Some(interval) => last_check_in.unwrap_or(created_at) + interval < now,
-        None => false,
+/// Overdue when the last check-in is older than the interval. A license never checked in
+/// (its policy began requiring check-ins after it was created) is not overdue, as in Keygen.
+pub fn is_overdue(policy: &PolicyRules, last_check_in: Option<Millis>, now: Millis) -> bool {
+    match (last_check_in, shift_by_check_in_interval(policy, now, -1)) {
+        (Some(last), Some(deadline)) => last < deadline,
+        _ => false,
     }
 }
 
@@ -154,6 +162,8 @@ mod tests {
         p.renewal_basis = "FROM_NOW_IF_EXPIRED".into();
         assert_eq!(renewed_expiry(&p, Some(now - DAY), now), Some(now + 30 * DAY));
         assert_eq!(renewed_expiry(&p, Some(now + DAY), now), Some(now + 31 * DAY));
+        // Nothing to renew: no expiry yet (a FROM_FIRST_* clock not started), or no duration.
+        assert_eq!(renewed_expiry(&p, None, now), None);
         p.duration = None;
         assert_eq!(renewed_expiry(&p, Some(now), now), None);
     }
@@ -167,7 +177,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_check_in(&p, Some(0)), Some(14 * DAY));
-        assert!(!is_overdue(&p, Some(0), 0, 13 * DAY));
-        assert!(is_overdue(&p, Some(0), 0, 15 * DAY));
+        assert!(!is_overdue(&p, Some(0), 13 * DAY));
+        assert!(is_overdue(&p, Some(0), 15 * DAY));
+        assert!(!is_overdue(&p, None, 100 * DAY), "never checked in is not overdue");
+    }
+
+    #[test]
+    fn monthly_check_ins_follow_the_calendar() {
+        let p = PolicyRules {
+            require_check_in: true,
+            check_in_interval: Some("month".into()),
+            check_in_interval_count: Some(1),
+            ..Default::default()
+        };
+        let jan31 = crate::time::parse_iso("2021-01-31T00:00:00Z").unwrap();
+        let feb28 = crate::time::parse_iso("2021-02-28T00:00:00Z").unwrap();
+        assert_eq!(next_check_in(&p, Some(jan31)), Some(feb28));
+        let mar31 = crate::time::parse_iso("2021-03-31T00:00:00Z").unwrap();
+        // A month before 31 March is 28 February: checked in on the 28th is not yet overdue.
+        assert!(!is_overdue(&p, Some(feb28), mar31));
+        assert!(is_overdue(&p, Some(feb28 - 1), mar31));
     }
 }

@@ -111,7 +111,7 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
     if expired && rules.expiration_strategy == "REVOKE_ACCESS" {
         return fail("EXPIRED", "is expired");
     }
-    if is_overdue(rules, l.last_check_in_at, l.created_at, now) {
+    if is_overdue(rules, l.last_check_in_at, now) {
         return fail("OVERDUE", "is overdue for check in");
     }
     if !quick {

@@ -11,9 +11,43 @@ async fn suspend_reinstate_twice_is_422() {
     let (_, _, id, _) = app.license_fixture(json!({})).await;
     let path = |a: &str| app.acct(&format!("/licenses/{id}/actions/{a}"));
     assert_eq!(app.post(&path("suspend"), &app.admin(), json!(null)).await.attr("suspended"), true);
-    assert_eq!(app.post(&path("suspend"), &app.admin(), json!(null)).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.post(&path("suspend"), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Keygen's form for these: "Unprocessable entity", no code, the attribute's pointer.
+    assert_eq!(
+        r.body["errors"][0],
+        json!({"title": "Unprocessable entity", "detail": "is already suspended",
+               "source": {"pointer": "/data/attributes/suspended"}})
+    );
     assert_eq!(app.post(&path("reinstate"), &app.admin(), json!(null)).await.attr("suspended"), false);
-    assert_eq!(app.post(&path("reinstate"), &app.admin(), json!(null)).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.post(&path("reinstate"), &app.admin(), json!(null)).await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["detail"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("is not suspended"))
+    );
+}
+
+/// Durations are added on the calendar, as Keygen adds them: a month from 19 July is 19 August.
+#[tokio::test]
+async fn renewal_adds_the_duration_on_the_calendar() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let monthly = app.create_policy(&product, json!({"duration": 2_629_746, "renewalBasis": "FROM_EXPIRY"})).await;
+    let (id, _) = app.create_license(&monthly, json!({"expiry": "2021-07-19T00:00:00.000Z"})).await;
+    let renew = |id: &str| app.acct(&format!("/licenses/{id}/actions/renew"));
+    let r = app.post(&renew(&id), &app.admin(), json!(null)).await;
+    assert_eq!(r.attr("expiry"), "2021-08-19T00:00:00.000Z", "{}", r.text);
+    let r = app.post(&renew(&id), &app.admin(), json!(null)).await;
+    assert_eq!(r.attr("expiry"), "2021-09-19T00:00:00.000Z");
+    // A clock that has not started yet (first activation) leaves nothing to renew.
+    let later =
+        app.create_policy(&product, json!({"duration": 2_629_746, "expirationBasis": "FROM_FIRST_ACTIVATION"})).await;
+    let (unstarted, _) = app.create_license(&later, json!({})).await;
+    let r = app.post(&renew(&unstarted), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["errors"][0]["detail"], "cannot be renewed because the license does not have an expiry");
+    let r = app.get(&app.acct(&format!("/licenses/{unstarted}")), &app.admin()).await;
+    assert_eq!(r.attr("expiry"), &json!(null));
 }
 
 #[tokio::test]
@@ -30,6 +64,10 @@ async fn renew_from_now_if_expired() {
     let (_, _, perpetual, _) = app.license_fixture(json!({})).await;
     let r = app.post(&app.acct(&format!("/licenses/{perpetual}/actions/renew")), &app.admin(), json!(null)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.body["errors"][0],
+        json!({"title": "Unprocessable entity", "detail": "cannot be renewed because the policy does not have a duration"})
+    );
 }
 
 #[tokio::test]
@@ -38,6 +76,10 @@ async fn check_in_requires_policy() {
     let (_, _, id, key) = app.license_fixture(json!({})).await;
     let r = app.post(&app.acct(&format!("/licenses/{key}/actions/check-in")), &app.admin(), json!(null)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.body["errors"][0],
+        json!({"title": "Unprocessable entity", "detail": "cannot be checked in because the policy does not require it"})
+    );
     let (_, _, id2, _) = app
         .license_fixture(json!({"requireCheckIn": true, "checkInInterval": "week", "checkInIntervalCount": 2}))
         .await;
@@ -47,6 +89,14 @@ async fn check_in_requires_policy() {
     let next = licensor::time::parse_iso(r.attr("nextCheckIn").as_str().unwrap()).unwrap();
     assert_eq!(next - last, 14 * licensor::time::DAY);
     let _ = id;
+    // A monthly interval is a calendar month from the last check-in.
+    let (_, _, monthly, _) = app
+        .license_fixture(json!({"requireCheckIn": true, "checkInInterval": "month", "checkInIntervalCount": 1}))
+        .await;
+    let r = app.get(&app.acct(&format!("/licenses/{monthly}")), &app.admin()).await;
+    let last = chrono::DateTime::parse_from_rfc3339(r.attr("lastCheckIn").as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(r.attr("nextCheckIn").as_str().unwrap()).unwrap();
+    assert_eq!(next, last.checked_add_months(chrono::Months::new(1)).unwrap());
 }
 
 #[tokio::test]
@@ -93,6 +143,19 @@ async fn usage_is_bounded_and_atomic() {
     }
     assert_eq!(ok, 99);
     assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.attr("uses"), 99);
+}
+
+/// Overage strategies stretch machines, cores, processes and users, never uses (as in Keygen).
+#[tokio::test]
+async fn usage_gets_no_overage() {
+    let app = spawn_app().await;
+    let (_, _, id, _) =
+        app.license_fixture(json!({"maxUses": 2, "floating": true, "overageStrategy": "ALWAYS_ALLOW_OVERAGE"})).await;
+    let path = app.acct(&format!("/licenses/{id}/actions/increment-usage"));
+    let r = app.post(&path, &app.admin(), json!({"meta": {"increment": 2}})).await;
+    assert_eq!(r.attr("uses"), 2, "{}", r.text);
+    let r = app.post(&path, &app.admin(), json!(null)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "USES_LIMIT_EXCEEDED"));
 }
 
 #[tokio::test]

@@ -244,6 +244,13 @@ impl TestApp {
             self.post(&self.acct(&format!("/licenses/{license}/users")), &self.admin(), json!({ "data": data })).await;
         assert!(r.status.is_success(), "{}", r.text);
     }
+    /// Makes `user` the owner of `license`.
+    pub async fn set_owner(&self, license: &str, user: &str) {
+        let path = self.acct(&format!("/licenses/{license}/owner"));
+        let r = self.put(&path, &self.admin(), json!({"data": {"type": "users", "id": user}})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+
     /// A product, a policy with `policy_attrs`, and a license: (product, policy, license id, key).
     pub async fn license_fixture(&self, policy_attrs: Value) -> (String, String, String, String) {
         let product = self.create_product("App").await;

@@ -1,5 +1,5 @@
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -89,10 +89,7 @@ async fn status_follows_suspension_and_expiry() {
     // Banned owner → BANNED.
     let user = app.create_user("owner@example.com").await;
     let (lid, _) = app.create_license(&policy, json!({})).await;
-    let r = app
-        .put(&app.acct(&format!("/licenses/{lid}/owner")), &app.admin(), json!({"data": {"type": "users", "id": user}}))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    app.set_owner(&lid, &user).await;
     app.post(&app.acct(&format!("/users/{user}/actions/ban")), &app.admin(), json!(null)).await;
     let r = app.get(&app.acct(&format!("/licenses/{lid}")), &app.admin()).await;
     assert_eq!(r.attr("status"), "BANNED");
@@ -422,4 +419,96 @@ async fn the_owner_counts_as_a_user() {
     assert_eq!(r.status, StatusCode::OK);
     let r = app.put(&owner_path, &app.admin(), json!({"data": {"type": "users", "id": b}})).await;
     assert_eq!((r.code(), r.pointer()), ("USER_LIMIT_EXCEEDED", "/data/relationships/users"));
+}
+
+/// Logs `email` in (created with the test password) and returns its bearer.
+async fn login(app: &TestApp, email: &str) -> As {
+    let t = app.post(&app.acct("/tokens"), &As::Basic(email.into(), PASSWORD.into()), json!(null)).await;
+    As::Bearer(t.attr("token").as_str().expect("token").to_string())
+}
+
+#[tokio::test]
+async fn an_explicit_null_expiry_still_takes_the_policys_duration() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({"duration": 31_556_952})).await;
+    let (id, _) = app.create_license(&policy, json!({"expiry": null})).await;
+    let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+    let expiry = licensor::time::parse_iso(r.attr("expiry").as_str().expect("an expiry")).unwrap();
+    // One year is the same date a year on (calendar arithmetic, as Keygen adds durations).
+    let a_year_on = chrono::Utc::now().checked_add_months(chrono::Months::new(12)).unwrap().timestamp_millis();
+    assert!((expiry - a_year_on).abs() < 60_000, "{}", r.attr("expiry"));
+}
+
+#[tokio::test]
+async fn users_licensing_themselves_choose_only_name_key_and_metadata() {
+    let app = spawn_app().await;
+    let (_, policy, _, _) = app.license_fixture(json!({})).await;
+    let me_id = app.create_user("self@example.com").await;
+    let group = app
+        .post(&app.acct("/groups"), &app.admin(), json!({"data": {"type": "groups", "attributes": {"name": "G"}}}))
+        .await
+        .id();
+    let me = login(&app, "self@example.com").await;
+    let body = |attributes: Value, extra_rels: Value| {
+        let mut rels = json!({"policy": {"data": {"type": "policies", "id": policy}},
+                              "owner": {"data": {"type": "users", "id": me_id}}});
+        rels.as_object_mut().unwrap().extend(extra_rels.as_object().cloned().unwrap_or_default());
+        json!({"data": {"type": "licenses", "attributes": attributes, "relationships": rels}})
+    };
+    for (attrs, pointer) in [
+        (json!({"protected": false}), "/data/attributes/protected"),
+        (json!({"maxUses": 1000}), "/data/attributes/maxUses"),
+        (json!({"maxProcesses": 1000}), "/data/attributes/maxProcesses"),
+        (json!({"maxUsers": 1000}), "/data/attributes/maxUsers"),
+        (json!({"maxCores": 1000}), "/data/attributes/maxCores"),
+        (json!({"expiry": null}), "/data/attributes/expiry"),
+    ] {
+        let r = app.post(&app.acct("/licenses"), &me, body(attrs.clone(), json!({}))).await;
+        assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, pointer), "{attrs}");
+        assert_eq!(r.body["errors"][0]["detail"], "unpermitted parameter");
+    }
+    let r = app
+        .post(&app.acct("/licenses"), &me, body(json!({}), json!({"group": {"data": {"type": "groups", "id": group}}})))
+        .await;
+    assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/relationships/group"));
+    assert_eq!(app.get(&app.acct("/licenses"), &me).await.body["data"].as_array().unwrap().len(), 0, "nothing written");
+    let r = app
+        .post(
+            &app.acct("/licenses"),
+            &me,
+            body(json!({"name": "Mine", "key": "MY-OWN-KEY-1", "metadata": {"seat": 1}}), json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((r.attr("key"), r.attr("name")), (&json!("MY-OWN-KEY-1"), &json!("Mine")));
+}
+
+#[tokio::test]
+async fn who_may_move_a_license_to_another_policy() {
+    let app = spawn_app().await;
+    let (product, _, license, _) = app.license_fixture(json!({})).await;
+    let open = app.create_policy(&product, json!({})).await;
+    let protected = app.create_policy(&product, json!({"protected": true})).await;
+    let elsewhere_product = app.create_product("Other").await;
+    let elsewhere = app.create_policy(&elsewhere_product, json!({})).await;
+    let owner = app.create_user("mover@example.com").await;
+    app.set_owner(&license, &owner).await;
+    let me = login(&app, "mover@example.com").await;
+    let path = app.acct(&format!("/licenses/{license}/policy"));
+    let to = |p: &str| json!({"data": {"type": "policies", "id": p}});
+    // The owner moves it between unprotected policies, never onto a protected one.
+    let r = app.put(&path, &me, to(&open)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.put(&path, &me, to(&protected)).await.status, StatusCode::FORBIDDEN);
+    // Its product keeps it among its own policies.
+    let product_token = app.post(&app.acct(&format!("/products/{product}/tokens")), &app.admin(), json!(null)).await;
+    let as_product = As::Bearer(product_token.attr("token").as_str().unwrap().to_string());
+    assert_eq!(app.put(&path, &as_product, to(&elsewhere)).await.status, StatusCode::FORBIDDEN);
+    // An admin may move it to another product's policy; the license follows to that product.
+    let r = app.put(&path, &app.admin(), to(&elsewhere)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["product"]["data"]["id"], json!(elsewhere_product));
+    let r = app.get(&app.acct(&format!("/licenses?product={elsewhere_product}")), &app.admin()).await;
+    assert_eq!(r.body["data"][0]["id"], json!(license));
 }

@@ -112,3 +112,36 @@ async fn product_and_license_tokens() {
     let r = app.get(&app.acct("/me"), &As::Bearer(r.id())).await;
     assert_eq!(r.code(), "TOKEN_FORMAT_INVALID");
 }
+
+/// As in Keygen: a license's token is refused only for a banned owner or a policy without token
+/// authentication, so a suspended license still activates with it and learns its state by
+/// validating. Its key, by contrast, must be in good standing, checked before the strategy.
+#[tokio::test]
+async fn license_tokens_and_keys_on_suspended_and_banned_licenses() {
+    let app = spawn_app().await;
+    let (_, policy, license, key) = app.license_fixture(json!({"authenticationStrategy": "TOKEN"})).await;
+    let r = app.post(&app.acct(&format!("/licenses/{license}/tokens")), &app.admin(), json!(null)).await;
+    let token = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    let r = app.post(&app.acct(&format!("/licenses/{license}/actions/suspend")), &app.admin(), json!(null)).await;
+    assert_eq!(r.attr("suspended"), true);
+    let activate = json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-suspended"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}});
+    let r = app.post(&app.acct("/machines"), &token, activate).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app.get(&app.acct(&format!("/licenses/{license}/actions/validate")), &token).await;
+    assert_eq!((r.status, r.body["meta"]["code"].as_str()), (StatusCode::OK, Some("SUSPENDED")));
+    // The key of a suspended license is refused as suspended, before the TOKEN-only strategy.
+    let r = app.get(&app.acct("/me"), &As::License(key)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "LICENSE_SUSPENDED"));
+    // A banned owner bars the license's token.
+    let (owned, _) = app.create_license(&policy, json!({})).await;
+    let user = app.create_user("banned@example.com").await;
+    app.set_owner(&owned, &user).await;
+    let r = app.post(&app.acct(&format!("/licenses/{owned}/tokens")), &app.admin(), json!(null)).await;
+    let owned_token = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    assert_eq!(app.get(&app.acct("/me"), &owned_token).await.status, StatusCode::OK);
+    let r = app.post(&app.acct(&format!("/users/{user}/actions/ban")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app.get(&app.acct("/me"), &owned_token).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "USER_BANNED"));
+}

@@ -141,6 +141,7 @@ impl From<Error> for Problem {
                 };
                 Problem::new(9).field(&name, detail.into_owned())
             }
+            Error::Unprocessable { detail, .. } => Problem::new(9).field("body", detail.into_owned()),
             Error::Conflict { detail, .. } => Problem::new(10).field("body", detail.into_owned()),
             e @ (Error::Database(_) | Error::Internal(_)) => {
                 tracing::error!(error = ?e, "core/v1 API error");

@@ -16,7 +16,7 @@ use crate::error::{Error, Source};
 use crate::store::entitlements::{self, Scope};
 use crate::store::licenses::LicenseRow;
 use crate::store::{components, groups, licenses, machines, policies, products, users, Page};
-use crate::time::{self, SECOND};
+use crate::time;
 
 /// Options, from the query string or (POST) `meta`.
 #[derive(Debug, Default, Deserialize)]
@@ -231,7 +231,7 @@ pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Re
     l.last_check_out_at = Some(now);
     l.updated_at = now;
     licenses::update(ctx.db(), &l).await?;
-    let expiry = opts.ttl.map(|t| now + t * SECOND);
+    let expiry = opts.ttl.map(|t| time::add_duration(now, t));
     let data = serde_json::to_value(super::licenses::render(ctx.account_id(), &l)).map_err(anyhow::Error::from)?;
     let included = license_included(&ctx, &l, &opts.include, "").await?;
     let keys = ctx.state.signing_keys(&ctx.account)?;
@@ -252,7 +252,7 @@ pub async fn machine(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Re
     let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme.as_deref(), MACHINE_INCLUDES)?;
     let now = time::now_ms();
     machines::set_checked_out(ctx.db(), ctx.account_id(), m.id, now).await?;
-    let expiry = opts.ttl.map(|t| now + t * SECOND);
+    let expiry = opts.ttl.map(|t| time::add_duration(now, t));
     let account = ctx.account_id();
     let data = serde_json::to_value(super::machines::render(account, &m)).map_err(anyhow::Error::from)?;
     let mut included = Vec::new();

@@ -76,6 +76,9 @@ impl IntoResponse for ApiError {
                     Some(code.as_ref()),
                     source_json(location),
                 ),
+                Error::Unprocessable { detail, location } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable entity", detail, None, source_json(location))
+                }
                 Error::Conflict { detail, code } => (StatusCode::CONFLICT, "Conflict", detail, code.as_deref(), None),
                 Error::Database(e) => {
                     tracing::error!(error = %e, "database error");

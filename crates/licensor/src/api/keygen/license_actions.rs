@@ -11,11 +11,12 @@ use super::error::ApiResult;
 use super::extract::{parse_meta, Body, Ctx};
 use super::licenses::OwnerAction;
 use crate::auth::Principal;
+use crate::domain::license as license_rules;
 use crate::domain::validation::{self, Facts, MachineFacts, Scope};
 use crate::error::{Error, Source};
 use crate::store::licenses::{self, LicenseRow};
 use crate::store::{components, entitlements, machines, processes, users};
-use crate::time::{self, SECOND};
+use crate::time;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -116,9 +117,9 @@ async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick:
             }
             let rules = l.rules();
             if !quick && l.expiry.is_none() && rules.expiration_basis == "FROM_FIRST_VALIDATION" {
-                if let Some(d) = rules.duration {
-                    licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, now + d * SECOND).await?;
-                    l.expiry = Some(now + d * SECOND);
+                if let Some(expiry) = license_rules::expiry_from(rules, now) {
+                    licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, expiry).await?;
+                    l.expiry = Some(expiry);
                 }
             }
             let facts = gather(ctx, &l, meta.scope.as_ref(), quick).await?;
@@ -219,7 +220,7 @@ async fn save(ctx: &Ctx, l: &mut LicenseRow) -> Result<Response, Error> {
 pub async fn suspend(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_managed(&ctx).await?;
     if l.suspended {
-        return Err(Error::invalid("is already suspended", "LICENSE_SUSPENDED").into());
+        return Err(suspended_error("is already suspended").into());
     }
     l.suspended = true;
     Ok(save(&ctx, &mut l).await?)
@@ -228,17 +229,24 @@ pub async fn suspend(ctx: Ctx) -> ApiResult<Response> {
 pub async fn reinstate(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_managed(&ctx).await?;
     if !l.suspended {
-        return Err(Error::invalid("is not suspended", "LICENSE_NOT_SUSPENDED").into());
+        return Err(suspended_error("is not suspended").into());
     }
     l.suspended = false;
     Ok(save(&ctx, &mut l).await?)
 }
 
+fn suspended_error(detail: &'static str) -> Error {
+    Error::Unprocessable { detail: detail.into(), location: Source::Pointer("/data/attributes/suspended".into()) }
+}
+
 pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_for(&ctx, OwnerAction::Renew).await?;
-    let next = crate::domain::license::renewed_expiry(l.rules(), l.expiry, time::now_ms()).ok_or_else(|| {
-        Error::invalid("cannot be renewed because the policy does not have a duration", "LICENSE_NOT_RENEWABLE")
-    })?;
+    if l.rules().duration.is_none() {
+        return Err(Error::unprocessable("cannot be renewed because the policy does not have a duration").into());
+    }
+    // A license whose clock has not started (a FROM_FIRST_* basis) has nothing to renew yet.
+    let next = crate::domain::license::renewed_expiry(l.rules(), l.expiry, time::now_ms())
+        .ok_or_else(|| Error::unprocessable("cannot be renewed because the license does not have an expiry"))?;
     l.expiry = Some(next);
     Ok(save(&ctx, &mut l).await?)
 }
@@ -252,11 +260,7 @@ pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
 pub async fn check_in(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_for(&ctx, OwnerAction::CheckInOrUse).await?;
     if !l.rules().require_check_in {
-        return Err(Error::invalid(
-            "cannot be checked in because the policy does not require it",
-            "CHECK_IN_NOT_REQUIRED",
-        )
-        .into());
+        return Err(Error::unprocessable("cannot be checked in because the policy does not require it").into());
     }
     l.last_check_in_at = Some(time::now_ms());
     Ok(save(&ctx, &mut l).await?)
@@ -284,7 +288,8 @@ async fn change_uses(ctx: Ctx, body: Value, sign: i64) -> ApiResult<Response> {
         );
     }
     let now = time::now_ms();
-    let max = l.max_uses().map(|m| l.rules().overage_allowance(m).unwrap_or(i64::MAX));
+    // Keygen's uses limit is strict: no overage strategy stretches it.
+    let max = l.max_uses();
     match licenses::add_uses(ctx.db(), ctx.account_id(), l.id, sign * n, max, now).await? {
         Some(_) => {}
         None if sign > 0 => {
@@ -310,8 +315,8 @@ async fn change_uses(ctx: Ctx, body: Value, sign: i64) -> ApiResult<Response> {
     }
     let rules = l.rules();
     if sign > 0 && l.expiry.is_none() && rules.expiration_basis == "FROM_FIRST_USE" {
-        if let Some(d) = rules.duration {
-            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, now + d * SECOND).await?;
+        if let Some(expiry) = license_rules::expiry_from(rules, now) {
+            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, expiry).await?;
         }
     }
     let l = licenses::find(ctx.db(), ctx.account_id(), l.id)

@@ -210,19 +210,25 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let operator = principal.is_admin() || principal.product_id().is_some();
     let a = data.attributes;
     if !operator {
-        for (attr, given) in [
-            ("key", a.key.is_some()),
-            ("expiry", a.expiry.is_some()),
-            ("suspended", a.suspended.is_some()),
-            ("maxMachines", a.max_machines.is_some()),
-        ] {
-            if given {
-                return Err(Error::bad_request(
-                    "unpermitted parameter",
-                    Source::Pointer(format!("/data/attributes/{attr}").into()),
-                )
-                .into());
-            }
+        // A user licensing themselves chooses a name, key and metadata; the limits, expiry,
+        // protection and group are the vendor's, as in Keygen.
+        let unpermitted = [
+            ("attributes/protected", a.protected.is_some()),
+            ("attributes/expiry", a.expiry.is_some()),
+            ("attributes/suspended", a.suspended.is_some()),
+            ("attributes/maxMachines", a.max_machines.is_some()),
+            ("attributes/maxCores", a.max_cores.is_some()),
+            ("attributes/maxMemory", a.max_memory.is_some()),
+            ("attributes/maxDisk", a.max_disk.is_some()),
+            ("attributes/maxUses", a.max_uses.is_some()),
+            ("attributes/maxProcesses", a.max_processes.is_some()),
+            ("attributes/maxUsers", a.max_users.is_some()),
+            ("relationships/group", data.relationships.group.is_some()),
+        ];
+        if let Some((what, _)) = unpermitted.into_iter().find(|(_, given)| *given) {
+            return Err(
+                Error::bad_request("unpermitted parameter", Source::Pointer(format!("/data/{what}").into())).into()
+            );
         }
     }
     let id = match &data.id {
@@ -237,7 +243,8 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         id,
         name: a.name.flatten(),
         key: a.key,
-        expiry: parse_expiry(a.expiry)?,
+        // An explicit null is no choice at all: the policy's duration still applies, as in Keygen.
+        expiry: parse_expiry(a.expiry)?.flatten().map(Some),
         owner: owner.as_ref().map(|o| o.id),
         owner_email: owner.as_ref().map(|o| o.email.clone()),
         group: resolve_group(&ctx, &data.relationships.group).await?.flatten(),
@@ -493,19 +500,36 @@ pub(super) fn parse_to_one(body: Value, name: &str) -> Result<Option<Uuid>, Erro
     Ok(rel_uuid(&Some(rel), name)?.flatten())
 }
 
-/// `PUT /licenses/{id}/policy`: moves the license to another policy of the same product.
+/// `PUT /licenses/{id}/policy`: moves the license to another policy. Admins may move it to
+/// any policy (the license then belongs to that policy's product); its product only between
+/// its own policies; its owner only between unprotected policies, the license unprotected.
 pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let mut l = load_managed(&ctx).await?;
+    let mut l = load(&ctx).await?;
+    let p = ctx.principal()?;
+    let may_try = match &p.bearer {
+        Bearer::Admin(_) => true,
+        Bearer::Product(prod) => prod.id == l.product_id,
+        Bearer::User(u) => l.owner_id == Some(u.id),
+        Bearer::License(_) => false,
+    };
+    if !may_try {
+        return Err(Error::access_denied().into());
+    }
     let id = parse_to_one(body, "policy")?
         .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data".into())))?;
     let new = policies::find(ctx.db(), ctx.account_id(), id)
         .await?
         .ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
+    let allowed = match &p.bearer {
+        Bearer::Product(prod) => new.product_id == prod.id,
+        Bearer::User(_) => !l.is_protected() && !new.rules.0.protected,
+        _ => true,
+    };
+    if !allowed {
+        return Err(Error::access_denied().into());
+    }
     let old = l.rules().clone();
     let next = &new.rules.0;
-    if new.product_id != l.product_id {
-        return Err(Error::invalid("cannot change to a policy for another product", "POLICY_NOT_COMPATIBLE").into());
-    }
     let incompatible = if old.encrypted != next.encrypted {
         Some("cannot change from an encrypted policy to an unencrypted policy (or vice-versa)")
     } else if old.use_pool != next.use_pool {
@@ -525,9 +549,10 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     let now = time::now_ms();
     if next.transfer_strategy == "RESET_EXPIRY" {
-        l.expiry = next.duration.map(|d| now + d * time::SECOND);
+        l.expiry = rules::expiry_from(next, now);
     }
     l.policy_id = new.id;
+    l.product_id = new.product_id;
     l.updated_at = now;
     licenses::update(ctx.db(), &l).await?;
     let l = licenses::find(ctx.db(), ctx.account_id(), l.id)

@@ -17,7 +17,7 @@ use crate::store::components::ComponentRow;
 use crate::store::licenses::{self, LicenseRow};
 use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
 use crate::store::users;
-use crate::time::{self, SECOND};
+use crate::time;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -417,8 +417,8 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         Err(e) => return Err(e.into()),
     }
     if rules.expiration_basis == "FROM_FIRST_ACTIVATION" {
-        if let Some(d) = rules.duration {
-            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), license.id, now + d * SECOND).await?;
+        if let Some(expiry) = crate::domain::license::expiry_from(&rules, now) {
+            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), license.id, expiry).await?;
         }
     }
     Ok(document::created(render(ctx.account_id(), &m)))

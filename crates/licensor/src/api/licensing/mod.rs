@@ -88,6 +88,9 @@ impl IntoResponse for Failure {
                     (StatusCode::BAD_REQUEST, code.map_or("bad_request".into(), |c| snake(&c)), detail.into_owned())
                 }
                 Error::Invalid { detail, code, .. } => (StatusCode::BAD_REQUEST, snake(&code), detail.into_owned()),
+                Error::Unprocessable { detail, .. } => {
+                    (StatusCode::BAD_REQUEST, "unprocessable".into(), detail.into_owned())
+                }
                 Error::Unauthorized { detail, .. } => {
                     (StatusCode::UNAUTHORIZED, "unauthorized".into(), detail.into_owned())
                 }
