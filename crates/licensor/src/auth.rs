@@ -67,6 +67,16 @@ impl Principal {
         }
     }
 
+    /// Refuses a license bearer what Keygen's default license permissions leave out:
+    /// `account.read`, `product.read`, `policy.read` and `user.read`. A license reads itself,
+    /// its machines, processes, components, entitlements and group, nothing of the catalog.
+    pub fn reads_catalog(&self) -> Result<()> {
+        if self.license().is_some() {
+            return Err(Error::access_denied());
+        }
+        Ok(())
+    }
+
     /// The bearer's (type, id) as tokens record it.
     pub fn bearer_ref(&self) -> (&'static str, Uuid) {
         match &self.bearer {

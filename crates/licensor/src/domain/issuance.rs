@@ -48,7 +48,7 @@ pub async fn floating_policy(
     metadata: Value,
 ) -> Result<PolicyRow> {
     use crate::store::{policies, Page};
-    let existing = policies::list(db, account, Some(product), None, Page { size: 10_000, number: 1 }).await?;
+    let existing = policies::list(db, account, Some(product), Page { size: 10_000, number: 1 }).await?;
     if let Some(p) = existing.rows.into_iter().find(|p| p.name == name) {
         return Ok(p);
     }
@@ -155,7 +155,9 @@ pub async fn issue(
         name: new.name,
         expiry,
         suspended: new.suspended,
-        protected: new.protected,
+        // Copied from the policy at creation, as in Keygen: later changes to the policy's flag
+        // leave existing licenses as they were.
+        protected: Some(new.protected.unwrap_or(rules.protected)),
         uses: 0,
         max_machines: new.max_machines,
         max_processes: new.max_processes,

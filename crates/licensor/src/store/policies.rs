@@ -28,26 +28,19 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<PolicyRow>>
     Ok(db_run!(db, |pool| sqlx::query_as::<_, PolicyRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
-const LIST: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) AND ($3 IS NULL OR id = $3) ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5";
-const COUNT: &str = "SELECT COUNT(*) FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) AND ($3 IS NULL OR id = $3)";
+const LIST: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+const COUNT: &str = "SELECT COUNT(*) FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2)";
 
-pub async fn list(
-    db: &Db,
-    account: Uuid,
-    product: Option<Uuid>,
-    only: Option<Uuid>,
-    page: Page,
-) -> Result<Listing<PolicyRow>> {
+pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> Result<Listing<PolicyRow>> {
     db_run!(db, |pool| {
         let rows = sqlx::query_as::<_, PolicyRow>(LIST)
             .bind(account)
             .bind(product)
-            .bind(only)
             .bind(page.limit())
             .bind(page.offset())
             .fetch_all(pool)
             .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(product).bind(only).fetch_one(pool).await?;
+        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(product).fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

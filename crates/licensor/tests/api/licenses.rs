@@ -512,3 +512,66 @@ async fn who_may_move_a_license_to_another_policy() {
     let r = app.get(&app.acct(&format!("/licenses?product={elsewhere_product}")), &app.admin()).await;
     assert_eq!(r.body["data"][0]["id"], json!(license));
 }
+
+/// Keygen's default license permissions leave out `account.read`, `product.read`,
+/// `policy.read` and `user.read`: a license reads itself and its machines, not the catalog.
+/// What it cannot see at all (another policy or product) is 404.
+#[tokio::test]
+async fn a_license_reads_itself_not_the_catalog() {
+    let app = spawn_app().await;
+    let (product, policy, license, key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    let (other_product, other_policy, _, _) = app.license_fixture(json!({})).await;
+    let me = As::License(key);
+    for (path, status) in [
+        ("/me".to_string(), StatusCode::OK),
+        (format!("/licenses/{license}"), StatusCode::OK),
+        (format!("/licenses/{license}/machines"), StatusCode::OK),
+        (format!("/licenses/{license}/entitlements"), StatusCode::OK),
+        (String::new(), StatusCode::FORBIDDEN),
+        (format!("/policies/{policy}"), StatusCode::FORBIDDEN),
+        (format!("/products/{product}"), StatusCode::FORBIDDEN),
+        (format!("/licenses/{license}/policy"), StatusCode::FORBIDDEN),
+        (format!("/licenses/{license}/product"), StatusCode::FORBIDDEN),
+        (format!("/licenses/{license}/owner"), StatusCode::FORBIDDEN),
+        ("/policies".to_string(), StatusCode::FORBIDDEN),
+        ("/products".to_string(), StatusCode::FORBIDDEN),
+        (format!("/policies/{other_policy}"), StatusCode::NOT_FOUND),
+        (format!("/products/{other_product}"), StatusCode::NOT_FOUND),
+    ] {
+        let r = app.get(&app.acct(&path), &me).await;
+        assert_eq!(r.status, status, "GET {path}: {}", r.text);
+    }
+    // Admins still read all of it.
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{license}/policy")), &app.admin()).await.status, StatusCode::OK);
+}
+
+/// `protected` is copied from the policy when the license is created (as in Keygen), so a
+/// later change to the policy leaves existing licenses as they were.
+#[tokio::test]
+async fn protection_is_copied_from_the_policy_at_creation() {
+    let app = spawn_app().await;
+    let (_, policy, before, _) = app.license_fixture(json!({})).await;
+    let r = app
+        .patch(
+            &app.acct(&format!("/policies/{policy}")),
+            &app.admin(),
+            json!({"data": {"type": "policies", "attributes": {"protected": true}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (after, _) = app.create_license(&policy, json!({})).await;
+    let app = &app;
+    let protected = |id: String| async move {
+        app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.attr("protected").clone()
+    };
+    assert_eq!(protected(before.clone()).await, json!(false));
+    assert_eq!(protected(after).await, json!(true));
+    let r = app
+        .patch(
+            &app.acct(&format!("/licenses/{before}")),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"protected": null}}}),
+        )
+        .await;
+    assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/attributes/protected"), "{}", r.text);
+}

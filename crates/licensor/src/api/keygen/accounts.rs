@@ -61,9 +61,10 @@ pub async fn ping() -> Response {
     document::respond(axum::http::StatusCode::OK, &json!({ "data": null, "meta": { "message": "pong" } }))
 }
 
-/// Any authenticated bearer of the account may read it (licenses included: they need its keys).
+/// Any authenticated bearer of the account may read it but a license (no `account.read` by
+/// default, as in Keygen): offline clients ship the public keys rather than fetch them.
 pub async fn show(ctx: Ctx) -> ApiResult<Response> {
-    ctx.principal()?;
+    ctx.principal()?.reads_catalog()?;
     Ok(document::respond(axum::http::StatusCode::OK, &render(&ctx.account)))
 }
 

@@ -513,6 +513,16 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// For optional attributes that may be absent but not `null` (a boolean flag): null is refused
+/// as "cannot be null". Use with `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// The id in a required to-one relationship (any id form: the caller resolves it), or a 400
 /// pointing at the missing relationship.
 pub fn required_rel_id(rel: &Option<RelInput>, name: &'static str) -> Result<String, Error> {

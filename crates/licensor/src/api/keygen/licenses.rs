@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::document::{self, Resource};
 use super::error::ApiResult;
-use super::extract::{nullable, parse_data, parse_linkages, rel_uuid, Body, Ctx, RelInput};
+use super::extract::{nullable, parse_data, parse_linkages, present, rel_uuid, Body, Ctx, RelInput};
 use crate::auth::{Bearer, Principal};
 use crate::domain::issuance::{self, NewLicense};
 use crate::domain::{license as rules, metadata};
@@ -126,8 +126,9 @@ struct LicenseInput {
     key: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     expiry: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    protected: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    protected: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     suspended: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     max_machines: Option<Option<i64>>,
@@ -248,7 +249,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         owner: owner.as_ref().map(|o| o.id),
         owner_email: owner.as_ref().map(|o| o.email.clone()),
         group: resolve_group(&ctx, &data.relationships.group).await?.flatten(),
-        protected: a.protected.flatten(),
+        protected: a.protected,
         suspended: a.suspended.unwrap_or(false),
         max_machines: a.max_machines.flatten(),
         max_processes: a.max_processes.flatten(),
@@ -396,7 +397,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         l.expiry = e;
     }
     if let Some(p) = a.protected {
-        l.protected = p;
+        l.protected = Some(p);
     }
     if let Some(s) = a.suspended {
         l.suspended = s;
@@ -449,6 +450,7 @@ pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn show_policy(ctx: Ctx) -> ApiResult<Response> {
     let l = load(&ctx).await?;
+    ctx.principal()?.reads_catalog()?;
     let p = policies::find(ctx.db(), ctx.account_id(), l.policy_id)
         .await?
         .ok_or_else(|| Error::not_found("policy", l.policy_id.to_string()))?;
@@ -462,6 +464,7 @@ pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
 
 /// The product document of a license (for every resource whose `product` link goes through it).
 pub(super) async fn product_of(ctx: &Ctx, l: &LicenseRow) -> ApiResult<Response> {
+    ctx.principal()?.reads_catalog()?;
     let p = crate::store::products::find(ctx.db(), ctx.account_id(), &l.product_id.to_string())
         .await?
         .ok_or_else(|| Error::not_found("product", l.product_id.to_string()))?;
@@ -474,6 +477,7 @@ pub(super) fn null_data() -> Response {
 
 pub async fn show_owner(ctx: Ctx) -> ApiResult<Response> {
     let l = load(&ctx).await?;
+    ctx.principal()?.reads_catalog()?;
     Ok(match l.owner_id {
         Some(id) => match users::find(ctx.db(), ctx.account_id(), id).await? {
             Some(u) => document::ok(super::users::render(ctx.account_id(), &u)),

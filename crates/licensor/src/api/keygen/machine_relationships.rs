@@ -35,6 +35,7 @@ pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn show_owner(ctx: Ctx) -> ApiResult<Response> {
     let (m, _) = load(&ctx).await?;
+    ctx.principal()?.reads_catalog()?;
     let owner = match m.owner_id {
         Some(id) => users::find(ctx.db(), ctx.account_id(), id).await?,
         None => None,

@@ -127,15 +127,17 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 
-/// Loads a policy the caller may see: admins any, a product its own, a license its own.
+/// Loads a policy the caller may see: admins any, a product its own. A license sees only its
+/// own, and may not read it (no `policy.read` by default).
 pub async fn load(ctx: &Ctx, id: &str) -> Result<PolicyRow, Error> {
     let principal = ctx.principal()?;
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("policy", id))?;
     let p = policies::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("policy", id))?;
-    let allowed = principal.is_admin()
-        || principal.product_id() == Some(p.product_id)
-        || principal.license().is_some_and(|l| l.policy_id == p.id);
-    if allowed {
+    if principal.license().is_some_and(|l| l.policy_id != p.id) {
+        return Err(Error::not_found("policy", id));
+    }
+    principal.reads_catalog()?;
+    if principal.is_admin() || principal.product_id() == Some(p.product_id) {
         Ok(p)
     } else {
         Err(Error::access_denied())
@@ -151,15 +153,13 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     let principal = ctx.principal()?;
     let params = ctx.list_params()?;
     let mut product = params.uuid_filter("product");
-    let mut only = None;
+    principal.reads_catalog()?;
     if let Some(p) = principal.product_id() {
         product = Some(p);
-    } else if let Some(l) = principal.license() {
-        only = Some(l.policy_id);
     } else if !principal.is_admin() {
         return Err(Error::access_denied().into());
     }
-    let listing = policies::list(ctx.db(), ctx.account_id(), product, only, params.page).await?;
+    let listing = policies::list(ctx.db(), ctx.account_id(), product, params.page).await?;
     let account = ctx.account_id();
     Ok(params.document(listing, |p| render(account, &p)))
 }

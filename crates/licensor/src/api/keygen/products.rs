@@ -159,10 +159,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 pub async fn load(ctx: &Ctx, id: &str) -> Result<ProductRow, Error> {
     let principal = ctx.principal()?;
     let p = products::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("product", id))?;
-    let allowed = principal.is_admin()
-        || principal.product_id() == Some(p.id)
-        || principal.license().is_some_and(|l| l.product_id == p.id);
-    if allowed {
+    if principal.license().is_some_and(|l| l.product_id != p.id) {
+        return Err(Error::not_found("product", id));
+    }
+    principal.reads_catalog()?;
+    if principal.is_admin() || principal.product_id() == Some(p.id) {
         Ok(p)
     } else {
         Err(Error::access_denied())
@@ -177,12 +178,11 @@ pub async fn show(ctx: Ctx) -> ApiResult<Response> {
 pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     let principal = ctx.principal()?;
     let params = ctx.list_params()?;
+    principal.reads_catalog()?;
     let only = if principal.is_admin() {
         None
     } else if let Some(p) = principal.product_id() {
         Some(p)
-    } else if let Some(l) = principal.license() {
-        Some(l.product_id)
     } else {
         return Err(Error::access_denied().into());
     };
