@@ -116,29 +116,18 @@ pub async fn issue(
     let now = time::now_ms();
     let rules = &policy.rules.0;
     let id = new.id.unwrap_or_else(Uuid::new_v4);
-    for (attr, v, min) in [
-        ("maxMachines", new.max_machines, 0),
-        ("maxProcesses", new.max_processes, 1),
-        ("maxUsers", new.max_users, 1),
-        ("maxCores", new.max_cores, 1),
-        ("maxUses", new.max_uses, 0),
-        ("maxMemory", new.max_memory, 1),
-        ("maxDisk", new.max_disk, 1),
+    for (attr, v) in [
+        ("maxMachines", new.max_machines),
+        ("maxProcesses", new.max_processes),
+        ("maxUsers", new.max_users),
+        ("maxCores", new.max_cores),
+        ("maxUses", new.max_uses),
+        ("maxMemory", new.max_memory),
+        ("maxDisk", new.max_disk),
     ] {
-        if v.is_some_and(|v| v < min) {
-            return Err(Error::invalid_attr(
-                attr,
-                format!("must be greater than or equal to {min}"),
-                format!("{}_INVALID", super::policy::code_prefix(attr)),
-            ));
+        if let Some(v) = v {
+            license::check_limit(attr, v, rules.floating)?;
         }
-    }
-    if !rules.floating && new.max_machines.is_some_and(|m| m != 1) {
-        return Err(Error::invalid_attr(
-            "maxMachines",
-            "must be equal to 1 for non-floating policy",
-            "MAX_MACHINES_INVALID",
-        ));
     }
     let expiry = match new.expiry {
         Some(e) => e,

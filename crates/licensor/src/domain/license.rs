@@ -19,6 +19,37 @@ pub fn generate_key() -> String {
     upper.as_bytes().chunks(6).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect::<Vec<_>>().join("-")
 }
 
+/// Checks a per-license limit override (`maxMachines` …) as Keygen bounds them: counts of
+/// machines, uses, processes and users from 0, cores, memory and disk from 1, the 32-bit
+/// counts up to 2,147,483,647; a floating policy's license needs a machine, a node-locked
+/// one exactly one.
+pub fn check_limit(attr: &str, value: i64, floating: bool) -> crate::error::Result<()> {
+    let invalid = |detail: String| {
+        Err(crate::error::Error::invalid_attr(
+            attr,
+            detail,
+            format!("{}_INVALID", super::policy::code_prefix(attr)),
+        ))
+    };
+    let (min, max) = match attr {
+        "maxMachines" if floating => (1, i32::MAX as i64),
+        "maxMachines" | "maxUses" | "maxProcesses" | "maxUsers" => (0, i32::MAX as i64),
+        "maxCores" => (1, i32::MAX as i64),
+        _ => (1, i64::MAX),
+    };
+    if attr == "maxMachines" && !floating && value != 1 {
+        return invalid("must be equal to 1 for non-floating policy".into());
+    }
+    if value < min {
+        let suffix = if attr == "maxMachines" { " for floating policy" } else { "" };
+        return invalid(format!("must be greater than or equal to {min}{suffix}"));
+    }
+    if value > max {
+        return invalid(format!("must be less than or equal to {max}"));
+    }
+    Ok(())
+}
+
 /// What a license needs to compute its at-a-glance status.
 pub struct StatusInput {
     pub owner_banned: bool,
@@ -150,6 +181,24 @@ mod tests {
         assert_eq!(status(&StatusInput { created_at: now - 91 * DAY, ..input(now) }, now), "INACTIVE");
         let revived = StatusInput { created_at: now - 91 * DAY, last_validated_at: Some(now - DAY), ..input(now) };
         assert_eq!(status(&revived, now), "ACTIVE");
+    }
+
+    #[test]
+    fn limit_overrides_are_bounded_as_keygen_bounds_them() {
+        let detail = |attr: &str, v: i64, floating: bool| match check_limit(attr, v, floating) {
+            Ok(()) => String::new(),
+            Err(crate::error::Error::Invalid { detail, .. }) => detail.into_owned(),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(detail("maxUsers", 0, true), "");
+        assert_eq!(detail("maxProcesses", 0, true), "");
+        assert_eq!(detail("maxUses", -1, true), "must be greater than or equal to 0");
+        assert_eq!(detail("maxCores", 0, true), "must be greater than or equal to 1");
+        assert_eq!(detail("maxMachines", 0, true), "must be greater than or equal to 1 for floating policy");
+        assert_eq!(detail("maxMachines", 2, false), "must be equal to 1 for non-floating policy");
+        assert_eq!(detail("maxMachines", 1, false), "");
+        assert_eq!(detail("maxUsers", 2_147_483_648, true), "must be less than or equal to 2147483647");
+        assert_eq!(detail("maxMemory", 2_147_483_648, true), "");
     }
 
     #[test]

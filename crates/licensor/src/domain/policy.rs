@@ -296,26 +296,34 @@ impl PolicyRules {
         Ok(())
     }
 
+    /// Keygen's per-limit refusals of a fractional overage, in its order and words.
     fn validate_overage(&self) -> Result<()> {
-        let limits = [self.max_machines, self.max_cores, self.max_processes, self.max_users];
-        let divisor = match self.overage_strategy.as_str() {
-            "ALLOW_1_25X_OVERAGE" => 4,
-            "ALLOW_1_5X_OVERAGE" => 2,
+        let (strategy, divisor) = match self.overage_strategy.as_str() {
+            s @ "ALLOW_1_25X_OVERAGE" => (s, 4),
+            s @ "ALLOW_1_5X_OVERAGE" => (s, 2),
             _ => return Ok(()),
         };
-        if !self.floating && self.max_machines.is_some() {
-            return Err(Error::invalid_attr(
+        let refuse = |why: String| {
+            Err(Error::invalid_attr(
                 "overageStrategy",
-                "incompatible overage strategy (cannot use fractional overage for node-locked policy)",
+                format!("incompatible overage strategy (cannot use {strategy} {why})"),
                 "OVERAGE_STRATEGY_NOT_ALLOWED",
-            ));
+            ))
+        };
+        if !self.floating {
+            return refuse("for node-locked policy".into());
         }
-        if limits.iter().flatten().any(|l| l % divisor != 0) {
-            return Err(Error::invalid_attr(
-                "overageStrategy",
-                format!("incompatible overage strategy (all limits must be divisible by {divisor})"),
-                "OVERAGE_STRATEGY_NOT_ALLOWED",
-            ));
+        for (name, limit) in [
+            ("machines", self.max_machines),
+            ("cores", self.max_cores),
+            ("memory", self.max_memory),
+            ("disk", self.max_disk),
+            ("processes", self.max_processes),
+            ("users", self.max_users),
+        ] {
+            if limit.is_some_and(|l| l % divisor != 0) {
+                return refuse(format!("with a max {name} value not divisible by {divisor}"));
+            }
         }
         Ok(())
     }
@@ -395,6 +403,24 @@ mod tests {
         r.normalize_and_validate().unwrap();
         assert!(r.within_overage(5, 4));
         assert!(!r.within_overage(6, 4));
+        // Memory and disk count too, each named in the refusal, as Keygen words it.
+        let detail = |rules: PolicyRules| match rules.clone().normalize_and_validate() {
+            Err(Error::Invalid { detail, .. }) => detail.into_owned(),
+            other => panic!("{other:?}"),
+        };
+        let base = PolicyRules { floating: true, overage_strategy: s("ALLOW_1_5X_OVERAGE"), ..Default::default() };
+        assert_eq!(
+            detail(PolicyRules { max_disk: Some(3), ..base.clone() }),
+            "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max disk value not divisible by 2)"
+        );
+        assert_eq!(
+            detail(PolicyRules { max_memory: Some(1), max_users: Some(3), ..base.clone() }),
+            "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max memory value not divisible by 2)"
+        );
+        assert_eq!(
+            detail(PolicyRules { floating: false, ..base }),
+            "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE for node-locked policy)"
+        );
     }
 
     #[test]

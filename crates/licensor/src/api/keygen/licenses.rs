@@ -403,31 +403,18 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         l.suspended = s;
     }
     let floating = l.rules().floating;
-    for (attr, input, slot, min) in [
-        ("maxMachines", a.max_machines, &mut l.max_machines, 0),
-        ("maxProcesses", a.max_processes, &mut l.max_processes, 1),
-        ("maxUsers", a.max_users, &mut l.max_users, 1),
-        ("maxCores", a.max_cores, &mut l.max_cores, 1),
-        ("maxMemory", a.max_memory, &mut l.max_memory, 1),
-        ("maxDisk", a.max_disk, &mut l.max_disk, 1),
-        ("maxUses", a.max_uses, &mut l.max_uses, 0),
+    for (attr, input, slot) in [
+        ("maxMachines", a.max_machines, &mut l.max_machines),
+        ("maxProcesses", a.max_processes, &mut l.max_processes),
+        ("maxUsers", a.max_users, &mut l.max_users),
+        ("maxCores", a.max_cores, &mut l.max_cores),
+        ("maxMemory", a.max_memory, &mut l.max_memory),
+        ("maxDisk", a.max_disk, &mut l.max_disk),
+        ("maxUses", a.max_uses, &mut l.max_uses),
     ] {
         if let Some(v) = input {
-            if v.is_some_and(|v| v < min) {
-                return Err(Error::invalid_attr(
-                    attr,
-                    format!("must be greater than or equal to {min}"),
-                    format!("{}_INVALID", crate::domain::policy::code_prefix(attr)),
-                )
-                .into());
-            }
-            if attr == "maxMachines" && !floating && v.is_some_and(|v| v != 1) {
-                return Err(Error::invalid_attr(
-                    attr,
-                    "must be equal to 1 for non-floating policy",
-                    "MAX_MACHINES_INVALID",
-                )
-                .into());
+            if let Some(v) = v {
+                rules::check_limit(attr, v, floating)?;
             }
             *slot = v;
         }
