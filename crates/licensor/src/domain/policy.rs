@@ -404,7 +404,7 @@ mod tests {
         assert!(r.within_overage(5, 4));
         assert!(!r.within_overage(6, 4));
         // Memory and disk count too, each named in the refusal, as Keygen words it.
-        let detail = |rules: PolicyRules| match rules.clone().normalize_and_validate() {
+        let detail = |mut rules: PolicyRules| match rules.normalize_and_validate() {
             Err(Error::Invalid { detail, .. }) => detail.into_owned(),
             other => panic!("{other:?}"),
         };
