@@ -167,6 +167,8 @@ pub async fn issue(
         policy_rules: policy.rules.0.clone().into(),
         machines_count: 0,
         machines_cores: 0,
+        machines_memory: 0,
+        machines_disk: 0,
         users_count: 0,
         owner_banned: false,
     };

@@ -25,11 +25,7 @@ pub fn generate_key() -> String {
 /// one exactly one.
 pub fn check_limit(attr: &str, value: i64, floating: bool) -> crate::error::Result<()> {
     let invalid = |detail: String| {
-        Err(crate::error::Error::invalid_attr(
-            attr,
-            detail,
-            format!("{}_INVALID", super::policy::code_prefix(attr)),
-        ))
+        Err(crate::error::Error::invalid_attr(attr, detail, format!("{}_INVALID", super::policy::code_prefix(attr))))
     };
     let (min, max) = match attr {
         "maxMachines" if floating => (1, i32::MAX as i64),

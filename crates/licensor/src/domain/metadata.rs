@@ -113,7 +113,10 @@ mod tests {
         let deep = accept(json!({"key": ["value"], "array": [[0], [{"foo": 1}, 2, [3]]]}));
         match deep {
             Err(Error::BadRequest { detail, location: crate::error::Source::Pointer(p), .. }) => {
-                assert_eq!((detail.as_ref(), p.as_ref()), ("maximum depth of 2 exceeded", "/data/attributes/metadata/array/1/0"))
+                assert_eq!(
+                    (detail.as_ref(), p.as_ref()),
+                    ("maximum depth of 2 exceeded", "/data/attributes/metadata/array/1/0")
+                )
             }
             other => panic!("{other:?}"),
         }

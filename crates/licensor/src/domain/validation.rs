@@ -460,6 +460,8 @@ mod tests {
             policy_rules: crate::store::Rules(std::sync::Arc::new(rules)),
             machines_count: 0,
             machines_cores: 0,
+            machines_memory: 0,
+            machines_disk: 0,
             users_count: 0,
             owner_banned: false,
         }

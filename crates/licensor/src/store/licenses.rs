@@ -44,6 +44,8 @@ pub struct LicenseRow {
     pub machines_cores: i64,
     pub users_count: i64,
     pub owner_banned: bool,
+    pub machines_memory: i64,
+    pub machines_disk: i64,
 }
 
 impl LicenseRow {
@@ -88,7 +90,7 @@ macro_rules! select_view {
              v.at AS last_validated_at, l.last_check_out_at, l.last_check_in_at, l.metadata, l.created_at, l.updated_at, \
              p.rules AS policy_rules, \
              l.machines_count, l.machines_cores, l.users_count, \
-             (u.banned_at IS NOT NULL) AS owner_banned \
+             (u.banned_at IS NOT NULL) AS owner_banned, l.machines_memory, l.machines_disk \
              FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id \
              LEFT JOIN license_validations v ON v.license_id = l.id ",
             $where
@@ -160,6 +162,8 @@ fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
         machines_cores: r.get(27)?,
         users_count: r.get(28)?,
         owner_banned: r.get(29)?,
+        machines_memory: r.get(30)?,
+        machines_disk: r.get(31)?,
     })
 }
 

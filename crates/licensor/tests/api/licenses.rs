@@ -316,8 +316,9 @@ async fn ed25519_signed_key_verifies_with_the_account_key() {
     vk.verify(signing_data.as_bytes(), &sig).expect("signature verifies");
 }
 
-/// The machine, core and user counts a license reports (and validation reads) are kept by the
-/// database as machines and users come and go, by every path that changes them.
+/// The machine count, cores, memory, disk and user count a license reports (and validation
+/// reads) are kept by the database as machines and users come and go, by every path that
+/// changes them.
 #[tokio::test]
 async fn license_counts_follow_machines_and_users() {
     let app = spawn_app().await;
@@ -326,14 +327,13 @@ async fn license_counts_follow_machines_and_users() {
     let counts = || async {
         let r = app.get(&license_path, &app.admin()).await;
         let rel = &r.body["data"]["relationships"];
-        (
-            rel["machines"]["meta"]["count"].clone(),
-            rel["machines"]["meta"]["cores"].clone(),
-            rel["users"]["meta"]["count"].clone(),
-        )
+        let m = &rel["machines"]["meta"];
+        let n = |v: &serde_json::Value| v.as_i64().expect("a number");
+        (n(&m["count"]), n(&m["cores"]), n(&m["memory"]), n(&m["disk"]), n(&rel["users"]["meta"]["count"]))
     };
     let activate = |fingerprint: &'static str, cores: i64| {
-        let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint, "cores": cores},
+        let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint, "cores": cores,
+            "memory": cores * 1024, "disk": cores * 10},
             "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}});
         let app = &app;
         async move {
@@ -342,33 +342,33 @@ async fn license_counts_follow_machines_and_users() {
             r.id()
         }
     };
-    assert_eq!(counts().await, (json!(0), json!(0), json!(0)));
+    assert_eq!(counts().await, (0, 0, 0, 0, 0));
     let a = activate("fp-a", 4).await;
     let b = activate("fp-b", 2).await;
-    assert_eq!(counts().await, (json!(2), json!(6), json!(0)));
+    assert_eq!(counts().await, (2, 6, 6144, 60, 0));
     let r = app
         .patch(
             &app.acct(&format!("/machines/{a}")),
             &app.admin(),
-            json!({"data": {"type": "machines", "attributes": {"cores": 8}}}),
+            json!({"data": {"type": "machines", "attributes": {"cores": 8, "disk": 5}}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(counts().await, (json!(2), json!(10), json!(0)));
+    assert_eq!(counts().await, (2, 10, 6144, 25, 0));
     assert_eq!(app.delete(&app.acct(&format!("/machines/{b}")), &app.admin()).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(counts().await, (json!(1), json!(8), json!(0)));
+    assert_eq!(counts().await, (1, 8, 4096, 5, 0));
     let user = app.create_user("counted@example.com").await;
     let users = app.acct(&format!("/licenses/{license}/users"));
     let r = app.post(&users, &app.admin(), json!({"data": [{"type": "users", "id": user}]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // Attaching the same user again changes nothing.
     app.post(&users, &app.admin(), json!({"data": [{"type": "users", "id": user}]})).await;
-    assert_eq!(counts().await, (json!(1), json!(8), json!(1)));
+    assert_eq!(counts().await, (1, 8, 4096, 5, 1));
     let r = app
         .req(reqwest::Method::DELETE, &users, &app.admin(), Some(json!({"data": [{"type": "users", "id": user}]})))
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(counts().await, (json!(1), json!(8), json!(0)));
+    assert_eq!(counts().await, (1, 8, 4096, 5, 0));
 }
 
 #[tokio::test]

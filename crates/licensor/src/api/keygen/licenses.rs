@@ -113,7 +113,7 @@ pub fn render(account: Uuid, l: &LicenseRow) -> Resource<LicenseAttributes> {
     .one("group", "groups", l.group_id)
     .one("owner", "users", l.owner_id)
     .many("users", Some(json!({ "count": l.users_total() })))
-    .many("machines", Some(json!({ "cores": l.machines_cores, "memory": 0, "disk": 0, "count": l.machines_count })))
+    .many("machines", Some(json!({ "cores": l.machines_cores, "memory": l.machines_memory, "disk": l.machines_disk, "count": l.machines_count })))
     .many("tokens", None)
     .many("entitlements", None)
 }
