@@ -365,6 +365,37 @@ impl PolicyRules {
     }
 }
 
+/// How strict a uniqueness strategy is (machines or components), loosest first.
+fn uniqueness_rank(s: &str) -> u8 {
+    match s {
+        "UNIQUE_PER_ACCOUNT" => 4,
+        "UNIQUE_PER_PRODUCT" => 3,
+        "UNIQUE_PER_POLICY" => 2,
+        "UNIQUE_PER_LICENSE" => 1,
+        _ => 0,
+    }
+}
+
+/// Why a license may not move from policy `old` to `next`, if it may not. As in Keygen, the
+/// first difference decides: encryption, pooling, scheme, then the machine uniqueness strategy
+/// (refused only when stricter) and, only when that is unchanged, the component one.
+pub fn transfer_refusal(old: &PolicyRules, next: &PolicyRules) -> Option<&'static str> {
+    let stricter = |a: &str, b: &str| uniqueness_rank(b) > uniqueness_rank(a);
+    if old.encrypted != next.encrypted {
+        Some("cannot change from an encrypted policy to an unencrypted policy (or vice-versa)")
+    } else if old.use_pool != next.use_pool {
+        Some("cannot change from a pooled policy to an unpooled policy (or vice-versa)")
+    } else if old.scheme != next.scheme {
+        Some("cannot change to a policy with a different scheme")
+    } else if old.machine_uniqueness_strategy != next.machine_uniqueness_strategy {
+        stricter(&old.machine_uniqueness_strategy, &next.machine_uniqueness_strategy)
+            .then_some("cannot change to a policy with a more strict machine uniqueness strategy")
+    } else {
+        stricter(&old.component_uniqueness_strategy, &next.component_uniqueness_strategy)
+            .then_some("cannot change to a policy with a more strict component uniqueness strategy")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +414,27 @@ mod tests {
         let mut r = PolicyRules { max_machines: Some(3), ..Default::default() };
         let err = r.normalize_and_validate().unwrap_err();
         assert!(matches!(err, Error::Invalid { ref code, .. } if code == "MAX_MACHINES_INVALID"));
+    }
+
+    #[test]
+    fn transfers_are_decided_by_the_first_difference() {
+        let base = PolicyRules {
+            machine_uniqueness_strategy: s("UNIQUE_PER_POLICY"),
+            component_uniqueness_strategy: s("UNIQUE_PER_MACHINE"),
+            ..Default::default()
+        };
+        assert_eq!(transfer_refusal(&base, &base), None);
+        let stricter_machines = PolicyRules { machine_uniqueness_strategy: s("UNIQUE_PER_ACCOUNT"), ..base.clone() };
+        assert!(transfer_refusal(&base, &stricter_machines).unwrap().contains("machine uniqueness"));
+        let stricter_components =
+            PolicyRules { component_uniqueness_strategy: s("UNIQUE_PER_ACCOUNT"), ..base.clone() };
+        assert!(transfer_refusal(&base, &stricter_components).unwrap().contains("component uniqueness"));
+        // A looser machine strategy decides alone: the stricter component one is not looked at.
+        let looser_machines =
+            PolicyRules { machine_uniqueness_strategy: s("UNIQUE_PER_LICENSE"), ..stricter_components };
+        assert_eq!(transfer_refusal(&base, &looser_machines), None);
+        let encrypted = PolicyRules { encrypted: true, ..stricter_machines };
+        assert!(transfer_refusal(&base, &encrypted).unwrap().contains("encrypted"));
     }
 
     #[test]

@@ -264,7 +264,7 @@ async fn change_policy_with_reset_expiry_and_stricter_uniqueness() {
     assert!((expiry - (licensor::time::now_ms() + 10 * licensor::time::DAY)).abs() < 60_000);
     let r = app.put(&path, &app.admin(), json!({"data": {"type": "policies", "id": strict}})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.code(), "POLICY_NOT_COMPATIBLE");
+    assert_eq!((r.code(), r.pointer()), ("POLICY_NOT_COMPATIBLE", "/data/relationships/policy"));
     assert_eq!(
         r.body["errors"][0]["detail"],
         "cannot change to a policy with a more strict machine uniqueness strategy"

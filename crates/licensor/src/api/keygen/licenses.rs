@@ -521,22 +521,8 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     let old = l.rules().clone();
     let next = &new.rules.0;
-    let incompatible = if old.encrypted != next.encrypted {
-        Some("cannot change from an encrypted policy to an unencrypted policy (or vice-versa)")
-    } else if old.use_pool != next.use_pool {
-        Some("cannot change from a pooled policy to an unpooled policy (or vice-versa)")
-    } else if old.scheme != next.scheme {
-        Some("cannot change to a policy with a different scheme")
-    } else if uniqueness_rank(&next.machine_uniqueness_strategy) > uniqueness_rank(&old.machine_uniqueness_strategy) {
-        Some("cannot change to a policy with a more strict machine uniqueness strategy")
-    } else if uniqueness_rank(&next.component_uniqueness_strategy) > uniqueness_rank(&old.component_uniqueness_strategy)
-    {
-        Some("cannot change to a policy with a more strict component uniqueness strategy")
-    } else {
-        None
-    };
-    if let Some(detail) = incompatible {
-        return Err(Error::invalid(detail, "POLICY_NOT_COMPATIBLE").into());
+    if let Some(detail) = crate::domain::policy::transfer_refusal(&old, next) {
+        return Err(Error::invalid_rel("policy", detail, "POLICY_NOT_COMPATIBLE").into());
     }
     let now = time::now_ms();
     if next.transfer_strategy == "RESET_EXPIRY" {
@@ -550,16 +536,6 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .await?
         .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
     Ok(document::ok(render(ctx.account_id(), &l)))
-}
-
-fn uniqueness_rank(s: &str) -> u8 {
-    match s {
-        "UNIQUE_PER_ACCOUNT" => 4,
-        "UNIQUE_PER_PRODUCT" => 3,
-        "UNIQUE_PER_POLICY" => 2,
-        "UNIQUE_PER_LICENSE" => 1,
-        _ => 0,
-    }
 }
 
 pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
