@@ -179,7 +179,8 @@ async fn client_crate_rejects_expired_files_and_rolled_back_clocks() {
     file.check_time(now).unwrap();
     assert!(matches!(file.check_time(now + chrono::Duration::hours(2)), Err(licensor_client::Error::Expired(_))));
     assert_eq!(file.check_time(now - chrono::Duration::hours(1)), Err(licensor_client::Error::ClockRollback));
-    let guard = licensor_client::clock::ClockGuard::new(tempfile::tempdir().unwrap().path().join("clock"));
+    let clock_dir = tempfile::tempdir().unwrap();
+    let guard = licensor_client::clock::ClockGuard::new(clock_dir.path().join("clock"));
     guard.observe(now, file.issued).unwrap();
     assert_eq!(guard.observe(now - chrono::Duration::days(2), file.issued), Err(licensor_client::Error::ClockRollback));
     // Wrong license key: cannot decrypt. Flipped bit in the body: does not verify.

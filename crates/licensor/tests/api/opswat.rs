@@ -227,7 +227,9 @@ async fn air_gapped_round_trip() {
     assert_eq!(info["expiration"], "never");
 
     // A file for another deployment is refused.
-    let other = LicenseDir::new(tempfile::tempdir().unwrap().path(), public_key(&app).await, "MSCL");
+    // The directory outlives the check (a temporary dropped at once would be recreated, and leak).
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = LicenseDir::new(other_dir.path(), public_key(&app).await, "MSCL");
     assert!(other.install(&file, chrono::Utc::now()).is_err());
 
     // Deactivate with the stored key and deployment; the slot is free again.
