@@ -101,6 +101,19 @@ impl Error {
         Error::Invalid { detail: detail.into(), code: code.into(), location: Source::Pointer("/data".into()) }
     }
 
+    /// Logs a server-side failure once, without a backtrace (anyhow's `Debug` prints one when
+    /// `RUST_BACKTRACE` is set: hundreds of lines per request), with the cause chain and the
+    /// request id the client sees in its error document.
+    pub fn log(&self, context: &'static str) {
+        let cause = match self {
+            Error::Internal(e) => format!("{e:#}"),
+            Error::Database(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        let request_id = crate::app::request_id().unwrap_or_default();
+        tracing::error!(error = %cause, request_id = %request_id, "{context}");
+    }
+
     pub fn unprocessable(detail: impl Into<Cow<'static, str>>) -> Self {
         Error::Unprocessable { detail: detail.into(), location: Source::None }
     }

@@ -37,11 +37,16 @@ const MONTH_SECS: i64 = 2_629_746;
 const WEEK_SECS: i64 = 604_800;
 const DAY_SECS: i64 = 86_400;
 
+/// The last instant a timestamp may take: 9999-12-31T23:59:59.999Z, the end of ISO 8601's
+/// four-digit years (what the API accepts and every client parses).
+pub const MAX_MS: Millis = 253_402_300_799_999;
+
 /// `at` plus a policy duration (or check-out TTL) of `seconds`, added as Keygen adds one: the
 /// seconds are split greedily into years, months, weeks, days and a rest, and the years and
 /// months are then added on the calendar (the day clamped to the month's end). So 2,629,746 s
-/// from 19 July is 19 August at the same time, and a year is the same date a year on.
-pub fn add_duration(at: Millis, seconds: i64) -> Millis {
+/// from 19 July is 19 August at the same time, and a year is the same date a year on. `None`
+/// past [`MAX_MS`].
+pub fn add_duration(at: Millis, seconds: i64) -> Option<Millis> {
     let sign = seconds.signum();
     let mut rest = seconds.abs();
     let years = rest / YEAR_SECS;
@@ -51,17 +56,18 @@ pub fn add_duration(at: Millis, seconds: i64) -> Millis {
     let days = rest / WEEK_SECS * 7 + rest % WEEK_SECS / DAY_SECS;
     rest %= DAY_SECS;
     // Applied in that order, one unit at a time, as Rails does (clamping can differ otherwise).
-    let t = add_months(at, sign * 12 * years);
-    let t = add_months(t, sign * months);
-    t + sign * (days * DAY + rest * SECOND)
+    let t = add_months(at, sign * 12 * years)?;
+    let t = add_months(t, sign * months)?;
+    t.checked_add(sign * (days * DAY + rest * SECOND)).filter(|t| *t <= MAX_MS)
 }
 
 /// `at` moved by whole calendar months, the day clamped to the last day of the target month.
-pub fn add_months(at: Millis, months: i64) -> Millis {
-    let Some(t) = DateTime::<Utc>::from_timestamp_millis(at) else { return at };
-    let n = chrono::Months::new(u32::try_from(months.unsigned_abs()).unwrap_or(u32::MAX));
+/// `None` past [`MAX_MS`].
+pub fn add_months(at: Millis, months: i64) -> Option<Millis> {
+    let t = DateTime::<Utc>::from_timestamp_millis(at)?;
+    let n = chrono::Months::new(u32::try_from(months.unsigned_abs()).ok()?);
     let moved = if months >= 0 { t.checked_add_months(n) } else { t.checked_sub_months(n) };
-    moved.map_or(at, |t| t.timestamp_millis())
+    moved.map(|t| t.timestamp_millis()).filter(|t| *t <= MAX_MS)
 }
 
 #[cfg(test)]
@@ -84,16 +90,23 @@ mod tests {
     #[test]
     fn durations_are_added_on_the_calendar() {
         // Keygen's "renews a license (from expiry renewal basis)": one month from 19 July.
-        assert_eq!(iso(add_duration(at("2021-07-19T00:00:00Z"), MONTH_SECS)), "2021-08-19T00:00:00.000Z");
-        assert_eq!(iso(add_duration(at("2024-02-29T12:00:00.250Z"), YEAR_SECS)), "2025-02-28T12:00:00.250Z");
-        assert_eq!(iso(add_duration(at("2021-01-31T00:00:00Z"), MONTH_SECS)), "2021-02-28T00:00:00.000Z");
+        assert_eq!(iso(add_duration(at("2021-07-19T00:00:00Z"), MONTH_SECS).unwrap()), "2021-08-19T00:00:00.000Z");
+        assert_eq!(iso(add_duration(at("2024-02-29T12:00:00.250Z"), YEAR_SECS).unwrap()), "2025-02-28T12:00:00.250Z");
+        assert_eq!(iso(add_duration(at("2021-01-31T00:00:00Z"), MONTH_SECS).unwrap()), "2021-02-28T00:00:00.000Z");
         // Shorter than a month: plain days and seconds.
-        assert_eq!(iso(add_duration(at("2021-01-31T00:00:00Z"), 30 * DAY_SECS)), "2021-03-02T00:00:00.000Z");
-        assert_eq!(iso(add_duration(at("2021-01-01T00:00:00Z"), 90)), "2021-01-01T00:01:30.000Z");
+        assert_eq!(iso(add_duration(at("2021-01-31T00:00:00Z"), 30 * DAY_SECS).unwrap()), "2021-03-02T00:00:00.000Z");
+        assert_eq!(iso(add_duration(at("2021-01-01T00:00:00Z"), 90).unwrap()), "2021-01-01T00:01:30.000Z");
         // 365 days is 11 months, 4 weeks, 2 days and 16,794 s (4 h 39 min 54 s) to Rails.
-        assert_eq!(iso(add_duration(at("2021-01-01T00:00:00Z"), 365 * DAY_SECS)), "2021-12-31T04:39:54.000Z");
+        assert_eq!(iso(add_duration(at("2021-01-01T00:00:00Z"), 365 * DAY_SECS).unwrap()), "2021-12-31T04:39:54.000Z");
         // Years, then months, each clamped in turn: 29 Feb + 1 year 1 month is 28 March.
-        assert_eq!(iso(add_duration(at("2024-02-29T00:00:00Z"), YEAR_SECS + MONTH_SECS)), "2025-03-28T00:00:00.000Z");
-        assert_eq!(iso(add_months(at("2021-03-31T00:00:00Z"), -1)), "2021-02-28T00:00:00.000Z");
+        assert_eq!(
+            iso(add_duration(at("2024-02-29T00:00:00Z"), YEAR_SECS + MONTH_SECS).unwrap()),
+            "2025-03-28T00:00:00.000Z"
+        );
+        assert_eq!(iso(add_months(at("2021-03-31T00:00:00Z"), -1).unwrap()), "2021-02-28T00:00:00.000Z");
+        // Nothing past the year 9999.
+        assert_eq!(add_duration(at("9999-12-01T00:00:00Z"), MONTH_SECS), None);
+        assert_eq!(add_duration(MAX_MS, 1), None);
+        assert_eq!(iso(MAX_MS), "9999-12-31T23:59:59.999Z");
     }
 }

@@ -186,7 +186,7 @@ async fn deactivation_in(
 
 fn answer(r: Result<Answer, Error>) -> Answer {
     r.unwrap_or_else(|e| {
-        tracing::error!(error = ?e, "activation server error");
+        e.log("activation server error");
         Answer::Internal
     })
 }

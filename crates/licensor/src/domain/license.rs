@@ -89,18 +89,20 @@ pub fn status(s: &StatusInput, now: Millis) -> &'static str {
 /// The expiry a new license gets from its policy, when its basis is creation.
 pub fn initial_expiry(policy: &PolicyRules, now: Millis) -> Option<Millis> {
     match (policy.duration, policy.expiration_basis.as_str()) {
-        (Some(d), "FROM_CREATION") => Some(add_duration(now, d)),
+        // Policy durations are at most 2^31 - 1 s (68 years): always representable.
+        (Some(d), "FROM_CREATION") => add_duration(now, d),
         _ => None,
     }
 }
 
 /// The expiry a license gets when a FROM_FIRST_* clock starts, or on a transfer that resets it.
 pub fn expiry_from(policy: &PolicyRules, now: Millis) -> Option<Millis> {
-    policy.duration.map(|d| add_duration(now, d))
+    policy.duration.and_then(|d| add_duration(now, d))
 }
 
 /// The expiry after a renewal, per the policy's renewal basis. `None` when the policy has no
-/// duration or the license no expiry (both refused, as Keygen refuses them).
+/// duration or the license no expiry (both refused, as Keygen refuses them), or past the year
+/// 9999.
 pub fn renewed_expiry(policy: &PolicyRules, expiry: Option<Millis>, now: Millis) -> Option<Millis> {
     let (duration, expiry) = (policy.duration?, expiry?);
     let base = match policy.renewal_basis.as_str() {
@@ -108,7 +110,7 @@ pub fn renewed_expiry(policy: &PolicyRules, expiry: Option<Millis>, now: Millis)
         "FROM_NOW_IF_EXPIRED" if expiry < now => now,
         _ => expiry,
     };
-    Some(add_duration(base, duration))
+    add_duration(base, duration)
 }
 
 /// `at` moved by the policy's check-in interval (calendar months and years, as Keygen counts
@@ -118,13 +120,13 @@ fn shift_by_check_in_interval(policy: &PolicyRules, at: Millis, sign: i64) -> Op
         return None;
     }
     let count = sign * policy.check_in_interval_count.unwrap_or(1);
-    Some(match policy.check_in_interval.as_deref()? {
-        "day" => at + count * DAY,
-        "week" => at + count * 7 * DAY,
+    match policy.check_in_interval.as_deref()? {
+        "day" => at.checked_add(count * DAY),
+        "week" => at.checked_add(count * 7 * DAY),
         "month" => add_months(at, count),
         "year" => add_months(at, 12 * count),
-        _ => return None,
-    })
+        _ => None,
+    }
 }
 
 pub fn next_check_in(policy: &PolicyRules, last_check_in: Option<Millis>) -> Option<Millis> {

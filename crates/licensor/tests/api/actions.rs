@@ -48,6 +48,15 @@ async fn renewal_adds_the_duration_on_the_calendar() {
     assert_eq!(r.body["errors"][0]["detail"], "cannot be renewed because the license does not have an expiry");
     let r = app.get(&app.acct(&format!("/licenses/{unstarted}")), &app.admin()).await;
     assert_eq!(r.attr("expiry"), &json!(null));
+    // Nothing past the year 9999: the expiry would no longer be an ISO 8601 timestamp (and,
+    // renewed often enough, would wrap).
+    let long = app.create_policy(&product, json!({"duration": 2_147_483_647_i64})).await;
+    let (late, _) = app.create_license(&long, json!({"expiry": "9990-01-01T00:00:00.000Z"})).await;
+    let r = app.post(&renew(&late), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["detail"], "cannot be renewed past the year 9999");
+    let r = app.get(&app.acct(&format!("/licenses/{late}")), &app.admin()).await;
+    assert_eq!(r.attr("expiry"), "9990-01-01T00:00:00.000Z");
 }
 
 #[tokio::test]

@@ -86,6 +86,14 @@ async fn raw_checkout_and_bad_options() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "CHECKOUT_TTL_INVALID");
     assert_eq!(r.body["errors"][0]["source"]["parameter"], "ttl");
+    // No TTL so long the expiry could not be written (or would wrap): 32 bits of seconds at most.
+    for ttl in [json!(2_147_483_648_i64), json!(i64::MAX)] {
+        let r = app
+            .post(&app.acct(&format!("/licenses/{id}/actions/check-out")), &app.admin(), json!({"meta": {"ttl": ttl}}))
+            .await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "CHECKOUT_TTL_INVALID"), "{ttl}");
+        assert_eq!(r.body["errors"][0]["detail"], "must be less than or equal to 2147483647");
+    }
     let r = app
         .post(&app.acct(&format!("/licenses/{id}/actions/check-out?include=secrets")), &app.admin(), json!(null))
         .await;

@@ -621,3 +621,43 @@ async fn machine_relationships_read_and_change_with_their_limits() {
         assert_eq!(app.get(&path(&c, &format!("{rel}/{id}")), &app.admin()).await.status, StatusCode::NOT_FOUND);
     }
 }
+
+/// Cores are 32-bit counts; memory and disk 64-bit sizes whose per-license sums saturate. An
+/// activation with absurd values is refused or summed without harm: the license stays readable,
+/// listable and valid on every path (an overflowing sum once made all of them fail).
+#[tokio::test]
+async fn absurd_machine_sizes_are_refused_or_summed_without_harm() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let activate = |fingerprint: &str, attrs: Value| machine_body(&license, fingerprint, attrs);
+    for cores in [json!(2_147_483_648_i64), json!(i64::MAX)] {
+        let r = app.post(&app.acct("/machines"), &app.admin(), activate("big-cores", json!({"cores": cores}))).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "CORES_INVALID"), "{cores}");
+    }
+    let huge = json!({"memory": i64::MAX, "disk": i64::MAX, "cores": 2_147_483_647_i64});
+    let a = app.post(&app.acct("/machines"), &app.admin(), activate("huge-a", huge.clone())).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let b = app.post(&app.acct("/machines"), &app.admin(), activate("huge-b", huge)).await;
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.text);
+    let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    let meta = &r.body["data"]["relationships"]["machines"]["meta"];
+    assert_eq!((meta["memory"].as_i64(), meta["disk"].as_i64()), (Some(i64::MAX), Some(i64::MAX)), "{}", r.text);
+    assert_eq!(meta["cores"].as_i64(), Some(2 * 2_147_483_647));
+    assert_eq!(app.get(&app.acct("/licenses?limit=100"), &app.admin()).await.status, StatusCode::OK);
+    let v = app.post(&app.acct("/licenses/actions/validate-key"), &As::Anonymous, json!({"meta": {"key": key}})).await;
+    assert_eq!(v.body["meta"]["valid"], true, "{}", v.text);
+    let r = app
+        .patch(
+            &app.acct(&format!("/machines/{}", a.id())),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"memory": 1}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        app.delete(&app.acct(&format!("/machines/{}", b.id())), &app.admin()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 1);
+}

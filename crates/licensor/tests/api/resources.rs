@@ -67,8 +67,15 @@ async fn users_crud_ban_and_roles() {
     let t = app.post(&app.acct("/tokens"), &As::Basic("ann@example.com".into(), PASSWORD.into()), json!(null)).await;
     let ann = As::Bearer(t.attr("token").as_str().unwrap().to_string());
     assert_eq!(app.get(&app.acct(&format!("/users/{id}")), &ann).await.status, StatusCode::OK);
+    // Another user, by id or email, is as unknown to her as a user that does not exist: no
+    // probing which emails are registered.
+    let other = app.create_user("bob@example.com").await;
+    for path in [format!("/users/{other}"), "/users/bob@example.com".into(), "/users/nobody@example.com".into()] {
+        let r = app.get(&app.acct(&path), &ann).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NOT_FOUND"), "{path}");
+    }
     let users = app.get(&app.acct("/users"), &ann).await;
-    assert_eq!(users.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(users.body["data"].as_array().unwrap().len(), 1, "{}", users.text);
     let r = app
         .patch(
             &app.acct(&format!("/users/{id}")),

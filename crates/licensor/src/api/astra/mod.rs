@@ -144,7 +144,7 @@ impl From<Error> for Problem {
             Error::Unprocessable { detail, .. } => Problem::new(9).field("body", detail.into_owned()),
             Error::Conflict { detail, .. } => Problem::new(10).field("body", detail.into_owned()),
             e @ (Error::Database(_) | Error::Internal(_)) => {
-                tracing::error!(error = ?e, "core/v1 API error");
+                e.log("core/v1 API error");
                 Problem::custom(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "urn:licensor:problems:internal",

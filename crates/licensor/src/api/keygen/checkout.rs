@@ -64,6 +64,11 @@ fn resolve(opts: CheckoutOptions, scheme: Option<&str>, allowed: &[&str]) -> Res
                 _ => None,
             };
             match n {
+                // At most 2^31 - 1 s (68 years), like every other duration: an expiry that
+                // always exists.
+                Some(n) if n > i32::MAX as i64 => {
+                    return Err(bad("must be less than or equal to 2147483647", "CHECKOUT_TTL_INVALID", "ttl"))
+                }
                 Some(n) if n >= license_file::MIN_TTL => Some(n),
                 _ => return Err(bad("must be greater than or equal to 3600 (1 hour)", "CHECKOUT_TTL_INVALID", "ttl")),
             }
@@ -231,7 +236,7 @@ pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Re
     l.last_check_out_at = Some(now);
     l.updated_at = now;
     licenses::update(ctx.db(), &l).await?;
-    let expiry = opts.ttl.map(|t| time::add_duration(now, t));
+    let expiry = opts.ttl.and_then(|t| time::add_duration(now, t));
     let data = serde_json::to_value(super::licenses::render(ctx.account_id(), &l)).map_err(anyhow::Error::from)?;
     let included = license_included(&ctx, &l, &opts.include, "").await?;
     let keys = ctx.state.signing_keys(&ctx.account)?;
@@ -252,7 +257,7 @@ pub async fn machine(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Re
     let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme.as_deref(), MACHINE_INCLUDES)?;
     let now = time::now_ms();
     machines::set_checked_out(ctx.db(), ctx.account_id(), m.id, now).await?;
-    let expiry = opts.ttl.map(|t| time::add_duration(now, t));
+    let expiry = opts.ttl.and_then(|t| time::add_duration(now, t));
     let account = ctx.account_id();
     let data = serde_json::to_value(super::machines::render(account, &m)).map_err(anyhow::Error::from)?;
     let mut included = Vec::new();

@@ -80,8 +80,8 @@ impl IntoResponse for ApiError {
                     (StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable entity", detail, None, source_json(location))
                 }
                 Error::Conflict { detail, code } => (StatusCode::CONFLICT, "Conflict", detail, code.as_deref(), None),
-                Error::Database(e) => {
-                    tracing::error!(error = %e, "database error");
+                e @ Error::Database(_) => {
+                    e.log("database error");
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "Internal server error",
@@ -90,8 +90,8 @@ impl IntoResponse for ApiError {
                         None,
                     )
                 }
-                Error::Internal(e) => {
-                    tracing::error!(error = ?e, "internal error");
+                e @ Error::Internal(_) => {
+                    e.log("internal error");
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "Internal server error",

@@ -245,8 +245,11 @@ pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
         return Err(Error::unprocessable("cannot be renewed because the policy does not have a duration").into());
     }
     // A license whose clock has not started (a FROM_FIRST_* basis) has nothing to renew yet.
+    if l.expiry.is_none() {
+        return Err(Error::unprocessable("cannot be renewed because the license does not have an expiry").into());
+    }
     let next = crate::domain::license::renewed_expiry(l.rules(), l.expiry, time::now_ms())
-        .ok_or_else(|| Error::unprocessable("cannot be renewed because the license does not have an expiry"))?;
+        .ok_or_else(|| Error::unprocessable("cannot be renewed past the year 9999"))?;
     l.expiry = Some(next);
     Ok(save(&ctx, &mut l).await?)
 }

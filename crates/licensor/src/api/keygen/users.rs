@@ -202,17 +202,17 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &u)))
 }
 
-/// Loads a user the caller may see: admins and products any, a user itself.
+/// Loads a user the caller may see: admins and products any, a user itself. Anyone else gets
+/// the same 404 as for an unknown user, so ids and emails cannot be probed.
 pub(super) async fn load(ctx: &Ctx) -> Result<UserRow, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
-    let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id)
-        .await?
-        .ok_or_else(|| Error::not_found("user", id))?;
+    let not_found = || Error::not_found("user", id);
+    let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id).await?.ok_or_else(not_found)?;
     if p.is_admin() || p.product_id().is_some() || p.user_id() == Some(u.id) {
         Ok(u)
     } else {
-        Err(Error::access_denied())
+        Err(not_found())
     }
 }
 

@@ -102,7 +102,7 @@ impl IntoResponse for Failure {
                     (StatusCode::CONFLICT, code.map_or("conflict".into(), |c| snake(&c)), detail.into_owned())
                 }
                 e @ (Error::Database(_) | Error::Internal(_)) => {
-                    tracing::error!(error = ?e, "licensing API error");
+                    e.log("licensing API error");
                     let id = crate::app::request_id().unwrap_or_default();
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
