@@ -88,6 +88,27 @@ impl Metric {
         }
     }
 
+    /// The Keygen attribute that holds this metric's limit.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Metric::Machines => "maxMachines",
+            Metric::Cores => "maxCores",
+            Metric::Users => "maxUsers",
+            Metric::Processes => "maxProcesses",
+            Metric::Uses => "maxUses",
+        }
+    }
+
+    /// Checks a quantity sold in this metric against the bounds every license limit keeps
+    /// (surfaces sell under floating policies): seats and cores from 1, the rest from 0, all
+    /// 32-bit. The refusal's wording, for the surface to attach to its own field.
+    pub fn check_quantity(self, quantity: i64) -> Result<(), String> {
+        super::license::check_limit(self.attribute(), quantity, true).map_err(|e| match e {
+            crate::error::Error::Invalid { detail, .. } => detail.into_owned(),
+            other => other.to_string(),
+        })
+    }
+
     /// Sets this metric's license-level limit.
     pub fn set_limit(self, l: &mut LicenseRow, value: Option<i64>) {
         match self {
@@ -169,6 +190,16 @@ pub fn parse_expiration(s: &str) -> Option<Option<i64>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn quantities_sold_keep_the_license_limit_bounds() {
+        assert!(Metric::Machines.check_quantity(0).unwrap_err().contains("greater than or equal to 1"));
+        assert!(Metric::Cores.check_quantity(0).is_err());
+        assert_eq!(Metric::Users.check_quantity(0), Ok(()));
+        assert_eq!(Metric::Uses.check_quantity(0), Ok(()));
+        assert!(Metric::Processes.check_quantity(2_147_483_648).unwrap_err().contains("less than or equal"));
+    }
+
     #[test]
     fn expiration_dates_round_trip() {
         let e = parse_expiration("2099-12-31").unwrap();

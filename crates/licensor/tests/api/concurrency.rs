@@ -52,27 +52,12 @@ async fn two_server_processes_share_the_limit() {
     let app = spawn_app().await;
     let (_, _, id, _) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
     let data_dir = tempfile::tempdir().unwrap();
-    let master_hex = master_hex(&app);
     let mut children = Vec::new();
     let mut urls = Vec::new();
     for _ in 0..2 {
-        let port = free_port();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
-        cmd.arg("serve")
-            .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
-            .env("LICENSOR_DATABASE_URL", &app.database_url)
-            .env("LICENSOR_DATA_DIR", data_dir.path())
-            .env("LICENSOR_MASTER_KEY", &master_hex)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some(schema) = &app.schema {
-            cmd.env("LICENSOR_DATABASE_SCHEMA", schema);
-        }
-        children.push(KillOnDrop(cmd.spawn().expect("spawn licensor")));
-        urls.push(format!("http://127.0.0.1:{port}"));
-    }
-    for url in &urls {
-        wait_until_up(&app.client, url).await;
+        let (child, url) = app.serve_process(data_dir.path()).await;
+        children.push(child);
+        urls.push(url);
     }
     let created = race(&app, &urls, &id, 50).await;
     assert_eq!(created, 5);
@@ -99,35 +84,6 @@ async fn two_server_processes_share_the_limit() {
     assert_eq!(files, 5);
     let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
     assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 5);
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn master_hex(app: &TestApp) -> String {
-    app.master_hex.clone()
-}
-
-async fn wait_until_up(client: &reqwest::Client, url: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{url}/v1/ping")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not come up");
 }
 
 /// One license token activating new machines while it deactivates old ones, all at once (a

@@ -333,3 +333,42 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// A `licensor serve` process, killed when dropped.
+pub struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl TestApp {
+    /// Starts the real binary on this test's database (no `--account`), waits until it answers,
+    /// and returns it with its base URL.
+    pub async fn serve_process(&self, data_dir: &std::path::Path) -> (KillOnDrop, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
+        cmd.arg("serve")
+            .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LICENSOR_DATABASE_URL", &self.database_url)
+            .env("LICENSOR_DATA_DIR", data_dir)
+            .env("LICENSOR_MASTER_KEY", &self.master_hex)
+            .env_remove("LICENSOR_ACCOUNT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(schema) = &self.schema {
+            cmd.env("LICENSOR_DATABASE_SCHEMA", schema);
+        }
+        let child = KillOnDrop(cmd.spawn().expect("spawn licensor"));
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if self.client.get(format!("{url}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return (child, url);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{url} did not come up");
+    }
+}

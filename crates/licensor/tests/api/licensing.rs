@@ -95,6 +95,25 @@ async fn authentication_and_the_api_licensing_permission() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// Email and password name no account: with several on the server and none chosen by
+/// `--account`, the 401 says why instead of calling good credentials invalid. Tokens still work.
+#[tokio::test]
+async fn password_login_needs_a_default_account_once_there_are_several() {
+    let app = spawn_app().await;
+    let (_, As::Bearer(other_admin)) = app.other_account("second").await else { panic!("a token") };
+    let data_dir = tempfile::tempdir().unwrap();
+    let (_server, url) = app.serve_process(data_dir.path()).await;
+    let licenses = format!("{url}{BASE}/licenses");
+    let basic = app.client.get(&licenses).basic_auth(&app.admin_email, Some(PASSWORD)).send().await.unwrap();
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = basic.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("--account"), "{body}");
+    for token in [app.admin_token.clone(), other_admin] {
+        let r = app.client.get(&licenses).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
+
 #[tokio::test]
 async fn create_install_delete_and_renew() {
     let app = spawn_app().await;
@@ -205,6 +224,10 @@ async fn bad_requests_are_clear_and_change_nothing() {
     cases.push((with("/licenses/0/type", json!(3)), StatusCode::BAD_REQUEST, "invalid_field"));
     cases.push((with("/licenses/0/quantity", json!("5")), StatusCode::BAD_REQUEST, "invalid_field"));
     cases.push((with("/licenses/0/quantity", json!(-1)), StatusCode::BAD_REQUEST, "invalid_field"));
+    // Seats (S) and processors (P) are sold from 1, like every license's machine and core limit.
+    let mut v = with("/licenses/0/quantity", json!(0));
+    v["licenses"][0]["type"] = json!("S");
+    cases.push((v, StatusCode::BAD_REQUEST, "invalid_field"));
     cases.push((with("/licenses/0/productKey", json!(1)), StatusCode::NOT_FOUND, "not_found"));
     cases.push((with("/licenses/0/productKey", json!(1e12)), StatusCode::BAD_REQUEST, "invalid_field"));
     cases.push((with("/licenses", json!([])), StatusCode::BAD_REQUEST, "invalid_field"));

@@ -326,6 +326,9 @@ fn capacity_limits(nlf: &Nlf) -> Reply<Vec<(Metric, i64)>> {
     if metric != Metric::Machines && second > 0 {
         limits.push((Metric::Machines, second));
     }
+    for ((m, n), field) in limits.iter().zip(["capacity", "capacity2"]) {
+        m.check_quantity(*n).map_err(|why| Problem::new(9).field("licenseText", format!("{field} {why}")))?;
+    }
     Ok(limits)
 }
 

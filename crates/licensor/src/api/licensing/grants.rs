@@ -153,6 +153,7 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
         if items.iter().any(|x: &Item| x.product.id == product.id) {
             return Err(invalid_field(&field("productKey"), "appears twice"));
         }
+        metric.check_quantity(quantity).map_err(|why| invalid_field(&field("quantity"), &why))?;
         items.push(Item { product, metric, quantity, extensions });
     }
     Ok(CreateRequest { group, licensee_id, licensee_name, expiration, expiry, items })

@@ -152,8 +152,14 @@ impl FromRequestParts<AppState> for Caller {
                 (account, principal)
             }
             Credential::Password(email, password) => {
-                let account =
-                    state.default_account().await?.ok_or_else(|| unauthorized("the credentials are invalid"))?;
+                // Email and password name no account: they log into the server's default one,
+                // which a server holding several accounts has only when started with --account.
+                let account = state.default_account().await?.ok_or_else(|| {
+                    unauthorized(
+                        "email and password need a default account: this server holds several, so start it with \
+                         --account (LICENSOR_ACCOUNT) or authenticate with a token",
+                    )
+                })?;
                 let user = auth::password_login(&state.db, &account, &email, &password)
                     .await
                     .map_err(|_| unauthorized("the credentials are invalid"))?;
