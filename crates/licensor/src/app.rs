@@ -181,6 +181,23 @@ async fn with_request_id(req: Request, next: Next) -> Response {
     response
 }
 
+/// The request path as logged: route words and UUIDs kept, anything else (license keys in
+/// `/licenses/{key}`, emails, fingerprints) replaced by `…`, and no query string (which may
+/// hold `key=`). Logs at any level then carry no credential.
+fn loggable_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            let word = seg.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b.is_ascii_digit() && seg.len() <= 2);
+            if word || Uuid::parse_str(seg).is_ok() {
+                seg
+            } else {
+                "…"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 pub fn router(state: AppState) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
     use tower_http::limit::RequestBodyLimitLayer;
@@ -202,7 +219,9 @@ pub fn router(state: AppState) -> Router {
             ))
         }))
         .layer(middleware::from_fn(with_request_id))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            tracing::debug_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()))
+        }))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests and flushes
@@ -220,4 +239,24 @@ pub async fn serve(
     let _ = jobs.await;
     state.flush_touches().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn logged_paths_carry_no_keys() {
+        assert_eq!(
+            loggable_path("/v1/accounts/default/licenses/ABCD12-EF3456-V3/actions/validate"),
+            "/v1/accounts/default/licenses/…/actions/validate"
+        );
+        let id = "0b3a1c52-2f55-4d1d-9a63-4e8c1f1d2a77";
+        assert_eq!(
+            loggable_path(&format!("/v1/accounts/{id}/users/ann@example.com")),
+            format!("/v1/accounts/{id}/users/…")
+        );
+        assert_eq!(loggable_path("/api/licensing/v1/licenses/create"), "/api/licensing/v1/licenses/create");
+        assert_eq!(loggable_path("/activation"), "/activation");
+    }
 }

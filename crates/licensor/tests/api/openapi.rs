@@ -52,4 +52,12 @@ async fn every_documented_operation_is_served() {
     // The marker does show up for what is not served.
     let r = app.get("/api/licensing/v1/nothing", &app.admin()).await;
     assert!(r.headers.get("x-licensor-unmatched").is_some());
+    assert_eq!(r.body["error"]["message"], "no such endpoint (check the method and path)");
+    // Keygen's words for a route that does not exist.
+    let r = app.get(&app.acct("/nothing-here"), &app.admin()).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    assert_eq!(
+        r.body["errors"][0]["detail"],
+        "The requested endpoint was not found (check your HTTP method, Accept header, and URL path)"
+    );
 }

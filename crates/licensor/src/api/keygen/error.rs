@@ -65,6 +65,12 @@ impl IntoResponse for ApiError {
                 Error::Forbidden { detail, code } => {
                     (StatusCode::FORBIDDEN, "Access denied", detail, code.as_deref(), None)
                 }
+                Error::NotFound { kind: "endpoint", .. } => {
+                    not_found_detail =
+                        "The requested endpoint was not found (check your HTTP method, Accept header, and URL path)"
+                            .to_string();
+                    (StatusCode::NOT_FOUND, "Not found", not_found_detail.as_str(), Some("NOT_FOUND"), None)
+                }
                 Error::NotFound { kind, id } => {
                     not_found_detail = format!("The requested {kind} '{id}' was not found");
                     (StatusCode::NOT_FOUND, "Not found", not_found_detail.as_str(), Some("NOT_FOUND"), None)

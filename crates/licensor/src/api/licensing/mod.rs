@@ -95,6 +95,9 @@ impl IntoResponse for Failure {
                     (StatusCode::UNAUTHORIZED, "unauthorized".into(), detail.into_owned())
                 }
                 Error::Forbidden { detail, .. } => (StatusCode::FORBIDDEN, "forbidden".into(), detail.into_owned()),
+                Error::NotFound { kind: "endpoint", .. } => {
+                    (StatusCode::NOT_FOUND, "not_found".into(), "no such endpoint (check the method and path)".into())
+                }
                 Error::NotFound { kind, id } => {
                     (StatusCode::NOT_FOUND, "not_found".into(), format!("{kind} {id} not found"))
                 }
