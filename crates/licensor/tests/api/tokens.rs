@@ -145,3 +145,25 @@ async fn license_tokens_and_keys_on_suspended_and_banned_licenses() {
     let r = app.get(&app.acct("/me"), &owned_token).await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "USER_BANNED"));
 }
+
+/// Credentials are checked before the body, and only users and admins generate their own
+/// tokens with `POST /tokens` (Keygen's token policy): a product or license gets its tokens
+/// from an admin.
+#[tokio::test]
+async fn token_generation_is_for_users_and_credentials_come_first() {
+    let app = spawn_app().await;
+    for path in ["/tokens", "/processes", "/components"] {
+        let r = app.post(&app.acct(path), &As::Anonymous, json!({})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.text);
+        let r = app.post(&app.acct(path), &As::Bearer("admin-nope".into()), json!({})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.text);
+    }
+    let (product, _, _, key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    let r = app.post(&app.acct(&format!("/products/{product}/tokens")), &app.admin(), json!(null)).await;
+    let product_token = As::Bearer(r.attr("token").as_str().unwrap().to_string());
+    for who in [As::License(key), product_token] {
+        let r = app.post(&app.acct("/tokens"), &who, json!(null)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{who:?}: {}", r.text);
+    }
+    assert_eq!(app.post(&app.acct("/tokens"), &app.admin(), json!(null)).await.status, StatusCode::CREATED);
+}

@@ -74,6 +74,7 @@ async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::Machine
 }
 
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.principal()?; // credentials before the body's checks
     let data = parse_data::<ComponentInput, ComponentRels>(body, "components")?;
     let a = data.attributes;
     let fingerprint = a

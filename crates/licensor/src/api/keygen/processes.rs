@@ -86,6 +86,7 @@ async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::Machi
 }
 
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    ctx.principal()?; // credentials before the body's checks
     let data = parse_data::<ProcessInput, ProcessRels>(body, "processes")?;
     let pointer = || Source::Pointer("/data/attributes/pid".into());
     let pid = match data.attributes.pid {

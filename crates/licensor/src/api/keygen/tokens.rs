@@ -121,7 +121,7 @@ pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> 
 /// new token for the same bearer.
 pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let account = ctx.account_id();
-    let mut opts = token_options(body, false)?;
+    // Credentials first: an anonymous or mistaken caller learns nothing from body checks.
     let (bearer_type, bearer_id, role) = if let Some((email, password)) = &ctx.password_login {
         let user = auth::password_login(ctx.db(), &ctx.account, email, password).await?;
         (String::from("user"), user.id, user.role)
@@ -132,13 +132,16 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
                 "TOKEN_MISSING",
             )
         })?;
-        let (kind, id) = p.bearer_ref();
+        // As in Keygen, users and admins generate tokens for themselves; products and
+        // licenses get theirs from an admin (`/products/{id}/tokens`, `/licenses/{id}/tokens`).
         let role = match &p.bearer {
             crate::auth::Bearer::Admin(u) | crate::auth::Bearer::User(u) => u.role.clone(),
-            _ => kind.to_string(),
+            _ => return Err(Error::access_denied().into()),
         };
+        let (kind, id) = p.bearer_ref();
         (kind.to_string(), id, role)
     };
+    let mut opts = token_options(body, false)?;
     if bearer_type == "user" && role == "user" && opts.expiry.is_none() {
         opts.expiry = Some(time::now_ms() + USER_TOKEN_TTL);
     }
