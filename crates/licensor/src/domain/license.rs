@@ -24,26 +24,13 @@ pub fn generate_key() -> String {
 /// counts up to 2,147,483,647; a floating policy's license needs a machine, a node-locked
 /// one exactly one.
 pub fn check_limit(attr: &str, value: i64, floating: bool) -> crate::error::Result<()> {
-    let invalid = |detail: String| {
-        Err(crate::error::Error::invalid_attr(attr, detail, format!("{}_INVALID", super::policy::code_prefix(attr))))
-    };
-    let (min, max) = match attr {
-        "maxMachines" if floating => (1, i32::MAX as i64),
-        "maxMachines" | "maxUses" | "maxProcesses" | "maxUsers" => (0, i32::MAX as i64),
-        "maxCores" => (1, i32::MAX as i64),
-        _ => (1, i64::MAX),
-    };
-    if attr == "maxMachines" && !floating && value != 1 {
-        return invalid("must be equal to 1 for non-floating policy".into());
+    let machines = |detail: &'static str| Err(crate::error::Error::invalid_attr(attr, detail, "MAX_MACHINES_INVALID"));
+    match attr {
+        "maxMachines" if !floating && value != 1 => machines("must be equal to 1 for non-floating policy"),
+        "maxMachines" if floating && value < 1 => machines("must be greater than or equal to 1 for floating policy"),
+        "maxCores" | "maxMemory" | "maxDisk" => super::policy::check_range(attr, value, 1),
+        _ => super::policy::check_range(attr, value, 0),
     }
-    if value < min {
-        let suffix = if attr == "maxMachines" { " for floating policy" } else { "" };
-        return invalid(format!("must be greater than or equal to {min}{suffix}"));
-    }
-    if value > max {
-        return invalid(format!("must be less than or equal to {max}"));
-    }
-    Ok(())
 }
 
 /// What a license needs to compute its at-a-glance status.

@@ -170,19 +170,21 @@ fn one_of(attr: &str, value: &str, allowed: &[&str], what: &str) -> Result<()> {
 }
 
 fn at_least(attr: &str, value: Option<i64>, min: i64) -> Result<()> {
-    match value {
-        Some(v) if v < min => Err(Error::invalid_attr(
-            attr,
-            format!("must be greater than or equal to {min}"),
-            format!("{}_INVALID", code_prefix(attr)),
-        )),
-        Some(v) if v > i32::MAX as i64 && !matches!(attr, "maxMemory" | "maxDisk") => Err(Error::invalid_attr(
-            attr,
-            format!("must be less than or equal to {}", i32::MAX),
-            format!("{}_INVALID", code_prefix(attr)),
-        )),
-        _ => Ok(()),
-    }
+    value.map_or(Ok(()), |v| check_range(attr, v, min))
+}
+
+/// Keygen's bounds on a number attribute (of a policy, license or machine): at least `min`,
+/// at most 2,147,483,647, except memory and disk sizes, which may use all 64 bits.
+pub fn check_range(attr: &str, value: i64, min: i64) -> Result<()> {
+    let max = if matches!(attr, "maxMemory" | "maxDisk" | "memory" | "disk") { i64::MAX } else { i32::MAX as i64 };
+    let detail = if value < min {
+        format!("must be greater than or equal to {min}")
+    } else if value > max {
+        format!("must be less than or equal to {max}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid_attr(attr, detail, format!("{}_INVALID", code_prefix(attr))))
 }
 
 impl PolicyRules {

@@ -244,6 +244,12 @@ impl TestApp {
             self.post(&self.acct(&format!("/licenses/{license}/users")), &self.admin(), json!({ "data": data })).await;
         assert!(r.status.is_success(), "{}", r.text);
     }
+    /// `PATCH /{kind}/{id}` of these attributes, as an admin.
+    pub async fn patch_attributes(&self, kind: &str, id: &str, attributes: Value) -> Res {
+        let body = json!({"data": {"type": kind, "attributes": attributes}});
+        self.patch(&self.acct(&format!("/{kind}/{id}")), &self.admin(), body).await
+    }
+
     /// Makes `user` the owner of `license`.
     pub async fn set_owner(&self, license: &str, user: &str) {
         let path = self.acct(&format!("/licenses/{license}/owner"));

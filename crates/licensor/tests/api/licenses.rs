@@ -551,13 +551,7 @@ async fn a_license_reads_itself_not_the_catalog() {
 async fn protection_is_copied_from_the_policy_at_creation() {
     let app = spawn_app().await;
     let (_, policy, before, _) = app.license_fixture(json!({})).await;
-    let r = app
-        .patch(
-            &app.acct(&format!("/policies/{policy}")),
-            &app.admin(),
-            json!({"data": {"type": "policies", "attributes": {"protected": true}}}),
-        )
-        .await;
+    let r = app.patch_attributes("policies", &policy, json!({"protected": true})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let (after, _) = app.create_license(&policy, json!({})).await;
     let app = &app;
@@ -566,12 +560,6 @@ async fn protection_is_copied_from_the_policy_at_creation() {
     };
     assert_eq!(protected(before.clone()).await, json!(false));
     assert_eq!(protected(after).await, json!(true));
-    let r = app
-        .patch(
-            &app.acct(&format!("/licenses/{before}")),
-            &app.admin(),
-            json!({"data": {"type": "licenses", "attributes": {"protected": null}}}),
-        )
-        .await;
+    let r = app.patch_attributes("licenses", &before, json!({"protected": null})).await;
     assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/attributes/protected"), "{}", r.text);
 }

@@ -32,13 +32,7 @@ async fn machine(app: &TestApp, license: &str, fingerprint: &str, attrs: Value) 
 }
 
 async fn patch_license(app: &TestApp, license: &str, attrs: Value) {
-    let r = app
-        .patch(
-            &app.acct(&format!("/licenses/{license}")),
-            &app.admin(),
-            json!({"data": {"type": "licenses", "attributes": attrs}}),
-        )
-        .await;
+    let r = app.patch_attributes("licenses", license, attrs).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 

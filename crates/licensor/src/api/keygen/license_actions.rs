@@ -248,7 +248,7 @@ pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
     if l.expiry.is_none() {
         return Err(Error::unprocessable("cannot be renewed because the license does not have an expiry").into());
     }
-    let next = crate::domain::license::renewed_expiry(l.rules(), l.expiry, time::now_ms())
+    let next = license_rules::renewed_expiry(l.rules(), l.expiry, time::now_ms())
         .ok_or_else(|| Error::unprocessable("cannot be renewed past the year 9999"))?;
     l.expiry = Some(next);
     Ok(save(&ctx, &mut l).await?)

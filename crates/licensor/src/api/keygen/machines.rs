@@ -132,21 +132,15 @@ fn apply(m: &mut MachineRow, a: MachineInput) -> Result<(), Error> {
     }
     // Keygen's bounds: counts are 32-bit, memory and disk any positive 64-bit size (their
     // sums per license saturate rather than overflow, see migration 0009).
-    const I32: i64 = i32::MAX as i64;
-    for (attr, input, slot, max) in [
-        ("cores", a.cores, &mut m.cores, I32),
-        ("memory", a.memory, &mut m.memory, i64::MAX),
-        ("disk", a.disk, &mut m.disk, i64::MAX),
-        ("maxProcesses", a.max_processes, &mut m.max_processes, I32),
+    for (attr, input, slot) in [
+        ("cores", a.cores, &mut m.cores),
+        ("memory", a.memory, &mut m.memory),
+        ("disk", a.disk, &mut m.disk),
+        ("maxProcesses", a.max_processes, &mut m.max_processes),
     ] {
         if let Some(v) = input {
-            let invalid = |detail: String| {
-                Error::invalid_attr(attr, detail, format!("{}_INVALID", crate::domain::policy::code_prefix(attr)))
-            };
-            match v {
-                Some(v) if v < 1 => return Err(invalid("must be greater than or equal to 1".into())),
-                Some(v) if v > max => return Err(invalid(format!("must be less than or equal to {max}"))),
-                _ => {}
+            if let Some(n) = v {
+                crate::domain::policy::check_range(attr, n, 1)?;
             }
             *slot = v;
         }
