@@ -22,18 +22,23 @@ pub fn valid_slug(slug: &str) -> bool {
         && Uuid::parse_str(slug).is_err()
 }
 
-/// A plausible email address: something@something.something, no spaces.
+/// An email address in the common dot-atom form: `local@domain.tld`, the local part of RFC
+/// 5322 `atext` and single dots, the domain of letter/digit/dash labels, 254 bytes at most. No
+/// quotes, backslashes, spaces or control characters, so an address is safe inside the JSON
+/// datasets of signed keys and in any log line.
 pub fn valid_email(email: &str) -> bool {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.contains(char::is_whitespace)
-        }
-        None => false,
-    }
+    const ATEXT: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
+    let Some((local, domain)) = email.rsplit_once('@') else { return false };
+    let dot_atoms = |s: &str, ok: &dyn Fn(u8) -> bool| {
+        !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(ok))
+    };
+    let labels_ok = domain.split('.').all(|l| l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-'));
+    email.len() <= 254
+        && local.len() <= 64
+        && dot_atoms(local, &|b| b.is_ascii_alphanumeric() || ATEXT.contains(&b))
+        && dot_atoms(domain, &|b| b.is_ascii_alphanumeric() || b == b'-')
+        && domain.contains('.')
+        && labels_ok
 }
 
 pub struct CreatedAccount {
@@ -68,7 +73,9 @@ pub async fn create_account(
         id,
         slug: slug.to_string(),
         name: slug.to_string(),
-        protected: false,
+        // Unlike Keygen, closed by default: nobody signs up or licenses themselves until the
+        // operator opens the account (`PATCH /accounts/{id}` with `protected: false`).
+        protected: true,
         ed25519_public: keys.ed25519_public_hex,
         ed25519_secret: keys.ed25519_sealed,
         rsa_public: keys.rsa_public_pem,
@@ -157,5 +164,19 @@ mod tests {
         assert!(!valid_email("a@b"));
         assert!(!valid_email("ab.co"));
         assert!(!valid_email("a b@c.co"));
+        assert!(valid_email("first.o'neil+tag@mail.example.com"));
+        for bad in [
+            "a\"b@c.co",
+            "a@b@c.co",
+            "a\\b@c.co",
+            "a..b@c.co",
+            ".a@c.co",
+            "a@-c.co",
+            "a@c..co",
+            "a\u{7}@c.co",
+            "\"x\",\"tier\":\"enterprise@evil.co",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
     }
 }

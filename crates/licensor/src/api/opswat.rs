@@ -124,7 +124,7 @@ fn parse_quantity(s: &str) -> Option<i64> {
 
 /// The one license `key` names: in `account` when given, else in exactly one account.
 async fn find_license(state: &AppState, account: Option<&AccountRow>, key: &str) -> Result<Option<LicenseRow>, Error> {
-    if key.len() > 16 * 1024 {
+    if key.len() > crate::domain::issuance::MAX_KEY_LEN {
         return Ok(None);
     }
     match account {

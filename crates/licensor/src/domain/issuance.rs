@@ -81,6 +81,14 @@ impl NewLicense {
     }
 }
 
+/// The longest key, custom or signed. Keys are looked up through unique B-tree indexes, whose
+/// entries PostgreSQL caps at about 2.7 kB; a longer key would fail there as a server error.
+pub const MAX_KEY_LEN: usize = 2048;
+
+fn key_too_long() -> Error {
+    Error::invalid_attr("key", format!("is too long (maximum is {MAX_KEY_LEN} characters)"), "KEY_TOO_LONG")
+}
+
 /// Keys Keygen refuses because they would shadow routes.
 const RESERVED_KEYS: &[&str] = &["actions", "action"];
 
@@ -88,8 +96,8 @@ pub fn check_custom_key(key: &str) -> Result<()> {
     if key.len() < 6 {
         return Err(Error::invalid_attr("key", "is too short (minimum is 6 characters)", "KEY_TOO_SHORT"));
     }
-    if key.len() > 16 * 1024 {
-        return Err(Error::invalid_attr("key", "is too long (maximum is 16384 characters)", "KEY_TOO_LONG"));
+    if key.len() > MAX_KEY_LEN {
+        return Err(key_too_long());
     }
     if RESERVED_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
         return Err(Error::invalid_attr("key", "is reserved", "KEY_NOT_ALLOWED"));
@@ -182,6 +190,9 @@ pub async fn issue(
             super::keys::sign_key(scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?
         }
     };
+    if row.key.len() > MAX_KEY_LEN {
+        return Err(key_too_long());
+    }
     let group_max = match row.group_id {
         Some(g) => crate::store::groups::find(db, account.id, g).await?.and_then(|g| g.max_licenses),
         None => None,

@@ -36,7 +36,10 @@ pub fn default_seed(
     .to_string()
 }
 
-/// Fills `{{…}}` template variables in a caller-supplied seed.
+/// Fills `{{…}}` template variables in a caller-supplied seed. Values are JSON-escaped (without
+/// quotes), so a template such as `{"email":"{{email}}"}` stays one JSON string per variable
+/// whatever the user wrote in their profile: a `"` in a value cannot add a member to the signed
+/// document.
 pub fn render_template(
     seed: &str,
     account: &AccountRow,
@@ -55,7 +58,65 @@ pub fn render_template(
         ("{{expiry}}", time::iso_opt(license.expiry).unwrap_or_default()),
         ("{{duration}}", policy.rules.0.duration.map(|d| d.to_string()).unwrap_or_default()),
     ];
-    vars.iter().fold(seed.to_string(), |s, (k, v)| s.replace(k, v))
+    vars.iter().fold(seed.to_string(), |s, (k, v)| s.replace(k, &json_escaped(v)))
+}
+
+/// `v` as the inside of a JSON string literal.
+fn json_escaped(v: &str) -> String {
+    let quoted = serde_json::Value::String(v.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// The first bytes of everything else an account key signs: Keygen's V2 keys, license and
+/// machine files, and the signing string of responses (and of webhooks, which Keygen signs the
+/// same way). Licensor's own offline formats (OPSWAT files, licensing codes, core/v1 license
+/// texts) are signed with Ed25519 only, which never signs a raw key dataset.
+pub const RESERVED_SIGNING_PREFIXES: &[&str] = &["key/", "license/", "machine/", "(request-target)"];
+
+/// The DER prefix of a SHA-256 `DigestInfo`: an `RSA_2048_PKCS1_ENCRYPT` block starting with it
+/// would be a PKCS#1 v1.5 signature (`rsa-sha256`) over any message of the attacker's choosing.
+/// It is not valid UTF-8 (0x86 follows an ASCII byte), so no JSON string can carry it; the check
+/// keeps the guarantee from resting on that.
+const SHA256_DIGEST_INFO: &[u8] =
+    &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
+
+/// Whether `scheme` signs the key dataset itself rather than `key/<base64 dataset>`: the V1 RSA
+/// schemes, and the private-key "encryption" of `RSA_2048_PKCS1_ENCRYPT`.
+fn signs_raw_dataset(scheme: &str) -> bool {
+    matches!(scheme, "RSA_2048_PKCS1_SIGN" | "RSA_2048_PKCS1_PSS_SIGN" | "RSA_2048_PKCS1_ENCRYPT")
+}
+
+/// Whether `s` could be a JWT signing input (`base64url(header).base64url(claims)`, the bytes an
+/// `RS256` signature covers): one dot, and a first part that decodes, padded or not, to a JSON
+/// object, as every JWT verifier requires of the header.
+fn jwt_signing_input_shaped(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let (Some(header), Some(_claims), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let decoded = URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).or_else(|_| URL_SAFE.decode(header));
+    decoded.is_ok_and(|h| serde_json::from_slice::<serde_json::Value>(&h).is_ok_and(|v| v.is_object()))
+}
+
+/// Refuses a dataset that, signed as `scheme` signs it, would also verify as another format the
+/// account key signs: the V1 RSA schemes sign the dataset's raw bytes with the same key and
+/// algorithm as license files and responses. V2 schemes always sign `key/…`, which nothing else
+/// begins with.
+pub fn check_dataset(scheme: &str, dataset: &str) -> Result<()> {
+    if !signs_raw_dataset(scheme) {
+        return Ok(());
+    }
+    let reserved = RESERVED_SIGNING_PREFIXES.iter().any(|p| dataset.starts_with(p))
+        || jwt_signing_input_shaped(dataset)
+        || dataset.as_bytes().starts_with(SHA256_DIGEST_INFO);
+    if reserved {
+        return Err(Error::invalid_attr(
+            "key",
+            "is not allowed (it has the form of another document the account signs)",
+            "KEY_NOT_ALLOWED",
+        ));
+    }
+    Ok(())
 }
 
 fn unsupported(scheme: &str) -> Error {
@@ -100,6 +161,9 @@ pub fn sign_key(
     owner_email: Option<&str>,
 ) -> Result<String> {
     let template = seed.map(|s| render_template(s, account, policy, license, owner_email));
+    if let Some(t) = &template {
+        check_dataset(scheme, t)?;
+    }
     let keys = AccountKeys::for_account(master, account)?;
     match scheme {
         "RSA_2048_PKCS1_ENCRYPT" => {
@@ -154,4 +218,42 @@ pub fn sign_key(
     let sig = URL_SAFE.encode(sign::sign(&keys, alg, signed)?);
     let key = if v2 { format!("{signing_data}.{sig}") } else { format!("{enc}.{sig}") };
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_signed_datasets_cannot_take_another_formats_shape() {
+        let others = [
+            "key/eyJhIjoxfQ==",
+            "license/eyJhIjoxfQ==",
+            "machine/eyJhIjoxfQ==",
+            "(request-target): get /v1/ping\nhost: h\ndate: d\ndigest: sha-256=x",
+            "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ4In0",
+            "eyJhbGciOiJSUzI1NiJ9.",
+            "IHsiYWxnIjoiUlMyNTYifQ.e30",
+        ];
+        for scheme in ["RSA_2048_PKCS1_SIGN", "RSA_2048_PKCS1_PSS_SIGN", "RSA_2048_PKCS1_ENCRYPT"] {
+            for d in others {
+                assert!(check_dataset(scheme, d).is_err(), "{scheme}: {d}");
+            }
+            for d in [r#"{"tier":"pro"}"#, "ACME-1234.5678", "a.b.c", "no dots", "lic/x", "1.5 release"] {
+                assert!(check_dataset(scheme, d).is_ok(), "{scheme}: {d}");
+            }
+        }
+        // V2 schemes sign `key/…` whatever the dataset.
+        for d in others {
+            assert!(check_dataset("ED25519_SIGN", d).is_ok());
+        }
+        assert!(String::from_utf8(SHA256_DIGEST_INFO.to_vec()).is_err());
+    }
+
+    #[test]
+    fn template_values_stay_inside_their_json_string() {
+        assert_eq!(json_escaped(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(json_escaped("line\nbreak"), r"line\nbreak");
+        assert_eq!(json_escaped("plain@example.com"), "plain@example.com");
+    }
 }

@@ -198,8 +198,11 @@ impl TestApp {
         r.id()
     }
 
+    /// A policy with `attributes`. Unless they say otherwise it is unprotected, so the users
+    /// of its licenses may act on them as Keygen lets them (accounts, and so policies, start
+    /// protected here).
     pub async fn create_policy(&self, product: &str, attributes: Value) -> String {
-        let mut attrs = json!({"name": "Policy"});
+        let mut attrs = json!({"name": "Policy", "protected": false});
         attrs.as_object_mut().unwrap().extend(attributes.as_object().cloned().unwrap_or_default());
         let r = self
             .post(
@@ -244,6 +247,13 @@ impl TestApp {
             self.post(&self.acct(&format!("/licenses/{license}/users")), &self.admin(), json!({ "data": data })).await;
         assert!(r.status.is_success(), "{}", r.text);
     }
+    /// Opens the account to self-registration (accounts are created protected).
+    pub async fn open_account(&self) {
+        let body = json!({"data": {"type": "accounts", "attributes": {"protected": false}}});
+        let r = self.patch(&self.acct(""), &self.admin(), body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+
     /// `PATCH /{kind}/{id}` of these attributes, as an admin.
     pub async fn patch_attributes(&self, kind: &str, id: &str, attributes: Value) -> Res {
         let body = json!({"data": {"type": kind, "attributes": attributes}});

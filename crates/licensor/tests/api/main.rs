@@ -19,6 +19,7 @@ mod openapi;
 mod opswat;
 mod policies;
 mod resources;
+mod signing_oracle;
 mod strategies;
 mod surface_errors;
 mod tokens;

@@ -98,16 +98,27 @@ async fn users_crud_ban_and_roles() {
     assert_eq!(app.get(&app.acct("/me"), &ann).await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Accounts start protected (unlike Keygen's default): nobody signs up until the operator opens
+/// the account, and closing it again stops sign-ups.
 #[tokio::test]
 async fn anonymous_signup_only_when_account_unprotected() {
     let app = spawn_app().await;
-    let body = json!({"data": {"type": "users", "attributes": {"email": "new@example.com", "password": PASSWORD}}});
-    let r = app.post(&app.acct("/users"), &As::Anonymous, body.clone()).await;
-    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(app.get(&app.acct(""), &app.admin()).await.attr("protected"), &json!(true));
+    let signup = |email: &str| json!({"data": {"type": "users", "attributes": {"email": email, "password": PASSWORD}}});
+    let r = app.post(&app.acct("/users"), &As::Anonymous, signup("early@example.com")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    // Policies inherit the account's protection when they do not choose.
+    let product = app.create_product("Closed").await;
+    let body = json!({"data": {"type": "policies", "attributes": {"name": "Default"},
+        "relationships": {"product": {"data": {"type": "products", "id": product}}}}});
+    let r = app.post(&app.acct("/policies"), &app.admin(), body).await;
+    assert_eq!(r.attr("protected"), &json!(true), "{}", r.text);
+    app.open_account().await;
+    let r = app.post(&app.acct("/users"), &As::Anonymous, signup("new@example.com")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     app.patch(&app.acct(""), &app.admin(), json!({"data": {"type": "accounts", "attributes": {"protected": true}}}))
         .await;
-    let body = json!({"data": {"type": "users", "attributes": {"email": "new2@example.com", "password": PASSWORD}}});
-    let r = app.post(&app.acct("/users"), &As::Anonymous, body).await;
+    let r = app.post(&app.acct("/users"), &As::Anonymous, signup("new2@example.com")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 

@@ -225,6 +225,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             ("attributes/maxProcesses", a.max_processes.is_some()),
             ("attributes/maxUsers", a.max_users.is_some()),
             ("relationships/group", data.relationships.group.is_some()),
+            // Under a signing scheme the key is the dataset the account signs, which offline
+            // clients trust: only the vendor writes it.
+            ("attributes/key", a.key.is_some() && policy.rules.0.scheme.is_some()),
         ];
         if let Some((what, _)) = unpermitted.into_iter().find(|(_, given)| *given) {
             return Err(
