@@ -47,11 +47,6 @@ pub async fn floating_policy(
     name: &str,
     metadata: Value,
 ) -> Result<PolicyRow> {
-    use crate::store::{policies, Page};
-    let existing = policies::list(db, account, Some(product), Page { size: 10_000, number: 1 }).await?;
-    if let Some(p) = existing.rows.into_iter().find(|p| p.name == name) {
-        return Ok(p);
-    }
     let now = time::now_ms();
     let policy = PolicyRow {
         id: Uuid::new_v4(),
@@ -63,8 +58,7 @@ pub async fn floating_policy(
         created_at: now,
         updated_at: now,
     };
-    policies::insert(db, &policy).await?;
-    Ok(policy)
+    crate::store::policies::find_or_insert_named(db, &policy).await
 }
 
 impl NewLicense {

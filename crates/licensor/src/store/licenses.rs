@@ -300,39 +300,88 @@ pub async fn count_in_group(db: &Db, group: Uuid) -> Result<i64> {
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(group).fetch_one(pool).await?))
 }
 
-const UPDATE: &str = "UPDATE licenses SET product_id = $3, policy_id = $4, owner_id = $5, group_id = $6, name = $7, expiry = $8, suspended = $9, protected = $10, \
-    max_machines = $11, max_processes = $12, max_users = $13, max_cores = $14, max_uses = $15, max_memory = $16, max_disk = $17, \
-    last_check_out_at = $18, last_check_in_at = $19, metadata = $20, updated_at = $21 WHERE account_id = $1 AND id = $2";
+/// Each mutable column is written only when its flag is set, so a change never carries along
+/// stale copies of the columns it did not touch. A changed expiry is written only over the
+/// expiry it was computed from (renewals and transfers read it first).
+const UPDATE: &str = "UPDATE licenses SET \
+    product_id = CASE WHEN $3 THEN $4 ELSE product_id END, \
+    policy_id = CASE WHEN $3 THEN $5 ELSE policy_id END, \
+    group_id = CASE WHEN $6 THEN $7 ELSE group_id END, \
+    name = CASE WHEN $8 THEN $9 ELSE name END, \
+    expiry = CASE WHEN $10 THEN $11 ELSE expiry END, \
+    suspended = CASE WHEN $13 THEN $14 ELSE suspended END, \
+    protected = CASE WHEN $15 THEN $16 ELSE protected END, \
+    max_machines = CASE WHEN $17 THEN $18 ELSE max_machines END, \
+    max_processes = CASE WHEN $19 THEN $20 ELSE max_processes END, \
+    max_users = CASE WHEN $21 THEN $22 ELSE max_users END, \
+    max_cores = CASE WHEN $23 THEN $24 ELSE max_cores END, \
+    max_uses = CASE WHEN $25 THEN $26 ELSE max_uses END, \
+    max_memory = CASE WHEN $27 THEN $28 ELSE max_memory END, \
+    max_disk = CASE WHEN $29 THEN $30 ELSE max_disk END, \
+    last_check_out_at = CASE WHEN $31 THEN $32 ELSE last_check_out_at END, \
+    last_check_in_at = CASE WHEN $33 THEN $34 ELSE last_check_in_at END, \
+    metadata = CASE WHEN $35 THEN $36 ELSE metadata END, \
+    updated_at = $37 \
+    WHERE account_id = $1 AND id = $2 AND (NOT $10 OR expiry IS NOT DISTINCT FROM $12)";
 
-/// Writes every mutable column back (not `uses` or `last_validated_at`, which have their own
-/// atomic writers).
-pub async fn update(db: &Db, l: &LicenseRow) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(l.account_id)
-        .bind(l.id)
-        .bind(l.product_id)
-        .bind(l.policy_id)
-        .bind(l.owner_id)
-        .bind(l.group_id)
-        .bind(&l.name)
-        .bind(l.expiry)
-        .bind(l.suspended)
-        .bind(l.protected)
-        .bind(l.max_machines)
-        .bind(l.max_processes)
-        .bind(l.max_users)
-        .bind(l.max_cores)
-        .bind(l.max_uses)
-        .bind(l.max_memory)
-        .bind(l.max_disk)
-        .bind(l.last_check_out_at)
-        .bind(l.last_check_in_at)
-        .bind(&l.metadata)
-        .bind(l.updated_at)
+/// Writes the columns `after` changed from `before` (the row as read), and nothing else: a
+/// concurrent suspension, renewal or usage change to other columns survives. `Ok(false)` when
+/// the expiry changed underneath (the caller's computation is stale), or the license is gone.
+pub async fn update(db: &Db, before: &LicenseRow, after: &LicenseRow) -> Result<()> {
+    if update_if_current(db, before, after).await? {
+        Ok(())
+    } else {
+        Err(crate::error::Error::conflict(
+            "the license changed while this request was processed; retry",
+            "LICENSE_CONFLICT",
+        ))
+    }
+}
+
+/// [`update`], answering `false` instead of an error when the write did not apply.
+pub async fn update_if_current(db: &Db, before: &LicenseRow, after: &LicenseRow) -> Result<bool> {
+    let n = db_run!(db, |pool| sqlx::query(UPDATE)
+        .bind(after.account_id)
+        .bind(after.id)
+        .bind(before.policy_id != after.policy_id || before.product_id != after.product_id)
+        .bind(after.product_id)
+        .bind(after.policy_id)
+        .bind(before.group_id != after.group_id)
+        .bind(after.group_id)
+        .bind(before.name != after.name)
+        .bind(&after.name)
+        .bind(before.expiry != after.expiry)
+        .bind(after.expiry)
+        .bind(before.expiry)
+        .bind(before.suspended != after.suspended)
+        .bind(after.suspended)
+        .bind(before.protected != after.protected)
+        .bind(after.protected)
+        .bind(before.max_machines != after.max_machines)
+        .bind(after.max_machines)
+        .bind(before.max_processes != after.max_processes)
+        .bind(after.max_processes)
+        .bind(before.max_users != after.max_users)
+        .bind(after.max_users)
+        .bind(before.max_cores != after.max_cores)
+        .bind(after.max_cores)
+        .bind(before.max_uses != after.max_uses)
+        .bind(after.max_uses)
+        .bind(before.max_memory != after.max_memory)
+        .bind(after.max_memory)
+        .bind(before.max_disk != after.max_disk)
+        .bind(after.max_disk)
+        .bind(before.last_check_out_at != after.last_check_out_at)
+        .bind(after.last_check_out_at)
+        .bind(before.last_check_in_at != after.last_check_in_at)
+        .bind(after.last_check_in_at)
+        .bind(before.metadata.0 != after.metadata.0)
+        .bind(&after.metadata)
+        .bind(after.updated_at)
         .execute(pool)
         .await?
         .rows_affected());
-    Ok(())
+    Ok(n == 1)
 }
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {

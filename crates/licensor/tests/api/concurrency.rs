@@ -224,3 +224,39 @@ async fn process_core_user_and_component_limits_hold_under_races() {
         .collect();
     assert_eq!(race_posts(&app, &app.acct("/machines"), bodies).await, 1, "components");
 }
+
+/// Grants racing through two server processes for a product with no licensing-v1 policy yet
+/// agree on one: the floating policy is found or created under the product's lock.
+#[tokio::test]
+async fn racing_grants_create_one_floating_policy() {
+    let app = spawn_app().await;
+    let product = app.create_product("Fresh").await;
+    let product_key = licensor::domain::projection::legacy_key(product.parse().unwrap());
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let (child, url) = app.serve_process(data_dir.path()).await;
+        children.push(child);
+        urls.push(url);
+    }
+    let mut tasks = Vec::new();
+    for n in 0..16usize {
+        let body = json!({"licenseeId": format!("L-{n}"), "licenseeName": format!("Licensee {n}"), "expiration": "2099-12-31",
+            "licenses": [{"productKey": product_key, "type": "simultaneousUser", "quantity": 2}]});
+        let request = app
+            .client
+            .post(format!("{}/api/licensing/v1/licenses/create", urls[n % urls.len()]))
+            .bearer_auth(&app.admin_token)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        tasks.push(tokio::spawn(async move { request.send().await.unwrap().status() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let r = app.get(&app.acct(&format!("/policies?product={product}&limit=100")), &app.admin()).await;
+    let names: Vec<&str> =
+        r.body["data"].as_array().unwrap().iter().map(|p| p["attributes"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["licensing-v1 simultaneousUser"], "{}", r.text);
+}

@@ -111,9 +111,25 @@ async fn pagination_links_and_limits() {
     let links = &r.body["links"];
     assert_eq!(links["meta"]["count"], 5);
     assert_eq!(links["meta"]["pages"], 3);
-    assert!(links["next"].as_str().unwrap().contains("page[number]=3"));
-    assert!(links["prev"].as_str().unwrap().contains("page[number]=1"));
-    assert!(links["last"].as_str().unwrap().contains("page[number]=3"));
+    let base = format!("/v1/accounts/{}/licenses", app.account_id);
+    assert_eq!(links["self"], format!("{base}?page[number]=2&page[size]=2"));
+    assert_eq!(links["next"], format!("{base}?page[number]=3&page[size]=2"));
+    assert_eq!(links["prev"], format!("{base}?page[number]=1&page[size]=2"));
+    assert_eq!(links["first"], format!("{base}?page[number]=1&page[size]=2"));
+    assert_eq!(links["last"], format!("{base}?page[number]=3&page[size]=2"));
+    // The links are followable, and walk the same (filtered) list.
+    let mut seen = Vec::new();
+    let mut next = Some(format!("/v1/accounts/{}/licenses?page[size]=2&suspended=false", app.slug));
+    while let Some(path) = next {
+        let page = app.get(&path, &app.admin()).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.text);
+        seen.extend(page.body["data"].as_array().unwrap().iter().map(|l| l["id"].clone()));
+        assert!(page.body["links"]["last"].as_str().unwrap().ends_with("&suspended=false"));
+        next = page.body["links"]["next"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen.len(), 5);
+    let r = app.get(&format!("/v1/licenses?page[size]=4"), &app.admin()).await;
+    assert_eq!(r.body["links"]["next"], "/v1/licenses?page[number]=2&page[size]=4");
     let r = app.get(&app.acct("/licenses?limit=3"), &app.admin()).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 3);
     let r = app.get(&app.acct("/licenses?page[size]=101&page[number]=1"), &app.admin()).await;
@@ -562,4 +578,33 @@ async fn protection_is_copied_from_the_policy_at_creation() {
     assert_eq!(protected(after).await, json!(true));
     let r = app.patch_attributes("licenses", &before, json!({"protected": null})).await;
     assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/attributes/protected"), "{}", r.text);
+}
+
+/// A change writes only the columns it changed: a suspension made between another request's
+/// read and its write survives that write, and an expiry computed from a stale read is refused
+/// rather than written over a renewal.
+#[tokio::test]
+async fn changes_made_meanwhile_are_not_lost() {
+    use licensor::store::licenses;
+    let app = spawn_app().await;
+    let (_, _, id, _) = app.license_fixture(json!({"duration": 86400 * 30})).await;
+    let (account, license) = (app.account_id.parse().unwrap(), id.parse().unwrap());
+    let before = licenses::find(&app.db, account, license).await.unwrap().unwrap();
+
+    let r = app.post(&app.acct(&format!("/licenses/{id}/actions/suspend")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut renamed = before.clone();
+    renamed.name = Some("Renamed".into());
+    licenses::update(&app.db, &before, &renamed).await.unwrap();
+    let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+    assert_eq!((r.attr("name"), r.attr("suspended")), (&json!("Renamed"), &json!(true)));
+
+    let r = app.post(&app.acct(&format!("/licenses/{id}/actions/renew")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let renewed = r.attr("expiry").clone();
+    let mut stale = before.clone();
+    stale.expiry = before.expiry.map(|e| e + 1000);
+    let e = licenses::update(&app.db, &before, &stale).await.unwrap_err();
+    assert!(matches!(e, licensor::error::Error::Conflict { .. }), "{e:?}");
+    assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.attr("expiry"), &renewed);
 }

@@ -95,9 +95,10 @@ async fn suspended_expired_banned_overdue() {
 /// Moves a license's last check-in into the past (time travel for tests).
 async fn force_check_in(app: &TestApp, license: &str, at: i64) {
     let account: uuid::Uuid = app.account_id.parse().unwrap();
-    let mut l = licensor::store::licenses::find(&app.db, account, license.parse().unwrap()).await.unwrap().unwrap();
+    let before = licensor::store::licenses::find(&app.db, account, license.parse().unwrap()).await.unwrap().unwrap();
+    let mut l = before.clone();
     l.last_check_in_at = Some(at);
-    licensor::store::licenses::update(&app.db, &l).await.unwrap();
+    licensor::store::licenses::update(&app.db, &before, &l).await.unwrap();
 }
 
 #[tokio::test]

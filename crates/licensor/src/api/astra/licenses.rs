@@ -480,6 +480,7 @@ pub async fn replace(
     let c = authenticate(&state, &headers, &account, 1).await?;
     no_query(query.as_deref())?;
     let (mut l, extra) = load(&c, &id, 1).await?;
+    let before = l.clone();
     if !c.can_write(Some(&l)) {
         return Err(Problem::new(11));
     }
@@ -517,7 +518,7 @@ pub async fn replace(
         }
         l.expiry = end;
         l.updated_at = now;
-        licenses::update(c.db(), &l).await?;
+        licenses::update(c.db(), &before, &l).await?;
         let ids = feature_ids(&c, &nlf.features).await?;
         entitlements::replace_for_license(c.db(), c.account.id, l.id, &ids, now).await?;
     }

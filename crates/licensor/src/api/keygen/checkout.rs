@@ -231,11 +231,12 @@ const MACHINE_INCLUDES: &[&str] = &[
 /// `GET|POST /licenses/{id}/actions/check-out`.
 pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Response> {
     let mut l = super::licenses::load(&ctx).await?;
+    let before = l.clone();
     let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme.as_deref(), LICENSE_INCLUDES)?;
     let now = time::now_ms();
     l.last_check_out_at = Some(now);
     l.updated_at = now;
-    licenses::update(ctx.db(), &l).await?;
+    licenses::update(ctx.db(), &before, &l).await?;
     let expiry = opts.ttl.and_then(|t| time::add_duration(now, t));
     let data = serde_json::to_value(super::licenses::render(ctx.account_id(), &l)).map_err(anyhow::Error::from)?;
     let included = license_included(&ctx, &l, &opts.include, "").await?;

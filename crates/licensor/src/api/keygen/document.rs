@@ -202,8 +202,17 @@ impl ListParams {
         self.filter(name).map(|v| v == "true" || v == "1")
     }
 
+    /// A link to page `number` of this list: the request's path and filters, so following it
+    /// walks the same list.
     fn page_link(&self, number: i64) -> String {
-        format!("{}?page[number]={number}&page[size]={}", self.path, self.page.size)
+        let mut link = format!("{}?page[number]={number}&page[size]={}", self.path, self.page.size);
+        if let Ok(filters) = serde_urlencoded::to_string(&self.filters) {
+            if !filters.is_empty() {
+                link.push('&');
+                link.push_str(&filters);
+            }
+        }
+        link
     }
 
     /// A list document with Keygen's pagination links.

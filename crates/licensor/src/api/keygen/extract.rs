@@ -231,7 +231,12 @@ impl FromRequestParts<AppState> for Ctx {
             bad_license_key,
             password_login,
             params,
-            path: parts.uri.path().to_string(),
+            // The path as the client sent it: under a nested router `parts.uri` has lost the
+            // `/v1/accounts/{account}` prefix, and links built from it would not be followable.
+            path: parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| parts.uri.path().to_string(), |u| u.path().to_string()),
             query: parts.uri.query().map(str::to_string),
         })
     }

@@ -211,28 +211,31 @@ pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) ->
     Ok(run(&ctx, Some(l), &meta, quick).await?)
 }
 
-async fn save(ctx: &Ctx, l: &mut LicenseRow) -> Result<Response, Error> {
+/// Writes what changed since `before` was read.
+async fn save(ctx: &Ctx, before: &LicenseRow, l: &mut LicenseRow) -> Result<Response, Error> {
     l.updated_at = time::now_ms();
-    licenses::update(ctx.db(), l).await?;
+    licenses::update(ctx.db(), before, l).await?;
     Ok(document::ok(super::licenses::render(ctx.account_id(), l)))
 }
 
 pub async fn suspend(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_managed(&ctx).await?;
+    let before = l.clone();
     if l.suspended {
         return Err(suspended_error("is already suspended").into());
     }
     l.suspended = true;
-    Ok(save(&ctx, &mut l).await?)
+    Ok(save(&ctx, &before, &mut l).await?)
 }
 
 pub async fn reinstate(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_managed(&ctx).await?;
+    let before = l.clone();
     if !l.suspended {
         return Err(suspended_error("is not suspended").into());
     }
     l.suspended = false;
-    Ok(save(&ctx, &mut l).await?)
+    Ok(save(&ctx, &before, &mut l).await?)
 }
 
 fn suspended_error(detail: &'static str) -> Error {
@@ -241,6 +244,7 @@ fn suspended_error(detail: &'static str) -> Error {
 
 pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_for(&ctx, OwnerAction::Renew).await?;
+    let before = l.clone();
     if l.rules().duration.is_none() {
         return Err(Error::unprocessable("cannot be renewed because the policy does not have a duration").into());
     }
@@ -251,7 +255,7 @@ pub async fn renew(ctx: Ctx) -> ApiResult<Response> {
     let next = license_rules::renewed_expiry(l.rules(), l.expiry, time::now_ms())
         .ok_or_else(|| Error::unprocessable("cannot be renewed past the year 9999"))?;
     l.expiry = Some(next);
-    Ok(save(&ctx, &mut l).await?)
+    Ok(save(&ctx, &before, &mut l).await?)
 }
 
 pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
@@ -262,11 +266,12 @@ pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn check_in(ctx: Ctx) -> ApiResult<Response> {
     let mut l = super::licenses::load_for(&ctx, OwnerAction::CheckInOrUse).await?;
+    let before = l.clone();
     if !l.rules().require_check_in {
         return Err(Error::unprocessable("cannot be checked in because the policy does not require it").into());
     }
     l.last_check_in_at = Some(time::now_ms());
-    Ok(save(&ctx, &mut l).await?)
+    Ok(save(&ctx, &before, &mut l).await?)
 }
 
 #[derive(Deserialize, Default)]

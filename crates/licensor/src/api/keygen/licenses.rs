@@ -373,6 +373,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
+    let before = l.clone();
     let data = parse_data::<LicenseInput, LicenseRels>(body, "licenses")?;
     if data.relationships.policy.is_some()
         || data.relationships.owner.is_some()
@@ -426,7 +427,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         l.metadata = Json(metadata::accept(m)?);
     }
     l.updated_at = time::now_ms();
-    licenses::update(ctx.db(), &l).await?;
+    licenses::update(ctx.db(), &before, &l).await?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 
@@ -499,6 +500,7 @@ pub(super) fn parse_to_one(body: Value, name: &str) -> Result<Option<Uuid>, Erro
 /// its own policies; its owner only between unprotected policies, the license unprotected.
 pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load(&ctx).await?;
+    let before = l.clone();
     let p = ctx.principal()?;
     let may_try = match &p.bearer {
         Bearer::Admin(_) => true,
@@ -534,7 +536,7 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     l.policy_id = new.id;
     l.product_id = new.product_id;
     l.updated_at = now;
-    licenses::update(ctx.db(), &l).await?;
+    licenses::update(ctx.db(), &before, &l).await?;
     let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
         .await?
         .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
@@ -566,6 +568,7 @@ pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 
 pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load_managed(&ctx).await?;
+    let before = l.clone();
     let group = parse_to_one(body, "group")?;
     if let Some(id) = group {
         let g = groups::find(ctx.db(), ctx.account_id(), id)
@@ -585,7 +588,7 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     l.group_id = group;
     l.updated_at = time::now_ms();
-    licenses::update(ctx.db(), &l).await?;
+    licenses::update(ctx.db(), &before, &l).await?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 

@@ -222,6 +222,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
         let license = match in_group.iter().find(|l| l.product_id == item.product.id) {
             // Renewal: same grant, same product.
             Some(existing) => {
+                let before = existing.clone();
                 let mut l = existing.clone();
                 l.policy_id = policy.id;
                 l.expiry = req.expiry;
@@ -231,7 +232,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
                 }
                 item.metric.set_limit(&mut l, Some(item.quantity));
                 l.updated_at = now;
-                licenses::update(c.db(), &l).await?;
+                licenses::update(c.db(), &before, &l).await?;
                 l
             }
             None => {
