@@ -128,7 +128,7 @@ async fn pagination_links_and_limits() {
         next = page.body["links"]["next"].as_str().map(str::to_string);
     }
     assert_eq!(seen.len(), 5);
-    let r = app.get(&format!("/v1/licenses?page[size]=4"), &app.admin()).await;
+    let r = app.get("/v1/licenses?page[size]=4", &app.admin()).await;
     assert_eq!(r.body["links"]["next"], "/v1/licenses?page[number]=2&page[size]=4");
     let r = app.get(&app.acct("/licenses?limit=3"), &app.admin()).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 3);
