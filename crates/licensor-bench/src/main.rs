@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     let (_, token) =
         licensor::auth::issue_token(&db, created.account.id, "user", created.admin.id, "admin", Default::default())
             .await?;
-    let product = licensor::store::products::ProductRow {
+    let product = licensor::model::Product {
         id: uuid::Uuid::new_v4(),
         account_id: created.account.id,
         name: "Bench".into(),
@@ -179,21 +179,21 @@ async fn main() -> anyhow::Result<()> {
         distribution_strategy: None,
         url: None,
         platforms: None,
-        metadata: licensor::store::empty_metadata(),
+        metadata: licensor::model::empty_metadata(),
         created_at: licensor::time::now_ms(),
         updated_at: licensor::time::now_ms(),
     };
     licensor::store::products::insert(&db, &product).await?;
     let mut rules =
-        licensor::domain::policy::PolicyRules { floating: true, max_machines: Some(1_000_000), ..Default::default() };
+        licensor::model::PolicyRules { floating: true, max_machines: Some(1_000_000), ..Default::default() };
     rules.normalize_and_validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy = licensor::store::policies::PolicyRow {
+    let policy = licensor::model::Policy {
         id: uuid::Uuid::new_v4(),
         account_id: created.account.id,
         product_id: product.id,
         name: "Bench".into(),
         rules: sqlx_json(rules),
-        metadata: licensor::store::empty_metadata(),
+        metadata: licensor::model::empty_metadata(),
         created_at: licensor::time::now_ms(),
         updated_at: licensor::time::now_ms(),
     };

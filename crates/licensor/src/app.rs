@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::crypto::MasterKey;
 use crate::db::Db;
 use crate::error::Result;
-use crate::store::accounts::{self, AccountRow};
+use crate::model::Account;
+use crate::store::accounts;
 
 /// How long a node trusts its cached copy of an account row. Accounts change rarely (name,
 /// slug); keys never do.
@@ -31,7 +32,7 @@ pub struct Inner {
     pub master: MasterKey,
     /// The account served under `/v1/…` without an account segment.
     default_account: Option<String>,
-    accounts: RwLock<HashMap<String, (Arc<AccountRow>, Instant)>>,
+    accounts: RwLock<HashMap<String, (Arc<Account>, Instant)>>,
     /// Unsealed signing keys by account: keys never change, and unsealing costs a decryption
     /// and an RSA key parse.
     signing_keys: RwLock<HashMap<Uuid, Arc<crate::crypto::AccountKeys>>>,
@@ -65,7 +66,7 @@ impl AppState {
     }
 
     /// The account for single-account routes.
-    pub async fn default_account(&self) -> Result<Option<Arc<AccountRow>>> {
+    pub async fn default_account(&self) -> Result<Option<Arc<Account>>> {
         if let Some(id) = &self.default_account {
             return self.account(id).await;
         }
@@ -86,7 +87,7 @@ impl AppState {
     }
 
     /// The account addressed by `id_or_slug`, from a short-lived cache.
-    pub async fn account(&self, id_or_slug: &str) -> Result<Option<Arc<AccountRow>>> {
+    pub async fn account(&self, id_or_slug: &str) -> Result<Option<Arc<Account>>> {
         if let Ok(cache) = self.accounts.read() {
             if let Some((row, at)) = cache.get(id_or_slug) {
                 if at.elapsed() < ACCOUNT_TTL {
@@ -108,7 +109,7 @@ impl AppState {
     }
 
     /// The account's unsealed signing keys.
-    pub fn signing_keys(&self, account: &AccountRow) -> anyhow::Result<Arc<crate::crypto::AccountKeys>> {
+    pub fn signing_keys(&self, account: &Account) -> anyhow::Result<Arc<crate::crypto::AccountKeys>> {
         if let Some(k) = self.signing_keys.read().ok().and_then(|m| m.get(&account.id).cloned()) {
             return Ok(k);
         }
@@ -154,17 +155,6 @@ impl AppState {
     }
 }
 
-tokio::task_local! {
-    /// The current request's id: echoed in `X-Request-Id`, in error bodies of every surface,
-    /// and in the log, so a user's report can be matched to a log line.
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being handled, if any.
-pub fn request_id() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.clone()).ok()
-}
-
 async fn with_request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -174,7 +164,7 @@ async fn with_request_id(req: Request, next: Next) -> Response {
         .map(str::to_string)
         // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` asks the kernel on every call.
         .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let mut response = crate::telemetry::REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }

@@ -8,11 +8,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::store::accounts::AccountRow;
-use crate::store::licenses::LicenseRow;
-use crate::store::products::ProductRow;
-use crate::store::tokens::TokenRow;
-use crate::store::users::UserRow;
+use crate::model::{Account, License, Product, Token, User};
 use crate::store::{licenses, products, tokens, users};
 use crate::{crypto, time};
 
@@ -26,17 +22,17 @@ pub enum Credential {
 #[derive(Debug, Clone)]
 pub enum Bearer {
     /// A user with an administrative role.
-    Admin(UserRow),
-    User(UserRow),
-    Product(ProductRow),
-    License(Box<LicenseRow>),
+    Admin(User),
+    User(User),
+    Product(Product),
+    License(Box<License>),
 }
 
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub bearer: Bearer,
     /// The token used, when the caller authenticated with one.
-    pub token: Option<TokenRow>,
+    pub token: Option<Token>,
 }
 
 pub const ADMIN_ROLES: &[&str] = &["admin", "developer"];
@@ -60,7 +56,7 @@ impl Principal {
         }
     }
 
-    pub fn license(&self) -> Option<&LicenseRow> {
+    pub fn license(&self) -> Option<&License> {
         match &self.bearer {
             Bearer::License(l) => Some(l),
             _ => None,
@@ -128,7 +124,7 @@ fn token_invalid() -> Error {
 
 /// Authenticates `credential` against `account`. Credentials of another account are invalid
 /// here, exactly as unknown ones are.
-pub async fn authenticate(db: &Db, account: &AccountRow, credential: Credential) -> Result<Principal> {
+pub async fn authenticate(db: &Db, account: &Account, credential: Credential) -> Result<Principal> {
     match credential {
         Credential::Token(raw) => authenticate_token(db, account, &raw).await,
         Credential::License(key) => authenticate_license_key(db, account, &key).await,
@@ -136,14 +132,14 @@ pub async fn authenticate(db: &Db, account: &AccountRow, credential: Credential)
     }
 }
 
-async fn authenticate_token(db: &Db, account: &AccountRow, raw: &str) -> Result<Principal> {
+async fn authenticate_token(db: &Db, account: &Account, raw: &str) -> Result<Principal> {
     let token = find_token(db, raw).await?;
     token_principal(db, account, token).await
 }
 
 /// The token `raw` stands for, in whichever account; surfaces with no account in the URL learn
 /// the account from it. Pass the row to [`token_principal`] to authenticate.
-pub async fn find_token(db: &Db, raw: &str) -> Result<TokenRow> {
+pub async fn find_token(db: &Db, raw: &str) -> Result<Token> {
     if Uuid::parse_str(raw).is_ok() {
         return Err(Error::unauthorized(
             "Token format is invalid (make sure that you're providing a token value, not a token's UUID identifier)",
@@ -161,7 +157,7 @@ pub async fn find_token(db: &Db, raw: &str) -> Result<TokenRow> {
 }
 
 /// The principal `token` authenticates in `account`; another account's token is invalid here.
-pub async fn token_principal(db: &Db, account: &AccountRow, token: TokenRow) -> Result<Principal> {
+pub async fn token_principal(db: &Db, account: &Account, token: Token) -> Result<Principal> {
     if token.account_id != account.id {
         return Err(token_invalid());
     }
@@ -195,18 +191,18 @@ pub async fn token_principal(db: &Db, account: &AccountRow, token: TokenRow) -> 
 }
 
 /// The principal for a user who logged in with a password.
-pub fn user_principal(user: UserRow) -> Result<Principal> {
+pub fn user_principal(user: User) -> Result<Principal> {
     Ok(Principal { bearer: user_bearer(user)?, token: None })
 }
 
-fn user_bearer(user: UserRow) -> Result<Bearer> {
+fn user_bearer(user: User) -> Result<Bearer> {
     if user.banned_at.is_some() {
         return Err(Error::forbidden("User is banned", "USER_BANNED"));
     }
     Ok(if ADMIN_ROLES.contains(&user.role.as_str()) { Bearer::Admin(user) } else { Bearer::User(user) })
 }
 
-async fn authenticate_license_key(db: &Db, account: &AccountRow, key: &str) -> Result<Principal> {
+async fn authenticate_license_key(db: &Db, account: &Account, key: &str) -> Result<Principal> {
     let license = licenses::find_by_key(db, account.id, key)
         .await?
         .ok_or_else(|| Error::unauthorized("License key is invalid", "LICENSE_INVALID"))?;
@@ -218,7 +214,7 @@ async fn authenticate_license_key(db: &Db, account: &AccountRow, key: &str) -> R
 }
 
 /// A license authenticating with its key must be in good standing.
-fn check_license_standing(license: &LicenseRow) -> Result<()> {
+fn check_license_standing(license: &License) -> Result<()> {
     if license.owner_banned {
         return Err(Error::forbidden("License is banned", "LICENSE_BANNED"));
     }
@@ -233,7 +229,7 @@ fn check_license_standing(license: &LicenseRow) -> Result<()> {
 }
 
 /// Email + password login (HTTP Basic on `POST /tokens`).
-pub async fn password_login(db: &Db, account: &AccountRow, email: &str, password: &str) -> Result<UserRow> {
+pub async fn password_login(db: &Db, account: &Account, email: &str, password: &str) -> Result<User> {
     let user = users::find_by_email(db, account.id, email).await?;
     let ok =
         crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone()))
@@ -266,7 +262,7 @@ pub async fn issue_token(
     bearer_id: Uuid,
     role: &str,
     opts: NewToken,
-) -> Result<(TokenRow, String)> {
+) -> Result<(Token, String)> {
     let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(bearer_type, role));
     let now = time::now_ms();
     let kind = match bearer_type {
@@ -274,7 +270,7 @@ pub async fn issue_token(
         "license" => "activation-token".to_string(),
         _ => format!("{role}-token"),
     };
-    let row = TokenRow {
+    let row = Token {
         id: Uuid::new_v4(),
         account_id: account,
         bearer_type: bearer_type.to_string(),

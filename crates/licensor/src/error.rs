@@ -110,7 +110,7 @@ impl Error {
             Error::Database(e) => e.to_string(),
             other => other.to_string(),
         };
-        let request_id = crate::app::request_id().unwrap_or_default();
+        let request_id = crate::telemetry::request_id().unwrap_or_default();
         tracing::error!(error = %cause, request_id = %request_id, "{context}");
     }
 

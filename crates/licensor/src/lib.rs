@@ -18,5 +18,7 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod jobs;
+pub mod model;
 pub mod store;
+pub mod telemetry;
 pub mod time;

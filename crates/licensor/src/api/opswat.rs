@@ -24,10 +24,10 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::domain::projection;
 use crate::error::Error;
-use crate::store::accounts::AccountRow;
-use crate::store::licenses::{self, LicenseRow};
-use crate::store::machines::{self, ActivationRefusal, MachineRow};
-use crate::store::{entitlements, groups, products, Json};
+use crate::model::{Account, Json, License, Machine};
+use crate::store::licenses;
+use crate::store::machines::{self, ActivationRefusal};
+use crate::store::{entitlements, groups, products};
 use crate::time;
 
 pub fn router() -> Router<AppState> {
@@ -90,7 +90,7 @@ impl IntoResponse for Answer {
                 error("Could not found any active license with the given parameters"),
             ),
             Answer::Internal => {
-                let id = crate::app::request_id().unwrap_or_default();
+                let id = crate::telemetry::request_id().unwrap_or_default();
                 reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     None,
@@ -123,7 +123,7 @@ fn parse_quantity(s: &str) -> Option<i64> {
 }
 
 /// The one license `key` names: in `account` when given, else in exactly one account.
-async fn find_license(state: &AppState, account: Option<&AccountRow>, key: &str) -> Result<Option<LicenseRow>, Error> {
+async fn find_license(state: &AppState, account: Option<&Account>, key: &str) -> Result<Option<License>, Error> {
     if key.len() > crate::domain::issuance::MAX_KEY_LEN {
         return Ok(None);
     }
@@ -148,7 +148,7 @@ async fn deactivation(State(state): State<AppState>, RawQuery(q): RawQuery) -> A
 async fn alias_account(
     state: &AppState,
     account: Result<Path<String>, PathRejection>,
-) -> Result<Option<Arc<AccountRow>>, Error> {
+) -> Result<Option<Arc<Account>>, Error> {
     match account {
         Ok(Path(a)) => state.account(&a).await,
         Err(_) => Ok(None),
@@ -203,7 +203,7 @@ const MISSING_ACTIVATION: &str = "Missing key, quantity or deployment";
 const MISSING_DEACTIVATION: &str = "Missing key or deployment";
 
 /// Why a real key cannot activate now, in words for the person running the script.
-fn refusal(l: &LicenseRow, now: i64) -> Option<String> {
+fn refusal(l: &License, now: i64) -> Option<String> {
     let because = "Could not activate your product because the Activation Key you provided";
     if l.owner_banned {
         return Some(format!("{because} belongs to a banned user."));
@@ -217,7 +217,7 @@ fn refusal(l: &LicenseRow, now: i64) -> Option<String> {
     None
 }
 
-async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<String, String>) -> Result<Answer, Error> {
+async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String, String>) -> Result<Answer, Error> {
     let (Some(key), Some(deployment), Some(quantity)) = (p.get("key"), p.get("deployment"), p.get("quantity")) else {
         return Ok(Answer::Missing(MISSING_ACTIVATION));
     };
@@ -249,7 +249,7 @@ async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<Str
             m
         }
         None => {
-            let mut m = MachineRow::new(&license, Uuid::new_v4(), deployment.clone(), now);
+            let mut m = Machine::new(&license, Uuid::new_v4(), deployment.clone(), now);
             set_quantity(&mut m, quantity, now);
             let limits = crate::domain::activation::limits(&license, None);
             let because = "Could not activate your product because";
@@ -302,7 +302,7 @@ async fn activate(state: &AppState, account: Option<&AccountRow>, p: HashMap<Str
     Ok(Answer::File(license_file(state, account, &license, &machine, quantity, now).await?))
 }
 
-fn set_quantity(m: &mut MachineRow, quantity: i64, now: i64) {
+fn set_quantity(m: &mut Machine, quantity: i64, now: i64) {
     if let Some(obj) = m.metadata.0.as_object_mut() {
         obj.insert("node_quantity".into(), json!(quantity));
     } else {
@@ -314,9 +314,9 @@ fn set_quantity(m: &mut MachineRow, quantity: i64, now: i64) {
 /// Renders and signs the license file for `machine`.
 async fn license_file(
     state: &AppState,
-    account: &AccountRow,
-    license: &LicenseRow,
-    machine: &MachineRow,
+    account: &Account,
+    license: &License,
+    machine: &Machine,
     quantity: i64,
     now: i64,
 ) -> Result<String, Error> {
@@ -347,11 +347,7 @@ async fn license_file(
     Ok(opswat::render(&payload, &json, &sig))
 }
 
-async fn deactivate(
-    state: &AppState,
-    account: Option<&AccountRow>,
-    p: HashMap<String, String>,
-) -> Result<Answer, Error> {
+async fn deactivate(state: &AppState, account: Option<&Account>, p: HashMap<String, String>) -> Result<Answer, Error> {
     let (Some(key), Some(deployment)) = (p.get("key"), p.get("deployment")) else {
         return Ok(Answer::Missing(MISSING_DEACTIVATION));
     };

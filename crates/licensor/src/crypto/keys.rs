@@ -147,7 +147,7 @@ impl AccountKeys {
     }
 
     /// All of an account's keys.
-    pub fn for_account(master: &MasterKey, account: &crate::store::accounts::AccountRow) -> anyhow::Result<Self> {
+    pub fn for_account(master: &MasterKey, account: &crate::model::Account) -> anyhow::Result<Self> {
         let mut keys = Self::unseal(master, account.id, &account.ed25519_secret, &account.rsa_secret)?;
         if let Some(sealed) = &account.ecdsa_secret {
             let bytes = master.open(sealed, account.id.as_bytes())?;

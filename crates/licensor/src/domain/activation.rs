@@ -3,11 +3,11 @@
 
 use uuid::Uuid;
 
-use crate::store::licenses::LicenseRow;
+use crate::model::License;
 use crate::store::machines::{ActivationLimits, Uniqueness};
 
 /// Where a fingerprint must be unique, per the policy's machine uniqueness strategy.
-pub fn uniqueness(l: &LicenseRow) -> Uniqueness {
+pub fn uniqueness(l: &License) -> Uniqueness {
     match l.rules().machine_uniqueness_strategy.as_str() {
         "UNIQUE_PER_ACCOUNT" => Uniqueness::Account,
         "UNIQUE_PER_PRODUCT" => Uniqueness::Product(l.product_id),
@@ -17,7 +17,7 @@ pub fn uniqueness(l: &LicenseRow) -> Uniqueness {
 }
 
 /// Where a component fingerprint must be unique; `None` = within its machine (the default).
-pub fn component_uniqueness(l: &LicenseRow) -> Option<Uniqueness> {
+pub fn component_uniqueness(l: &License) -> Option<Uniqueness> {
     match l.rules().component_uniqueness_strategy.as_str() {
         "UNIQUE_PER_ACCOUNT" => Some(Uniqueness::Account),
         "UNIQUE_PER_PRODUCT" => Some(Uniqueness::Product(l.product_id)),
@@ -29,7 +29,7 @@ pub fn component_uniqueness(l: &LicenseRow) -> Option<Uniqueness> {
 
 /// The limits for a new machine on `l`; `activation_token` is a license token whose
 /// `maxActivations` the activation counts against.
-pub fn limits(l: &LicenseRow, activation_token: Option<Uuid>) -> ActivationLimits {
+pub fn limits(l: &License, activation_token: Option<Uuid>) -> ActivationLimits {
     let rules = l.rules();
     ActivationLimits {
         max_machines: l.max_machines().map(|max| {

@@ -1,6 +1,6 @@
 //! Heartbeats of machines and processes: status, and when a dead one may be revived.
 
-use super::policy::PolicyRules;
+use crate::model::PolicyRules;
 use crate::time::{Millis, SECOND};
 
 /// A machine's heartbeat status (Keygen's `heartbeatStatus`).

@@ -8,9 +8,8 @@ use uuid::Uuid;
 use super::license;
 use crate::db::{is_unique_violation, Db};
 use crate::error::{Error, Result};
-use crate::store::accounts::AccountRow;
-use crate::store::licenses::{self, LicenseRow};
-use crate::store::policies::PolicyRow;
+use crate::model::{Account, License, Policy};
+use crate::store::licenses;
 use crate::time;
 
 /// What a caller may choose for a new license; everything else comes from the policy.
@@ -46,14 +45,14 @@ pub async fn floating_policy(
     product: uuid::Uuid,
     name: &str,
     metadata: Value,
-) -> Result<PolicyRow> {
+) -> Result<Policy> {
     let now = time::now_ms();
-    let policy = PolicyRow {
+    let policy = Policy {
         id: Uuid::new_v4(),
         account_id: account,
         product_id: product,
         name: name.to_string(),
-        rules: Json(super::policy::PolicyRules { floating: true, ..Default::default() }),
+        rules: Json(crate::model::PolicyRules { floating: true, ..Default::default() }),
         metadata: Json(metadata),
         created_at: now,
         updated_at: now,
@@ -110,11 +109,11 @@ pub fn check_custom_key(key: &str) -> Result<()> {
 /// unless supplied; expiry follows the policy's duration and expiration basis.
 pub async fn issue(
     db: &Db,
-    account: &AccountRow,
+    account: &Account,
     master: &crate::crypto::MasterKey,
-    policy: &PolicyRow,
+    policy: &Policy,
     new: NewLicense,
-) -> Result<LicenseRow> {
+) -> Result<License> {
     let now = time::now_ms();
     let rules = &policy.rules.0;
     let id = new.id.unwrap_or_else(Uuid::new_v4);
@@ -135,7 +134,7 @@ pub async fn issue(
         Some(e) => e,
         None => license::initial_expiry(rules, now),
     };
-    let mut row = LicenseRow {
+    let mut row = License {
         id,
         account_id: account.id,
         product_id: policy.product_id,

@@ -13,18 +13,11 @@ use serde_json::json;
 use crate::crypto::sign::{self, SigAlg};
 use crate::crypto::{AccountKeys, MasterKey};
 use crate::error::{Error, Result};
-use crate::store::accounts::AccountRow;
-use crate::store::licenses::LicenseRow;
-use crate::store::policies::PolicyRow;
+use crate::model::{Account, License, Policy};
 use crate::time;
 
 /// The default seed embedded in a signed key.
-pub fn default_seed(
-    account: &AccountRow,
-    policy: &PolicyRow,
-    license: &LicenseRow,
-    owner_email: Option<&str>,
-) -> String {
+pub fn default_seed(account: &Account, policy: &Policy, license: &License, owner_email: Option<&str>) -> String {
     let user = license.owner_id.map(|id| json!({ "id": id, "email": owner_email }));
     json!({
         "account": { "id": account.id },
@@ -42,9 +35,9 @@ pub fn default_seed(
 /// document.
 pub fn render_template(
     seed: &str,
-    account: &AccountRow,
-    policy: &PolicyRow,
-    license: &LicenseRow,
+    account: &Account,
+    policy: &Policy,
+    license: &License,
     owner_email: Option<&str>,
 ) -> String {
     let vars = [
@@ -124,7 +117,7 @@ fn unsupported(scheme: &str) -> Error {
 }
 
 /// The default seed of `RSA_2048_PKCS1_ENCRYPT` (small: the whole seed must fit one RSA block).
-fn encrypt_seed(policy: &PolicyRow, license: &LicenseRow) -> String {
+fn encrypt_seed(policy: &Policy, license: &License) -> String {
     json!({
         "id": license.id,
         "created": time::iso(license.created_at),
@@ -135,7 +128,7 @@ fn encrypt_seed(policy: &PolicyRow, license: &LicenseRow) -> String {
 }
 
 /// The default claims of `RSA_2048_JWT_RS256`.
-fn jwt_claims(account: &AccountRow, license: &LicenseRow) -> serde_json::Value {
+fn jwt_claims(account: &Account, license: &License) -> serde_json::Value {
     let mut claims = json!({
         "jti": uuid::Uuid::new_v4(),
         "iss": "https://keygen.sh",
@@ -153,10 +146,10 @@ fn jwt_claims(account: &AccountRow, license: &LicenseRow) -> serde_json::Value {
 /// Produces the key for a license under a signing scheme.
 pub fn sign_key(
     scheme: &str,
-    account: &AccountRow,
+    account: &Account,
     master: &MasterKey,
-    policy: &PolicyRow,
-    license: &LicenseRow,
+    policy: &Policy,
+    license: &License,
     seed: Option<&str>,
     owner_email: Option<&str>,
 ) -> Result<String> {

@@ -3,7 +3,7 @@
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use super::policy::PolicyRules;
+use crate::model::PolicyRules;
 use crate::time::{add_duration, add_months, Millis, DAY};
 
 /// A license key in Keygen's default format: 16 random bytes as 32 hex characters whose last

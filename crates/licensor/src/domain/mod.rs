@@ -2,6 +2,7 @@
 //! unit-tested without a server; `issuance` is the one path that creates licenses for every
 //! surface.
 
+pub mod account;
 pub mod activation;
 pub mod collection_query;
 pub mod heartbeat;

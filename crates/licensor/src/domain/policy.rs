@@ -3,9 +3,8 @@
 //! The rules are stored as one JSON document per policy (they are read whole, with the policy,
 //! and never queried field by field), and the same struct is the policy's wire attributes.
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
+use crate::model::PolicyRules;
 
 pub const UNIQUENESS: &[&str] =
     &["UNIQUE_PER_ACCOUNT", "UNIQUE_PER_PRODUCT", "UNIQUE_PER_POLICY", "UNIQUE_PER_LICENSE"];
@@ -48,106 +47,6 @@ pub const HEARTBEAT_BASIS: &[&str] = &["FROM_CREATION", "FROM_FIRST_PING"];
 
 /// Default heartbeat window when a policy sets none.
 pub const DEFAULT_HEARTBEAT_DURATION: i64 = 600;
-
-fn s(v: &str) -> String {
-    v.to_string()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct PolicyRules {
-    pub duration: Option<i64>,
-    pub strict: bool,
-    pub floating: bool,
-    pub use_pool: bool,
-    pub max_machines: Option<i64>,
-    pub max_processes: Option<i64>,
-    pub max_users: Option<i64>,
-    pub max_cores: Option<i64>,
-    pub max_memory: Option<i64>,
-    pub max_disk: Option<i64>,
-    pub max_uses: Option<i64>,
-    pub machine_uniqueness_strategy: String,
-    pub machine_matching_strategy: String,
-    pub component_uniqueness_strategy: String,
-    pub component_matching_strategy: String,
-    pub expiration_strategy: String,
-    pub expiration_basis: String,
-    pub renewal_basis: String,
-    pub transfer_strategy: String,
-    pub authentication_strategy: String,
-    pub machine_leasing_strategy: String,
-    pub process_leasing_strategy: String,
-    pub overage_strategy: String,
-    pub scheme: Option<String>,
-    pub encrypted: bool,
-    pub protected: bool,
-    pub require_product_scope: bool,
-    pub require_policy_scope: bool,
-    pub require_machine_scope: bool,
-    pub require_fingerprint_scope: bool,
-    pub require_components_scope: bool,
-    pub require_user_scope: bool,
-    pub require_checksum_scope: bool,
-    pub require_version_scope: bool,
-    pub require_check_in: bool,
-    pub check_in_interval: Option<String>,
-    pub check_in_interval_count: Option<i64>,
-    pub require_heartbeat: bool,
-    pub heartbeat_duration: Option<i64>,
-    pub heartbeat_cull_strategy: String,
-    pub heartbeat_resurrection_strategy: String,
-    pub heartbeat_basis: String,
-}
-
-impl Default for PolicyRules {
-    fn default() -> Self {
-        PolicyRules {
-            duration: None,
-            strict: false,
-            floating: false,
-            use_pool: false,
-            max_machines: None,
-            max_processes: None,
-            max_users: None,
-            max_cores: None,
-            max_memory: None,
-            max_disk: None,
-            max_uses: None,
-            machine_uniqueness_strategy: s("UNIQUE_PER_LICENSE"),
-            machine_matching_strategy: s("MATCH_ANY"),
-            component_uniqueness_strategy: s("UNIQUE_PER_MACHINE"),
-            component_matching_strategy: s("MATCH_ANY"),
-            expiration_strategy: s("RESTRICT_ACCESS"),
-            expiration_basis: s("FROM_CREATION"),
-            renewal_basis: s("FROM_EXPIRY"),
-            transfer_strategy: s("KEEP_EXPIRY"),
-            authentication_strategy: s("TOKEN"),
-            machine_leasing_strategy: s("PER_LICENSE"),
-            process_leasing_strategy: s("PER_MACHINE"),
-            overage_strategy: s("NO_OVERAGE"),
-            scheme: None,
-            encrypted: false,
-            protected: false,
-            require_product_scope: false,
-            require_policy_scope: false,
-            require_machine_scope: false,
-            require_fingerprint_scope: false,
-            require_components_scope: false,
-            require_user_scope: false,
-            require_checksum_scope: false,
-            require_version_scope: false,
-            require_check_in: false,
-            check_in_interval: None,
-            check_in_interval_count: None,
-            require_heartbeat: false,
-            heartbeat_duration: None,
-            heartbeat_cull_strategy: s("DEACTIVATE_DEAD"),
-            heartbeat_resurrection_strategy: s("NO_REVIVE"),
-            heartbeat_basis: s("FROM_FIRST_PING"),
-        }
-    }
-}
 
 /// `maxMachines` → `MAX_MACHINES`, the prefix of Keygen's attribute error codes.
 pub fn code_prefix(camel: &str) -> String {
@@ -195,7 +94,7 @@ impl PolicyRules {
             self.max_machines = Some(1);
         }
         if self.encrypted && self.scheme.is_none() {
-            self.scheme = Some(s("LEGACY_ENCRYPT"));
+            self.scheme = Some(String::from("LEGACY_ENCRYPT"));
         }
         at_least("duration", self.duration, 86_400)?;
         at_least("maxMachines", self.max_machines, if self.floating { 1 } else { 0 })?;
@@ -421,19 +320,20 @@ mod tests {
     #[test]
     fn transfers_are_decided_by_the_first_difference() {
         let base = PolicyRules {
-            machine_uniqueness_strategy: s("UNIQUE_PER_POLICY"),
-            component_uniqueness_strategy: s("UNIQUE_PER_MACHINE"),
+            machine_uniqueness_strategy: String::from("UNIQUE_PER_POLICY"),
+            component_uniqueness_strategy: String::from("UNIQUE_PER_MACHINE"),
             ..Default::default()
         };
         assert_eq!(transfer_refusal(&base, &base), None);
-        let stricter_machines = PolicyRules { machine_uniqueness_strategy: s("UNIQUE_PER_ACCOUNT"), ..base.clone() };
+        let stricter_machines =
+            PolicyRules { machine_uniqueness_strategy: String::from("UNIQUE_PER_ACCOUNT"), ..base.clone() };
         assert!(transfer_refusal(&base, &stricter_machines).unwrap().contains("machine uniqueness"));
         let stricter_components =
-            PolicyRules { component_uniqueness_strategy: s("UNIQUE_PER_ACCOUNT"), ..base.clone() };
+            PolicyRules { component_uniqueness_strategy: String::from("UNIQUE_PER_ACCOUNT"), ..base.clone() };
         assert!(transfer_refusal(&base, &stricter_components).unwrap().contains("component uniqueness"));
         // A looser machine strategy decides alone: the stricter component one is not looked at.
         let looser_machines =
-            PolicyRules { machine_uniqueness_strategy: s("UNIQUE_PER_LICENSE"), ..stricter_components };
+            PolicyRules { machine_uniqueness_strategy: String::from("UNIQUE_PER_LICENSE"), ..stricter_components };
         assert_eq!(transfer_refusal(&base, &looser_machines), None);
         let encrypted = PolicyRules { encrypted: true, ..stricter_machines };
         assert!(transfer_refusal(&base, &encrypted).unwrap().contains("encrypted"));
@@ -444,14 +344,14 @@ mod tests {
         let mut r = PolicyRules {
             floating: true,
             max_machines: Some(5),
-            overage_strategy: s("ALLOW_1_25X_OVERAGE"),
+            overage_strategy: String::from("ALLOW_1_25X_OVERAGE"),
             ..Default::default()
         };
         assert!(r.normalize_and_validate().is_err());
         let mut r = PolicyRules {
             floating: true,
             max_machines: Some(4),
-            overage_strategy: s("ALLOW_1_25X_OVERAGE"),
+            overage_strategy: String::from("ALLOW_1_25X_OVERAGE"),
             ..Default::default()
         };
         r.normalize_and_validate().unwrap();
@@ -462,7 +362,8 @@ mod tests {
             Err(Error::Invalid { detail, .. }) => detail.into_owned(),
             other => panic!("{other:?}"),
         };
-        let base = PolicyRules { floating: true, overage_strategy: s("ALLOW_1_5X_OVERAGE"), ..Default::default() };
+        let base =
+            PolicyRules { floating: true, overage_strategy: String::from("ALLOW_1_5X_OVERAGE"), ..Default::default() };
         assert_eq!(
             detail(PolicyRules { max_disk: Some(3), ..base.clone() }),
             "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max disk value not divisible by 2)"
@@ -481,7 +382,7 @@ mod tests {
     fn durations_and_enums_are_checked() {
         let mut r = PolicyRules { duration: Some(60), ..Default::default() };
         assert!(r.normalize_and_validate().is_err());
-        let mut r = PolicyRules { expiration_strategy: s("SOMETIMES"), ..Default::default() };
+        let mut r = PolicyRules { expiration_strategy: String::from("SOMETIMES"), ..Default::default() };
         let err = r.normalize_and_validate().unwrap_err();
         assert!(matches!(err, Error::Invalid { ref code, .. } if code == "EXPIRATION_STRATEGY_NOT_ALLOWED"));
         let mut r = PolicyRules { require_check_in: true, ..Default::default() };
@@ -496,9 +397,9 @@ mod tests {
 
     #[test]
     fn node_locked_machine_overage() {
-        let r = PolicyRules { overage_strategy: s("ALLOW_1_5X_OVERAGE"), ..Default::default() };
+        let r = PolicyRules { overage_strategy: String::from("ALLOW_1_5X_OVERAGE"), ..Default::default() };
         assert!(!r.within_machine_overage(2, 1));
-        let r = PolicyRules { overage_strategy: s("ALLOW_2X_OVERAGE"), ..Default::default() };
+        let r = PolicyRules { overage_strategy: String::from("ALLOW_2X_OVERAGE"), ..Default::default() };
         assert!(r.within_machine_overage(2, 1));
     }
 }

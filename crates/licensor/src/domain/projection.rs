@@ -6,9 +6,7 @@
 
 use uuid::Uuid;
 
-use crate::store::accounts::AccountRow;
-use crate::store::groups::GroupRow;
-use crate::store::licenses::LicenseRow;
+use crate::model::{Account, Group, License};
 
 /// A signed 32-bit key for `id`: its first four bytes, big-endian.
 pub fn legacy_key(id: Uuid) -> i32 {
@@ -78,7 +76,7 @@ impl Metric {
     }
 
     /// The effective limit of this metric on `l` (license override, else policy).
-    pub fn limit(self, l: &LicenseRow) -> Option<i64> {
+    pub fn limit(self, l: &License) -> Option<i64> {
         match self {
             Metric::Machines => l.max_machines().or_else(|| (!l.rules().floating).then_some(1)),
             Metric::Cores => l.max_cores(),
@@ -110,7 +108,7 @@ impl Metric {
     }
 
     /// Sets this metric's license-level limit.
-    pub fn set_limit(self, l: &mut LicenseRow, value: Option<i64>) {
+    pub fn set_limit(self, l: &mut License, value: Option<i64>) {
         match self {
             Metric::Machines => l.max_machines = value,
             Metric::Cores => l.max_cores = value,
@@ -123,7 +121,7 @@ impl Metric {
 
 /// The metric a license is sold by and its quantity: the first limited metric in the order
 /// machines, cores, users, processes, uses; `(Uses, 0)` when nothing is limited.
-pub fn primary(l: &LicenseRow) -> (Metric, i64) {
+pub fn primary(l: &License) -> (Metric, i64) {
     // A license written through the licensing surface limits exactly one metric at license
     // level; prefer that over limits inherited from the policy.
     let own = [
@@ -140,7 +138,7 @@ pub fn primary(l: &LicenseRow) -> (Metric, i64) {
 }
 
 /// Astra's secondary capacity: the machine limit when the primary metric is another one.
-pub fn secondary_capacity(l: &LicenseRow) -> i64 {
+pub fn secondary_capacity(l: &License) -> i64 {
     match primary(l) {
         (Metric::Machines, _) => 0,
         _ => Metric::Machines.limit(l).unwrap_or(0),
@@ -149,17 +147,17 @@ pub fn secondary_capacity(l: &LicenseRow) -> i64 {
 
 /// Who a license is granted to: its group (the grant) by name, else the license's own name,
 /// else the vendor account's name.
-pub fn licensee_name(l: &LicenseRow, group: Option<&GroupRow>, account: &AccountRow) -> String {
+pub fn licensee_name(l: &License, group: Option<&Group>, account: &Account) -> String {
     group.map(|g| g.name.clone()).or_else(|| l.name.clone()).unwrap_or_else(|| account.name.clone())
 }
 
 /// The licensee's tax or customer id, kept in the grant group's metadata.
-pub fn licensee_id(group: Option<&GroupRow>) -> String {
+pub fn licensee_id(group: Option<&Group>) -> String {
     group.and_then(|g| g.metadata.0.get("licensee_id")).and_then(|v| v.as_str()).unwrap_or_default().to_string()
 }
 
 /// nginstack's licenser key: the grant group's key, or the license's own when it has no group.
-pub fn licenser_key(l: &LicenseRow) -> i32 {
+pub fn licenser_key(l: &License) -> i32 {
     legacy_key(l.group_id.unwrap_or(l.id))
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::heartbeat;
 use super::license::is_overdue;
-use crate::store::licenses::LicenseRow;
+use crate::model::License;
 use crate::time::Millis;
 
 /// `meta.scope` of a validation request (echoed back in the response without its unset fields).
@@ -98,7 +98,7 @@ fn fail(code: &'static str, detail: &'static str) -> Outcome {
 }
 
 /// Runs the checks. `quick` skips every scope check (Keygen's `GET …/actions/validate`).
-pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: bool, now: Millis) -> Outcome {
+pub fn validate(l: &License, facts: &Facts, scope: Option<&Scope>, quick: bool, now: Millis) -> Outcome {
     let rules = l.rules();
     let expired = l.expiry.is_some_and(|e| e < now);
     let floating = rules.floating;
@@ -175,12 +175,12 @@ pub fn validate(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, quick: boo
 /// The machines the strict limits count: all of the license's, or under PER_USER leasing only
 /// those of the user in scope (the ownerless ones when no user is in scope), as activation
 /// counts them.
-fn leased_machines<'a>(l: &LicenseRow, facts: &'a Facts) -> Vec<&'a MachineFacts> {
+fn leased_machines<'a>(l: &License, facts: &'a Facts) -> Vec<&'a MachineFacts> {
     let per_user = l.rules().machine_leasing_strategy == "PER_USER";
     facts.machines.iter().filter(|m| !per_user || m.owner_id == facts.scope_user).collect()
 }
 
-fn expiry_outcome(rules: &super::policy::PolicyRules, expired: bool) -> Outcome {
+fn expiry_outcome(rules: &crate::model::PolicyRules, expired: bool) -> Outcome {
     if expired {
         let valid = matches!(rules.expiration_strategy.as_str(), "MAINTAIN_ACCESS" | "ALLOW_ACCESS");
         return Outcome { valid, code: "EXPIRED", detail: "is expired" };
@@ -188,7 +188,7 @@ fn expiry_outcome(rules: &super::policy::PolicyRules, expired: bool) -> Outcome 
     Outcome { valid: true, code: "VALID", detail: "is valid" }
 }
 
-fn process_limit(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, now: Millis) -> Option<Outcome> {
+fn process_limit(l: &License, facts: &Facts, scope: Option<&Scope>, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
     let license_max = l.max_processes()?;
     let (count, max) = match rules.process_leasing_strategy.as_str() {
@@ -220,7 +220,7 @@ fn process_limit(l: &LicenseRow, facts: &Facts, scope: Option<&Scope>, now: Mill
     })
 }
 
-fn check_scopes(l: &LicenseRow, facts: &Facts, s: &Scope, now: Millis) -> Option<Outcome> {
+fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
     match &s.product {
         Some(p) if *p != l.product_id.to_string() => {
@@ -427,11 +427,11 @@ fn component_mismatch(strategy: &str, matched: usize, given: usize) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::policy::PolicyRules;
+    use crate::model::PolicyRules;
     use uuid::Uuid;
 
-    fn license(rules: PolicyRules) -> LicenseRow {
-        LicenseRow {
+    fn license(rules: PolicyRules) -> License {
+        License {
             id: Uuid::nil(),
             account_id: Uuid::nil(),
             product_id: Uuid::nil(),
@@ -457,7 +457,7 @@ mod tests {
             metadata: sqlx::types::Json(serde_json::json!({})),
             created_at: 0,
             updated_at: 0,
-            policy_rules: crate::store::Rules(std::sync::Arc::new(rules)),
+            policy_rules: crate::model::Rules(std::sync::Arc::new(rules)),
             machines_count: 0,
             machines_cores: 0,
             machines_memory: 0,

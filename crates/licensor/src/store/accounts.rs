@@ -1,37 +1,21 @@
 //! Accounts: the tenants.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct AccountRow {
-    pub id: Uuid,
-    pub slug: String,
-    pub name: String,
-    pub protected: bool,
-    pub ed25519_public: String,
-    pub ed25519_secret: Vec<u8>,
-    pub rsa_public: String,
-    pub rsa_secret: Vec<u8>,
-    pub ecdsa_public: Option<String>,
-    pub ecdsa_secret: Option<Vec<u8>>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::Account;
 
 const FIND_BY_ID: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at FROM accounts WHERE id = $1";
 const FIND_BY_SLUG: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at FROM accounts WHERE slug = $1";
 
 /// Finds an account by UUID or by slug.
-pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<AccountRow>> {
+pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<Account>> {
     let row = if let Ok(id) = Uuid::parse_str(id_or_slug) {
-        db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(FIND_BY_ID).bind(id).fetch_optional(pool).await?)
+        db_run!(db, |pool| sqlx::query_as::<_, Account>(FIND_BY_ID).bind(id).fetch_optional(pool).await?)
     } else {
-        db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(FIND_BY_SLUG)
+        db_run!(db, |pool| sqlx::query_as::<_, Account>(FIND_BY_SLUG)
             .bind(id_or_slug.to_ascii_lowercase())
             .fetch_optional(pool)
             .await?)
@@ -40,9 +24,9 @@ pub async fn find(db: &Db, id_or_slug: &str) -> Result<Option<AccountRow>> {
 }
 
 /// The account, when the database holds exactly one.
-pub async fn find_only(db: &Db) -> Result<Option<AccountRow>> {
+pub async fn find_only(db: &Db) -> Result<Option<Account>> {
     const SQL: &str = "SELECT id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at FROM accounts LIMIT 2";
-    let mut rows = db_run!(db, |pool| sqlx::query_as::<_, AccountRow>(SQL).fetch_all(pool).await?);
+    let mut rows = db_run!(db, |pool| sqlx::query_as::<_, Account>(SQL).fetch_all(pool).await?);
     Ok(if rows.len() == 1 { rows.pop() } else { None })
 }
 
@@ -52,7 +36,7 @@ pub async fn count(db: &Db) -> Result<i64> {
 
 const INSERT: &str = "INSERT INTO accounts (id, slug, name, protected, ed25519_public, ed25519_secret, rsa_public, rsa_secret, ecdsa_public, ecdsa_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
 
-pub async fn insert(db: &Db, a: &AccountRow) -> Result<()> {
+pub async fn insert(db: &Db, a: &Account) -> Result<()> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(a.id)
         .bind(&a.slug)
@@ -86,7 +70,7 @@ pub async fn set_ecdsa(db: &Db, id: Uuid, public: &str, sealed: &[u8]) -> Result
 
 const UPDATE: &str = "UPDATE accounts SET name = $2, slug = $3, protected = $4, updated_at = $5 WHERE id = $1";
 
-pub async fn update(db: &Db, a: &AccountRow) -> Result<()> {
+pub async fn update(db: &Db, a: &Account) -> Result<()> {
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(a.id)
         .bind(&a.name)

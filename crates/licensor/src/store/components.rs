@@ -1,25 +1,12 @@
 //! Machine components (hardware fingerprints below the machine).
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::machines::Uniqueness;
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct ComponentRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub machine_id: Uuid,
-    pub fingerprint: String,
-    pub name: String,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Component, Listing, Metadata, Page};
 
 macro_rules! select {
     ($where:literal) => {
@@ -32,8 +19,8 @@ macro_rules! select {
 
 const FIND: &str = select!("WHERE account_id = $1 AND id = $2");
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<ComponentRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, ComponentRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Component>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Component>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 pub async fn fingerprints_for_machine(db: &Db, machine: Uuid) -> Result<Vec<String>> {
@@ -53,9 +40,9 @@ pub async fn list(
     machine: Option<Uuid>,
     license: Option<Uuid>,
     page: Page,
-) -> Result<Listing<ComponentRow>> {
+) -> Result<Listing<Component>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, ComponentRow>(LIST)
+        let rows = sqlx::query_as::<_, Component>(LIST)
             .bind(account)
             .bind(machine)
             .bind(license)
@@ -72,7 +59,7 @@ pub async fn list(
 const INSERT: &str = "INSERT INTO components (id, account_id, machine_id, fingerprint, name, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// The insert of one component, bound, for either engine (activation inserts them too).
-pub(super) fn insert_query<'q, DB: sqlx::Database>(c: &'q ComponentRow) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+pub(super) fn insert_query<'q, DB: sqlx::Database>(c: &'q Component) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
 where
     Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -119,7 +106,7 @@ pub enum Refusal {
 /// Adds a component to a machine, enforcing the component uniqueness scope. It takes the
 /// license's row lock first, as activation does (and the account's for scopes wider than the
 /// license), so two nodes adding the same fingerprint cannot both pass the check.
-pub async fn insert(db: &Db, c: &ComponentRow, scope: Option<Uniqueness>) -> Result<Result<(), Refusal>> {
+pub async fn insert(db: &Db, c: &Component, scope: Option<Uniqueness>) -> Result<Result<(), Refusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at \
         WHERE account_id = $1 AND id = (SELECT license_id FROM machines WHERE account_id = $1 AND id = $2)";
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
@@ -159,7 +146,7 @@ pub async fn insert(db: &Db, c: &ComponentRow, scope: Option<Uniqueness>) -> Res
     Ok(if inserted { Ok(()) } else { Err(Refusal::Taken) })
 }
 
-pub async fn update(db: &Db, c: &ComponentRow) -> Result<()> {
+pub async fn update(db: &Db, c: &Component) -> Result<()> {
     const SQL: &str =
         "UPDATE components SET name = $3, metadata = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| sqlx::query(SQL)

@@ -1,30 +1,18 @@
 //! Entitlements, and their attachment to policies and licenses.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct EntitlementRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub name: String,
-    pub code: String,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Entitlement, Listing, Page};
 
 const FIND: &str = "SELECT id, account_id, name, code, metadata, created_at, updated_at FROM entitlements WHERE account_id = $1 AND (id = $2 OR code = $3)";
 
 /// Finds by UUID or by code.
-pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<EntitlementRow>> {
+pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<Entitlement>> {
     let uuid = Uuid::parse_str(id).ok();
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(FIND)
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Entitlement>(FIND)
         .bind(account)
         .bind(uuid)
         .bind(id)
@@ -51,14 +39,14 @@ const COUNT: &str = "SELECT COUNT(*) FROM entitlements e WHERE account_id = $1 \
     AND ($3 IS NULL OR id IN (SELECT entitlement_id FROM license_entitlements WHERE license_id = $3) \
          OR id IN (SELECT pe.entitlement_id FROM policy_entitlements pe JOIN licenses l ON l.policy_id = pe.policy_id WHERE l.id = $3))";
 
-pub async fn list(db: &Db, account: Uuid, scope: Scope, page: Page) -> Result<Listing<EntitlementRow>> {
+pub async fn list(db: &Db, account: Uuid, scope: Scope, page: Page) -> Result<Listing<Entitlement>> {
     let (policy, license) = match scope {
         Scope::Account => (None, None),
         Scope::Policy(p) => (Some(p), None),
         Scope::License(l) => (None, Some(l)),
     };
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, EntitlementRow>(LIST)
+        let rows = sqlx::query_as::<_, Entitlement>(LIST)
             .bind(account)
             .bind(policy)
             .bind(license)
@@ -88,7 +76,7 @@ pub async fn codes_for_license(db: &Db, account: Uuid, license: Uuid, policy: Uu
 
 const INSERT: &str = "INSERT INTO entitlements (id, account_id, name, code, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub async fn insert(db: &Db, e: &EntitlementRow) -> Result<(), sqlx::Error> {
+pub async fn insert(db: &Db, e: &Entitlement) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(e.id)
         .bind(e.account_id)
@@ -106,7 +94,7 @@ pub async fn insert(db: &Db, e: &EntitlementRow) -> Result<(), sqlx::Error> {
 const UPDATE: &str =
     "UPDATE entitlements SET name = $3, code = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, e: &EntitlementRow) -> Result<(), sqlx::Error> {
+pub async fn update(db: &Db, e: &Entitlement) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(e.account_id)
         .bind(e.id)
@@ -135,8 +123,8 @@ const FOR_PRODUCT: &str = "SELECT id, account_id, name, code, metadata, created_
     ORDER BY created_at, id";
 
 /// The entitlements a product offers: those attached to any of its policies.
-pub async fn for_product(db: &Db, account: Uuid, product: Uuid) -> Result<Vec<EntitlementRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(FOR_PRODUCT)
+pub async fn for_product(db: &Db, account: Uuid, product: Uuid) -> Result<Vec<Entitlement>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Entitlement>(FOR_PRODUCT)
         .bind(account)
         .bind(product)
         .fetch_all(pool)
@@ -150,8 +138,8 @@ const EFFECTIVE: &str =
     ORDER BY created_at, id";
 
 /// A license's effective entitlements: its own and its policy's.
-pub async fn for_license(db: &Db, account: Uuid, license: Uuid, policy: Uuid) -> Result<Vec<EntitlementRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, EntitlementRow>(EFFECTIVE)
+pub async fn for_license(db: &Db, account: Uuid, license: Uuid, policy: Uuid) -> Result<Vec<Entitlement>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Entitlement>(EFFECTIVE)
         .bind(account)
         .bind(license)
         .bind(policy)

@@ -1,38 +1,24 @@
 //! Groups of users, licenses and machines.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct GroupRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub name: String,
-    pub max_users: Option<i64>,
-    pub max_licenses: Option<i64>,
-    pub max_machines: Option<i64>,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Group, Listing, Page};
 
 const FIND: &str = "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups WHERE account_id = $1 AND id = $2";
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<GroupRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, GroupRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Group>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Group>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 const LIST: &str = "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups WHERE account_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
 const COUNT: &str = "SELECT COUNT(*) FROM groups WHERE account_id = $1 AND ($2 IS NULL OR id = $2)";
 
-pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<GroupRow>> {
+pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<Group>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, GroupRow>(LIST)
+        let rows = sqlx::query_as::<_, Group>(LIST)
             .bind(account)
             .bind(only)
             .bind(page.limit())
@@ -46,7 +32,7 @@ pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Res
 
 const INSERT: &str = "INSERT INTO groups (id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-pub async fn insert(db: &Db, g: &GroupRow) -> Result<()> {
+pub async fn insert(db: &Db, g: &Group) -> Result<()> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(g.id)
         .bind(g.account_id)
@@ -65,7 +51,7 @@ pub async fn insert(db: &Db, g: &GroupRow) -> Result<()> {
 
 const UPDATE: &str = "UPDATE groups SET name = $3, max_users = $4, max_licenses = $5, max_machines = $6, metadata = $7, updated_at = $8 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, g: &GroupRow) -> Result<()> {
+pub async fn update(db: &Db, g: &Group) -> Result<()> {
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(g.account_id)
         .bind(g.id)

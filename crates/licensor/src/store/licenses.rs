@@ -1,86 +1,13 @@
-//! Licenses. Reads return a [`LicenseRow`] that already carries what rendering and validation
+//! Licenses. Reads return a [`License`] that already carries what rendering and validation
 //! need (policy rules, machine and user counts, whether the owner is banned), in one query.
 
 use sqlx::types::Json;
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
-use crate::domain::policy::PolicyRules;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct LicenseRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub product_id: Uuid,
-    pub policy_id: Uuid,
-    pub owner_id: Option<Uuid>,
-    pub group_id: Option<Uuid>,
-    pub key: String,
-    pub name: Option<String>,
-    pub expiry: Option<i64>,
-    pub suspended: bool,
-    pub protected: Option<bool>,
-    pub uses: i64,
-    pub max_machines: Option<i64>,
-    pub max_processes: Option<i64>,
-    pub max_users: Option<i64>,
-    pub max_cores: Option<i64>,
-    pub max_uses: Option<i64>,
-    pub max_memory: Option<i64>,
-    pub max_disk: Option<i64>,
-    pub last_validated_at: Option<i64>,
-    pub last_check_out_at: Option<i64>,
-    pub last_check_in_at: Option<i64>,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-    // Read-only here: policy rules from the join; counts kept by triggers (migration 0006).
-    pub policy_rules: super::Rules,
-    pub machines_count: i64,
-    pub machines_cores: i64,
-    pub users_count: i64,
-    pub owner_banned: bool,
-    pub machines_memory: i64,
-    pub machines_disk: i64,
-}
-
-impl LicenseRow {
-    pub fn rules(&self) -> &PolicyRules {
-        &self.policy_rules.0
-    }
-    /// The license's users as Keygen counts them: the attached ones plus the owner.
-    pub fn users_total(&self) -> i64 {
-        self.users_count + i64::from(self.owner_id.is_some())
-    }
-    pub fn max_machines(&self) -> Option<i64> {
-        self.max_machines.or(self.rules().max_machines)
-    }
-    pub fn max_processes(&self) -> Option<i64> {
-        self.max_processes.or(self.rules().max_processes)
-    }
-    pub fn max_users(&self) -> Option<i64> {
-        self.max_users.or(self.rules().max_users)
-    }
-    pub fn max_cores(&self) -> Option<i64> {
-        self.max_cores.or(self.rules().max_cores)
-    }
-    pub fn max_uses(&self) -> Option<i64> {
-        self.max_uses.or(self.rules().max_uses)
-    }
-    pub fn max_memory(&self) -> Option<i64> {
-        self.max_memory.or(self.rules().max_memory)
-    }
-    pub fn max_disk(&self) -> Option<i64> {
-        self.max_disk.or(self.rules().max_disk)
-    }
-    pub fn is_protected(&self) -> bool {
-        self.protected.unwrap_or(self.rules().protected)
-    }
-}
+use crate::model::{License, Listing, Page};
 
 macro_rules! select_view {
     ($where:literal) => {
@@ -101,29 +28,25 @@ macro_rules! select_view {
 const FIND_BY_ID: &str = select_view!("WHERE l.account_id = $1 AND l.id = $2");
 const FIND_BY_KEY: &str = select_view!("WHERE l.account_id = $1 AND l.key = $2");
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<LicenseRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_BY_ID)
-        .bind(account)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<License>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, License>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 /// The validation hot path's lookup. On SQLite it reads inline (see `SqliteDb::read_inline`).
-pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<LicenseRow>> {
+pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<License>> {
     match db {
         Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
             use rusqlite::OptionalExtension;
             conn.prepare_cached(FIND_BY_KEY)?.query_row(rusqlite::params![account, key], from_sqlite_row).optional()
         })?),
         Db::Postgres(pool) => {
-            Ok(sqlx::query_as::<_, LicenseRow>(FIND_BY_KEY).bind(account).bind(key).fetch_optional(pool).await?)
+            Ok(sqlx::query_as::<_, License>(FIND_BY_KEY).bind(account).bind(key).fetch_optional(pool).await?)
         }
     }
 }
 
 /// Maps a row of `select_view!` read through `rusqlite` (columns in the macro's order).
-fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
+fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<License> {
     let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
         let text: String = r.get(i)?;
         serde_json::from_str(&text)
@@ -131,7 +54,7 @@ fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRow> {
     };
     let rules = super::parse_rules(r.get(3)?, r.get_ref(25)?.as_str()?)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(25, rusqlite::types::Type::Text, Box::new(e)))?;
-    Ok(LicenseRow {
+    Ok(License {
         id: r.get(0)?,
         account_id: r.get(1)?,
         product_id: r.get(2)?,
@@ -171,12 +94,12 @@ const FIND_ANY_BY_KEY: &str = select_view!("WHERE l.key = $1 LIMIT 2");
 
 /// Licenses with `key` in any account (at most two: surfaces without an account in the URL
 /// treat a key found twice as unknown).
-pub async fn find_any_by_key(db: &Db, key: &str) -> Result<Vec<LicenseRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, LicenseRow>(FIND_ANY_BY_KEY).bind(key).fetch_all(pool).await?))
+pub async fn find_any_by_key(db: &Db, key: &str) -> Result<Vec<License>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, License>(FIND_ANY_BY_KEY).bind(key).fetch_all(pool).await?))
 }
 
 /// Finds by UUID first, then by key (Keygen's id alias for licenses).
-pub async fn find_by_id_or_key(db: &Db, account: Uuid, id: &str) -> Result<Option<LicenseRow>> {
+pub async fn find_by_id_or_key(db: &Db, account: Uuid, id: &str) -> Result<Option<License>> {
     if let Ok(uuid) = Uuid::parse_str(id) {
         if let Some(l) = find(db, account, uuid).await? {
             return Ok(Some(l));
@@ -210,9 +133,9 @@ const COUNT: &str = "SELECT COUNT(*) FROM licenses l WHERE l.account_id = $1 AND
      AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
      AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9)";
 
-pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<LicenseRow>> {
+pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<License>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, LicenseRow>(LIST)
+        let rows = sqlx::query_as::<_, License>(LIST)
             .bind(account)
             .bind(f.product)
             .bind(f.policy)
@@ -249,7 +172,7 @@ const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_i
 /// Inserts unless the license's group already holds `group_max` licenses; the count and the
 /// insert run in one transaction holding the group's row lock, so the cap holds across nodes.
 /// Returns false when the group is full.
-pub async fn insert_within_group(db: &Db, l: &LicenseRow, group_max: Option<i64>) -> Result<bool, sqlx::Error> {
+pub async fn insert_within_group(db: &Db, l: &License, group_max: Option<i64>) -> Result<bool, sqlx::Error> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
     db_run!(db, |pool| {
@@ -327,7 +250,7 @@ const UPDATE: &str = "UPDATE licenses SET \
 /// Writes the columns `after` changed from `before` (the row as read), and nothing else: a
 /// concurrent suspension, renewal or usage change to other columns survives. `Ok(false)` when
 /// the expiry changed underneath (the caller's computation is stale), or the license is gone.
-pub async fn update(db: &Db, before: &LicenseRow, after: &LicenseRow) -> Result<()> {
+pub async fn update(db: &Db, before: &License, after: &License) -> Result<()> {
     if update_if_current(db, before, after).await? {
         Ok(())
     } else {
@@ -339,7 +262,7 @@ pub async fn update(db: &Db, before: &LicenseRow, after: &LicenseRow) -> Result<
 }
 
 /// [`update`], answering `false` instead of an error when the write did not apply.
-pub async fn update_if_current(db: &Db, before: &LicenseRow, after: &LicenseRow) -> Result<bool> {
+pub async fn update_if_current(db: &Db, before: &License, after: &License) -> Result<bool> {
     let n = db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(after.account_id)
         .bind(after.id)
@@ -552,7 +475,7 @@ pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid])
 }
 
 /// Whether `user` owns or is attached to `license`.
-pub async fn has_user(db: &Db, license: &LicenseRow, user: Uuid) -> Result<bool> {
+pub async fn has_user(db: &Db, license: &License, user: Uuid) -> Result<bool> {
     if license.owner_id == Some(user) {
         return Ok(true);
     }

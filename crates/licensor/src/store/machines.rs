@@ -1,69 +1,11 @@
 //! Machines (activations) and the limit checks that must hold under concurrency.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct MachineRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub license_id: Uuid,
-    pub fingerprint: String,
-    pub name: Option<String>,
-    pub ip: Option<String>,
-    pub hostname: Option<String>,
-    pub platform: Option<String>,
-    pub cores: Option<i64>,
-    pub memory: Option<i64>,
-    pub disk: Option<i64>,
-    pub owner_id: Option<Uuid>,
-    pub group_id: Option<Uuid>,
-    pub max_processes: Option<i64>,
-    pub last_heartbeat_at: Option<i64>,
-    pub last_check_out_at: Option<i64>,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-    // Derived, read-only: from the machine's license and policy.
-    pub product_id: Uuid,
-    pub policy_id: Uuid,
-    pub policy_rules: super::Rules,
-}
-
-impl MachineRow {
-    /// A machine about to be activated on `license`, with nothing but its fingerprint set.
-    pub fn new(license: &super::licenses::LicenseRow, id: Uuid, fingerprint: String, now: i64) -> MachineRow {
-        MachineRow {
-            id,
-            account_id: license.account_id,
-            license_id: license.id,
-            fingerprint,
-            name: None,
-            ip: None,
-            hostname: None,
-            platform: None,
-            cores: None,
-            memory: None,
-            disk: None,
-            owner_id: None,
-            group_id: None,
-            max_processes: None,
-            last_heartbeat_at: (license.rules().heartbeat_basis == "FROM_CREATION").then_some(now),
-            last_check_out_at: None,
-            metadata: super::empty_metadata(),
-            created_at: now,
-            updated_at: now,
-            product_id: license.product_id,
-            policy_id: license.policy_id,
-            policy_rules: license.policy_rules.clone(),
-        }
-    }
-}
+use crate::model::{Listing, Machine, Page};
 
 macro_rules! select {
     ($where:literal) => {
@@ -80,18 +22,18 @@ const FIND: &str = select!("WHERE m.account_id = $1 AND m.id = $2");
 const FIND_BY_FINGERPRINT: &str =
     select!("WHERE m.account_id = $1 AND m.fingerprint = $2 ORDER BY m.created_at ASC LIMIT 1");
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<MachineRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Machine>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Machine>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 /// Finds by UUID, else by fingerprint (oldest first, as Keygen's alias lookup does).
-pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Result<Option<MachineRow>> {
+pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Result<Option<Machine>> {
     if let Ok(uuid) = Uuid::parse_str(id) {
         if let Some(m) = find(db, account, uuid).await? {
             return Ok(Some(m));
         }
     }
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(FIND_BY_FINGERPRINT)
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Machine>(FIND_BY_FINGERPRINT)
         .bind(account)
         .bind(id)
         .fetch_optional(pool)
@@ -101,8 +43,8 @@ pub async fn find_by_id_or_fingerprint(db: &Db, account: Uuid, id: &str) -> Resu
 const ON_LICENSE: &str = select!("WHERE m.account_id = $1 AND m.license_id = $2 AND m.fingerprint = $3");
 
 /// The machine with `fingerprint` on `license`, if activated.
-pub async fn find_on_license(db: &Db, account: Uuid, license: Uuid, fingerprint: &str) -> Result<Option<MachineRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, MachineRow>(ON_LICENSE)
+pub async fn find_on_license(db: &Db, account: Uuid, license: Uuid, fingerprint: &str) -> Result<Option<Machine>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Machine>(ON_LICENSE)
         .bind(account)
         .bind(license)
         .bind(fingerprint)
@@ -116,7 +58,7 @@ const FOR_LICENSE: &str = select!("WHERE l.account_id = $1 AND m.license_id = $2
 
 /// Every machine of a license (validation needs them all; a license rarely has many). On the
 /// validation hot path: on SQLite it reads inline (see `SqliteDb::read_inline`).
-pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<MachineRow>> {
+pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Machine>> {
     match db {
         Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
             conn.prepare_cached(FOR_LICENSE)?
@@ -124,19 +66,19 @@ pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Ma
                 .collect::<rusqlite::Result<Vec<_>>>()
         })?),
         Db::Postgres(pool) => {
-            Ok(sqlx::query_as::<_, MachineRow>(FOR_LICENSE).bind(account).bind(license).fetch_all(pool).await?)
+            Ok(sqlx::query_as::<_, Machine>(FOR_LICENSE).bind(account).bind(license).fetch_all(pool).await?)
         }
     }
 }
 
 /// Maps a row of `select!` read through `rusqlite` (columns in the macro's order).
-fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MachineRow> {
+fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
     fn json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
         let text: String = r.get(i)?;
         serde_json::from_str(&text)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
     }
-    Ok(MachineRow {
+    Ok(Machine {
         id: r.get(0)?,
         account_id: r.get(1)?,
         license_id: r.get(2)?,
@@ -186,9 +128,9 @@ const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND ($2
      AND ($7 IS NULL OR group_id = $7) \
      AND ($8 IS NULL OR owner_id = $8 OR license_id IN (SELECT id FROM licenses WHERE owner_id = $8) OR license_id IN (SELECT license_id FROM license_users WHERE user_id = $8))";
 
-pub async fn list(db: &Db, account: Uuid, f: &MachineFilter, page: Page) -> Result<Listing<MachineRow>> {
+pub async fn list(db: &Db, account: Uuid, f: &MachineFilter, page: Page) -> Result<Listing<Machine>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, MachineRow>(LIST)
+        let rows = sqlx::query_as::<_, Machine>(LIST)
             .bind(account)
             .bind(f.license)
             .bind(&f.fingerprint)
@@ -267,8 +209,8 @@ pub enum ActivationRefusal {
 /// also locks the account row.
 pub async fn activate(
     db: &Db,
-    m: &MachineRow,
-    components: &[super::components::ComponentRow],
+    m: &Machine,
+    components: &[crate::model::Component],
     limits: &ActivationLimits,
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
@@ -442,11 +384,7 @@ const UPDATE: &str = "UPDATE machines SET name = $3, ip = $4, hostname = $5, pla
 /// license lock as activation checks it: the machine count (for a new owner), cores, memory,
 /// disk, and the group's machine count (for a new group). Pass only the limits of what changed,
 /// so lowering a limit never blocks renaming a machine.
-pub async fn update(
-    db: &Db,
-    m: &MachineRow,
-    limits: Option<&ActivationLimits>,
-) -> Result<Result<(), ActivationRefusal>> {
+pub async fn update(db: &Db, m: &Machine, limits: Option<&ActivationLimits>) -> Result<Result<(), ActivationRefusal>> {
     const OTHERS: &str = "FROM machines WHERE license_id = $1 AND id <> $4 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
     let cores = format!("SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) {OTHERS}");
     let memory = format!("SELECT CAST(COALESCE(SUM(memory), 0) AS BIGINT) {OTHERS}");
@@ -554,7 +492,7 @@ pub async fn stale(
     db: &Db,
     before: i64,
     limit: i64,
-) -> Result<Vec<(Uuid, Uuid, Option<i64>, i64, sqlx::types::Json<crate::domain::policy::PolicyRules>)>> {
+) -> Result<Vec<(Uuid, Uuid, Option<i64>, i64, sqlx::types::Json<crate::model::PolicyRules>)>> {
     const SQL: &str = "SELECT m.id, m.account_id, m.last_heartbeat_at, m.created_at, pol.rules FROM machines m JOIN licenses l ON l.id = m.license_id \
         JOIN policies pol ON pol.id = l.policy_id WHERE COALESCE(m.last_heartbeat_at, m.created_at) < $1 ORDER BY COALESCE(m.last_heartbeat_at, m.created_at) LIMIT $2";
     Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(before).bind(limit).fetch_all(pool).await?))

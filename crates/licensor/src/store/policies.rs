@@ -1,39 +1,24 @@
 //! Policies and their attached entitlements.
 
-use sqlx::types::Json;
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
-use crate::domain::policy::PolicyRules;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct PolicyRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub product_id: Uuid,
-    pub name: String,
-    pub rules: Json<PolicyRules>,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Listing, Page, Policy};
 
 const FIND: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND id = $2";
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<PolicyRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, PolicyRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Policy>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Policy>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 const LIST: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
 const COUNT: &str = "SELECT COUNT(*) FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2)";
 
-pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> Result<Listing<PolicyRow>> {
+pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> Result<Listing<Policy>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, PolicyRow>(LIST)
+        let rows = sqlx::query_as::<_, Policy>(LIST)
             .bind(account)
             .bind(product)
             .bind(page.limit())
@@ -47,7 +32,7 @@ pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> 
 
 const INSERT: &str = "INSERT INTO policies (id, account_id, product_id, name, rules, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-pub async fn insert(db: &Db, p: &PolicyRow) -> Result<()> {
+pub async fn insert(db: &Db, p: &Policy) -> Result<()> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(p.id)
         .bind(p.account_id)
@@ -66,7 +51,7 @@ pub async fn insert(db: &Db, p: &PolicyRow) -> Result<()> {
 /// The product's oldest policy named `p.name`, or `p` inserted as it. The lookup and the insert
 /// run in one transaction holding the product's row lock, so callers racing on several nodes
 /// agree on one policy instead of each creating its own.
-pub async fn find_or_insert_named(db: &Db, p: &PolicyRow) -> Result<PolicyRow> {
+pub async fn find_or_insert_named(db: &Db, p: &Policy) -> Result<Policy> {
     const LOCK_PRODUCT: &str = "UPDATE products SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const BY_NAME: &str =
         "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies \
@@ -74,7 +59,7 @@ pub async fn find_or_insert_named(db: &Db, p: &PolicyRow) -> Result<PolicyRow> {
     Ok(db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_PRODUCT).bind(p.account_id).bind(p.product_id).execute(&mut *tx).await?;
-        let found = sqlx::query_as::<_, PolicyRow>(BY_NAME)
+        let found = sqlx::query_as::<_, Policy>(BY_NAME)
             .bind(p.account_id)
             .bind(p.product_id)
             .bind(&p.name)
@@ -105,7 +90,7 @@ pub async fn find_or_insert_named(db: &Db, p: &PolicyRow) -> Result<PolicyRow> {
 const UPDATE: &str =
     "UPDATE policies SET name = $3, rules = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, p: &PolicyRow) -> Result<()> {
+pub async fn update(db: &Db, p: &Policy) -> Result<()> {
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(p.account_id)
         .bind(p.id)

@@ -1,25 +1,11 @@
 //! Machine processes, with the process limit enforced under the license's lock.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct ProcessRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub machine_id: Uuid,
-    pub license_id: Uuid,
-    pub pid: String,
-    pub last_heartbeat_at: i64,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Listing, Page, Process};
 
 macro_rules! select {
     ($where:literal) => {
@@ -29,8 +15,8 @@ macro_rules! select {
 
 const FIND: &str = select!("WHERE account_id = $1 AND id = $2");
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<ProcessRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, ProcessRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Process>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Process>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 const LIST: &str = select!(
@@ -51,9 +37,9 @@ pub struct ProcessFilter {
     pub user: Option<Uuid>,
 }
 
-pub async fn list(db: &Db, account: Uuid, f: &ProcessFilter, page: Page) -> Result<Listing<ProcessRow>> {
+pub async fn list(db: &Db, account: Uuid, f: &ProcessFilter, page: Page) -> Result<Listing<Process>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, ProcessRow>(LIST)
+        let rows = sqlx::query_as::<_, Process>(LIST)
             .bind(account)
             .bind(f.machine)
             .bind(f.license)
@@ -105,7 +91,7 @@ pub async fn id_taken(db: &Db, id: Uuid) -> Result<bool> {
 
 /// Inserts a process unless that takes its scope past `max` (overage already applied),
 /// in one transaction holding the license's lock.
-pub async fn spawn(db: &Db, p: &ProcessRow, scope: ProcessScope, max: Option<i64>) -> Result<Result<(), SpawnRefusal>> {
+pub async fn spawn(db: &Db, p: &Process, scope: ProcessScope, max: Option<i64>) -> Result<Result<(), SpawnRefusal>> {
     const LOCK: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const TAKEN: &str = "SELECT COUNT(*) FROM processes WHERE machine_id = $1 AND pid = $2";
     const PER_MACHINE: &str = "SELECT COUNT(*) FROM processes WHERE machine_id = $1";
@@ -153,7 +139,7 @@ pub async fn spawn(db: &Db, p: &ProcessRow, scope: ProcessScope, max: Option<i64
     Ok(Ok(()))
 }
 
-pub async fn update_metadata(db: &Db, p: &ProcessRow) -> Result<()> {
+pub async fn update_metadata(db: &Db, p: &Process) -> Result<()> {
     const SQL: &str = "UPDATE processes SET metadata = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| sqlx::query(SQL)
         .bind(p.account_id)
@@ -183,7 +169,7 @@ pub async fn stale(
     db: &Db,
     before: i64,
     limit: i64,
-) -> Result<Vec<(Uuid, Uuid, i64, sqlx::types::Json<crate::domain::policy::PolicyRules>)>> {
+) -> Result<Vec<(Uuid, Uuid, i64, sqlx::types::Json<crate::model::PolicyRules>)>> {
     const SQL: &str = "SELECT p.id, p.account_id, p.last_heartbeat_at, pol.rules FROM processes p JOIN licenses l ON l.id = p.license_id \
         JOIN policies pol ON pol.id = l.policy_id WHERE p.last_heartbeat_at < $1 ORDER BY p.last_heartbeat_at LIMIT $2";
     Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(before).bind(limit).fetch_all(pool).await?))

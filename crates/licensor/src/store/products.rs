@@ -1,34 +1,18 @@
 //! Products.
 
-use sqlx::types::Json;
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct ProductRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub name: String,
-    pub code: Option<String>,
-    pub distribution_strategy: Option<String>,
-    pub url: Option<String>,
-    pub platforms: Option<Json<Vec<String>>>,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Listing, Page, Product};
 
 const FIND: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products WHERE account_id = $1 AND (id = $2 OR code = $3)";
 
 /// Finds by UUID or by code.
-pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<ProductRow>> {
+pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<Product>> {
     let uuid = Uuid::parse_str(id).ok();
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, ProductRow>(FIND)
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Product>(FIND)
         .bind(account)
         .bind(uuid)
         .bind(id)
@@ -40,9 +24,9 @@ const LIST: &str = "SELECT id, account_id, name, code, distribution_strategy, ur
 const COUNT: &str = "SELECT COUNT(*) FROM products WHERE account_id = $1 AND ($2 IS NULL OR id = $2)";
 
 /// Lists products; `only` restricts to one (what a product or license may see).
-pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<ProductRow>> {
+pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<Product>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, ProductRow>(LIST)
+        let rows = sqlx::query_as::<_, Product>(LIST)
             .bind(account)
             .bind(only)
             .bind(page.limit())
@@ -56,7 +40,7 @@ pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Res
 
 const INSERT: &str = "INSERT INTO products (id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-pub async fn insert(db: &Db, p: &ProductRow) -> Result<(), sqlx::Error> {
+pub async fn insert(db: &Db, p: &Product) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(p.id)
         .bind(p.account_id)
@@ -76,7 +60,7 @@ pub async fn insert(db: &Db, p: &ProductRow) -> Result<(), sqlx::Error> {
 
 const UPDATE: &str = "UPDATE products SET name = $3, code = $4, distribution_strategy = $5, url = $6, platforms = $7, metadata = $8, updated_at = $9 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, p: &ProductRow) -> Result<(), sqlx::Error> {
+pub async fn update(db: &Db, p: &Product) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(p.account_id)
         .bind(p.id)

@@ -1,43 +1,23 @@
 //! API tokens. Only the SHA-256 digest of a token is stored.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct TokenRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    /// `user`, `product` or `license`.
-    pub bearer_type: String,
-    pub bearer_id: Uuid,
-    pub digest: String,
-    pub kind: String,
-    pub name: Option<String>,
-    pub expiry: Option<i64>,
-    pub max_activations: Option<i64>,
-    pub activations: i64,
-    pub max_deactivations: Option<i64>,
-    pub deactivations: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Listing, Page, Token};
 
 const FIND_BY_DIGEST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE digest = $1";
 
 /// Looks a token up by digest, across accounts: the caller checks the account matches.
-pub async fn find_by_digest(db: &Db, digest: &str) -> Result<Option<TokenRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, TokenRow>(FIND_BY_DIGEST).bind(digest).fetch_optional(pool).await?))
+pub async fn find_by_digest(db: &Db, digest: &str) -> Result<Option<Token>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Token>(FIND_BY_DIGEST).bind(digest).fetch_optional(pool).await?))
 }
 
 const FIND: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE account_id = $1 AND id = $2";
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<TokenRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, TokenRow>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Token>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Token>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
 const LIST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens \
@@ -50,9 +30,9 @@ pub async fn list(
     bearer: Option<Uuid>,
     bearer_type: Option<&str>,
     page: Page,
-) -> Result<Listing<TokenRow>> {
+) -> Result<Listing<Token>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, TokenRow>(LIST)
+        let rows = sqlx::query_as::<_, Token>(LIST)
             .bind(account)
             .bind(bearer)
             .bind(bearer_type)
@@ -68,7 +48,7 @@ pub async fn list(
 
 const INSERT: &str = "INSERT INTO tokens (id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
-pub async fn insert(db: &Db, t: &TokenRow) -> Result<()> {
+pub async fn insert(db: &Db, t: &Token) -> Result<()> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(t.id)
         .bind(t.account_id)

@@ -1,38 +1,21 @@
 //! Users: admins and end users of an account.
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Listing, Metadata, Page};
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct UserRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub email: String,
-    pub password_hash: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub role: String,
-    pub group_id: Option<Uuid>,
-    pub banned_at: Option<i64>,
-    pub metadata: Metadata,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Listing, Page, User};
 
 const FIND_BY_ID: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at FROM users WHERE account_id = $1 AND id = $2";
 const FIND_BY_EMAIL: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at FROM users WHERE account_id = $1 AND email = $2";
 
-pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<UserRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, UserRow>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
+pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<User>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, User>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
-pub async fn find_by_email(db: &Db, account: Uuid, email: &str) -> Result<Option<UserRow>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, UserRow>(FIND_BY_EMAIL)
+pub async fn find_by_email(db: &Db, account: Uuid, email: &str) -> Result<Option<User>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, User>(FIND_BY_EMAIL)
         .bind(account)
         .bind(email.to_lowercase())
         .fetch_optional(pool)
@@ -40,7 +23,7 @@ pub async fn find_by_email(db: &Db, account: Uuid, email: &str) -> Result<Option
 }
 
 /// Finds by UUID, else by email (Keygen's id alias for users).
-pub async fn find_by_id_or_email(db: &Db, account: Uuid, id: &str) -> Result<Option<UserRow>> {
+pub async fn find_by_id_or_email(db: &Db, account: Uuid, id: &str) -> Result<Option<User>> {
     if let Ok(uuid) = Uuid::parse_str(id) {
         if let Some(u) = find(db, account, uuid).await? {
             return Ok(Some(u));
@@ -67,9 +50,9 @@ const COUNT: &str = "SELECT COUNT(*) FROM users u \
     WHERE account_id = $1 AND ($2 IS NULL OR role = $2) AND ($3 IS NULL OR group_id = $3) AND ($4 IS NULL OR id = $4) \
     AND ($5 IS NULL OR EXISTS (SELECT 1 FROM licenses l WHERE l.product_id = $5 AND (l.owner_id = u.id OR EXISTS (SELECT 1 FROM license_users lu WHERE lu.license_id = l.id AND lu.user_id = u.id))))";
 
-pub async fn list(db: &Db, account: Uuid, f: &UserFilter, page: Page) -> Result<Listing<UserRow>> {
+pub async fn list(db: &Db, account: Uuid, f: &UserFilter, page: Page) -> Result<Listing<User>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, UserRow>(LIST)
+        let rows = sqlx::query_as::<_, User>(LIST)
             .bind(account)
             .bind(&f.role)
             .bind(f.group)
@@ -93,7 +76,7 @@ pub async fn list(db: &Db, account: Uuid, f: &UserFilter, page: Page) -> Result<
 
 const INSERT: &str = "INSERT INTO users (id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-pub async fn insert(db: &Db, u: &UserRow) -> Result<(), sqlx::Error> {
+pub async fn insert(db: &Db, u: &User) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(u.id)
         .bind(u.account_id)
@@ -115,7 +98,7 @@ pub async fn insert(db: &Db, u: &UserRow) -> Result<(), sqlx::Error> {
 
 const UPDATE: &str = "UPDATE users SET email = $3, password_hash = $4, first_name = $5, last_name = $6, role = $7, group_id = $8, banned_at = $9, metadata = $10, updated_at = $11 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, u: &UserRow) -> Result<(), sqlx::Error> {
+pub async fn update(db: &Db, u: &User) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(u.account_id)
         .bind(u.id)

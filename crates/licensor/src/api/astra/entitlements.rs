@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::projection::Metric;
 use crate::error::Error;
-use crate::store::licenses::LicenseRow;
+use crate::model::License;
 use crate::store::{entitlements, processes, products};
 
 const FOREVER: &str = "9999-12-31T23:59:59.000000Z";
@@ -25,7 +25,7 @@ fn row_id(license: Uuid, kind: &str) -> Uuid {
     Uuid::new_v5(&license, kind.as_bytes())
 }
 
-async fn consumption(c: &Caller, l: &LicenseRow, m: Metric) -> Result<i64, Error> {
+async fn consumption(c: &Caller, l: &License, m: Metric) -> Result<i64, Error> {
     Ok(match m {
         Metric::Machines => l.machines_count,
         Metric::Cores => l.machines_cores,
@@ -35,7 +35,7 @@ async fn consumption(c: &Caller, l: &LicenseRow, m: Metric) -> Result<i64, Error
     })
 }
 
-async fn rows_for(c: &Caller, l: &LicenseRow) -> Result<Vec<Value>, Error> {
+async fn rows_for(c: &Caller, l: &License) -> Result<Vec<Value>, Error> {
     let product = products::find(c.db(), c.account.id, &l.product_id.to_string()).await?;
     let base = |kind: &str, value: String, used: Option<i64>| {
         let mut v = json!({

@@ -17,11 +17,12 @@ use crate::domain::issuance::{self, NewLicense};
 use crate::domain::nlf::{self, Nlf, TextError};
 use crate::domain::projection::{self, Metric};
 use crate::error::Error;
+use crate::model::{Entitlement, License, Page, Policy};
 use crate::store::astra::{self, AstraRow};
-use crate::store::entitlements::{self, EntitlementRow};
-use crate::store::licenses::{self, LicenseRow};
-use crate::store::policies::{self, PolicyRow};
-use crate::store::{machines, products, Page};
+use crate::store::entitlements;
+use crate::store::licenses;
+use crate::store::policies;
+use crate::store::{machines, products};
 use crate::time;
 
 const MEDIA: &str = "application/astra-license+json";
@@ -48,18 +49,12 @@ const SERVER_OWNED: &[&str] = &[
 ];
 const CREATE_FIELDS: &[&str] = &["type", "version", "licenseText", "allocation", "deviceCredentialID", "metadata"];
 
-fn no_limits(l: &LicenseRow) -> bool {
+fn no_limits(l: &License) -> bool {
     Metric::ALL.iter().all(|m| m.limit(l).is_none())
 }
 
 /// The NLF view of a core license (rendered and signed when the license has no stored text).
-async fn nlf_of(
-    c: &Caller,
-    l: &LicenseRow,
-    policy: &PolicyRow,
-    product_name: &str,
-    version: &str,
-) -> Result<Nlf, Error> {
+async fn nlf_of(c: &Caller, l: &License, policy: &Policy, product_name: &str, version: &str) -> Result<Nlf, Error> {
     let (metric, quantity) = projection::primary(l);
     let host = match Metric::Machines.limit(l) {
         Some(1) => machines::for_license(c.db(), c.account.id, l.id).await?.into_iter().next().map(|m| m.fingerprint),
@@ -85,7 +80,7 @@ async fn nlf_of(
 }
 
 /// The resource for `l`.
-async fn render(c: &Caller, l: &LicenseRow, extra: Option<&AstraRow>) -> Result<Value, Error> {
+async fn render(c: &Caller, l: &License, extra: Option<&AstraRow>) -> Result<Value, Error> {
     let product = products::find(c.db(), c.account.id, &l.product_id.to_string()).await?;
     let policy = policies::find(c.db(), c.account.id, l.policy_id)
         .await?
@@ -171,7 +166,7 @@ pub async fn list(
 }
 
 /// The license `id` names, if the caller can see it; else problem `not_found`.
-async fn load(c: &Caller, id: &str, not_found: u16) -> Reply<(LicenseRow, Option<AstraRow>)> {
+async fn load(c: &Caller, id: &str, not_found: u16) -> Reply<(License, Option<AstraRow>)> {
     let Ok(id) = Uuid::parse_str(id) else { return Err(Problem::new(not_found)) };
     let l = licenses::find(c.db(), c.account.id, id).await?.ok_or_else(|| Problem::new(not_found))?;
     if !c.can_read(&l).await? {
@@ -303,7 +298,7 @@ fn read_text(c: &Caller, text: &str) -> Reply<(Nlf, Option<i64>)> {
 }
 
 /// The policy a text's protocol names under `product`, created on first use.
-async fn policy_for(c: &Caller, product: Uuid, nlf: &Nlf) -> Result<PolicyRow, Error> {
+async fn policy_for(c: &Caller, product: Uuid, nlf: &Nlf) -> Result<Policy, Error> {
     let name = if nlf.protocol.is_empty() { "core-v1" } else { nlf.protocol.as_str() };
     issuance::floating_policy(c.db(), c.account.id, product, name, json!({ "evaluation": nlf.evaluation })).await
 }
@@ -340,12 +335,12 @@ async fn feature_ids(c: &Caller, features: &[String]) -> Result<Vec<Uuid>, Error
             Some(e) => e,
             None => {
                 let now = time::now_ms();
-                let e = EntitlementRow {
+                let e = Entitlement {
                     id: Uuid::new_v4(),
                     account_id: c.account.id,
                     name: code.clone(),
                     code: code.clone(),
-                    metadata: crate::store::empty_metadata(),
+                    metadata: crate::model::empty_metadata(),
                     created_at: now,
                     updated_at: now,
                 };
@@ -418,7 +413,7 @@ pub async fn create(
     let ids = feature_ids(&c, &nlf.features).await?;
     entitlements::replace_for_license(c.db(), c.account.id, l.id, &ids, now).await?;
     if let Some(host) = &nlf.host_id {
-        let m = machines::MachineRow::new(&l, Uuid::new_v4(), host.clone(), now);
+        let m = crate::model::Machine::new(&l, Uuid::new_v4(), host.clone(), now);
         let limits = crate::domain::activation::limits(&l, None);
         if let Ok(Err(refusal)) = machines::activate(c.db(), &m, &[], &limits).await {
             tracing::info!(?refusal, license = %l.id, "host binding from licenseText refused");

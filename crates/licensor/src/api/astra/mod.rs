@@ -17,8 +17,7 @@ use crate::api::keygen::UNMATCHED;
 use crate::app::AppState;
 use crate::auth::{self, Bearer, Credential, Principal};
 use crate::error::Error;
-use crate::store::accounts::AccountRow;
-use crate::store::licenses::LicenseRow;
+use crate::model::{Account, License};
 
 pub fn router() -> Router<AppState> {
     let api = Router::new()
@@ -164,7 +163,7 @@ impl From<anyhow::Error> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
-        if let Some(id) = crate::app::request_id() {
+        if let Some(id) = crate::telemetry::request_id() {
             self.body.insert("correlationID".into(), json!(id));
         }
         let mut r = (self.status, Value::Object(self.body).to_string()).into_response();
@@ -178,7 +177,7 @@ pub type Reply<T = Response> = Result<T, Problem>;
 /// An authenticated caller in the account of the URL.
 pub struct Caller {
     pub state: AppState,
-    pub account: Arc<AccountRow>,
+    pub account: Arc<Account>,
     pub principal: Principal,
 }
 
@@ -209,7 +208,7 @@ impl Caller {
     }
 
     /// Admins and product tokens (for their product) may write.
-    fn can_write(&self, l: Option<&LicenseRow>) -> bool {
+    fn can_write(&self, l: Option<&License>) -> bool {
         match &self.principal.bearer {
             Bearer::Admin(_) => true,
             Bearer::Product(p) => l.is_none_or(|l| l.product_id == p.id),
@@ -219,7 +218,7 @@ impl Caller {
 
     /// The licenses the caller can see, newest first (at most 10,000: these collections are
     /// filtered in memory).
-    async fn visible_licenses(&self) -> Result<Vec<LicenseRow>, Error> {
+    async fn visible_licenses(&self) -> Result<Vec<License>, Error> {
         let mut f = crate::store::licenses::LicenseFilter::default();
         match &self.principal.bearer {
             Bearer::Admin(_) => {}
@@ -227,12 +226,12 @@ impl Caller {
             Bearer::User(u) => f.user = Some(u.id),
             Bearer::License(l) => f.only = Some(l.id),
         }
-        let page = crate::store::Page { size: 10_000, number: 1 };
+        let page = crate::model::Page { size: 10_000, number: 1 };
         Ok(crate::store::licenses::list(self.db(), self.account.id, &f, page).await?.rows)
     }
 
     /// Whether the caller may see `l`.
-    async fn can_read(&self, l: &LicenseRow) -> Result<bool, Error> {
+    async fn can_read(&self, l: &License) -> Result<bool, Error> {
         Ok(match &self.principal.bearer {
             Bearer::Admin(_) => true,
             Bearer::Product(p) => l.product_id == p.id,

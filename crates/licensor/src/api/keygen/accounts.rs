@@ -11,7 +11,8 @@ use super::extract::{parse_data, Body, Ctx, NoRels};
 use super::{products, users};
 use crate::auth::Bearer;
 use crate::error::Error;
-use crate::store::accounts::{self, AccountRow};
+use crate::model::Account;
+use crate::store::accounts;
 use crate::time;
 
 #[derive(Serialize)]
@@ -27,7 +28,7 @@ struct AccountAttributes {
 
 /// The account with its public keys in `meta`, in Keygen's encodings: RSA as base64 of the PEM,
 /// Ed25519 as base64 of the *hex* string (SDKs are configured with the hex form).
-pub fn render(a: &AccountRow) -> serde_json::Value {
+pub fn render(a: &Account) -> serde_json::Value {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     let resource = Resource::new(
         a.id,
@@ -87,7 +88,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         a.name = name;
     }
     if let Some(slug) = data.attributes.slug {
-        if !crate::bootstrap::valid_slug(&slug) {
+        if !crate::domain::account::valid_slug(&slug) {
             return Err(
                 Error::invalid_attr("slug", "must be lowercase letters, digits and dashes", "SLUG_INVALID").into()
             );

@@ -13,9 +13,9 @@ use super::extract::{parse_meta, Body, Ctx};
 use crate::crypto::sign::SigAlg;
 use crate::domain::license_file::{self, FileKind};
 use crate::error::{Error, Source};
+use crate::model::{License, Page};
 use crate::store::entitlements::{self, Scope};
-use crate::store::licenses::LicenseRow;
-use crate::store::{components, groups, licenses, machines, policies, products, users, Page};
+use crate::store::{components, groups, licenses, machines, policies, products, users};
 use crate::time;
 
 /// Options, from the query string or (POST) `meta`.
@@ -110,7 +110,7 @@ fn options(ctx: &Ctx, method: &Method, body: Value) -> Result<CheckoutOptions, E
     Ok(opts)
 }
 
-async fn license_included(ctx: &Ctx, l: &LicenseRow, include: &[String], prefix: &str) -> Result<Vec<Value>, Error> {
+async fn license_included(ctx: &Ctx, l: &License, include: &[String], prefix: &str) -> Result<Vec<Value>, Error> {
     let account = ctx.account_id();
     let mut out = Vec::new();
     for inc in include {

@@ -11,8 +11,8 @@ use super::error::ApiResult;
 use super::extract::{parse_data, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::store::components::{self, ComponentRow};
-use crate::store::licenses::LicenseRow;
+use crate::model::{Component, License};
+use crate::store::components;
 use crate::store::machines;
 use crate::time;
 
@@ -26,7 +26,7 @@ pub struct ComponentAttributes {
     updated: String,
 }
 
-pub(super) fn render(account: Uuid, c: &ComponentRow) -> Resource<ComponentAttributes> {
+pub(super) fn render(account: Uuid, c: &Component) -> Resource<ComponentAttributes> {
     Resource::new(
         account,
         "components",
@@ -58,7 +58,7 @@ struct ComponentRels {
 }
 
 /// Admins, the machine's product, license or (unprotected) user may manage its components.
-async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::MachineRow, LicenseRow), Error> {
+async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<(crate::model::Machine, License), Error> {
     let p = ctx.principal()?;
     let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), machine_id)
         .await?
@@ -85,7 +85,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let machine_id = super::extract::required_rel_id(&data.relationships.machine, "machine")?;
     let (m, license) = check_machine(&ctx, &machine_id).await?;
     let now = time::now_ms();
-    let c = ComponentRow {
+    let c = Component {
         id: Uuid::new_v4(),
         account_id: ctx.account_id(),
         machine_id: m.id,
@@ -106,11 +106,11 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &c)))
 }
 
-async fn load(ctx: &Ctx) -> Result<ComponentRow, Error> {
+async fn load(ctx: &Ctx) -> Result<Component, Error> {
     Ok(load_with_machine(ctx).await?.0)
 }
 
-async fn load_with_machine(ctx: &Ctx) -> Result<(ComponentRow, machines::MachineRow, LicenseRow), Error> {
+async fn load_with_machine(ctx: &Ctx) -> Result<(Component, crate::model::Machine, License), Error> {
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("component", id))?;
     let c =

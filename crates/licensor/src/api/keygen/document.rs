@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::store::{Listing, Page};
+use crate::model::{Listing, Page};
 
 pub const MEDIA_TYPE: &str = "application/vnd.api+json; charset=utf-8";
 

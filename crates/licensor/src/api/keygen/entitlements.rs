@@ -11,8 +11,8 @@ use super::error::ApiResult;
 use super::extract::{parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::store::empty_metadata;
-use crate::store::entitlements::{self, EntitlementRow, Scope};
+use crate::model::{empty_metadata, Entitlement};
+use crate::store::entitlements::{self, Scope};
 use crate::time;
 
 #[derive(Serialize)]
@@ -25,7 +25,7 @@ pub struct EntitlementAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, e: &EntitlementRow) -> Resource<EntitlementAttributes> {
+pub fn render(account: Uuid, e: &Entitlement) -> Resource<EntitlementAttributes> {
     Resource::new(
         account,
         "entitlements",
@@ -49,7 +49,7 @@ struct EntitlementInput {
     metadata: Option<Value>,
 }
 
-fn apply(e: &mut EntitlementRow, a: EntitlementInput) -> Result<(), Error> {
+fn apply(e: &mut Entitlement, a: EntitlementInput) -> Result<(), Error> {
     if let Some(name) = a.name {
         if name.trim().is_empty() {
             return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
@@ -87,7 +87,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         }
     }
     let now = time::now_ms();
-    let mut e = EntitlementRow {
+    let mut e = Entitlement {
         id: Uuid::new_v4(),
         account_id: ctx.account_id(),
         name: String::new(),
@@ -101,7 +101,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &e)))
 }
 
-async fn load(ctx: &Ctx) -> Result<EntitlementRow, Error> {
+async fn load(ctx: &Ctx) -> Result<Entitlement, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     let e =

@@ -107,7 +107,7 @@ impl IntoResponse for ApiError {
                     )
                 }
             };
-        let request_id = crate::app::request_id();
+        let request_id = crate::telemetry::request_id();
         let body = serde_json::json!({
             "meta": { "id": request_id },
             "errors": [ErrorObject { title, detail, code, source }],

@@ -16,12 +16,12 @@ use crate::app::AppState;
 use crate::auth::{self, Credential, Principal};
 use crate::db::Db;
 use crate::error::{Error, Source};
-use crate::store::accounts::AccountRow;
+use crate::model::Account;
 
 /// The account a request is addressed to, the authenticated caller (if any), and path params.
 pub struct Ctx {
     pub state: AppState,
-    pub account: Arc<AccountRow>,
+    pub account: Arc<Account>,
     /// The caller: `Ok(None)` when anonymous, `Err` when the credentials sent were bad.
     auth: Result<Option<Principal>, Error>,
     /// Whether the bad credential (if any) was a license key.

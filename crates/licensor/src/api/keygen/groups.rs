@@ -11,8 +11,8 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::store::empty_metadata;
-use crate::store::groups::{self, GroupRow};
+use crate::model::{empty_metadata, Group};
+use crate::store::groups;
 use crate::time;
 
 #[derive(Serialize)]
@@ -27,7 +27,7 @@ pub struct GroupAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, g: &GroupRow) -> Resource<GroupAttributes> {
+pub fn render(account: Uuid, g: &Group) -> Resource<GroupAttributes> {
     Resource::new(
         account,
         "groups",
@@ -61,7 +61,7 @@ struct GroupInput {
     metadata: Option<Value>,
 }
 
-fn apply(g: &mut GroupRow, a: GroupInput) -> Result<(), Error> {
+fn apply(g: &mut Group, a: GroupInput) -> Result<(), Error> {
     if let Some(name) = a.name {
         if name.trim().is_empty() {
             return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
@@ -97,7 +97,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
     }
     let now = time::now_ms();
-    let mut g = GroupRow {
+    let mut g = Group {
         id: Uuid::new_v4(),
         account_id: ctx.account_id(),
         name: String::new(),
@@ -113,7 +113,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &g)))
 }
 
-pub(super) async fn load(ctx: &Ctx) -> Result<GroupRow, Error> {
+pub(super) async fn load(ctx: &Ctx) -> Result<Group, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("group", id))?;

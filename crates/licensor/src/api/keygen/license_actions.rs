@@ -14,7 +14,8 @@ use crate::auth::Principal;
 use crate::domain::license as license_rules;
 use crate::domain::validation::{self, Facts, MachineFacts, Scope};
 use crate::error::{Error, Source};
-use crate::store::licenses::{self, LicenseRow};
+use crate::model::License;
+use crate::store::licenses;
 use crate::store::{components, entitlements, machines, processes, users};
 use crate::time;
 
@@ -31,7 +32,7 @@ struct ValidateMeta {
 
 /// Gathers what validation needs, querying only what this license and scope make relevant:
 /// an unscoped validation of a non-strict license costs no query beyond the license itself.
-async fn gather(ctx: &Ctx, l: &LicenseRow, scope: Option<&Scope>, quick: bool) -> Result<Facts, Error> {
+async fn gather(ctx: &Ctx, l: &License, scope: Option<&Scope>, quick: bool) -> Result<Facts, Error> {
     let rules = l.rules();
     let mut facts = Facts::default();
     let scoped = |f: fn(&Scope) -> bool| !quick && scope.is_some_and(f);
@@ -83,7 +84,7 @@ async fn gather(ctx: &Ctx, l: &LicenseRow, scope: Option<&Scope>, quick: bool) -
 }
 
 /// Anyone may validate a key anonymously; a bearer only the licenses it may read.
-async fn may_validate(ctx: &Ctx, p: Option<&Principal>, l: &LicenseRow) -> Result<bool, Error> {
+async fn may_validate(ctx: &Ctx, p: Option<&Principal>, l: &License) -> Result<bool, Error> {
     Ok(match p {
         None => true,
         Some(p) => super::licenses::can_read(ctx, p, l).await?,
@@ -104,7 +105,7 @@ struct ValidationMeta<'a> {
 }
 
 /// Runs a validation and renders Keygen's response (always 200 once it ran).
-async fn run(ctx: &Ctx, license: Option<LicenseRow>, meta: &ValidateMeta, quick: bool) -> Result<Response, Error> {
+async fn run(ctx: &Ctx, license: Option<License>, meta: &ValidateMeta, quick: bool) -> Result<Response, Error> {
     // Credentials are checked before the outcome, found or not: a bad token is a 401 even for
     // an unknown key.
     let principal = ctx.principal_unless_bad_license_key()?;
@@ -212,7 +213,7 @@ pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) ->
 }
 
 /// Writes what changed since `before` was read.
-async fn save(ctx: &Ctx, before: &LicenseRow, l: &mut LicenseRow) -> Result<Response, Error> {
+async fn save(ctx: &Ctx, before: &License, l: &mut License) -> Result<Response, Error> {
     l.updated_at = time::now_ms();
     licenses::update(ctx.db(), before, l).await?;
     Ok(document::ok(super::licenses::render(ctx.account_id(), l)))

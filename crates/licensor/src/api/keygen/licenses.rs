@@ -15,9 +15,10 @@ use crate::auth::{Bearer, Principal};
 use crate::domain::issuance::{self, NewLicense};
 use crate::domain::{license as rules, metadata};
 use crate::error::{Error, Source};
+use crate::model::{License, Page};
 use crate::store::entitlements::{self, Scope};
-use crate::store::licenses::{self, LicenseFilter, LicenseRow};
-use crate::store::{groups, policies, users, Page};
+use crate::store::licenses::{self, LicenseFilter};
+use crate::store::{groups, policies, users};
 use crate::time;
 
 #[derive(Serialize)]
@@ -54,7 +55,7 @@ pub struct LicenseAttributes {
     updated: String,
 }
 
-pub fn status(l: &LicenseRow, now: i64) -> &'static str {
+pub fn status(l: &License, now: i64) -> &'static str {
     rules::status(
         &rules::StatusInput {
             owner_banned: l.owner_banned,
@@ -69,7 +70,7 @@ pub fn status(l: &LicenseRow, now: i64) -> &'static str {
     )
 }
 
-pub fn render(account: Uuid, l: &LicenseRow) -> Resource<LicenseAttributes> {
+pub fn render(account: Uuid, l: &License) -> Resource<LicenseAttributes> {
     let r = l.rules();
     Resource::new(
         account,
@@ -167,7 +168,7 @@ fn parse_expiry(e: Option<Option<String>>) -> Result<Option<Option<i64>>, Error>
 }
 
 /// The owner relationship (`owner`, or its older alias `user`), checked to exist.
-async fn resolve_owner(ctx: &Ctx, rels: &LicenseRels) -> Result<Option<Option<users::UserRow>>, Error> {
+async fn resolve_owner(ctx: &Ctx, rels: &LicenseRels) -> Result<Option<Option<crate::model::User>>, Error> {
     let (rel, name) = if rels.owner.is_some() { (&rels.owner, "owner") } else { (&rels.user, "user") };
     match rel_uuid(rel, name)? {
         None => Ok(None),
@@ -269,7 +270,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 /// Whether `p` may read license `l`.
-pub async fn can_read(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, Error> {
+pub async fn can_read(ctx: &Ctx, p: &Principal, l: &License) -> Result<bool, Error> {
     Ok(match &p.bearer {
         Bearer::Admin(_) => true,
         Bearer::Product(prod) => prod.id == l.product_id,
@@ -281,7 +282,7 @@ pub async fn can_read(ctx: &Ctx, p: &Principal, l: &LicenseRow) -> Result<bool, 
 /// Loads the license named by the `id` path parameter (UUID or key) for a caller who may read
 /// it. One the caller may not read is not found, as Keygen answers: lookups are scoped to what
 /// the bearer can see.
-pub async fn load(ctx: &Ctx) -> Result<LicenseRow, Error> {
+pub async fn load(ctx: &Ctx) -> Result<License, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     match licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id).await? {
@@ -305,7 +306,7 @@ pub enum OwnerAction {
 
 /// Loads a license for `action`: admins and its product always; its owner or itself as
 /// [`OwnerAction`] says; anyone else who can see it gets a 403.
-pub async fn load_for(ctx: &Ctx, action: OwnerAction) -> Result<LicenseRow, Error> {
+pub async fn load_for(ctx: &Ctx, action: OwnerAction) -> Result<License, Error> {
     let l = load(ctx).await?;
     let p = ctx.principal()?;
     let allowed = match &p.bearer {
@@ -326,7 +327,7 @@ pub async fn load_for(ctx: &Ctx, action: OwnerAction) -> Result<LicenseRow, Erro
 }
 
 /// Loads a license the caller may manage: admins and its product.
-pub async fn load_managed(ctx: &Ctx) -> Result<LicenseRow, Error> {
+pub async fn load_managed(ctx: &Ctx) -> Result<License, Error> {
     let l = load(ctx).await?;
     let p = ctx.principal()?;
     if p.is_admin() || p.product_id() == Some(l.product_id) {
@@ -454,7 +455,7 @@ pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
 }
 
 /// The product document of a license (for every resource whose `product` link goes through it).
-pub(super) async fn product_of(ctx: &Ctx, l: &LicenseRow) -> ApiResult<Response> {
+pub(super) async fn product_of(ctx: &Ctx, l: &License) -> ApiResult<Response> {
     ctx.principal()?.reads_catalog()?;
     let p = crate::store::products::find(ctx.db(), ctx.account_id(), &l.product_id.to_string())
         .await?
@@ -610,7 +611,7 @@ pub async fn list_users(ctx: Ctx) -> ApiResult<Response> {
     let total = rows.len() as i64;
     let rows = rows.into_iter().skip(params.page.offset() as usize).take(params.page.limit() as usize).collect();
     let account = ctx.account_id();
-    Ok(params.document(crate::store::Listing { rows, total }, |u| super::users::render(account, &u)))
+    Ok(params.document(crate::model::Listing { rows, total }, |u| super::users::render(account, &u)))
 }
 
 async fn resolve_users(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Uuid>, Error> {

@@ -11,14 +11,14 @@ use super::extract::{Body, Ctx};
 use super::licenses::{null_data, parse_to_one};
 use super::machines::{activation_error, load};
 use crate::error::Error;
-use crate::store::licenses::{self, LicenseRow};
-use crate::store::machines::MachineRow;
+use crate::model::{License, Machine};
+use crate::store::licenses;
 use crate::store::processes::ProcessFilter;
 use crate::store::{components, groups, machines, processes, users};
 use crate::time;
 
 /// The machine in the path, for a caller who may change its relationships.
-async fn load_for_change(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
+async fn load_for_change(ctx: &Ctx) -> Result<(Machine, License), Error> {
     let (m, l) = load(ctx).await?;
     let p = ctx.principal()?;
     if p.is_admin() || p.product_id() == Some(l.product_id) {
@@ -89,12 +89,7 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     save(&ctx, &mut m, &l, &limits).await
 }
 
-async fn save(
-    ctx: &Ctx,
-    m: &mut MachineRow,
-    l: &LicenseRow,
-    limits: &machines::ActivationLimits,
-) -> ApiResult<Response> {
+async fn save(ctx: &Ctx, m: &mut Machine, l: &License, limits: &machines::ActivationLimits) -> ApiResult<Response> {
     m.updated_at = time::now_ms();
     if let Err(refusal) = machines::update(ctx.db(), m, Some(limits)).await? {
         return Err(activation_error(refusal, l, limits, limits.group_machines, None).into());

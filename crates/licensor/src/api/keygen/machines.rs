@@ -13,9 +13,9 @@ use super::extract::{decode_at, nullable, parse_data, rel_uuid, Body, Ctx, RelIn
 use crate::auth::{Bearer, Principal};
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
-use crate::store::components::ComponentRow;
-use crate::store::licenses::{self, LicenseRow};
-use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, MachineRow, Uniqueness};
+use crate::model::{Component, License, Machine};
+use crate::store::licenses;
+use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, Uniqueness};
 use crate::store::users;
 use crate::time;
 
@@ -42,11 +42,11 @@ pub struct MachineAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, m: &MachineRow) -> Resource<MachineAttributes> {
+pub fn render(account: Uuid, m: &Machine) -> Resource<MachineAttributes> {
     render_with_status(account, m, None)
 }
 
-pub fn render_with_status(account: Uuid, m: &MachineRow, status: Option<&'static str>) -> Resource<MachineAttributes> {
+pub fn render_with_status(account: Uuid, m: &Machine, status: Option<&'static str>) -> Resource<MachineAttributes> {
     let rules = &m.policy_rules.0;
     let now = time::now_ms();
     Resource::new(
@@ -117,7 +117,7 @@ struct MachineRels {
     components: Option<Value>,
 }
 
-fn apply(m: &mut MachineRow, a: MachineInput) -> Result<(), Error> {
+fn apply(m: &mut Machine, a: MachineInput) -> Result<(), Error> {
     if let Some(v) = a.name {
         m.name = v;
     }
@@ -152,7 +152,7 @@ fn apply(m: &mut MachineRow, a: MachineInput) -> Result<(), Error> {
 }
 
 /// Nested components given at activation: `{"data": [{"type": "components", "attributes": {fingerprint, name}}]}`.
-fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64) -> Result<Vec<ComponentRow>, Error> {
+fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64) -> Result<Vec<Component>, Error> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Many {
@@ -188,7 +188,7 @@ fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64
     many.data
         .into_iter()
         .map(|c| {
-            Ok(ComponentRow {
+            Ok(Component {
                 id: Uuid::new_v4(),
                 account_id: account,
                 machine_id: machine,
@@ -219,7 +219,7 @@ pub(super) enum MachineAction {
 /// heartbeat policies decide: users only for machines they own or on licenses they own, and
 /// never under a protected license; a license not to update itself when protected; heartbeat
 /// resets only by the admin or the product.
-pub(super) fn may(p: &Principal, l: &LicenseRow, owner: Option<Uuid>, action: MachineAction) -> bool {
+pub(super) fn may(p: &Principal, l: &License, owner: Option<Uuid>, action: MachineAction) -> bool {
     match &p.bearer {
         Bearer::Admin(_) => true,
         Bearer::Product(prod) => prod.id == l.product_id,
@@ -263,7 +263,7 @@ fn component_pointer(i: usize) -> Source {
 /// The error an activation (or a resize) refused for `refusal` answers with, in Keygen's words.
 pub(super) fn activation_error(
     refusal: ActivationRefusal,
-    license: &LicenseRow,
+    license: &License,
     limits: &ActivationLimits,
     group_limit: Option<(Uuid, i64)>,
     token_max: Option<i64>,
@@ -381,7 +381,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         }
     }
     let id = chosen.unwrap_or_else(Uuid::new_v4);
-    let mut m = MachineRow::new(&license, id, fingerprint, now);
+    let mut m = Machine::new(&license, id, fingerprint, now);
     m.owner_id = owner;
     m.group_id = group;
     let mut attrs = data.attributes;
@@ -423,7 +423,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 /// Loads the machine named by `id` (UUID or fingerprint) with its license, if the caller may see it.
-pub async fn load(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
+pub async fn load(ctx: &Ctx) -> Result<(Machine, License), Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), id)
@@ -441,7 +441,7 @@ pub async fn load(ctx: &Ctx) -> Result<(MachineRow, LicenseRow), Error> {
     }
 }
 
-pub(super) async fn load_managed(ctx: &Ctx, action: MachineAction) -> Result<(MachineRow, LicenseRow), Error> {
+pub(super) async fn load_managed(ctx: &Ctx, action: MachineAction) -> Result<(Machine, License), Error> {
     let (m, l) = load(ctx).await?;
     if may(ctx.principal()?, &l, m.owner_id, action) {
         Ok((m, l))

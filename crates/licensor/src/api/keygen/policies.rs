@@ -10,11 +10,11 @@ use super::document::{self, Resource};
 use super::error::ApiResult;
 use super::extract::{decode_at, parse_data, parse_linkages, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
-use crate::domain::policy::PolicyRules;
 use crate::error::{Error, Source};
+use crate::model::{empty_metadata, Policy, PolicyRules};
 use crate::store::entitlements::{self, Scope};
-use crate::store::policies::{self, PolicyRow};
-use crate::store::{empty_metadata, products};
+use crate::store::policies;
+use crate::store::products;
 use crate::time;
 
 /// Attributes that can only be chosen when the policy is created.
@@ -31,7 +31,7 @@ pub struct PolicyAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, p: &PolicyRow) -> Resource<PolicyAttributes> {
+pub fn render(account: Uuid, p: &Policy) -> Resource<PolicyAttributes> {
     Resource::new(
         account,
         "policies",
@@ -58,7 +58,7 @@ struct PolicyRels {
 
 /// Applies attribute input onto a policy: `name` and `metadata` directly, everything else
 /// merged into the rules document and re-validated as a whole.
-fn apply(p: &mut PolicyRow, mut attrs: Map<String, Value>, creating: bool) -> Result<(), Error> {
+fn apply(p: &mut Policy, mut attrs: Map<String, Value>, creating: bool) -> Result<(), Error> {
     if let Some(name) = attrs.remove("name") {
         match name {
             Value::String(n) if !n.trim().is_empty() => p.name = n,
@@ -112,7 +112,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         return Err(Error::access_denied().into());
     }
     let now = time::now_ms();
-    let mut p = PolicyRow {
+    let mut p = Policy {
         id: Uuid::new_v4(),
         account_id: ctx.account_id(),
         product_id: product.id,
@@ -129,7 +129,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 
 /// Loads a policy the caller may see: admins any, a product its own. A license sees only its
 /// own, and may not read it (no `policy.read` by default).
-pub async fn load(ctx: &Ctx, id: &str) -> Result<PolicyRow, Error> {
+pub async fn load(ctx: &Ctx, id: &str) -> Result<Policy, Error> {
     let principal = ctx.principal()?;
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("policy", id))?;
     let p = policies::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("policy", id))?;
@@ -215,7 +215,7 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
         ctx.db(),
         ctx.account_id(),
         Scope::Policy(p.id),
-        crate::store::Page { size: 100, number: 1 },
+        crate::model::Page { size: 100, number: 1 },
     )
     .await?;
     let account = ctx.account_id();

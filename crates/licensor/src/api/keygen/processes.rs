@@ -13,9 +13,10 @@ use super::extract::{parse_data, Body, Ctx, RelInput};
 use crate::auth::Bearer;
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
+use crate::model::Process;
 use crate::store::licenses;
 use crate::store::machines;
-use crate::store::processes::{self, ProcessFilter, ProcessRow, ProcessScope, SpawnRefusal};
+use crate::store::processes::{self, ProcessFilter, ProcessScope, SpawnRefusal};
 use crate::time::{self, SECOND};
 
 #[derive(Serialize)]
@@ -31,7 +32,7 @@ pub struct ProcessAttributes {
     updated: String,
 }
 
-pub(super) fn render(account: Uuid, p: &ProcessRow, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
+pub(super) fn render(account: Uuid, p: &Process, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
     Resource::new(
         account,
         "processes",
@@ -69,7 +70,7 @@ struct ProcessRels {
 }
 
 /// Loads the machine (and license) a process belongs to, checking the caller may manage it.
-async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(machines::MachineRow, licenses::LicenseRow), Error> {
+async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(crate::model::Machine, crate::model::License), Error> {
     let p = ctx.principal()?;
     let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), machine_id)
         .await?
@@ -121,7 +122,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             return Err(super::extract::id_conflict("process").into());
         }
     }
-    let process = ProcessRow {
+    let process = Process {
         id: chosen.unwrap_or_else(Uuid::new_v4),
         account_id: ctx.account_id(),
         machine_id: m.id,
@@ -162,7 +163,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::created(render(ctx.account_id(), &process, rules.heartbeat_duration_secs(), l.product_id)))
 }
 
-async fn load(ctx: &Ctx) -> Result<(ProcessRow, licenses::LicenseRow), Error> {
+async fn load(ctx: &Ctx) -> Result<(Process, crate::model::License), Error> {
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("process", id))?;
     let p = processes::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("process", id))?;
@@ -223,7 +224,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     }
     let account = ctx.account_id();
     Ok(params
-        .document(crate::store::Listing { rows, total: listing.total }, |(p, i, prod)| render(account, &p, i, prod)))
+        .document(crate::model::Listing { rows, total: listing.total }, |(p, i, prod)| render(account, &p, i, prod)))
 }
 
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {

@@ -11,8 +11,8 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::store::empty_metadata;
-use crate::store::products::{self, ProductRow};
+use crate::model::{empty_metadata, Product};
+use crate::store::products;
 use crate::time;
 
 const DISTRIBUTION: &[&str] = &["LICENSED", "OPEN", "CLOSED"];
@@ -31,7 +31,7 @@ pub struct ProductAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, p: &ProductRow) -> Resource<ProductAttributes> {
+pub fn render(account: Uuid, p: &Product) -> Resource<ProductAttributes> {
     Resource::new(
         account,
         "products",
@@ -71,7 +71,7 @@ struct ProductInput {
     metadata: Option<Value>,
 }
 
-fn apply(p: &mut ProductRow, a: ProductInput) -> Result<(), Error> {
+fn apply(p: &mut Product, a: ProductInput) -> Result<(), Error> {
     if let Some(name) = a.name {
         if name.trim().is_empty() {
             return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
@@ -138,7 +138,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
     }
     let now = time::now_ms();
-    let mut p = ProductRow {
+    let mut p = Product {
         id: Uuid::new_v4(),
         account_id: ctx.account_id(),
         name: String::new(),
@@ -156,7 +156,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 /// Loads a product the caller may see: admins any, a product itself.
-pub async fn load(ctx: &Ctx, id: &str) -> Result<ProductRow, Error> {
+pub async fn load(ctx: &Ctx, id: &str) -> Result<Product, Error> {
     let principal = ctx.principal()?;
     let p = products::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("product", id))?;
     if principal.license().is_some_and(|l| l.product_id != p.id) {

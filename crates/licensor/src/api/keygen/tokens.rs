@@ -10,7 +10,8 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::auth::{self, NewToken, Principal};
 use crate::error::{Error, Source};
-use crate::store::tokens::{self, TokenRow};
+use crate::model::Token;
+use crate::store::tokens;
 use crate::store::users;
 use crate::{crypto, time};
 
@@ -38,7 +39,7 @@ pub struct TokenAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, t: &TokenRow, raw: Option<String>) -> Resource<TokenAttributes> {
+pub fn render(account: Uuid, t: &Token, raw: Option<String>) -> Resource<TokenAttributes> {
     let license = t.bearer_type == "license";
     let bearer_kind = match t.bearer_type.as_str() {
         "product" => "products",
@@ -174,7 +175,7 @@ pub async fn list_for(ctx: &Ctx, bearer: Uuid) -> ApiResult<Response> {
     Ok(params.document(listing, |t| render(account, &t, None)))
 }
 
-fn can_manage(p: &Principal, t: &TokenRow) -> bool {
+fn can_manage(p: &Principal, t: &Token) -> bool {
     p.is_admin() || p.bearer_ref().1 == t.bearer_id || (p.product_id().is_some() && t.bearer_type != "user")
 }
 
@@ -191,7 +192,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     Ok(params.document(listing, |t| render(account, &t, None)))
 }
 
-async fn load(ctx: &Ctx) -> Result<TokenRow, Error> {
+async fn load(ctx: &Ctx) -> Result<Token, Error> {
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("token", id))?;
     let t = tokens::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("token", id))?;

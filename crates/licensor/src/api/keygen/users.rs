@@ -10,9 +10,10 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::store::users::{self, UserFilter, UserRow};
-use crate::store::{empty_metadata, groups};
-use crate::{bootstrap, crypto, time};
+use crate::model::{empty_metadata, User};
+use crate::store::groups;
+use crate::store::users::{self, UserFilter};
+use crate::{crypto, time};
 
 pub const ROLES: &[&str] = &["user", "admin", "developer", "sales-agent", "support-agent", "read-only"];
 
@@ -31,7 +32,7 @@ pub struct UserAttributes {
     updated: String,
 }
 
-pub fn render(account: Uuid, u: &UserRow) -> Resource<UserAttributes> {
+pub fn render(account: Uuid, u: &User) -> Resource<UserAttributes> {
     let full_name = match (&u.first_name, &u.last_name) {
         (None, None) => None,
         (f, l) => Some([f.as_deref(), l.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
@@ -80,10 +81,10 @@ struct UserRels {
 }
 
 /// Applies input to a user row, checking every attribute. `can_set_role` is for admins.
-async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can_set_role: bool) -> Result<(), Error> {
+async fn apply(ctx: &Ctx, u: &mut User, input: UserInput, rels: UserRels, can_set_role: bool) -> Result<(), Error> {
     if let Some(email) = input.email {
         let email = email.trim().to_lowercase();
-        if !bootstrap::valid_email(&email) {
+        if !crate::domain::account::valid_email(&email) {
             return Err(Error::invalid_attr("email", "must be a valid email", "EMAIL_INVALID"));
         }
         u.email = email;
@@ -130,7 +131,7 @@ async fn apply(ctx: &Ctx, u: &mut UserRow, input: UserInput, rels: UserRels, can
 }
 
 /// Moves a user into `group` (or out of any), if the group exists and has room.
-async fn set_group(ctx: &Ctx, u: &mut UserRow, group: Option<Uuid>) -> Result<(), Error> {
+async fn set_group(ctx: &Ctx, u: &mut User, group: Option<Uuid>) -> Result<(), Error> {
     if let Some(g) = group {
         let row = groups::find(ctx.db(), ctx.account_id(), g)
             .await?
@@ -183,7 +184,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     let is_admin = ctx.maybe_principal()?.is_some_and(|p| p.is_admin());
     let now = time::now_ms();
-    let mut u = UserRow {
+    let mut u = User {
         id: Uuid::new_v4(),
         account_id: ctx.account_id(),
         email: String::new(),
@@ -204,7 +205,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 
 /// Loads a user the caller may see: admins and products any, a user itself. Anyone else gets
 /// the same 404 as for an unknown user, so ids and emails cannot be probed.
-pub(super) async fn load(ctx: &Ctx) -> Result<UserRow, Error> {
+pub(super) async fn load(ctx: &Ctx) -> Result<User, Error> {
     let p = ctx.principal()?;
     let id = ctx.param("id");
     let not_found = || Error::not_found("user", id);

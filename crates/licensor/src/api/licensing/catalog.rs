@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 use super::{Caller, KeyParam, Reply};
 use crate::domain::projection::{self, legacy_key};
 use crate::error::Error;
-use crate::store::entitlements::{self, EntitlementRow};
-use crate::store::licenses::{self, LicenseFilter, LicenseRow};
-use crate::store::products::ProductRow;
-use crate::store::{groups, Page};
+use crate::model::{Entitlement, License, Page, Product};
+use crate::store::entitlements;
+use crate::store::groups;
+use crate::store::licenses::{self, LicenseFilter};
 
-fn product_json(p: &ProductRow, extensions: &[EntitlementRow]) -> Value {
+fn product_json(p: &Product, extensions: &[Entitlement]) -> Value {
     json!({
         "name": p.name,
         "key": legacy_key(p.id),
@@ -21,7 +21,7 @@ fn product_json(p: &ProductRow, extensions: &[EntitlementRow]) -> Value {
     })
 }
 
-fn extension_json(e: &EntitlementRow, p: &ProductRow) -> Value {
+fn extension_json(e: &Entitlement, p: &Product) -> Value {
     json!({
         "key": legacy_key(e.id),
         "name": e.name,
@@ -32,7 +32,7 @@ fn extension_json(e: &EntitlementRow, p: &ProductRow) -> Value {
 }
 
 /// One license as this surface shows it.
-pub(super) async fn license_json(c: &Caller, l: &LicenseRow, product: Option<&ProductRow>) -> Result<Value, Error> {
+pub(super) async fn license_json(c: &Caller, l: &License, product: Option<&Product>) -> Result<Value, Error> {
     let group = match l.group_id {
         Some(g) => groups::find(c.db(), c.account.id, g).await?,
         None => None,
@@ -76,7 +76,7 @@ pub async fn product_extensions(c: Caller, KeyParam(key): KeyParam) -> Reply<Jso
 }
 
 /// Every (extension, product) pair the caller can license.
-async fn all_extensions(c: &Caller) -> Result<Vec<(EntitlementRow, ProductRow)>, Error> {
+async fn all_extensions(c: &Caller) -> Result<Vec<(Entitlement, Product)>, Error> {
     let mut out = Vec::new();
     for p in c.products().await? {
         for e in entitlements::for_product(c.db(), c.account.id, p.id).await? {
@@ -98,7 +98,7 @@ pub async fn extension(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Value>>
 }
 
 /// Licenses of the caller's products, newest first (at most 10,000: this surface has no paging).
-async fn licenses_of(c: &Caller, product: Option<uuid::Uuid>) -> Result<Vec<LicenseRow>, Error> {
+async fn licenses_of(c: &Caller, product: Option<uuid::Uuid>) -> Result<Vec<License>, Error> {
     let filter = LicenseFilter { product: product.or(c.principal.product_id()), ..Default::default() };
     Ok(licenses::list(c.db(), c.account.id, &filter, Page { size: 10_000, number: 1 }).await?.rows)
 }

@@ -15,12 +15,11 @@ use crate::domain::issuance::{self, NewLicense};
 use crate::domain::licensing_code::{self, GrantedLicense, OpenError};
 use crate::domain::projection::{self, legacy_key, Metric};
 use crate::error::{Error, Source};
-use crate::store::entitlements::{self, EntitlementRow};
-use crate::store::groups::{self, GroupRow};
+use crate::model::{Entitlement, Group, Json, Page, Policy, Product};
+use crate::store::entitlements;
+use crate::store::groups;
 use crate::store::licenses::{self, LicenseFilter};
-use crate::store::policies::{self, PolicyRow};
-use crate::store::products::ProductRow;
-use crate::store::{Json, Page};
+use crate::store::policies;
 use crate::time;
 
 fn bad(code: &'static str, detail: impl Into<std::borrow::Cow<'static, str>>) -> Error {
@@ -33,15 +32,15 @@ fn invalid_field(field: &str, what: &str) -> Error {
 
 /// One validated entry of `licenses[]`.
 struct Item {
-    product: ProductRow,
+    product: Product,
     metric: Metric,
     quantity: i64,
-    extensions: Vec<EntitlementRow>,
+    extensions: Vec<Entitlement>,
 }
 
 /// A validated `create` request.
 struct CreateRequest {
-    group: Option<GroupRow>,
+    group: Option<Group>,
     licensee_id: String,
     licensee_name: String,
     expiration: String,
@@ -143,7 +142,7 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
                         .iter()
                         .find(|e| legacy_key(e.id) == k)
                         .ok_or_else(|| Error::not_found("extension", format!("{k} of product {product_key}")))?;
-                    if !extensions.iter().any(|x: &EntitlementRow| x.id == e.id) {
+                    if !extensions.iter().any(|x: &Entitlement| x.id == e.id) {
                         extensions.push(e.clone());
                     }
                 }
@@ -160,21 +159,21 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
 }
 
 /// The policy licenses of `metric` for `product` are issued under.
-async fn policy_for(c: &Caller, product: Uuid, metric: Metric) -> Result<PolicyRow, Error> {
+async fn policy_for(c: &Caller, product: Uuid, metric: Metric) -> Result<Policy, Error> {
     let name = format!("licensing-v1 {}", metric.licensing_type());
     issuance::floating_policy(c.db(), c.account.id, product, &name, json!({})).await
 }
 
 /// A grant's group: the licensee by name, with its tax id in the metadata.
-fn grant_group(account: Uuid, id: Uuid, licensee_name: &str, licensee_id: &str, now: i64) -> GroupRow {
-    let mut g = GroupRow {
+fn grant_group(account: Uuid, id: Uuid, licensee_name: &str, licensee_id: &str, now: i64) -> Group {
+    let mut g = Group {
         id,
         account_id: account,
         name: licensee_name.to_string(),
         max_users: None,
         max_licenses: None,
         max_machines: None,
-        metadata: crate::store::empty_metadata(),
+        metadata: crate::model::empty_metadata(),
         created_at: now,
         updated_at: now,
     };
@@ -274,7 +273,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
     Ok(text(licensing_code::seal(&grant, &keys.ed25519)))
 }
 
-fn set_licensee_id(g: &mut GroupRow, id: &str) {
+fn set_licensee_id(g: &mut Group, id: &str) {
     match g.metadata.0.as_object_mut() {
         Some(m) => {
             m.insert("licensee_id".into(), json!(id));

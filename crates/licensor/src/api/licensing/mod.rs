@@ -24,9 +24,8 @@ use crate::api::keygen::UNMATCHED;
 use crate::app::AppState;
 use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
-use crate::store::accounts::AccountRow;
-use crate::store::products::{self, ProductRow};
-use crate::store::Page;
+use crate::model::{Account, Page, Product};
+use crate::store::products;
 
 pub fn router() -> Router<AppState> {
     let api = Router::new()
@@ -106,7 +105,7 @@ impl IntoResponse for Failure {
                 }
                 e @ (Error::Database(_) | Error::Internal(_)) => {
                     e.log("licensing API error");
-                    let id = crate::app::request_id().unwrap_or_default();
+                    let id = crate::telemetry::request_id().unwrap_or_default();
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "internal_error".into(),
@@ -127,7 +126,7 @@ impl IntoResponse for Failure {
 /// password or token) or a product token, which sees only its own product.
 pub struct Caller {
     pub state: AppState,
-    pub account: Arc<AccountRow>,
+    pub account: Arc<Account>,
     pub principal: Principal,
 }
 
@@ -187,13 +186,13 @@ impl Caller {
     }
 
     /// The products this caller may license.
-    async fn products(&self) -> Result<Vec<ProductRow>, Error> {
+    async fn products(&self) -> Result<Vec<Product>, Error> {
         let page = Page { size: 100_000, number: 1 };
         Ok(products::list(self.db(), self.account.id, self.principal.product_id(), page).await?.rows)
     }
 
     /// The product with legacy key `key`, if this caller may see it.
-    async fn product(&self, key: &str) -> Result<Option<ProductRow>, Error> {
+    async fn product(&self, key: &str) -> Result<Option<Product>, Error> {
         let Ok(key) = key.parse::<i32>() else { return Ok(None) };
         Ok(self.products().await?.into_iter().find(|p| crate::domain::projection::legacy_key(p.id) == key))
     }

@@ -1,0 +1,17 @@
+//! An entitlement: a named feature a license or policy grants.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::Metadata;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Entitlement {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub code: String,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -1,0 +1,78 @@
+//! A license, read with what rendering and validation need (its policy's rules, machine and
+//! user counts, whether the owner is banned).
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Metadata, PolicyRules};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct License {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub product_id: Uuid,
+    pub policy_id: Uuid,
+    pub owner_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    pub key: String,
+    pub name: Option<String>,
+    pub expiry: Option<i64>,
+    pub suspended: bool,
+    pub protected: Option<bool>,
+    pub uses: i64,
+    pub max_machines: Option<i64>,
+    pub max_processes: Option<i64>,
+    pub max_users: Option<i64>,
+    pub max_cores: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub max_memory: Option<i64>,
+    pub max_disk: Option<i64>,
+    pub last_validated_at: Option<i64>,
+    pub last_check_out_at: Option<i64>,
+    pub last_check_in_at: Option<i64>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+    // Read-only here: policy rules from the join; counts kept by triggers (migration 0006).
+    pub policy_rules: super::Rules,
+    pub machines_count: i64,
+    pub machines_cores: i64,
+    pub users_count: i64,
+    pub owner_banned: bool,
+    pub machines_memory: i64,
+    pub machines_disk: i64,
+}
+
+impl License {
+    pub fn rules(&self) -> &PolicyRules {
+        &self.policy_rules.0
+    }
+    /// The license's users as Keygen counts them: the attached ones plus the owner.
+    pub fn users_total(&self) -> i64 {
+        self.users_count + i64::from(self.owner_id.is_some())
+    }
+    pub fn max_machines(&self) -> Option<i64> {
+        self.max_machines.or(self.rules().max_machines)
+    }
+    pub fn max_processes(&self) -> Option<i64> {
+        self.max_processes.or(self.rules().max_processes)
+    }
+    pub fn max_users(&self) -> Option<i64> {
+        self.max_users.or(self.rules().max_users)
+    }
+    pub fn max_cores(&self) -> Option<i64> {
+        self.max_cores.or(self.rules().max_cores)
+    }
+    pub fn max_uses(&self) -> Option<i64> {
+        self.max_uses.or(self.rules().max_uses)
+    }
+    pub fn max_memory(&self) -> Option<i64> {
+        self.max_memory.or(self.rules().max_memory)
+    }
+    pub fn max_disk(&self) -> Option<i64> {
+        self.max_disk.or(self.rules().max_disk)
+    }
+    pub fn is_protected(&self) -> bool {
+        self.protected.unwrap_or(self.rules().protected)
+    }
+}

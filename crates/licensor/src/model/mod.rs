@@ -1,0 +1,103 @@
+//! The core model: what Licensor knows about accounts, products, policies, licenses, machines
+//! and the rest, as plain types. Every other layer depends on this one, and it depends on
+//! nothing else in the crate: `domain` decides with these types, `store` reads and writes them,
+//! the API surfaces render them.
+
+mod account;
+mod component;
+mod entitlement;
+mod group;
+mod license;
+mod machine;
+mod policy;
+mod process;
+mod product;
+mod token;
+mod user;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use account::Account;
+pub use component::Component;
+pub use entitlement::Entitlement;
+pub use group::Group;
+pub use license::License;
+pub use machine::Machine;
+pub use policy::{Policy, PolicyRules};
+pub use process::Process;
+pub use product::Product;
+pub use sqlx::types::Json;
+pub use token::Token;
+pub use user::User;
+
+/// Free-form metadata, an object stored as JSON.
+pub type Metadata = Json<Value>;
+
+/// Offset pagination as the API asks for it: a page size and a 1-based page number.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub size: i64,
+    pub number: i64,
+}
+
+impl Page {
+    pub fn limit(&self) -> i64 {
+        self.size
+    }
+    pub fn offset(&self) -> i64 {
+        (self.number - 1) * self.size
+    }
+}
+
+/// One page of rows and the total count behind it.
+#[derive(Debug)]
+pub struct Listing<T> {
+    pub rows: Vec<T>,
+    pub total: i64,
+}
+
+pub fn empty_metadata() -> Metadata {
+    Json(Value::Object(Default::default()))
+}
+
+/// A policy's rules as read alongside a license or machine: shared, because every validation
+/// reads them and parsing the same JSON for each row was a measurable share of its cost.
+#[derive(Debug, Clone)]
+pub struct Rules(pub Arc<PolicyRules>);
+
+impl Deref for Rules {
+    type Target = PolicyRules;
+    fn deref(&self) -> &PolicyRules {
+        &self.0
+    }
+}
+
+impl From<PolicyRules> for Rules {
+    fn from(rules: PolicyRules) -> Self {
+        Rules(Arc::new(rules))
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for Rules
+where
+    Json<PolicyRules>: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <Json<PolicyRules> as sqlx::Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <Json<PolicyRules> as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Rules
+where
+    Json<PolicyRules>: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(<Json<PolicyRules> as sqlx::Decode<'r, DB>>::decode(value)?.0.into())
+    }
+}

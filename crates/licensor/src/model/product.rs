@@ -1,0 +1,20 @@
+//! A product: what licenses are sold for.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Json, Metadata};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Product {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub code: Option<String>,
+    pub distribution_strategy: Option<String>,
+    pub url: Option<String>,
+    pub platforms: Option<Json<Vec<String>>>,
+    pub metadata: Metadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
