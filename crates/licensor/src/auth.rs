@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::model::{Account, License, Product, Token, User};
+use crate::model::{Account, ExpirationStrategy, License, Product, Token, User};
 use crate::store::{licenses, products, tokens, users};
 use crate::{crypto, time};
 
@@ -222,7 +222,7 @@ fn check_license_standing(license: &License) -> Result<()> {
         return Err(Error::forbidden("License is suspended", "LICENSE_SUSPENDED"));
     }
     let expired = license.expiry.is_some_and(|e| e < time::now_ms());
-    if expired && license.rules().expiration_strategy == "REVOKE_ACCESS" {
+    if expired && license.rules().expiration_strategy == ExpirationStrategy::RevokeAccess {
         return Err(Error::forbidden("License is expired", "LICENSE_EXPIRED"));
     }
     Ok(())

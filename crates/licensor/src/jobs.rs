@@ -8,10 +8,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::db::Db;
 use crate::domain::heartbeat;
 use crate::error::Result;
+use crate::model::HeartbeatStatus;
+use crate::state::AppState;
 use crate::store::{leases, machines, processes};
 use crate::time::{self, SECOND};
 
@@ -41,7 +42,7 @@ pub async fn cull_once(db: &Db, now: i64) -> Result<Culled> {
         }
     }
     for (id, _account, last, rules) in processes::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
-        let dead = heartbeat::process_status(rules.0.heartbeat_duration_secs(), last, now) == "DEAD";
+        let dead = heartbeat::process_status(rules.0.heartbeat_duration_secs(), last, now) == HeartbeatStatus::Dead;
         if dead
             && !heartbeat::can_resurrect(&rules.0, Some(last), last, now)
             && processes::delete_if_unchanged(db, id, last).await?

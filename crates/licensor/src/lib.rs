@@ -19,6 +19,7 @@ pub mod error;
 pub mod fsutil;
 pub mod jobs;
 pub mod model;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -155,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, engine = pool.engine(), "licensor listening");
-            let state = licensor::app::AppState::with_default_account(pool.clone(), master, account);
+            let state = licensor::state::AppState::with_default_account(pool.clone(), master, account);
             licensor::app::serve(listener, state, shutdown_signal()).await?;
             pool.close().await;
             Ok(())

@@ -21,10 +21,10 @@ use licensor_client::opswat::{self, yaml_quote, Payload};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::domain::projection;
 use crate::error::Error;
-use crate::model::{Account, Json, License, Machine};
+use crate::model::{Account, ExpirationBasis, Json, License, Machine};
+use crate::state::AppState;
 use crate::store::licenses;
 use crate::store::machines::{self, ActivationRefusal};
 use crate::store::{entitlements, groups, products};
@@ -273,7 +273,7 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
                 }
                 Err(e) => return Err(e),
             }
-            if license.expiry.is_none() && license.rules().expiration_basis == "FROM_FIRST_ACTIVATION" {
+            if license.expiry.is_none() && license.rules().expiration_basis == ExpirationBasis::FromFirstActivation {
                 if let Some(d) = license.rules().duration {
                     licenses::start_expiry_clock(&state.db, license.account_id, license.id, now + d * time::SECOND)
                         .await?;

@@ -3,27 +3,27 @@
 
 use uuid::Uuid;
 
-use crate::model::License;
+use crate::model::{ComponentUniqueness, License, MachineLeasing, MachineUniqueness};
 use crate::store::machines::{ActivationLimits, Uniqueness};
 
 /// Where a fingerprint must be unique, per the policy's machine uniqueness strategy.
 pub fn uniqueness(l: &License) -> Uniqueness {
-    match l.rules().machine_uniqueness_strategy.as_str() {
-        "UNIQUE_PER_ACCOUNT" => Uniqueness::Account,
-        "UNIQUE_PER_PRODUCT" => Uniqueness::Product(l.product_id),
-        "UNIQUE_PER_POLICY" => Uniqueness::Policy(l.policy_id),
-        _ => Uniqueness::License,
+    match l.rules().machine_uniqueness_strategy {
+        MachineUniqueness::UniquePerAccount => Uniqueness::Account,
+        MachineUniqueness::UniquePerProduct => Uniqueness::Product(l.product_id),
+        MachineUniqueness::UniquePerPolicy => Uniqueness::Policy(l.policy_id),
+        MachineUniqueness::UniquePerLicense => Uniqueness::License,
     }
 }
 
 /// Where a component fingerprint must be unique; `None` = within its machine (the default).
 pub fn component_uniqueness(l: &License) -> Option<Uniqueness> {
-    match l.rules().component_uniqueness_strategy.as_str() {
-        "UNIQUE_PER_ACCOUNT" => Some(Uniqueness::Account),
-        "UNIQUE_PER_PRODUCT" => Some(Uniqueness::Product(l.product_id)),
-        "UNIQUE_PER_POLICY" => Some(Uniqueness::Policy(l.policy_id)),
-        "UNIQUE_PER_LICENSE" => Some(Uniqueness::License),
-        _ => None,
+    match l.rules().component_uniqueness_strategy {
+        ComponentUniqueness::UniquePerAccount => Some(Uniqueness::Account),
+        ComponentUniqueness::UniquePerProduct => Some(Uniqueness::Product(l.product_id)),
+        ComponentUniqueness::UniquePerPolicy => Some(Uniqueness::Policy(l.policy_id)),
+        ComponentUniqueness::UniquePerLicense => Some(Uniqueness::License),
+        ComponentUniqueness::UniquePerMachine => None,
     }
 }
 
@@ -33,9 +33,7 @@ pub fn limits(l: &License, activation_token: Option<Uuid>) -> ActivationLimits {
     let rules = l.rules();
     ActivationLimits {
         max_machines: l.max_machines().map(|max| {
-            if !rules.floating
-                && !matches!(rules.overage_strategy.as_str(), "ALWAYS_ALLOW_OVERAGE" | "ALLOW_2X_OVERAGE")
-            {
+            if !rules.floating && !rules.allows_whole_machine_overage() {
                 max
             } else {
                 rules.overage_allowance(max).unwrap_or(i64::MAX)
@@ -45,7 +43,7 @@ pub fn limits(l: &License, activation_token: Option<Uuid>) -> ActivationLimits {
         max_memory: l.max_memory().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
         max_disk: l.max_disk().map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX)),
         group_machines: None,
-        per_owner: rules.machine_leasing_strategy == "PER_USER",
+        per_owner: rules.machine_leasing_strategy == MachineLeasing::PerUser,
         uniqueness: uniqueness(l),
         component_uniqueness: component_uniqueness(l),
         activation_token,

@@ -1,6 +1,6 @@
 //! Heartbeats of machines and processes: status, and when a dead one may be revived.
 
-use crate::model::PolicyRules;
+use crate::model::{CullStrategy, HeartbeatStatus, PolicyRules, ResurrectionStrategy};
 use crate::time::{Millis, SECOND};
 
 /// A machine's heartbeat status (Keygen's `heartbeatStatus`).
@@ -9,13 +9,13 @@ pub fn machine_status(
     last_heartbeat: Option<Millis>,
     created_at: Millis,
     now: Millis,
-) -> &'static str {
+) -> HeartbeatStatus {
     let duration = policy.heartbeat_duration_secs() * SECOND;
     match last_heartbeat {
-        Some(at) if at + duration >= now => "ALIVE",
-        Some(_) => "DEAD",
-        None if !policy.require_heartbeat || created_at + duration >= now => "NOT_STARTED",
-        None => "DEAD",
+        Some(at) if at + duration >= now => HeartbeatStatus::Alive,
+        Some(_) => HeartbeatStatus::Dead,
+        None if !policy.require_heartbeat || created_at + duration >= now => HeartbeatStatus::NotStarted,
+        None => HeartbeatStatus::Dead,
     }
 }
 
@@ -32,14 +32,14 @@ pub fn is_monitored(policy: &PolicyRules, last_heartbeat: Option<Millis>) -> boo
 
 /// How long after death a ping may still revive it; `None` = forever.
 pub fn resurrection_window(policy: &PolicyRules) -> Option<Option<Millis>> {
-    let minutes = match policy.heartbeat_resurrection_strategy.as_str() {
-        "ALWAYS_REVIVE" => return Some(None),
-        "15_MINUTE_REVIVE" => 15,
-        "10_MINUTE_REVIVE" => 10,
-        "5_MINUTE_REVIVE" => 5,
-        "2_MINUTE_REVIVE" => 2,
-        "1_MINUTE_REVIVE" => 1,
-        _ => return None,
+    let minutes = match policy.heartbeat_resurrection_strategy {
+        ResurrectionStrategy::AlwaysRevive => return Some(None),
+        ResurrectionStrategy::Revive15Minutes => 15,
+        ResurrectionStrategy::Revive10Minutes => 10,
+        ResurrectionStrategy::Revive5Minutes => 5,
+        ResurrectionStrategy::Revive2Minutes => 2,
+        ResurrectionStrategy::Revive1Minute => 1,
+        ResurrectionStrategy::NoRevive => return None,
     };
     Some(Some(minutes * 60 * SECOND))
 }
@@ -62,18 +62,18 @@ pub fn can_resurrect(policy: &PolicyRules, last_heartbeat: Option<Millis>, creat
 /// Whether the culler should delete a dead machine now: its policy deactivates the dead and any
 /// resurrection window has passed.
 pub fn should_cull(policy: &PolicyRules, last_heartbeat: Option<Millis>, created_at: Millis, now: Millis) -> bool {
-    policy.heartbeat_cull_strategy == "DEACTIVATE_DEAD"
+    policy.heartbeat_cull_strategy == CullStrategy::DeactivateDead
         && is_monitored(policy, last_heartbeat)
-        && machine_status(policy, last_heartbeat, created_at, now) == "DEAD"
+        && machine_status(policy, last_heartbeat, created_at, now) == HeartbeatStatus::Dead
         && !can_resurrect(policy, last_heartbeat, created_at, now)
 }
 
 /// A process's status: alive while its last heartbeat is within the interval.
-pub fn process_status(interval_secs: i64, last_heartbeat: Millis, now: Millis) -> &'static str {
+pub fn process_status(interval_secs: i64, last_heartbeat: Millis, now: Millis) -> HeartbeatStatus {
     if last_heartbeat + interval_secs * SECOND >= now {
-        "ALIVE"
+        HeartbeatStatus::Alive
     } else {
-        "DEAD"
+        HeartbeatStatus::Dead
     }
 }
 
@@ -89,11 +89,11 @@ mod tests {
     fn statuses() {
         let p = policy(true);
         let now = 10_000_000;
-        assert_eq!(machine_status(&p, None, now - 1000, now), "NOT_STARTED");
-        assert_eq!(machine_status(&p, None, now - 601 * SECOND, now), "DEAD");
-        assert_eq!(machine_status(&policy(false), None, now - 6000 * SECOND, now), "NOT_STARTED");
-        assert_eq!(machine_status(&p, Some(now - 599 * SECOND), 0, now), "ALIVE");
-        assert_eq!(machine_status(&p, Some(now - 601 * SECOND), 0, now), "DEAD");
+        assert_eq!(machine_status(&p, None, now - 1000, now), HeartbeatStatus::NotStarted);
+        assert_eq!(machine_status(&p, None, now - 601 * SECOND, now), HeartbeatStatus::Dead);
+        assert_eq!(machine_status(&policy(false), None, now - 6000 * SECOND, now), HeartbeatStatus::NotStarted);
+        assert_eq!(machine_status(&p, Some(now - 599 * SECOND), 0, now), HeartbeatStatus::Alive);
+        assert_eq!(machine_status(&p, Some(now - 601 * SECOND), 0, now), HeartbeatStatus::Dead);
     }
 
     #[test]
@@ -103,11 +103,11 @@ mod tests {
         let dead_since_1m = Some(now - 660 * SECOND);
         assert!(!can_resurrect(&p, dead_since_1m, 0, now));
         assert!(should_cull(&p, dead_since_1m, 0, now));
-        p.heartbeat_resurrection_strategy = "5_MINUTE_REVIVE".into();
+        p.heartbeat_resurrection_strategy = ResurrectionStrategy::Revive5Minutes;
         assert!(can_resurrect(&p, dead_since_1m, 0, now));
         assert!(!should_cull(&p, dead_since_1m, 0, now), "still inside the revive window");
         assert!(should_cull(&p, Some(now - 1000 * SECOND), 0, now));
-        p.heartbeat_cull_strategy = "KEEP_DEAD".into();
+        p.heartbeat_cull_strategy = CullStrategy::KeepDead;
         assert!(!should_cull(&p, Some(now - 1000 * SECOND), 0, now));
         // A machine that pinged once is monitored even when the policy does not require it.
         let p = policy(false);

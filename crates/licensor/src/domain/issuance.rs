@@ -180,7 +180,7 @@ pub async fn issue(
         }
         (None, None) => license::generate_key(),
         (Some(scheme), seed) => {
-            super::keys::sign_key(scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?
+            super::keys::sign_key(*scheme, account, master, policy, &row, seed.as_deref(), new.owner_email.as_deref())?
         }
     };
     if row.key.len() > MAX_KEY_LEN {

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::crypto::sign::{self, SigAlg};
 use crate::crypto::{AccountKeys, MasterKey};
 use crate::error::{Error, Result};
-use crate::model::{Account, License, Policy};
+use crate::model::{Account, License, Policy, Scheme};
 use crate::time;
 
 /// The default seed embedded in a signed key.
@@ -75,8 +75,8 @@ const SHA256_DIGEST_INFO: &[u8] =
 
 /// Whether `scheme` signs the key dataset itself rather than `key/<base64 dataset>`: the V1 RSA
 /// schemes, and the private-key "encryption" of `RSA_2048_PKCS1_ENCRYPT`.
-fn signs_raw_dataset(scheme: &str) -> bool {
-    matches!(scheme, "RSA_2048_PKCS1_SIGN" | "RSA_2048_PKCS1_PSS_SIGN" | "RSA_2048_PKCS1_ENCRYPT")
+fn signs_raw_dataset(scheme: Scheme) -> bool {
+    matches!(scheme, Scheme::Rsa2048Pkcs1Sign | Scheme::Rsa2048Pkcs1PssSign | Scheme::Rsa2048Pkcs1Encrypt)
 }
 
 /// Whether `s` could be a JWT signing input (`base64url(header).base64url(claims)`, the bytes an
@@ -95,7 +95,7 @@ fn jwt_signing_input_shaped(s: &str) -> bool {
 /// account key signs: the V1 RSA schemes sign the dataset's raw bytes with the same key and
 /// algorithm as license files and responses. V2 schemes always sign `key/…`, which nothing else
 /// begins with.
-pub fn check_dataset(scheme: &str, dataset: &str) -> Result<()> {
+pub fn check_dataset(scheme: Scheme, dataset: &str) -> Result<()> {
     if !signs_raw_dataset(scheme) {
         return Ok(());
     }
@@ -112,7 +112,7 @@ pub fn check_dataset(scheme: &str, dataset: &str) -> Result<()> {
     Ok(())
 }
 
-fn unsupported(scheme: &str) -> Error {
+fn unsupported(scheme: Scheme) -> Error {
     Error::invalid_attr("scheme", format!("{scheme} is not supported by this server yet"), "SCHEME_NOT_SUPPORTED")
 }
 
@@ -145,7 +145,7 @@ fn jwt_claims(account: &Account, license: &License) -> serde_json::Value {
 
 /// Produces the key for a license under a signing scheme.
 pub fn sign_key(
-    scheme: &str,
+    scheme: Scheme,
     account: &Account,
     master: &MasterKey,
     policy: &Policy,
@@ -159,7 +159,7 @@ pub fn sign_key(
     }
     let keys = AccountKeys::for_account(master, account)?;
     match scheme {
-        "RSA_2048_PKCS1_ENCRYPT" => {
+        Scheme::Rsa2048Pkcs1Encrypt => {
             let seed = template.unwrap_or_else(|| encrypt_seed(policy, license));
             if seed.len() > 245 {
                 return Err(Error::invalid_attr(
@@ -174,7 +174,7 @@ pub fn sign_key(
                 .map_err(|e| Error::Internal(anyhow::anyhow!("RSA private-encrypt failed: {e}")))?;
             return Ok(URL_SAFE.encode(block));
         }
-        "RSA_2048_JWT_RS256" => {
+        Scheme::Rsa2048JwtRs256 => {
             let claims = match template {
                 Some(t) => match serde_json::from_str::<serde_json::Value>(&t) {
                     Ok(v @ serde_json::Value::Object(_)) => v,
@@ -200,13 +200,15 @@ pub fn sign_key(
     let enc = URL_SAFE.encode(seed.as_bytes());
     let signing_data = format!("key/{enc}");
     let (signed, v2, alg) = match scheme {
-        "ED25519_SIGN" => (signing_data.as_bytes(), true, SigAlg::Ed25519),
-        "ECDSA_P256_SIGN" => (signing_data.as_bytes(), true, SigAlg::EcdsaP256),
-        "RSA_2048_PKCS1_SIGN_V2" => (signing_data.as_bytes(), true, SigAlg::RsaSha256),
-        "RSA_2048_PKCS1_PSS_SIGN_V2" => (signing_data.as_bytes(), true, SigAlg::RsaPssSha256),
-        "RSA_2048_PKCS1_SIGN" => (seed.as_bytes(), false, SigAlg::RsaSha256),
-        "RSA_2048_PKCS1_PSS_SIGN" => (seed.as_bytes(), false, SigAlg::RsaPssSha256),
-        other => return Err(unsupported(other)),
+        Scheme::Ed25519Sign => (signing_data.as_bytes(), true, SigAlg::Ed25519),
+        Scheme::EcdsaP256Sign => (signing_data.as_bytes(), true, SigAlg::EcdsaP256),
+        Scheme::Rsa2048Pkcs1SignV2 => (signing_data.as_bytes(), true, SigAlg::RsaSha256),
+        Scheme::Rsa2048Pkcs1PssSignV2 => (signing_data.as_bytes(), true, SigAlg::RsaPssSha256),
+        Scheme::Rsa2048Pkcs1Sign => (seed.as_bytes(), false, SigAlg::RsaSha256),
+        Scheme::Rsa2048Pkcs1PssSign => (seed.as_bytes(), false, SigAlg::RsaPssSha256),
+        other @ (Scheme::LegacyEncrypt | Scheme::Rsa2048Pkcs1Encrypt | Scheme::Rsa2048JwtRs256) => {
+            return Err(unsupported(other))
+        }
     };
     let sig = URL_SAFE.encode(sign::sign(&keys, alg, signed)?);
     let key = if v2 { format!("{signing_data}.{sig}") } else { format!("{enc}.{sig}") };
@@ -228,7 +230,7 @@ mod tests {
             "eyJhbGciOiJSUzI1NiJ9.",
             "IHsiYWxnIjoiUlMyNTYifQ.e30",
         ];
-        for scheme in ["RSA_2048_PKCS1_SIGN", "RSA_2048_PKCS1_PSS_SIGN", "RSA_2048_PKCS1_ENCRYPT"] {
+        for scheme in [Scheme::Rsa2048Pkcs1Sign, Scheme::Rsa2048Pkcs1PssSign, Scheme::Rsa2048Pkcs1Encrypt] {
             for d in others {
                 assert!(check_dataset(scheme, d).is_err(), "{scheme}: {d}");
             }
@@ -238,7 +240,7 @@ mod tests {
         }
         // V2 schemes sign `key/…` whatever the dataset.
         for d in others {
-            assert!(check_dataset("ED25519_SIGN", d).is_ok());
+            assert!(check_dataset(Scheme::Ed25519Sign, d).is_ok());
         }
         assert!(String::from_utf8(SHA256_DIGEST_INFO.to_vec()).is_err());
     }

@@ -3,7 +3,7 @@
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use crate::model::PolicyRules;
+use crate::model::{CheckInInterval, ExpirationBasis, PolicyRules, RenewalBasis};
 use crate::time::{add_duration, add_months, Millis, DAY};
 
 /// A license key in Keygen's default format: 16 random bytes as 32 hex characters whose last
@@ -75,9 +75,9 @@ pub fn status(s: &StatusInput, now: Millis) -> &'static str {
 
 /// The expiry a new license gets from its policy, when its basis is creation.
 pub fn initial_expiry(policy: &PolicyRules, now: Millis) -> Option<Millis> {
-    match (policy.duration, policy.expiration_basis.as_str()) {
+    match (policy.duration, policy.expiration_basis) {
         // Policy durations are at most 2^31 - 1 s (68 years): always representable.
-        (Some(d), "FROM_CREATION") => add_duration(now, d),
+        (Some(d), ExpirationBasis::FromCreation) => add_duration(now, d),
         _ => None,
     }
 }
@@ -92,10 +92,10 @@ pub fn expiry_from(policy: &PolicyRules, now: Millis) -> Option<Millis> {
 /// 9999.
 pub fn renewed_expiry(policy: &PolicyRules, expiry: Option<Millis>, now: Millis) -> Option<Millis> {
     let (duration, expiry) = (policy.duration?, expiry?);
-    let base = match policy.renewal_basis.as_str() {
-        "FROM_NOW" => now,
-        "FROM_NOW_IF_EXPIRED" if expiry < now => now,
-        _ => expiry,
+    let base = match policy.renewal_basis {
+        RenewalBasis::FromNow => now,
+        RenewalBasis::FromNowIfExpired if expiry < now => now,
+        RenewalBasis::FromNowIfExpired | RenewalBasis::FromExpiry => expiry,
     };
     add_duration(base, duration)
 }
@@ -107,12 +107,11 @@ fn shift_by_check_in_interval(policy: &PolicyRules, at: Millis, sign: i64) -> Op
         return None;
     }
     let count = sign * policy.check_in_interval_count.unwrap_or(1);
-    match policy.check_in_interval.as_deref()? {
-        "day" => at.checked_add(count * DAY),
-        "week" => at.checked_add(count * 7 * DAY),
-        "month" => add_months(at, count),
-        "year" => add_months(at, 12 * count),
-        _ => None,
+    match policy.check_in_interval? {
+        CheckInInterval::Day => at.checked_add(count * DAY),
+        CheckInInterval::Week => at.checked_add(count * 7 * DAY),
+        CheckInInterval::Month => add_months(at, count),
+        CheckInInterval::Year => add_months(at, 12 * count),
     }
 }
 
@@ -191,9 +190,9 @@ mod tests {
         let now = 1_000 * DAY;
         let mut p = PolicyRules { duration: Some(30 * 86_400), ..Default::default() };
         assert_eq!(renewed_expiry(&p, Some(now - DAY), now), Some(now + 29 * DAY));
-        p.renewal_basis = "FROM_NOW".into();
+        p.renewal_basis = RenewalBasis::FromNow;
         assert_eq!(renewed_expiry(&p, Some(now + DAY), now), Some(now + 30 * DAY));
-        p.renewal_basis = "FROM_NOW_IF_EXPIRED".into();
+        p.renewal_basis = RenewalBasis::FromNowIfExpired;
         assert_eq!(renewed_expiry(&p, Some(now - DAY), now), Some(now + 30 * DAY));
         assert_eq!(renewed_expiry(&p, Some(now + DAY), now), Some(now + 31 * DAY));
         // Nothing to renew: no expiry yet (a FROM_FIRST_* clock not started), or no duration.
@@ -206,7 +205,7 @@ mod tests {
     fn check_in() {
         let p = PolicyRules {
             require_check_in: true,
-            check_in_interval: Some("week".into()),
+            check_in_interval: Some(CheckInInterval::Week),
             check_in_interval_count: Some(2),
             ..Default::default()
         };
@@ -220,7 +219,7 @@ mod tests {
     fn monthly_check_ins_follow_the_calendar() {
         let p = PolicyRules {
             require_check_in: true,
-            check_in_interval: Some("month".into()),
+            check_in_interval: Some(CheckInInterval::Month),
             check_in_interval_count: Some(1),
             ..Default::default()
         };

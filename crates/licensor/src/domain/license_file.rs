@@ -10,6 +10,7 @@ use rand::RngCore;
 
 use crate::crypto::sign::{self, SigAlg};
 use crate::crypto::AccountKeys;
+use crate::model::Scheme;
 
 /// Which kind of file: it names the armor and the signing prefix.
 #[derive(Debug, Clone, Copy)]
@@ -55,14 +56,17 @@ pub fn parse_algorithm(s: &str) -> Option<(bool, SigAlg)> {
 }
 
 /// The default signature algorithm for a license's scheme.
-pub fn default_alg(scheme: Option<&str>) -> SigAlg {
+pub fn default_alg(scheme: Option<Scheme>) -> SigAlg {
     match scheme {
-        Some("RSA_2048_PKCS1_PSS_SIGN" | "RSA_2048_PKCS1_PSS_SIGN_V2") => SigAlg::RsaPssSha256,
-        Some("RSA_2048_PKCS1_SIGN" | "RSA_2048_PKCS1_SIGN_V2" | "RSA_2048_PKCS1_ENCRYPT" | "RSA_2048_JWT_RS256") => {
-            SigAlg::RsaSha256
-        }
-        Some("ECDSA_P256_SIGN") => SigAlg::EcdsaP256,
-        _ => SigAlg::Ed25519,
+        Some(Scheme::Rsa2048Pkcs1PssSign | Scheme::Rsa2048Pkcs1PssSignV2) => SigAlg::RsaPssSha256,
+        Some(
+            Scheme::Rsa2048Pkcs1Sign
+            | Scheme::Rsa2048Pkcs1SignV2
+            | Scheme::Rsa2048Pkcs1Encrypt
+            | Scheme::Rsa2048JwtRs256,
+        ) => SigAlg::RsaSha256,
+        Some(Scheme::EcdsaP256Sign) => SigAlg::EcdsaP256,
+        Some(Scheme::Ed25519Sign | Scheme::LegacyEncrypt) | None => SigAlg::Ed25519,
     }
 }
 
@@ -117,7 +121,7 @@ mod tests {
         }
         assert!(parse_algorithm("rot13+ed25519").is_none());
         assert!(parse_algorithm("base64+dsa").is_none());
-        assert_eq!(default_alg(Some("RSA_2048_PKCS1_PSS_SIGN_V2")), SigAlg::RsaPssSha256);
+        assert_eq!(default_alg(Scheme::parse("RSA_2048_PKCS1_PSS_SIGN_V2")), SigAlg::RsaPssSha256);
         assert_eq!(default_alg(None), SigAlg::Ed25519);
     }
 }

@@ -1,49 +1,11 @@
-//! Policy rules: every knob Keygen's policies have, with Keygen's defaults and constraints.
-//!
-//! The rules are stored as one JSON document per policy (they are read whole, with the policy,
-//! and never queried field by field), and the same struct is the policy's wire attributes.
+//! Policy rules: Keygen's constraints on a policy's attributes, and what its strategies mean
+//! for overage, authentication and transfers. The rules themselves are `model::PolicyRules`.
+
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::model::strategy::*;
 use crate::model::PolicyRules;
-
-pub const UNIQUENESS: &[&str] =
-    &["UNIQUE_PER_ACCOUNT", "UNIQUE_PER_PRODUCT", "UNIQUE_PER_POLICY", "UNIQUE_PER_LICENSE"];
-pub const COMPONENT_UNIQUENESS: &[&str] =
-    &["UNIQUE_PER_ACCOUNT", "UNIQUE_PER_PRODUCT", "UNIQUE_PER_POLICY", "UNIQUE_PER_LICENSE", "UNIQUE_PER_MACHINE"];
-pub const MATCHING: &[&str] = &["MATCH_ANY", "MATCH_TWO", "MATCH_MOST", "MATCH_ALL"];
-pub const EXPIRATION: &[&str] = &["RESTRICT_ACCESS", "REVOKE_ACCESS", "MAINTAIN_ACCESS", "ALLOW_ACCESS"];
-pub const EXPIRATION_BASIS: &[&str] =
-    &["FROM_CREATION", "FROM_FIRST_VALIDATION", "FROM_FIRST_ACTIVATION", "FROM_FIRST_USE", "FROM_FIRST_DOWNLOAD"];
-pub const RENEWAL_BASIS: &[&str] = &["FROM_EXPIRY", "FROM_NOW", "FROM_NOW_IF_EXPIRED"];
-pub const TRANSFER: &[&str] = &["KEEP_EXPIRY", "RESET_EXPIRY"];
-pub const AUTHENTICATION: &[&str] = &["TOKEN", "LICENSE", "SESSION", "MIXED", "NONE"];
-pub const MACHINE_LEASING: &[&str] = &["PER_LICENSE", "PER_USER"];
-pub const PROCESS_LEASING: &[&str] = &["PER_MACHINE", "PER_LICENSE", "PER_USER"];
-pub const OVERAGE: &[&str] =
-    &["ALWAYS_ALLOW_OVERAGE", "ALLOW_1_25X_OVERAGE", "ALLOW_1_5X_OVERAGE", "ALLOW_2X_OVERAGE", "NO_OVERAGE"];
-pub const SCHEMES: &[&str] = &[
-    "LEGACY_ENCRYPT",
-    "RSA_2048_PKCS1_ENCRYPT",
-    "RSA_2048_PKCS1_SIGN",
-    "RSA_2048_PKCS1_PSS_SIGN",
-    "RSA_2048_JWT_RS256",
-    "RSA_2048_PKCS1_SIGN_V2",
-    "RSA_2048_PKCS1_PSS_SIGN_V2",
-    "ED25519_SIGN",
-    "ECDSA_P256_SIGN",
-];
-pub const CHECK_IN_INTERVALS: &[&str] = &["day", "week", "month", "year"];
-pub const CULL: &[&str] = &["DEACTIVATE_DEAD", "KEEP_DEAD"];
-pub const RESURRECTION: &[&str] = &[
-    "ALWAYS_REVIVE",
-    "15_MINUTE_REVIVE",
-    "10_MINUTE_REVIVE",
-    "5_MINUTE_REVIVE",
-    "2_MINUTE_REVIVE",
-    "1_MINUTE_REVIVE",
-    "NO_REVIVE",
-];
-pub const HEARTBEAT_BASIS: &[&str] = &["FROM_CREATION", "FROM_FIRST_PING"];
 
 /// Default heartbeat window when a policy sets none.
 pub const DEFAULT_HEARTBEAT_DURATION: i64 = 600;
@@ -60,12 +22,45 @@ pub fn code_prefix(camel: &str) -> String {
     out
 }
 
-fn one_of(attr: &str, value: &str, allowed: &[&str], what: &str) -> Result<()> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(Error::invalid_attr(attr, format!("unsupported {what}"), format!("{}_NOT_ALLOWED", code_prefix(attr))))
+fn unsupported(attr: &str, what: &str) -> Error {
+    Error::invalid_attr(attr, format!("unsupported {what}"), format!("{}_NOT_ALLOWED", code_prefix(attr)))
+}
+
+/// The enumerated attributes: name, what Keygen calls it in "unsupported …", and the test of a
+/// spelling.
+type Known = fn(&str) -> bool;
+const ENUMERATED: &[(&str, &str, Known)] = &[
+    ("machineUniquenessStrategy", "machine uniqueness strategy", |s| MachineUniqueness::parse(s).is_some()),
+    ("machineMatchingStrategy", "machine matching strategy", |s| Matching::parse(s).is_some()),
+    ("componentUniquenessStrategy", "component uniqueness strategy", |s| ComponentUniqueness::parse(s).is_some()),
+    ("componentMatchingStrategy", "component matching strategy", |s| Matching::parse(s).is_some()),
+    ("expirationStrategy", "expiration strategy", |s| ExpirationStrategy::parse(s).is_some()),
+    ("expirationBasis", "expiration basis", |s| ExpirationBasis::parse(s).is_some()),
+    ("renewalBasis", "renewal basis", |s| RenewalBasis::parse(s).is_some()),
+    ("transferStrategy", "transfer strategy", |s| TransferStrategy::parse(s).is_some()),
+    ("authenticationStrategy", "authentication strategy", |s| AuthenticationStrategy::parse(s).is_some()),
+    ("machineLeasingStrategy", "machine leasing strategy", |s| MachineLeasing::parse(s).is_some()),
+    ("processLeasingStrategy", "process leasing strategy", |s| ProcessLeasing::parse(s).is_some()),
+    ("overageStrategy", "overage strategy", |s| OverageStrategy::parse(s).is_some()),
+    ("heartbeatCullStrategy", "heartbeat cull strategy", |s| CullStrategy::parse(s).is_some()),
+    ("heartbeatResurrectionStrategy", "heartbeat resurrection strategy", |s| ResurrectionStrategy::parse(s).is_some()),
+    ("heartbeatBasis", "heartbeat basis", |s| HeartbeatBasis::parse(s).is_some()),
+    ("scheme", "encryption scheme", |s| Scheme::parse(s).is_some()),
+    ("checkInInterval", "check-in interval", |s| CheckInInterval::parse(s).is_some()),
+];
+
+/// Refuses an unknown spelling of an enumerated attribute as Keygen does (`422 unsupported …`,
+/// `…_NOT_ALLOWED`), before the attributes are decoded into typed rules. Values of another
+/// type are left to the decoder, which reports the type mismatch.
+pub fn check_enumerated(attrs: &Map<String, Value>) -> Result<()> {
+    for (attr, what, known) in ENUMERATED {
+        if let Some(Value::String(v)) = attrs.get(*attr) {
+            if !known(v) {
+                return Err(unsupported(attr, what));
+            }
+        }
     }
+    Ok(())
 }
 
 fn at_least(attr: &str, value: Option<i64>, min: i64) -> Result<()> {
@@ -94,7 +89,7 @@ impl PolicyRules {
             self.max_machines = Some(1);
         }
         if self.encrypted && self.scheme.is_none() {
-            self.scheme = Some(String::from("LEGACY_ENCRYPT"));
+            self.scheme = Some(Scheme::LegacyEncrypt);
         }
         at_least("duration", self.duration, 86_400)?;
         at_least("maxMachines", self.max_machines, if self.floating { 1 } else { 0 })?;
@@ -112,44 +107,6 @@ impl PolicyRules {
         at_least("maxDisk", self.max_disk, 1)?;
         at_least("maxUses", self.max_uses, 0)?;
         at_least("heartbeatDuration", self.heartbeat_duration, 60)?;
-        one_of(
-            "machineUniquenessStrategy",
-            &self.machine_uniqueness_strategy,
-            UNIQUENESS,
-            "machine uniqueness strategy",
-        )?;
-        one_of("machineMatchingStrategy", &self.machine_matching_strategy, MATCHING, "machine matching strategy")?;
-        one_of(
-            "componentUniquenessStrategy",
-            &self.component_uniqueness_strategy,
-            COMPONENT_UNIQUENESS,
-            "component uniqueness strategy",
-        )?;
-        one_of(
-            "componentMatchingStrategy",
-            &self.component_matching_strategy,
-            MATCHING,
-            "component matching strategy",
-        )?;
-        one_of("expirationStrategy", &self.expiration_strategy, EXPIRATION, "expiration strategy")?;
-        one_of("expirationBasis", &self.expiration_basis, EXPIRATION_BASIS, "expiration basis")?;
-        one_of("renewalBasis", &self.renewal_basis, RENEWAL_BASIS, "renewal basis")?;
-        one_of("transferStrategy", &self.transfer_strategy, TRANSFER, "transfer strategy")?;
-        one_of("authenticationStrategy", &self.authentication_strategy, AUTHENTICATION, "authentication strategy")?;
-        one_of("machineLeasingStrategy", &self.machine_leasing_strategy, MACHINE_LEASING, "machine leasing strategy")?;
-        one_of("processLeasingStrategy", &self.process_leasing_strategy, PROCESS_LEASING, "process leasing strategy")?;
-        one_of("overageStrategy", &self.overage_strategy, OVERAGE, "overage strategy")?;
-        one_of("heartbeatCullStrategy", &self.heartbeat_cull_strategy, CULL, "heartbeat cull strategy")?;
-        one_of(
-            "heartbeatResurrectionStrategy",
-            &self.heartbeat_resurrection_strategy,
-            RESURRECTION,
-            "heartbeat resurrection strategy",
-        )?;
-        one_of("heartbeatBasis", &self.heartbeat_basis, HEARTBEAT_BASIS, "heartbeat basis")?;
-        if let Some(scheme) = &self.scheme {
-            one_of("scheme", scheme, SCHEMES, "encryption scheme")?;
-        }
         if self.use_pool && (self.encrypted || self.scheme.is_some()) {
             return Err(Error::invalid_attr(
                 "usePool",
@@ -157,7 +114,9 @@ impl PolicyRules {
                 "USE_POOL_NOT_SUPPORTED",
             ));
         }
-        if self.heartbeat_resurrection_strategy == "ALWAYS_REVIVE" && self.heartbeat_cull_strategy != "KEEP_DEAD" {
+        if self.heartbeat_resurrection_strategy == ResurrectionStrategy::AlwaysRevive
+            && self.heartbeat_cull_strategy != CullStrategy::KeepDead
+        {
             return Err(Error::invalid_attr(
                 "heartbeatCullStrategy",
                 "must be KEEP_DEAD when resurrection strategy is ALWAYS_REVIVE",
@@ -166,7 +125,7 @@ impl PolicyRules {
         }
         if self.require_check_in {
             match &self.check_in_interval {
-                Some(i) => one_of("checkInInterval", i, CHECK_IN_INTERVALS, "check-in interval")?,
+                Some(_) => {}
                 None => {
                     return Err(Error::invalid_attr(
                         "checkInInterval",
@@ -199,9 +158,9 @@ impl PolicyRules {
 
     /// Keygen's per-limit refusals of a fractional overage, in its order and words.
     fn validate_overage(&self) -> Result<()> {
-        let (strategy, divisor) = match self.overage_strategy.as_str() {
-            s @ "ALLOW_1_25X_OVERAGE" => (s, 4),
-            s @ "ALLOW_1_5X_OVERAGE" => (s, 2),
+        let (strategy, divisor) = match self.overage_strategy {
+            s @ OverageStrategy::Allow1_25xOverage => (s, 4),
+            s @ OverageStrategy::Allow1_5xOverage => (s, 2),
             _ => return Ok(()),
         };
         let refuse = |why: String| {
@@ -235,12 +194,12 @@ impl PolicyRules {
 
     /// How far past a limit the overage strategy lets a count go: `limit × factor`.
     pub fn overage_allowance(&self, limit: i64) -> Option<i64> {
-        match self.overage_strategy.as_str() {
-            "ALWAYS_ALLOW_OVERAGE" => None,
-            "ALLOW_1_25X_OVERAGE" => Some(limit * 5 / 4),
-            "ALLOW_1_5X_OVERAGE" => Some(limit * 3 / 2),
-            "ALLOW_2X_OVERAGE" => Some(limit * 2),
-            _ => Some(limit),
+        match self.overage_strategy {
+            OverageStrategy::AlwaysAllowOverage => None,
+            OverageStrategy::Allow1_25xOverage => Some(limit * 5 / 4),
+            OverageStrategy::Allow1_5xOverage => Some(limit * 3 / 2),
+            OverageStrategy::Allow2xOverage => Some(limit * 2),
+            OverageStrategy::NoOverage => Some(limit),
         }
     }
 
@@ -251,29 +210,34 @@ impl PolicyRules {
 
     /// Node-locked policies only honour overage factors that allow a whole second machine.
     pub fn within_machine_overage(&self, count: i64, limit: i64) -> bool {
-        if !self.floating && !matches!(self.overage_strategy.as_str(), "ALWAYS_ALLOW_OVERAGE" | "ALLOW_2X_OVERAGE") {
+        if !self.floating && !self.allows_whole_machine_overage() {
             return count <= limit;
         }
         self.within_overage(count, limit)
     }
 
+    /// Whether the overage strategy lets a node-locked license hold a whole second machine.
+    pub fn allows_whole_machine_overage(&self) -> bool {
+        matches!(self.overage_strategy, OverageStrategy::AlwaysAllowOverage | OverageStrategy::Allow2xOverage)
+    }
+
     pub fn allows_license_auth(&self) -> bool {
-        matches!(self.authentication_strategy.as_str(), "LICENSE" | "MIXED")
+        matches!(self.authentication_strategy, AuthenticationStrategy::License | AuthenticationStrategy::Mixed)
     }
 
     pub fn allows_token_auth(&self) -> bool {
-        matches!(self.authentication_strategy.as_str(), "TOKEN" | "MIXED")
+        matches!(self.authentication_strategy, AuthenticationStrategy::Token | AuthenticationStrategy::Mixed)
     }
 }
 
 /// How strict a uniqueness strategy is (machines or components), loosest first.
-fn uniqueness_rank(s: &str) -> u8 {
+fn uniqueness_rank(s: ComponentUniqueness) -> u8 {
     match s {
-        "UNIQUE_PER_ACCOUNT" => 4,
-        "UNIQUE_PER_PRODUCT" => 3,
-        "UNIQUE_PER_POLICY" => 2,
-        "UNIQUE_PER_LICENSE" => 1,
-        _ => 0,
+        ComponentUniqueness::UniquePerAccount => 4,
+        ComponentUniqueness::UniquePerProduct => 3,
+        ComponentUniqueness::UniquePerPolicy => 2,
+        ComponentUniqueness::UniquePerLicense => 1,
+        ComponentUniqueness::UniquePerMachine => 0,
     }
 }
 
@@ -281,7 +245,7 @@ fn uniqueness_rank(s: &str) -> u8 {
 /// first difference decides: encryption, pooling, scheme, then the machine uniqueness strategy
 /// (refused only when stricter) and, only when that is unchanged, the component one.
 pub fn transfer_refusal(old: &PolicyRules, next: &PolicyRules) -> Option<&'static str> {
-    let stricter = |a: &str, b: &str| uniqueness_rank(b) > uniqueness_rank(a);
+    let stricter = |a: ComponentUniqueness, b: ComponentUniqueness| uniqueness_rank(b) > uniqueness_rank(a);
     if old.encrypted != next.encrypted {
         Some("cannot change from an encrypted policy to an unencrypted policy (or vice-versa)")
     } else if old.use_pool != next.use_pool {
@@ -289,10 +253,10 @@ pub fn transfer_refusal(old: &PolicyRules, next: &PolicyRules) -> Option<&'stati
     } else if old.scheme != next.scheme {
         Some("cannot change to a policy with a different scheme")
     } else if old.machine_uniqueness_strategy != next.machine_uniqueness_strategy {
-        stricter(&old.machine_uniqueness_strategy, &next.machine_uniqueness_strategy)
+        stricter(old.machine_uniqueness_strategy.into(), next.machine_uniqueness_strategy.into())
             .then_some("cannot change to a policy with a more strict machine uniqueness strategy")
     } else {
-        stricter(&old.component_uniqueness_strategy, &next.component_uniqueness_strategy)
+        stricter(old.component_uniqueness_strategy, next.component_uniqueness_strategy)
             .then_some("cannot change to a policy with a more strict component uniqueness strategy")
     }
 }
@@ -306,8 +270,8 @@ mod tests {
         let mut r = PolicyRules::default();
         r.normalize_and_validate().unwrap();
         assert_eq!(r.max_machines, Some(1), "node-locked implies one machine");
-        assert_eq!(r.expiration_strategy, "RESTRICT_ACCESS");
-        assert_eq!(r.overage_strategy, "NO_OVERAGE");
+        assert_eq!(r.expiration_strategy, ExpirationStrategy::RestrictAccess);
+        assert_eq!(r.overage_strategy, OverageStrategy::NoOverage);
     }
 
     #[test]
@@ -320,20 +284,20 @@ mod tests {
     #[test]
     fn transfers_are_decided_by_the_first_difference() {
         let base = PolicyRules {
-            machine_uniqueness_strategy: String::from("UNIQUE_PER_POLICY"),
-            component_uniqueness_strategy: String::from("UNIQUE_PER_MACHINE"),
+            machine_uniqueness_strategy: MachineUniqueness::UniquePerPolicy,
+            component_uniqueness_strategy: ComponentUniqueness::UniquePerMachine,
             ..Default::default()
         };
         assert_eq!(transfer_refusal(&base, &base), None);
         let stricter_machines =
-            PolicyRules { machine_uniqueness_strategy: String::from("UNIQUE_PER_ACCOUNT"), ..base.clone() };
+            PolicyRules { machine_uniqueness_strategy: MachineUniqueness::UniquePerAccount, ..base };
         assert!(transfer_refusal(&base, &stricter_machines).unwrap().contains("machine uniqueness"));
         let stricter_components =
-            PolicyRules { component_uniqueness_strategy: String::from("UNIQUE_PER_ACCOUNT"), ..base.clone() };
+            PolicyRules { component_uniqueness_strategy: ComponentUniqueness::UniquePerAccount, ..base };
         assert!(transfer_refusal(&base, &stricter_components).unwrap().contains("component uniqueness"));
         // A looser machine strategy decides alone: the stricter component one is not looked at.
         let looser_machines =
-            PolicyRules { machine_uniqueness_strategy: String::from("UNIQUE_PER_LICENSE"), ..stricter_components };
+            PolicyRules { machine_uniqueness_strategy: MachineUniqueness::UniquePerLicense, ..stricter_components };
         assert_eq!(transfer_refusal(&base, &looser_machines), None);
         let encrypted = PolicyRules { encrypted: true, ..stricter_machines };
         assert!(transfer_refusal(&base, &encrypted).unwrap().contains("encrypted"));
@@ -344,14 +308,14 @@ mod tests {
         let mut r = PolicyRules {
             floating: true,
             max_machines: Some(5),
-            overage_strategy: String::from("ALLOW_1_25X_OVERAGE"),
+            overage_strategy: OverageStrategy::Allow1_25xOverage,
             ..Default::default()
         };
         assert!(r.normalize_and_validate().is_err());
         let mut r = PolicyRules {
             floating: true,
             max_machines: Some(4),
-            overage_strategy: String::from("ALLOW_1_25X_OVERAGE"),
+            overage_strategy: OverageStrategy::Allow1_25xOverage,
             ..Default::default()
         };
         r.normalize_and_validate().unwrap();
@@ -363,13 +327,13 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let base =
-            PolicyRules { floating: true, overage_strategy: String::from("ALLOW_1_5X_OVERAGE"), ..Default::default() };
+            PolicyRules { floating: true, overage_strategy: OverageStrategy::Allow1_5xOverage, ..Default::default() };
         assert_eq!(
-            detail(PolicyRules { max_disk: Some(3), ..base.clone() }),
+            detail(PolicyRules { max_disk: Some(3), ..base }),
             "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max disk value not divisible by 2)"
         );
         assert_eq!(
-            detail(PolicyRules { max_memory: Some(1), max_users: Some(3), ..base.clone() }),
+            detail(PolicyRules { max_memory: Some(1), max_users: Some(3), ..base }),
             "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max memory value not divisible by 2)"
         );
         assert_eq!(
@@ -382,9 +346,11 @@ mod tests {
     fn durations_and_enums_are_checked() {
         let mut r = PolicyRules { duration: Some(60), ..Default::default() };
         assert!(r.normalize_and_validate().is_err());
-        let mut r = PolicyRules { expiration_strategy: String::from("SOMETIMES"), ..Default::default() };
-        let err = r.normalize_and_validate().unwrap_err();
+        let attrs = serde_json::json!({"expirationStrategy": "SOMETIMES", "scheme": null, "maxMachines": "x"});
+        let err = check_enumerated(attrs.as_object().unwrap()).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref code, .. } if code == "EXPIRATION_STRATEGY_NOT_ALLOWED"));
+        let ok = serde_json::json!({"expirationStrategy": "REVOKE_ACCESS", "checkInInterval": "week"});
+        check_enumerated(ok.as_object().unwrap()).unwrap();
         let mut r = PolicyRules { require_check_in: true, ..Default::default() };
         assert!(r.normalize_and_validate().is_err());
     }
@@ -397,9 +363,9 @@ mod tests {
 
     #[test]
     fn node_locked_machine_overage() {
-        let r = PolicyRules { overage_strategy: String::from("ALLOW_1_5X_OVERAGE"), ..Default::default() };
+        let r = PolicyRules { overage_strategy: OverageStrategy::Allow1_5xOverage, ..Default::default() };
         assert!(!r.within_machine_overage(2, 1));
-        let r = PolicyRules { overage_strategy: String::from("ALLOW_2X_OVERAGE"), ..Default::default() };
+        let r = PolicyRules { overage_strategy: OverageStrategy::Allow2xOverage, ..Default::default() };
         assert!(r.within_machine_overage(2, 1));
     }
 }

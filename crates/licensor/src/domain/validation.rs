@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::heartbeat;
 use super::license::is_overdue;
-use crate::model::License;
+use crate::model::{ExpirationStrategy, HeartbeatStatus, License, MachineLeasing, Matching, ProcessLeasing};
 use crate::time::Millis;
 
 /// `meta.scope` of a validation request (echoed back in the response without its unset fields).
@@ -86,14 +86,56 @@ pub struct Facts {
     pub processes_total: i64,
 }
 
+crate::model::strategy::wire_enum!(
+    /// Every outcome a validation can have, as Keygen names it in `meta.code`.
+    ValidationCode {
+        Valid = "VALID",
+        NotFound = "NOT_FOUND",
+        Banned = "BANNED",
+        Suspended = "SUSPENDED",
+        Expired = "EXPIRED",
+        Overdue = "OVERDUE",
+        ProductScopeMismatch = "PRODUCT_SCOPE_MISMATCH",
+        ProductScopeRequired = "PRODUCT_SCOPE_REQUIRED",
+        PolicyScopeMismatch = "POLICY_SCOPE_MISMATCH",
+        PolicyScopeRequired = "POLICY_SCOPE_REQUIRED",
+        UserScopeMismatch = "USER_SCOPE_MISMATCH",
+        UserScopeRequired = "USER_SCOPE_REQUIRED",
+        EntitlementsMissing = "ENTITLEMENTS_MISSING",
+        EntitlementsScopeEmpty = "ENTITLEMENTS_SCOPE_EMPTY",
+        MachineScopeMismatch = "MACHINE_SCOPE_MISMATCH",
+        MachineScopeRequired = "MACHINE_SCOPE_REQUIRED",
+        NoMachine = "NO_MACHINE",
+        NoMachines = "NO_MACHINES",
+        HeartbeatNotStarted = "HEARTBEAT_NOT_STARTED",
+        HeartbeatDead = "HEARTBEAT_DEAD",
+        FingerprintScopeEmpty = "FINGERPRINT_SCOPE_EMPTY",
+        FingerprintScopeMismatch = "FINGERPRINT_SCOPE_MISMATCH",
+        FingerprintScopeRequired = "FINGERPRINT_SCOPE_REQUIRED",
+        ComponentsScopeEmpty = "COMPONENTS_SCOPE_EMPTY",
+        ComponentsScopeMismatch = "COMPONENTS_SCOPE_MISMATCH",
+        ComponentsScopeRequired = "COMPONENTS_SCOPE_REQUIRED",
+        ChecksumScopeMismatch = "CHECKSUM_SCOPE_MISMATCH",
+        ChecksumScopeRequired = "CHECKSUM_SCOPE_REQUIRED",
+        VersionScopeMismatch = "VERSION_SCOPE_MISMATCH",
+        VersionScopeRequired = "VERSION_SCOPE_REQUIRED",
+        TooManyUsers = "TOO_MANY_USERS",
+        TooManyMachines = "TOO_MANY_MACHINES",
+        TooManyCores = "TOO_MANY_CORES",
+        TooMuchMemory = "TOO_MUCH_MEMORY",
+        TooMuchDisk = "TOO_MUCH_DISK",
+        TooManyProcesses = "TOO_MANY_PROCESSES",
+    }
+);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub valid: bool,
-    pub code: &'static str,
+    pub code: ValidationCode,
     pub detail: &'static str,
 }
 
-fn fail(code: &'static str, detail: &'static str) -> Outcome {
+fn fail(code: ValidationCode, detail: &'static str) -> Outcome {
     Outcome { valid: false, code, detail }
 }
 
@@ -103,16 +145,16 @@ pub fn validate(l: &License, facts: &Facts, scope: Option<&Scope>, quick: bool, 
     let expired = l.expiry.is_some_and(|e| e < now);
     let floating = rules.floating;
     if l.owner_banned {
-        return fail("BANNED", "is banned");
+        return fail(ValidationCode::Banned, "is banned");
     }
     if l.suspended {
-        return fail("SUSPENDED", "is suspended");
+        return fail(ValidationCode::Suspended, "is suspended");
     }
-    if expired && rules.expiration_strategy == "REVOKE_ACCESS" {
-        return fail("EXPIRED", "is expired");
+    if expired && rules.expiration_strategy == ExpirationStrategy::RevokeAccess {
+        return fail(ValidationCode::Expired, "is expired");
     }
     if is_overdue(rules, l.last_check_in_at, now) {
-        return fail("OVERDUE", "is overdue for check in");
+        return fail(ValidationCode::Overdue, "is overdue for check in");
     }
     if !quick {
         let empty = Scope::default();
@@ -125,7 +167,7 @@ pub fn validate(l: &License, facts: &Facts, scope: Option<&Scope>, quick: bool, 
         if l.users_total() > max {
             return Outcome {
                 valid: rules.within_overage(l.users_total(), max),
-                code: "TOO_MANY_USERS",
+                code: ValidationCode::TooManyUsers,
                 detail: "has too many associated users",
             };
         }
@@ -139,26 +181,26 @@ pub fn validate(l: &License, facts: &Facts, scope: Option<&Scope>, quick: bool, 
     let leased = leased_machines(l, facts);
     let count = leased.len() as i64;
     if !floating && total == 0 {
-        return fail("NO_MACHINE", "must have exactly 1 associated machine");
+        return fail(ValidationCode::NoMachine, "must have exactly 1 associated machine");
     }
     // A node-locked license allows one machine unless it says otherwise.
     if let Some(max) = l.max_machines().or((!floating).then_some(1)).filter(|_| total > 1) {
         if count > max {
             return Outcome {
                 valid: rules.within_machine_overage(count, max),
-                code: "TOO_MANY_MACHINES",
+                code: ValidationCode::TooManyMachines,
                 detail: "has too many associated machines",
             };
         }
     }
     if floating && total == 0 {
-        return fail("NO_MACHINES", "must have at least 1 associated machine");
+        return fail(ValidationCode::NoMachines, "must have at least 1 associated machine");
     }
     let sum = |f: fn(&MachineFacts) -> i64| leased.iter().map(|m| f(m)).sum::<i64>();
     for (max, total, code, detail) in [
-        (l.max_cores(), sum(|m| m.cores), "TOO_MANY_CORES", "has too many associated machine cores"),
-        (l.max_memory(), sum(|m| m.memory), "TOO_MUCH_MEMORY", "has too much associated machine memory"),
-        (l.max_disk(), sum(|m| m.disk), "TOO_MUCH_DISK", "has too much associated machine disk"),
+        (l.max_cores(), sum(|m| m.cores), ValidationCode::TooManyCores, "has too many associated machine cores"),
+        (l.max_memory(), sum(|m| m.memory), ValidationCode::TooMuchMemory, "has too much associated machine memory"),
+        (l.max_disk(), sum(|m| m.disk), ValidationCode::TooMuchDisk, "has too much associated machine disk"),
     ] {
         if let Some(max) = max {
             if total > max {
@@ -176,27 +218,29 @@ pub fn validate(l: &License, facts: &Facts, scope: Option<&Scope>, quick: bool, 
 /// those of the user in scope (the ownerless ones when no user is in scope), as activation
 /// counts them.
 fn leased_machines<'a>(l: &License, facts: &'a Facts) -> Vec<&'a MachineFacts> {
-    let per_user = l.rules().machine_leasing_strategy == "PER_USER";
+    let per_user = l.rules().machine_leasing_strategy == MachineLeasing::PerUser;
     facts.machines.iter().filter(|m| !per_user || m.owner_id == facts.scope_user).collect()
 }
 
 fn expiry_outcome(rules: &crate::model::PolicyRules, expired: bool) -> Outcome {
     if expired {
-        let valid = matches!(rules.expiration_strategy.as_str(), "MAINTAIN_ACCESS" | "ALLOW_ACCESS");
-        return Outcome { valid, code: "EXPIRED", detail: "is expired" };
+        let valid =
+            matches!(rules.expiration_strategy, ExpirationStrategy::MaintainAccess | ExpirationStrategy::AllowAccess);
+        return Outcome { valid, code: ValidationCode::Expired, detail: "is expired" };
     }
-    Outcome { valid: true, code: "VALID", detail: "is valid" }
+    Outcome { valid: true, code: ValidationCode::Valid, detail: "is valid" }
 }
 
 fn process_limit(l: &License, facts: &Facts, scope: Option<&Scope>, now: Millis) -> Option<Outcome> {
     let rules = l.rules();
     let license_max = l.max_processes()?;
-    let (count, max) = match rules.process_leasing_strategy.as_str() {
+    let (count, max) = match rules.process_leasing_strategy {
         // The live machine in scope, by fingerprint(s) or id; with neither, nothing to count.
-        "PER_MACHINE" => {
+        ProcessLeasing::PerMachine => {
             let s = scope?;
-            let alive =
-                |m: &&MachineFacts| heartbeat::machine_status(rules, m.last_heartbeat, m.created_at, now) != "DEAD";
+            let alive = |m: &&MachineFacts| {
+                heartbeat::machine_status(rules, m.last_heartbeat, m.created_at, now) != HeartbeatStatus::Dead
+            };
             let m = match s.fingerprint_list() {
                 Some(fps) => facts.machines.iter().filter(alive).find(|m| fps.contains(&m.fingerprint.as_str()))?,
                 None => {
@@ -207,15 +251,15 @@ fn process_limit(l: &License, facts: &Facts, scope: Option<&Scope>, now: Millis)
             (m.processes, m.max_processes.unwrap_or(license_max))
         }
         // A process counts toward its machine's owner: the user in scope, else the ownerless bucket.
-        "PER_USER" => {
+        ProcessLeasing::PerUser => {
             let bucket = facts.machines.iter().filter(|m| m.owner_id == facts.scope_user);
             (bucket.map(|m| m.processes).sum(), license_max)
         }
-        _ => (facts.processes_total, license_max),
+        ProcessLeasing::PerLicense => (facts.processes_total, license_max),
     };
     (count > max).then(|| Outcome {
         valid: rules.within_overage(count, max),
-        code: "TOO_MANY_PROCESSES",
+        code: ValidationCode::TooManyProcesses,
         detail: "has too many associated processes",
     })
 }
@@ -224,43 +268,53 @@ fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Ou
     let rules = l.rules();
     match &s.product {
         Some(p) if *p != l.product_id.to_string() => {
-            return Some(fail("PRODUCT_SCOPE_MISMATCH", "product scope does not match"))
+            return Some(fail(ValidationCode::ProductScopeMismatch, "product scope does not match"))
         }
         None if rules.require_product_scope => {
-            return Some(fail("PRODUCT_SCOPE_REQUIRED", "product scope is required"))
+            return Some(fail(ValidationCode::ProductScopeRequired, "product scope is required"))
         }
         _ => {}
     }
     match &s.policy {
         Some(p) if *p != l.policy_id.to_string() => {
-            return Some(fail("POLICY_SCOPE_MISMATCH", "policy scope does not match"))
+            return Some(fail(ValidationCode::PolicyScopeMismatch, "policy scope does not match"))
         }
-        None if rules.require_policy_scope => return Some(fail("POLICY_SCOPE_REQUIRED", "policy scope is required")),
+        None if rules.require_policy_scope => {
+            return Some(fail(ValidationCode::PolicyScopeRequired, "policy scope is required"))
+        }
         _ => {}
     }
     match &s.user {
         // `null` asks for a license without an owner.
-        Some(None) if l.owner_id.is_some() => return Some(fail("USER_SCOPE_MISMATCH", "user scope does not match")),
-        Some(Some(_)) if facts.scope_user.is_none() => {
-            return Some(fail("USER_SCOPE_MISMATCH", "user scope does not match"))
+        Some(None) if l.owner_id.is_some() => {
+            return Some(fail(ValidationCode::UserScopeMismatch, "user scope does not match"))
         }
-        None if rules.require_user_scope => return Some(fail("USER_SCOPE_REQUIRED", "user scope is required")),
+        Some(Some(_)) if facts.scope_user.is_none() => {
+            return Some(fail(ValidationCode::UserScopeMismatch, "user scope does not match"))
+        }
+        None if rules.require_user_scope => {
+            return Some(fail(ValidationCode::UserScopeRequired, "user scope is required"))
+        }
         _ => {}
     }
     if let Some(codes) = &s.entitlements {
         if codes.is_empty() {
-            return Some(fail("ENTITLEMENTS_SCOPE_EMPTY", "entitlements scope is empty"));
+            return Some(fail(ValidationCode::EntitlementsScopeEmpty, "entitlements scope is empty"));
         }
         if !codes.iter().all(|c| facts.entitlements.contains(c)) {
-            return Some(fail("ENTITLEMENTS_MISSING", "is missing one or more required entitlements"));
+            return Some(fail(ValidationCode::EntitlementsMissing, "is missing one or more required entitlements"));
         }
     }
     let no_machine = |what: &'static str| -> Outcome {
         match (rules.floating, what) {
-            (true, "machine") => fail("NO_MACHINES", "machine is not activated (has no associated machines)"),
-            (false, "machine") => fail("NO_MACHINE", "machine is not activated (has no associated machine)"),
-            (true, _) => fail("NO_MACHINES", "fingerprint is not activated (has no associated machines)"),
-            (false, _) => fail("NO_MACHINE", "fingerprint is not activated (has no associated machine)"),
+            (true, "machine") => {
+                fail(ValidationCode::NoMachines, "machine is not activated (has no associated machines)")
+            }
+            (false, "machine") => {
+                fail(ValidationCode::NoMachine, "machine is not activated (has no associated machine)")
+            }
+            (true, _) => fail(ValidationCode::NoMachines, "fingerprint is not activated (has no associated machines)"),
+            (false, _) => fail(ValidationCode::NoMachine, "fingerprint is not activated (has no associated machine)"),
         }
     };
     let status = |m: &MachineFacts| heartbeat::machine_status(rules, m.last_heartbeat, m.created_at, now);
@@ -273,59 +327,60 @@ fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Ou
             }
             let Some(m) = facts.machines.iter().find(|m| m.id == *id) else {
                 return Some(fail(
-                    "MACHINE_SCOPE_MISMATCH",
+                    ValidationCode::MachineScopeMismatch,
                     "machine is not activated (does not match any associated machines)",
                 ));
             };
             if foreign_owner(m) {
                 return Some(fail(
-                    "USER_SCOPE_MISMATCH",
+                    ValidationCode::UserScopeMismatch,
                     "user scope does not match (does not match associated machine owner)",
                 ));
             }
             match status(m) {
-                "NOT_STARTED" if rules.require_heartbeat => {
-                    return Some(fail("HEARTBEAT_NOT_STARTED", "machine heartbeat is required"))
+                HeartbeatStatus::NotStarted if rules.require_heartbeat => {
+                    return Some(fail(ValidationCode::HeartbeatNotStarted, "machine heartbeat is required"))
                 }
-                "DEAD" => return Some(fail("HEARTBEAT_DEAD", "machine heartbeat is dead")),
+                HeartbeatStatus::Dead => return Some(fail(ValidationCode::HeartbeatDead, "machine heartbeat is dead")),
                 _ => {}
             }
         }
         None if rules.require_machine_scope => {
-            return Some(fail("MACHINE_SCOPE_REQUIRED", "machine scope is required"))
+            return Some(fail(ValidationCode::MachineScopeRequired, "machine scope is required"))
         }
         None => {}
     }
     match s.fingerprint_list() {
         Some(fps) => {
             if fps.is_empty() {
-                return Some(fail("FINGERPRINT_SCOPE_EMPTY", "fingerprint scope is empty"));
+                return Some(fail(ValidationCode::FingerprintScopeEmpty, "fingerprint scope is empty"));
             }
             if facts.machines.is_empty() {
                 return Some(no_machine("fingerprint"));
             }
             let matched: Vec<&MachineFacts> =
                 facts.machines.iter().filter(|m| fps.contains(&m.fingerprint.as_str())).collect();
-            let dead = matched.iter().filter(|m| status(m) == "DEAD").count();
+            let dead = matched.iter().filter(|m| status(m) == HeartbeatStatus::Dead).count();
             if dead == fps.len() {
-                return Some(fail("HEARTBEAT_DEAD", "machine heartbeat is dead"));
+                return Some(fail(ValidationCode::HeartbeatDead, "machine heartbeat is dead"));
             }
-            let alive: Vec<&MachineFacts> = matched.into_iter().filter(|m| status(m) != "DEAD").collect();
-            if let Some(detail) = fingerprint_mismatch(&rules.machine_matching_strategy, alive.len(), fps.len()) {
-                return Some(fail("FINGERPRINT_SCOPE_MISMATCH", detail));
+            let alive: Vec<&MachineFacts> =
+                matched.into_iter().filter(|m| status(m) != HeartbeatStatus::Dead).collect();
+            if let Some(detail) = fingerprint_mismatch(rules.machine_matching_strategy, alive.len(), fps.len()) {
+                return Some(fail(ValidationCode::FingerprintScopeMismatch, detail));
             }
             if alive.iter().any(|m| foreign_owner(m)) {
                 return Some(fail(
-                    "USER_SCOPE_MISMATCH",
+                    ValidationCode::UserScopeMismatch,
                     "user scope does not match (does not match associated machine owners)",
                 ));
             }
-            if rules.require_heartbeat && alive.iter().any(|m| status(m) == "NOT_STARTED") {
-                return Some(fail("HEARTBEAT_NOT_STARTED", "machine heartbeat is required"));
+            if rules.require_heartbeat && alive.iter().any(|m| status(m) == HeartbeatStatus::NotStarted) {
+                return Some(fail(ValidationCode::HeartbeatNotStarted, "machine heartbeat is required"));
             }
         }
         None if rules.require_fingerprint_scope => {
-            return Some(fail("FINGERPRINT_SCOPE_REQUIRED", "fingerprint scope is required"))
+            return Some(fail(ValidationCode::FingerprintScopeRequired, "fingerprint scope is required"))
         }
         None => {}
     }
@@ -333,7 +388,7 @@ fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Ou
         Some(components) => {
             let Some(fp) = &s.fingerprint else {
                 return Some(fail(
-                    "FINGERPRINT_SCOPE_REQUIRED",
+                    ValidationCode::FingerprintScopeRequired,
                     "fingerprint scope is required when using the components scope",
                 ));
             };
@@ -344,16 +399,16 @@ fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Ou
                 }
             }
             if unique.is_empty() {
-                return Some(fail("COMPONENTS_SCOPE_EMPTY", "components scope is empty"));
+                return Some(fail(ValidationCode::ComponentsScopeEmpty, "components scope is empty"));
             }
             let machine = facts.machines.iter().find(|m| m.fingerprint == *fp)?;
             let matched = unique.iter().filter(|c| machine.components.contains(c)).count();
-            if let Some(detail) = component_mismatch(&rules.component_matching_strategy, matched, unique.len()) {
-                return Some(fail("COMPONENTS_SCOPE_MISMATCH", detail));
+            if let Some(detail) = component_mismatch(rules.component_matching_strategy, matched, unique.len()) {
+                return Some(fail(ValidationCode::ComponentsScopeMismatch, detail));
             }
         }
         None if rules.require_components_scope => {
-            return Some(fail("COMPONENTS_SCOPE_REQUIRED", "components scope is required"))
+            return Some(fail(ValidationCode::ComponentsScopeRequired, "components scope is required"))
         }
         None => {}
     }
@@ -361,24 +416,24 @@ fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Ou
     match &s.checksum {
         Some(_) => {
             return Some(fail(
-                "CHECKSUM_SCOPE_MISMATCH",
+                ValidationCode::ChecksumScopeMismatch,
                 "checksum scope is not valid (does not match any accessible artifacts)",
             ))
         }
         None if rules.require_checksum_scope => {
-            return Some(fail("CHECKSUM_SCOPE_REQUIRED", "checksum scope is required"))
+            return Some(fail(ValidationCode::ChecksumScopeRequired, "checksum scope is required"))
         }
         None => {}
     }
     match &s.version {
         Some(_) => {
             return Some(fail(
-                "VERSION_SCOPE_MISMATCH",
+                ValidationCode::VersionScopeMismatch,
                 "version scope is not valid (does not match any accessible releases)",
             ))
         }
         None if rules.require_version_scope => {
-            return Some(fail("VERSION_SCOPE_REQUIRED", "version scope is required"))
+            return Some(fail(ValidationCode::VersionScopeRequired, "version scope is required"))
         }
         None => {}
     }
@@ -387,17 +442,17 @@ fn check_scopes(l: &License, facts: &Facts, s: &Scope, now: Millis) -> Option<Ou
 
 /// Why `alive` live matches out of `given` distinct fingerprints fail the machine matching
 /// strategy; a single fingerprint needs one match whatever the strategy.
-fn fingerprint_mismatch(strategy: &str, alive: usize, given: usize) -> Option<&'static str> {
+fn fingerprint_mismatch(strategy: Matching, alive: usize, given: usize) -> Option<&'static str> {
     let (ok, detail) = match strategy {
         _ if given <= 1 => (alive >= 1, "fingerprint is not activated (does not match any associated machines)"),
-        "MATCH_MOST" => (
+        Matching::MatchMost => (
             alive >= given.div_ceil(2),
             "one or more fingerprint is not activated (does not match enough associated machines)",
         ),
-        "MATCH_TWO" => {
+        Matching::MatchTwo => {
             (alive >= 2, "one or more fingerprint is not activated (does not match at least 2 associated machines)")
         }
-        "MATCH_ALL" => {
+        Matching::MatchAll => {
             (alive >= given, "one or more fingerprint is not activated (does not match all associated machines)")
         }
         _ => (alive >= 1, "one or more fingerprint is not activated (does not match any associated machines)"),
@@ -407,16 +462,16 @@ fn fingerprint_mismatch(strategy: &str, alive: usize, given: usize) -> Option<&'
 
 /// Why `matched` of `given` distinct components fail the component matching strategy (no
 /// exception for a single component: MATCH_TWO always needs two).
-fn component_mismatch(strategy: &str, matched: usize, given: usize) -> Option<&'static str> {
+fn component_mismatch(strategy: Matching, matched: usize, given: usize) -> Option<&'static str> {
     let (ok, detail) = match strategy {
-        "MATCH_MOST" => (
+        Matching::MatchMost => (
             matched >= given.div_ceil(2),
             "one or more component is not activated (does not match enough associated components)",
         ),
-        "MATCH_TWO" => {
+        Matching::MatchTwo => {
             (matched >= 2, "one or more component is not activated (does not match at least 2 associated components)")
         }
-        "MATCH_ALL" => {
+        Matching::MatchAll => {
             (matched >= given, "one or more component is not activated (does not match all associated components)")
         }
         _ => (matched >= 1, "one or more component is not activated (does not match any associated components)"),
@@ -489,12 +544,12 @@ mod tests {
         let scope: Scope = serde_json::from_str(r#"{"user": null}"#).unwrap();
         assert_eq!(scope.user, Some(None));
         assert_eq!(serde_json::to_string(&scope).unwrap(), r#"{"user":null}"#, "echoed as sent");
-        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code, "VALID");
+        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code.as_str(), "VALID");
         l.owner_id = Some(Uuid::nil());
-        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code, "USER_SCOPE_MISMATCH");
+        assert_eq!(validate(&l, &Facts::default(), Some(&scope), false, 1).code.as_str(), "USER_SCOPE_MISMATCH");
         let absent: Scope = serde_json::from_str("{}").unwrap();
         assert_eq!(absent.user, None);
-        assert_eq!(validate(&l, &Facts::default(), Some(&absent), false, 1).code, "VALID");
+        assert_eq!(validate(&l, &Facts::default(), Some(&absent), false, 1).code.as_str(), "VALID");
     }
 
     #[test]
@@ -504,7 +559,7 @@ mod tests {
             floating: true,
             max_machines: Some(1),
             max_cores: Some(2),
-            machine_leasing_strategy: "PER_USER".into(),
+            machine_leasing_strategy: MachineLeasing::parse("PER_USER").unwrap(),
             ..PolicyRules::default()
         };
         let l = license(rules.clone());
@@ -513,16 +568,17 @@ mod tests {
             scope_user: scope_user.map(str::to_string),
             ..Facts::default()
         };
-        assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code, "TOO_MANY_MACHINES");
+        assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code.as_str(), "TOO_MANY_MACHINES");
         // A user without machines has nothing over the limit; NO_MACHINES looks at the license.
-        assert_eq!(validate(&l, &facts(Some("u2")), None, false, 1).code, "VALID");
-        assert_eq!(validate(&l, &facts(None), None, false, 1).code, "VALID");
+        assert_eq!(validate(&l, &facts(Some("u2")), None, false, 1).code.as_str(), "VALID");
+        assert_eq!(validate(&l, &facts(None), None, false, 1).code.as_str(), "VALID");
         // Per license, the same three machines are too many.
-        let per_license = license(PolicyRules { machine_leasing_strategy: "PER_LICENSE".into(), ..rules.clone() });
-        assert_eq!(validate(&per_license, &facts(None), None, false, 1).code, "TOO_MANY_MACHINES");
+        let per_license =
+            license(PolicyRules { machine_leasing_strategy: MachineLeasing::parse("PER_LICENSE").unwrap(), ..rules });
+        assert_eq!(validate(&per_license, &facts(None), None, false, 1).code.as_str(), "TOO_MANY_MACHINES");
         // Cores are leased per user too: u1's two machines hold two cores, within the limit.
         let l = license(PolicyRules { max_machines: Some(5), ..rules });
-        assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code, "VALID");
+        assert_eq!(validate(&l, &facts(Some("u1")), None, false, 1).code.as_str(), "VALID");
     }
 
     #[test]
@@ -540,35 +596,40 @@ mod tests {
             ..Scope::default()
         };
         let by_id = |id: &str| Scope { machine: Some(id.into()), ..Scope::default() };
-        let per = |strategy: &str| license(PolicyRules { process_leasing_strategy: strategy.into(), ..rules.clone() });
+        let per = |strategy: &str| {
+            license(PolicyRules { process_leasing_strategy: ProcessLeasing::parse(strategy).unwrap(), ..rules.clone() })
+        };
         // PER_MACHINE: the processes of the machine in scope (by fingerprint, fingerprints or id);
         // with no machine in scope, nothing to count. Scopes are checked in full validation only,
         // so these run quick to isolate the process limit.
         let pm = per("PER_MACHINE");
-        assert_eq!(validate(&pm, &facts(None), Some(&by_fp("fp-a")), true, 1).code, "TOO_MANY_PROCESSES");
-        assert_eq!(validate(&pm, &facts(None), Some(&by_fps(&["fp-x", "fp-a"])), true, 1).code, "TOO_MANY_PROCESSES");
-        assert_eq!(validate(&pm, &facts(None), Some(&by_id("a")), true, 1).code, "TOO_MANY_PROCESSES");
-        assert_eq!(validate(&pm, &facts(None), Some(&by_fp("fp-b")), true, 1).code, "VALID");
-        assert_eq!(validate(&pm, &facts(None), None, false, 1).code, "VALID");
+        assert_eq!(validate(&pm, &facts(None), Some(&by_fp("fp-a")), true, 1).code.as_str(), "TOO_MANY_PROCESSES");
+        assert_eq!(
+            validate(&pm, &facts(None), Some(&by_fps(&["fp-x", "fp-a"])), true, 1).code.as_str(),
+            "TOO_MANY_PROCESSES"
+        );
+        assert_eq!(validate(&pm, &facts(None), Some(&by_id("a")), true, 1).code.as_str(), "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&pm, &facts(None), Some(&by_fp("fp-b")), true, 1).code.as_str(), "VALID");
+        assert_eq!(validate(&pm, &facts(None), None, false, 1).code.as_str(), "VALID");
         // PER_LICENSE: all five.
-        assert_eq!(validate(&per("PER_LICENSE"), &facts(None), None, false, 1).code, "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&per("PER_LICENSE"), &facts(None), None, false, 1).code.as_str(), "TOO_MANY_PROCESSES");
         // PER_USER: u1 runs four, the ownerless bucket one.
-        assert_eq!(validate(&per("PER_USER"), &facts(Some("u1")), None, false, 1).code, "TOO_MANY_PROCESSES");
-        assert_eq!(validate(&per("PER_USER"), &facts(None), None, false, 1).code, "VALID");
+        assert_eq!(validate(&per("PER_USER"), &facts(Some("u1")), None, false, 1).code.as_str(), "TOO_MANY_PROCESSES");
+        assert_eq!(validate(&per("PER_USER"), &facts(None), None, false, 1).code.as_str(), "VALID");
         // Overage turns the refusal into a valid TOO_MANY_PROCESSES.
         let l = license(PolicyRules {
-            process_leasing_strategy: "PER_LICENSE".into(),
-            overage_strategy: "ALWAYS_ALLOW_OVERAGE".into(),
+            process_leasing_strategy: ProcessLeasing::parse("PER_LICENSE").unwrap(),
+            overage_strategy: crate::model::OverageStrategy::AlwaysAllowOverage,
             ..rules.clone()
         });
         let out = validate(&l, &facts(None), None, false, 1);
-        assert_eq!((out.code, out.valid), ("TOO_MANY_PROCESSES", true));
+        assert_eq!((out.code.as_str(), out.valid), ("TOO_MANY_PROCESSES", true));
         // A machine's own limit applies only where the license has one at all.
         let mut m = machine("a", None, 3);
         m.max_processes = Some(1);
         let facts = Facts { machines: vec![m], processes_total: 3, ..Facts::default() };
         let unlimited = license(PolicyRules { max_processes: None, ..rules });
-        assert_eq!(validate(&unlimited, &facts, Some(&by_id("a")), true, 1).code, "VALID");
+        assert_eq!(validate(&unlimited, &facts, Some(&by_id("a")), true, 1).code.as_str(), "VALID");
     }
 
     #[test]
@@ -578,32 +639,34 @@ mod tests {
         let rules = PolicyRules { strict: true, floating: false, ..PolicyRules::default() };
         let mut l = license(rules);
         l.expiry = Some(0);
-        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code, "NO_MACHINE");
+        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code.as_str(), "NO_MACHINE");
         l.suspended = true;
-        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code, "SUSPENDED");
+        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code.as_str(), "SUSPENDED");
         l.owner_banned = true;
-        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code, "BANNED");
+        assert_eq!(validate(&l, &Facts::default(), None, false, 1).code.as_str(), "BANNED");
     }
 
     #[test]
     fn matching_strategies() {
-        assert_eq!(fingerprint_mismatch("MATCH_ANY", 1, 3), None);
-        assert!(fingerprint_mismatch("MATCH_TWO", 1, 3).unwrap().contains("at least 2"));
-        assert_eq!(fingerprint_mismatch("MATCH_TWO", 2, 3), None);
-        assert_eq!(fingerprint_mismatch("MATCH_MOST", 2, 4), None);
-        assert!(fingerprint_mismatch("MATCH_MOST", 1, 4).unwrap().contains("enough"));
-        assert_eq!(fingerprint_mismatch("MATCH_MOST", 2, 3), None);
-        assert!(fingerprint_mismatch("MATCH_ALL", 2, 3).unwrap().contains("all associated"));
-        assert_eq!(fingerprint_mismatch("MATCH_ALL", 1, 1), None);
+        assert_eq!(fingerprint_mismatch(Matching::parse("MATCH_ANY").unwrap(), 1, 3), None);
+        assert!(fingerprint_mismatch(Matching::parse("MATCH_TWO").unwrap(), 1, 3).unwrap().contains("at least 2"));
+        assert_eq!(fingerprint_mismatch(Matching::parse("MATCH_TWO").unwrap(), 2, 3), None);
+        assert_eq!(fingerprint_mismatch(Matching::parse("MATCH_MOST").unwrap(), 2, 4), None);
+        assert!(fingerprint_mismatch(Matching::parse("MATCH_MOST").unwrap(), 1, 4).unwrap().contains("enough"));
+        assert_eq!(fingerprint_mismatch(Matching::parse("MATCH_MOST").unwrap(), 2, 3), None);
+        assert!(fingerprint_mismatch(Matching::parse("MATCH_ALL").unwrap(), 2, 3).unwrap().contains("all associated"));
+        assert_eq!(fingerprint_mismatch(Matching::parse("MATCH_ALL").unwrap(), 1, 1), None);
         assert_eq!(
-            fingerprint_mismatch("MATCH_ANY", 0, 1),
+            fingerprint_mismatch(Matching::parse("MATCH_ANY").unwrap(), 0, 1),
             Some("fingerprint is not activated (does not match any associated machines)")
         );
         // One fingerprint needs one match whatever the strategy; one component does not.
-        assert_eq!(fingerprint_mismatch("MATCH_TWO", 1, 1), None);
-        assert!(component_mismatch("MATCH_TWO", 1, 1).is_some());
-        assert_eq!(component_mismatch("MATCH_ANY", 1, 3), None);
-        assert!(component_mismatch("MATCH_ALL", 2, 3).unwrap().contains("all associated components"));
+        assert_eq!(fingerprint_mismatch(Matching::parse("MATCH_TWO").unwrap(), 1, 1), None);
+        assert!(component_mismatch(Matching::parse("MATCH_TWO").unwrap(), 1, 1).is_some());
+        assert_eq!(component_mismatch(Matching::parse("MATCH_ANY").unwrap(), 1, 3), None);
+        assert!(component_mismatch(Matching::parse("MATCH_ALL").unwrap(), 2, 3)
+            .unwrap()
+            .contains("all associated components"));
     }
 
     #[test]
@@ -612,7 +675,7 @@ mod tests {
             floating: true,
             require_heartbeat: true,
             heartbeat_duration: Some(60),
-            machine_matching_strategy: "MATCH_ALL".into(),
+            machine_matching_strategy: Matching::parse("MATCH_ALL").unwrap(),
             ..PolicyRules::default()
         };
         let l = license(rules);
@@ -627,9 +690,12 @@ mod tests {
             ..Scope::default()
         };
         // A repeated fingerprint is one fingerprint: MATCH_ALL holds.
-        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-a", "fp-a"])), false, now).code, "VALID");
+        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-a", "fp-a"])), false, now).code.as_str(), "VALID");
         // Dead only when every distinct fingerprint matched a dead machine.
-        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-d", "fp-d"])), false, now).code, "HEARTBEAT_DEAD");
-        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-d", "fp-x"])), false, now).code, "FINGERPRINT_SCOPE_MISMATCH");
+        assert_eq!(validate(&l, &facts, Some(&fps(&["fp-d", "fp-d"])), false, now).code.as_str(), "HEARTBEAT_DEAD");
+        assert_eq!(
+            validate(&l, &facts, Some(&fps(&["fp-d", "fp-x"])), false, now).code.as_str(),
+            "FINGERPRINT_SCOPE_MISMATCH"
+        );
     }
 }

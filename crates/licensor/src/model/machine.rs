@@ -50,7 +50,7 @@ impl Machine {
             owner_id: None,
             group_id: None,
             max_processes: None,
-            last_heartbeat_at: (license.rules().heartbeat_basis == "FROM_CREATION").then_some(now),
+            last_heartbeat_at: (license.rules().heartbeat_basis == super::HeartbeatBasis::FromCreation).then_some(now),
             last_check_out_at: None,
             metadata: super::empty_metadata(),
             created_at: now,

@@ -12,6 +12,7 @@ mod machine;
 mod policy;
 mod process;
 mod product;
+pub mod strategy;
 mod token;
 mod user;
 
@@ -30,6 +31,11 @@ pub use policy::{Policy, PolicyRules};
 pub use process::Process;
 pub use product::Product;
 pub use sqlx::types::Json;
+pub use strategy::{
+    AuthenticationStrategy, CheckInInterval, ComponentUniqueness, CullStrategy, ExpirationBasis, ExpirationStrategy,
+    HeartbeatBasis, HeartbeatStatus, MachineLeasing, MachineUniqueness, Matching, OverageStrategy, ProcessLeasing,
+    RenewalBasis, ResurrectionStrategy, Scheme, TransferStrategy,
+};
 pub use token::Token;
 pub use user::User;
 

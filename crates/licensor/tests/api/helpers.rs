@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
-use licensor::app::AppState;
 use licensor::crypto::MasterKey;
 use licensor::db::Db;
+use licensor::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;

@@ -11,11 +11,11 @@ use uuid::Uuid;
 use super::{
     authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
 };
-use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::projection::Metric;
 use crate::error::Error;
 use crate::model::License;
+use crate::state::AppState;
 use crate::store::{entitlements, processes, products};
 
 const FOREVER: &str = "9999-12-31T23:59:59.000000Z";

@@ -11,13 +11,13 @@ use uuid::Uuid;
 use super::{
     authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
 };
-use crate::app::AppState;
 use crate::domain::collection_query as cq;
 use crate::domain::issuance::{self, NewLicense};
 use crate::domain::nlf::{self, Nlf, TextError};
 use crate::domain::projection::{self, Metric};
 use crate::error::Error;
 use crate::model::{Entitlement, License, Page, Policy};
+use crate::state::AppState;
 use crate::store::astra::{self, AstraRow};
 use crate::store::entitlements;
 use crate::store::licenses;

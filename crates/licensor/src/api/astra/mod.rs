@@ -14,10 +14,10 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::api::keygen::UNMATCHED;
-use crate::app::AppState;
 use crate::auth::{self, Bearer, Credential, Principal};
 use crate::error::Error;
 use crate::model::{Account, License};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     let api = Router::new()

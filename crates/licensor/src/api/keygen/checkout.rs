@@ -13,7 +13,7 @@ use super::extract::{parse_meta, Body, Ctx};
 use crate::crypto::sign::SigAlg;
 use crate::domain::license_file::{self, FileKind};
 use crate::error::{Error, Source};
-use crate::model::{License, Page};
+use crate::model::{License, Page, Scheme};
 use crate::store::entitlements::{self, Scope};
 use crate::store::{components, groups, licenses, machines, policies, products, users};
 use crate::time;
@@ -40,7 +40,7 @@ fn bad(detail: &'static str, code: &'static str, param: &'static str) -> Error {
     Error::BadRequest { detail: detail.into(), code: Some(code.into()), location: Source::Parameter(param.into()) }
 }
 
-fn resolve(opts: CheckoutOptions, scheme: Option<&str>, allowed: &[&str]) -> Result<Resolved, Error> {
+fn resolve(opts: CheckoutOptions, scheme: Option<Scheme>, allowed: &[&str]) -> Result<Resolved, Error> {
     let encrypt = match &opts.encrypt {
         None => false,
         Some(Value::Bool(b)) => *b,
@@ -232,7 +232,7 @@ const MACHINE_INCLUDES: &[&str] = &[
 pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Response> {
     let mut l = super::licenses::load(&ctx).await?;
     let before = l.clone();
-    let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme.as_deref(), LICENSE_INCLUDES)?;
+    let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme, LICENSE_INCLUDES)?;
     let now = time::now_ms();
     l.last_check_out_at = Some(now);
     l.updated_at = now;
@@ -255,7 +255,7 @@ pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Re
 /// `GET|POST /machines/{id}/actions/check-out`.
 pub async fn machine(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Response> {
     let (m, l) = super::machines::load(&ctx).await?;
-    let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme.as_deref(), MACHINE_INCLUDES)?;
+    let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme, MACHINE_INCLUDES)?;
     let now = time::now_ms();
     machines::set_checked_out(ctx.db(), ctx.account_id(), m.id, now).await?;
     let expiry = opts.ttl.and_then(|t| time::add_duration(now, t));

@@ -12,11 +12,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::auth::{self, Credential, Principal};
 use crate::db::Db;
 use crate::error::{Error, Source};
 use crate::model::Account;
+use crate::state::AppState;
 
 /// The account a request is addressed to, the authenticated caller (if any), and path params.
 pub struct Ctx {

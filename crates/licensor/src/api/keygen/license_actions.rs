@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::domain::license as license_rules;
 use crate::domain::validation::{self, Facts, MachineFacts, Scope};
 use crate::error::{Error, Source};
-use crate::model::License;
+use crate::model::{ExpirationBasis, License};
 use crate::store::licenses;
 use crate::store::{components, entitlements, machines, processes, users};
 use crate::time;
@@ -97,7 +97,7 @@ struct ValidationMeta<'a> {
     ts: String,
     valid: bool,
     detail: &'static str,
-    code: &'static str,
+    code: validation::ValidationCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,13 +111,16 @@ async fn run(ctx: &Ctx, license: Option<License>, meta: &ValidateMeta, quick: bo
     let principal = ctx.principal_unless_bad_license_key()?;
     let now = time::now_ms();
     let (outcome, data) = match license {
-        None => (validation::Outcome { valid: false, detail: "does not exist", code: "NOT_FOUND" }, None),
+        None => (
+            validation::Outcome { valid: false, detail: "does not exist", code: validation::ValidationCode::NotFound },
+            None,
+        ),
         Some(mut l) => {
             if !may_validate(ctx, principal, &l).await? {
                 return Err(Error::access_denied());
             }
             let rules = l.rules();
-            if !quick && l.expiry.is_none() && rules.expiration_basis == "FROM_FIRST_VALIDATION" {
+            if !quick && l.expiry.is_none() && rules.expiration_basis == ExpirationBasis::FromFirstValidation {
                 if let Some(expiry) = license_rules::expiry_from(rules, now) {
                     licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, expiry).await?;
                     l.expiry = Some(expiry);
@@ -323,7 +326,7 @@ async fn change_uses(ctx: Ctx, body: Value, sign: i64) -> ApiResult<Response> {
         }
     }
     let rules = l.rules();
-    if sign > 0 && l.expiry.is_none() && rules.expiration_basis == "FROM_FIRST_USE" {
+    if sign > 0 && l.expiry.is_none() && rules.expiration_basis == ExpirationBasis::FromFirstUse {
         if let Some(expiry) = license_rules::expiry_from(rules, now) {
             licenses::start_expiry_clock(ctx.db(), ctx.account_id(), l.id, expiry).await?;
         }

@@ -15,7 +15,7 @@ use crate::auth::{Bearer, Principal};
 use crate::domain::issuance::{self, NewLicense};
 use crate::domain::{license as rules, metadata};
 use crate::error::{Error, Source};
-use crate::model::{License, Page};
+use crate::model::{License, Page, TransferStrategy};
 use crate::store::entitlements::{self, Scope};
 use crate::store::licenses::{self, LicenseFilter};
 use crate::store::{groups, policies, users};
@@ -30,7 +30,7 @@ pub struct LicenseAttributes {
     status: &'static str,
     uses: i64,
     suspended: bool,
-    scheme: Option<String>,
+    scheme: Option<crate::model::Scheme>,
     encrypted: bool,
     strict: bool,
     floating: bool,
@@ -83,7 +83,7 @@ pub fn render(account: Uuid, l: &License) -> Resource<LicenseAttributes> {
             status: status(l, time::now_ms()),
             uses: l.uses,
             suspended: l.suspended,
-            scheme: r.scheme.clone(),
+            scheme: r.scheme,
             encrypted: r.encrypted,
             strict: r.strict,
             floating: r.floating,
@@ -531,7 +531,7 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         return Err(Error::invalid_rel("policy", detail, "POLICY_NOT_COMPATIBLE").into());
     }
     let now = time::now_ms();
-    if next.transfer_strategy == "RESET_EXPIRY" {
+    if next.transfer_strategy == TransferStrategy::ResetExpiry {
         l.expiry = rules::expiry_from(next, now);
     }
     l.policy_id = new.id;

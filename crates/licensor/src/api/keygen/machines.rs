@@ -13,7 +13,7 @@ use super::extract::{decode_at, nullable, parse_data, rel_uuid, Body, Ctx, RelIn
 use crate::auth::{Bearer, Principal};
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
-use crate::model::{Component, License, Machine};
+use crate::model::{Component, ExpirationBasis, HeartbeatStatus, License, Machine};
 use crate::store::licenses;
 use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, Uniqueness};
 use crate::store::users;
@@ -31,7 +31,7 @@ pub struct MachineAttributes {
     platform: Option<String>,
     name: Option<String>,
     require_heartbeat: bool,
-    heartbeat_status: &'static str,
+    heartbeat_status: HeartbeatStatus,
     heartbeat_duration: Option<i64>,
     max_processes: Option<i64>,
     last_check_out: Option<String>,
@@ -46,7 +46,7 @@ pub fn render(account: Uuid, m: &Machine) -> Resource<MachineAttributes> {
     render_with_status(account, m, None)
 }
 
-pub fn render_with_status(account: Uuid, m: &Machine, status: Option<&'static str>) -> Resource<MachineAttributes> {
+pub fn render_with_status(account: Uuid, m: &Machine, status: Option<HeartbeatStatus>) -> Resource<MachineAttributes> {
     let rules = &m.policy_rules.0;
     let now = time::now_ms();
     Resource::new(
@@ -414,7 +414,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         }
         Err(e) => return Err(e.into()),
     }
-    if rules.expiration_basis == "FROM_FIRST_ACTIVATION" {
+    if rules.expiration_basis == ExpirationBasis::FromFirstActivation {
         if let Some(expiry) = crate::domain::license::expiry_from(&rules, now) {
             licenses::start_expiry_clock(ctx.db(), ctx.account_id(), license.id, expiry).await?;
         }
@@ -558,11 +558,11 @@ pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
     let now = time::now_ms();
     let status = heartbeat::machine_status(&rules, m.last_heartbeat_at, m.created_at, now);
     let mut shown = None;
-    if status == "DEAD" {
+    if status == HeartbeatStatus::Dead {
         if !heartbeat::can_resurrect(&rules, m.last_heartbeat_at, m.created_at, now) {
             return Err(Error::invalid("is dead", "MACHINE_HEARTBEAT_DEAD").into());
         }
-        shown = Some("RESURRECTED");
+        shown = Some(HeartbeatStatus::Resurrected);
     }
     machines::set_heartbeat(ctx.db(), ctx.account_id(), m.id, Some(now), now).await?;
     m.last_heartbeat_at = Some(now);

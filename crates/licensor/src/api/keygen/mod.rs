@@ -24,8 +24,8 @@ pub mod users;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use crate::app::AppState;
 use crate::error::Error;
+use crate::state::AppState;
 use error::ApiError;
 
 /// Marks answers that matched no route, so tests can tell "no such endpoint" from "no such

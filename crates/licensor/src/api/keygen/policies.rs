@@ -82,6 +82,7 @@ fn apply(p: &mut Policy, mut attrs: Map<String, Value>, creating: bool) -> Resul
             ));
         }
     }
+    crate::domain::policy::check_enumerated(&attrs)?;
     let heartbeat_basis_given = attrs.contains_key("heartbeatBasis");
     let mut merged = serde_json::to_value(&p.rules.0).map_err(anyhow::Error::from)?;
     if let Value::Object(m) = &mut merged {
@@ -89,7 +90,7 @@ fn apply(p: &mut Policy, mut attrs: Map<String, Value>, creating: bool) -> Resul
     }
     let mut rules: PolicyRules = decode_at(merged, "/data/attributes")?;
     if creating && rules.require_heartbeat && !heartbeat_basis_given {
-        rules.heartbeat_basis = "FROM_CREATION".into();
+        rules.heartbeat_basis = crate::model::HeartbeatBasis::FromCreation;
     }
     rules.normalize_and_validate()?;
     p.rules = Json(rules);

@@ -14,6 +14,7 @@ use crate::auth::Bearer;
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
 use crate::model::Process;
+use crate::model::ProcessLeasing;
 use crate::store::licenses;
 use crate::store::machines;
 use crate::store::processes::{self, ProcessFilter, ProcessScope, SpawnRefusal};
@@ -23,7 +24,7 @@ use crate::time::{self, SECOND};
 #[serde(rename_all = "camelCase")]
 pub struct ProcessAttributes {
     pid: String,
-    status: &'static str,
+    status: crate::model::HeartbeatStatus,
     interval: i64,
     last_heartbeat: String,
     next_heartbeat: String,
@@ -136,10 +137,10 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         created_at: now,
         updated_at: now,
     };
-    let (scope, limit) = match rules.process_leasing_strategy.as_str() {
-        "PER_LICENSE" => (ProcessScope::License, l.max_processes()),
-        "PER_USER" => (ProcessScope::User(m.owner_id), l.max_processes()),
-        _ => (ProcessScope::Machine, m.max_processes.or(l.max_processes())),
+    let (scope, limit) = match rules.process_leasing_strategy {
+        ProcessLeasing::PerLicense => (ProcessScope::License, l.max_processes()),
+        ProcessLeasing::PerUser => (ProcessScope::User(m.owner_id), l.max_processes()),
+        ProcessLeasing::PerMachine => (ProcessScope::Machine, m.max_processes.or(l.max_processes())),
     };
     let max = limit.map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX));
     match processes::spawn(ctx.db(), &process, scope, max).await? {
@@ -253,7 +254,7 @@ pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
     let rules = l.rules();
     let interval = rules.heartbeat_duration_secs();
     let now = time::now_ms();
-    if heartbeat::process_status(interval, p.last_heartbeat_at, now) == "DEAD"
+    if heartbeat::process_status(interval, p.last_heartbeat_at, now) == crate::model::HeartbeatStatus::Dead
         && !heartbeat::can_resurrect(rules, Some(p.last_heartbeat_at), p.created_at, now)
     {
         return Err(Error::invalid("is dead", "PROCESS_HEARTBEAT_DEAD").into());

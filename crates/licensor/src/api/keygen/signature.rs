@@ -12,9 +12,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::crypto::sign::{self, SigAlg};
 use crate::error::{Error, Source};
+use crate::state::AppState;
 
 /// The account a path addresses: `/v1/accounts/{a}/…`, else the default for `/v1/…`.
 fn account_segment(path: &str) -> Option<Option<&str>> {

@@ -21,10 +21,10 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::api::keygen::UNMATCHED;
-use crate::app::AppState;
 use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
 use crate::model::{Account, Page, Product};
+use crate::state::AppState;
 use crate::store::products;
 
 pub fn router() -> Router<AppState> {

@@ -1,0 +1,150 @@
+//! The state every request shares: the database, the master key, and the caches a node keeps
+//! (accounts, unsealed signing keys, validation timestamps waiting to be written).
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::crypto::MasterKey;
+use crate::db::Db;
+use crate::error::Result;
+use crate::model::Account;
+use crate::store::accounts;
+
+/// How long a node trusts its cached copy of an account row. Accounts change rarely (name,
+/// slug); keys never do.
+const ACCOUNT_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub master: MasterKey,
+    /// The account served under `/v1/…` without an account segment.
+    default_account: Option<String>,
+    accounts: RwLock<HashMap<String, (Arc<Account>, Instant)>>,
+    /// Unsealed signing keys by account: keys never change, and unsealing costs a decryption
+    /// and an RSA key parse.
+    signing_keys: RwLock<HashMap<Uuid, Arc<crate::crypto::AccountKeys>>>,
+    /// Validation timestamps waiting to be written (see [`AppState::flush_touches`]).
+    touches: Mutex<HashMap<Uuid, i64>>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, master: MasterKey) -> Self {
+        Self::with_default_account(db, master, None)
+    }
+
+    /// `default_account` (id or slug) is the account `/v1/…` routes without an account segment
+    /// address; when `None`, they address the only account if there is exactly one.
+    pub fn with_default_account(db: Db, master: MasterKey, default_account: Option<String>) -> Self {
+        AppState(Arc::new(Inner {
+            db,
+            master,
+            default_account,
+            accounts: RwLock::default(),
+            signing_keys: RwLock::default(),
+            touches: Mutex::default(),
+        }))
+    }
+
+    /// The account for single-account routes.
+    pub async fn default_account(&self) -> Result<Option<Arc<Account>>> {
+        if let Some(id) = &self.default_account {
+            return self.account(id).await;
+        }
+        const KEY: &str = "\0only";
+        if let Ok(cache) = self.accounts.read() {
+            if let Some((row, at)) = cache.get(KEY) {
+                if at.elapsed() < ACCOUNT_TTL {
+                    return Ok(Some(row.clone()));
+                }
+            }
+        }
+        let Some(row) = accounts::find_only(&self.db).await? else { return Ok(None) };
+        let row = Arc::new(row);
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.insert(KEY.to_string(), (row.clone(), Instant::now()));
+        }
+        Ok(Some(row))
+    }
+
+    /// The account addressed by `id_or_slug`, from a short-lived cache.
+    pub async fn account(&self, id_or_slug: &str) -> Result<Option<Arc<Account>>> {
+        if let Ok(cache) = self.accounts.read() {
+            if let Some((row, at)) = cache.get(id_or_slug) {
+                if at.elapsed() < ACCOUNT_TTL {
+                    return Ok(Some(row.clone()));
+                }
+            }
+        }
+        let Some(row) = accounts::find(&self.db, id_or_slug).await? else {
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        if let Ok(mut cache) = self.accounts.write() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(id_or_slug.to_string(), (row.clone(), Instant::now()));
+        }
+        Ok(Some(row))
+    }
+
+    /// The account's unsealed signing keys.
+    pub fn signing_keys(&self, account: &Account) -> anyhow::Result<Arc<crate::crypto::AccountKeys>> {
+        if let Some(k) = self.signing_keys.read().ok().and_then(|m| m.get(&account.id).cloned()) {
+            return Ok(k);
+        }
+        let keys = Arc::new(crate::crypto::AccountKeys::for_account(&self.master, account)?);
+        if let Ok(mut m) = self.signing_keys.write() {
+            m.insert(account.id, keys.clone());
+        }
+        Ok(keys)
+    }
+
+    pub fn forget_accounts(&self) {
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.clear();
+        }
+    }
+
+    /// Notes that a license was validated now. Validation stays read-only on its hot path; the
+    /// timestamps are written in batches by [`flush_touches`](Self::flush_touches).
+    pub fn touch_validated(&self, license: Uuid, at: i64) {
+        if let Ok(mut t) = self.touches.lock() {
+            let e = t.entry(license).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+
+    /// Writes pending validation timestamps. Called every second and at shutdown.
+    pub async fn flush_touches(&self) -> Result<()> {
+        let pending: Vec<(Uuid, i64)> = match self.touches.lock() {
+            Ok(mut t) => t.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if let Err(e) = crate::store::licenses::touch_validated(&self.db, &pending).await {
+            // Put them back so the next flush retries.
+            if let Ok(mut t) = self.touches.lock() {
+                for (id, at) in pending {
+                    let v = t.entry(id).or_insert(at);
+                    *v = (*v).max(at);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
