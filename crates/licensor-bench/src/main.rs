@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use licensor::crypto::MasterKey;
 use licensor::db::Db;
-use licensor::domain::issuance::{self, NewLicense};
+use licensor::service::licenses::{self as issuance, NewLicense};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -204,11 +204,12 @@ async fn main() -> anyhow::Result<()> {
         let per = args.licenses.div_ceil(4);
         for w in 0..4 {
             let (db, account, master, policy) = (db.clone(), created.account.clone(), master.clone(), policy.clone());
+            let admin = licensor::auth::user_principal(created.admin.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let n = per.min(args.licenses.saturating_sub(w * per));
             handles.push(tokio::spawn(async move {
                 let mut out = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let l = issuance::issue(&db, &account, &master, &policy, NewLicense::default())
+                    let l = issuance::issue(&db, &account, &master, &policy, NewLicense::default(), &admin)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     out.push(l.key);

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::model::{Account, ExpirationStrategy, License, Product, Token, User};
+use crate::model::{Account, License, Product, Token, User};
 use crate::store::{licenses, products, tokens, users};
 use crate::{crypto, time};
 
@@ -38,6 +38,11 @@ pub struct Principal {
 pub const ADMIN_ROLES: &[&str] = &["admin", "developer"];
 
 impl Principal {
+    /// A license acting for itself, as a license key that authenticated makes it.
+    pub fn of_license(l: License) -> Principal {
+        Principal { bearer: Bearer::License(Box::new(l)), token: None }
+    }
+
     pub fn is_admin(&self) -> bool {
         matches!(self.bearer, Bearer::Admin(_))
     }
@@ -210,22 +215,19 @@ async fn authenticate_license_key(db: &Db, account: &Account, key: &str) -> Resu
     if !license.rules().allows_license_auth() {
         return Err(Error::forbidden("License key authentication is not allowed by policy", "LICENSE_NOT_ALLOWED"));
     }
-    Ok(Principal { bearer: Bearer::License(Box::new(license)), token: None })
+    Ok(Principal::of_license(license))
 }
 
-/// A license authenticating with its key must be in good standing.
+/// A license authenticating with its key must be in good standing: the checks validation runs
+/// first, each a 403 with Keygen's code.
 fn check_license_standing(license: &License) -> Result<()> {
-    if license.owner_banned {
-        return Err(Error::forbidden("License is banned", "LICENSE_BANNED"));
+    use crate::domain::validation::{revoked, ValidationCode};
+    match revoked(license, time::now_ms()).map(|o| o.code) {
+        None => Ok(()),
+        Some(ValidationCode::Banned) => Err(Error::forbidden("License is banned", "LICENSE_BANNED")),
+        Some(ValidationCode::Suspended) => Err(Error::forbidden("License is suspended", "LICENSE_SUSPENDED")),
+        Some(_) => Err(Error::forbidden("License is expired", "LICENSE_EXPIRED")),
     }
-    if license.suspended {
-        return Err(Error::forbidden("License is suspended", "LICENSE_SUSPENDED"));
-    }
-    let expired = license.expiry.is_some_and(|e| e < time::now_ms());
-    if expired && license.rules().expiration_strategy == ExpirationStrategy::RevokeAccess {
-        return Err(Error::forbidden("License is expired", "LICENSE_EXPIRED"));
-    }
-    Ok(())
 }
 
 /// Email + password login (HTTP Basic on `POST /tokens`).

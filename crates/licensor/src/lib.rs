@@ -2,8 +2,10 @@
 //!
 //! Layout:
 //! - [`api`]: the HTTP surfaces (the Keygen-compatible v1 API first), thin handlers.
+//! - [`service`]: the use cases every surface calls (issue, activate, validate, …).
 //! - [`domain`]: licensing rules with no I/O.
 //! - [`store`]: every SQL statement, over SQLite or PostgreSQL ([`db`]).
+//! - [`model`]: the core types everything else shares; depends on nothing in the crate.
 //! - [`auth`], [`crypto`]: who is calling; tokens, passwords, keys.
 //! - [`app`], [`jobs`], [`config`], [`bootstrap`]: wiring, background work, settings, setup.
 
@@ -19,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod jobs;
 pub mod model;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;

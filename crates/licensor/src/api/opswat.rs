@@ -21,12 +21,16 @@ use licensor_client::opswat::{self, yaml_quote, Payload};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::domain::projection;
+use crate::domain::validation::{self, ValidationCode};
 use crate::error::Error;
-use crate::model::{Account, ExpirationBasis, Json, License, Machine};
+use crate::model::{Account, AuthenticationStrategy, Json, License, Machine};
+use crate::service;
+use crate::service::machines::{ActivateError, NewMachine, Refusal};
 use crate::state::AppState;
 use crate::store::licenses;
-use crate::store::machines::{self, ActivationRefusal};
+use crate::store::machines;
 use crate::store::{entitlements, groups, products};
 use crate::time;
 
@@ -124,7 +128,7 @@ fn parse_quantity(s: &str) -> Option<i64> {
 
 /// The one license `key` names: in `account` when given, else in exactly one account.
 async fn find_license(state: &AppState, account: Option<&Account>, key: &str) -> Result<Option<License>, Error> {
-    if key.len() > crate::domain::issuance::MAX_KEY_LEN {
+    if key.len() > crate::domain::keys::MAX_KEY_LEN {
         return Ok(None);
     }
     match account {
@@ -202,20 +206,30 @@ fn invalid(verb: &'static str, what: &'static str) -> Answer {
 const MISSING_ACTIVATION: &str = "Missing key, quantity or deployment";
 const MISSING_DEACTIVATION: &str = "Missing key or deployment";
 
-/// Why a real key cannot activate now, in words for the person running the script.
+/// Why a real key cannot activate now, in words for the person running the script. The same
+/// gate as everywhere: what a validation says of the license itself (banned, suspended,
+/// expired under its expiration strategy, overdue for check-in), and a policy that takes no
+/// license credential at all (`authenticationStrategy: NONE`) takes no activation key either.
 fn refusal(l: &License, now: i64) -> Option<String> {
     let because = "Could not activate your product because the Activation Key you provided";
-    if l.owner_banned {
-        return Some(format!("{because} belongs to a banned user."));
+    let standing = validation::standing(l, now);
+    if !standing.valid {
+        return Some(match standing.code {
+            ValidationCode::Banned => format!("{because} belongs to a banned user."),
+            ValidationCode::Suspended => format!("{because} has been suspended."),
+            ValidationCode::Overdue => format!("{because} is overdue for check-in."),
+            _ => format!("{because} has expired."),
+        });
     }
-    if l.suspended {
-        return Some(format!("{because} has been suspended."));
-    }
-    if l.expiry.is_some_and(|e| e < now) {
-        return Some(format!("{because} has expired."));
+    if l.rules().authentication_strategy == AuthenticationStrategy::None {
+        return Some(format!("{because} cannot be used for activation."));
     }
     None
 }
+
+/// Marks (in its metadata) a machine that `/activation` created, with the deployment's node
+/// quantity; `/deactivation` removes only machines so marked.
+const QUANTITY: &str = "node_quantity";
 
 async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String, String>) -> Result<Answer, Error> {
     let (Some(key), Some(deployment), Some(quantity)) = (p.get("key"), p.get("deployment"), p.get("quantity")) else {
@@ -234,54 +248,37 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
     if let Some(msg) = refusal(&license, now) {
         return Ok(Answer::Failed(msg));
     }
-    let existing = machines::find_on_license(&state.db, license.account_id, license.id, deployment).await?;
-    let mut clock_started = false;
-    let machine = match existing {
-        Some(mut m) => {
-            // Re-activation of the same deployment: a fresh file, no new slot.
-            if m.metadata.0.get("node_quantity") != Some(&json!(quantity)) {
-                set_quantity(&mut m, quantity, now);
-                // Only metadata changes: no resource limit to check.
-                machines::update(&state.db, &m, None)
-                    .await?
-                    .map_err(|_| Error::Internal(anyhow::anyhow!("a metadata update was refused a limit")))?;
-            }
-            m
-        }
+    let because = "Could not activate your product because";
+    let machine = match machines::find_on_license(&state.db, license.account_id, license.id, deployment).await? {
+        Some(m) => reactivate(state, m, quantity, now).await?,
         None => {
             let mut m = Machine::new(&license, Uuid::new_v4(), deployment.clone(), now);
             set_quantity(&mut m, quantity, now);
-            let limits = crate::domain::activation::limits(&license, None);
-            let because = "Could not activate your product because";
-            match machines::activate(&state.db, &m, &[], &limits).await {
-                Ok(Ok(())) => {}
-                Ok(Err(ActivationRefusal::FingerprintTaken)) => {
-                    return Ok(Answer::Failed(format!(
-                        "{because} the Deployment ID you provided is already activated with another Activation Key."
-                    )))
+            // The key is the credential: the license acts for itself, as with Keygen's license
+            // key authentication.
+            let p = Principal::of_license(license.clone());
+            let new = NewMachine { machine: m, components: Vec::new(), chosen_id: false };
+            match service::machines::activate(&state.db, &p, &license, new).await {
+                Ok(m) => m,
+                Err(ActivateError::Refused(Refusal::FingerprintTaken(_))) => {
+                    // A concurrent activation of this deployment on this license won the race:
+                    // use its machine. Anywhere else, the deployment belongs to another key.
+                    match machines::find_on_license(&state.db, license.account_id, license.id, deployment).await? {
+                        Some(m) => reactivate(state, m, quantity, now).await?,
+                        None => {
+                            return Ok(Answer::Failed(format!(
+                                "{because} the Deployment ID you provided is already activated with another Activation Key."
+                            )))
+                        }
+                    }
                 }
-                Ok(Err(_)) => {
+                Err(ActivateError::Refused(_)) => {
                     return Ok(Answer::Failed(format!(
                         "{because} the Activation Key you provided has no activations left. Deactivate an unused deployment first."
                     )))
                 }
-                Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => {
-                    // A concurrent activation of the same deployment won the race: use it.
-                    m = machines::find_on_license(&state.db, license.account_id, license.id, deployment)
-                        .await?
-                        .ok_or_else(|| Error::Internal(anyhow::anyhow!("activation raced with a deactivation")))?;
-                }
-                Err(e) => return Err(e),
+                Err(ActivateError::Failed(e)) => return Err(e),
             }
-            if license.expiry.is_none() && license.rules().expiration_basis == ExpirationBasis::FromFirstActivation {
-                if let Some(d) = license.rules().duration {
-                    licenses::start_expiry_clock(&state.db, license.account_id, license.id, now + d * time::SECOND)
-                        .await?;
-                    // Re-read: another node may have started the clock a moment earlier.
-                    clock_started = true;
-                }
-            }
-            m
         }
     };
     let found;
@@ -295,18 +292,28 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
             &found
         }
     };
-    let license = match clock_started {
-        true => licenses::find(&state.db, account.id, license.id).await?.unwrap_or(license),
-        false => license,
-    };
+    // Re-read: the first activation may have started the license's expiry clock.
+    let license = service::licenses::reload(&state.db, account.id, license.id).await?;
     Ok(Answer::File(license_file(state, account, &license, &machine, quantity, now).await?))
+}
+
+/// Re-activation of a deployment: a fresh file, no new slot; the quantity is updated.
+async fn reactivate(state: &AppState, mut m: Machine, quantity: i64, now: i64) -> Result<Machine, Error> {
+    if m.metadata.0.get(QUANTITY) != Some(&json!(quantity)) {
+        set_quantity(&mut m, quantity, now);
+        // Only metadata changes: no resource limit to check.
+        machines::update(&state.db, &m, None)
+            .await?
+            .map_err(|_| Error::Internal(anyhow::anyhow!("a metadata update was refused a limit")))?;
+    }
+    Ok(m)
 }
 
 fn set_quantity(m: &mut Machine, quantity: i64, now: i64) {
     if let Some(obj) = m.metadata.0.as_object_mut() {
-        obj.insert("node_quantity".into(), json!(quantity));
+        obj.insert(QUANTITY.into(), json!(quantity));
     } else {
-        m.metadata = Json(json!({ "node_quantity": quantity }));
+        m.metadata = Json(json!({ QUANTITY: quantity }));
     }
     m.updated_at = now;
 }
@@ -357,7 +364,12 @@ async fn deactivate(state: &AppState, account: Option<&Account>, p: HashMap<Stri
     if !opswat::is_valid_deployment(deployment) {
         return Ok(invalid("deactivate", "Deployment ID"));
     }
-    let Some(m) = machines::find_on_license(&state.db, license.account_id, license.id, deployment).await? else {
+    // Only deployments this surface activated: a machine the vendor activated otherwise is not
+    // the anonymous key holder's to remove.
+    let Some(m) = machines::find_on_license(&state.db, license.account_id, license.id, deployment)
+        .await?
+        .filter(|m| m.metadata.0.get(QUANTITY).is_some())
+    else {
         return Ok(Answer::NoActiveLicense);
     };
     Ok(match machines::deactivate(&state.db, license.account_id, m.id, None).await? {

@@ -3,8 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::model::{ComponentUniqueness, License, MachineLeasing, MachineUniqueness};
-use crate::store::machines::{ActivationLimits, Uniqueness};
+use crate::model::{ActivationLimits, ComponentUniqueness, License, MachineLeasing, MachineUniqueness, Uniqueness};
 
 /// Where a fingerprint must be unique, per the policy's machine uniqueness strategy.
 pub fn uniqueness(l: &License) -> Uniqueness {

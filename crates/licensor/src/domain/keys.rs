@@ -15,6 +15,38 @@ use crate::crypto::{AccountKeys, MasterKey};
 use crate::error::{Error, Result};
 use crate::model::{Account, License, Policy, Scheme};
 use crate::time;
+use uuid::Uuid;
+
+/// The longest key, custom or signed. Keys are looked up through unique B-tree indexes, whose
+/// entries PostgreSQL caps at about 2.7 kB; a longer key would fail there as a server error.
+pub const MAX_KEY_LEN: usize = 2048;
+
+pub fn key_too_long() -> Error {
+    Error::invalid_attr("key", format!("is too long (maximum is {MAX_KEY_LEN} characters)"), "KEY_TOO_LONG")
+}
+
+/// Keys Keygen refuses because they would shadow routes.
+const RESERVED_KEYS: &[&str] = &["actions", "action"];
+
+pub fn check_custom_key(key: &str) -> Result<()> {
+    if key.len() < 6 {
+        return Err(Error::invalid_attr("key", "is too short (minimum is 6 characters)", "KEY_TOO_SHORT"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(key_too_long());
+    }
+    if RESERVED_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+        return Err(Error::invalid_attr("key", "is reserved", "KEY_NOT_ALLOWED"));
+    }
+    if Uuid::parse_str(key).is_ok() {
+        return Err(Error::invalid_attr(
+            "key",
+            "must not conflict with another license's identifier (UUID)",
+            "KEY_CONFLICT",
+        ));
+    }
+    Ok(())
+}
 
 /// The default seed embedded in a signed key.
 pub fn default_seed(account: &Account, policy: &Policy, license: &License, owner_email: Option<&str>) -> String {

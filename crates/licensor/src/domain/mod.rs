@@ -1,12 +1,11 @@
-//! Business rules. Pure rules (policy, license, heartbeat, validation, metadata, keys) are
-//! unit-tested without a server; `issuance` is the one path that creates licenses for every
-//! surface.
+//! Business rules, pure: they decide from model values and never touch the database or the
+//! network, so each is unit-tested without a server. The use cases in `service` gather what
+//! they need and call them.
 
 pub mod account;
 pub mod activation;
 pub mod collection_query;
 pub mod heartbeat;
-pub mod issuance;
 pub mod keys;
 pub mod license;
 pub mod license_file;

@@ -139,19 +139,43 @@ fn fail(code: ValidationCode, detail: &'static str) -> Outcome {
     Outcome { valid: false, code, detail }
 }
 
+/// The first checks, on the license alone, in Keygen's order: banned, suspended, expired under
+/// REVOKE_ACCESS. A license key that fails one does not authenticate either.
+pub fn revoked(l: &License, now: Millis) -> Option<Outcome> {
+    if l.owner_banned {
+        return Some(fail(ValidationCode::Banned, "is banned"));
+    }
+    if l.suspended {
+        return Some(fail(ValidationCode::Suspended, "is suspended"));
+    }
+    let expired = l.expiry.is_some_and(|e| e < now);
+    if expired && l.rules().expiration_strategy == ExpirationStrategy::RevokeAccess {
+        return Some(fail(ValidationCode::Expired, "is expired"));
+    }
+    None
+}
+
+/// What a validation says of the license itself, before any scope or machine: [`revoked`], an
+/// overdue check-in, then expiry per the expiration strategy. The gate of surfaces that hand a
+/// license out to be used offline (an activation file is only worth issuing for a license that
+/// validates).
+pub fn standing(l: &License, now: Millis) -> Outcome {
+    if let Some(out) = revoked(l, now) {
+        return out;
+    }
+    if is_overdue(l.rules(), l.last_check_in_at, now) {
+        return fail(ValidationCode::Overdue, "is overdue for check in");
+    }
+    expiry_outcome(l.rules(), l.expiry.is_some_and(|e| e < now))
+}
+
 /// Runs the checks. `quick` skips every scope check (Keygen's `GET …/actions/validate`).
 pub fn validate(l: &License, facts: &Facts, scope: Option<&Scope>, quick: bool, now: Millis) -> Outcome {
     let rules = l.rules();
     let expired = l.expiry.is_some_and(|e| e < now);
     let floating = rules.floating;
-    if l.owner_banned {
-        return fail(ValidationCode::Banned, "is banned");
-    }
-    if l.suspended {
-        return fail(ValidationCode::Suspended, "is suspended");
-    }
-    if expired && rules.expiration_strategy == ExpirationStrategy::RevokeAccess {
-        return fail(ValidationCode::Expired, "is expired");
+    if let Some(out) = revoked(l, now) {
+        return out;
     }
     if is_overdue(rules, l.last_check_in_at, now) {
         return fail(ValidationCode::Overdue, "is overdue for check in");

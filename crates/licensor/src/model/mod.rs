@@ -4,6 +4,7 @@
 //! the API surfaces render them.
 
 mod account;
+mod activation;
 mod component;
 mod entitlement;
 mod group;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use account::Account;
+pub use activation::{ActivationLimits, ActivationRefusal, Uniqueness};
 pub use component::Component;
 pub use entitlement::Entitlement;
 pub use group::Group;

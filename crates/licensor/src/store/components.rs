@@ -2,11 +2,10 @@
 
 use uuid::Uuid;
 
-use super::machines::Uniqueness;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-use crate::model::{Component, Listing, Metadata, Page};
+use crate::model::{Component, Listing, Metadata, Page, Uniqueness};
 
 macro_rules! select {
     ($where:literal) => {

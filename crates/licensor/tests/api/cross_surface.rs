@@ -170,3 +170,118 @@ async fn a_core_v1_license_is_seen_and_enforced_everywhere() {
     let r = app.get(&core(&app, &format!("/licenses/{license}")), &app.admin()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// One rule set, whichever surface activates: the same policy's FROM_FIRST_ACTIVATION expiry
+/// comes out the same through `POST /machines` and `/activation` (a month added on the
+/// calendar, not 2,629,746 seconds), and the gate on the license is the one validation applies.
+#[tokio::test]
+async fn activation_starts_the_same_clock_on_every_surface() {
+    let app = spawn_app().await;
+    let product = app.create_product("Clocked").await;
+    let policy = app
+        .create_policy(
+            &product,
+            json!({"floating": true, "maxMachines": 5, "duration": 2_629_746, "expirationBasis": "FROM_FIRST_ACTIVATION"}),
+        )
+        .await;
+    let (keygen_id, _) = app.create_license(&policy, json!({})).await;
+    let (opswat_id, opswat_key) = app.create_license(&policy, json!({})).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "box"},
+                "relationships": {"license": {"data": {"type": "licenses", "id": keygen_id}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(activate(&app, &opswat_key, 7).await, "HTTP/1.1 200 OK");
+    let expiry = |id: String| {
+        let app = &app;
+        async move {
+            let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
+            chrono::DateTime::parse_from_rfc3339(r.attr("expiry").as_str().expect("clock started")).unwrap()
+        }
+    };
+    let (by_keygen, by_opswat) = (expiry(keygen_id).await, expiry(opswat_id).await);
+    assert!((by_keygen - by_opswat).num_seconds().abs() < 60, "{by_keygen} vs {by_opswat}");
+    let calendar = chrono::Utc::now().checked_add_months(chrono::Months::new(1)).unwrap();
+    assert!((by_opswat.with_timezone(&chrono::Utc) - calendar).num_seconds().abs() < 120, "{by_opswat}");
+}
+
+/// `/activation` refuses what validation refuses and admits what it admits: an overdue check-in
+/// is refused, an expiry under MAINTAIN_ACCESS is not, under RESTRICT_ACCESS it is; a policy
+/// that takes no license credential (`NONE`) takes no activation key.
+#[tokio::test]
+async fn activation_uses_the_validation_gate() {
+    let app = spawn_app().await;
+    let product = app.create_product("Gated").await;
+    let policy = |attrs: Value| {
+        let mut a = json!({"floating": true, "maxMachines": 5});
+        a.as_object_mut().unwrap().extend(attrs.as_object().unwrap().clone());
+        app.create_policy(&product, a)
+    };
+    let body = |key: &str, n: u8| {
+        let app = &app;
+        let path = format!("/activation?key={key}&deployment={}&quantity=1", deployment(n));
+        async move { http_get(app, &path).await }
+    };
+    let past = "2020-01-01T00:00:00Z";
+
+    let maintain = policy(json!({"expirationStrategy": "MAINTAIN_ACCESS"})).await;
+    let (_, key) = app.create_license(&maintain, json!({"expiry": past})).await;
+    assert_eq!(validate_key(&app, &key).await["valid"], true);
+    assert_eq!(body(&key, 1).await.0, "HTTP/1.1 200 OK");
+
+    let restrict = policy(json!({"expirationStrategy": "RESTRICT_ACCESS"})).await;
+    let (_, key) = app.create_license(&restrict, json!({"expiry": past})).await;
+    assert_eq!(validate_key(&app, &key).await["valid"], false);
+    let (status, _, text) = body(&key, 2).await;
+    assert_eq!(status, "HTTP/1.1 200 Activation failed");
+    assert!(text.contains("has expired"), "{text}");
+
+    let check_in = policy(json!({"requireCheckIn": true, "checkInInterval": "day", "checkInIntervalCount": 1})).await;
+    let (id, key) = app.create_license(&check_in, json!({})).await;
+    let before = licensor::store::licenses::find(&app.db, app.account_id.parse().unwrap(), id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut overdue = before.clone();
+    overdue.last_check_in_at = Some(licensor::time::now_ms() - 3 * 86_400_000);
+    licensor::store::licenses::update(&app.db, &before, &overdue).await.unwrap();
+    assert_eq!(validate_key(&app, &key).await["code"], "OVERDUE");
+    let (status, _, text) = body(&key, 3).await;
+    assert_eq!(status, "HTTP/1.1 200 Activation failed");
+    assert!(text.contains("overdue"), "{text}");
+
+    let closed = policy(json!({"authenticationStrategy": "NONE", "protected": true})).await;
+    let (_, key) = app.create_license(&closed, json!({})).await;
+    let r = app.get(&app.acct("/me"), &As::License(key.clone())).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the Keygen surface refuses the key: {}", r.text);
+    let (status, _, text) = body(&key, 4).await;
+    assert_eq!(status, "HTTP/1.1 200 Activation failed");
+    assert!(text.contains("cannot be used for activation"), "{text}");
+}
+
+/// `/deactivation` removes only deployments `/activation` created: a machine the vendor
+/// activated through the API, even with a deployment-shaped fingerprint, stays.
+#[tokio::test]
+async fn deactivation_removes_only_offline_deployments() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": deployment(9)},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (status, _, _) = http_get(&app, &format!("/deactivation?key={key}&deployment={}", deployment(9))).await;
+    assert_eq!(status, "HTTP/1.1 200 No active license found");
+    assert_eq!(app.get(&app.acct(&format!("/machines/{}", r.id())), &app.admin()).await.status, StatusCode::OK);
+    assert_eq!(activate(&app, &key, 10).await, "HTTP/1.1 200 OK");
+    let (status, _, body) = http_get(&app, &format!("/deactivation?key={key}&deployment={}", deployment(10))).await;
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "result: ok"));
+}

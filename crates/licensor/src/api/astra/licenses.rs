@@ -12,11 +12,11 @@ use super::{
     authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
 };
 use crate::domain::collection_query as cq;
-use crate::domain::issuance::{self, NewLicense};
 use crate::domain::nlf::{self, Nlf, TextError};
 use crate::domain::projection::{self, Metric};
 use crate::error::Error;
 use crate::model::{Entitlement, License, Page, Policy};
+use crate::service::licenses::{self as issuance, NewLicense};
 use crate::state::AppState;
 use crate::store::astra::{self, AstraRow};
 use crate::store::entitlements;
@@ -400,11 +400,18 @@ pub async fn create(
     for (metric, value) in limits {
         *new.limit_mut(metric) = Some(value);
     }
-    let issued = match issuance::issue(c.db(), &c.account, &c.state.master, &policy, new.clone()).await {
+    let issued = match issuance::issue(c.db(), &c.account, &c.state.master, &policy, new.clone(), &c.principal).await {
         // The id or key is taken elsewhere (another account, another license): issue fresh ones.
         Err(Error::Invalid { code, .. }) if code == "ID_TAKEN" || code.starts_with("KEY_") => {
-            issuance::issue(c.db(), &c.account, &c.state.master, &policy, NewLicense { id: None, key: None, ..new })
-                .await
+            issuance::issue(
+                c.db(),
+                &c.account,
+                &c.state.master,
+                &policy,
+                NewLicense { id: None, key: None, ..new },
+                &c.principal,
+            )
+            .await
         }
         other => other,
     };
@@ -413,10 +420,14 @@ pub async fn create(
     let ids = feature_ids(&c, &nlf.features).await?;
     entitlements::replace_for_license(c.db(), c.account.id, l.id, &ids, now).await?;
     if let Some(host) = &nlf.host_id {
-        let m = crate::model::Machine::new(&l, Uuid::new_v4(), host.clone(), now);
-        let limits = crate::domain::activation::limits(&l, None);
-        if let Ok(Err(refusal)) = machines::activate(c.db(), &m, &[], &limits).await {
-            tracing::info!(?refusal, license = %l.id, "host binding from licenseText refused");
+        let machine = crate::model::Machine::new(&l, Uuid::new_v4(), host.clone(), now);
+        let new = crate::service::machines::NewMachine { machine, components: Vec::new(), chosen_id: false };
+        match crate::service::machines::activate(c.db(), &c.principal, &l, new).await {
+            Ok(_) => {}
+            Err(crate::service::machines::ActivateError::Refused(refusal)) => {
+                tracing::info!(?refusal, license = %l.id, "host binding from licenseText refused");
+            }
+            Err(crate::service::machines::ActivateError::Failed(e)) => return Err(e.into()),
         }
     }
     let extra = AstraRow {

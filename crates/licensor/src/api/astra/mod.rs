@@ -14,9 +14,10 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::api::keygen::UNMATCHED;
-use crate::auth::{self, Bearer, Credential, Principal};
+use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
 use crate::model::{Account, License};
+use crate::service::access::LicenseAction;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -209,10 +210,9 @@ impl Caller {
 
     /// Admins and product tokens (for their product) may write.
     fn can_write(&self, l: Option<&License>) -> bool {
-        match &self.principal.bearer {
-            Bearer::Admin(_) => true,
-            Bearer::Product(p) => l.is_none_or(|l| l.product_id == p.id),
-            _ => false,
+        match l {
+            Some(l) => crate::service::access::may_change_license(&self.principal, l, LicenseAction::Manage),
+            None => crate::service::access::is_operator(&self.principal),
         }
     }
 
@@ -220,24 +220,14 @@ impl Caller {
     /// filtered in memory).
     async fn visible_licenses(&self) -> Result<Vec<License>, Error> {
         let mut f = crate::store::licenses::LicenseFilter::default();
-        match &self.principal.bearer {
-            Bearer::Admin(_) => {}
-            Bearer::Product(p) => f.product = Some(p.id),
-            Bearer::User(u) => f.user = Some(u.id),
-            Bearer::License(l) => f.only = Some(l.id),
-        }
+        crate::service::access::scope_license_list(&self.principal, &mut f);
         let page = crate::model::Page { size: 10_000, number: 1 };
         Ok(crate::store::licenses::list(self.db(), self.account.id, &f, page).await?.rows)
     }
 
     /// Whether the caller may see `l`.
     async fn can_read(&self, l: &License) -> Result<bool, Error> {
-        Ok(match &self.principal.bearer {
-            Bearer::Admin(_) => true,
-            Bearer::Product(p) => l.product_id == p.id,
-            Bearer::License(me) => me.id == l.id,
-            Bearer::User(u) => crate::store::licenses::has_user(self.db(), l, u.id).await?,
-        })
+        crate::service::access::may_read_license(self.db(), &self.principal, l).await
     }
 }
 

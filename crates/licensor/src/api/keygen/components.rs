@@ -66,7 +66,7 @@ async fn check_machine(ctx: &Ctx, machine_id: &str) -> Result<(crate::model::Mac
     let l = crate::store::licenses::find(ctx.db(), ctx.account_id(), m.license_id)
         .await?
         .ok_or_else(|| Error::not_found("machine", machine_id))?;
-    if super::licenses::can_read(ctx, p, &l).await? {
+    if crate::service::access::may_read_license(ctx.db(), p, &l).await? {
         Ok((m, l))
     } else {
         Err(Error::access_denied())

@@ -11,11 +11,12 @@ use uuid::Uuid;
 use super::document::{self, Resource};
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, parse_linkages, present, rel_uuid, Body, Ctx, RelInput};
-use crate::auth::{Bearer, Principal};
-use crate::domain::issuance::{self, NewLicense};
 use crate::domain::{license as rules, metadata};
 use crate::error::{Error, Source};
 use crate::model::{License, Page, TransferStrategy};
+use crate::service;
+use crate::service::access::{self, LicenseAction};
+use crate::service::licenses::NewLicense;
 use crate::store::entitlements::{self, Scope};
 use crate::store::licenses::{self, LicenseFilter};
 use crate::store::{groups, policies, users};
@@ -202,14 +203,10 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .await?
         .ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
     let owner = resolve_owner(&ctx, &data.relationships).await?.flatten();
-    match &principal.bearer {
-        Bearer::Admin(_) => {}
-        Bearer::Product(p) if p.id == policy.product_id => {}
-        // Users may license themselves under unprotected policies, as Keygen allows.
-        Bearer::User(u) if !policy.rules.0.protected && owner.as_ref().is_some_and(|o| o.id == u.id) => {}
-        _ => return Err(Error::access_denied().into()),
+    if !access::may_create_license(&principal, &policy, owner.as_ref().map(|o| o.id)) {
+        return Err(Error::access_denied().into());
     }
-    let operator = principal.is_admin() || principal.product_id().is_some();
+    let operator = access::is_operator(&principal);
     let a = data.attributes;
     if !operator {
         // A user licensing themselves chooses a name, key and metadata; the limits, expiry,
@@ -226,9 +223,6 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             ("attributes/maxProcesses", a.max_processes.is_some()),
             ("attributes/maxUsers", a.max_users.is_some()),
             ("relationships/group", data.relationships.group.is_some()),
-            // Under a signing scheme the key is the dataset the account signs, which offline
-            // clients trust: only the vendor writes it.
-            ("attributes/key", a.key.is_some() && policy.rules.0.scheme.is_some()),
         ];
         if let Some((what, _)) = unpermitted.into_iter().find(|(_, given)| *given) {
             return Err(
@@ -264,77 +258,24 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         max_disk: a.max_disk.flatten(),
         metadata: a.metadata,
     };
-    let row = issuance::issue(ctx.db(), &ctx.account, &ctx.state.master, &policy, new).await?;
+    let row = service::licenses::issue(ctx.db(), &ctx.account, &ctx.state.master, &policy, new, &principal).await?;
     let row = licenses::find(ctx.db(), ctx.account_id(), row.id).await?.unwrap_or(row);
     Ok(document::created(render(ctx.account_id(), &row)))
 }
 
-/// Whether `p` may read license `l`.
-pub async fn can_read(ctx: &Ctx, p: &Principal, l: &License) -> Result<bool, Error> {
-    Ok(match &p.bearer {
-        Bearer::Admin(_) => true,
-        Bearer::Product(prod) => prod.id == l.product_id,
-        Bearer::License(me) => me.id == l.id,
-        Bearer::User(u) => licenses::has_user(ctx.db(), l, u.id).await?,
-    })
-}
-
-/// Loads the license named by the `id` path parameter (UUID or key) for a caller who may read
-/// it. One the caller may not read is not found, as Keygen answers: lookups are scoped to what
-/// the bearer can see.
+/// The license named by the `id` path parameter (UUID or key), for a caller who may read it.
 pub async fn load(ctx: &Ctx) -> Result<License, Error> {
-    let p = ctx.principal()?;
-    let id = ctx.param("id");
-    match licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), id).await? {
-        Some(l) if can_read(ctx, p, &l).await? => Ok(l),
-        _ => Err(Error::not_found("license", id)),
-    }
+    service::licenses::find(ctx.db(), ctx.principal()?, ctx.account_id(), ctx.param("id")).await
 }
 
-/// What a license's owner (and the license itself) may do to it beyond reading, as Keygen's
-/// license policy allows; everything else is for admins and the license's product.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum OwnerAction {
-    /// Delete or revoke: the owner, unless the policy is protected.
-    Destroy,
-    /// The owner, unless the policy is protected.
-    Renew,
-    /// Check-in and usage increments: the owner unless the license is protected, and the
-    /// license itself.
-    CheckInOrUse,
+/// [`load`], for a caller who may also do `action` to it.
+pub async fn load_for(ctx: &Ctx, action: LicenseAction) -> Result<License, Error> {
+    service::licenses::find_for(ctx.db(), ctx.principal()?, ctx.account_id(), ctx.param("id"), action).await
 }
 
-/// Loads a license for `action`: admins and its product always; its owner or itself as
-/// [`OwnerAction`] says; anyone else who can see it gets a 403.
-pub async fn load_for(ctx: &Ctx, action: OwnerAction) -> Result<License, Error> {
-    let l = load(ctx).await?;
-    let p = ctx.principal()?;
-    let allowed = match &p.bearer {
-        Bearer::Admin(_) => true,
-        Bearer::Product(prod) => prod.id == l.product_id,
-        Bearer::User(u) if l.owner_id == Some(u.id) => match action {
-            OwnerAction::Destroy | OwnerAction::Renew => !l.rules().protected,
-            OwnerAction::CheckInOrUse => !l.is_protected(),
-        },
-        Bearer::License(me) => me.id == l.id && action == OwnerAction::CheckInOrUse,
-        Bearer::User(_) => false,
-    };
-    if allowed {
-        Ok(l)
-    } else {
-        Err(Error::access_denied())
-    }
-}
-
-/// Loads a license the caller may manage: admins and its product.
+/// [`load`], for a caller who may manage it: admins and its product.
 pub async fn load_managed(ctx: &Ctx) -> Result<License, Error> {
-    let l = load(ctx).await?;
-    let p = ctx.principal()?;
-    if p.is_admin() || p.product_id() == Some(l.product_id) {
-        Ok(l)
-    } else {
-        Err(Error::access_denied())
-    }
+    load_for(ctx, LicenseAction::Manage).await
 }
 
 pub async fn show(ctx: Ctx) -> ApiResult<Response> {
@@ -356,12 +297,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         expired_before: params.bool_filter("expired").filter(|e| *e).map(|_| now),
         only: None,
     };
-    match &p.bearer {
-        Bearer::Admin(_) => {}
-        Bearer::Product(prod) => f.product = Some(prod.id),
-        Bearer::User(u) => f.user = Some(u.id),
-        Bearer::License(l) => f.only = Some(l.id),
-    }
+    access::scope_license_list(p, &mut f);
     let listing = licenses::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
     let account = ctx.account_id();
     let status_filter = params.filter("status").map(str::to_ascii_uppercase);
@@ -433,7 +369,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
-    let l = load_for(&ctx, OwnerAction::Destroy).await?;
+    let l = load_for(&ctx, LicenseAction::Destroy).await?;
     licenses::delete(ctx.db(), ctx.account_id(), l.id).await?;
     Ok(document::no_content())
 }
@@ -503,13 +439,7 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut l = load(&ctx).await?;
     let before = l.clone();
     let p = ctx.principal()?;
-    let may_try = match &p.bearer {
-        Bearer::Admin(_) => true,
-        Bearer::Product(prod) => prod.id == l.product_id,
-        Bearer::User(u) => l.owner_id == Some(u.id),
-        Bearer::License(_) => false,
-    };
-    if !may_try {
+    if !access::may_transfer_license(p, &l, None) {
         return Err(Error::access_denied().into());
     }
     let id = parse_to_one(body, "policy")?
@@ -517,12 +447,7 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let new = policies::find(ctx.db(), ctx.account_id(), id)
         .await?
         .ok_or_else(|| Error::invalid_rel("policy", "must exist", "POLICY_NOT_FOUND"))?;
-    let allowed = match &p.bearer {
-        Bearer::Product(prod) => new.product_id == prod.id,
-        Bearer::User(_) => !l.is_protected() && !new.rules.0.protected,
-        _ => true,
-    };
-    if !allowed {
+    if !access::may_transfer_license(p, &l, Some(&new)) {
         return Err(Error::access_denied().into());
     }
     let old = l.rules().clone();

@@ -9,24 +9,11 @@ use super::document;
 use super::error::ApiResult;
 use super::extract::{Body, Ctx};
 use super::licenses::{null_data, parse_to_one};
-use super::machines::{activation_error, load};
+use super::machines::{activate_error, load};
 use crate::error::Error;
-use crate::model::{License, Machine};
-use crate::store::licenses;
+use crate::service;
 use crate::store::processes::ProcessFilter;
-use crate::store::{components, groups, machines, processes, users};
-use crate::time;
-
-/// The machine in the path, for a caller who may change its relationships.
-async fn load_for_change(ctx: &Ctx) -> Result<(Machine, License), Error> {
-    let (m, l) = load(ctx).await?;
-    let p = ctx.principal()?;
-    if p.is_admin() || p.product_id() == Some(l.product_id) {
-        Ok((m, l))
-    } else {
-        Err(Error::access_denied())
-    }
-}
+use crate::store::{components, groups, processes, users};
 
 pub async fn show_product(ctx: Ctx) -> ApiResult<Response> {
     let (_, l) = load(&ctx).await?;
@@ -55,46 +42,18 @@ pub async fn show_group(ctx: Ctx) -> ApiResult<Response> {
 /// `PUT /machines/{id}/owner`: the new owner must be one of the license's users; under PER_USER
 /// leasing the machine moves into the new owner's allowance, which must have room.
 pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let (mut m, l) = load_for_change(&ctx).await?;
+    let (m, l) = load(&ctx).await?;
     let owner = parse_to_one(body, "owner")?;
-    if let Some(id) = owner {
-        let u = users::find(ctx.db(), ctx.account_id(), id)
-            .await?
-            .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
-        if !licenses::has_user(ctx.db(), &l, u.id).await? {
-            return Err(Error::invalid_rel("owner", "must be a valid license user", "OWNER_INVALID").into());
-        }
-    }
-    let mut limits = crate::domain::activation::limits(&l, None);
-    if !limits.per_owner || owner == m.owner_id {
-        (limits.max_machines, limits.max_cores, limits.max_memory, limits.max_disk) = (None, None, None, None);
-    }
-    m.owner_id = owner;
-    save(&ctx, &mut m, &l, &limits).await
+    let m = service::machines::set_owner(ctx.db(), ctx.principal()?, &l, m, owner).await.map_err(activate_error)?;
+    Ok(document::ok(super::machines::render(ctx.account_id(), &m)))
 }
 
 /// `PUT /machines/{id}/group`: the new group must exist and have room for one more machine.
 pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let (mut m, l) = load_for_change(&ctx).await?;
+    let (m, l) = load(&ctx).await?;
     let group = parse_to_one(body, "group")?;
-    let mut limits = crate::domain::activation::limits(&l, None);
-    (limits.max_machines, limits.max_cores, limits.max_memory, limits.max_disk) = (None, None, None, None);
-    if let Some(id) = group {
-        let g = groups::find(ctx.db(), ctx.account_id(), id)
-            .await?
-            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
-        limits.group_machines = g.max_machines.filter(|_| m.group_id != Some(id)).map(|max| (id, max));
-    }
-    m.group_id = group;
-    save(&ctx, &mut m, &l, &limits).await
-}
-
-async fn save(ctx: &Ctx, m: &mut Machine, l: &License, limits: &machines::ActivationLimits) -> ApiResult<Response> {
-    m.updated_at = time::now_ms();
-    if let Err(refusal) = machines::update(ctx.db(), m, Some(limits)).await? {
-        return Err(activation_error(refusal, l, limits, limits.group_machines, None).into());
-    }
-    Ok(document::ok(super::machines::render(ctx.account_id(), m)))
+    let m = service::machines::set_group(ctx.db(), ctx.principal()?, &l, m, group).await.map_err(activate_error)?;
+    Ok(document::ok(super::machines::render(ctx.account_id(), &m)))
 }
 
 pub async fn list_components(ctx: Ctx) -> ApiResult<Response> {

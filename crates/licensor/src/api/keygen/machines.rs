@@ -10,13 +10,15 @@ use uuid::Uuid;
 use super::document::{self, Resource};
 use super::error::ApiResult;
 use super::extract::{decode_at, nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
-use crate::auth::{Bearer, Principal};
+use crate::auth::Bearer;
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
-use crate::model::{Component, ExpirationBasis, HeartbeatStatus, License, Machine};
+use crate::model::{Component, HeartbeatStatus, License, Machine, Uniqueness};
+use crate::service;
+use crate::service::access::MachineAction;
+use crate::service::machines::{ActivateError, NewMachine, Refusal};
 use crate::store::licenses;
-use crate::store::machines::{self, ActivationLimits, ActivationRefusal, MachineFilter, Uniqueness};
-use crate::store::users;
+use crate::store::machines::{self, MachineFilter};
 use crate::time;
 
 #[derive(Serialize)]
@@ -205,38 +207,6 @@ fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64
         .collect()
 }
 
-/// What is done to a machine (or to its processes, which follow its rules).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum MachineAction {
-    Activate,
-    Update,
-    Deactivate,
-    Ping,
-    Reset,
-}
-
-/// Whether `p` may do `action` to a machine of `l` owned by `owner`, as Keygen's machine and
-/// heartbeat policies decide: users only for machines they own or on licenses they own, and
-/// never under a protected license; a license not to update itself when protected; heartbeat
-/// resets only by the admin or the product.
-pub(super) fn may(p: &Principal, l: &License, owner: Option<Uuid>, action: MachineAction) -> bool {
-    match &p.bearer {
-        Bearer::Admin(_) => true,
-        Bearer::Product(prod) => prod.id == l.product_id,
-        Bearer::License(me) => {
-            me.id == l.id
-                && match action {
-                    MachineAction::Reset => false,
-                    MachineAction::Update => !l.is_protected(),
-                    _ => true,
-                }
-        }
-        Bearer::User(u) => {
-            action != MachineAction::Reset && !l.is_protected() && (owner == Some(u.id) || l.owner_id == Some(u.id))
-        }
-    }
-}
-
 fn taken_detail(u: Uniqueness) -> &'static str {
     match u {
         Uniqueness::Account => "has already been taken for this account",
@@ -260,60 +230,51 @@ fn component_pointer(i: usize) -> Source {
     Source::Pointer(format!("/data/relationships/components/data/{i}/attributes/fingerprint").into())
 }
 
-/// The error an activation (or a resize) refused for `refusal` answers with, in Keygen's words.
-pub(super) fn activation_error(
-    refusal: ActivationRefusal,
-    license: &License,
-    limits: &ActivationLimits,
-    group_limit: Option<(Uuid, i64)>,
-    token_max: Option<i64>,
-) -> Error {
-    let holder = if limits.per_owner { "user" } else { "license" };
+/// An activation (or resize) refusal in Keygen's words.
+pub(super) fn refusal_error(refusal: Refusal) -> Error {
+    let holder = |per_user: bool| if per_user { "user" } else { "license" };
     match refusal {
-        ActivationRefusal::FingerprintTaken => {
-            Error::invalid_attr("fingerprint", taken_detail(limits.uniqueness), "FINGERPRINT_TAKEN")
-        }
-        ActivationRefusal::ComponentFingerprintTaken(i) => Error::Invalid {
-            detail: component_taken_detail(limits.component_uniqueness).into(),
+        Refusal::FingerprintTaken(u) => Error::invalid_attr("fingerprint", taken_detail(u), "FINGERPRINT_TAKEN"),
+        Refusal::ComponentFingerprintTaken { index, uniqueness } => Error::Invalid {
+            detail: component_taken_detail(uniqueness).into(),
             code: "COMPONENTS_FINGERPRINT_TAKEN".into(),
-            location: component_pointer(i),
+            location: component_pointer(index),
         },
-        ActivationRefusal::MachineLimit if limits.per_owner => Error::invalid(
-            format!("machine count has exceeded maximum allowed for user ({})", license.max_machines().unwrap_or(0)),
+        Refusal::MachineLimit { max, per_user } => Error::invalid(
+            format!("machine count has exceeded maximum allowed for {} ({max})", holder(per_user)),
             "MACHINE_LIMIT_EXCEEDED",
         ),
-        ActivationRefusal::MachineLimit => Error::invalid(
-            format!("machine count has exceeded maximum allowed for license ({})", license.max_machines().unwrap_or(0)),
-            "MACHINE_LIMIT_EXCEEDED",
-        ),
-        ActivationRefusal::CoreLimit => Error::invalid(
-            format!(
-                "machine core count has exceeded maximum allowed for {holder} ({})",
-                license.max_cores().unwrap_or(0)
-            ),
+        Refusal::CoreLimit { max, per_user } => Error::invalid(
+            format!("machine core count has exceeded maximum allowed for {} ({max})", holder(per_user)),
             "MACHINE_CORE_LIMIT_EXCEEDED",
         ),
-        ActivationRefusal::MemoryLimit => Error::invalid(
-            format!("machine memory has exceeded maximum allowed for {holder} ({})", license.max_memory().unwrap_or(0)),
+        Refusal::MemoryLimit { max, per_user } => Error::invalid(
+            format!("machine memory has exceeded maximum allowed for {} ({max})", holder(per_user)),
             "MACHINE_MEMORY_LIMIT_EXCEEDED",
         ),
-        ActivationRefusal::DiskLimit => Error::invalid(
-            format!("machine disk has exceeded maximum allowed for {holder} ({})", license.max_disk().unwrap_or(0)),
+        Refusal::DiskLimit { max, per_user } => Error::invalid(
+            format!("machine disk has exceeded maximum allowed for {} ({max})", holder(per_user)),
             "MACHINE_DISK_LIMIT_EXCEEDED",
         ),
-        ActivationRefusal::GroupMachineLimit => Error::invalid_rel(
+        Refusal::GroupMachineLimit { max } => Error::invalid_rel(
             "group",
-            format!(
-                "machine count has exceeded maximum allowed by current group ({})",
-                group_limit.map(|(_, max)| max).unwrap_or(0)
-            ),
+            format!("machine count has exceeded maximum allowed by current group ({max})"),
             "GROUP_MACHINE_LIMIT_EXCEEDED",
         ),
-        ActivationRefusal::ActivationsLimit => Error::Invalid {
-            detail: format!("exceeds maximum allowed ({})", token_max.unwrap_or(0)).into(),
+        Refusal::ActivationsLimit { max } => Error::Invalid {
+            detail: format!("exceeds maximum allowed ({max})").into(),
             code: "ACTIVATIONS_LIMIT_EXCEEDED".into(),
             location: Source::Pointer("/data/attributes/activations".into()),
         },
+        Refusal::IdTaken => super::extract::id_conflict("machine"),
+    }
+}
+
+/// A failed activation, resize or move as Keygen answers it.
+pub(super) fn activate_error(e: ActivateError) -> Error {
+    match e {
+        ActivateError::Refused(r) => refusal_error(r),
+        ActivateError::Failed(e) => e,
     }
 }
 
@@ -346,108 +307,29 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
     let owner_rel =
         if data.relationships.owner.is_some() { &data.relationships.owner } else { &data.relationships.user };
-    let owner = match rel_uuid(owner_rel, "owner")?.flatten() {
-        Some(id) => {
-            let user = users::find(ctx.db(), ctx.account_id(), id)
-                .await?
-                .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
-            // A machine belongs to one of its license's users (owner or attached).
-            if !licenses::has_user(ctx.db(), &license, user.id).await? {
-                return Err(Error::invalid_rel("owner", "must be a valid license user", "OWNER_INVALID").into());
-            }
-            Some(user.id)
-        }
-        None => None,
-    };
-    if !may(&p, &license, owner, MachineAction::Activate) {
-        return Err(Error::access_denied().into());
-    }
-    let group = rel_uuid(&data.relationships.group, "group")?.flatten();
-    let mut group_limit = None;
-    if let Some(g) = group {
-        let row = crate::store::groups::find(ctx.db(), ctx.account_id(), g)
-            .await?
-            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
-        group_limit = row.max_machines.map(|max| (row.id, max));
-    }
-    let rules = license.rules().clone();
     let now = time::now_ms();
     // Clients may choose the machine's id (Keygen allows it, e.g. to make activation idempotent).
     let chosen = super::extract::chosen_id(data.id.as_deref())?;
-    let preset_id = chosen.is_some();
-    if let Some(id) = chosen {
-        if machines::id_taken(ctx.db(), id).await? {
-            return Err(super::extract::id_conflict("machine").into());
-        }
-    }
-    let id = chosen.unwrap_or_else(Uuid::new_v4);
-    let mut m = Machine::new(&license, id, fingerprint, now);
-    m.owner_id = owner;
-    m.group_id = group;
+    let mut m = Machine::new(&license, chosen.unwrap_or_else(Uuid::new_v4), fingerprint, now);
+    m.owner_id = rel_uuid(owner_rel, "owner")?.flatten();
+    m.group_id = rel_uuid(&data.relationships.group, "group")?.flatten();
     let mut attrs = data.attributes;
     attrs.fingerprint = None;
-    if !(p.is_admin() || p.product_id().is_some()) && attrs.max_processes.is_some() {
-        return Err(Error::bad_request(
-            "unpermitted parameter",
-            Source::Pointer("/data/attributes/maxProcesses".into()),
-        )
-        .into());
-    }
     apply(&mut m, attrs)?;
-    let components = parse_components(data.relationships.components, ctx.account_id(), id, now)?;
-    let mut limits = crate::domain::activation::limits(
-        &license,
-        p.token.as_ref().filter(|t| t.bearer_type == "license").map(|t| t.id),
-    );
-    limits.group_machines = group_limit;
-    match machines::activate(ctx.db(), &m, &components, &limits).await {
-        Ok(Ok(())) => {}
-        Ok(Err(refusal)) => {
-            let token_max = p.token.as_ref().and_then(|t| t.max_activations);
-            return Err(activation_error(refusal, &license, &limits, group_limit, token_max).into());
-        }
-        Err(Error::Database(e)) if crate::db::is_unique_violation(&e) && preset_id => {
-            return Err(super::extract::id_conflict("machine").into());
-        }
-        Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => {
-            return Err(Error::invalid_attr("fingerprint", "has already been taken", "FINGERPRINT_TAKEN").into());
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if rules.expiration_basis == ExpirationBasis::FromFirstActivation {
-        if let Some(expiry) = crate::domain::license::expiry_from(&rules, now) {
-            licenses::start_expiry_clock(ctx.db(), ctx.account_id(), license.id, expiry).await?;
-        }
-    }
+    let components = parse_components(data.relationships.components, ctx.account_id(), m.id, now)?;
+    let new = NewMachine { machine: m, components, chosen_id: chosen.is_some() };
+    let m = service::machines::activate(ctx.db(), &p, &license, new).await.map_err(activate_error)?;
     Ok(document::created(render(ctx.account_id(), &m)))
 }
 
-/// Loads the machine named by `id` (UUID or fingerprint) with its license, if the caller may see it.
+/// The machine named by `id` (UUID or fingerprint) with its license, if the caller may see it.
 pub async fn load(ctx: &Ctx) -> Result<(Machine, License), Error> {
-    let p = ctx.principal()?;
-    let id = ctx.param("id");
-    let m = machines::find_by_id_or_fingerprint(ctx.db(), ctx.account_id(), id)
-        .await?
-        .ok_or_else(|| Error::not_found("machine", id))?;
-    let l = licenses::find(ctx.db(), ctx.account_id(), m.license_id)
-        .await?
-        .ok_or_else(|| Error::not_found("machine", id))?;
-    let visible = super::licenses::can_read(ctx, p, &l).await? || p.user_id().is_some_and(|u| m.owner_id == Some(u));
-    // Lookups are scoped to what the bearer sees: a machine it cannot see is not found.
-    if visible {
-        Ok((m, l))
-    } else {
-        Err(Error::not_found("machine", id))
-    }
+    service::machines::find(ctx.db(), ctx.principal()?, ctx.account_id(), ctx.param("id")).await
 }
 
+/// [`load`], for a caller who may also do `action` to it.
 pub(super) async fn load_managed(ctx: &Ctx, action: MachineAction) -> Result<(Machine, License), Error> {
-    let (m, l) = load(ctx).await?;
-    if may(ctx.principal()?, &l, m.owner_id, action) {
-        Ok((m, l))
-    } else {
-        Err(Error::access_denied())
-    }
+    service::machines::find_for(ctx.db(), ctx.principal()?, ctx.account_id(), ctx.param("id"), action).await
 }
 
 pub async fn show(ctx: Ctx) -> ApiResult<Response> {
@@ -519,64 +401,30 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     {
         return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/relationships".into())).into());
     }
-    let before = (m.cores, m.memory, m.disk);
+    let before = m.clone();
     apply(&mut m, data.attributes)?;
-    m.updated_at = time::now_ms();
-    // Only the amounts that changed are checked against the license's limits.
-    let mut limits = crate::domain::activation::limits(&license, None);
-    limits.max_machines = None;
-    limits.max_cores = limits.max_cores.filter(|_| m.cores != before.0);
-    limits.max_memory = limits.max_memory.filter(|_| m.memory != before.1);
-    limits.max_disk = limits.max_disk.filter(|_| m.disk != before.2);
-    if let Err(refusal) = machines::update(ctx.db(), &m, Some(&limits)).await? {
-        return Err(activation_error(refusal, &license, &limits, None, None).into());
-    }
+    let m = service::machines::resize(ctx.db(), &license, &before, m).await.map_err(activate_error)?;
     Ok(document::ok(render(ctx.account_id(), &m)))
 }
 
 /// `DELETE /machines/{id}`: deactivation.
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     let (m, _) = load_managed(&ctx, MachineAction::Deactivate).await?;
-    let token = ctx.principal()?.token.as_ref().filter(|t| t.bearer_type == "license");
-    match machines::deactivate(ctx.db(), ctx.account_id(), m.id, token.map(|t| t.id)).await? {
-        None => Err(Error::Invalid {
-            detail: format!("exceeds maximum allowed ({})", token.and_then(|t| t.max_deactivations).unwrap_or(0))
-                .into(),
-            code: "DEACTIVATIONS_LIMIT_EXCEEDED".into(),
-            location: Source::Pointer("/data/attributes/deactivations".into()),
-        }
-        .into()),
-        Some(_) => Ok(document::no_content()),
-    }
+    service::machines::deactivate(ctx.db(), ctx.principal()?, &m).await?;
+    Ok(document::no_content())
 }
 
-/// `POST /machines/{id}/actions/ping`: a heartbeat. A dead machine is revived only if its
-/// policy's resurrection strategy allows it now; else 422 MACHINE_HEARTBEAT_DEAD.
+/// `POST /machines/{id}/actions/ping`: a heartbeat.
 pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
-    let (mut m, _) = load_managed(&ctx, MachineAction::Ping).await?;
-    let rules = m.policy_rules.0.clone();
-    let now = time::now_ms();
-    let status = heartbeat::machine_status(&rules, m.last_heartbeat_at, m.created_at, now);
-    let mut shown = None;
-    if status == HeartbeatStatus::Dead {
-        if !heartbeat::can_resurrect(&rules, m.last_heartbeat_at, m.created_at, now) {
-            return Err(Error::invalid("is dead", "MACHINE_HEARTBEAT_DEAD").into());
-        }
-        shown = Some(HeartbeatStatus::Resurrected);
-    }
-    machines::set_heartbeat(ctx.db(), ctx.account_id(), m.id, Some(now), now).await?;
-    m.last_heartbeat_at = Some(now);
-    m.updated_at = now;
+    let (m, _) = load_managed(&ctx, MachineAction::Ping).await?;
+    let (m, shown) = service::machines::ping(ctx.db(), m).await?;
     Ok(document::ok(render_with_status(ctx.account_id(), &m, shown)))
 }
 
 /// `POST /machines/{id}/actions/reset`: clears the heartbeat (back to NOT_STARTED).
 pub async fn reset(ctx: Ctx) -> ApiResult<Response> {
-    let (mut m, _) = load_managed(&ctx, MachineAction::Reset).await?;
-    let now = time::now_ms();
-    machines::set_heartbeat(ctx.db(), ctx.account_id(), m.id, None, now).await?;
-    m.last_heartbeat_at = None;
-    m.updated_at = now;
+    let (m, _) = load_managed(&ctx, MachineAction::Reset).await?;
+    let m = service::machines::reset_heartbeat(ctx.db(), m).await?;
     Ok(document::ok(render(ctx.account_id(), &m)))
 }
 

@@ -13,8 +13,7 @@ use super::extract::{parse_data, Body, Ctx, RelInput};
 use crate::auth::Bearer;
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
-use crate::model::Process;
-use crate::model::ProcessLeasing;
+use crate::model::{Process, ProcessLeasing};
 use crate::store::licenses;
 use crate::store::machines;
 use crate::store::processes::{self, ProcessFilter, ProcessScope, SpawnRefusal};
@@ -80,7 +79,7 @@ async fn managed_machine(ctx: &Ctx, machine_id: &str) -> Result<(crate::model::M
         .await?
         .ok_or_else(|| Error::not_found("license", m.license_id.to_string()))?;
     // A process follows its machine: who may activate the machine may run processes on it.
-    if super::machines::may(p, &l, m.owner_id, super::machines::MachineAction::Activate) {
+    if crate::service::access::may_touch_machine(p, &l, m.owner_id, crate::service::access::MachineAction::Activate) {
         Ok((m, l))
     } else {
         Err(Error::access_denied())

@@ -11,11 +11,11 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{require_content_type, Caller, Failure, Reply};
-use crate::domain::issuance::{self, NewLicense};
 use crate::domain::licensing_code::{self, GrantedLicense, OpenError};
 use crate::domain::projection::{self, legacy_key, Metric};
 use crate::error::{Error, Source};
 use crate::model::{Entitlement, Group, Json, Page, Policy, Product};
+use crate::service::licenses::{self as issuance, NewLicense};
 use crate::store::entitlements;
 use crate::store::groups;
 use crate::store::licenses::{self, LicenseFilter};
@@ -242,7 +242,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
                     ..Default::default()
                 };
                 *new.limit_mut(item.metric) = Some(item.quantity);
-                issuance::issue(c.db(), &c.account, &c.state.master, &policy, new).await?
+                issuance::issue(c.db(), &c.account, &c.state.master, &policy, new, &c.principal).await?
             }
         };
         let ids: Vec<Uuid> = item.extensions.iter().map(|e| e.id).collect();
@@ -334,7 +334,7 @@ pub async fn install(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
             ..Default::default()
         };
         *new.limit_mut(metric) = Some(l.quantity);
-        let license = match issuance::issue(c.db(), &c.account, &c.state.master, &policy, new).await {
+        let license = match issuance::issue(c.db(), &c.account, &c.state.master, &policy, new, &c.principal).await {
             Ok(license) => license,
             // Installed concurrently by another request: nothing left to do for it.
             Err(Error::Invalid { .. }) if licenses::find(c.db(), c.account.id, l.id).await?.is_some() => continue,

@@ -1,0 +1,366 @@
+//! License use cases: issuing (the one path every surface creates licenses by, so keys, expiry,
+//! uniqueness and signing follow the same rules wherever a license comes from), finding a
+//! license for a caller, and the actions on it: suspend, reinstate, renew, revoke, check in,
+//! usage. Starting an expiry clock is here too, once for every event that starts one.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::access::{self, LicenseAction};
+use crate::auth::Principal;
+use crate::db::{is_unique_violation, Db};
+use crate::domain::keys::{check_custom_key, key_too_long, MAX_KEY_LEN};
+use crate::domain::license;
+use crate::error::{Error, Result, Source};
+use crate::model::{Account, ExpirationBasis, License, Policy};
+use crate::store::licenses;
+use crate::time;
+
+/// What a caller may choose for a new license; everything else comes from the policy.
+#[derive(Debug, Default, Clone)]
+pub struct NewLicense {
+    pub id: Option<Uuid>,
+    pub name: Option<String>,
+    pub key: Option<String>,
+    /// `Some(None)` asks for no expiry even when the policy has a duration.
+    pub expiry: Option<Option<i64>>,
+    pub owner: Option<Uuid>,
+    pub group: Option<Uuid>,
+    pub protected: Option<bool>,
+    pub suspended: bool,
+    pub max_machines: Option<i64>,
+    pub max_processes: Option<i64>,
+    pub max_users: Option<i64>,
+    pub max_cores: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub max_memory: Option<i64>,
+    pub max_disk: Option<i64>,
+    pub metadata: Option<Value>,
+    /// The owner's email, for the seed of signed keys.
+    pub owner_email: Option<String>,
+}
+
+/// The product's policy called `name`, created on first use as a floating policy with
+/// `metadata`. Surfaces that sell by a single limit set on each license (the licensing API's
+/// types, the core API's protocols) issue under such policies, so only that limit applies.
+pub async fn floating_policy(
+    db: &Db,
+    account: uuid::Uuid,
+    product: uuid::Uuid,
+    name: &str,
+    metadata: Value,
+) -> Result<Policy> {
+    let now = time::now_ms();
+    let policy = Policy {
+        id: Uuid::new_v4(),
+        account_id: account,
+        product_id: product,
+        name: name.to_string(),
+        rules: Json(crate::model::PolicyRules { floating: true, ..Default::default() }),
+        metadata: Json(metadata),
+        created_at: now,
+        updated_at: now,
+    };
+    crate::store::policies::find_or_insert_named(db, &policy).await
+}
+
+impl NewLicense {
+    /// The license-level limit of `metric`.
+    pub fn limit_mut(&mut self, metric: crate::domain::projection::Metric) -> &mut Option<i64> {
+        use crate::domain::projection::Metric;
+        match metric {
+            Metric::Machines => &mut self.max_machines,
+            Metric::Cores => &mut self.max_cores,
+            Metric::Users => &mut self.max_users,
+            Metric::Processes => &mut self.max_processes,
+            Metric::Uses => &mut self.max_uses,
+        }
+    }
+}
+
+/// Creates a license under `policy` for `p`, who was allowed to. The key is generated (or
+/// signed, for signing schemes) unless supplied; expiry follows the policy's duration and
+/// expiration basis.
+pub async fn issue(
+    db: &Db,
+    account: &Account,
+    master: &crate::crypto::MasterKey,
+    policy: &Policy,
+    new: NewLicense,
+    p: &Principal,
+) -> Result<License> {
+    let now = time::now_ms();
+    let rules = &policy.rules.0;
+    // Under a signing scheme the key is the dataset the account signs, which offline clients
+    // trust: only the vendor writes it.
+    if new.key.is_some() && rules.scheme.is_some() && !access::is_operator(p) {
+        return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/attributes/key".into())));
+    }
+    let id = new.id.unwrap_or_else(Uuid::new_v4);
+    for (attr, v) in [
+        ("maxMachines", new.max_machines),
+        ("maxProcesses", new.max_processes),
+        ("maxUsers", new.max_users),
+        ("maxCores", new.max_cores),
+        ("maxUses", new.max_uses),
+        ("maxMemory", new.max_memory),
+        ("maxDisk", new.max_disk),
+    ] {
+        if let Some(v) = v {
+            license::check_limit(attr, v, rules.floating)?;
+        }
+    }
+    let expiry = match new.expiry {
+        Some(e) => e,
+        None => license::initial_expiry(rules, now),
+    };
+    let mut row = License {
+        id,
+        account_id: account.id,
+        product_id: policy.product_id,
+        policy_id: policy.id,
+        owner_id: new.owner,
+        group_id: new.group,
+        key: String::new(),
+        name: new.name,
+        expiry,
+        suspended: new.suspended,
+        // Copied from the policy at creation, as in Keygen: later changes to the policy's flag
+        // leave existing licenses as they were.
+        protected: Some(new.protected.unwrap_or(rules.protected)),
+        uses: 0,
+        max_machines: new.max_machines,
+        max_processes: new.max_processes,
+        max_users: new.max_users,
+        max_cores: new.max_cores,
+        max_uses: new.max_uses,
+        max_memory: new.max_memory,
+        max_disk: new.max_disk,
+        last_validated_at: None,
+        last_check_out_at: None,
+        last_check_in_at: rules.require_check_in.then_some(now),
+        metadata: Json(match new.metadata {
+            Some(m) => crate::domain::metadata::accept(m)?,
+            None => Value::Object(Default::default()),
+        }),
+        created_at: now,
+        updated_at: now,
+        policy_rules: policy.rules.0.clone().into(),
+        machines_count: 0,
+        machines_cores: 0,
+        machines_memory: 0,
+        machines_disk: 0,
+        users_count: 0,
+        owner_banned: false,
+    };
+    row.key = match (&rules.scheme, new.key) {
+        (None, Some(k)) => {
+            check_custom_key(&k)?;
+            k
+        }
+        (None, None) => license::generate_key(),
+        (Some(scheme), seed) => crate::domain::keys::sign_key(
+            *scheme,
+            account,
+            master,
+            policy,
+            &row,
+            seed.as_deref(),
+            new.owner_email.as_deref(),
+        )?,
+    };
+    if row.key.len() > MAX_KEY_LEN {
+        return Err(key_too_long());
+    }
+    let group_max = match row.group_id {
+        Some(g) => crate::store::groups::find(db, account.id, g).await?.and_then(|g| g.max_licenses),
+        None => None,
+    };
+    let inserted = licenses::insert_within_group(db, &row, group_max).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            if new.id.is_some() && licenses_id_conflict(&e) {
+                Error::invalid_attr("id", "has already been taken", "ID_TAKEN")
+            } else {
+                Error::invalid_attr("key", "has already been taken", "KEY_TAKEN")
+            }
+        } else {
+            Error::Database(e)
+        }
+    })?;
+    if !inserted {
+        return Err(Error::invalid_rel(
+            "group",
+            format!("license count has exceeded maximum allowed by current group ({})", group_max.unwrap_or(0)),
+            "GROUP_LICENSE_LIMIT_EXCEEDED",
+        ));
+    }
+    Ok(row)
+}
+
+fn licenses_id_conflict(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let msg = d.message();
+            msg.contains("licenses_pkey") || msg.contains("licenses.id")
+        }
+        _ => false,
+    }
+}
+
+/// The license `id_or_key` names in `account`, for a caller who may read it; one it may not
+/// read is not found, as Keygen answers (lookups are scoped to what the bearer can see).
+pub async fn find(db: &Db, p: &Principal, account: Uuid, id_or_key: &str) -> Result<License> {
+    match licenses::find_by_id_or_key(db, account, id_or_key).await? {
+        Some(l) if access::may_read_license(db, p, &l).await? => Ok(l),
+        _ => Err(Error::not_found("license", id_or_key)),
+    }
+}
+
+/// [`find`], then refused (403) unless the caller may also do `action` to it.
+pub async fn find_for(
+    db: &Db,
+    p: &Principal,
+    account: Uuid,
+    id_or_key: &str,
+    action: LicenseAction,
+) -> Result<License> {
+    let l = find(db, p, account, id_or_key).await?;
+    if access::may_change_license(p, &l, action) {
+        Ok(l)
+    } else {
+        Err(Error::access_denied())
+    }
+}
+
+/// Writes what `change` does to `l`, only the columns it changes (see `store::licenses::update`),
+/// and returns the license as written.
+async fn change(db: &Db, l: License, change: impl FnOnce(&mut License) -> Result<()>) -> Result<License> {
+    let mut next = l.clone();
+    change(&mut next)?;
+    next.updated_at = time::now_ms();
+    licenses::update(db, &l, &next).await?;
+    Ok(next)
+}
+
+fn suspended_error(detail: &'static str) -> Error {
+    Error::Unprocessable { detail: detail.into(), location: Source::Pointer("/data/attributes/suspended".into()) }
+}
+
+pub async fn suspend(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
+    let l = find_for(db, p, account, id, LicenseAction::Manage).await?;
+    change(db, l, |l| {
+        if l.suspended {
+            return Err(suspended_error("is already suspended"));
+        }
+        l.suspended = true;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn reinstate(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
+    let l = find_for(db, p, account, id, LicenseAction::Manage).await?;
+    change(db, l, |l| {
+        if !l.suspended {
+            return Err(suspended_error("is not suspended"));
+        }
+        l.suspended = false;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn renew(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
+    let l = find_for(db, p, account, id, LicenseAction::Renew).await?;
+    change(db, l, |l| {
+        if l.rules().duration.is_none() {
+            return Err(Error::unprocessable("cannot be renewed because the policy does not have a duration"));
+        }
+        // A license whose clock has not started (a FROM_FIRST_* basis) has nothing to renew yet.
+        if l.expiry.is_none() {
+            return Err(Error::unprocessable("cannot be renewed because the license does not have an expiry"));
+        }
+        let next = license::renewed_expiry(l.rules(), l.expiry, time::now_ms())
+            .ok_or_else(|| Error::unprocessable("cannot be renewed past the year 9999"))?;
+        l.expiry = Some(next);
+        Ok(())
+    })
+    .await
+}
+
+pub async fn check_in(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
+    let l = find_for(db, p, account, id, LicenseAction::CheckInOrUse).await?;
+    change(db, l, |l| {
+        if !l.rules().require_check_in {
+            return Err(Error::unprocessable("cannot be checked in because the policy does not require it"));
+        }
+        l.last_check_in_at = Some(time::now_ms());
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes a license (revocation is the same act), with its tokens.
+pub async fn revoke(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<()> {
+    let l = find_for(db, p, account, id, LicenseAction::Destroy).await?;
+    licenses::delete(db, account, l.id).await
+}
+
+/// Adds `delta` uses (negative to take some back). Increments count against `maxUses`, which
+/// no overage strategy stretches (as in Keygen), and may start a FROM_FIRST_USE clock.
+pub async fn change_uses(db: &Db, p: &Principal, account: Uuid, id: &str, delta: i64) -> Result<License> {
+    let action = if delta > 0 { LicenseAction::CheckInOrUse } else { LicenseAction::Manage };
+    let l = find_for(db, p, account, id, action).await?;
+    let now = time::now_ms();
+    let uses = Source::Pointer("/data/attributes/uses".into());
+    match licenses::add_uses(db, account, l.id, delta, l.max_uses(), now).await? {
+        Some(_) => {}
+        None if delta > 0 => {
+            return Err(Error::Invalid {
+                detail: format!(
+                    "usage exceeds maximum allowed for license ({})",
+                    l.max_uses().unwrap_or(i32::MAX as i64)
+                )
+                .into(),
+                code: "USES_LIMIT_EXCEEDED".into(),
+                location: uses,
+            })
+        }
+        None => {
+            return Err(Error::Invalid {
+                detail: "must be greater than or equal to 0".into(),
+                code: "USES_INVALID".into(),
+                location: uses,
+            })
+        }
+    }
+    if delta > 0 {
+        start_clock(db, &l, ExpirationBasis::FromFirstUse).await?;
+    }
+    reload(db, account, l.id).await
+}
+
+pub async fn reset_uses(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
+    let l = find_for(db, p, account, id, LicenseAction::Manage).await?;
+    licenses::reset_uses(db, account, l.id, time::now_ms()).await?;
+    reload(db, account, l.id).await
+}
+
+/// The license as stored now (after a write that other columns or nodes may have joined).
+pub async fn reload(db: &Db, account: Uuid, id: Uuid) -> Result<License> {
+    licenses::find(db, account, id).await?.ok_or_else(|| Error::not_found("license", id.to_string()))
+}
+
+/// Starts `l`'s expiry clock if its policy starts it at `event` and it has not started yet:
+/// the policy's duration added on the calendar from now, as at creation. The write is
+/// conditional, so the first event wins when nodes race; the expiry returned is the stored one.
+pub async fn start_clock(db: &Db, l: &License, event: ExpirationBasis) -> Result<Option<i64>> {
+    let rules = l.rules();
+    if l.expiry.is_some() || rules.expiration_basis != event || event == ExpirationBasis::FromCreation {
+        return Ok(l.expiry);
+    }
+    let Some(expiry) = license::expiry_from(rules, time::now_ms()) else { return Ok(None) };
+    licenses::start_expiry_clock(db, l.account_id, l.id, expiry).await?;
+    Ok(licenses::find(db, l.account_id, l.id).await?.and_then(|stored| stored.expiry).or(Some(expiry)))
+}

@@ -1,0 +1,96 @@
+//! Validating a license: gather the facts the license and scope make relevant (and nothing
+//! more: an unscoped validation of a non-strict license costs no query beyond the license
+//! itself), start a FROM_FIRST_VALIDATION clock, decide with `domain::validation`, and note the
+//! instant.
+
+use super::access;
+use crate::auth::Principal;
+use crate::domain::validation::{self, Facts, MachineFacts, Outcome, Scope, ValidationCode};
+use crate::error::{Error, Result};
+use crate::model::{ExpirationBasis, License};
+use crate::state::AppState;
+use crate::store::{components, entitlements, licenses, machines, processes, users};
+use crate::time;
+
+/// What validation needs to know about `l` for `scope`, read with as few queries as that allows.
+async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: bool) -> Result<Facts> {
+    let db = &state.db;
+    let rules = l.rules();
+    let mut facts = Facts::default();
+    let scoped = |f: fn(&Scope) -> bool| !quick && scope.is_some_and(f);
+    let needs_machines = rules.strict
+        || scoped(|s| {
+            s.machine.is_some() || s.fingerprint.is_some() || s.fingerprints.is_some() || s.components.is_some()
+        });
+    if needs_machines && l.machines_count > 0 {
+        let rows = machines::for_license(db, l.account_id, l.id).await?;
+        let counts = if rules.strict && (l.max_processes().is_some() || rows.iter().any(|m| m.max_processes.is_some()))
+        {
+            processes::counts_for_license(db, l.id).await?
+        } else {
+            Vec::new()
+        };
+        facts.processes_total = counts.iter().map(|(_, n)| n).sum();
+        let component_fp = scope.filter(|s| !quick && s.components.is_some()).and_then(|s| s.fingerprint.clone());
+        for m in rows {
+            let components = match &component_fp {
+                Some(fp) if *fp == m.fingerprint => components::fingerprints_for_machine(db, m.id).await?,
+                _ => Vec::new(),
+            };
+            facts.machines.push(MachineFacts {
+                id: m.id.to_string(),
+                fingerprint: m.fingerprint,
+                owner_id: m.owner_id.map(|o| o.to_string()),
+                cores: m.cores.unwrap_or(0),
+                memory: m.memory.unwrap_or(0),
+                disk: m.disk.unwrap_or(0),
+                last_heartbeat: m.last_heartbeat_at,
+                created_at: m.created_at,
+                processes: counts.iter().find(|(id, _)| *id == m.id).map(|(_, n)| *n).unwrap_or(0),
+                max_processes: m.max_processes,
+                components,
+            });
+        }
+    }
+    if scoped(|s| s.entitlements.is_some()) {
+        facts.entitlements = entitlements::codes_for_license(db, l.account_id, l.id, l.policy_id).await?;
+    }
+    if let Some(user) = scope.filter(|_| !quick).and_then(|s| s.user.as_ref()?.as_deref()) {
+        if let Some(u) = users::find_by_id_or_email(db, l.account_id, user).await? {
+            if licenses::has_user(db, l, u.id).await? {
+                facts.scope_user = Some(u.id.to_string());
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// Validates `license` (`None`: the key or id named none) for `p`, anonymous or a bearer that
+/// may read it. `quick` skips every scope (Keygen's `GET …/actions/validate`) and starts no
+/// clock. Returns the outcome and the license as validated.
+pub async fn validate(
+    state: &AppState,
+    p: Option<&Principal>,
+    license: Option<License>,
+    scope: Option<&Scope>,
+    quick: bool,
+) -> Result<(Outcome, Option<License>)> {
+    let Some(mut l) = license else {
+        return Ok((Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None));
+    };
+    if let Some(p) = p {
+        if !access::may_read_license(&state.db, p, &l).await? {
+            return Err(Error::access_denied());
+        }
+    }
+    let now = time::now_ms();
+    if !quick {
+        l.expiry = super::licenses::start_clock(&state.db, &l, ExpirationBasis::FromFirstValidation).await?;
+    }
+    let facts = gather(state, &l, scope, quick).await?;
+    let outcome = validation::validate(&l, &facts, scope, quick, now);
+    // Quick validations count as validations too (Keygen records them).
+    state.touch_validated(l.id, now);
+    l.last_validated_at = Some(now);
+    Ok((outcome, Some(l)))
+}
