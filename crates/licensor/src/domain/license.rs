@@ -44,9 +44,16 @@ pub struct StatusInput {
     pub last_check_in_at: Option<Millis>,
 }
 
+/// Before `soon` an expiry is EXPIRING; activity before `stale` leaves a license INACTIVE.
+/// (The store filters lists by status in SQL with the same instants.)
+pub fn status_thresholds(now: Millis) -> (Millis, Millis) {
+    (now + 3 * DAY, now - 90 * DAY)
+}
+
 /// The status exactly as seed 002 defines it, highest priority first: BANNED (owner banned),
 /// SUSPENDED, EXPIRED, EXPIRING (within 3 days), INACTIVE (no activity in 90 days), ACTIVE.
 pub fn status(s: &StatusInput, now: Millis) -> &'static str {
+    let (soon, stale) = status_thresholds(now);
     if s.owner_banned {
         return "BANNED";
     }
@@ -57,7 +64,7 @@ pub fn status(s: &StatusInput, now: Millis) -> &'static str {
         if expiry < now {
             return "EXPIRED";
         }
-        if expiry < now + 3 * DAY {
+        if expiry < soon {
             return "EXPIRING";
         }
     }
@@ -66,7 +73,7 @@ pub fn status(s: &StatusInput, now: Millis) -> &'static str {
         .flatten()
         .max()
         .unwrap_or(s.created_at);
-    if last_activity < now - 90 * DAY {
+    if last_activity < stale {
         "INACTIVE"
     } else {
         "ACTIVE"

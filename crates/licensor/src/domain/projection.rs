@@ -14,6 +14,17 @@ pub fn legacy_key(id: Uuid) -> i32 {
     i32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// The ids whose legacy key is `key`: every UUID from `key`'s four bytes followed by zeros to
+/// the same followed by `ff`s. Ids compare bytewise on both engines, so the range finds them
+/// through the primary key.
+pub fn legacy_key_range(key: i32) -> (Uuid, Uuid) {
+    let prefix = key.to_be_bytes();
+    let (mut lo, mut hi) = ([0u8; 16], [0xffu8; 16]);
+    lo[..4].copy_from_slice(&prefix);
+    hi[..4].copy_from_slice(&prefix);
+    (Uuid::from_bytes(lo), Uuid::from_bytes(hi))
+}
+
 /// A 9-digit serial number for a license.
 pub fn serial(id: Uuid) -> u32 {
     let b = id.as_bytes();

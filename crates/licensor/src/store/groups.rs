@@ -32,6 +32,20 @@ pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Res
 
 const INSERT: &str = "INSERT INTO groups (id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
+const IN_RANGE: &str =
+    "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups \
+    WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id LIMIT 1";
+
+/// The account's group whose id lies in `lo..=hi`: the lookup by a legacy key.
+pub async fn find_in_range(db: &Db, account: Uuid, (lo, hi): (Uuid, Uuid)) -> Result<Option<Group>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Group>(IN_RANGE)
+        .bind(account)
+        .bind(lo)
+        .bind(hi)
+        .fetch_optional(pool)
+        .await?))
+}
+
 pub async fn insert(db: &Db, g: &Group) -> Result<()> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(g.id)

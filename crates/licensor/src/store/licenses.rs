@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::model::{License, Listing, Page};
 
 macro_rules! select_view {
-    ($where:literal) => {
+    ($($where:expr),+) => {
         concat!(
             "SELECT l.id, l.account_id, l.product_id, l.policy_id, l.owner_id, l.group_id, l.key, l.name, l.expiry, l.suspended, l.protected, l.uses, \
              l.max_machines, l.max_processes, l.max_users, l.max_cores, l.max_uses, l.max_memory, l.max_disk, \
@@ -20,7 +20,7 @@ macro_rules! select_view {
              (u.banned_at IS NOT NULL) AS owner_banned, l.machines_memory, l.machines_disk \
              FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id \
              LEFT JOIN license_validations v ON v.license_id = l.id ",
-            $where
+            $($where),+
         )
     };
 }
@@ -121,19 +121,50 @@ pub struct LicenseFilter {
     /// Expiry before this instant (expired as of now).
     pub expired_before: Option<i64>,
     pub only: Option<Uuid>,
+    /// The status to match (`domain::license::status`), and the instants that rule reads:
+    /// now, when EXPIRING begins, when INACTIVE begins.
+    pub status: Option<(String, [i64; 3])>,
+}
+
+/// A license's status (`domain::license::status`) in SQL, over `l`, `u` (owner) and `v`
+/// (validations), given the parameters holding now, the EXPIRING and the INACTIVE instants.
+macro_rules! status_sql {
+    ($now:literal, $soon:literal, $stale:literal) => {
+        concat!(
+            "CASE WHEN u.banned_at IS NOT NULL THEN 'BANNED' WHEN l.suspended THEN 'SUSPENDED' WHEN l.expiry < ",
+            $now,
+            " THEN 'EXPIRED' WHEN l.expiry < ",
+            $soon,
+            " THEN 'EXPIRING' WHEN l.created_at < ",
+            $stale,
+            " AND COALESCE(v.at, 0) < ",
+            $stale,
+            " AND COALESCE(l.last_check_out_at, 0) < ",
+            $stale,
+            " AND COALESCE(l.last_check_in_at, 0) < ",
+            $stale,
+            " THEN 'INACTIVE' ELSE 'ACTIVE' END"
+        )
+    };
 }
 
 const LIST: &str = select_view!(
     "WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
      AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
      AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
-     ORDER BY l.created_at DESC, l.id DESC LIMIT $10 OFFSET $11"
+     AND ($12 IS NULL OR $12 = ",
+    status_sql!("$13", "$14", "$15"),
+    ") ORDER BY l.created_at DESC, l.id DESC LIMIT $10 OFFSET $11"
 );
-const COUNT: &str = "SELECT COUNT(*) FROM licenses l WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
+const COUNT: &str = concat!("SELECT COUNT(*) FROM licenses l LEFT JOIN users u ON u.id = l.owner_id LEFT JOIN license_validations v ON v.license_id = l.id \
+     WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
      AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
-     AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9)";
+     AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
+     AND ($10 IS NULL OR $10 = ", status_sql!("$11", "$12", "$13"), ")");
 
 pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<License>> {
+    let status = f.status.as_ref().map(|(s, instants)| (s.as_str(), instants));
+    let instants = status.map(|(_, i)| *i).unwrap_or_default();
     db_run!(db, |pool| {
         let rows = sqlx::query_as::<_, License>(LIST)
             .bind(account)
@@ -147,6 +178,10 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
             .bind(f.only)
             .bind(page.limit())
             .bind(page.offset())
+            .bind(status.map(|(s, _)| s))
+            .bind(instants[0])
+            .bind(instants[1])
+            .bind(instants[2])
             .fetch_all(pool)
             .await?;
         let total = sqlx::query_scalar::<_, i64>(COUNT)
@@ -159,6 +194,10 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
             .bind(f.suspended)
             .bind(f.expired_before)
             .bind(f.only)
+            .bind(status.map(|(s, _)| s))
+            .bind(instants[0])
+            .bind(instants[1])
+            .bind(instants[2])
             .fetch_one(pool)
             .await?;
         Ok(Listing { rows, total })

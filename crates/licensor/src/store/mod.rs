@@ -49,6 +49,26 @@ pub(crate) fn parse_rules(policy: Uuid, text: &str) -> serde_json::Result<Rules>
     })
 }
 
+/// Every row a paged listing holds, read a page at a time (for surfaces whose collections
+/// have no paging of their own): no cap, and no page larger than the database round trip needs.
+pub async fn collect_pages<T, F, Fut>(mut list: F) -> crate::error::Result<Vec<T>>
+where
+    F: FnMut(crate::model::Page) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<crate::model::Listing<T>>>,
+{
+    const SIZE: i64 = 1000;
+    let mut out = Vec::new();
+    for number in 1.. {
+        let rows = list(crate::model::Page { size: SIZE, number }).await?.rows;
+        let last = (rows.len() as i64) < SIZE;
+        out.extend(rows);
+        if last {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

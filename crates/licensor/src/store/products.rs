@@ -40,6 +40,44 @@ pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Res
 
 const INSERT: &str = "INSERT INTO products (id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
+const IN_RANGE: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products \
+    WHERE account_id = $1 AND id BETWEEN $2 AND $3 AND ($4 IS NULL OR id = $4) ORDER BY id LIMIT 1";
+
+/// The account's product whose id lies in `lo..=hi` (and is `only`, when given): the lookup by
+/// a legacy key, through the primary key.
+pub async fn find_in_range(
+    db: &Db,
+    account: Uuid,
+    (lo, hi): (Uuid, Uuid),
+    only: Option<Uuid>,
+) -> Result<Option<Product>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Product>(IN_RANGE)
+        .bind(account)
+        .bind(lo)
+        .bind(hi)
+        .bind(only)
+        .fetch_optional(pool)
+        .await?))
+}
+
+const BY_NAME: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products \
+    WHERE account_id = $1 AND name = $2 AND ($3 IS NULL OR id = $3) ORDER BY created_at DESC, id DESC LIMIT 1";
+
+/// The account's newest product called `name` (and `only`, when given).
+pub async fn find_by_name(db: &Db, account: Uuid, name: &str, only: Option<Uuid>) -> Result<Option<Product>> {
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, Product>(BY_NAME)
+        .bind(account)
+        .bind(name)
+        .bind(only)
+        .fetch_optional(pool)
+        .await?))
+}
+
+/// Every product of the account (or only `only`), newest first, read in pages.
+pub async fn all(db: &Db, account: Uuid, only: Option<Uuid>) -> Result<Vec<Product>> {
+    super::collect_pages(|page| list(db, account, only, page)).await
+}
+
 pub async fn insert(db: &Db, p: &Product) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| sqlx::query(INSERT)
         .bind(p.id)

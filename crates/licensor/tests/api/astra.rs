@@ -402,3 +402,26 @@ async fn entitlements_are_computed_with_current_consumption() {
         2,
     );
 }
+
+/// The license collection reads the database a page at a time: a filter finds a license past
+/// the first page read, and `limit` cuts the answer (with a continuation) without a cap on
+/// what was looked at.
+#[tokio::test]
+async fn license_collection_filters_past_the_first_page_read() {
+    let app = spawn_app().await;
+    let old = app.create_product("Oldest").await;
+    let old_policy = app.create_policy(&old, json!({"floating": true, "maxMachines": 2})).await;
+    let (first, _) = app.create_license(&old_policy, json!({})).await;
+    let newer = app.create_product("Newer").await;
+    let policy = app.create_policy(&newer, json!({"floating": true, "maxMachines": 3})).await;
+    for _ in 0..205 {
+        app.create_license(&policy, json!({})).await;
+    }
+    let r = app.get(&core(&app, "/licenses?include=id&filter=product%20eq%20'Oldest'"), &app.admin()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["items"], json!([[first]]));
+    let r = app.get(&core(&app, "/licenses?include=id&limit=3"), &app.admin()).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 3, "{}", r.text);
+    let r = app.get(&core(&app, "/licenses?include=id"), &app.admin()).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 206);
+}

@@ -608,3 +608,42 @@ async fn changes_made_meanwhile_are_not_lost() {
     assert!(matches!(e, licensor::error::Error::Conflict { .. }), "{e:?}");
     assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.attr("expiry"), &renewed);
 }
+
+/// The status filter runs in the database with the rule that renders `status`: each listed
+/// license shows the status asked for, the counts add up, and pages count only the matches.
+#[tokio::test]
+async fn status_filter_pages_in_the_database() {
+    let app = spawn_app().await;
+    let (_, policy, _, _) = app.license_fixture(json!({})).await;
+    let soon = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let (expiring, _) = app.create_license(&policy, json!({"expiry": soon})).await;
+    let (expired, _) = app.create_license(&policy, json!({"expiry": "2020-01-01T00:00:00Z"})).await;
+    for _ in 0..2 {
+        let (id, _) = app.create_license(&policy, json!({})).await;
+        let r = app.post(&app.acct(&format!("/licenses/{id}/actions/suspend")), &app.admin(), json!(null)).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let owner = app.create_user("banned-owner@example.com").await;
+    let (banned, _) = app.create_license(&policy, json!({})).await;
+    app.set_owner(&banned, &owner).await;
+    app.post(&app.acct(&format!("/users/{owner}/actions/ban")), &app.admin(), json!(null)).await;
+
+    let mut total = 0;
+    for (status, expected) in
+        [("ACTIVE", 1), ("EXPIRING", 1), ("EXPIRED", 1), ("SUSPENDED", 2), ("BANNED", 1), ("INACTIVE", 0)]
+    {
+        let r =
+            app.get(&app.acct(&format!("/licenses?status={}&page[size]=1", status.to_lowercase())), &app.admin()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["links"]["meta"]["count"], expected, "{status}: {}", r.text);
+        for l in r.body["data"].as_array().unwrap() {
+            assert_eq!(l["attributes"]["status"], status);
+        }
+        total += expected;
+    }
+    assert_eq!(total, 6);
+    let r = app.get(&app.acct("/licenses?status=EXPIRING"), &app.admin()).await;
+    assert_eq!(r.body["data"][0]["id"], json!(expiring));
+    let r = app.get(&app.acct("/licenses?status=EXPIRED"), &app.admin()).await;
+    assert_eq!(r.body["data"][0]["id"], json!(expired));
+}

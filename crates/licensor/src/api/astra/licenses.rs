@@ -20,7 +20,7 @@ use crate::service::licenses::{self as issuance, NewLicense};
 use crate::state::AppState;
 use crate::store::astra::{self, AstraRow};
 use crate::store::entitlements;
-use crate::store::licenses;
+use crate::store::licenses::{self, LicenseFilter};
 use crate::store::policies;
 use crate::store::{machines, products};
 use crate::time;
@@ -79,12 +79,43 @@ async fn nlf_of(c: &Caller, l: &License, policy: &Policy, product_name: &str, ve
     })
 }
 
+/// Products and policies read once per request: a list renders many licenses of few of them.
+#[derive(Default)]
+struct Catalog {
+    products: std::collections::HashMap<Uuid, Option<crate::model::Product>>,
+    policies: std::collections::HashMap<Uuid, Policy>,
+}
+
+impl Catalog {
+    async fn product(&mut self, c: &Caller, id: Uuid) -> Result<Option<crate::model::Product>, Error> {
+        if let Some(p) = self.products.get(&id) {
+            return Ok(p.clone());
+        }
+        let p = products::find(c.db(), c.account.id, &id.to_string()).await?;
+        self.products.insert(id, p.clone());
+        Ok(p)
+    }
+
+    async fn policy(&mut self, c: &Caller, id: Uuid) -> Result<Policy, Error> {
+        if let Some(p) = self.policies.get(&id) {
+            return Ok(p.clone());
+        }
+        let p = policies::find(c.db(), c.account.id, id)
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("license without policy")))?;
+        self.policies.insert(id, p.clone());
+        Ok(p)
+    }
+}
+
 /// The resource for `l`.
 async fn render(c: &Caller, l: &License, extra: Option<&AstraRow>) -> Result<Value, Error> {
-    let product = products::find(c.db(), c.account.id, &l.product_id.to_string()).await?;
-    let policy = policies::find(c.db(), c.account.id, l.policy_id)
-        .await?
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("license without policy")))?;
+    render_with(c, &mut Catalog::default(), l, extra).await
+}
+
+async fn render_with(c: &Caller, catalog: &mut Catalog, l: &License, extra: Option<&AstraRow>) -> Result<Value, Error> {
+    let product = catalog.product(c, l.product_id).await?;
+    let policy = catalog.policy(c, l.policy_id).await?;
     let product_name = product.as_ref().map(|p| p.name.clone()).unwrap_or_default();
     let version = product
         .as_ref()
@@ -151,9 +182,28 @@ pub async fn list(
     let c = authenticate(&state, &headers, &account, 2).await?;
     let q = collection_query(query.as_deref(), &["include", "limit", "filter"])?;
     let extras = astra::for_account(c.db(), c.account.id).await?;
+    // Licenses are read a page at a time, newest first, rendered and filtered, until the
+    // limit is met: no cap on what is looked at, and no more rendering than the answer needs.
+    let mut catalog = Catalog::default();
     let mut items = Vec::new();
-    for l in c.visible_licenses().await? {
-        items.push(render(&c, &l, extras.iter().find(|e| e.license_id == l.id)).await?);
+    let mut f = LicenseFilter::default();
+    crate::service::access::scope_license_list(&c.principal, &mut f);
+    'pages: for number in 1.. {
+        let rows = licenses::list(c.db(), c.account.id, &f, Page { size: 200, number }).await?.rows;
+        let last = rows.len() < 200;
+        for l in rows {
+            let item = render_with(&c, &mut catalog, &l, extras.iter().find(|e| e.license_id == l.id)).await?;
+            if q.filter.iter().all(|cond| cq::matches(&item, cond)) {
+                items.push(item);
+                // One more than the limit tells the page it was cut.
+                if q.limit.is_some_and(|limit| items.len() > limit) {
+                    break 'pages;
+                }
+            }
+        }
+        if last {
+            break;
+        }
     }
     let page = cq::apply(items, &q);
     let body = json!({
@@ -380,11 +430,8 @@ pub async fn create(
     };
     check_allocation(&c, &o)?;
     let (nlf, end) = read_text(&c, text)?;
-    let product = products::list(c.db(), c.account.id, c.principal.product_id(), Page { size: 100_000, number: 1 })
+    let product = products::find_by_name(c.db(), c.account.id, &nlf.product, c.principal.product_id())
         .await?
-        .rows
-        .into_iter()
-        .find(|p| p.name == nlf.product)
         .ok_or_else(|| {
             Problem::new(20).field("licenseText", format!("product '{}' is not licensed by this account", nlf.product))
         })?;

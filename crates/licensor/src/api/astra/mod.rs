@@ -216,13 +216,12 @@ impl Caller {
         }
     }
 
-    /// The licenses the caller can see, newest first (at most 10,000: these collections are
-    /// filtered in memory).
+    /// Every license the caller can see, newest first, read a page at a time. The entitlement
+    /// collection is computed over all of them (its `count` and `orderBy` need every row).
     async fn visible_licenses(&self) -> Result<Vec<License>, Error> {
         let mut f = crate::store::licenses::LicenseFilter::default();
         crate::service::access::scope_license_list(&self.principal, &mut f);
-        let page = crate::model::Page { size: 10_000, number: 1 };
-        Ok(crate::store::licenses::list(self.db(), self.account.id, &f, page).await?.rows)
+        crate::store::collect_pages(|page| crate::store::licenses::list(self.db(), self.account.id, &f, page)).await
     }
 
     /// Whether the caller may see `l`.

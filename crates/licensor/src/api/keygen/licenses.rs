@@ -296,15 +296,15 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         suspended: params.bool_filter("suspended"),
         expired_before: params.bool_filter("expired").filter(|e| *e).map(|_| now),
         only: None,
+        status: None,
     };
     access::scope_license_list(p, &mut f);
+    if let Some(s) = params.filter("status") {
+        let (soon, stale) = rules::status_thresholds(now);
+        f.status = Some((s.to_ascii_uppercase(), [now, soon, stale]));
+    }
     let listing = licenses::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
     let account = ctx.account_id();
-    let status_filter = params.filter("status").map(str::to_ascii_uppercase);
-    let mut listing = listing;
-    if let Some(s) = &status_filter {
-        listing.rows.retain(|l| status(l, now) == s);
-    }
     Ok(params.document(listing, |l| render(account, &l)))
 }
 

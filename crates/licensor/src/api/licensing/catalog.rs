@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{Caller, KeyParam, Reply};
 use crate::domain::projection::{self, legacy_key};
 use crate::error::Error;
-use crate::model::{Entitlement, License, Page, Product};
+use crate::model::{Entitlement, License, Product};
 use crate::store::entitlements;
 use crate::store::groups;
 use crate::store::licenses::{self, LicenseFilter};
@@ -97,10 +97,10 @@ pub async fn extension(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Value>>
     Ok(Json(extension_json(&e, &p)))
 }
 
-/// Licenses of the caller's products, newest first (at most 10,000: this surface has no paging).
+/// Licenses of the caller's products, newest first (all of them: this surface has no paging).
 async fn licenses_of(c: &Caller, product: Option<uuid::Uuid>) -> Result<Vec<License>, Error> {
     let filter = LicenseFilter { product: product.or(c.principal.product_id()), ..Default::default() };
-    Ok(licenses::list(c.db(), c.account.id, &filter, Page { size: 10_000, number: 1 }).await?.rows)
+    crate::store::collect_pages(|page| licenses::list(c.db(), c.account.id, &filter, page)).await
 }
 
 pub async fn licenses(c: Caller) -> Reply<Json<Vec<Value>>> {

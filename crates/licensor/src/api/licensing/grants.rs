@@ -14,7 +14,7 @@ use super::{require_content_type, Caller, Failure, Reply};
 use crate::domain::licensing_code::{self, GrantedLicense, OpenError};
 use crate::domain::projection::{self, legacy_key, Metric};
 use crate::error::{Error, Source};
-use crate::model::{Entitlement, Group, Json, Page, Policy, Product};
+use crate::model::{Entitlement, Group, Json, Policy, Product};
 use crate::service::licenses::{self as issuance, NewLicense};
 use crate::store::entitlements;
 use crate::store::groups;
@@ -82,10 +82,10 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
         None => None,
         Some(v) => {
             let key = key32(v, "licenserKey")?;
-            let all = groups::list(c.db(), c.account.id, None, Page { size: 100_000, number: 1 }).await?.rows;
+            let range = crate::domain::projection::legacy_key_range(key);
             Some(
-                all.into_iter()
-                    .find(|g| legacy_key(g.id) == key)
+                groups::find_in_range(c.db(), c.account.id, range)
+                    .await?
                     .ok_or_else(|| Error::not_found("licenserKey", key.to_string()))?,
             )
         }
@@ -96,7 +96,6 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
         None | Some(Value::Null) => return Err(invalid_field("licenses", "is required")),
         Some(_) => return Err(invalid_field("licenses", "must be an array")),
     };
-    let products = c.products().await?;
     let mut items = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let field = |f: &str| format!("licenses[{i}].{f}");
@@ -105,11 +104,8 @@ async fn validate(c: &Caller, body: &Value) -> Result<CreateRequest, Error> {
             it.get("productKey").ok_or_else(|| invalid_field(&field("productKey"), "is required"))?,
             &field("productKey"),
         )?;
-        let product = products
-            .iter()
-            .find(|p| legacy_key(p.id) == product_key)
-            .cloned()
-            .ok_or_else(|| Error::not_found("product", product_key.to_string()))?;
+        let product =
+            c.product_by_key(product_key).await?.ok_or_else(|| Error::not_found("product", product_key.to_string()))?;
         let quantity = integer(
             it.get("quantity").ok_or_else(|| invalid_field(&field("quantity"), "is required"))?,
             &field("quantity"),
@@ -207,14 +203,9 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
             g
         }
     };
-    let in_group = licenses::list(
-        c.db(),
-        c.account.id,
-        &LicenseFilter { group: Some(group.id), ..Default::default() },
-        Page { size: 10_000, number: 1 },
-    )
-    .await?
-    .rows;
+    let in_this_group = LicenseFilter { group: Some(group.id), ..Default::default() };
+    let in_group =
+        crate::store::collect_pages(|page| licenses::list(c.db(), c.account.id, &in_this_group, page)).await?;
     let mut granted = Vec::new();
     for item in &req.items {
         let policy = policy_for(&c, item.product.id, item.metric).await?;
@@ -299,9 +290,11 @@ pub async fn install(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
     if grant.account != c.account.id {
         return Err(bad("INVALID_CODE", "the license code was not issued by this account").into());
     }
-    let products = c.products().await?;
     for l in &grant.licenses {
-        if !products.iter().any(|p| p.id == l.product) {
+        let visible = crate::store::products::find(c.db(), c.account.id, &l.product.to_string())
+            .await?
+            .is_some_and(|p| c.principal.product_id().is_none_or(|only| only == p.id));
+        if !visible {
             return Err(match c.principal.product_id() {
                 Some(_) => Failure::from(Error::access_denied()),
                 None => bad("PRODUCT_GONE", format!("product {} no longer exists", l.product_key)).into(),

@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::api::keygen::UNMATCHED;
 use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
-use crate::model::{Account, Page, Product};
+use crate::model::{Account, Product};
 use crate::state::AppState;
 use crate::store::products;
 
@@ -187,14 +187,18 @@ impl Caller {
 
     /// The products this caller may license.
     async fn products(&self) -> Result<Vec<Product>, Error> {
-        let page = Page { size: 100_000, number: 1 };
-        Ok(products::list(self.db(), self.account.id, self.principal.product_id(), page).await?.rows)
+        products::all(self.db(), self.account.id, self.principal.product_id()).await
     }
 
     /// The product with legacy key `key`, if this caller may see it.
     async fn product(&self, key: &str) -> Result<Option<Product>, Error> {
         let Ok(key) = key.parse::<i32>() else { return Ok(None) };
-        Ok(self.products().await?.into_iter().find(|p| crate::domain::projection::legacy_key(p.id) == key))
+        self.product_by_key(key).await
+    }
+
+    pub(super) async fn product_by_key(&self, key: i32) -> Result<Option<Product>, Error> {
+        let range = crate::domain::projection::legacy_key_range(key);
+        products::find_in_range(self.db(), self.account.id, range, self.principal.product_id()).await
     }
 }
 
