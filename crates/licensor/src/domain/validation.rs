@@ -510,40 +510,7 @@ mod tests {
     use uuid::Uuid;
 
     fn license(rules: PolicyRules) -> License {
-        License {
-            id: Uuid::nil(),
-            account_id: Uuid::nil(),
-            product_id: Uuid::nil(),
-            policy_id: Uuid::nil(),
-            owner_id: None,
-            group_id: None,
-            key: "K".into(),
-            name: None,
-            expiry: None,
-            suspended: false,
-            protected: None,
-            uses: 0,
-            max_machines: None,
-            max_processes: None,
-            max_users: None,
-            max_cores: None,
-            max_uses: None,
-            max_memory: None,
-            max_disk: None,
-            last_validated_at: None,
-            last_check_out_at: None,
-            last_check_in_at: None,
-            metadata: sqlx::types::Json(serde_json::json!({})),
-            created_at: 0,
-            updated_at: 0,
-            policy_rules: crate::model::Rules(std::sync::Arc::new(rules)),
-            machines_count: 0,
-            machines_cores: 0,
-            machines_memory: 0,
-            machines_disk: 0,
-            users_count: 0,
-            owner_banned: false,
-        }
+        License::for_tests(rules)
     }
 
     fn machine(id: &str, owner: Option<&str>, processes: i64) -> MachineFacts {

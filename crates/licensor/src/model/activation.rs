@@ -1,5 +1,6 @@
 //! What an activation must respect, resolved from a license and its policy, and why one can be
-//! refused. The store enforces these under the license's lock; `domain::activation` resolves them.
+//! refused. `domain::activation` resolves and decides them; the store measures the usage they
+//! are decided on under the license's lock.
 
 use uuid::Uuid;
 
@@ -46,3 +47,25 @@ pub enum ActivationRefusal {
     ComponentFingerprintTaken(usize),
     ActivationsLimit,
 }
+
+/// What a machine's license (and group) already hold, besides the machine itself, measured
+/// under the license's lock. Only what the limits ask about is measured; the rest stays `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Whether another machine in the uniqueness scope has the fingerprint.
+    pub fingerprint_taken: bool,
+    /// The first of the request's components whose fingerprint is taken in its scope.
+    pub component_taken: Option<usize>,
+    /// The other machines the machine limit counts (the owner's, under PER_USER leasing).
+    pub machines: Option<i64>,
+    /// Sums over those machines.
+    pub cores: Option<i64>,
+    pub memory: Option<i64>,
+    pub disk: Option<i64>,
+    /// The other machines of the machine's group.
+    pub group_machines: Option<i64>,
+}
+
+/// Decides an activation (or a change) from the usage measured: the pure rule the store runs
+/// between measuring and writing, inside one transaction.
+pub type Decide = fn(&Usage, &ActivationLimits, &crate::model::Machine) -> Result<(), ActivationRefusal>;

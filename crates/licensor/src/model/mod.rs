@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use account::Account;
-pub use activation::{ActivationLimits, ActivationRefusal, Uniqueness};
+pub use activation::{ActivationLimits, ActivationRefusal, Decide, Uniqueness, Usage};
 pub use component::Component;
 pub use entitlement::Entitlement;
 pub use group::Group;

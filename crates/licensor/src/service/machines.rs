@@ -146,7 +146,7 @@ pub async fn activate(
     if chosen_id && store::id_taken(db, m.id).await? {
         return Err(ActivateError::Refused(Refusal::IdTaken));
     }
-    match store::activate(db, &m, &components, &limits).await {
+    match store::activate(db, &m, &components, &limits, activation::decide).await {
         Ok(Ok(())) => {}
         Ok(Err(r)) => return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p)))),
         Err(Error::Database(e)) if is_unique_violation(&e) && chosen_id => {
@@ -260,7 +260,7 @@ async fn save_under(
     limits: &ActivationLimits,
 ) -> std::result::Result<(), ActivateError> {
     m.updated_at = time::now_ms();
-    match store::update(db, m, Some(limits)).await? {
+    match store::update(db, m, Some((limits, activation::decide))).await? {
         Ok(()) => Ok(()),
         Err(r) => Err(ActivateError::Refused(refusal(r, l, limits, None))),
     }

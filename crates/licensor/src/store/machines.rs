@@ -5,7 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
-use crate::model::{ActivationLimits, ActivationRefusal, Listing, Machine, Page, Uniqueness};
+use crate::model::{ActivationLimits, ActivationRefusal, Decide, Listing, Machine, Page, Uniqueness, Usage};
 
 macro_rules! select {
     ($where:literal) => {
@@ -158,25 +158,63 @@ pub async fn list(db: &Db, account: Uuid, f: &MachineFilter, page: Page) -> Resu
     })
 }
 
-/// Inserts a machine if the limits allow it. The check and the insert run in one transaction
+/// Measures what the license (and group) already hold that `limits` ask about, on the
+/// transaction that holds their locks; machine `exclude` (the one being changed) is left out.
+macro_rules! measure {
+    ($tx:expr, $m:expr, $limits:expr, $exclude:expr) => {{
+        // The machines a limit counts: the license's (the owner's, under PER_USER leasing) but
+        // the one being changed.
+        macro_rules! others {
+            ($what:literal) => {
+                concat!(
+                    "SELECT ",
+                    $what,
+                    " FROM machines WHERE license_id = $1 AND ($4 IS NULL OR id <> $4) \
+                     AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))"
+                )
+            };
+        }
+        const GROUP_OTHERS: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1 AND ($2 IS NULL OR id <> $2)";
+        let (m, limits, exclude): (&Machine, &ActivationLimits, Option<Uuid>) = ($m, $limits, $exclude);
+        let sum = |sql: &'static str| {
+            sqlx::query_scalar::<_, i64>(sql).bind(m.license_id).bind(limits.per_owner).bind(m.owner_id).bind(exclude)
+        };
+        let mut usage = Usage::default();
+        if limits.max_machines.is_some() {
+            usage.machines = Some(sum(others!("COUNT(*)")).fetch_one(&mut *$tx).await?);
+        }
+        if limits.max_cores.is_some() {
+            usage.cores = Some(sum(others!("CAST(COALESCE(SUM(cores), 0) AS BIGINT)")).fetch_one(&mut *$tx).await?);
+        }
+        if limits.max_memory.is_some() {
+            usage.memory = Some(sum(others!("CAST(COALESCE(SUM(memory), 0) AS BIGINT)")).fetch_one(&mut *$tx).await?);
+        }
+        if limits.max_disk.is_some() {
+            usage.disk = Some(sum(others!("CAST(COALESCE(SUM(disk), 0) AS BIGINT)")).fetch_one(&mut *$tx).await?);
+        }
+        if let Some((group, _)) = limits.group_machines {
+            usage.group_machines =
+                Some(sqlx::query_scalar::<_, i64>(GROUP_OTHERS).bind(group).bind(exclude).fetch_one(&mut *$tx).await?);
+        }
+        usage
+    }};
+}
+
+/// Inserts a machine if `decide` admits it. Measuring and inserting run in one transaction
 /// that first takes the license's row lock (an `UPDATE` is the first statement: a row lock on
 /// PostgreSQL, the write lock on SQLite), so concurrent activations, from any number of nodes,
-/// are serialised per license and the limit holds exactly. Uniqueness wider than the license
-/// also locks the account row.
+/// are serialised per license and the limits hold exactly. Uniqueness wider than the license
+/// also locks the account row, a group limit the group row.
 pub async fn activate(
     db: &Db,
     m: &Machine,
     components: &[crate::model::Component],
     limits: &ActivationLimits,
+    decide: Decide,
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
-    const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
-    const CORES: &str = "SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
-    const MEMORY: &str = "SELECT CAST(COALESCE(SUM(memory), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
-    const DISK: &str = "SELECT CAST(COALESCE(SUM(disk), 0) AS BIGINT) FROM machines WHERE license_id = $1 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
-    const GROUP_COUNT: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1";
     const TAKEN_LICENSE: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND fingerprint = $2";
     const TAKEN_ACCOUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND fingerprint = $2";
     const TAKEN_PRODUCT: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.product_id = $3";
@@ -228,10 +266,7 @@ pub async fn activate(
                     .await?
             }
         };
-        if taken > 0 {
-            tx.rollback().await?;
-            return Ok(Err(ActivationRefusal::FingerprintTaken));
-        }
+        let mut component_taken = None;
         if let Some((sql, id)) = super::components::taken_query(limits.component_uniqueness, m.license_id) {
             for (i, c) in components.iter().enumerate() {
                 let q = sqlx::query_scalar::<_, i64>(sql).bind(m.account_id).bind(&c.fingerprint);
@@ -240,47 +275,17 @@ pub async fn activate(
                     None => q,
                 };
                 if q.fetch_one(&mut *tx).await? > 0 {
-                    tx.rollback().await?;
-                    return Ok(Err(ActivationRefusal::ComponentFingerprintTaken(i)));
+                    component_taken = Some(i);
+                    break;
                 }
             }
         }
-        if let Some(max) = limits.max_machines {
-            let count = sqlx::query_scalar::<_, i64>(COUNT)
-                .bind(m.license_id)
-                .bind(limits.per_owner)
-                .bind(m.owner_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            // The first machine is always admitted, as Keygen does.
-            if count > 0 && count + 1 > max {
-                tx.rollback().await?;
-                return Ok(Err(ActivationRefusal::MachineLimit));
-            }
-        }
-        for (max, sql, amount, refusal) in [
-            (limits.max_cores, CORES, m.cores, ActivationRefusal::CoreLimit),
-            (limits.max_memory, MEMORY, m.memory, ActivationRefusal::MemoryLimit),
-            (limits.max_disk, DISK, m.disk, ActivationRefusal::DiskLimit),
-        ] {
-            let Some(max) = max else { continue };
-            let used = sqlx::query_scalar::<_, i64>(sql)
-                .bind(m.license_id)
-                .bind(limits.per_owner)
-                .bind(m.owner_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if used + amount.unwrap_or(0) > max {
-                tx.rollback().await?;
-                return Ok(Err(refusal));
-            }
-        }
-        if let Some((group, max)) = limits.group_machines {
-            let count = sqlx::query_scalar::<_, i64>(GROUP_COUNT).bind(group).fetch_one(&mut *tx).await?;
-            if count + 1 > max {
-                tx.rollback().await?;
-                return Ok(Err(ActivationRefusal::GroupMachineLimit));
-            }
+        let mut usage = measure!(tx, m, limits, None);
+        usage.fingerprint_taken = taken > 0;
+        usage.component_taken = component_taken;
+        if let Err(refusal) = decide(&usage, limits, m) {
+            tx.rollback().await?;
+            return Ok(Err(refusal));
         }
         sqlx::query(INSERT)
             .bind(m.id)
@@ -335,63 +340,27 @@ const LOCK_MACHINE_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at 
 const UPDATE: &str = "UPDATE machines SET name = $3, ip = $4, hostname = $5, platform = $6, cores = $7, memory = $8, disk = $9, owner_id = $10, group_id = $11, \
     max_processes = $12, metadata = $13, updated_at = $14 WHERE account_id = $1 AND id = $2";
 
-/// Saves a machine's attributes and owner/group. With `limits`, what it holds is checked against
-/// the license's other machines (the owner's, under PER_USER leasing) plus this one, under the
-/// license lock as activation checks it: the machine count (for a new owner), cores, memory,
-/// disk, and the group's machine count (for a new group). Pass only the limits of what changed,
-/// so lowering a limit never blocks renaming a machine.
-pub async fn update(db: &Db, m: &Machine, limits: Option<&ActivationLimits>) -> Result<Result<(), ActivationRefusal>> {
-    const OTHERS: &str = "FROM machines WHERE license_id = $1 AND id <> $4 AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))";
-    let cores = format!("SELECT CAST(COALESCE(SUM(cores), 0) AS BIGINT) {OTHERS}");
-    let memory = format!("SELECT CAST(COALESCE(SUM(memory), 0) AS BIGINT) {OTHERS}");
-    let disk = format!("SELECT CAST(COALESCE(SUM(disk), 0) AS BIGINT) {OTHERS}");
-    let count = format!("SELECT COUNT(*) {OTHERS}");
+/// Saves a machine's attributes and owner/group. With `limits`, the change is decided by
+/// `decide` on what the license's other machines (the owner's, under PER_USER leasing) and the
+/// group's other machines hold, measured under the license lock as at activation. Pass only the
+/// limits of what changed, so lowering a limit never blocks renaming a machine.
+pub async fn update(
+    db: &Db,
+    m: &Machine,
+    limits: Option<(&ActivationLimits, Decide)>,
+) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
-    const GROUP_OTHERS: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1 AND id <> $2";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(m.account_id).bind(m.id).execute(&mut *tx).await?;
-        if let Some(limits) = limits {
-            if let Some((group, max)) = limits.group_machines {
+        if let Some((limits, decide)) = limits {
+            if let Some((group, _)) = limits.group_machines {
                 sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
-                let others =
-                    sqlx::query_scalar::<_, i64>(GROUP_OTHERS).bind(group).bind(m.id).fetch_one(&mut *tx).await?;
-                if others + 1 > max {
-                    tx.rollback().await?;
-                    return Ok(Err(ActivationRefusal::GroupMachineLimit));
-                }
             }
-            if let Some(max) = limits.max_machines {
-                let others = sqlx::query_scalar::<_, i64>(&count)
-                    .bind(m.license_id)
-                    .bind(limits.per_owner)
-                    .bind(m.owner_id)
-                    .bind(m.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                // As at activation, a first machine is always admitted.
-                if others > 0 && others + 1 > max {
-                    tx.rollback().await?;
-                    return Ok(Err(ActivationRefusal::MachineLimit));
-                }
-            }
-            for (max, sql, amount, refusal) in [
-                (limits.max_cores, &cores, m.cores, ActivationRefusal::CoreLimit),
-                (limits.max_memory, &memory, m.memory, ActivationRefusal::MemoryLimit),
-                (limits.max_disk, &disk, m.disk, ActivationRefusal::DiskLimit),
-            ] {
-                let Some(max) = max else { continue };
-                let others = sqlx::query_scalar::<_, i64>(sql)
-                    .bind(m.license_id)
-                    .bind(limits.per_owner)
-                    .bind(m.owner_id)
-                    .bind(m.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if others + amount.unwrap_or(0) > max {
-                    tx.rollback().await?;
-                    return Ok(Err(refusal));
-                }
+            let usage = measure!(tx, m, limits, Some(m.id));
+            if let Err(refusal) = decide(&usage, limits, m) {
+                tx.rollback().await?;
+                return Ok(Err(refusal));
             }
         }
         sqlx::query(UPDATE)
