@@ -1,4 +1,4 @@
-//! Signed license keys (Keygen's encodings; shared/reference/keygen.md §4).
+//! Signed license keys, in Keygen's encodings.
 //!
 //! `ED25519_SIGN` and the `_V2` RSA schemes: `key/<b64url(data)>.<b64url(sig)>`, signed over
 //! `key/<b64url(data)>`. The v1 RSA schemes: `<b64url(data)>.<b64url(sig)>`, signed over the

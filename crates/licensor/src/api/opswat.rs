@@ -1,4 +1,4 @@
-//! Air-gapped activation in the style of OPSWAT's scripted activation (seed 000):
+//! Air-gapped activation in the style of OPSWAT's scripted activation (docs/opswat.md):
 //! `GET /activation?key=&deployment=&quantity=` and `GET /deactivation?key=&deployment=`.
 //!
 //! Clients must read the body, not the status: refusals are `200` with a custom reason phrase
@@ -128,7 +128,8 @@ fn parse_quantity(s: &str) -> Option<i64> {
 
 /// The one license `key` names: in `account` when given, else in exactly one account.
 async fn find_license(state: &AppState, account: Option<&Account>, key: &str) -> Result<Option<License>, Error> {
-    if key.len() > crate::domain::keys::MAX_KEY_LEN {
+    // Keys were allowed up to 16 KiB before the 2 KiB limit on new ones: still find those.
+    if key.len() > 16 * 1024 {
         return Ok(None);
     }
     match account {
@@ -258,7 +259,11 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
             // key authentication.
             let p = Principal::of_license(license.clone());
             let new = NewMachine { machine: m, components: Vec::new(), chosen_id: false };
-            match service::machines::activate(&state.db, &p, &license, new).await {
+            let activated = match service::machines::admit(&state.db, &p, &license, None, None).await {
+                Ok(admission) => service::machines::activate(&state.db, &p, &license, admission, new).await,
+                Err(e) => Err(e),
+            };
+            match activated {
                 Ok(m) => m,
                 Err(ActivateError::Refused(Refusal::FingerprintTaken(_))) => {
                     // A concurrent activation of this deployment on this license won the race:
@@ -297,9 +302,12 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
     Ok(Answer::File(license_file(state, account, &license, &machine, quantity, now).await?))
 }
 
-/// Re-activation of a deployment: a fresh file, no new slot; the quantity is updated.
+/// Re-activation of a deployment: a fresh file, no new slot; the quantity is updated. A machine
+/// activated otherwise (by the vendor, through the API) gets its file but is not marked, so
+/// `/deactivation` still cannot remove it.
 async fn reactivate(state: &AppState, mut m: Machine, quantity: i64, now: i64) -> Result<Machine, Error> {
-    if m.metadata.0.get(QUANTITY) != Some(&json!(quantity)) {
+    let offline = m.metadata.0.get(QUANTITY).is_some();
+    if offline && m.metadata.0.get(QUANTITY) != Some(&json!(quantity)) {
         set_quantity(&mut m, quantity, now);
         // Only metadata changes: no resource limit to check.
         machines::update(&state.db, &m, None)

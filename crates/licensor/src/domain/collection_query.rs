@@ -1,4 +1,4 @@
-//! Collection query parameters of the `/core/v1` surface (seed-apis.md §3.3): `include`,
+//! Collection query parameters of the `/core/v1` surface (docs/core-v1.md): `include`,
 //! `limit`, `skip`, `count`, `orderBy`, `continue`, `filter`, with their grammars, applied to
 //! rendered JSON resources.
 

@@ -1,4 +1,4 @@
-//! Signed license keys in Keygen's encodings (see `shared/reference/keygen.md` §4).
+//! Signed license keys in Keygen's encodings.
 //!
 //! V2 schemes, Ed25519 and ECDSA: `key/<b64url(seed)>.<b64url(sig)>`, the signature over the
 //! ASCII string `key/<b64url(seed)>` (ECDSA signatures DER). V1 RSA schemes:
@@ -98,10 +98,21 @@ fn json_escaped(v: &str) -> String {
 /// texts) are signed with Ed25519 only, which never signs a raw key dataset.
 pub const RESERVED_SIGNING_PREFIXES: &[&str] = &["key/", "license/", "machine/", "(request-target)"];
 
-/// The DER prefix of a SHA-256 `DigestInfo`: an `RSA_2048_PKCS1_ENCRYPT` block starting with it
-/// would be a PKCS#1 v1.5 signature (`rsa-sha256`) over any message of the attacker's choosing.
-/// It is not valid UTF-8 (0x86 follows an ASCII byte), so no JSON string can carry it; the check
-/// keeps the guarantee from resting on that.
+/// The DER prefixes of PKCS#1 `DigestInfo`s (MD5, SHA-1, SHA-224, SHA-256, SHA-384, SHA-512,
+/// SHA-512/224, SHA-512/256): an `RSA_2048_PKCS1_ENCRYPT` block starting with one would be a
+/// PKCS#1 v1.5 signature over any message of the caller's choosing. Those of the SHA-2 family
+/// are not valid UTF-8 (0x86 follows an ASCII byte), so no JSON string can carry them; the
+/// check keeps the guarantee from resting on that, and covers the ASCII-only MD5 and SHA-1.
+const DIGEST_INFOS: &[&[u8]] = &[
+    &[0x30, 0x20, 0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05, 0x05, 0x00, 0x04, 0x10],
+    &[0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14],
+    &[0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c],
+    SHA256_DIGEST_INFO,
+    &[0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30],
+    &[0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40],
+    &[0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x05, 0x05, 0x00, 0x04, 0x1c],
+    &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x06, 0x05, 0x00, 0x04, 0x20],
+];
 const SHA256_DIGEST_INFO: &[u8] =
     &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
 
@@ -133,7 +144,7 @@ pub fn check_dataset(scheme: Scheme, dataset: &str) -> Result<()> {
     }
     let reserved = RESERVED_SIGNING_PREFIXES.iter().any(|p| dataset.starts_with(p))
         || jwt_signing_input_shaped(dataset)
-        || dataset.as_bytes().starts_with(SHA256_DIGEST_INFO);
+        || DIGEST_INFOS.iter().any(|d| dataset.as_bytes().starts_with(d));
     if reserved {
         return Err(Error::invalid_attr(
             "key",
@@ -275,6 +286,9 @@ mod tests {
             assert!(check_dataset(Scheme::Ed25519Sign, d).is_ok());
         }
         assert!(String::from_utf8(SHA256_DIGEST_INFO.to_vec()).is_err());
+        // SHA-1's DigestInfo is ASCII: a dataset may carry it, and is refused.
+        let sha1 = String::from_utf8(DIGEST_INFOS[1].to_vec()).unwrap() + "01234567890123456789";
+        assert!(check_dataset(Scheme::Rsa2048Pkcs1Encrypt, &sha1).is_err());
     }
 
     #[test]

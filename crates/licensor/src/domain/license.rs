@@ -50,7 +50,7 @@ pub fn status_thresholds(now: Millis) -> (Millis, Millis) {
     (now + 3 * DAY, now - 90 * DAY)
 }
 
-/// The status exactly as seed 002 defines it, highest priority first: BANNED (owner banned),
+/// The status as docs/api.md defines it, highest priority first: BANNED (owner banned),
 /// SUSPENDED, EXPIRED, EXPIRING (within 3 days), INACTIVE (no activity in 90 days), ACTIVE.
 pub fn status(s: &StatusInput, now: Millis) -> &'static str {
     let (soon, stale) = status_thresholds(now);
@@ -114,7 +114,7 @@ fn shift_by_check_in_interval(policy: &PolicyRules, at: Millis, sign: i64) -> Op
         return None;
     }
     let count = sign * policy.check_in_interval_count.unwrap_or(1);
-    match policy.check_in_interval? {
+    match policy.check_in_unit()? {
         CheckInInterval::Day => at.checked_add(count * DAY),
         CheckInInterval::Week => at.checked_add(count * 7 * DAY),
         CheckInInterval::Month => add_months(at, count),
@@ -212,7 +212,7 @@ mod tests {
     fn check_in() {
         let p = PolicyRules {
             require_check_in: true,
-            check_in_interval: Some(CheckInInterval::Week),
+            check_in_interval: Some("week".into()),
             check_in_interval_count: Some(2),
             ..Default::default()
         };
@@ -226,7 +226,7 @@ mod tests {
     fn monthly_check_ins_follow_the_calendar() {
         let p = PolicyRules {
             require_check_in: true,
-            check_in_interval: Some(CheckInInterval::Month),
+            check_in_interval: Some("month".into()),
             check_in_interval_count: Some(1),
             ..Default::default()
         };

@@ -1,4 +1,4 @@
-//! The encrypted license code of the `/api/licensing/v1` surface (seed 001): what
+//! The encrypted license code of the `/api/licensing/v1` surface (docs/licensing-v1.md): what
 //! `licenses/create` returns and `POST /licenses` installs.
 //!
 //! Format (ours; the vendor's is undocumented): `base64(version ‖ nonce ‖ AES-256-GCM(sig ‖

@@ -1,5 +1,5 @@
 //! License files in the shape of a NetApp License File (NLF), the `licenseText` of the
-//! `/accounts/{id}/core/v1` surface (shared/reference/seed-apis.md §3.6–3.7).
+//! `/accounts/{id}/core/v1` surface (docs/core-v1.md).
 //!
 //! `{"statusResp": {…}, "Signature": "<base64>"}` where the signature is Ed25519, by the
 //! account's key, over the exact bytes of the `statusResp` value as they appear in the text;

@@ -46,7 +46,6 @@ const ENUMERATED: &[(&str, &str, Known)] = &[
     ("heartbeatResurrectionStrategy", "heartbeat resurrection strategy", |s| ResurrectionStrategy::parse(s).is_some()),
     ("heartbeatBasis", "heartbeat basis", |s| HeartbeatBasis::parse(s).is_some()),
     ("scheme", "encryption scheme", |s| Scheme::parse(s).is_some()),
-    ("checkInInterval", "check-in interval", |s| CheckInInterval::parse(s).is_some()),
 ];
 
 /// Refuses an unknown spelling of an enumerated attribute as Keygen does (`422 unsupported …`,
@@ -125,7 +124,8 @@ impl PolicyRules {
         }
         if self.require_check_in {
             match &self.check_in_interval {
-                Some(_) => {}
+                Some(_) if self.check_in_unit().is_some() => {}
+                Some(_) => return Err(unsupported("checkInInterval", "check-in interval")),
                 None => {
                     return Err(Error::invalid_attr(
                         "checkInInterval",
@@ -290,10 +290,10 @@ mod tests {
         };
         assert_eq!(transfer_refusal(&base, &base), None);
         let stricter_machines =
-            PolicyRules { machine_uniqueness_strategy: MachineUniqueness::UniquePerAccount, ..base };
+            PolicyRules { machine_uniqueness_strategy: MachineUniqueness::UniquePerAccount, ..base.clone() };
         assert!(transfer_refusal(&base, &stricter_machines).unwrap().contains("machine uniqueness"));
         let stricter_components =
-            PolicyRules { component_uniqueness_strategy: ComponentUniqueness::UniquePerAccount, ..base };
+            PolicyRules { component_uniqueness_strategy: ComponentUniqueness::UniquePerAccount, ..base.clone() };
         assert!(transfer_refusal(&base, &stricter_components).unwrap().contains("component uniqueness"));
         // A looser machine strategy decides alone: the stricter component one is not looked at.
         let looser_machines =
@@ -329,11 +329,11 @@ mod tests {
         let base =
             PolicyRules { floating: true, overage_strategy: OverageStrategy::Allow1_5xOverage, ..Default::default() };
         assert_eq!(
-            detail(PolicyRules { max_disk: Some(3), ..base }),
+            detail(PolicyRules { max_disk: Some(3), ..base.clone() }),
             "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max disk value not divisible by 2)"
         );
         assert_eq!(
-            detail(PolicyRules { max_memory: Some(1), max_users: Some(3), ..base }),
+            detail(PolicyRules { max_memory: Some(1), max_users: Some(3), ..base.clone() }),
             "incompatible overage strategy (cannot use ALLOW_1_5X_OVERAGE with a max memory value not divisible by 2)"
         );
         assert_eq!(
@@ -349,7 +349,7 @@ mod tests {
         let attrs = serde_json::json!({"expirationStrategy": "SOMETIMES", "scheme": null, "maxMachines": "x"});
         let err = check_enumerated(attrs.as_object().unwrap()).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref code, .. } if code == "EXPIRATION_STRATEGY_NOT_ALLOWED"));
-        let ok = serde_json::json!({"expirationStrategy": "REVOKE_ACCESS", "checkInInterval": "week"});
+        let ok = serde_json::json!({"expirationStrategy": "REVOKE_ACCESS", "checkInInterval": "fortnight"});
         check_enumerated(ok.as_object().unwrap()).unwrap();
         let mut r = PolicyRules { require_check_in: true, ..Default::default() };
         assert!(r.normalize_and_validate().is_err());

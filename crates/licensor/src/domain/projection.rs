@@ -1,4 +1,4 @@
-//! How one core license looks through the other surfaces (shared/reference/seed-apis.md §5).
+//! How one core license looks through the other surfaces (docs/licensing-v1.md, docs/core-v1.md).
 //!
 //! Surface identifiers that the vendors define as numbers (nginstack's signed 32-bit product,
 //! extension and licenser keys; Astra's 9-digit serial) are derived from the core row's UUID,

@@ -1,5 +1,5 @@
 //! License validation: Keygen's checks, in Keygen's order, first failure wins
-//! (`shared/reference/keygen.md` §3). Pure: the caller gathers the facts, this decides.
+//! (docs/api.md, "Validation"). Pure: the caller gathers the facts, this decides.
 
 use serde::{Deserialize, Serialize};
 
@@ -564,8 +564,10 @@ mod tests {
         assert_eq!(validate(&l, &facts(Some("u2")), None, false, 1).code.as_str(), "VALID");
         assert_eq!(validate(&l, &facts(None), None, false, 1).code.as_str(), "VALID");
         // Per license, the same three machines are too many.
-        let per_license =
-            license(PolicyRules { machine_leasing_strategy: MachineLeasing::parse("PER_LICENSE").unwrap(), ..rules });
+        let per_license = license(PolicyRules {
+            machine_leasing_strategy: MachineLeasing::parse("PER_LICENSE").unwrap(),
+            ..rules.clone()
+        });
         assert_eq!(validate(&per_license, &facts(None), None, false, 1).code.as_str(), "TOO_MANY_MACHINES");
         // Cores are leased per user too: u1's two machines hold two cores, within the limit.
         let l = license(PolicyRules { max_machines: Some(5), ..rules });
@@ -619,14 +621,14 @@ mod tests {
         let mut m = machine("a", None, 3);
         m.max_processes = Some(1);
         let facts = Facts { machines: vec![m], processes_total: 3, ..Facts::default() };
-        let unlimited = license(PolicyRules { max_processes: None, ..rules });
+        let unlimited = license(PolicyRules { max_processes: None, ..rules.clone() });
         assert_eq!(validate(&unlimited, &facts, Some(&by_id("a")), true, 1).code.as_str(), "VALID");
     }
 
     #[test]
     fn first_failure_wins() {
         // A strict, node-locked license that is expired under RESTRICT_ACCESS and has no machine
-        // reports the machine, not the expiry (keygen.md §3, rows 18 and 22).
+        // reports the machine, not the expiry (as Keygen orders its checks).
         let rules = PolicyRules { strict: true, floating: false, ..PolicyRules::default() };
         let mut l = license(rules);
         l.expiry = Some(0);

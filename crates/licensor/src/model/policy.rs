@@ -59,11 +59,20 @@ pub struct PolicyRules {
     pub require_checksum_scope: bool,
     pub require_version_scope: bool,
     pub require_check_in: bool,
-    pub check_in_interval: Option<CheckInInterval>,
+    /// Text, not `CheckInInterval`: Keygen checks it only when check-in is required, so stored
+    /// policies may hold any string here. Read it through `check_in_unit`.
+    pub check_in_interval: Option<String>,
     pub check_in_interval_count: Option<i64>,
     pub require_heartbeat: bool,
     pub heartbeat_duration: Option<i64>,
     pub heartbeat_cull_strategy: CullStrategy,
     pub heartbeat_resurrection_strategy: ResurrectionStrategy,
     pub heartbeat_basis: HeartbeatBasis,
+}
+
+impl PolicyRules {
+    /// The check-in interval's unit, when it is one Keygen knows.
+    pub fn check_in_unit(&self) -> Option<CheckInInterval> {
+        self.check_in_interval.as_deref().and_then(CheckInInterval::parse)
+    }
 }

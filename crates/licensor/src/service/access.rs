@@ -60,6 +60,8 @@ pub enum MachineAction {
     Deactivate,
     Ping,
     Reset,
+    /// Changing the machine's owner or group: admins and the license's product.
+    Reassign,
 }
 
 /// Whether `p` may do `action` to a machine of `l` owned by `owner`: users only for machines
@@ -72,13 +74,15 @@ pub fn may_touch_machine(p: &Principal, l: &License, owner: Option<Uuid>, action
         Bearer::License(me) => {
             me.id == l.id
                 && match action {
-                    MachineAction::Reset => false,
+                    MachineAction::Reset | MachineAction::Reassign => false,
                     MachineAction::Update => !l.is_protected(),
                     MachineAction::Activate | MachineAction::Deactivate | MachineAction::Ping => true,
                 }
         }
         Bearer::User(u) => {
-            action != MachineAction::Reset && !l.is_protected() && (owner == Some(u.id) || l.owner_id == Some(u.id))
+            !matches!(action, MachineAction::Reset | MachineAction::Reassign)
+                && !l.is_protected()
+                && (owner == Some(u.id) || l.owner_id == Some(u.id))
         }
     }
 }

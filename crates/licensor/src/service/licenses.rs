@@ -307,16 +307,32 @@ pub async fn revoke(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<(
     licenses::delete(db, account, l.id).await
 }
 
-/// Adds `delta` uses (negative to take some back). Increments count against `maxUses`, which
-/// no overage strategy stretches (as in Keygen), and may start a FROM_FIRST_USE clock.
-pub async fn change_uses(db: &Db, p: &Principal, account: Uuid, id: &str, delta: i64) -> Result<License> {
-    let action = if delta > 0 { LicenseAction::CheckInOrUse } else { LicenseAction::Manage };
-    let l = find_for(db, p, account, id, action).await?;
+/// Who may change a license's usage in `direction`: increments are the owner's and the
+/// license's own (unless protected), decrements the vendor's.
+pub fn usage_action(direction: Usage) -> LicenseAction {
+    match direction {
+        Usage::Increment => LicenseAction::CheckInOrUse,
+        Usage::Decrement => LicenseAction::Manage,
+    }
+}
+
+/// The direction of a usage change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Increment,
+    Decrement,
+}
+
+/// Adds (or takes back) `n` uses of `l`, found for the caller with [`usage_action`]. Increments
+/// count against `maxUses`, which no overage strategy stretches (as in Keygen), and may start
+/// a FROM_FIRST_USE clock.
+pub async fn change_uses(db: &Db, l: &License, direction: Usage, n: i64) -> Result<License> {
+    let delta = if direction == Usage::Increment { n } else { -n };
     let now = time::now_ms();
     let uses = Source::Pointer("/data/attributes/uses".into());
-    match licenses::add_uses(db, account, l.id, delta, l.max_uses(), now).await? {
+    match licenses::add_uses(db, l.account_id, l.id, delta, l.max_uses(), now).await? {
         Some(_) => {}
-        None if delta > 0 => {
+        None if direction == Usage::Increment => {
             return Err(Error::Invalid {
                 detail: format!(
                     "usage exceeds maximum allowed for license ({})",
@@ -335,10 +351,10 @@ pub async fn change_uses(db: &Db, p: &Principal, account: Uuid, id: &str, delta:
             })
         }
     }
-    if delta > 0 {
-        start_clock(db, &l, ExpirationBasis::FromFirstUse).await?;
+    if direction == Usage::Increment && n > 0 {
+        start_clock(db, l, ExpirationBasis::FromFirstUse).await?;
     }
-    reload(db, account, l.id).await
+    reload(db, l.account_id, l.id).await
 }
 
 pub async fn reset_uses(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {

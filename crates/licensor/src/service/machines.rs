@@ -105,19 +105,23 @@ fn license_token(p: &Principal) -> Option<&Token> {
     p.token.as_ref().filter(|t| t.bearer_type == "license")
 }
 
-/// Activates `new` on `license` for `p`. Who may activate, whose machine it may be, and every
-/// limit (machines, cores, memory, disk, the group's machines, the token's activations,
-/// fingerprint and component uniqueness) are checked here; the limits under the license's
-/// lock, so they hold across concurrent requests and nodes. A FROM_FIRST_ACTIVATION expiry
-/// starts with the first machine.
-pub async fn activate(
+/// That `p` may activate a machine of `license` for `owner` in `group`, and what the group
+/// allows: the witness [`activate`] needs, so no surface activates without the checks.
+pub struct Admission {
+    group_machines: Option<(Uuid, i64)>,
+}
+
+/// Checks who may activate on `license`: the owner, when given, must exist and be one of the
+/// license's users; `p` must be allowed (users only for themselves or their licenses, never
+/// under a protected license); the group, when given, must exist.
+pub async fn admit(
     db: &Db,
     p: &Principal,
     license: &License,
-    new: NewMachine,
-) -> std::result::Result<Machine, ActivateError> {
-    let NewMachine { machine: m, components, chosen_id } = new;
-    if let Some(owner) = m.owner_id {
+    owner: Option<Uuid>,
+    group: Option<Uuid>,
+) -> std::result::Result<Admission, ActivateError> {
+    if let Some(owner) = owner {
         users::find(db, license.account_id, owner)
             .await?
             .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
@@ -126,9 +130,39 @@ pub async fn activate(
             return Err(Error::invalid_rel("owner", "must be a valid license user", "OWNER_INVALID").into());
         }
     }
-    if !access::may_touch_machine(p, license, m.owner_id, MachineAction::Activate) {
+    if !access::may_touch_machine(p, license, owner, MachineAction::Activate) {
         return Err(Error::access_denied().into());
     }
+    let mut group_machines = None;
+    if let Some(g) = group {
+        let group = groups::find(db, license.account_id, g)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
+        group_machines = group.max_machines.map(|max| (group.id, max));
+    }
+    Ok(Admission { group_machines })
+}
+
+/// Refuses an id a client chose when a machine, in any account, has it.
+pub async fn ensure_id_free(db: &Db, id: Uuid) -> std::result::Result<(), ActivateError> {
+    if store::id_taken(db, id).await? {
+        return Err(ActivateError::Refused(Refusal::IdTaken));
+    }
+    Ok(())
+}
+
+/// Activates `new` on `license` for `p`, whom [`admit`] admitted. Every limit (machines, cores,
+/// memory, disk, the group's machines, the token's activations, fingerprint and component
+/// uniqueness) is checked under the license's lock, so it holds across concurrent requests
+/// and nodes. A FROM_FIRST_ACTIVATION expiry starts with the first machine.
+pub async fn activate(
+    db: &Db,
+    p: &Principal,
+    license: &License,
+    admission: Admission,
+    new: NewMachine,
+) -> std::result::Result<Machine, ActivateError> {
+    let NewMachine { machine: m, components, chosen_id } = new;
     if !access::is_operator(p) && m.max_processes.is_some() {
         return Err(Error::bad_request(
             "unpermitted parameter",
@@ -137,15 +171,7 @@ pub async fn activate(
         .into());
     }
     let mut limits = activation::limits(license, license_token(p).map(|t| t.id));
-    if let Some(g) = m.group_id {
-        let group = groups::find(db, license.account_id, g)
-            .await?
-            .ok_or_else(|| Error::invalid_rel("group", "must exist", "GROUP_NOT_FOUND"))?;
-        limits.group_machines = group.max_machines.map(|max| (group.id, max));
-    }
-    if chosen_id && store::id_taken(db, m.id).await? {
-        return Err(ActivateError::Refused(Refusal::IdTaken));
-    }
+    limits.group_machines = admission.group_machines;
     match store::activate(db, &m, &components, &limits, activation::decide).await {
         Ok(Ok(())) => {}
         Ok(Err(r)) => return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p)))),

@@ -34,7 +34,7 @@ const INSERT: &str = "INSERT INTO groups (id, account_id, name, max_users, max_l
 
 const IN_RANGE: &str =
     "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups \
-    WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id LIMIT 1";
+    WHERE account_id = $1 AND id BETWEEN $2 AND $3 ORDER BY created_at DESC, id DESC LIMIT 1";
 
 /// The account's group whose id lies in `lo..=hi`: the lookup by a legacy key.
 pub async fn find_in_range(db: &Db, account: Uuid, (lo, hi): (Uuid, Uuid)) -> Result<Option<Group>> {

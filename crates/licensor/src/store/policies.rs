@@ -48,14 +48,14 @@ pub async fn insert(db: &Db, p: &Policy) -> Result<()> {
     Ok(())
 }
 
-/// The product's oldest policy named `p.name`, or `p` inserted as it. The lookup and the insert
+/// The product's newest policy named `p.name`, or `p` inserted as it. The lookup and the insert
 /// run in one transaction holding the product's row lock, so callers racing on several nodes
 /// agree on one policy instead of each creating its own.
 pub async fn find_or_insert_named(db: &Db, p: &Policy) -> Result<Policy> {
     const LOCK_PRODUCT: &str = "UPDATE products SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const BY_NAME: &str =
         "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies \
-        WHERE account_id = $1 AND product_id = $2 AND name = $3 ORDER BY created_at ASC, id ASC LIMIT 1";
+        WHERE account_id = $1 AND product_id = $2 AND name = $3 ORDER BY created_at DESC, id DESC LIMIT 1";
     Ok(db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_PRODUCT).bind(p.account_id).bind(p.product_id).execute(&mut *tx).await?;

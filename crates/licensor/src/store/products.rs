@@ -41,7 +41,7 @@ pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Res
 const INSERT: &str = "INSERT INTO products (id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 const IN_RANGE: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products \
-    WHERE account_id = $1 AND id BETWEEN $2 AND $3 AND ($4 IS NULL OR id = $4) ORDER BY id LIMIT 1";
+    WHERE account_id = $1 AND id BETWEEN $2 AND $3 AND ($4 IS NULL OR id = $4) ORDER BY created_at DESC, id DESC LIMIT 1";
 
 /// The account's product whose id lies in `lo..=hi` (and is `only`, when given): the lookup by
 /// a legacy key, through the primary key.

@@ -238,6 +238,9 @@ async fn owners_renew_revoke_and_check_in_but_attached_users_do_not() {
     // Usage: the owner and the license increment; only admins and products decrement.
     for who in [&as_owner, &As::License(key.clone())] {
         assert_eq!(app.post(&action(&id, "increment-usage"), who, json!(null)).await.status, StatusCode::OK);
+        // Who may increment is decided by the direction, not the amount.
+        let zero = json!({"meta": {"increment": 0}});
+        assert_eq!(app.post(&action(&id, "increment-usage"), who, zero).await.status, StatusCode::OK);
         assert_eq!(app.post(&action(&id, "decrement-usage"), who, json!(null)).await.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(app.post(&action(&id, "increment-usage"), &as_member, json!(null)).await.status, StatusCode::FORBIDDEN);

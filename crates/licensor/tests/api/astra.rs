@@ -1,4 +1,4 @@
-//! The `/accounts/{account_id}/core/v1` surface (seeds 003, 004).
+//! The `/accounts/{account_id}/core/v1` surface (docs/core-v1.md).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

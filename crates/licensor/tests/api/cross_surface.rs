@@ -278,6 +278,8 @@ async fn deactivation_removes_only_offline_deployments() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // Asking /activation for that deployment gets a file, but does not make it removable.
+    assert_eq!(activate(&app, &key, 9).await, "HTTP/1.1 200 OK");
     let (status, _, _) = http_get(&app, &format!("/deactivation?key={key}&deployment={}", deployment(9))).await;
     assert_eq!(status, "HTTP/1.1 200 No active license found");
     assert_eq!(app.get(&app.acct(&format!("/machines/{}", r.id())), &app.admin()).await.status, StatusCode::OK);

@@ -1,4 +1,4 @@
-//! The `/api/licensing/v1` surface (seed 001).
+//! The `/api/licensing/v1` surface (docs/licensing-v1.md).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

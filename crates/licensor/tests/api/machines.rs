@@ -316,9 +316,12 @@ async fn concurrent_cull_passes_delete_each_dead_machine_once() {
     for i in 0..12 {
         let m =
             app.post(&app.acct("/machines"), &app.admin(), machine_body(&license, &format!("d{i}"), json!({}))).await;
-        set_heartbeat(&app, &m.id(), now - 120_000).await;
+        set_heartbeat(&app, &m.id(), now).await;
     }
-    let (a, b) = tokio::join!(licensor::jobs::cull_once(&app.db, now), licensor::jobs::cull_once(&app.db, now));
+    // Culled two minutes on, when every heartbeat is dead: alive for the server's own culler,
+    // which runs on the real clock and so cannot take one first.
+    let later = now + 120_000;
+    let (a, b) = tokio::join!(licensor::jobs::cull_once(&app.db, later), licensor::jobs::cull_once(&app.db, later));
     assert_eq!(a.unwrap().machines + b.unwrap().machines, 12, "each machine deleted by exactly one pass");
     let r = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
     assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 0);
@@ -412,6 +415,14 @@ async fn who_may_touch_a_machine() {
     assert_eq!(app.delete(&app.acct(&format!("/machines/{unowned}")), &as_member).await.status, StatusCode::FORBIDDEN);
     let r = app.post(&app.acct("/machines"), &as_member, machine_body(&license, "no-owner", json!({}))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "an attached user activates only machines they own");
+    // Who may not activate learns that before anything about the attributes it sent.
+    let bad = machine_body(&license, "no-owner", json!({"cores": -1, "maxProcesses": null}));
+    assert_eq!(app.post(&app.acct("/machines"), &as_member, bad).await.status, StatusCode::FORBIDDEN);
+    // Only operators choose a machine's process limit, even to null.
+    let mut limited = machine_body(&license, "limited", json!({"maxProcesses": null}));
+    limited["data"]["relationships"]["owner"] = json!({"data": {"type": "users", "id": member}});
+    let r = app.post(&app.acct("/machines"), &as_member, limited).await;
+    assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/attributes/maxProcesses"), "{}", r.text);
     let mut mine = machine_body(&license, "members", json!({}));
     mine["data"]["relationships"]["owner"] = json!({"data": {"type": "users", "id": member}});
     let r = app.post(&app.acct("/machines"), &as_member, mine).await;

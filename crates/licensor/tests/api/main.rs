@@ -11,6 +11,8 @@ mod cli;
 mod concurrency;
 mod cross_surface;
 mod errors;
+mod golden;
+mod layers;
 mod licenses;
 mod licensing;
 mod machines;

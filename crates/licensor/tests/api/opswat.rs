@@ -1,4 +1,4 @@
-//! Air-gapped activation (seed 000): exact status lines and bodies, limits shared with the
+//! Air-gapped activation (docs/opswat.md): exact status lines and bodies, limits shared with the
 //! Keygen surface, and the whole offline round trip through the client crate.
 
 use std::sync::Arc;

@@ -54,6 +54,18 @@ async fn policy_rules_are_validated_with_pointers() {
     }
     let r = app.get(&app.acct("/policies"), &app.admin()).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 0, "no failed create left a row behind");
+    // As in Keygen, the check-in interval is checked only when check-in is required.
+    let a = json!({"name": "P", "checkInInterval": "fortnight"});
+    let r = app
+        .post(&app.acct("/policies"), &app.admin(), json!({"data": {"type": "policies", "attributes": a, "relationships": {"product": {"data": {"type": "products", "id": product}}}}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        app.get(&app.acct(&format!("/policies/{}", r.id())), &app.admin()).await.attr("checkInInterval"),
+        "fortnight"
+    );
+    let r = app.patch_attributes("policies", &r.id(), json!({"requireCheckIn": true, "checkInIntervalCount": 1})).await;
+    assert_eq!((r.status.as_u16(), r.code()), (422, "CHECK_IN_INTERVAL_NOT_ALLOWED"), "{}", r.text);
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The read-only entitlement view (seed 004), computed on read from the licenses (so
-//! consumption is always current; seed-apis.md §5.2): per license, one row per limited metric
+//! The read-only entitlement view (docs/core-v1.md), computed on read from the licenses (so
+//! consumption is always current): per license, one row per limited metric
 //! (value = effective limit, consumption = current use) and one per entitlement code.
 
 use axum::extract::{RawQuery, State};

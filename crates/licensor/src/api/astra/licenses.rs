@@ -469,12 +469,18 @@ pub async fn create(
     if let Some(host) = &nlf.host_id {
         let machine = crate::model::Machine::new(&l, Uuid::new_v4(), host.clone(), now);
         let new = crate::service::machines::NewMachine { machine, components: Vec::new(), chosen_id: false };
-        match crate::service::machines::activate(c.db(), &c.principal, &l, new).await {
+        let activated = match crate::service::machines::admit(c.db(), &c.principal, &l, None, None).await {
+            Ok(admission) => crate::service::machines::activate(c.db(), &c.principal, &l, admission, new).await,
+            Err(e) => Err(e),
+        };
+        match activated {
             Ok(_) => {}
             Err(crate::service::machines::ActivateError::Refused(refusal)) => {
                 tracing::info!(?refusal, license = %l.id, "host binding from licenseText refused");
             }
-            Err(crate::service::machines::ActivateError::Failed(e)) => return Err(e.into()),
+            // The license is issued: a failed binding is logged, not answered as a failed create
+            // (a retry would issue a second license).
+            Err(crate::service::machines::ActivateError::Failed(e)) => e.log("host binding from licenseText failed"),
         }
     }
     let extra = AstraRow {

@@ -1,6 +1,6 @@
-//! The `/accounts/{account_id}/core/v1` surface (seeds 003, 004): license resources with a
+//! The `/accounts/{account_id}/core/v1` surface (docs/core-v1.md): license resources with a
 //! signed `licenseText`, and the entitlements computed from them. Errors are RFC 7807 problem
-//! documents from the catalogue in shared/reference/seed-apis.md §3.5 (`status` is a string).
+//! documents from the catalogue of docs/core-v1.md (`status` is a string).
 
 mod entitlements;
 mod licenses;

@@ -13,6 +13,7 @@ use crate::domain::validation::{self, Scope};
 use crate::error::{Error, Source};
 use crate::model::License;
 use crate::service;
+use crate::service::licenses::Usage;
 use crate::store::licenses;
 use crate::time;
 
@@ -129,7 +130,7 @@ pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) ->
     Ok(run(&ctx, Some(l), &meta, quick).await?)
 }
 
-/// Writes what changed since `before` was read.
+/// The license as Keygen renders it.
 fn ok(ctx: &Ctx, l: &License) -> ApiResult<Response> {
     Ok(document::ok(super::licenses::render(ctx.account_id(), l)))
 }
@@ -166,26 +167,29 @@ struct UsageMeta {
     decrement: Option<i64>,
 }
 
-async fn change_uses(ctx: Ctx, body: Value, sign: i64) -> ApiResult<Response> {
-    let p = ctx.principal()?;
+async fn change_uses(ctx: Ctx, body: Value, direction: Usage) -> ApiResult<Response> {
+    let l = super::licenses::load_for(&ctx, service::licenses::usage_action(direction)).await?;
     let meta: UsageMeta = parse_meta(body)?;
-    let (given, name) = if sign > 0 { (meta.increment, "increment") } else { (meta.decrement, "decrement") };
+    let (given, name) = match direction {
+        Usage::Increment => (meta.increment, "increment"),
+        Usage::Decrement => (meta.decrement, "decrement"),
+    };
     let n = given.unwrap_or(1);
     if n < 0 {
         return Err(
             Error::bad_request("must be a positive integer", Source::Pointer(format!("/meta/{name}").into())).into()
         );
     }
-    let l = service::licenses::change_uses(ctx.db(), p, ctx.account_id(), ctx.param("id"), sign * n).await?;
+    let l = service::licenses::change_uses(ctx.db(), &l, direction, n).await?;
     ok(&ctx, &l)
 }
 
 pub async fn increment_usage(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    change_uses(ctx, body, 1).await
+    change_uses(ctx, body, Usage::Increment).await
 }
 
 pub async fn decrement_usage(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    change_uses(ctx, body, -1).await
+    change_uses(ctx, body, Usage::Decrement).await
 }
 
 pub async fn reset_usage(ctx: Ctx) -> ApiResult<Response> {

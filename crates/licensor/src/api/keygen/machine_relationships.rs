@@ -9,9 +9,10 @@ use super::document;
 use super::error::ApiResult;
 use super::extract::{Body, Ctx};
 use super::licenses::{null_data, parse_to_one};
-use super::machines::{activate_error, load};
+use super::machines::{activate_error, load, load_managed};
 use crate::error::Error;
 use crate::service;
+use crate::service::access::MachineAction;
 use crate::store::processes::ProcessFilter;
 use crate::store::{components, groups, processes, users};
 
@@ -42,7 +43,7 @@ pub async fn show_group(ctx: Ctx) -> ApiResult<Response> {
 /// `PUT /machines/{id}/owner`: the new owner must be one of the license's users; under PER_USER
 /// leasing the machine moves into the new owner's allowance, which must have room.
 pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let (m, l) = load(&ctx).await?;
+    let (m, l) = load_managed(&ctx, MachineAction::Reassign).await?;
     let owner = parse_to_one(body, "owner")?;
     let m = service::machines::set_owner(ctx.db(), ctx.principal()?, &l, m, owner).await.map_err(activate_error)?;
     Ok(document::ok(super::machines::render(ctx.account_id(), &m)))
@@ -50,7 +51,7 @@ pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 
 /// `PUT /machines/{id}/group`: the new group must exist and have room for one more machine.
 pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let (m, l) = load(&ctx).await?;
+    let (m, l) = load_managed(&ctx, MachineAction::Reassign).await?;
     let group = parse_to_one(body, "group")?;
     let m = service::machines::set_group(ctx.db(), ctx.principal()?, &l, m, group).await.map_err(activate_error)?;
     Ok(document::ok(super::machines::render(ctx.account_id(), &m)))

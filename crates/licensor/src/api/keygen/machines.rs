@@ -307,18 +307,30 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
     let owner_rel =
         if data.relationships.owner.is_some() { &data.relationships.owner } else { &data.relationships.user };
-    let now = time::now_ms();
+    let owner = rel_uuid(owner_rel, "owner")?.flatten();
+    let group = rel_uuid(&data.relationships.group, "group")?.flatten();
+    let admission = service::machines::admit(ctx.db(), &p, &license, owner, group).await.map_err(activate_error)?;
     // Clients may choose the machine's id (Keygen allows it, e.g. to make activation idempotent).
     let chosen = super::extract::chosen_id(data.id.as_deref())?;
+    if let Some(id) = chosen {
+        service::machines::ensure_id_free(ctx.db(), id).await.map_err(activate_error)?;
+    }
+    if !service::access::is_operator(&p) && data.attributes.max_processes.is_some() {
+        return Err(Error::bad_request(
+            "unpermitted parameter",
+            Source::Pointer("/data/attributes/maxProcesses".into()),
+        )
+        .into());
+    }
+    let now = time::now_ms();
     let mut m = Machine::new(&license, chosen.unwrap_or_else(Uuid::new_v4), fingerprint, now);
-    m.owner_id = rel_uuid(owner_rel, "owner")?.flatten();
-    m.group_id = rel_uuid(&data.relationships.group, "group")?.flatten();
+    (m.owner_id, m.group_id) = (owner, group);
     let mut attrs = data.attributes;
     attrs.fingerprint = None;
     apply(&mut m, attrs)?;
     let components = parse_components(data.relationships.components, ctx.account_id(), m.id, now)?;
     let new = NewMachine { machine: m, components, chosen_id: chosen.is_some() };
-    let m = service::machines::activate(ctx.db(), &p, &license, new).await.map_err(activate_error)?;
+    let m = service::machines::activate(ctx.db(), &p, &license, admission, new).await.map_err(activate_error)?;
     Ok(document::created(render(ctx.account_id(), &m)))
 }
 

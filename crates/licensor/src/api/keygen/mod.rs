@@ -1,5 +1,5 @@
 //! The native surface: Keygen's v1 API (JSON:API under `/v1/accounts/{account}/…`), so Keygen's
-//! SDKs work unchanged. See `shared/reference/keygen.md` for the wire formats followed here.
+//! SDKs work unchanged. `docs/api.md` lists what is implemented and where Licensor differs.
 
 pub mod accounts;
 pub mod checkout;

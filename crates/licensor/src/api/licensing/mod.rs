@@ -1,7 +1,7 @@
-//! The `/api/licensing/v1` surface (seed 001): products, extensions and licenses addressed by
+//! The `/api/licensing/v1` surface (docs/licensing-v1.md): products, extensions and licenses addressed by
 //! signed 32-bit keys, licenses created as encrypted codes and installed from them.
 //!
-//! Mapping onto the core (shared/reference/seed-apis.md §2, §5): a product is a product, an
+//! Mapping onto the core: a product is a product, an
 //! extension is an entitlement attached to one of the product's policies, a license row is a
 //! license, and a licensee with its `licenserKey` is the group the licenses of one grant share.
 //! Keys are derived from the core UUIDs (`domain::projection::legacy_key`). The account is the
