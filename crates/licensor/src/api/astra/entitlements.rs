@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
-    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
+    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Kind, Params, Problem,
+    Reply,
 };
 use crate::domain::collection_query as cq;
 use crate::domain::projection::Metric;
@@ -83,7 +84,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, 2).await?;
+    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     let q =
         collection_query(query.as_deref(), &["include", "limit", "filter", "orderBy", "skip", "count", "continue"])?;
     let page = cq::apply(all_rows(&c).await?, &q);
@@ -109,12 +110,12 @@ pub async fn show(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply<Response> {
-    let c = authenticate(&state, &headers, &account, 2).await?;
+    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     no_query(query.as_deref())?;
     let row = all_rows(&c)
         .await?
         .into_iter()
         .find(|r| r["id"].as_str() == Some(id.as_str()))
-        .ok_or_else(|| Problem::new(2))?;
+        .ok_or_else(|| Problem::new(Kind::CollectionNotFound))?;
     Ok(json_response(StatusCode::OK, media_type(&headers, "application/astra-entitlement+json"), &row))
 }

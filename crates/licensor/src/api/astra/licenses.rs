@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{
-    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Params, Problem, Reply,
+    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Kind, Params, Problem,
+    Reply,
 };
 use crate::domain::collection_query as cq;
 use crate::domain::nlf::{self, Nlf, TextError};
@@ -179,7 +180,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, 2).await?;
+    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     let q = collection_query(query.as_deref(), &["include", "limit", "filter"])?;
     let extras = astra::for_account(c.db(), c.account.id).await?;
     // Licenses are read a page at a time, newest first, rendered and filtered, until the
@@ -216,7 +217,7 @@ pub async fn list(
 }
 
 /// The license `id` names, if the caller can see it; else problem `not_found`.
-async fn load(c: &Caller, id: &str, not_found: u16) -> Reply<(License, Option<AstraRow>)> {
+async fn load(c: &Caller, id: &str, not_found: Kind) -> Reply<(License, Option<AstraRow>)> {
     let Ok(id) = Uuid::parse_str(id) else { return Err(Problem::new(not_found)) };
     let l = licenses::find(c.db(), c.account.id, id).await?.ok_or_else(|| Problem::new(not_found))?;
     if !c.can_read(&l).await? {
@@ -240,9 +241,9 @@ pub async fn show(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, 2).await?;
+    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     no_query(query.as_deref())?;
-    let (l, extra) = load(&c, &id, 2).await?;
+    let (l, extra) = load(&c, &id, Kind::CollectionNotFound).await?;
     Ok(resource_response(StatusCode::OK, &headers, &render(&c, &l, extra.as_ref()).await?))
 }
 
@@ -252,11 +253,11 @@ pub async fn delete(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, 1).await?;
+    let c = authenticate(&state, &headers, &account, Kind::ResourceNotFound).await?;
     no_query(query.as_deref())?;
-    let (l, _) = load(&c, &id, 1).await?;
+    let (l, _) = load(&c, &id, Kind::ResourceNotFound).await?;
     if !c.can_write(Some(&l)) {
-        return Err(Problem::new(11));
+        return Err(Problem::new(Kind::OperationNotPermitted));
     }
     licenses::delete(c.db(), c.account.id, l.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -265,18 +266,22 @@ pub async fn delete(
 /// Parses the body and checks it against the resource schema: an object with only `allowed`
 /// fields, `type` and `version` right, strings where strings belong, well-formed labels.
 fn parse_body(body: &[u8], allowed: &[&str]) -> Reply<Map<String, Value>> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| Problem::new(7))?;
-    let Value::Object(o) = v else { return Err(Problem::new(8).schema("the body must be a JSON object")) };
+    let v: Value = serde_json::from_slice(body).map_err(|_| Problem::new(Kind::InvalidJsonPayload))?;
+    let Value::Object(o) = v else {
+        return Err(Problem::new(Kind::InvalidJsonResource).schema("the body must be a JSON object"));
+    };
     for k in o.keys() {
         if !allowed.contains(&k.as_str()) {
-            return Err(Problem::new(8).schema(format!("additional property '{k}' is not allowed")));
+            return Err(
+                Problem::new(Kind::InvalidJsonResource).schema(format!("additional property '{k}' is not allowed"))
+            );
         }
     }
     for (k, want) in [("type", TYPE), ("version", VERSION)] {
         match o.get(k) {
             Some(Value::String(s)) if s == want => {}
-            Some(_) => return Err(Problem::new(8).schema(format!("'{k}' must be \"{want}\""))),
-            None => return Err(Problem::new(8).schema(format!("'{k}' is required"))),
+            Some(_) => return Err(Problem::new(Kind::InvalidJsonResource).schema(format!("'{k}' must be \"{want}\""))),
+            None => return Err(Problem::new(Kind::InvalidJsonResource).schema(format!("'{k}' is required"))),
         }
     }
     for (k, v) in &o {
@@ -286,12 +291,12 @@ fn parse_body(body: &[u8], allowed: &[&str]) -> Reply<Map<String, Value>> {
             _ => v.is_string(),
         };
         if !ok {
-            return Err(Problem::new(8).schema(format!("'{k}' has the wrong type")));
+            return Err(Problem::new(Kind::InvalidJsonResource).schema(format!("'{k}' has the wrong type")));
         }
     }
     if let Some(h) = o.get("hostID").and_then(Value::as_str) {
         if h.is_empty() || h.len() > 63 {
-            return Err(Problem::new(8).schema("'hostID' must be 1 to 63 characters"));
+            return Err(Problem::new(Kind::InvalidJsonResource).schema("'hostID' must be 1 to 63 characters"));
         }
     }
     labels(&o)?;
@@ -313,15 +318,15 @@ fn labels(o: &Map<String, Value>) -> Reply<Option<Value>> {
     if ok {
         Ok(Some(l.clone()))
     } else {
-        Err(Problem::new(8).schema("'metadata.labels' must be an array of {name, value} strings"))
+        Err(Problem::new(Kind::InvalidJsonResource)
+            .schema("'metadata.labels' must be an array of {name, value} strings"))
     }
 }
 
 fn check_allocation(c: &Caller, o: &Map<String, Value>) -> Reply<()> {
     match o.get("allocation").and_then(Value::as_str) {
-        Some(a) if a != c.account.id.to_string() => {
-            Err(Problem::new(9).field("allocation", "must be the account ID of the request URI"))
-        }
+        Some(a) if a != c.account.id.to_string() => Err(Problem::new(Kind::FailedExtendedValidation)
+            .field("allocation", "must be the account ID of the request URI")),
         _ => Ok(()),
     }
 }
@@ -330,19 +335,21 @@ fn check_allocation(c: &Caller, o: &Map<String, Value>) -> Reply<()> {
 fn read_text(c: &Caller, text: &str) -> Reply<(Nlf, Option<i64>)> {
     let keys = c.state.signing_keys(&c.account)?;
     let nlf = nlf::parse(text, &keys.ed25519.verifying_key()).map_err(|e| match e {
-        TextError::Malformed(why) => Problem::new(8).schema(why),
-        TextError::Several => Problem::new(169),
-        TextError::Invalid(why) => Problem::new(9).field("licenseText", why),
+        TextError::Malformed(why) => Problem::new(Kind::InvalidJsonResource).schema(why),
+        TextError::Several => Problem::new(Kind::UnsupportedLicenseDefinition),
+        TextError::Invalid(why) => Problem::new(Kind::FailedExtendedValidation).field("licenseText", why),
     })?;
     let end = match nlf.end.as_deref() {
         None | Some(FOREVER) => None,
         Some(s) if s.starts_with("9999-") => None,
-        Some(s) => {
-            Some(time::parse_iso(s).ok_or_else(|| Problem::new(9).field("licenseText", "endDate is not a timestamp"))?)
-        }
+        Some(s) => Some(time::parse_iso(s).ok_or_else(|| {
+            Problem::new(Kind::FailedExtendedValidation).field("licenseText", "endDate is not a timestamp")
+        })?),
     };
     if end.is_some_and(|e| e < time::now_ms()) {
-        return Err(Problem::new(23).field("licenseText", "the license expired before the current date"));
+        return Err(
+            Problem::new(Kind::LicenseExpired).field("licenseText", "the license expired before the current date")
+        );
     }
     Ok((nlf, end))
 }
@@ -356,23 +363,27 @@ async fn policy_for(c: &Caller, product: Uuid, nlf: &Nlf) -> Result<Policy, Erro
 /// The license-level limits a text grants (none for `unlimited`).
 fn capacity_limits(nlf: &Nlf) -> Reply<Vec<(Metric, i64)>> {
     let number = |s: &str, field: &str| {
-        s.parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| Problem::new(9).field("licenseText", format!("{field} must be a non-negative integer")))
+        s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            Problem::new(Kind::FailedExtendedValidation)
+                .field("licenseText", format!("{field} must be a non-negative integer"))
+        })
     };
     if nlf.kind == "unlimited" {
         return Ok(Vec::new());
     }
-    let metric = Metric::from_name(&nlf.kind)
-        .ok_or_else(|| Problem::new(9).field("licenseText", format!("unknown capacity type '{}'", nlf.kind)))?;
+    let metric = Metric::from_name(&nlf.kind).ok_or_else(|| {
+        Problem::new(Kind::FailedExtendedValidation)
+            .field("licenseText", format!("unknown capacity type '{}'", nlf.kind))
+    })?;
     let mut limits = vec![(metric, number(&nlf.capacity, "capacity")?)];
     let second = number(&nlf.capacity2, "capacity2")?;
     if metric != Metric::Machines && second > 0 {
         limits.push((Metric::Machines, second));
     }
     for ((m, n), field) in limits.iter().zip(["capacity", "capacity2"]) {
-        m.check_quantity(*n).map_err(|why| Problem::new(9).field("licenseText", format!("{field} {why}")))?;
+        m.check_quantity(*n).map_err(|why| {
+            Problem::new(Kind::FailedExtendedValidation).field("licenseText", format!("{field} {why}"))
+        })?;
     }
     Ok(limits)
 }
@@ -419,25 +430,27 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, 2).await?;
+    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     no_query(query.as_deref())?;
     if !c.can_write(None) {
-        return Err(Problem::new(11));
+        return Err(Problem::new(Kind::OperationNotPermitted));
     }
     let o = parse_body(&body, CREATE_FIELDS)?;
     let Some(text) = o.get("licenseText").and_then(Value::as_str) else {
-        return Err(Problem::new(8).schema("'licenseText' is required"));
+        return Err(Problem::new(Kind::InvalidJsonResource).schema("'licenseText' is required"));
     };
     check_allocation(&c, &o)?;
     let (nlf, end) = read_text(&c, text)?;
     let product = products::find_by_name(c.db(), c.account.id, &nlf.product, c.principal.product_id())
         .await?
         .ok_or_else(|| {
-            Problem::new(20).field("licenseText", format!("product '{}' is not licensed by this account", nlf.product))
+            Problem::new(Kind::UnsupportedLicenseType)
+                .field("licenseText", format!("product '{}' is not licensed by this account", nlf.product))
         })?;
     if let Some(id) = nlf.license_id {
         if licenses::find(c.db(), c.account.id, id).await?.is_some() {
-            return Err(Problem::new(10).field("licenseText", format!("license {} is already installed", nlf.serial)));
+            return Err(Problem::new(Kind::ResourceConflict)
+                .field("licenseText", format!("license {} is already installed", nlf.serial)));
         }
     }
     // Validate the capacity before writing anything.
@@ -536,12 +549,12 @@ pub async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, 1).await?;
+    let c = authenticate(&state, &headers, &account, Kind::ResourceNotFound).await?;
     no_query(query.as_deref())?;
-    let (mut l, extra) = load(&c, &id, 1).await?;
+    let (mut l, extra) = load(&c, &id, Kind::ResourceNotFound).await?;
     let before = l.clone();
     if !c.can_write(Some(&l)) {
-        return Err(Problem::new(11));
+        return Err(Problem::new(Kind::OperationNotPermitted));
     }
     let current = render(&c, &l, extra.as_ref()).await?;
     let modified = extra.as_ref().map_or(l.updated_at, |e| e.updated_at.max(l.updated_at));
@@ -559,17 +572,19 @@ pub async fn replace(
             .map(|f| (f.to_string(), "conflicts with the stored value".to_string()))
             .collect();
         if !conflicts.is_empty() {
-            return Err(Problem::new(10).fields(conflicts));
+            return Err(Problem::new(Kind::ResourceConflict).fields(conflicts));
         }
     }
     let now = time::now_ms();
     if let Some(text) = new_text {
         let (nlf, end) = read_text(&c, text)?;
         if nlf.serial != current["productSN"].as_str().unwrap_or_default() {
-            return Err(Problem::new(10).field("licenseText", "the serial number differs from the stored license's"));
+            return Err(Problem::new(Kind::ResourceConflict)
+                .field("licenseText", "the serial number differs from the stored license's"));
         }
         if nlf.product != current["product"].as_str().unwrap_or_default() {
-            return Err(Problem::new(20).field("licenseText", "the product differs from the stored license's"));
+            return Err(Problem::new(Kind::UnsupportedLicenseType)
+                .field("licenseText", "the product differs from the stored license's"));
         }
         let limits = capacity_limits(&nlf)?;
         for m in Metric::ALL {

@@ -26,41 +26,57 @@ pub fn router() -> Router<AppState> {
         .route("/licenses/{license_id}", get(licenses::show).put(licenses::replace).delete(licenses::delete))
         .route("/entitlements", get(entitlements::list))
         .route("/entitlements/{entitlement_id}", get(entitlements::show))
-        .fallback(|| async { ([UNMATCHED], Problem::new(1)) })
-        .method_not_allowed_fallback(|| async { ([UNMATCHED], Problem::new(11)) });
+        .fallback(|| async { ([UNMATCHED], Problem::new(Kind::ResourceNotFound)) })
+        .method_not_allowed_fallback(|| async { ([UNMATCHED], Problem::new(Kind::OperationNotPermitted)) });
     Router::new().nest("/accounts/{account_id}/core/v1", api)
 }
 
-/// The problem catalogue: number, status, title, detail.
-const CATALOGUE: &[(u16, u16, &str, &str)] = &[
-    (1, 404, "Resource not found", "The resource specified in the request URI wasn't found."),
-    (2, 404, "Collection not found", "The collection specified in the request URI wasn't found."),
-    (3, 401, "Missing bearer token", "The request is missing the required bearer token."),
-    (4, 401, "Invalid bearer token", "The bearer token provided is invalid, revoked, or doesn't exist."),
-    (5, 400, "Invalid query parameters", "The supplied query parameters are invalid."),
-    (6, 400, "Query parameters not supported", "The supplied query parameters aren't supported for this endpoint."),
-    (7, 400, "Invalid JSON payload", "The request body is not valid JSON."),
-    (8, 400, "Invalid JSON resource", "The request body JSON doesn't conform to the schema."),
-    (9, 400, "Invalid JSON resource", "The request body JSON didn't pass extended validation."),
-    (10, 409, "JSON resource conflict", "The request body JSON contains a field that conflicts with an idempotent value."),
-    (11, 403, "Operation not permitted", "The requested operation isn't permitted."),
-    (20, 400, "Unsupported license type", "The license provided is for an unsupported product type."),
-    (21, 409, "Evaluation license blocked", "The evaluation license wasn't applied because a paid license is already allocated."),
-    (
-        22,
-        409,
-        "Evaluation license replacement blocked",
-        "The evaluation license wasn't replaced because the specified replacement license has a different serial number.",
-    ),
-    (
-        23,
-        409,
-        "License expired",
-        "The license wasn't applied because the expiration date of the license is before the current date.",
-    ),
-    (163, 403, "Automatically installed evaluation license deletion not allowed", "The automatically installed evaluation license can't be deleted."),
-    (169, 400, "Unsupported license definition", "The NetApp License File provided contains more than one license."),
-];
+/// The vendor's problem catalogue: each kind has its number (the `type` URI), status, title
+/// and detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ResourceNotFound,
+    CollectionNotFound,
+    MissingBearerToken,
+    InvalidBearerToken,
+    InvalidQueryParameters,
+    QueryParametersNotSupported,
+    InvalidJsonPayload,
+    InvalidJsonResource,
+    FailedExtendedValidation,
+    ResourceConflict,
+    OperationNotPermitted,
+    UnsupportedLicenseType,
+    EvaluationLicenseBlocked,
+    EvaluationReplacementBlocked,
+    LicenseExpired,
+    EvaluationDeletionNotAllowed,
+    UnsupportedLicenseDefinition,
+}
+
+impl Kind {
+    fn catalogue(self) -> (u16, u16, &'static str, &'static str) {
+        match self {
+            Kind::ResourceNotFound => (1, 404, "Resource not found", "The resource specified in the request URI wasn't found."),
+            Kind::CollectionNotFound => (2, 404, "Collection not found", "The collection specified in the request URI wasn't found."),
+            Kind::MissingBearerToken => (3, 401, "Missing bearer token", "The request is missing the required bearer token."),
+            Kind::InvalidBearerToken => (4, 401, "Invalid bearer token", "The bearer token provided is invalid, revoked, or doesn't exist."),
+            Kind::InvalidQueryParameters => (5, 400, "Invalid query parameters", "The supplied query parameters are invalid."),
+            Kind::QueryParametersNotSupported => (6, 400, "Query parameters not supported", "The supplied query parameters aren't supported for this endpoint."),
+            Kind::InvalidJsonPayload => (7, 400, "Invalid JSON payload", "The request body is not valid JSON."),
+            Kind::InvalidJsonResource => (8, 400, "Invalid JSON resource", "The request body JSON doesn't conform to the schema."),
+            Kind::FailedExtendedValidation => (9, 400, "Invalid JSON resource", "The request body JSON didn't pass extended validation."),
+            Kind::ResourceConflict => (10, 409, "JSON resource conflict", "The request body JSON contains a field that conflicts with an idempotent value."),
+            Kind::OperationNotPermitted => (11, 403, "Operation not permitted", "The requested operation isn't permitted."),
+            Kind::UnsupportedLicenseType => (20, 400, "Unsupported license type", "The license provided is for an unsupported product type."),
+            Kind::EvaluationLicenseBlocked => (21, 409, "Evaluation license blocked", "The evaluation license wasn't applied because a paid license is already allocated."),
+            Kind::EvaluationReplacementBlocked => (22, 409, "Evaluation license replacement blocked", "The evaluation license wasn't replaced because the specified replacement license has a different serial number."),
+            Kind::LicenseExpired => (23, 409, "License expired", "The license wasn't applied because the expiration date of the license is before the current date."),
+            Kind::EvaluationDeletionNotAllowed => (163, 403, "Automatically installed evaluation license deletion not allowed", "The automatically installed evaluation license can't be deleted."),
+            Kind::UnsupportedLicenseDefinition => (169, 400, "Unsupported license definition", "The NetApp License File provided contains more than one license."),
+        }
+    }
+}
 
 /// An RFC 7807 problem document.
 #[derive(Debug)]
@@ -70,10 +86,9 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// Problem `n` of the catalogue.
-    pub fn new(n: u16) -> Problem {
-        let (_, status, title, detail) =
-            CATALOGUE.iter().copied().find(|(k, ..)| *k == n).unwrap_or((1, 404, "Resource not found", ""));
+    /// A problem of the catalogue.
+    pub fn new(kind: Kind) -> Problem {
+        let (n, status, title, detail) = kind.catalogue();
         let mut body = Map::new();
         body.insert("type".into(), json!(format!("https://astra.netapp.io/problems/{n}")));
         body.insert("title".into(), json!(title));
@@ -130,19 +145,23 @@ impl Problem {
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
         match e {
-            Error::Unauthorized { .. } => Problem::new(4),
-            Error::Forbidden { .. } => Problem::new(11),
-            Error::NotFound { .. } => Problem::new(1),
-            Error::BadRequest { detail, .. } => Problem::new(9).field("body", detail.into_owned()),
+            Error::Unauthorized { .. } => Problem::new(Kind::InvalidBearerToken),
+            Error::Forbidden { .. } => Problem::new(Kind::OperationNotPermitted),
+            Error::NotFound { .. } => Problem::new(Kind::ResourceNotFound),
+            Error::BadRequest { detail, .. } => {
+                Problem::new(Kind::FailedExtendedValidation).field("body", detail.into_owned())
+            }
             Error::Invalid { detail, location, .. } => {
                 let name = match location {
                     crate::error::Source::Pointer(p) => p.rsplit('/').next().unwrap_or("body").to_string(),
                     _ => "body".into(),
                 };
-                Problem::new(9).field(&name, detail.into_owned())
+                Problem::new(Kind::FailedExtendedValidation).field(&name, detail.into_owned())
             }
-            Error::Unprocessable { detail, .. } => Problem::new(9).field("body", detail.into_owned()),
-            Error::Conflict { detail, .. } => Problem::new(10).field("body", detail.into_owned()),
+            Error::Unprocessable { detail, .. } => {
+                Problem::new(Kind::FailedExtendedValidation).field("body", detail.into_owned())
+            }
+            Error::Conflict { detail, .. } => Problem::new(Kind::ResourceConflict).field("body", detail.into_owned()),
             e @ (Error::Database(_) | Error::Internal(_)) => {
                 e.log("core/v1 API error");
                 Problem::custom(
@@ -184,11 +203,11 @@ pub struct Caller {
 
 /// Authenticates the bearer token and checks it belongs to `account` (id or slug). Another
 /// tenant's account answers `not_found` (problem 2 or 1, by operation), never 403.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, account: &str, not_found: u16) -> Reply<Caller> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, account: &str, not_found: Kind) -> Reply<Caller> {
     let raw = match auth::parse_authorization(headers) {
-        Ok(None) => return Err(Problem::new(3)),
+        Ok(None) => return Err(Problem::new(Kind::MissingBearerToken)),
         Ok(Some(Credential::Token(raw))) => raw,
-        _ => return Err(Problem::new(4)),
+        _ => return Err(Problem::new(Kind::InvalidBearerToken)),
     };
     let token = auth::find_token(&state.db, &raw).await?;
     let Some(acct) = state.account(account).await? else { return Err(Problem::new(not_found)) };
@@ -196,8 +215,8 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, account: &str, 
         return Err(Problem::new(not_found));
     }
     let principal = auth::token_principal(&state.db, &acct, token).await.map_err(|e| match e {
-        Error::Forbidden { .. } => Problem::new(11),
-        Error::Unauthorized { .. } => Problem::new(4),
+        Error::Forbidden { .. } => Problem::new(Kind::OperationNotPermitted),
+        Error::Unauthorized { .. } => Problem::new(Kind::InvalidBearerToken),
         other => Problem::from(other),
     })?;
     Ok(Caller { state: state.clone(), account: acct, principal })
@@ -246,9 +265,9 @@ where
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Params(v)),
             Err(_) if matches!(parts.method, axum::http::Method::PUT | axum::http::Method::DELETE) => {
-                Err(Problem::new(1))
+                Err(Problem::new(Kind::ResourceNotFound))
             }
-            Err(_) => Err(Problem::new(2)),
+            Err(_) => Err(Problem::new(Kind::CollectionNotFound)),
         }
     }
 }
@@ -259,17 +278,22 @@ fn no_query(query: Option<&str>) -> Reply<()> {
     if params.is_empty() && query.is_none_or(str::is_empty) {
         return Ok(());
     }
-    Err(Problem::new(6)
+    Err(Problem::new(Kind::QueryParametersNotSupported)
         .params(params.into_iter().map(|(k, _)| (k, "is not supported by this endpoint".to_string())).collect()))
 }
 
 /// Collection query parameters, or problem 5/6.
 fn collection_query(query: Option<&str>, supported: &[&str]) -> Reply<crate::domain::collection_query::Query> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| Problem::new(5).params(vec![("query".into(), "is not form-encoded".into())]))?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| {
+        Problem::new(Kind::InvalidQueryParameters).params(vec![("query".into(), "is not form-encoded".into())])
+    })?;
     crate::domain::collection_query::parse(&params, supported).map_err(|errors| {
-        let n = if errors.iter().all(|e| e.unsupported) { 6 } else { 5 };
-        Problem::new(n).params(errors.into_iter().map(|e| (e.name, e.reason)).collect())
+        let kind = if errors.iter().all(|e| e.unsupported) {
+            Kind::QueryParametersNotSupported
+        } else {
+            Kind::InvalidQueryParameters
+        };
+        Problem::new(kind).params(errors.into_iter().map(|e| (e.name, e.reason)).collect())
     })
 }
 
