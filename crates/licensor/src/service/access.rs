@@ -9,8 +9,9 @@ use uuid::Uuid;
 use crate::auth::{Bearer, Principal};
 use crate::db::Db;
 use crate::error::Result;
-use crate::model::{License, Policy};
+use crate::model::{License, Policy, Token};
 use crate::store::licenses::{self, LicenseFilter};
+use crate::store::users;
 
 /// What is done to a license beyond reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,5 +133,34 @@ pub fn scope_license_list(p: &Principal, f: &mut LicenseFilter) {
         Bearer::Product(prod) => f.product = Some(prod.id),
         Bearer::User(u) => f.user = Some(u.id),
         Bearer::License(l) => f.only = Some(l.id),
+    }
+}
+
+/// Whether `p` may see token `t` (not seeing it, it is not found): admins any; a product its
+/// own, its licenses', and those of its users of role `user`; a license or a user its own.
+pub async fn may_see_token(db: &Db, p: &Principal, t: &Token) -> Result<bool> {
+    Ok(match &p.bearer {
+        Bearer::Admin(_) => true,
+        Bearer::Product(prod) => match t.bearer_type.as_str() {
+            "product" => t.bearer_id == prod.id,
+            "license" => licenses::find(db, t.account_id, t.bearer_id).await?.is_some_and(|l| l.product_id == prod.id),
+            "user" => {
+                users::find(db, t.account_id, t.bearer_id).await?.is_some_and(|u| u.role == "user")
+                    && users::in_product(db, t.bearer_id, prod.id).await?
+            }
+            _ => false,
+        },
+        Bearer::License(l) => t.bearer_type == "license" && t.bearer_id == l.id,
+        Bearer::User(u) => t.bearer_type == "user" && t.bearer_id == u.id,
+    })
+}
+
+/// Whether `p`, who sees token `t`, may regenerate it. An admin regenerates its own token and
+/// those of products, licenses and users of role `user`, not another admin's (`bearer_role`
+/// is the role of `t`'s user bearer).
+pub fn may_regenerate_token(p: &Principal, t: &Token, bearer_role: Option<&str>) -> bool {
+    match &p.bearer {
+        Bearer::Admin(me) => t.bearer_id == me.id || t.bearer_type != "user" || bearer_role == Some("user"),
+        _ => true,
     }
 }

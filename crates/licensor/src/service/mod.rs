@@ -7,4 +7,5 @@
 pub mod access;
 pub mod licenses;
 pub mod machines;
+pub mod users;
 pub mod validation;

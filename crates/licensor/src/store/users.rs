@@ -117,22 +117,70 @@ pub async fn update(db: &Db, u: &User) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Deletes a user and the tokens it bears.
 /// Users in a group.
 pub async fn count_in_group(db: &Db, group: Uuid) -> Result<i64> {
     const SQL: &str = "SELECT COUNT(*) FROM users WHERE group_id = $1";
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(group).fetch_one(pool).await?))
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+/// Locks the account row; with it held, "another admin remains" stays true until commit.
+const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
+/// Admins of the account other than `$2`.
+const OTHER_ADMINS: &str = "SELECT COUNT(*) FROM users WHERE account_id = $1 AND role = 'admin' AND id <> $2";
+
+/// Saves `u`; when `keep_an_admin`, only if another admin remains, checked under the account's
+/// lock so two admins demoting each other cannot both succeed. `Ok(false)` when refused.
+pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool) -> Result<bool> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        if keep_an_admin {
+            sqlx::query(LOCK_ACCOUNT).bind(u.account_id).execute(&mut *tx).await?;
+            let others =
+                sqlx::query_scalar::<_, i64>(OTHER_ADMINS).bind(u.account_id).bind(u.id).fetch_one(&mut *tx).await?;
+            if others == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        sqlx::query(UPDATE)
+            .bind(u.account_id)
+            .bind(u.id)
+            .bind(&u.email)
+            .bind(&u.password_hash)
+            .bind(&u.first_name)
+            .bind(&u.last_name)
+            .bind(&u.role)
+            .bind(u.group_id)
+            .bind(u.banned_at)
+            .bind(&u.metadata)
+            .bind(u.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    })
+}
+
+/// Deletes a user and the tokens it bears; when `keep_an_admin`, only if another admin remains
+/// (checked under the account's lock). `Ok(false)` when refused.
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, keep_an_admin: bool) -> Result<bool> {
     // Deleting the user updates the licenses it owns (owner set null) and, through the count
     // trigger, those it is attached to. Lock them before the user row, in the order license
-    // writers (attach, activation) take them, so the two cannot deadlock on PostgreSQL.
+    // writers (attach, activation) take them, so the two cannot deadlock on PostgreSQL; the
+    // account after them, as activation takes it.
     const LOCK_LICENSES: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 \
         AND (owner_id = $2 OR id IN (SELECT license_id FROM license_users WHERE user_id = $2))";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_LICENSES).bind(account).bind(id).execute(&mut *tx).await?;
+        if keep_an_admin {
+            sqlx::query(LOCK_ACCOUNT).bind(account).execute(&mut *tx).await?;
+            let others = sqlx::query_scalar::<_, i64>(OTHER_ADMINS).bind(account).bind(id).fetch_one(&mut *tx).await?;
+            if others == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2")
             .bind(account)
             .bind(id)
@@ -144,6 +192,13 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-    });
-    Ok(())
+        Ok(true)
+    })
+}
+
+/// Whether `user` owns or is attached to a license of `product`.
+pub async fn in_product(db: &Db, user: Uuid, product: Uuid) -> Result<bool> {
+    const SQL: &str = "SELECT COUNT(*) FROM licenses l WHERE l.product_id = $1 AND (l.owner_id = $2 \
+        OR EXISTS (SELECT 1 FROM license_users lu WHERE lu.license_id = l.id AND lu.user_id = $2))";
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(product).bind(user).fetch_one(pool).await?) > 0)
 }

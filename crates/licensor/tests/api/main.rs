@@ -6,6 +6,7 @@ mod keygen_client;
 mod accounts;
 mod actions;
 mod astra;
+mod authorization;
 mod checkout;
 mod cli;
 mod concurrency;

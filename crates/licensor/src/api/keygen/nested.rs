@@ -50,7 +50,13 @@ nested_list!(user_licenses, Parent::User, "user", licenses::list);
 nested_list!(user_machines, Parent::User, "user", machines::list);
 nested_list!(group_licenses, Parent::Group, "group", licenses::list);
 nested_list!(group_machines, Parent::Group, "group", machines::list);
-nested_list!(group_users, Parent::Group, "group", users::list);
+/// `GET /groups/{id}/users`: for admins and products. Keygen lets a user list the users of the
+/// groups they own; Licensor's groups have members, not owners, so a member may not.
+pub async fn group_users(ctx: Ctx) -> ApiResult<Response> {
+    let id = parent_id(&ctx, Parent::Group).await?;
+    ctx.operator()?;
+    users::list(ctx.with_filter("group", &id)).await
+}
 
 /// `GET /policies/{id}/product`.
 pub async fn policy_product(ctx: Ctx) -> ApiResult<Response> {

@@ -159,7 +159,10 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 pub async fn load(ctx: &Ctx, id: &str) -> Result<Product, Error> {
     let principal = ctx.principal()?;
     let p = products::find(ctx.db(), ctx.account_id(), id).await?.ok_or_else(|| Error::not_found("product", id))?;
-    if principal.license().is_some_and(|l| l.product_id != p.id) {
+    // Lookups are scoped: another product, seen by a product or a license, is not found.
+    let elsewhere = principal.license().is_some_and(|l| l.product_id != p.id)
+        || principal.product_id().is_some_and(|own| own != p.id);
+    if elsewhere {
         return Err(Error::not_found("product", id));
     }
     principal.reads_catalog()?;

@@ -8,9 +8,10 @@ use uuid::Uuid;
 use super::document::{self, Resource};
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
-use crate::auth::{self, NewToken, Principal};
+use crate::auth::{self, NewToken};
 use crate::error::{Error, Source};
 use crate::model::Token;
+use crate::service::access;
 use crate::store::tokens;
 use crate::store::users;
 use crate::{crypto, time};
@@ -175,17 +176,18 @@ pub async fn list_for(ctx: &Ctx, bearer: Uuid) -> ApiResult<Response> {
     Ok(params.document(listing, |t| render(account, &t, None)))
 }
 
-fn can_manage(p: &Principal, t: &Token) -> bool {
-    p.is_admin() || p.bearer_ref().1 == t.bearer_id || (p.product_id().is_some() && t.bearer_type != "user")
-}
-
 pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     let p = ctx.principal()?;
     let params = ctx.list_params()?;
+    let asked_type = params.filter("bearer[type]").map(|t| t.trim_end_matches('s').to_string());
     let (bearer, bearer_type) = if p.is_admin() {
-        (params.uuid_filter("bearer[id]"), params.filter("bearer[type]").map(|t| t.trim_end_matches('s').to_string()))
+        (params.uuid_filter("bearer[id]"), asked_type)
     } else {
-        (Some(p.bearer_ref().1), None)
+        // Others list their own tokens; a filter naming another bearer narrows that to none.
+        let (own_type, own_id) = p.bearer_ref();
+        let asked_id = params.uuid_filter("bearer[id]");
+        let mismatch = asked_id.is_some_and(|id| id != own_id) || asked_type.as_deref().is_some_and(|t| t != own_type);
+        (Some(if mismatch { Uuid::nil() } else { own_id }), None)
     };
     let listing = tokens::list(ctx.db(), ctx.account_id(), bearer, bearer_type.as_deref(), params.page).await?;
     let account = ctx.account_id();
@@ -196,8 +198,9 @@ async fn load(ctx: &Ctx) -> Result<Token, Error> {
     let id = ctx.param("id");
     let uuid = Uuid::parse_str(id).map_err(|_| Error::not_found("token", id))?;
     let t = tokens::find(ctx.db(), ctx.account_id(), uuid).await?.ok_or_else(|| Error::not_found("token", id))?;
-    if !can_manage(ctx.principal()?, &t) {
-        return Err(Error::access_denied());
+    // Lookups are scoped to the tokens the caller may see, as in Keygen: others are not found.
+    if !access::may_see_token(ctx.db(), ctx.principal()?, &t).await? {
+        return Err(Error::not_found("token", id));
     }
     Ok(t)
 }
@@ -216,6 +219,9 @@ pub async fn regenerate(ctx: Ctx) -> ApiResult<Response> {
         }
         other => other.to_string(),
     };
+    if !access::may_regenerate_token(ctx.principal()?, &t, Some(role.as_str())) {
+        return Err(Error::access_denied().into());
+    }
     let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(&t.bearer_type, &role));
     let now = time::now_ms();
     t.digest = crypto::secrets::token_digest(&raw);

@@ -11,6 +11,7 @@ use super::extract::{nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
 use crate::model::{empty_metadata, User};
+use crate::service;
 use crate::store::groups;
 use crate::store::users::{self, UserFilter};
 use crate::{crypto, time};
@@ -155,10 +156,11 @@ async fn set_group(ctx: &Ctx, u: &mut User, group: Option<Uuid>) -> Result<(), E
 pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     ctx.operator()?;
     let mut u = load(&ctx).await?;
+    let before = u.clone();
     let group = super::licenses::parse_to_one(body, "group")?;
     set_group(&ctx, &mut u, group).await?;
     u.updated_at = time::now_ms();
-    users::update(ctx.db(), &u).await?;
+    service::users::save(ctx.db(), &before, &u).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
@@ -210,7 +212,9 @@ pub(super) async fn load(ctx: &Ctx) -> Result<User, Error> {
     let id = ctx.param("id");
     let not_found = || Error::not_found("user", id);
     let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id).await?.ok_or_else(not_found)?;
-    if p.is_admin() || p.product_id().is_some() || p.user_id() == Some(u.id) {
+    // Products see the users of role `user` (not the account's admins), as in Keygen.
+    let product_sees = p.product_id().is_some() && u.role == "user";
+    if p.is_admin() || product_sees || p.user_id() == Some(u.id) {
         Ok(u)
     } else {
         Err(not_found())
@@ -233,6 +237,11 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     };
     if let Some(product) = p.product_id() {
         filter.product = Some(product);
+        // Only users of role `user`: a product asking for admins gets none.
+        filter.role = Some(match filter.role.as_deref() {
+            None | Some("user") => "user".into(),
+            Some(_) => String::new(),
+        });
     } else if !p.is_admin() {
         filter.only = Some(p.bearer_ref().1);
     }
@@ -243,18 +252,19 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut u = load(&ctx).await?;
+    let before = u.clone();
     let is_admin = ctx.principal()?.is_admin();
     let data = parse_data::<UserInput, UserRels>(body, "users")?;
     apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
     u.updated_at = time::now_ms();
-    users::update(ctx.db(), &u).await.map_err(taken)?;
+    service::users::save(ctx.db(), &before, &u).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     ctx.operator()?;
     let u = load(&ctx).await?;
-    users::delete(ctx.db(), ctx.account_id(), u.id).await?;
+    service::users::delete(ctx.db(), &u).await?;
     Ok(document::no_content())
 }
 
@@ -267,10 +277,11 @@ async fn set_banned(ctx: Ctx, banned: bool) -> ApiResult<Response> {
     if !banned && u.banned_at.is_none() {
         return Err(Error::invalid("is not banned", "USER_NOT_BANNED").into());
     }
+    let before = u.clone();
     let now = time::now_ms();
     u.banned_at = banned.then_some(now);
     u.updated_at = now;
-    users::update(ctx.db(), &u).await?;
+    service::users::save(ctx.db(), &before, &u).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
