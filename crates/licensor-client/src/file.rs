@@ -141,4 +141,33 @@ impl VerifiedFile {
     pub fn attributes(&self) -> &Value {
         &self.document["data"]["attributes"]
     }
+
+    /// Fails unless this is a machine file issued for `fingerprint`. A signature proves who
+    /// issued a file, not where it is used: a machine file is bound to its machine only when the
+    /// product compares the fingerprint it computes with the one the file was issued for,
+    /// encrypted or not.
+    pub fn check_machine(&self, fingerprint: &str) -> Result<()> {
+        if self.kind != Kind::Machine {
+            return Err(malformed("not a machine file"));
+        }
+        match self.attributes()["fingerprint"].as_str() {
+            Some(fp) if fp == fingerprint => Ok(()),
+            Some(_) => Err(Error::WrongMachine),
+            None => Err(malformed("data.attributes.fingerprint is missing")),
+        }
+    }
+}
+
+/// Verifies a machine file for the machine with `fingerprint`: the signature, the decryption
+/// (when encrypted, with the license key and that fingerprint) and that the file names this
+/// machine (`WrongMachine` otherwise). Expiry is not checked: see [`VerifiedFile::check_time`].
+pub fn verify_machine(
+    certificate: &str,
+    public_key: &PublicKey,
+    license_key: &str,
+    fingerprint: &str,
+) -> Result<VerifiedFile> {
+    let file = verify(certificate, public_key, Some(decryption_key(license_key, Some(fingerprint))))?;
+    file.check_machine(fingerprint)?;
+    Ok(file)
 }

@@ -68,7 +68,8 @@ enum Command {
         /// License key, to decrypt an encrypted license or machine file.
         #[arg(long)]
         license_key: Option<String>,
-        /// Machine fingerprint, to decrypt an encrypted machine file.
+        /// Machine fingerprint: required for a machine file, which must name this machine (and,
+        /// when encrypted, is decrypted with it).
         #[arg(long)]
         fingerprint: Option<String>,
         /// Deployment ID an activation file must be bound to.
@@ -230,6 +231,12 @@ fn verify(
     if t.starts_with("-----BEGIN LICENSE FILE-----") || t.starts_with("-----BEGIN MACHINE FILE-----") {
         let decrypt = license_key.map(|k| file::decryption_key(k, fingerprint));
         let f = file::verify(t, key, decrypt)?;
+        if f.kind == file::Kind::Machine {
+            // A machine file proves nothing on another machine: the fingerprint is required.
+            let fp = fingerprint
+                .ok_or_else(|| anyhow::anyhow!("a machine file is bound to a machine: pass --fingerprint"))?;
+            f.check_machine(fp)?;
+        }
         f.check_time(now)?;
         return Ok(serde_json::json!({ "kind": format!("{:?}", f.kind).to_lowercase(), "document": f.document }));
     }

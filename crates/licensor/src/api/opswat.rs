@@ -250,6 +250,12 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
         return Ok(Answer::Failed(msg));
     }
     let because = "Could not activate your product because";
+    // The file signs `quantity` as the deployment's node count: no more than the key's seats.
+    if let Some(max) = license.max_machines().filter(|max| quantity > *max) {
+        return Ok(Answer::Failed(format!(
+            "{because} the quantity you provided is more than the Activation Key allows ({max})."
+        )));
+    }
     let machine = match machines::find_on_license(&state.db, license.account_id, license.id, deployment).await? {
         Some(m) => reactivate(state, m, quantity, now).await?,
         None => {

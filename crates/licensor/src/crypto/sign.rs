@@ -48,7 +48,10 @@ pub fn sign(keys: &AccountKeys, alg: SigAlg, data: &[u8]) -> anyhow::Result<Vec<
             let sig: p256::ecdsa::Signature = key.sign(data);
             sig.to_der().as_bytes().to_vec()
         }
-        SigAlg::RsaSha256 => rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa.clone()).sign(data).to_vec(),
+        // Randomized: the private-key operation is blinded, so its timing says nothing of the key.
+        SigAlg::RsaSha256 => {
+            rsa::pkcs1v15::SigningKey::<Sha256>::new(keys.rsa.clone()).sign_with_rng(&mut OsRng, data).to_vec()
+        }
         SigAlg::RsaPssSha256 => rsa::pss::SigningKey::<Sha256>::new_with_salt_len(keys.rsa.clone(), PSS_SALT_LEN)
             .sign_with_rng(&mut OsRng, data)
             .to_vec(),

@@ -213,7 +213,8 @@ pub fn sign_key(
             }
             let block = keys
                 .rsa
-                .sign(rsa::Pkcs1v15Sign::new_unprefixed(), seed.as_bytes())
+                // Blinded, like every RSA private-key operation here.
+                .sign_with_rng(&mut rand::rngs::OsRng, rsa::Pkcs1v15Sign::new_unprefixed(), seed.as_bytes())
                 .map_err(|e| Error::Internal(anyhow::anyhow!("RSA private-encrypt failed: {e}")))?;
             return Ok(URL_SAFE.encode(block));
         }

@@ -163,6 +163,16 @@ async fn signature_headers_and_bad_accept_signature() {
         .await
         .unwrap();
     assert!(r.headers()["keygen-signature"].to_str().unwrap().contains("rsa-sha256"));
+    // An unauthenticated caller cannot make the server spend RSA: its 401 is signed Ed25519.
+    let r = app
+        .client
+        .get(app.url(&app.acct("/licenses")))
+        .header("keygen-accept-signature", "algorithm=\"rsa-sha256\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["keygen-signature"].to_str().unwrap().contains("algorithm=\"ed25519\""));
 }
 
 /// The client crate refuses a license file once its TTL has passed, and one issued after the
@@ -204,4 +214,46 @@ async fn client_crate_rejects_expired_files_and_rolled_back_clocks() {
     assert!(
         licensor_client::file::verify(&tampered, &pk, Some(licensor_client::file::decryption_key(&key, None))).is_err()
     );
+}
+
+/// A machine file is bound to its machine: verification takes the fingerprint the product
+/// computes and refuses a file issued for another, plain or encrypted, in the client crate and
+/// in `licensor verify`.
+#[tokio::test]
+async fn machine_files_verify_only_on_their_machine() {
+    use licensor_client::file::verify_machine;
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 2})).await;
+    let pk = licensor_client::PublicKey::parse(&public_key_hex(&app).await).unwrap();
+    let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": "machine-a"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}});
+    let m = app.post(&app.acct("/machines"), &app.admin(), body).await.id();
+    for encrypt in [false, true] {
+        let path = app.acct(&format!("/machines/{m}/actions/check-out"));
+        let r = app.post(&path, &app.admin(), json!({"meta": {"encrypt": encrypt}})).await;
+        assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+        let cert = r.attr("certificate").as_str().unwrap().to_string();
+        let file = verify_machine(&cert, &pk, &key, "machine-a").unwrap();
+        assert_eq!(file.attributes()["fingerprint"], "machine-a");
+        let elsewhere = verify_machine(&cert, &pk, &key, "machine-b").unwrap_err();
+        let expected = if encrypt { licensor_client::Error::Decrypt } else { licensor_client::Error::WrongMachine };
+        assert_eq!(elsewhere, expected, "encrypt: {encrypt}");
+        if !encrypt {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("machine.lic");
+            std::fs::write(&path, &cert).unwrap();
+            let hex = public_key_hex(&app).await;
+            let verify = |extra: &[&str]| {
+                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
+                cmd.args(["verify", "--public-key", &hex]).args(extra).arg(&path);
+                cmd.output().unwrap()
+            };
+            assert!(verify(&["--fingerprint", "machine-a"]).status.success());
+            let out = verify(&["--fingerprint", "machine-b"]);
+            assert!(!out.status.success());
+            assert!(String::from_utf8_lossy(&out.stderr).contains("another machine"), "{out:?}");
+            let out = verify(&[]);
+            assert!(String::from_utf8_lossy(&out.stderr).contains("--fingerprint"), "{out:?}");
+        }
+    }
 }

@@ -244,6 +244,8 @@ async fn other_surface_documents() {
     let (license, key) = app.create_license(&policy, json!({"expiry": "2099-12-31T00:00:00Z"})).await;
     let deployment = "MSCL0123456789ABCDEF0123456789ABCDEF";
     let (status, _, text) = http_get(&app, &format!("/activation?key={key}&deployment={deployment}&quantity=2")).await;
+    g.record_raw("activation refused, quantity over the seats", &status, &text);
+    let (status, _, text) = http_get(&app, &format!("/activation?key={key}&deployment={deployment}&quantity=1")).await;
     g.record_raw("activation file", &status, &text);
     let other = "MSCL00000000000000000000000000000001";
     let (status, _, text) = http_get(&app, &format!("/activation?key={key}&deployment={other}&quantity=1")).await;

@@ -48,20 +48,25 @@ async fn activation_deactivation_and_limits() {
     let (_, _, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 2})).await;
     let pk = public_key(&app).await;
 
-    let (status, headers, body) =
+    // The file signs the node count asked for: never more than the key's seats.
+    let (status, _, body) =
         http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=3", deployment(1))).await;
+    assert_eq!(status, "HTTP/1.1 200 Activation failed");
+    assert!(body.contains("is more than the Activation Key allows (2)"), "{body}");
+    let (status, headers, body) =
+        http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=2", deployment(1))).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(headers.contains("content-disposition: attachment; filename=\"license.yml\""), "{headers}");
     let payload = opswat::verify(&body, &pk, Some(&deployment(1))).unwrap();
     assert_eq!(payload.license, license);
     assert_eq!(payload.key, key);
-    assert_eq!(payload.max_node_count, 3);
+    assert_eq!(payload.max_node_count, 2);
     assert_eq!(payload.product_name, "App");
     payload.check_time(chrono::Utc::now()).unwrap();
 
     // Re-activating the same deployment is idempotent: a fresh file, no new slot.
     let (status, _, again) =
-        http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=3", deployment(1))).await;
+        http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=2", deployment(1))).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(opswat::verify(&again, &pk, None).unwrap().machine, payload.machine);
     assert_eq!(machine_count(&app, &license).await, 1);
@@ -70,7 +75,7 @@ async fn activation_deactivation_and_limits() {
     let r = app.get(&app.acct(&format!("/machines/{}", payload.machine)), &app.admin()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.attr("fingerprint"), deployment(1).as_str());
-    assert_eq!(r.attr("metadata")["nodeQuantity"], 3);
+    assert_eq!(r.attr("metadata")["nodeQuantity"], 2);
 
     let (status, _, _) =
         http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=1", deployment(2))).await;

@@ -1,6 +1,7 @@
 //! Signed responses: every account-scoped response (errors too) carries `Date`, `Digest` and
 //! `Keygen-Signature` over `(request-target) host date digest`, signed with the account's key in
-//! the algorithm the client asks for with `Keygen-Accept-Signature` (Ed25519 by default).
+//! the algorithm the client asks for with `Keygen-Accept-Signature` (Ed25519 by default; a 401
+//! always Ed25519, so RSA's cost is not spent on unauthenticated callers).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -71,6 +72,14 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
     );
     let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
     let response = next.run(req).await;
+    // An RSA signature costs milliseconds of the private key; an unauthenticated request must
+    // not be able to buy them in bulk. Its 401 is signed with Ed25519 (named in the header).
+    let alg = match alg {
+        SigAlg::RsaSha256 | SigAlg::RsaPssSha256 if response.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            SigAlg::Ed25519
+        }
+        other => other,
+    };
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return ApiError(Error::Internal(anyhow::anyhow!("response body unreadable"))).into_response();
