@@ -1,10 +1,13 @@
-//! User use cases with a rule of their own: an account always keeps an admin, so deleting or
-//! demoting its last one is refused (Keygen's `ACCOUNT_ADMINS_REQUIRED`).
+//! User use cases with rules of their own: an account always keeps an admin, so deleting or
+//! demoting its last one is refused (Keygen's `ACCOUNT_ADMINS_REQUIRED`); a password changes
+//! with the old one, and signs the user out of every other token.
 
+use crate::auth::Principal;
+use crate::crypto::secrets;
 use crate::db::{is_unique_violation, Db};
 use crate::error::{Error, Result, Source};
 use crate::model::User;
-use crate::store::users;
+use crate::store::users::{self, Tokens};
 
 fn admins_required() -> Error {
     Error::Invalid {
@@ -14,11 +17,17 @@ fn admins_required() -> Error {
     }
 }
 
-/// Saves `after` (the user as read, `before`, with changes); an admin who stops being one must
-/// leave another. An email another user has is `EMAIL_TAKEN`.
-pub async fn save(db: &Db, before: &User, after: &User) -> Result<()> {
+/// Saves `after` (the user as read, `before`, with changes) for `p`; an admin who stops being
+/// one must leave another. A new password revokes the user's tokens but the one `p` came with.
+/// An email another user has is `EMAIL_TAKEN`.
+pub async fn save(db: &Db, p: &Principal, before: &User, after: &User) -> Result<()> {
     let demoted = before.role == "admin" && after.role != "admin";
-    match users::update_keeping_an_admin(db, after, demoted).await {
+    let tokens = if before.password_hash != after.password_hash {
+        Tokens::Revoke { except: p.token.as_ref().map(|t| t.id) }
+    } else {
+        Tokens::Keep
+    };
+    match users::update_keeping_an_admin(db, after, demoted, tokens).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(admins_required()),
         Err(Error::Database(e)) if is_unique_violation(&e) => {
@@ -35,4 +44,36 @@ pub async fn delete(db: &Db, u: &User) -> Result<()> {
     } else {
         Err(admins_required())
     }
+}
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD: usize = 8;
+
+pub fn check_password(password: &str, pointer: &'static str) -> Result<()> {
+    if password.len() < MIN_PASSWORD {
+        return Err(Error::Invalid {
+            detail: format!("is too short (minimum is {MIN_PASSWORD} characters)").into(),
+            code: "PASSWORD_TOO_SHORT".into(),
+            location: Source::Pointer(pointer.into()),
+        });
+    }
+    Ok(())
+}
+
+/// Changes `u`'s password for the user themself, who must give the current one (`401`
+/// otherwise, also when the user has none); every other token of theirs is revoked.
+pub async fn update_password(db: &Db, p: &Principal, u: &User, old: &str, new: String) -> Result<User> {
+    if p.user_id() != Some(u.id) {
+        return Err(Error::access_denied());
+    }
+    let ok = secrets::verify_password(old.to_string(), u.password_hash.clone()).await;
+    if u.password_hash.is_none() || !ok {
+        return Err(Error::Unauthorized { detail: "oldPassword is not valid".into(), code: None });
+    }
+    check_password(&new, "/data/attributes/password")?;
+    let mut after = u.clone();
+    after.password_hash = Some(secrets::hash_password(new).await?);
+    after.updated_at = crate::time::now_ms();
+    save(db, p, u, &after).await?;
+    Ok(after)
 }

@@ -128,9 +128,22 @@ const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id
 /// Admins of the account other than `$2`.
 const OTHER_ADMINS: &str = "SELECT COUNT(*) FROM users WHERE account_id = $1 AND role = 'admin' AND id <> $2";
 
+/// What a user's save does to the user's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    Keep,
+    /// Revokes them all but this one (the one the request came with), or all.
+    Revoke {
+        except: Option<Uuid>,
+    },
+}
+
 /// Saves `u`; when `keep_an_admin`, only if another admin remains, checked under the account's
 /// lock so two admins demoting each other cannot both succeed. `Ok(false)` when refused.
-pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool) -> Result<bool> {
+/// `tokens` says which of the user's tokens go in the same transaction (a password change
+/// signs the user out everywhere else).
+pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool, tokens: Tokens) -> Result<bool> {
+    const REVOKE: &str = "DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2 AND ($3 IS NULL OR id <> $3)";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         if keep_an_admin {
@@ -156,6 +169,9 @@ pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool) -> 
             .bind(u.updated_at)
             .execute(&mut *tx)
             .await?;
+        if let Tokens::Revoke { except } = tokens {
+            sqlx::query(REVOKE).bind(u.account_id).bind(u.id).bind(except).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(true)
     })

@@ -168,3 +168,56 @@ async fn token_generation_is_for_users_and_credentials_come_first() {
     }
     assert_eq!(app.post(&app.acct("/tokens"), &app.admin(), json!(null)).await.status, StatusCode::CREATED);
 }
+
+/// A password changes with the old one, by the user themself, and signs them out everywhere
+/// else; only the vendor sets one outright, which signs the user out everywhere.
+#[tokio::test]
+async fn a_password_change_needs_the_old_one_and_revokes_other_tokens() {
+    let app = spawn_app().await;
+    let user = app.create_user("changer@example.com").await;
+    let login = |password: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(&app.acct("/tokens"), &As::Basic("changer@example.com".into(), password.into()), json!(null))
+                .await;
+            (r.status, r.body["data"]["attributes"]["token"].as_str().map(|t| As::Bearer(t.to_string())))
+        }
+    };
+    let (_, elsewhere) = login(PASSWORD).await;
+    let (_, here) = login(PASSWORD).await;
+    let (elsewhere, here) = (elsewhere.unwrap(), here.unwrap());
+    let path = app.acct(&format!("/users/{user}/actions/update-password"));
+    let r = app.post(&path, &here, json!({"meta": {"oldPassword": "not it", "newPassword": "a new passphrase"}})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = app.post(&path, &here, json!({"meta": {"oldPassword": PASSWORD, "newPassword": "short"}})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "PASSWORD_TOO_SHORT"));
+    let r = app
+        .patch(
+            &app.acct(&format!("/users/{user}")),
+            &here,
+            json!({"data": {"type": "users", "attributes": {"password": "a new passphrase"}}}),
+        )
+        .await;
+    assert_eq!((r.status, r.pointer()), (StatusCode::BAD_REQUEST, "/data/attributes/password"), "{}", r.text);
+    // An admin may not change a user's password with this action (it is the user's).
+    let r = app
+        .post(&path, &app.admin(), json!({"meta": {"oldPassword": PASSWORD, "newPassword": "a new passphrase"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let r = app.post(&path, &here, json!({"meta": {"oldPassword": PASSWORD, "newPassword": "a new passphrase"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.get(&app.acct("/me"), &here).await.status, StatusCode::OK, "the token used stays");
+    assert_eq!(app.get(&app.acct("/me"), &elsewhere).await.status, StatusCode::UNAUTHORIZED, "the others go");
+    assert_eq!(login(PASSWORD).await.0, StatusCode::UNAUTHORIZED);
+    let (status, fresh) = login("a new passphrase").await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The vendor sets a password outright: every token of the user goes.
+    let r = app.patch_attributes("users", &user, json!({"password": "the vendor's choice"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for t in [here, fresh.unwrap()] {
+        assert_eq!(app.get(&app.acct("/me"), &t).await.status, StatusCode::UNAUTHORIZED);
+    }
+}

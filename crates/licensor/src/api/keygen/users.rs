@@ -106,13 +106,7 @@ async fn apply(ctx: &Ctx, u: &mut User, input: UserInput, rels: UserRels, can_se
         u.role = role;
     }
     if let Some(password) = input.password {
-        if password.len() < 8 {
-            return Err(Error::invalid_attr(
-                "password",
-                "is too short (minimum is 8 characters)",
-                "PASSWORD_TOO_SHORT",
-            ));
-        }
+        service::users::check_password(&password, "/data/attributes/password")?;
         u.password_hash = Some(crypto::secrets::hash_password(password).await?);
     }
     if let Some(m) = input.metadata {
@@ -160,7 +154,7 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let group = super::licenses::parse_to_one(body, "group")?;
     set_group(&ctx, &mut u, group).await?;
     u.updated_at = time::now_ms();
-    service::users::save(ctx.db(), &before, &u).await?;
+    service::users::save(ctx.db(), ctx.principal()?, &before, &u).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
@@ -255,9 +249,16 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let before = u.clone();
     let is_admin = ctx.principal()?.is_admin();
     let data = parse_data::<UserInput, UserRels>(body, "users")?;
+    // A user changes their own password with the old one (actions/update-password); only the
+    // vendor sets one outright, as in Keygen.
+    if data.attributes.password.is_some() && !service::access::is_operator(ctx.principal()?) {
+        return Err(
+            Error::bad_request("unpermitted parameter", Source::Pointer("/data/attributes/password".into())).into()
+        );
+    }
     apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
     u.updated_at = time::now_ms();
-    service::users::save(ctx.db(), &before, &u).await?;
+    service::users::save(ctx.db(), ctx.principal()?, &before, &u).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
@@ -281,7 +282,7 @@ async fn set_banned(ctx: Ctx, banned: bool) -> ApiResult<Response> {
     let now = time::now_ms();
     u.banned_at = banned.then_some(now);
     u.updated_at = now;
-    service::users::save(ctx.db(), &before, &u).await?;
+    service::users::save(ctx.db(), ctx.principal()?, &before, &u).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
@@ -309,4 +310,24 @@ pub async fn list_tokens(ctx: Ctx) -> ApiResult<Response> {
         return Err(Error::access_denied().into());
     }
     super::tokens::list_for(&ctx, u.id).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PasswordMeta {
+    old_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `POST /users/{id}/actions/update-password`: the user, with the old password; every other
+/// token of theirs is revoked.
+pub async fn update_password(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let u = load(&ctx).await?;
+    let meta: PasswordMeta = super::extract::parse_meta(body)?;
+    let missing =
+        |name: &'static str| Error::bad_request("is missing", Source::Pointer(format!("/meta/{name}").into()));
+    let old = meta.old_password.ok_or_else(|| missing("oldPassword"))?;
+    let new = meta.new_password.ok_or_else(|| missing("newPassword"))?;
+    let u = service::users::update_password(ctx.db(), ctx.principal()?, &u, &old, new).await?;
+    Ok(document::ok(render(ctx.account_id(), &u)))
 }
