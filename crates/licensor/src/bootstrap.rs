@@ -10,8 +10,8 @@ use crate::crypto::{self, MasterKey};
 use crate::db::Db;
 use crate::domain::account;
 use crate::model::{Account, User};
-use crate::store::accounts;
 use crate::store::users;
+use crate::store::{accounts, settings};
 use crate::time;
 
 pub struct CreatedAccount {
@@ -119,4 +119,54 @@ pub async fn first_run(db: &Db, master: &MasterKey, data_dir: &Path) -> anyhow::
     });
     crate::fsutil::write_private(&path, serde_json::to_string_pretty(&body)?.as_bytes())?;
     Ok(Some(path))
+}
+
+/// The setting holding a known text sealed with the master key.
+const MASTER_CHECK: &str = "master_key_check";
+const CHECK_TEXT: &[u8] = b"licensor master key check";
+
+fn wrong_master_key() -> anyhow::Error {
+    anyhow::anyhow!(
+        "the master key does not open this database's account keys: it is not the key the database was \
+         created with. Set LICENSOR_MASTER_KEY (or restore <data-dir>/master.key) to that key; if a \
+         `licensor rotate-master-key` was interrupted, <data-dir>/master.key.new holds the new one"
+    )
+}
+
+/// Refuses to go on with a master key that does not open this database: every account-scoped
+/// request would fail, and keys sealed under it would be lost to the real one. The first start
+/// with a database from before the check tests an account's keys, then records the check.
+pub async fn check_master_key(db: &Db, master: &MasterKey) -> anyhow::Result<()> {
+    if let Some(sealed) = settings::get(db, MASTER_CHECK).await? {
+        return master.open(&sealed, MASTER_CHECK.as_bytes()).map(|_| ()).map_err(|_| wrong_master_key());
+    }
+    if let Some(k) = accounts::sealed_keys(db).await?.first() {
+        crypto::AccountKeys::unseal(master, k.id, &k.ed25519, &k.rsa).map_err(|_| wrong_master_key())?;
+    }
+    settings::insert(db, MASTER_CHECK, &master.seal(CHECK_TEXT, MASTER_CHECK.as_bytes())?).await?;
+    // Another node may have recorded a check first: it must be ours too.
+    let sealed = settings::get(db, MASTER_CHECK).await?.unwrap_or_default();
+    master.open(&sealed, MASTER_CHECK.as_bytes()).map(|_| ()).map_err(|_| wrong_master_key())
+}
+
+/// Re-seals every account's private keys under `new` (opened with `old`) and records `new`'s
+/// check, in one transaction. Run it with the nodes stopped: they hold the old key.
+pub async fn rotate_master_key(db: &Db, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
+    check_master_key(db, old).await?;
+    let mut resealed = Vec::new();
+    for k in accounts::sealed_keys(db).await? {
+        let aad = k.id.as_bytes();
+        let reseal = |sealed: &[u8]| -> anyhow::Result<Vec<u8>> { new.seal(&old.open(sealed, aad)?, aad) };
+        resealed.push(accounts::SealedKeys {
+            id: k.id,
+            ed25519: reseal(&k.ed25519)?,
+            rsa: reseal(&k.rsa)?,
+            ecdsa: k.ecdsa.as_deref().map(reseal).transpose()?,
+        });
+    }
+    let check = new.seal(CHECK_TEXT, MASTER_CHECK.as_bytes())?;
+    if !accounts::reseal_all(db, &resealed, MASTER_CHECK, &check).await? {
+        bail!("accounts were created during the rotation; nothing was changed, run it again");
+    }
+    Ok(resealed.len())
 }

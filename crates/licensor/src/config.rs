@@ -30,11 +30,28 @@ impl DatabaseArgs {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("licensor.db").display()))
     }
 
-    pub fn master_key(&self) -> anyhow::Result<crate::crypto::MasterKey> {
-        match &self.master_key {
-            Some(hex) => crate::crypto::MasterKey::from_hex(hex),
-            None => crate::crypto::MasterKey::load_or_create(&self.data_dir.join("master.key")),
-        }
+    /// Where the generated master key lives when none is given.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+
+    /// The master key for `db`: the one given, else `<data-dir>/master.key`, created only for a
+    /// database that holds no account yet (a lost key is an error, never silently replaced),
+    /// and checked to open the database's keys.
+    pub async fn master_key(&self, db: &crate::db::Db) -> anyhow::Result<crate::crypto::MasterKey> {
+        let path = self.master_key_path();
+        let key = match &self.master_key {
+            Some(hex) => crate::crypto::MasterKey::from_hex(hex)?,
+            None if path.exists() => crate::crypto::MasterKey::load(&path)?,
+            None if crate::store::accounts::count(db).await? > 0 => anyhow::bail!(
+                "{} is missing, and this database holds accounts sealed with it: restore the file or set \
+                 LICENSOR_MASTER_KEY; a new key could not open them",
+                path.display()
+            ),
+            None => crate::crypto::MasterKey::load_or_create(&path)?,
+        };
+        crate::bootstrap::check_master_key(db, &key).await?;
+        Ok(key)
     }
 
     pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {

@@ -43,6 +43,17 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Re-seal every account's private keys under a new master key, in one transaction. Stop
+    /// the nodes first (they hold the old key) and start them with the new one.
+    RotateMasterKey {
+        /// Where to write the new key (64 hex characters, mode 0600); must not exist. Required
+        /// when the current key comes from LICENSOR_MASTER_KEY; by default the new key replaces
+        /// `<data-dir>/master.key`.
+        #[arg(long)]
+        new_key_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -144,8 +155,8 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen, account, db } => {
-            let master = db.master_key()?;
             let pool = db.connect().await?;
+            let master = db.master_key(&pool).await?;
             licensor::bootstrap::ensure_keys(&pool, &master).await?;
             if let Some(path) = licensor::bootstrap::first_run(&pool, &master, &db.data_dir).await? {
                 println!(
@@ -162,8 +173,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Setup { account, email, password, db } => {
-            let master = db.master_key()?;
             let pool = db.connect().await?;
+            let master = db.master_key(&pool).await?;
             let created = licensor::bootstrap::create_account(&pool, &master, &account, &email, &password).await?;
             println!(
                 "{}",
@@ -174,6 +185,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             );
             pool.close().await;
+            Ok(())
+        }
+        Command::RotateMasterKey { new_key_file, db } => {
+            let pool = db.connect().await?;
+            let old = db.master_key(&pool).await?;
+            let default_path = db.master_key_path();
+            let (target, replaces_default) = match (new_key_file, &db.master_key) {
+                (Some(path), _) => (path, false),
+                (None, None) => (default_path.with_extension("key.new"), true),
+                (None, Some(_)) => anyhow::bail!("the master key comes from LICENSOR_MASTER_KEY: pass --new-key-file"),
+            };
+            if target.exists() {
+                anyhow::bail!("{} exists: move it away first", target.display());
+            }
+            let new = licensor::crypto::MasterKey::generate();
+            // The new key is on disk before any account is sealed with it.
+            licensor::fsutil::write_private(&target, new.to_hex().as_bytes())?;
+            let n = licensor::bootstrap::rotate_master_key(&pool, &old, &new).await?;
+            pool.close().await;
+            if replaces_default {
+                std::fs::rename(&target, &default_path)
+                    .with_context(|| format!("cannot move {} to {}", target.display(), default_path.display()))?;
+                println!("re-sealed the keys of {n} accounts; {} holds the new master key", default_path.display());
+            } else {
+                println!(
+                    "re-sealed the keys of {n} accounts; {} holds the new master key: start every node with it",
+                    target.display()
+                );
+            }
             Ok(())
         }
         Command::Migrate { db } => {
@@ -189,7 +229,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("no account {account}"))?;
             println!(
                 "{}",
-                serde_json::json!({ "account_id": row.id, "ed25519": row.ed25519_public, "rsa": row.rsa_public })
+                serde_json::json!({
+                    "account_id": row.id,
+                    "ed25519": row.ed25519_public,
+                    "rsa": row.rsa_public,
+                    "ecdsa": row.ecdsa_public,
+                })
             );
             pool.close().await;
             Ok(())

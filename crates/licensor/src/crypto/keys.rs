@@ -42,11 +42,21 @@ impl MasterKey {
         MasterKey(Zeroizing::new(k))
     }
 
+    /// Reads the key from `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_hex(&text)
+    }
+
+    /// The key as 64 hex characters (for writing it where an operator keeps it).
+    pub fn to_hex(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(hex::encode(*self.0))
+    }
+
     /// Reads the key from `path`, or creates it there (mode 0600) when missing.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         if path.exists() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            return Self::from_hex(&text);
+            return Self::load(path);
         }
         let key = Self::generate();
         crate::fsutil::write_private(path, hex::encode(*key.0).as_bytes())?;

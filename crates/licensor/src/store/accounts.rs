@@ -82,3 +82,43 @@ pub async fn update(db: &Db, a: &Account) -> Result<()> {
         .rows_affected());
     Ok(())
 }
+
+/// An account's sealed private keys, for re-sealing under a new master key.
+#[derive(Debug, Clone)]
+pub struct SealedKeys {
+    pub id: Uuid,
+    pub ed25519: Vec<u8>,
+    pub rsa: Vec<u8>,
+    pub ecdsa: Option<Vec<u8>>,
+}
+
+/// Every account's sealed keys.
+pub async fn sealed_keys(db: &Db) -> Result<Vec<SealedKeys>> {
+    const SQL: &str = "SELECT id, ed25519_secret, rsa_secret, ecdsa_secret FROM accounts ORDER BY id";
+    let rows: Vec<(Uuid, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> =
+        db_run!(db, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+    Ok(rows.into_iter().map(|(id, ed25519, rsa, ecdsa)| SealedKeys { id, ed25519, rsa, ecdsa }).collect())
+}
+
+/// Replaces every account's sealed keys and the master-key check, in one transaction: a
+/// rotation applies whole or not at all. `Ok(false)` when the accounts changed meanwhile (an
+/// account was created during the rotation).
+pub async fn reseal_all(db: &Db, keys: &[SealedKeys], check_name: &str, check: &[u8]) -> Result<bool> {
+    const COUNT: &str = "SELECT COUNT(*) FROM accounts";
+    const UPDATE: &str = "UPDATE accounts SET ed25519_secret = $2, rsa_secret = $3, ecdsa_secret = $4 WHERE id = $1";
+    const CHECK: &str =
+        "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        for k in keys {
+            sqlx::query(UPDATE).bind(k.id).bind(&k.ed25519).bind(&k.rsa).bind(&k.ecdsa).execute(&mut *tx).await?;
+        }
+        if sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&mut *tx).await? != keys.len() as i64 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(CHECK).bind(check_name).bind(check).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    })
+}

@@ -207,3 +207,61 @@ async fn ecdsa_files_and_responses_verify() {
     let signed = licensor_client::response::SignedResponse { body: &tampered, ..signed };
     assert!(licensor_client::response::verify(&signed, &ecdsa).is_err());
 }
+
+/// A master key that does not open the database stops the server before it serves (it would
+/// fail every signed answer and seal new keys under the wrong key); a lost key file is not
+/// silently replaced; `rotate-master-key` re-seals every account under a new key.
+#[tokio::test]
+async fn the_master_key_is_checked_and_rotates() {
+    let app = spawn_app().await;
+    let data = tempfile::tempdir().unwrap();
+    let run = |master: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_licensor"));
+        cmd.args(args)
+            .env("LICENSOR_DATABASE_URL", &app.database_url)
+            .env("LICENSOR_DATA_DIR", data.path())
+            .env_remove("LICENSOR_DATABASE_SCHEMA")
+            .env_remove("LICENSOR_MASTER_KEY");
+        if let Some(schema) = &app.schema {
+            cmd.env("LICENSOR_DATABASE_SCHEMA", schema);
+        }
+        if let Some(m) = master {
+            cmd.env("LICENSOR_MASTER_KEY", m);
+        }
+        let out = cmd.output().expect("run licensor");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let setup = |master: Option<&str>, n: u32| {
+        let account = format!("shop-{n}");
+        run(master, &["setup", "--account", &account, "--email", "ops@example.com", "--password", "long enough pw"])
+    };
+
+    let wrong = "00".repeat(32);
+    let (ok, _, err) = setup(Some(&wrong), 1);
+    assert!(!ok && err.contains("does not open"), "{err}");
+    let (ok, _, err) = setup(None, 2);
+    assert!(!ok && err.contains("master.key is missing"), "{err}");
+    assert!(!data.path().join("master.key").exists(), "no key is invented for a database that has one");
+    let (ok, _, err) = setup(Some(&app.master_hex), 3);
+    assert!(ok, "{err}");
+
+    let new_file = data.path().join("new.key");
+    let (ok, out, err) =
+        run(Some(&app.master_hex), &["rotate-master-key", "--new-key-file", new_file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("re-sealed the keys of 2 accounts"), "{out}");
+    let new_hex = std::fs::read_to_string(&new_file).unwrap();
+    let (ok, _, err) = setup(Some(&app.master_hex), 4);
+    assert!(!ok && err.contains("does not open"), "the old key no longer opens the database: {err}");
+    let (ok, _, err) = setup(Some(new_hex.trim()), 5);
+    assert!(ok, "{err}");
+    // The re-sealed keys still sign as the account's published public key says.
+    let master = licensor::crypto::MasterKey::from_hex(new_hex.trim()).unwrap();
+    let row = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
+    let keys = licensor::crypto::AccountKeys::for_account(&master, &row).unwrap();
+    assert_eq!(hex::encode(keys.ed25519.verifying_key().as_bytes()), row.ed25519_public);
+}
