@@ -84,7 +84,7 @@ pub async fn update(db: &Db, a: &Account) -> Result<()> {
 }
 
 /// An account's sealed private keys, for re-sealing under a new master key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SealedKeys {
     pub id: Uuid,
     pub ed25519: Vec<u8>,
@@ -94,10 +94,8 @@ pub struct SealedKeys {
 
 /// Every account's sealed keys.
 pub async fn sealed_keys(db: &Db) -> Result<Vec<SealedKeys>> {
-    const SQL: &str = "SELECT id, ed25519_secret, rsa_secret, ecdsa_secret FROM accounts ORDER BY id";
-    let rows: Vec<(Uuid, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> =
-        db_run!(db, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
-    Ok(rows.into_iter().map(|(id, ed25519, rsa, ecdsa)| SealedKeys { id, ed25519, rsa, ecdsa }).collect())
+    const SQL: &str = "SELECT id, ed25519_secret AS ed25519, rsa_secret AS rsa, ecdsa_secret AS ecdsa FROM accounts ORDER BY id";
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, SealedKeys>(SQL).fetch_all(pool).await?))
 }
 
 /// Replaces every account's sealed keys and the master-key check, in one transaction: a
