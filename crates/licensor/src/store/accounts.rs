@@ -94,7 +94,8 @@ pub struct SealedKeys {
 
 /// Every account's sealed keys.
 pub async fn sealed_keys(db: &Db) -> Result<Vec<SealedKeys>> {
-    const SQL: &str = "SELECT id, ed25519_secret AS ed25519, rsa_secret AS rsa, ecdsa_secret AS ecdsa FROM accounts ORDER BY id";
+    const SQL: &str =
+        "SELECT id, ed25519_secret AS ed25519, rsa_secret AS rsa, ecdsa_secret AS ecdsa FROM accounts ORDER BY id";
     Ok(db_run!(db, |pool| sqlx::query_as::<_, SealedKeys>(SQL).fetch_all(pool).await?))
 }
 
