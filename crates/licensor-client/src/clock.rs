@@ -19,10 +19,18 @@ impl ClockGuard {
         ClockGuard { path: path.as_ref().to_path_buf() }
     }
 
-    /// The newest instant seen so far, if any.
+    /// The newest instant seen so far, if any. A state file that cannot be read as one is
+    /// treated as a clock set back: garbling it must not lift the guard. (Deleting it does:
+    /// the guard is best-effort, its state lives where the customer can reach it.)
     pub fn newest_seen(&self) -> Result<Option<DateTime<Utc>>> {
         match std::fs::read_to_string(&self.path) {
-            Ok(s) => Ok(s.trim().parse::<i64>().ok().and_then(|t| DateTime::from_timestamp(t, 0))),
+            Ok(s) => s
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .map(Some)
+                .ok_or(Error::ClockRollback),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Io(e.to_string())),
         }
@@ -65,5 +73,16 @@ mod tests {
         assert_eq!(fresh.observe(now, now + Duration::hours(2)), Err(Error::ClockRollback));
         // Small drift is tolerated.
         guard.observe(now + Duration::days(1) - Duration::minutes(1), now).unwrap();
+    }
+
+    #[test]
+    fn garbled_state_is_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clock");
+        let guard = ClockGuard::new(&path);
+        let now = Utc::now();
+        guard.observe(now, now).unwrap();
+        std::fs::write(&path, "not a time").unwrap();
+        assert_eq!(guard.observe(now, now), Err(Error::ClockRollback));
     }
 }

@@ -57,8 +57,10 @@ impl Scheme {
     }
 }
 
+/// Base64url as Keygen writes keys: padded. One accepted spelling per key, so a signed key
+/// cannot be re-encoded into a second key that verifies.
 fn b64url(s: &str) -> Result<Vec<u8>> {
-    URL_SAFE.decode(s).or_else(|_| URL_SAFE_NO_PAD.decode(s)).map_err(|_| malformed("key is not base64url"))
+    URL_SAFE.decode(s).map_err(|_| malformed("key is not padded base64url"))
 }
 
 /// Verifies `key` under `scheme` and returns the data it carries.
@@ -90,8 +92,8 @@ fn verify_jwt(token: &str, public_key: &PublicKey) -> Result<Vec<u8>> {
     else {
         return Err(malformed("a JWT has three parts"));
     };
-    let decode =
-        |s: &str| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| malformed("JWT part is not base64url"));
+    // JWT parts are base64url without padding (RFC 7515): nothing else is accepted.
+    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| malformed("JWT part is not unpadded base64url"));
     let h: serde_json::Value =
         serde_json::from_slice(&decode(header)?).map_err(|_| malformed("JWT header is not JSON"))?;
     if h["alg"] != "RS256" {
@@ -101,10 +103,15 @@ fn verify_jwt(token: &str, public_key: &PublicKey) -> Result<Vec<u8>> {
     let claims = decode(payload)?;
     let c: serde_json::Value = serde_json::from_slice(&claims).map_err(|_| malformed("JWT claims are not JSON"))?;
     let now = chrono::Utc::now().timestamp();
-    if c["exp"].as_i64().is_some_and(|exp| exp < now) {
-        return Err(Error::Expired(c["exp"].to_string()));
+    // Times are integers (NumericDate); a float or a string would otherwise go unchecked.
+    let time = |name: &str| match &c[name] {
+        serde_json::Value::Null => Ok(None),
+        v => v.as_i64().map(Some).ok_or_else(|| malformed(format!("JWT {name} is not an integer"))),
+    };
+    if let Some(exp) = time("exp")?.filter(|exp| *exp < now) {
+        return Err(Error::Expired(exp.to_string()));
     }
-    if c["nbf"].as_i64().is_some_and(|nbf| nbf > now + crate::file::CLOCK_SKEW.num_seconds()) {
+    if time("nbf")?.is_some_and(|nbf| nbf > now + crate::file::CLOCK_SKEW.num_seconds()) {
         return Err(Error::ClockRollback);
     }
     Ok(claims)
@@ -131,5 +138,34 @@ mod tests {
         }
         let other = PublicKey::Ed25519(SigningKey::generate(&mut rand::rngs::OsRng).verifying_key());
         assert_eq!(verify(&key, Scheme::Ed25519Sign, &other), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn one_encoding_per_key_and_integer_times() {
+        let sk = SigningKey::generate(&mut rand::rngs::OsRng);
+        let pk = PublicKey::Ed25519(sk.verifying_key());
+        // A dataset whose base64url has padding: the unpadded spelling of the same key fails.
+        let data = URL_SAFE.encode(br#"{"a":1}"#);
+        assert!(data.ends_with('='));
+        let signing = format!("key/{data}");
+        let sig = URL_SAFE.encode(sk.sign(signing.as_bytes()).to_bytes());
+        assert!(verify(&format!("{signing}.{sig}"), Scheme::Ed25519Sign, &pk).is_ok());
+        assert!(verify(&format!("{signing}.{}", sig.trim_end_matches('=')), Scheme::Ed25519Sign, &pk).is_err());
+
+        // JWT times must be integers: a float `exp` in the past is not a way around expiry.
+        let rsa = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+        let rsa_pk = PublicKey::Rsa(Box::new(rsa.to_public_key()));
+        let jwt = |claims: &str| {
+            use rsa::signature::{SignatureEncoding, Signer as _};
+            let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+            let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+            let sig = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa.clone()).sign(input.as_bytes()).to_vec();
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        };
+        assert!(verify(&jwt(r#"{"exp":4102444800}"#), Scheme::RsaJwtRs256, &rsa_pk).is_ok());
+        assert!(matches!(verify(&jwt(r#"{"exp":1000}"#), Scheme::RsaJwtRs256, &rsa_pk), Err(Error::Expired(_))));
+        for claims in [r#"{"exp":1000.5}"#, r#"{"exp":"1000"}"#, r#"{"nbf":"soon"}"#] {
+            assert!(matches!(verify(&jwt(claims), Scheme::RsaJwtRs256, &rsa_pk), Err(Error::Malformed(_))), "{claims}");
+        }
     }
 }

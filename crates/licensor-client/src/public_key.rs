@@ -119,13 +119,36 @@ impl PublicKey {
                     .ok_or(Error::BadSignature)
             }
             (PublicKey::EcdsaP256(k), Algorithm::EcdsaP256) => {
-                // DER, as Keygen writes them; a fixed 64-byte form is accepted too.
-                let sig = p256::ecdsa::Signature::from_der(sig)
-                    .or_else(|_| p256::ecdsa::Signature::from_slice(sig))
-                    .map_err(|_| Error::BadSignature)?;
+                // One encoding per signature: DER, as Keygen writes them, with a low S (its
+                // high-S twin, equally valid to the curve, is refused, so a signature cannot be
+                // re-encoded into a second accepted form).
+                let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| Error::BadSignature)?;
+                if sig.normalize_s().is_some() {
+                    return Err(Error::BadSignature);
+                }
                 k.verify(data, &sig).map_err(|_| Error::BadSignature)
             }
             _ => Err(Error::Unsupported("algorithm does not match the public key".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ecdsa_signature_has_one_accepted_encoding() {
+        use p256::ecdsa::signature::Signer as _;
+        let sk = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let pk = PublicKey::EcdsaP256(Box::new(*sk.verifying_key()));
+        let sig: p256::ecdsa::Signature = sk.sign(b"data");
+        let sig = sig.normalize_s().unwrap_or(sig);
+        assert!(pk.verify(Algorithm::EcdsaP256, b"data", sig.to_der().as_bytes()).is_ok());
+        // The raw 64-byte form, and the high-S twin, of the same signature are refused.
+        assert!(pk.verify(Algorithm::EcdsaP256, b"data", &sig.to_bytes()).is_err());
+        let (r, s) = sig.split_scalars();
+        let high = p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+        assert!(pk.verify(Algorithm::EcdsaP256, b"data", high.to_der().as_bytes()).is_err());
     }
 }

@@ -22,7 +22,44 @@ pub struct SignedResponse<'a> {
     pub body: &'a [u8],
 }
 
-/// Verifies the signature and that the body matches the signed digest.
+/// Verifies the signature, the body's digest, and that the answer is fresh: its signed `Date`
+/// within `max_age` of `now` (a captured answer replayed later fails, `Expired`), and not from
+/// the future beyond the clock skew (`ClockRollback`).
+pub fn verify_fresh(
+    r: &SignedResponse<'_>,
+    public_key: &PublicKey,
+    now: chrono::DateTime<chrono::Utc>,
+    max_age: chrono::Duration,
+) -> Result<()> {
+    verify(r, public_key)?;
+    let date = chrono::DateTime::parse_from_rfc2822(r.date)
+        .map_err(|_| malformed("Date is not an HTTP date"))?
+        .with_timezone(&chrono::Utc);
+    if date > now + crate::file::CLOCK_SKEW {
+        return Err(Error::ClockRollback);
+    }
+    if now - date > max_age {
+        return Err(Error::Expired(date.to_rfc3339()));
+    }
+    Ok(())
+}
+
+/// Checks that a verified validation answer is the one asked for: its `meta.nonce` the nonce
+/// sent, and its license the key validated. A VALID answer for another key, or an old one with
+/// another nonce, is refused (`Malformed`).
+pub fn check_validation(body: &[u8], key: &str, nonce: i64) -> Result<()> {
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|_| malformed("body is not JSON"))?;
+    if doc["meta"]["nonce"].as_i64() != Some(nonce) {
+        return Err(malformed("the answer carries another nonce"));
+    }
+    if doc["data"]["attributes"]["key"].as_str() != Some(key) {
+        return Err(malformed("the answer is about another license"));
+    }
+    Ok(())
+}
+
+/// Verifies the signature and that the body matches the signed digest. Says nothing of when
+/// the answer was given: see [`verify_fresh`].
 pub fn verify(r: &SignedResponse<'_>, public_key: &PublicKey) -> Result<()> {
     let mut algorithm = None;
     let mut signature = None;

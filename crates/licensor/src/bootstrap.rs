@@ -106,8 +106,11 @@ pub async fn first_run(db: &Db, master: &MasterKey, data_dir: &Path) -> anyhow::
         Err(_) if accounts::count(db).await? > 0 => return Ok(None),
         Err(e) => return Err(e),
     };
-    let (_, token) =
-        auth::issue_token(db, created.account.id, "user", created.admin.id, "admin", NewToken::default()).await?;
+    // The file outlives its use: its token lapses after a day (the password makes more), and
+    // the docs tell operators to delete the file once they have stored what it holds.
+    let expiry = time::now_ms() + time::DAY;
+    let opts = NewToken { name: Some("first run".into()), expiry: Some(expiry), ..NewToken::default() };
+    let (_, token) = auth::issue_token(db, created.account.id, "user", created.admin.id, "admin", opts).await?;
     let path = data_dir.join("initial-credentials.json");
     let body = serde_json::json!({
         "account_id": created.account.id,
@@ -116,6 +119,8 @@ pub async fn first_run(db: &Db, master: &MasterKey, data_dir: &Path) -> anyhow::
         "email": email,
         "password": password,
         "admin_token": token,
+        "admin_token_expiry": time::iso(expiry),
+        "note": "Store the password and delete this file. The token expires after a day; POST /v1/tokens with the email and password makes another.",
     });
     crate::fsutil::write_private(&path, serde_json::to_string_pretty(&body)?.as_bytes())?;
     Ok(Some(path))

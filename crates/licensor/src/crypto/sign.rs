@@ -46,7 +46,8 @@ pub fn sign(keys: &AccountKeys, alg: SigAlg, data: &[u8]) -> anyhow::Result<Vec<
         SigAlg::EcdsaP256 => {
             let key = keys.ecdsa.as_ref().ok_or_else(|| anyhow::anyhow!("account has no ECDSA key yet"))?;
             let sig: p256::ecdsa::Signature = key.sign(data);
-            sig.to_der().as_bytes().to_vec()
+            // Low S: the one form verifiers that insist on a canonical encoding accept.
+            sig.normalize_s().unwrap_or(sig).to_der().as_bytes().to_vec()
         }
         // Randomized: the private-key operation is blinded, so its timing says nothing of the key.
         SigAlg::RsaSha256 => {

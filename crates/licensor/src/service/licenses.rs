@@ -17,6 +17,10 @@ use crate::model::{Account, ExpirationBasis, License, Policy};
 use crate::store::licenses;
 use crate::time;
 
+/// The shortest custom key under a policy whose keys authenticate (Keygen's minimum, 6, is
+/// for keys that only identify a license).
+pub const MIN_CREDENTIAL_KEY_LEN: usize = 16;
+
 /// What a caller may choose for a new license; everything else comes from the policy.
 #[derive(Debug, Default, Clone)]
 pub struct NewLicense {
@@ -157,6 +161,17 @@ pub async fn issue(
     row.key = match (&rules.scheme, new.key) {
         (None, Some(k)) => {
             check_custom_key(&k)?;
+            // A key that logs in (LICENSE or MIXED authentication) is a credential: long
+            // enough that guessing one, with validate-key telling found from not found, is out.
+            if rules.allows_license_auth() && k.len() < MIN_CREDENTIAL_KEY_LEN {
+                return Err(Error::invalid_attr(
+                    "key",
+                    format!(
+                        "is too short for a policy whose keys authenticate (minimum is {MIN_CREDENTIAL_KEY_LEN} characters)"
+                    ),
+                    "KEY_TOO_SHORT",
+                ));
+            }
             k
         }
         (None, None) => license::generate_key(),

@@ -257,3 +257,47 @@ async fn machine_files_verify_only_on_their_machine() {
         }
     }
 }
+
+/// A captured answer is only good for the request it answered, and only for a while: the
+/// client crate checks the signed date's age and that a validation carries the nonce sent and
+/// the key asked about.
+#[tokio::test]
+async fn a_signed_validation_is_fresh_and_bound_to_its_request() {
+    use licensor_client::response::{check_validation, verify_fresh, SignedResponse};
+    let app = spawn_app().await;
+    let (_, _, _, key) = app.license_fixture(json!({})).await;
+    let path = app.acct("/licenses/actions/validate-key");
+    let resp = app
+        .client
+        .post(app.url(&path))
+        .header("content-type", "application/vnd.api+json")
+        .body(json!({"meta": {"key": key, "nonce": 4242}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap();
+    let signed = SignedResponse {
+        method: "POST",
+        path_and_query: &path,
+        host: &app.addr.to_string(),
+        signature_header: headers["keygen-signature"].to_str().unwrap(),
+        date: headers["date"].to_str().unwrap(),
+        body: &body,
+    };
+    let pk = licensor_client::PublicKey::parse(&public_key_hex(&app).await).unwrap();
+    let now = chrono::Utc::now();
+    let minute = chrono::Duration::minutes(1);
+    verify_fresh(&signed, &pk, now, minute).unwrap();
+    assert!(matches!(
+        verify_fresh(&signed, &pk, now + chrono::Duration::hours(1), minute),
+        Err(licensor_client::Error::Expired(_))
+    ));
+    assert_eq!(
+        verify_fresh(&signed, &pk, now - chrono::Duration::hours(1), minute),
+        Err(licensor_client::Error::ClockRollback)
+    );
+    check_validation(&body, &key, 4242).unwrap();
+    assert!(check_validation(&body, &key, 1).is_err(), "another nonce");
+    assert!(check_validation(&body, "ANOTHER-KEY", 4242).is_err(), "another license");
+}

@@ -647,3 +647,26 @@ async fn status_filter_pages_in_the_database() {
     let r = app.get(&app.acct("/licenses?status=EXPIRED"), &app.admin()).await;
     assert_eq!(r.body["data"][0]["id"], json!(expired));
 }
+
+/// A key that authenticates is a credential: under LICENSE or MIXED authentication a custom
+/// key needs 16 characters; one that only identifies a license keeps Keygen's minimum of 6.
+#[tokio::test]
+async fn keys_that_authenticate_are_long() {
+    let app = spawn_app().await;
+    let product = app.create_product("Keys").await;
+    let body = |policy: &str, key: &str| {
+        json!({"data": {"type": "licenses", "attributes": {"key": key},
+            "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}})
+    };
+    for strategy in ["LICENSE", "MIXED"] {
+        let policy = app.create_policy(&product, json!({"authenticationStrategy": strategy})).await;
+        let r = app.post(&app.acct("/licenses"), &app.admin(), body(&policy, "SHORT-KEY")).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "KEY_TOO_SHORT"), "{strategy}");
+        let r =
+            app.post(&app.acct("/licenses"), &app.admin(), body(&policy, &format!("LONG-ENOUGH-{strategy}-KEY"))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let policy = app.create_policy(&product, json!({"authenticationStrategy": "TOKEN"})).await;
+    let r = app.post(&app.acct("/licenses"), &app.admin(), body(&policy, "SHORT-KEY")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}

@@ -12,7 +12,13 @@ async fn admin_generates_a_token_with_basic_auth() {
     assert_eq!(r.attr("kind"), "admin-token");
     let token = r.attr("token").as_str().unwrap().to_string();
     assert!(token.starts_with("admin-") && token.ends_with("v3"));
-    assert!(r.attr("expiry").is_null(), "admin tokens do not expire");
+    // Admin tokens last 90 days unless asked otherwise (unlike Keygen's, which never expire).
+    let expiry = chrono::DateTime::parse_from_rfc3339(r.attr("expiry").as_str().expect("an expiry")).unwrap();
+    let days = (expiry.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
+    assert!((89..=90).contains(&days), "{days}");
+    let forever = json!({"data": {"type": "tokens", "attributes": {"expiry": null}}});
+    let r2 = app.post(&app.acct("/tokens"), &As::Basic(app.admin_email.clone(), PASSWORD.into()), forever).await;
+    assert!(r2.attr("expiry").is_null(), "an explicit null asks for none: {}", r2.text);
     assert_eq!(r.body["data"]["relationships"]["bearer"]["data"]["type"], "users");
     // The new token works; its secret is never stored in clear.
     let me = app.get(&app.acct("/me"), &As::Bearer(token.clone())).await;

@@ -18,6 +18,18 @@ use crate::{crypto, time};
 
 /// User tokens expire after two weeks unless asked otherwise, as Keygen's do.
 const USER_TOKEN_TTL: i64 = 14 * time::DAY;
+/// Admin tokens expire after 90 days unless asked otherwise (`expiry`, `null` for never).
+/// Keygen's never expire by default; a forgotten admin token is the account, so Licensor's do.
+const ADMIN_TOKEN_TTL: i64 = 90 * time::DAY;
+
+/// The expiry a new token gets when the request chose none.
+fn default_expiry(bearer_type: &str, role: &str, now: i64) -> Option<i64> {
+    match (bearer_type, role) {
+        ("user", "user") => Some(now + USER_TOKEN_TTL),
+        ("user", _) => Some(now + ADMIN_TOKEN_TTL),
+        _ => None,
+    }
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,10 +101,11 @@ fn parse_expiry(expiry: &Option<Option<String>>) -> Result<Option<Option<i64>>, 
     }
 }
 
-/// Reads optional token attributes from a body (which may be empty).
-pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> Result<NewToken, Error> {
+/// Reads optional token attributes from a body (which may be empty); also whether it chose an
+/// expiry (`null` included).
+pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> Result<(NewToken, bool), Error> {
     if body.is_null() {
-        return Ok(NewToken::default());
+        return Ok((NewToken::default(), false));
     }
     let data = parse_data::<TokenInput, NoRels>(body, "tokens")?;
     let a = data.attributes;
@@ -111,12 +124,14 @@ pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> 
             ));
         }
     }
-    Ok(NewToken {
+    let expiry = parse_expiry(&a.expiry)?;
+    let token = NewToken {
         name: a.name,
-        expiry: parse_expiry(&a.expiry)?.flatten(),
+        expiry: expiry.flatten(),
         max_activations: a.max_activations,
         max_deactivations: a.max_deactivations,
-    })
+    };
+    Ok((token, expiry.is_some()))
 }
 
 /// `POST /tokens`: with HTTP Basic email:password, a new token for that user; with a token, a
@@ -143,9 +158,9 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         let (kind, id) = p.bearer_ref();
         (kind.to_string(), id, role)
     };
-    let mut opts = token_options(body, false)?;
-    if bearer_type == "user" && role == "user" && opts.expiry.is_none() {
-        opts.expiry = Some(time::now_ms() + USER_TOKEN_TTL);
+    let (mut opts, chosen) = token_options(body, false)?;
+    if !chosen {
+        opts.expiry = default_expiry(&bearer_type, &role, time::now_ms());
     }
     let (row, raw) = auth::issue_token(ctx.db(), account, &bearer_type, bearer_id, &role, opts).await?;
     Ok(document::created(render(account, &row, Some(raw))))
@@ -160,9 +175,9 @@ pub async fn issue_for(
     role: &str,
     body: serde_json::Value,
 ) -> ApiResult<Response> {
-    let mut opts = token_options(body, bearer_type == "license")?;
-    if bearer_type == "user" && role == "user" && opts.expiry.is_none() {
-        opts.expiry = Some(time::now_ms() + USER_TOKEN_TTL);
+    let (mut opts, chosen) = token_options(body, bearer_type == "license")?;
+    if !chosen {
+        opts.expiry = default_expiry(bearer_type, role, time::now_ms());
     }
     let (row, raw) = auth::issue_token(ctx.db(), ctx.account_id(), bearer_type, bearer_id, role, opts).await?;
     Ok(document::created(render(ctx.account_id(), &row, Some(raw))))
