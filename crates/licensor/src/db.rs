@@ -174,6 +174,12 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+/// True when `err` is PostgreSQL refusing text it cannot hold (a NUL character: SQLSTATE 22021,
+/// or an untranslatable character: 22P05).
+pub fn is_unstorable_text(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("22021" | "22P05")))
+}
+
 /// True when `err` says the database was too busy to take the lock (SQLite) or the
 /// transaction lost a serialization race (PostgreSQL): the caller may retry.
 pub fn is_contention(err: &sqlx::Error) -> bool {

@@ -44,9 +44,26 @@ pub enum Error {
     #[error("conflict: {detail}")]
     Conflict { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+/// A database refusal of the request's text is the request's fault, not the server's:
+/// PostgreSQL cannot store a NUL character (SQLite can), so a `\u0000` that slipped past the
+/// surfaces' own checks is a 400 there too, never a 500.
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unstorable_text(&e) {
+            return nul_character();
+        }
+        Error::Database(e)
+    }
+}
+
+/// The 400 for text holding a NUL character.
+pub fn nul_character() -> Error {
+    Error::bad_request("The request contains a NUL character, which is not allowed", Source::None)
 }
 
 impl Error {

@@ -82,6 +82,10 @@ impl AppState {
 
     /// The account addressed by `id_or_slug`, from a short-lived cache.
     pub async fn account(&self, id_or_slug: &str) -> Result<Option<Arc<Account>>> {
+        // No id or slug holds a NUL; PostgreSQL would refuse to even look.
+        if id_or_slug.contains('\0') {
+            return Ok(None);
+        }
         if let Ok(cache) = self.accounts.read() {
             if let Some((row, at)) = cache.get(id_or_slug) {
                 if at.elapsed() < ACCOUNT_TTL {

@@ -128,8 +128,9 @@ fn parse_quantity(s: &str) -> Option<i64> {
 
 /// The one license `key` names: in `account` when given, else in exactly one account.
 async fn find_license(state: &AppState, account: Option<&Account>, key: &str) -> Result<Option<License>, Error> {
-    // Keys were allowed up to 16 KiB before the 2 KiB limit on new ones: still find those.
-    if key.len() > 16 * 1024 {
+    // Keys were allowed up to 16 KiB before the 2 KiB limit on new ones: still find those. No
+    // key holds a NUL (PostgreSQL could not even look one up).
+    if key.len() > 16 * 1024 || key.contains('\0') {
         return Ok(None);
     }
     match account {

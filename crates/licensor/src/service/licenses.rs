@@ -200,7 +200,7 @@ pub async fn issue(
                 Error::invalid_attr("key", "has already been taken", "KEY_TAKEN")
             }
         } else {
-            Error::Database(e)
+            Error::from(e)
         }
     })?;
     if !inserted {

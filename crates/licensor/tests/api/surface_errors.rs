@@ -102,3 +102,73 @@ async fn malformed_requests_get_clear_errors_and_change_nothing() {
         json!([])
     );
 }
+
+/// A NUL character (PostgreSQL cannot store one) in a path, a query or a JSON string is refused
+/// at the edge of every surface in its own format, on both engines, and never reaches the
+/// database as a query it cannot run.
+#[tokio::test]
+async fn nul_characters_are_refused_on_every_surface() {
+    let app = spawn_app().await;
+    let (_, policy, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 2})).await;
+    let before = license_count(&app).await;
+    let nul = "a\u{0}b";
+
+    // Keygen: the account, an id, a filter, a JSON string anywhere.
+    let r = app.get("/v1/accounts/%00/licenses", &As::Anonymous).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    for path in ["/licenses/%00", "/licenses?owner=%00", "/machines?fingerprint=a%00"] {
+        let r = app.get(&app.acct(path), &app.admin()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text);
+        assert!(r.body["errors"][0]["detail"].as_str().unwrap().contains("NUL"), "{path}");
+    }
+    let r = app.post(&app.acct("/licenses/actions/validate-key"), &As::Anonymous, json!({"meta": {"key": nul}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let body = json!({"data": {"type": "licenses", "attributes": {"name": nul},
+        "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}});
+    assert_eq!(app.post(&app.acct("/licenses"), &app.admin(), body).await.status, StatusCode::BAD_REQUEST);
+    let body = json!({"data": {"type": "licenses", "attributes": {"metadata": {"k": nul}}}});
+    assert_eq!(
+        app.patch(&app.acct(&format!("/licenses/{license}")), &app.admin(), body).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // OPSWAT: a key holding one is simply not a key.
+    let (status, _, _) =
+        http_get(&app, &format!("/activation?key={key}%00&deployment=MSCL{:032X}&quantity=1", 7)).await;
+    assert_eq!(status, "HTTP/1.1 200 Invalid parameter");
+    let (status, _, _) = http_get(&app, &format!("/deactivation?key=%00&deployment=MSCL{:032X}", 7)).await;
+    assert_eq!(status, "HTTP/1.1 200 Invalid parameter");
+
+    // licensing/v1.
+    let basic = As::Basic(app.admin_email.clone(), PASSWORD.into());
+    let r = app.get("/api/licensing/v1/products/%00", &basic).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let create = json!({"licenseeId": "1", "licenseeName": nul, "expiration": "2099-12-31", "licenses": []});
+    let r = app
+        .send(Method::POST, "/api/licensing/v1/licenses/create", &basic, Some("application/json"), &create.to_string())
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_json")),
+        "{}",
+        r.text
+    );
+
+    // core/v1.
+    let r = app.get("/accounts/%00/core/v1/licenses", &app.admin()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = app.get(&format!("/accounts/{}/core/v1/licenses/%00", app.account_id), &app.admin()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let body = json!({"type": "application/astra-license", "version": "1.0", "licenseText": nul});
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/accounts/{}/core/v1/licenses", app.account_id),
+            &app.admin(),
+            Some("application/astra-license+json"),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(license_count(&app).await, before, "nothing was written");
+}

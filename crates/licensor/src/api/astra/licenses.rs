@@ -267,6 +267,9 @@ pub async fn delete(
 /// fields, `type` and `version` right, strings where strings belong, well-formed labels.
 fn parse_body(body: &[u8], allowed: &[&str]) -> Reply<Map<String, Value>> {
     let v: Value = serde_json::from_slice(body).map_err(|_| Problem::new(Kind::InvalidJsonPayload))?;
+    if crate::api::holds_nul(&v) {
+        return Err(Problem::new(Kind::InvalidJsonResource).schema("strings must not hold a NUL character"));
+    }
     let Value::Object(o) = v else {
         return Err(Problem::new(Kind::InvalidJsonResource).schema("the body must be a JSON object"));
     };

@@ -72,7 +72,7 @@ fn code_taken(err: sqlx::Error) -> Error {
     if crate::db::is_unique_violation(&err) {
         Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
     } else {
-        Error::Database(err)
+        Error::from(err)
     }
 }
 

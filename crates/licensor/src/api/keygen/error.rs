@@ -30,7 +30,7 @@ impl From<Error> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError(Error::Database(e))
+        ApiError(Error::from(e))
     }
 }
 

@@ -201,6 +201,13 @@ impl FromRequestParts<AppState> for Ctx {
             .await
             .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
             .unwrap_or_default();
+        let query_has_nul = parts.uri.query().is_some_and(|q| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .is_ok_and(|pairs| pairs.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')))
+        });
+        if query_has_nul || params.iter().any(|(_, v)| v.contains('\0')) {
+            return Err(crate::error::nul_character().into());
+        }
         let account = match params.iter().find(|(k, _)| k == "account") {
             Some((_, id)) => state.account(id).await?.ok_or_else(|| Error::not_found("account", id.clone()))?,
             None => state.default_account().await?.ok_or_else(|| {
@@ -260,6 +267,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             code: Some("JSON_INVALID".into()),
             location: Source::None,
         })?;
+        if crate::api::holds_nul(&value) {
+            return Err(crate::error::nul_character().into());
+        }
         Ok(Body(value))
     }
 }

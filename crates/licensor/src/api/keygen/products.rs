@@ -127,7 +127,7 @@ fn code_taken(e: sqlx::Error) -> Error {
     if crate::db::is_unique_violation(&e) {
         Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
     } else {
-        Error::Database(e)
+        Error::from(e)
     }
 }
 

@@ -162,7 +162,7 @@ fn taken(e: sqlx::Error) -> Error {
     if crate::db::is_unique_violation(&e) {
         Error::invalid_attr("email", "has already been taken", "EMAIL_TAKEN")
     } else {
-        Error::Database(e)
+        Error::from(e)
     }
 }
 

@@ -187,6 +187,9 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
     require_content_type(&headers, "application/json")?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| bad("MALFORMED_JSON", format!("the body is not valid JSON: {e}")))?;
+    if crate::api::holds_nul(&body) {
+        return Err(bad("MALFORMED_JSON", "the body holds a NUL character").into());
+    }
     let req = validate(&c, &body).await?;
     let now = time::now_ms();
     let group = match req.group {
