@@ -55,6 +55,12 @@ impl DatabaseArgs {
     }
 
     pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
+        // The data folder holds the master key, first-run credentials and (by default) the
+        // database: the server's user alone may read it. A missing one is created private
+        // when something is first written there.
+        if self.data_dir.exists() {
+            crate::fsutil::private_dir(&self.data_dir)?;
+        }
         let db = crate::db::Db::connect(&self.database_url(), self.database_schema.as_deref()).await?;
         db.migrate().await?;
         Ok(db)

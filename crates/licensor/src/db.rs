@@ -127,10 +127,13 @@ impl Db {
                 anyhow::bail!("in-memory SQLite is not supported; give a file path (a temp dir will do)");
             }
             if let Some(parent) = Path::new(path).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                // A folder the operator named may be shared (`/var/lib`): only a folder created
+                // here is made private; the database files always are.
+                if !parent.as_os_str().is_empty() && !parent.exists() {
+                    crate::fsutil::private_dir(parent)?;
                 }
             }
+            crate::fsutil::private_database(Path::new(path))?;
             let options = SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)

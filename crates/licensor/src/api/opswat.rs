@@ -126,20 +126,31 @@ fn parse_quantity(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().filter(|q| (1..=i64::from(i32::MAX)).contains(q))
 }
 
-/// The one license `key` names: in `account` when given, else in exactly one account.
+/// The license `key` names: in `account` when the path names one; else in the default account
+/// (`--account`, or the only account) when there is one; else in any account, the oldest
+/// license winning. Keys are unique per account only, so without an account a tenant could
+/// otherwise hold another tenant's custom key: with this order a key issued later in another
+/// account never takes over, or breaks, one that already answers (docs/opswat.md).
 async fn find_license(state: &AppState, account: Option<&Account>, key: &str) -> Result<Option<License>, Error> {
     // Keys were allowed up to 16 KiB before the 2 KiB limit on new ones: still find those. No
     // key holds a NUL (PostgreSQL could not even look one up).
     if key.len() > 16 * 1024 || key.contains('\0') {
         return Ok(None);
     }
-    match account {
-        Some(a) => licenses::find_by_key(&state.db, a.id, key).await,
-        None => {
-            let mut found = licenses::find_any_by_key(&state.db, key).await?;
-            Ok(if found.len() == 1 { found.pop() } else { None })
-        }
+    if let Some(a) = account {
+        return licenses::find_by_key(&state.db, a.id, key).await;
     }
+    if let Some(a) = state.default_account().await? {
+        return licenses::find_by_key(&state.db, a.id, key).await;
+    }
+    let mut found = licenses::find_any_by_key(&state.db, key).await?;
+    if found.len() > 1 {
+        tracing::warn!(
+            account = %found[0].account_id,
+            "an activation key is held in several accounts; the oldest license answers /activation"
+        );
+    }
+    Ok(if found.is_empty() { None } else { Some(found.swap_remove(0)) })
 }
 
 async fn activation(State(state): State<AppState>, RawQuery(q): RawQuery) -> Answer {

@@ -90,10 +90,10 @@ fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<License> {
     })
 }
 
-const FIND_ANY_BY_KEY: &str = select_view!("WHERE l.key = $1 LIMIT 2");
+const FIND_ANY_BY_KEY: &str = select_view!("WHERE l.key = $1 ORDER BY l.created_at, l.id LIMIT 2");
 
-/// Licenses with `key` in any account (at most two: surfaces without an account in the URL
-/// treat a key found twice as unknown).
+/// Licenses with `key` in any account, oldest first (at most two: enough to tell that a key is
+/// held in more than one account).
 pub async fn find_any_by_key(db: &Db, key: &str) -> Result<Vec<License>> {
     Ok(db_run!(db, |pool| sqlx::query_as::<_, License>(FIND_ANY_BY_KEY).bind(key).fetch_all(pool).await?))
 }

@@ -351,7 +351,7 @@ impl Drop for TestApp {
 }
 
 /// A `licensor serve` process, killed when dropped.
-pub struct KillOnDrop(std::process::Child);
+pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -387,4 +387,35 @@ impl TestApp {
         }
         panic!("{url} did not come up");
     }
+}
+
+/// Runs `licensor serve` on a free port with `args` after `serve` (as a shell command, under
+/// `umask 022`, so file modes do not depend on the caller's umask) and waits until `/v1/ping`
+/// answers: (process, base URL, port).
+pub async fn start_server(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> (KillOnDrop, String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask 022; exec '{}' serve", env!("CARGO_BIN_EXE_licensor")))
+        .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LICENSOR_DATA_DIR", data_dir)
+        .env_remove("LICENSOR_DATABASE_URL")
+        .env_remove("LICENSOR_DATABASE_SCHEMA")
+        .env_remove("LICENSOR_MASTER_KEY")
+        .env_remove("LICENSOR_ACCOUNT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = KillOnDrop(cmd.spawn().expect("spawn licensor"));
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client.get(format!("{url}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return (child, url, port);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
 }

@@ -19,6 +19,7 @@ mod licensing;
 mod machines;
 mod migrations;
 mod openapi;
+mod operations;
 mod opswat;
 mod policies;
 mod resources;

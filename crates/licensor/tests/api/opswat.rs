@@ -188,6 +188,59 @@ async fn suspended_and_expired_keys_fail_and_the_account_alias_pins_the_account(
     assert_eq!(body, "result: ok");
 }
 
+/// Keys are unique per account only. A tenant who issues another tenant's custom key later
+/// neither breaks nor takes over its account-less activation: the oldest license answers; the
+/// account alias answers for its own account.
+#[tokio::test]
+async fn a_key_copied_into_another_account_does_not_take_over_activation() {
+    let app = spawn_app().await;
+    let policy = app.create_policy(&app.create_product("App").await, json!({"floating": true})).await;
+    let key = "VICTIM-CUSTOM-KEY-0001";
+    let (victim, _) = app.create_license(&policy, json!({"key": key})).await;
+
+    let (rival, rival_admin) = app.other_account("rival").await;
+    let post = |path: &str, body: serde_json::Value| {
+        let url = format!("/v1/accounts/{rival}{path}");
+        let who = rival_admin.clone();
+        let app = &app;
+        async move { app.post(&url, &who, body).await }
+    };
+    let product = post("/products", json!({"data": {"type": "products", "attributes": {"name": "Copy"}}})).await.id();
+    let policy = post(
+        "/policies",
+        json!({"data": {"type": "policies", "attributes": {"name": "P", "floating": true, "protected": false},
+            "relationships": {"product": {"data": {"type": "products", "id": product}}}}}),
+    )
+    .await
+    .id();
+    let r = post(
+        "/licenses",
+        json!({"data": {"type": "licenses", "attributes": {"key": key},
+            "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let copy = r.id();
+
+    let pk = public_key(&app).await;
+    let (status, _, body) =
+        http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=1", deployment(1))).await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(opswat::verify(&body, &pk, None).unwrap().license, victim);
+    let (_, _, body) = http_get(&app, &format!("/deactivation?key={key}&deployment={}", deployment(1))).await;
+    assert_eq!(body, "result: ok");
+
+    let (status, _, body) = http_get(
+        &app,
+        &format!("/v1/accounts/rival/opswat/activation?key={key}&deployment={}&quantity=1", deployment(2)),
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains("product_name: 'Copy'"), "{body}");
+    let r = app.get(&format!("/v1/accounts/rival/machines?license={copy}"), &rival_admin).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+}
+
 /// Activate on the server → carry the file → verify and install with no network → report →
 /// deactivate, using the client crate's product side, its embeddable router included.
 #[tokio::test]
