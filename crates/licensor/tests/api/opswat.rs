@@ -230,6 +230,17 @@ async fn a_key_copied_into_another_account_does_not_take_over_activation() {
     let (_, _, body) = http_get(&app, &format!("/deactivation?key={key}&deployment={}", deployment(1))).await;
     assert_eq!(body, "result: ok");
 
+    // A server with no default account (two accounts, no --account): the older license answers.
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = app.serve_process(dir.path()).await;
+    let get = |path: String| {
+        let url = format!("{url}{path}");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let body = get(format!("/activation?key={key}&deployment={}&quantity=1", deployment(3))).await;
+    assert_eq!(opswat::verify(&body, &pk, None).unwrap().license, victim);
+    assert_eq!(get(format!("/deactivation?key={key}&deployment={}", deployment(3))).await, "result: ok");
+
     let (status, _, body) = http_get(
         &app,
         &format!("/v1/accounts/rival/opswat/activation?key={key}&deployment={}&quantity=1", deployment(2)),
