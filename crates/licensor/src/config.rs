@@ -1,6 +1,8 @@
 //! Server settings: every one a CLI flag and a `LICENSOR_` environment variable.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -64,5 +66,82 @@ impl DatabaseArgs {
         let db = crate::db::Db::connect(&self.database_url(), self.database_schema.as_deref()).await?;
         db.migrate().await?;
         Ok(db)
+    }
+}
+
+/// How `licensor serve` listens and what it lets clients hold.
+#[derive(Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LICENSOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Account (id or slug) served at `/v1/…` without the `accounts/{account}` segment, as
+    /// self-hosted Keygen does. Defaults to the only account, when there is one.
+    #[arg(long, env = "LICENSOR_ACCOUNT")]
+    pub account: Option<String>,
+
+    /// A second address answering `/metrics`, `/healthz` and `/readyz` without credentials
+    /// (keep it private). On the main listener `/metrics` wants an admin token.
+    #[arg(long, env = "LICENSOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Open client connections, all clients together; kept below the open-file limit.
+    #[arg(long, env = "LICENSOR_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Open connections from one client address; 0 for none (a reverse proxy in front makes
+    /// every client one address).
+    #[arg(long, env = "LICENSOR_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Time a client has to send a request's headers, counted from connecting or from the end
+    /// of its previous response: idle keep-alive connections close after it too.
+    #[arg(long, env = "LICENSOR_IDLE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish.
+    #[arg(long, env = "LICENSOR_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            max: self.max_connections.max(1),
+            per_ip: self.max_connections_per_ip,
+            header_timeout: self.idle_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+/// `30s`, `5m`, `1h`, `250ms`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 250ms)"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: the unit must be ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("7d").is_err());
+        assert!(parse_duration("s").is_err());
     }
 }

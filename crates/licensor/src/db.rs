@@ -160,6 +160,44 @@ impl Db {
         Ok(())
     }
 
+    /// Whether this node can serve: the database answers within two seconds and every
+    /// migration this binary knows has been applied. `Err` says why not.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let migrator = match self {
+            Db::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Db::Postgres(_) => &POSTGRES_MIGRATIONS,
+        };
+        let applied = async {
+            db_run!(self, |pool| sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await)
+        };
+        let applied = match tokio::time::timeout(Duration::from_secs(2), applied).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(format!("database error: {e}")),
+            Err(_) => return Err("the database did not answer within 2 s".into()),
+        };
+        let missing: Vec<String> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| m.version.to_string())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("migrations not applied: {}", missing.join(", ")))
+        }
+    }
+
+    /// Pool connections: (open, idle, maximum).
+    pub fn pool_usage(&self) -> (u32, u32, u32) {
+        db_run!(self, |pool| (
+            pool.size(),
+            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            pool.options().get_max_connections()
+        ))
+    }
+
     pub fn engine(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "sqlite",

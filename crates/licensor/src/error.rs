@@ -43,6 +43,9 @@ pub enum Error {
     /// Lost a race or conflicts with current state (409).
     #[error("conflict: {detail}")]
     Conflict { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
+    /// A rate limit was reached (429); the HTTP layer adds `Retry-After`.
+    #[error("too many requests: {detail}")]
+    TooManyRequests { detail: Cow<'static, str> },
     #[error("database error")]
     Database(sqlx::Error),
     #[error("internal error")]

@@ -64,8 +64,12 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
         loop {
             tokio::select! {
                 _ = flush.tick() => {
-                    if let Err(e) = state.flush_touches().await {
-                        tracing::warn!(error = %e, "could not record validation timestamps; will retry");
+                    match state.flush_touches().await {
+                        Ok(()) => state.metrics.jobs.inc(&["flush_validations", "ok"]),
+                        Err(e) => {
+                            state.metrics.jobs.inc(&["flush_validations", "error"]);
+                            tracing::warn!(error = %e, "could not record validation timestamps; will retry");
+                        }
                     }
                 }
                 _ = cull.tick() => {
@@ -73,8 +77,12 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                     let lease_until = now + 2 * CULL_EVERY.as_millis() as i64;
                     match leases::acquire(&state.db, "cull", &node, now, lease_until).await {
                         Ok(true) => {
-                            if let Err(e) = cull_once(&state.db, now).await {
-                                tracing::warn!(error = %e, "culling dead machines failed; will retry");
+                            match cull_once(&state.db, now).await {
+                                Ok(_) => state.metrics.jobs.inc(&["cull", "ok"]),
+                                Err(e) => {
+                                    state.metrics.jobs.inc(&["cull", "error"]);
+                                    tracing::warn!(error = %e, "culling dead machines failed; will retry");
+                                }
                             }
                         }
                         Ok(false) => {}
@@ -83,6 +91,10 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                 }
                 _ = stop.changed() => break,
             }
+        }
+        // Hand the cull lease back: another node takes over at its next tick.
+        if let Err(e) = leases::release(&state.db, "cull", &node).await {
+            tracing::warn!(error = %e, "could not release the cull lease; it expires by itself");
         }
     })
 }

@@ -1,7 +1,5 @@
 //! The `licensor` command: serve, setup, migrate.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use licensor::config::DatabaseArgs;
@@ -14,21 +12,25 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "licensor", version, about = "Self-hosted software-licensing server")]
 struct Cli {
+    /// Log lines as text for people, or one JSON object per line for log shippers.
+    #[arg(long, global = true, env = "LICENSOR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (migrations run first; an empty database gets a `default` account).
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "LICENSOR_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Account (id or slug) served at `/v1/…` without the `accounts/{account}` segment, as
-        /// self-hosted Keygen does. Defaults to the only account, when there is one.
-        #[arg(long, env = "LICENSOR_ACCOUNT")]
-        account: Option<String>,
+        #[command(flatten)]
+        serve: licensor::config::ServeArgs,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -53,6 +55,16 @@ enum Command {
         new_key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         db: DatabaseArgs,
+    },
+    /// Ask a running server whether it is ready (`GET /readyz`): exits 0 when it answers 200,
+    /// 1 otherwise. For container and systemd health probes.
+    Healthcheck {
+        /// The server's address; a wildcard listen address is reached on loopback.
+        #[arg(long, env = "LICENSOR_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Give up after this long.
+        #[arg(long, default_value = "5s", value_parser = licensor::config::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -126,11 +138,16 @@ enum Offline {
     },
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("LICENSOR_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        // Fields flattened to the top level, the span list left out: one flat object a line.
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -154,7 +171,8 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, account, db } => {
+        Command::Serve { serve, db } => {
+            let open_files = licensor::server::raise_open_file_limit();
             let pool = db.connect().await?;
             let master = db.master_key(&pool).await?;
             licensor::bootstrap::ensure_keys(&pool, &master).await?;
@@ -164,11 +182,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     path.display()
                 );
             }
-            let listener =
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, engine = pool.engine(), "licensor listening");
-            let state = licensor::state::AppState::with_default_account(pool.clone(), master, account);
-            licensor::app::serve(listener, state, shutdown_signal()).await?;
+            let listener = tokio::net::TcpListener::bind(serve.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", serve.listen))?;
+            let metrics = match serve.metrics_listen {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?,
+                ),
+                None => None,
+            };
+            let limits = serve.limits().within_file_limit(open_files);
+            tracing::info!(
+                address = %listener.local_addr()?,
+                engine = pool.engine(),
+                max_connections = limits.max,
+                open_files,
+                "licensor listening"
+            );
+            let state = licensor::state::AppState::with_default_account(pool.clone(), master, serve.account);
+            let options = licensor::app::Options { limits, metrics };
+            licensor::app::serve_with(listener, licensor::server::Plain, state, options, shutdown_signal()).await?;
             pool.close().await;
             Ok(())
         }
@@ -216,6 +249,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Healthcheck { listen, timeout } => {
+            let status = tokio::time::timeout(timeout, readyz(listen))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer from {listen} within {timeout:?}"))??;
+            println!("{status}");
+            if !status.contains(" 200 ") {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Migrate { db } => {
             let pool = db.connect().await?;
             println!("migrations applied ({})", pool.engine());
@@ -254,6 +297,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Offline(cmd) => offline(cmd),
     }
+}
+
+/// `GET /readyz` on `listen` over plain HTTP/1.1; returns the status line.
+async fn readyz(mut listen: std::net::SocketAddr) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if listen.ip().is_unspecified() {
+        listen.set_ip(if listen.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut s = tokio::net::TcpStream::connect(listen).await.with_context(|| format!("cannot connect to {listen}"))?;
+    s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 /// `--public-key`: the key itself or a file holding it.
@@ -316,8 +377,8 @@ fn offline(cmd: Offline) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     if let Err(e) = run(cli).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);

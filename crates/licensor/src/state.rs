@@ -32,6 +32,7 @@ pub struct Inner {
     signing_keys: RwLock<HashMap<Uuid, Arc<crate::crypto::AccountKeys>>>,
     /// Validation timestamps waiting to be written (see [`AppState::flush_touches`]).
     touches: Mutex<HashMap<Uuid, i64>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Deref for AppState {
@@ -56,6 +57,7 @@ impl AppState {
             accounts: RwLock::default(),
             signing_keys: RwLock::default(),
             touches: Mutex::default(),
+            metrics: Arc::default(),
         }))
     }
 

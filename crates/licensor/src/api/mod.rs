@@ -2,8 +2,10 @@
 //! share of request checking lives here.
 
 pub mod astra;
+pub mod edge;
 pub mod keygen;
 pub mod licensing;
+pub mod ops;
 pub mod opswat;
 
 use serde_json::Value;
@@ -15,5 +17,75 @@ pub fn holds_nul(v: &Value) -> bool {
         Value::Array(items) => items.iter().any(holds_nul),
         Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
         _ => false,
+    }
+}
+
+/// Which surface a request path belongs to: each answers in its own format, and metrics and
+/// logs are labelled with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `/v1/…`, Keygen's API.
+    Keygen,
+    /// `/activation`, `/deactivation` and their account aliases.
+    Opswat,
+    /// `/api/licensing/v1/…`.
+    Licensing,
+    /// `/accounts/{id}/core/v1/…`.
+    Core,
+    /// Health, readiness and metrics.
+    Operations,
+}
+
+impl Surface {
+    pub fn of(path: &str) -> Surface {
+        if path == "/activation" || path == "/deactivation" || path.contains("/opswat/") {
+            Surface::Opswat
+        } else if path.starts_with("/v1/") || path == "/v1" {
+            Surface::Keygen
+        } else if path.starts_with("/api/licensing/") {
+            Surface::Licensing
+        } else if path.starts_with("/accounts/") {
+            Surface::Core
+        } else {
+            Surface::Operations
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Keygen => "keygen",
+            Surface::Opswat => "opswat",
+            Surface::Licensing => "licensing",
+            Surface::Core => "core",
+            Surface::Operations => "operations",
+        }
+    }
+
+    /// `error` in this surface's own format: the one place a request refused before it reaches
+    /// a surface (rate limits, for instance) gets the answer its client understands.
+    pub fn render(self, error: crate::error::Error) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        match self {
+            Surface::Keygen | Surface::Operations => keygen::error::ApiError(error).into_response(),
+            Surface::Opswat => opswat::render(error),
+            Surface::Licensing => licensing::Failure::from(error).into_response(),
+            Surface::Core => astra::Problem::from(error).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Surface;
+
+    #[test]
+    fn paths_name_their_surface() {
+        assert_eq!(Surface::of("/v1/accounts/a/licenses"), Surface::Keygen);
+        assert_eq!(Surface::of("/v1/ping"), Surface::Keygen);
+        assert_eq!(Surface::of("/activation"), Surface::Opswat);
+        assert_eq!(Surface::of("/v1/accounts/a/opswat/deactivation"), Surface::Opswat);
+        assert_eq!(Surface::of("/api/licensing/v1/licenses"), Surface::Licensing);
+        assert_eq!(Surface::of("/accounts/x/core/v1/licenses"), Surface::Core);
+        assert_eq!(Surface::of("/metrics"), Surface::Operations);
     }
 }

@@ -53,6 +53,7 @@ enum Answer {
     InvalidParameter { verb: &'static str, what: &'static str },
     Failed(String),
     NoActiveLicense,
+    TooManyRequests,
     Internal,
 }
 
@@ -92,6 +93,12 @@ impl IntoResponse for Answer {
                 Some(b"No active license found"),
                 YAML,
                 error("Could not found any active license with the given parameters"),
+            ),
+            Answer::TooManyRequests => reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                YAML,
+                error("Too many requests. Please wait before trying again."),
             ),
             Answer::Internal => {
                 let id = crate::telemetry::request_id().unwrap_or_default();
@@ -201,6 +208,15 @@ async fn deactivation_in(
     }
 }
 
+/// An error raised before the activation server looked at the request (a rate limit), in its
+/// format.
+pub fn render(e: Error) -> Response {
+    match e {
+        Error::TooManyRequests { .. } => Answer::TooManyRequests.into_response(),
+        e => answer(Err(e)).into_response(),
+    }
+}
+
 fn answer(r: Result<Answer, Error>) -> Answer {
     r.unwrap_or_else(|e| {
         e.log("activation server error");
@@ -282,7 +298,10 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
                 Err(e) => Err(e),
             };
             match activated {
-                Ok(m) => m,
+                Ok(m) => {
+                    state.metrics.activations.inc(&["opswat"]);
+                    m
+                }
                 Err(ActivateError::Refused(Refusal::FingerprintTaken(_))) => {
                     // A concurrent activation of this deployment on this license won the race:
                     // use its machine. Anywhere else, the deployment belongs to another key.
@@ -399,7 +418,10 @@ async fn deactivate(state: &AppState, account: Option<&Account>, p: HashMap<Stri
         return Ok(Answer::NoActiveLicense);
     };
     Ok(match machines::deactivate(&state.db, license.account_id, m.id, None).await? {
-        Some(true) => Answer::Deactivated,
+        Some(true) => {
+            state.metrics.deactivations.inc(&["opswat"]);
+            Answer::Deactivated
+        }
         _ => Answer::NoActiveLicense,
     })
 }

@@ -76,6 +76,7 @@ pub async fn validate(
     quick: bool,
 ) -> Result<(Outcome, Option<License>)> {
     let Some(mut l) = license else {
+        state.metrics.validations.inc(&[ValidationCode::NotFound.as_str()]);
         return Ok((Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None));
     };
     if let Some(p) = p {
@@ -89,6 +90,7 @@ pub async fn validate(
     }
     let facts = gather(state, &l, scope, quick).await?;
     let outcome = validation::validate(&l, &facts, scope, quick, now);
+    state.metrics.validations.inc(&[outcome.code.as_str()]);
     // Quick validations count as validations too (Keygen records them).
     state.touch_validated(l.id, now);
     l.last_validated_at = Some(now);

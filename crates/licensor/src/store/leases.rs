@@ -19,3 +19,11 @@ pub async fn acquire(db: &Db, name: &str, holder: &str, now: i64, until: i64) ->
         .rows_affected());
     Ok(n == 1)
 }
+
+/// Gives the lease on `name` back if `holder` has it, so another node need not wait for it to
+/// expire (a node shutting down).
+pub async fn release(db: &Db, name: &str, holder: &str) -> Result<()> {
+    const SQL: &str = "UPDATE job_leases SET expires_at = 0 WHERE name = $1 AND holder = $2";
+    db_run!(db, |pool| sqlx::query(SQL).bind(name).bind(holder).execute(pool).await.map(|_| ())?);
+    Ok(())
+}

@@ -490,7 +490,7 @@ pub async fn create(
             Err(e) => Err(e),
         };
         match activated {
-            Ok(_) => {}
+            Ok(_) => c.state.metrics.activations.inc(&["core"]),
             Err(crate::service::machines::ActivateError::Refused(refusal)) => {
                 tracing::info!(?refusal, license = %l.id, "host binding from licenseText refused");
             }

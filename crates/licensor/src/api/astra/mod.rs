@@ -162,6 +162,13 @@ impl From<Error> for Problem {
                 Problem::new(Kind::FailedExtendedValidation).field("body", detail.into_owned())
             }
             Error::Conflict { detail, .. } => Problem::new(Kind::ResourceConflict).field("body", detail.into_owned()),
+            // Not in the catalogue: Licensor's own problem type, like the 500 below.
+            Error::TooManyRequests { detail } => Problem::custom(
+                StatusCode::TOO_MANY_REQUESTS,
+                "urn:licensor:problems:too-many-requests",
+                "Too many requests",
+                &detail,
+            ),
             e @ (Error::Database(_) | Error::Internal(_)) => {
                 e.log("core/v1 API error");
                 Problem::custom(

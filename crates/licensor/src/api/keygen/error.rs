@@ -86,6 +86,9 @@ impl IntoResponse for ApiError {
                     (StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable entity", detail, None, source_json(location))
                 }
                 Error::Conflict { detail, code } => (StatusCode::CONFLICT, "Conflict", detail, code.as_deref(), None),
+                Error::TooManyRequests { detail } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail, Some("TOO_MANY_REQUESTS"), None)
+                }
                 e @ Error::Database(_) => {
                     e.log("database error");
                     (

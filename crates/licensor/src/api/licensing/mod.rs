@@ -103,6 +103,9 @@ impl IntoResponse for Failure {
                 Error::Conflict { detail, code } => {
                     (StatusCode::CONFLICT, code.map_or("conflict".into(), |c| snake(&c)), detail.into_owned())
                 }
+                Error::TooManyRequests { detail } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "too_many_requests".into(), detail.into_owned())
+                }
                 e @ (Error::Database(_) | Error::Internal(_)) => {
                     e.log("licensing API error");
                     let id = crate::telemetry::request_id().unwrap_or_default();
