@@ -26,7 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::licensing::router())
         .merge(crate::api::astra::router())
         .merge(keygen)
-        // Per route, so the route template is known.
+        // Per route, so the route template is known; a refused request is observed too.
+        .layer(middleware::from_fn_with_state(state.clone(), edge::rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))

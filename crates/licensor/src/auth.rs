@@ -235,7 +235,7 @@ pub async fn password_login(db: &Db, account: &Account, email: &str, password: &
     let user = users::find_by_email(db, account.id, email).await?;
     let ok =
         crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone()))
-            .await;
+            .await?;
     match user {
         Some(u) if ok => {
             if u.banned_at.is_some() {

@@ -103,9 +103,62 @@ pub struct ServeArgs {
     /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish.
     #[arg(long, env = "LICENSOR_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Requests per account, client address and credential: comma-separated LIMIT/PERIOD
+    /// windows, or `off`.
+    #[arg(long, env = "LICENSOR_RATE_LIMITS", default_value = "100/1s,3000/1m", value_parser = Rates::parse)]
+    pub rate_limits: Rates,
+
+    /// Password-authenticated requests (`POST /tokens`, and `/api/licensing/v1` with an email
+    /// and password) per account, client address and email, or `off`.
+    #[arg(long, env = "LICENSOR_LOGIN_RATE_LIMIT", default_value = "10/1m", value_parser = MaybeRate::parse)]
+    pub login_rate_limit: MaybeRate,
+
+    /// Password updates and resets per account, client address and user, or `off`.
+    #[arg(long, env = "LICENSOR_PASSWORD_CHANGE_RATE_LIMIT", default_value = "5/10m", value_parser = MaybeRate::parse)]
+    pub password_change_rate_limit: MaybeRate,
+
+    /// Machine activations and deactivations per license, on every surface, or `off`.
+    #[arg(long, env = "LICENSOR_LICENSE_CHANGE_RATE_LIMIT", default_value = "100/1h", value_parser = MaybeRate::parse)]
+    pub license_change_rate_limit: MaybeRate,
+
+    /// Reverse proxies (addresses or CIDR blocks, comma-separated) whose `X-Forwarded-For`
+    /// names the client for rate limits.
+    #[arg(long, env = "LICENSOR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::ratelimit::IpNet>,
+}
+
+/// A list of request rates (`100/1s,3000/1m`), or none (`off`).
+#[derive(Clone, Debug)]
+pub struct Rates(pub Vec<crate::ratelimit::Rate>);
+
+impl Rates {
+    fn parse(s: &str) -> Result<Rates, String> {
+        crate::ratelimit::parse_rates(s).map(Rates)
+    }
+}
+
+/// One rate (`10/1m`), or none (`off`).
+#[derive(Clone, Debug)]
+pub struct MaybeRate(pub Option<crate::ratelimit::Rate>);
+
+impl MaybeRate {
+    fn parse(s: &str) -> Result<MaybeRate, String> {
+        crate::ratelimit::parse_rate(s).map(MaybeRate)
+    }
 }
 
 impl ServeArgs {
+    pub fn rate_limits(&self) -> crate::ratelimit::Config {
+        crate::ratelimit::Config {
+            requests: self.rate_limits.0.clone(),
+            logins: self.login_rate_limit.0,
+            password_changes: self.password_change_rate_limit.0,
+            license_changes: self.license_change_rate_limit.0,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
     pub fn limits(&self) -> crate::server::Limits {
         crate::server::Limits {
             max: self.max_connections.max(1),

@@ -51,6 +51,14 @@ thread_local! {
 }
 
 impl SqliteDb {
+    /// A handle whose pool never connects, for unit tests of code that only looks at which
+    /// engine it runs on.
+    #[cfg(test)]
+    pub fn lazy_for_tests() -> SqliteDb {
+        let options = SqliteConnectOptions::new().filename("/nonexistent/unit-test.db");
+        SqliteDb { pool: SqlitePoolOptions::new().connect_lazy_with(options), path: Arc::new(PathBuf::new()) }
+    }
+
     /// Runs a short read on a read-only connection owned by the current thread, inline.
     ///
     /// Why: sqlx runs every SQLite statement on a worker thread of its own and hands the rows

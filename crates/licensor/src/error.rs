@@ -43,9 +43,9 @@ pub enum Error {
     /// Lost a race or conflicts with current state (409).
     #[error("conflict: {detail}")]
     Conflict { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
-    /// A rate limit was reached (429); the HTTP layer adds `Retry-After`.
+    /// A rate limit was reached (429); `retry_after` seconds is when to try again.
     #[error("too many requests: {detail}")]
-    TooManyRequests { detail: Cow<'static, str> },
+    TooManyRequests { detail: Cow<'static, str>, retry_after: i64 },
     #[error("database error")]
     Database(sqlx::Error),
     #[error("internal error")]

@@ -13,7 +13,7 @@ use crate::domain::heartbeat;
 use crate::error::Result;
 use crate::model::HeartbeatStatus;
 use crate::state::AppState;
-use crate::store::{leases, machines, processes};
+use crate::store::{leases, machines, processes, rate_limits};
 use crate::time::{self, SECOND};
 
 /// How often the culler looks; Keygen's own runs every two minutes.
@@ -71,9 +71,16 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                             tracing::warn!(error = %e, "could not record validation timestamps; will retry");
                         }
                     }
+                    if let Err(e) = state.limiter.sync(&state.db, time::now_ms()).await {
+                        state.metrics.jobs.inc(&["sync_rate_limits", "error"]);
+                        tracing::warn!(error = %e, "could not share rate-limit counts; will retry");
+                    }
                 }
                 _ = cull.tick() => {
                     let now = time::now_ms();
+                    if let Err(e) = rate_limits::purge(&state.db, now).await {
+                        tracing::warn!(error = %e, "could not purge old rate-limit counters; will retry");
+                    }
                     let lease_until = now + 2 * CULL_EVERY.as_millis() as i64;
                     match leases::acquire(&state.db, "cull", &node, now, lease_until).await {
                         Ok(true) => {

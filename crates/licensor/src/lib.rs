@@ -22,6 +22,7 @@ pub mod fsutil;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -199,7 +199,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 open_files,
                 "licensor listening"
             );
-            let state = licensor::state::AppState::with_default_account(pool.clone(), master, serve.account);
+            let state = licensor::state::AppState::with_default_account(pool.clone(), master, serve.account.clone())
+                .with_rate_limits(serve.rate_limits());
             let options = licensor::app::Options { limits, metrics };
             licensor::app::serve_with(listener, licensor::server::Plain, state, options, shutdown_signal()).await?;
             pool.close().await;

@@ -138,7 +138,13 @@ pub struct Metrics {
     pub jobs: Family<Counter>,
     pub connections_refused: Counter,
     pub connections_open: AtomicU64,
-    pub logins_waiting: AtomicU64,
+}
+
+/// Values read when metrics are scraped.
+pub struct Gauges {
+    /// Database connections: (open, idle, maximum).
+    pub pool: (u32, u32, u32),
+    pub password_checks_waiting: u64,
 }
 
 impl Default for Metrics {
@@ -176,14 +182,14 @@ impl Default for Metrics {
             ),
             connections_refused: Counter::default(),
             connections_open: AtomicU64::new(0),
-            logins_waiting: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
-    /// The text exposition of every metric; `pool` is (open, idle, max) database connections.
-    pub fn render(&self, pool: (u32, u32, u32)) -> String {
+    /// The text exposition of every metric.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let pool = gauges.pool;
         let mut out = String::with_capacity(16 * 1024);
         self.requests.render(&mut out);
         self.validations.render(&mut out);
@@ -208,7 +214,7 @@ impl Metrics {
                 "licensor_password_checks_waiting",
                 "gauge",
                 "Password checks waiting for a slot (their concurrency is capped).",
-                self.logins_waiting.load(Ordering::Relaxed),
+                gauges.password_checks_waiting,
             ),
             ("licensor_db_connections_open", "gauge", "Database connections in the pool.", u64::from(pool.0)),
             ("licensor_db_connections_idle", "gauge", "Idle database connections in the pool.", u64::from(pool.1)),
@@ -233,7 +239,7 @@ mod tests {
         m.validations.inc(&["EXPIRED"]);
         m.activations.inc(&["opswat"]);
         m.requests.with(&["keygen", "/v1/ping", "GET", "200"]).observe(Duration::from_micros(700));
-        let text = m.render((3, 1, 16));
+        let text = m.render(Gauges { pool: (3, 1, 16), password_checks_waiting: 0 });
         assert!(text.contains("licensor_validations_total{code=\"VALID\"} 2\n"), "{text}");
         assert!(text.contains("licensor_validations_total{code=\"EXPIRED\"} 1\n"));
         assert!(text.contains("licensor_machine_activations_total{surface=\"opswat\"} 1\n"));

@@ -33,6 +33,8 @@ pub struct Inner {
     /// Validation timestamps waiting to be written (see [`AppState::flush_touches`]).
     touches: Mutex<HashMap<Uuid, i64>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This node's rate-limit counters and what they limit (none unless configured).
+    pub limiter: crate::ratelimit::Limiter,
 }
 
 impl Deref for AppState {
@@ -58,7 +60,17 @@ impl AppState {
             signing_keys: RwLock::default(),
             touches: Mutex::default(),
             metrics: Arc::default(),
+            limiter: crate::ratelimit::Limiter::new(crate::ratelimit::Config::default()),
         }))
+    }
+
+    /// The same state with these rate limits; only before the state is shared.
+    pub fn with_rate_limits(mut self, config: crate::ratelimit::Config) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.limiter = crate::ratelimit::Limiter::new(config),
+            None => tracing::error!("rate limits set after the state was shared: ignored"),
+        }
+        self
     }
 
     /// The account for single-account routes.

@@ -1,15 +1,18 @@
-//! What every request passes through before and after its surface: a request id, and one
-//! access-log line and one latency sample labelled with the surface and route template.
+//! What every request passes through before and after its surface: a request id, rate limits,
+//! and one access-log line and one latency sample labelled with the surface and route template.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use uuid::Uuid;
 
 use crate::api::Surface;
+use crate::auth::{self, Credential};
+use crate::ratelimit::{bucket, client_ip, Limiter, Verdict};
 use crate::state::AppState;
 
 pub async fn with_request_id(req: Request, next: Next) -> Response {
@@ -59,6 +62,108 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
+    response
+}
+
+/// Counts the request against the rate limits (`ratelimit`) and refuses it with a 429 in its
+/// surface's format when one is reached; every answer carries Keygen's `X-RateLimit-*` headers
+/// for the fullest request window.
+pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limiter = &state.limiter;
+    let config = &limiter.config;
+    if config.requests.is_empty() && config.logins.is_none() && config.password_changes.is_none() {
+        return next.run(req).await;
+    }
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let headers = req.headers();
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = client_ip(peer, forwarded, &config.trusted_proxies).to_string();
+    let path = req.uri().path();
+    let surface = Surface::of(path);
+    let account = account_segment(path);
+    let now = crate::time::now_ms();
+
+    for (kind, name, rate) in strict_buckets(&state, req.method(), path, headers, account, &ip) {
+        match Limiter::hit_exact(&state.db, &name, rate, now).await {
+            Ok(v) if !v.allowed => {
+                state.metrics.rate_limited.inc(&[surface.as_str(), kind]);
+                return with_headers(surface.render(v.error()), &v);
+            }
+            Ok(_) => {}
+            // Fail open: a database hiccup must not lock every user out.
+            Err(e) => e.log("rate limit counter"),
+        }
+    }
+
+    let credential = headers.get(axum::http::header::AUTHORIZATION).map_or(&b""[..], |v| v.as_bytes());
+    let name = bucket("req", &[surface.as_str().as_bytes(), account.as_bytes(), ip.as_bytes(), credential]);
+    let verdict = limiter.hit(&state.db, &name, now).await;
+    if let Some(v) = &verdict {
+        if !v.allowed {
+            state.metrics.rate_limited.inc(&[surface.as_str(), "requests"]);
+            return with_headers(surface.render(v.error()), v);
+        }
+    }
+    let response = next.run(req).await;
+    match &verdict {
+        Some(v) => with_headers(response, v),
+        None => response,
+    }
+}
+
+/// The exact buckets this request counts against: password logins (`POST …/tokens` with an
+/// email and password, and any password-authenticated licensing request) and password changes.
+fn strict_buckets(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    account: &str,
+    ip: &str,
+) -> Vec<(&'static str, String, crate::ratelimit::Rate)> {
+    let config = &state.limiter.config;
+    let mut out = Vec::new();
+    if let Some(rate) = config.logins {
+        let login = Surface::of(path) == Surface::Licensing || (method == Method::POST && path.ends_with("/tokens"));
+        if login {
+            if let Ok(Some(Credential::Password(email, _))) = auth::parse_authorization(headers) {
+                // Per address and email, whichever account the path names: the licensing
+                // surface names none, and a login there is the same guess.
+                let email = email.to_lowercase();
+                out.push(("logins", bucket("login", &[ip.as_bytes(), email.as_bytes()]), rate));
+            }
+        }
+    }
+    if let Some(rate) = config.password_changes {
+        let change = path.ends_with("/actions/update-password") || path.ends_with("/actions/reset-password");
+        if method == Method::POST && change {
+            let user = path.rsplit('/').nth(2).unwrap_or("").to_lowercase();
+            out.push((
+                "password_changes",
+                bucket("password", &[account.as_bytes(), ip.as_bytes(), user.as_bytes()]),
+                rate,
+            ));
+        }
+    }
+    out
+}
+
+/// The account a path names (`/v1/accounts/{a}/…`, `/accounts/{a}/core/…`), else "".
+fn account_segment(path: &str) -> &str {
+    let rest = path.strip_prefix("/v1/accounts/").or_else(|| path.strip_prefix("/accounts/"));
+    rest.and_then(|r| r.split('/').next()).unwrap_or("")
+}
+
+fn with_headers(mut response: Response, v: &Verdict) -> Response {
+    let h = response.headers_mut();
+    if let Ok(w) = HeaderValue::from_str(&v.window) {
+        h.insert("x-ratelimit-window", w);
+    }
+    h.insert("x-ratelimit-count", HeaderValue::from(v.count));
+    h.insert("x-ratelimit-limit", HeaderValue::from(v.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(v.remaining()));
+    h.insert("x-ratelimit-reset", HeaderValue::from(v.reset));
     response
 }
 
@@ -115,6 +220,14 @@ mod tests {
         );
         assert_eq!(loggable_path("/api/licensing/v1/licenses/create"), "/api/licensing/v1/licenses/create");
         assert_eq!(loggable_path("/activation"), "/activation");
+    }
+
+    #[test]
+    fn account_segments() {
+        assert_eq!(super::account_segment("/v1/accounts/acme/licenses"), "acme");
+        assert_eq!(super::account_segment("/accounts/123/core/v1/licenses"), "123");
+        assert_eq!(super::account_segment("/v1/licenses"), "");
+        assert_eq!(super::account_segment("/api/licensing/v1/products"), "");
     }
 
     #[test]

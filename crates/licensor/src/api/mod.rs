@@ -20,6 +20,11 @@ pub fn holds_nul(v: &Value) -> bool {
     }
 }
 
+/// Sets `Retry-After` on a 429.
+pub fn retry_after(response: &mut axum::response::Response, seconds: i64) {
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds.max(1)));
+}
+
 /// Which surface a request path belongs to: each answers in its own format, and metrics and
 /// logs are labelled with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

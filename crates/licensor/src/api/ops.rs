@@ -42,7 +42,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut r = state.metrics.render(state.db.pool_usage()).into_response();
+    let gauges = crate::metrics::Gauges {
+        pool: state.db.pool_usage(),
+        password_checks_waiting: crate::crypto::secrets::password_checks_waiting(),
+    };
+    let mut r = state.metrics.render(gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }

@@ -50,10 +50,14 @@ enum Answer {
     File(String),
     Deactivated,
     Missing(&'static str),
-    InvalidParameter { verb: &'static str, what: &'static str },
+    InvalidParameter {
+        verb: &'static str,
+        what: &'static str,
+    },
     Failed(String),
     NoActiveLicense,
-    TooManyRequests,
+    /// Seconds to wait.
+    TooManyRequests(i64),
     Internal,
 }
 
@@ -94,12 +98,16 @@ impl IntoResponse for Answer {
                 YAML,
                 error("Could not found any active license with the given parameters"),
             ),
-            Answer::TooManyRequests => reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                YAML,
-                error("Too many requests. Please wait before trying again."),
-            ),
+            Answer::TooManyRequests(secs) => {
+                let mut r = reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    YAML,
+                    error(&format!("Too many requests. Please wait {secs} seconds before trying again.")),
+                );
+                crate::api::retry_after(&mut r, secs);
+                r
+            }
             Answer::Internal => {
                 let id = crate::telemetry::request_id().unwrap_or_default();
                 reply(
@@ -211,16 +219,16 @@ async fn deactivation_in(
 /// An error raised before the activation server looked at the request (a rate limit), in its
 /// format.
 pub fn render(e: Error) -> Response {
-    match e {
-        Error::TooManyRequests { .. } => Answer::TooManyRequests.into_response(),
-        e => answer(Err(e)).into_response(),
-    }
+    answer(Err(e)).into_response()
 }
 
 fn answer(r: Result<Answer, Error>) -> Answer {
-    r.unwrap_or_else(|e| {
-        e.log("activation server error");
-        Answer::Internal
+    r.unwrap_or_else(|e| match e {
+        Error::TooManyRequests { retry_after, .. } => Answer::TooManyRequests(retry_after),
+        e => {
+            e.log("activation server error");
+            Answer::Internal
+        }
     })
 }
 
@@ -294,7 +302,7 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
             let p = Principal::of_license(license.clone());
             let new = NewMachine { machine: m, components: Vec::new(), chosen_id: false };
             let activated = match service::machines::admit(&state.db, &p, &license, None, None).await {
-                Ok(admission) => service::machines::activate(&state.db, &p, &license, admission, new).await,
+                Ok(admission) => service::machines::activate(state, &p, &license, admission, new).await,
                 Err(e) => Err(e),
             };
             match activated {
@@ -417,12 +425,13 @@ async fn deactivate(state: &AppState, account: Option<&Account>, p: HashMap<Stri
     else {
         return Ok(Answer::NoActiveLicense);
     };
-    Ok(match machines::deactivate(&state.db, license.account_id, m.id, None).await? {
-        Some(true) => {
-            state.metrics.deactivations.inc(&["opswat"]);
-            Answer::Deactivated
-        }
-        _ => Answer::NoActiveLicense,
+    // The key is the credential: the license acts for itself.
+    let p = Principal::of_license(license);
+    Ok(if service::machines::deactivate(state, &p, &m).await? {
+        state.metrics.deactivations.inc(&["opswat"]);
+        Answer::Deactivated
+    } else {
+        Answer::NoActiveLicense
     })
 }
 

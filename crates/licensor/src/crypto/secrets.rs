@@ -43,6 +43,8 @@ pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    // Shares the password-check slots (below); setting a password is rare enough to just wait.
+    let _slot = PASSWORD_SLOTS.acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -55,8 +57,9 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 
 /// Checks `password` against a stored hash. With no stored hash the check still burns the same
 /// time against a dummy hash, so response timing does not reveal which emails exist.
-pub async fn verify_password(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+pub async fn verify_password(password: String, stored: Option<String>) -> crate::error::Result<bool> {
+    let _slot = password_slot().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         let dummy = dummy_hash();
         let (hash, real) = match &stored {
             Some(h) => (h.as_str(), true),
@@ -69,7 +72,37 @@ pub async fn verify_password(password: String, stored: Option<String>) -> bool {
         ok && real
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
+}
+
+/// Argon2 is meant to be costly (about 19 MiB and tens of milliseconds per check). Run freely,
+/// a flood of password logins would take every core and a blocking thread each; capped at half
+/// the cores, validations keep the rest. Checks beyond [`MAX_WAITING`] are refused at once
+/// (429) rather than queued for longer than a client waits.
+static PASSWORD_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::sync::Semaphore::new((cores / 2).max(1))
+});
+static WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const MAX_WAITING: u64 = 256;
+
+/// Password checks waiting for a slot now.
+pub fn password_checks_waiting() -> u64 {
+    WAITING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn password_slot() -> crate::error::Result<tokio::sync::SemaphorePermit<'static>> {
+    use std::sync::atomic::Ordering;
+    if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+        return Err(crate::error::Error::TooManyRequests {
+            detail: "Too many password checks are in progress; retry shortly, or authenticate with a token".into(),
+            retry_after: 1,
+        });
+    }
+    let permit = PASSWORD_SLOTS.acquire().await;
+    WAITING.fetch_sub(1, Ordering::Relaxed);
+    permit.map_err(|_| crate::error::Error::Internal(anyhow::anyhow!("password check slots closed")))
 }
 
 fn dummy_hash() -> String {
@@ -108,8 +141,8 @@ mod tests {
     async fn passwords_verify_only_with_the_right_hash() {
         let h = hash_password("hunter22".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("hunter22".into(), Some(h.clone())).await);
-        assert!(!verify_password("hunter23".into(), Some(h)).await);
-        assert!(!verify_password("hunter22".into(), None).await);
+        assert!(verify_password("hunter22".into(), Some(h.clone())).await.unwrap());
+        assert!(!verify_password("hunter23".into(), Some(h)).await.unwrap());
+        assert!(!verify_password("hunter22".into(), None).await.unwrap());
     }
 }

@@ -13,6 +13,8 @@ use crate::model::{
     ActivationLimits, ActivationRefusal, Component, ExpirationBasis, HeartbeatStatus, License, Machine, Token,
     Uniqueness,
 };
+use crate::ratelimit;
+use crate::state::AppState;
 use crate::store::machines as store;
 use crate::store::{groups, licenses, users};
 use crate::time;
@@ -156,12 +158,13 @@ pub async fn ensure_id_free(db: &Db, id: Uuid) -> std::result::Result<(), Activa
 /// uniqueness) is checked under the license's lock, so it holds across concurrent requests
 /// and nodes. A FROM_FIRST_ACTIVATION expiry starts with the first machine.
 pub async fn activate(
-    db: &Db,
+    state: &AppState,
     p: &Principal,
     license: &License,
     admission: Admission,
     new: NewMachine,
 ) -> std::result::Result<Machine, ActivateError> {
+    let db = &state.db;
     let NewMachine { machine: m, components, chosen_id } = new;
     if !access::is_operator(p) && m.max_processes.is_some() {
         return Err(Error::bad_request(
@@ -170,6 +173,7 @@ pub async fn activate(
         )
         .into());
     }
+    count_change(state, license.id).await?;
     let mut limits = activation::limits(license, license_token(p).map(|t| t.id));
     limits.group_machines = admission.group_machines;
     match store::activate(db, &m, &components, &limits, activation::decide).await {
@@ -235,10 +239,33 @@ pub async fn resize(
     Ok(after)
 }
 
+/// Counts an activation or deactivation against the license's rate limit
+/// (`--license-change-rate-limit`): activating and deactivating in turn to pass seats around is
+/// churn the limit stops. Exact across nodes (a database counter).
+async fn count_change(state: &AppState, license: Uuid) -> Result<()> {
+    let Some(rate) = state.limiter.config.license_changes else { return Ok(()) };
+    let bucket = ratelimit::bucket("license", &[license.as_bytes()]);
+    let v = ratelimit::Limiter::hit_exact(&state.db, &bucket, rate, time::now_ms()).await?;
+    if v.allowed {
+        return Ok(());
+    }
+    state.metrics.rate_limited.inc(&["any", "license_changes"]);
+    Err(Error::TooManyRequests {
+        detail: format!(
+            "This license has been activated or deactivated {} times in the last {}; retry after {} seconds",
+            v.limit, v.window, v.retry_after
+        )
+        .into(),
+        retry_after: v.retry_after,
+    })
+}
+
 /// Deactivates (deletes) a machine, counting against the caller's license token's
-/// `maxDeactivations`.
-pub async fn deactivate(db: &Db, p: &Principal, m: &Machine) -> Result<()> {
+/// `maxDeactivations` and the license's change rate limit; false when it was already gone.
+pub async fn deactivate(state: &AppState, p: &Principal, m: &Machine) -> Result<bool> {
+    let db = &state.db;
     let token = license_token(p);
+    count_change(state, m.license_id).await?;
     match store::deactivate(db, m.account_id, m.id, token.map(|t| t.id)).await? {
         None => Err(Error::Invalid {
             detail: format!("exceeds maximum allowed ({})", token.and_then(|t| t.max_deactivations).unwrap_or(0))
@@ -246,7 +273,7 @@ pub async fn deactivate(db: &Db, p: &Principal, m: &Machine) -> Result<()> {
             code: "DEACTIVATIONS_LIMIT_EXCEEDED".into(),
             location: Source::Pointer("/data/attributes/deactivations".into()),
         }),
-        Some(_) => Ok(()),
+        Some(deleted) => Ok(deleted),
     }
 }
 

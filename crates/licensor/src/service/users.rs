@@ -66,7 +66,7 @@ pub async fn update_password(db: &Db, p: &Principal, u: &User, old: &str, new: S
     if p.user_id() != Some(u.id) {
         return Err(Error::access_denied());
     }
-    let ok = secrets::verify_password(old.to_string(), u.password_hash.clone()).await;
+    let ok = secrets::verify_password(old.to_string(), u.password_hash.clone()).await?;
     if u.password_hash.is_none() || !ok {
         return Err(Error::Unauthorized { detail: "oldPassword is not valid".into(), code: None });
     }

@@ -13,6 +13,7 @@ pub mod machines;
 pub mod policies;
 pub mod processes;
 pub mod products;
+pub mod rate_limits;
 pub mod settings;
 pub mod tokens;
 pub mod users;

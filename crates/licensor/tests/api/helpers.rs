@@ -40,6 +40,11 @@ pub async fn test_database(dir: &std::path::Path) -> (String, Option<String>) {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(licensor::ratelimit::Config::default()).await
+}
+
+/// A server with these rate limits (none in [`spawn_app`]).
+pub async fn spawn_app_with(limits: licensor::ratelimit::Config) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt().with_env_filter("info,licensor=debug").with_test_writer().try_init();
     }
@@ -60,7 +65,8 @@ pub async fn spawn_app() -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let state = AppState::with_default_account(db.clone(), master.clone(), Some(created.account.id.to_string()));
+    let state = AppState::with_default_account(db.clone(), master.clone(), Some(created.account.id.to_string()))
+        .with_rate_limits(limits);
     let server = tokio::spawn(async move {
         licensor::app::serve(listener, state, async {
             let _ = rx.await;
@@ -364,6 +370,11 @@ impl TestApp {
     /// Starts the real binary on this test's database (no `--account`), waits until it answers,
     /// and returns it with its base URL.
     pub async fn serve_process(&self, data_dir: &std::path::Path) -> (KillOnDrop, String) {
+        self.serve_process_with(data_dir, &[]).await
+    }
+
+    /// [`TestApp::serve_process`] with more environment variables.
+    pub async fn serve_process_with(&self, data_dir: &std::path::Path, envs: &[(&str, &str)]) -> (KillOnDrop, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
         cmd.arg("serve")
@@ -376,6 +387,9 @@ impl TestApp {
             .stderr(std::process::Stdio::null());
         if let Some(schema) = &self.schema {
             cmd.env("LICENSOR_DATABASE_SCHEMA", schema);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
         }
         let child = KillOnDrop(cmd.spawn().expect("spawn licensor"));
         let url = format!("http://127.0.0.1:{port}");

@@ -22,6 +22,7 @@ mod openapi;
 mod operations;
 mod opswat;
 mod policies;
+mod rate_limits;
 mod resources;
 mod signing_oracle;
 mod strategies;

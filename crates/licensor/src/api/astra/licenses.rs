@@ -486,7 +486,7 @@ pub async fn create(
         let machine = crate::model::Machine::new(&l, Uuid::new_v4(), host.clone(), now);
         let new = crate::service::machines::NewMachine { machine, components: Vec::new(), chosen_id: false };
         let activated = match crate::service::machines::admit(c.db(), &c.principal, &l, None, None).await {
-            Ok(admission) => crate::service::machines::activate(c.db(), &c.principal, &l, admission, new).await,
+            Ok(admission) => crate::service::machines::activate(&c.state, &c.principal, &l, admission, new).await,
             Err(e) => Err(e),
         };
         match activated {

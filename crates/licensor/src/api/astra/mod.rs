@@ -83,6 +83,8 @@ impl Kind {
 pub struct Problem {
     status: StatusCode,
     body: Map<String, Value>,
+    /// Seconds, for a 429.
+    retry_after: Option<i64>,
 }
 
 impl Problem {
@@ -94,7 +96,7 @@ impl Problem {
         body.insert("title".into(), json!(title));
         body.insert("detail".into(), json!(detail));
         body.insert("status".into(), json!(status.to_string()));
-        Problem { status: StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND), body }
+        Problem { status: StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND), body, retry_after: None }
     }
 
     /// A problem of our own (not in the vendor's catalogue).
@@ -104,7 +106,7 @@ impl Problem {
         body.insert("title".into(), json!(title));
         body.insert("detail".into(), json!(detail));
         body.insert("status".into(), json!(status.as_u16().to_string()));
-        Problem { status, body }
+        Problem { status, body, retry_after: None }
     }
 
     pub fn precondition_failed() -> Problem {
@@ -121,6 +123,12 @@ impl Problem {
         let list: Vec<Value> =
             fields.into_iter().map(|(name, reason)| json!({ "name": name, "reason": reason })).collect();
         self.body.insert("invalidFields".into(), json!(list));
+        self
+    }
+
+    /// When to retry a 429 (`Retry-After`).
+    pub fn retry_after(mut self, seconds: i64) -> Problem {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -163,12 +171,13 @@ impl From<Error> for Problem {
             }
             Error::Conflict { detail, .. } => Problem::new(Kind::ResourceConflict).field("body", detail.into_owned()),
             // Not in the catalogue: Licensor's own problem type, like the 500 below.
-            Error::TooManyRequests { detail } => Problem::custom(
+            Error::TooManyRequests { detail, retry_after } => Problem::custom(
                 StatusCode::TOO_MANY_REQUESTS,
                 "urn:licensor:problems:too-many-requests",
                 "Too many requests",
                 &detail,
-            ),
+            )
+            .retry_after(retry_after),
             e @ (Error::Database(_) | Error::Internal(_)) => {
                 e.log("core/v1 API error");
                 Problem::custom(
@@ -195,6 +204,9 @@ impl IntoResponse for Problem {
         }
         let mut r = (self.status, Value::Object(self.body).to_string()).into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            crate::api::retry_after(&mut r, secs);
+        }
         r
     }
 }

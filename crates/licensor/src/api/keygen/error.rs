@@ -86,7 +86,7 @@ impl IntoResponse for ApiError {
                     (StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable entity", detail, None, source_json(location))
                 }
                 Error::Conflict { detail, code } => (StatusCode::CONFLICT, "Conflict", detail, code.as_deref(), None),
-                Error::TooManyRequests { detail } => {
+                Error::TooManyRequests { detail, .. } => {
                     (StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail, Some("TOO_MANY_REQUESTS"), None)
                 }
                 e @ Error::Database(_) => {
@@ -120,6 +120,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(super::document::MEDIA_TYPE));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygen\""));
+        }
+        if let Error::TooManyRequests { retry_after, .. } = &self.0 {
+            crate::api::retry_after(&mut response, *retry_after);
         }
         response
     }

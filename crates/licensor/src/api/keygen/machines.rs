@@ -330,7 +330,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     apply(&mut m, attrs)?;
     let components = parse_components(data.relationships.components, ctx.account_id(), m.id, now)?;
     let new = NewMachine { machine: m, components, chosen_id: chosen.is_some() };
-    let m = service::machines::activate(ctx.db(), &p, &license, admission, new).await.map_err(activate_error)?;
+    let m = service::machines::activate(&ctx.state, &p, &license, admission, new).await.map_err(activate_error)?;
     ctx.state.metrics.activations.inc(&["keygen"]);
     Ok(document::created(render(ctx.account_id(), &m)))
 }
@@ -423,7 +423,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 /// `DELETE /machines/{id}`: deactivation.
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     let (m, _) = load_managed(&ctx, MachineAction::Deactivate).await?;
-    service::machines::deactivate(ctx.db(), ctx.principal()?, &m).await?;
+    service::machines::deactivate(&ctx.state, ctx.principal()?, &m).await?;
     ctx.state.metrics.deactivations.inc(&["keygen"]);
     Ok(document::no_content())
 }

@@ -71,6 +71,7 @@ fn snake(code: &str) -> String {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
+        let mut wait = None;
         let (status, code, message) = match self {
             Failure::UnsupportedMediaType(expected) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,7 +104,8 @@ impl IntoResponse for Failure {
                 Error::Conflict { detail, code } => {
                     (StatusCode::CONFLICT, code.map_or("conflict".into(), |c| snake(&c)), detail.into_owned())
                 }
-                Error::TooManyRequests { detail } => {
+                Error::TooManyRequests { detail, retry_after } => {
+                    wait = Some(retry_after);
                     (StatusCode::TOO_MANY_REQUESTS, "too_many_requests".into(), detail.into_owned())
                 }
                 e @ (Error::Database(_) | Error::Internal(_)) => {
@@ -120,6 +122,9 @@ impl IntoResponse for Failure {
         let mut r = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"licensor\""));
+        }
+        if let Some(secs) = wait {
+            crate::api::retry_after(&mut r, secs);
         }
         r
     }
