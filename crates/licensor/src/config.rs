@@ -32,6 +32,22 @@ impl DatabaseArgs {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("licensor.db").display()))
     }
 
+    /// The SQLite database file, when the database is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        crate::db::sqlite_path(&self.database_url())
+    }
+
+    /// The master key without opening the database: the one given, else `<data-dir>/master.key`
+    /// if it exists.
+    pub fn known_master_key(&self) -> anyhow::Result<Option<crate::crypto::MasterKey>> {
+        let path = self.master_key_path();
+        Ok(match &self.master_key {
+            Some(hex) => Some(crate::crypto::MasterKey::from_hex(hex)?),
+            None if path.exists() => Some(crate::crypto::MasterKey::load(&path)?),
+            None => None,
+        })
+    }
+
     /// Where the generated master key lives when none is given.
     pub fn master_key_path(&self) -> PathBuf {
         self.data_dir.join("master.key")

@@ -98,6 +98,16 @@ fn pool_size(default: u32) -> u32 {
     std::env::var("LICENSOR_DATABASE_POOL").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
 }
 
+/// The file an SQLite URL names (`sqlite:PATH`, `sqlite://PATH` or a bare path); `None` for
+/// PostgreSQL.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+}
+
 impl Db {
     /// Opens `url` (`sqlite:PATH`, a bare file path, or `postgres://…`). `schema` confines a
     /// PostgreSQL connection to one schema (created if missing); tests use it for isolation.

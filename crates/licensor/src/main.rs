@@ -66,6 +66,24 @@ enum Command {
         #[arg(long, default_value = "5s", value_parser = licensor::config::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Copy the running SQLite database, consistently, to a new file (mode 0600). The copy is
+    /// useless without the master key: keep that too (separately).
+    Backup {
+        /// The backup file to write; must not exist.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Put a backup in place of the SQLite database (every node stopped): checks it is intact
+    /// and opens with the master key, keeps the replaced database as `*.before-restore-*`.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -173,6 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { serve, db } => {
             let open_files = licensor::server::raise_open_file_limit();
+            // Held while serving: `licensor restore` will not replace the file under us.
+            let _lock = db.sqlite_path().map(|p| licensor::backup::hold_shared(&p)).transpose()?;
             let pool = db.connect().await?;
             let master = db.master_key(&pool).await?;
             licensor::bootstrap::ensure_keys(&pool, &master).await?;
@@ -258,6 +278,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !status.contains(" 200 ") {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Backup { to, db } => {
+            let pool = db.connect().await?;
+            let bytes = licensor::backup::backup(&pool, &to).await?;
+            pool.close().await;
+            println!(
+                "backed up to {} ({bytes} bytes); it opens only with this database's master key: keep that too",
+                to.display()
+            );
+            Ok(())
+        }
+        Command::Restore { from, db } => {
+            let path = db
+                .sqlite_path()
+                .context("restore replaces an SQLite database; for PostgreSQL use pg_restore (docs/operations.md)")?;
+            let master = db.known_master_key()?;
+            if master.is_none() {
+                eprintln!("warning: no master key (LICENSOR_MASTER_KEY or <data-dir>/master.key): not checked");
+            }
+            let done = licensor::backup::restore(&from, &path, master.as_ref()).await?;
+            println!(
+                "restored {} ({} accounts, {} licenses) to {}{}",
+                from.display(),
+                done.accounts,
+                done.licenses,
+                path.display(),
+                done.previous.map(|p| format!("; the database it replaced is {}", p.display())).unwrap_or_default()
+            );
             Ok(())
         }
         Command::Migrate { db } => {

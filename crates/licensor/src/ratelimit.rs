@@ -57,9 +57,9 @@ impl std::fmt::Display for Rate {
 /// `1s`, `1m`, `10m`, `1h`: Keygen's `X-RateLimit-Window` spelling.
 fn window_name(period: Duration) -> String {
     let s = period.as_secs();
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

@@ -214,3 +214,223 @@ async fn the_metrics_listener_needs_no_token() {
     // Only the operations routes are there.
     assert_eq!(client.get(format!("http://{addr}/v1/ping")).send().await.unwrap().status(), 404);
 }
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig}");
+}
+
+/// SIGTERM: the listener closes, a request already in flight is finished and answered, one that
+/// outlasts the deadline is cut off, and the cull lease is handed back.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits() {
+    use tokio::io::AsyncWriteExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, _, port) = start_server(tmp.path(), &[("LICENSOR_SHUTDOWN_TIMEOUT", "3s")]).await;
+    let body = r#"{"meta":{"key":"NOT-A-KEY"}}"#;
+    let head = format!(
+        "POST /v1/licenses/actions/validate-key HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.api+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut finishing = connect_from("127.0.0.1", port).await;
+    finishing.write_all(head.as_bytes()).await.unwrap();
+    finishing.write_all(&body.as_bytes()[..5]).await.unwrap();
+    let mut stalled = connect_from("127.0.0.1", port).await;
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let stopping = std::time::Instant::now();
+    signal(&server.0, "-TERM");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "still accepting");
+    finishing.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let answer = closed_within(&mut finishing, std::time::Duration::from_secs(2)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"NOT_FOUND\""), "{answer}");
+
+    let status = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Some(s) = server.0.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("still running 5 s after SIGTERM");
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status}");
+    let took = stopping.elapsed();
+    assert!(took >= std::time::Duration::from_millis(2500), "the stalled request was not waited for: {took:?}");
+    closed_within(&mut stalled, std::time::Duration::from_secs(1)).await;
+
+    let db =
+        licensor::db::Db::connect(&format!("sqlite:{}", tmp.path().join("licensor.db").display()), None).await.unwrap();
+    let licensor::db::Db::Sqlite(s) = &db else { unreachable!() };
+    let expires: i64 =
+        sqlx::query_scalar("SELECT expires_at FROM job_leases WHERE name = 'cull'").fetch_one(&s.pool).await.unwrap();
+    assert_eq!(expires, 0, "the cull lease was not handed back");
+}
+
+fn licensor_cli(args: &[&str], data_dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"))
+        .args(args)
+        .env("LICENSOR_DATA_DIR", data_dir)
+        .env_remove("LICENSOR_DATABASE_URL")
+        .env_remove("LICENSOR_DATABASE_SCHEMA")
+        .env_remove("LICENSOR_MASTER_KEY")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Every license key in the account, with what validating it answers.
+async fn validations(client: &reqwest::Client, url: &str, token: &str, account: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut page = 1;
+    loop {
+        let r: serde_json::Value = client
+            .get(format!("{url}/v1/accounts/{account}/licenses?page[size]=100&page[number]={page}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = r["data"].as_array().unwrap().clone();
+        for l in &data {
+            let key = l["attributes"]["key"].as_str().unwrap().to_string();
+            let v: serde_json::Value = client
+                .post(format!("{url}/v1/accounts/{account}/licenses/actions/validate-key"))
+                .json(&json!({"meta": {"key": key}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push((key, v["meta"]["code"].as_str().unwrap().to_string()));
+        }
+        if data.len() < 100 {
+            break;
+        }
+        page += 1;
+    }
+    out.sort();
+    out
+}
+
+/// The restore drill of docs/operations.md: back up a live server under load, restore into a
+/// fresh folder, and every license there validates as it does on the original.
+#[tokio::test]
+async fn backup_under_load_and_restore_validate_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (_server_a, url_a, _) = start_server(&a, &[("LICENSOR_RATE_LIMITS", "off")]).await;
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("initial-credentials.json")).unwrap()).unwrap();
+    let token = creds["admin_token"].as_str().unwrap().to_string();
+    let account = creds["account_id"].as_str().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let api = format!("{url_a}/v1/accounts/{account}");
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{api}{path}")).bearer_auth(&token).json(&body).send()
+    };
+    let product: serde_json::Value =
+        post("/products", json!({"data": {"type": "products", "attributes": {"name": "App"}}}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let policy: serde_json::Value = post(
+        "/policies",
+        json!({"data": {"type": "policies", "attributes": {"name": "P", "floating": true, "maxMachines": 3, "protected": false},
+            "relationships": {"product": {"data": {"type": "products", "id": product["data"]["id"]}}}}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let policy = policy["data"]["id"].as_str().unwrap().to_string();
+    let license = |attrs: serde_json::Value| {
+        post(
+            "/licenses",
+            json!({"data": {"type": "licenses", "attributes": attrs,
+                "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}),
+        )
+    };
+    for i in 0..24 {
+        let attrs = match i % 4 {
+            0 => json!({"expiry": "2020-01-01T00:00:00Z"}),
+            1 => json!({"suspended": true}),
+            _ => json!({}),
+        };
+        assert_eq!(license(attrs).await.unwrap().status(), 201);
+    }
+
+    // Load: licenses keep being created and validated while the backup runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, api, token, policy, stop) =
+            (client.clone(), api.clone(), token.clone(), policy.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{api}/licenses"))
+                    .bearer_auth(&token)
+                    .json(&json!({"data": {"type": "licenses",
+                        "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let backup = tmp.path().join("licensor-backup.db");
+    let (ok, out) = {
+        let (backup, a) = (backup.clone(), a.clone());
+        tokio::task::spawn_blocking(move || licensor_cli(&["backup", "--to", backup.to_str().unwrap()], &a))
+            .await
+            .unwrap()
+    };
+    assert!(ok, "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(load.await.unwrap() > 0);
+    assert_eq!(mode(&backup), 0o600);
+
+    // The backup opens only with its master key; a live server's database is not replaced.
+    std::fs::create_dir_all(&b).unwrap();
+    let (ok, out) = licensor_cli(&["restore", "--from", backup.to_str().unwrap()], &a);
+    assert!(!ok && out.contains("a server is using"), "{out}");
+    std::fs::write(b.join("master.key"), "00".repeat(32)).unwrap();
+    let (ok, out) = licensor_cli(&["restore", "--from", backup.to_str().unwrap()], &b);
+    assert!(!ok && out.contains("another master key"), "{out}");
+    std::fs::copy(a.join("master.key"), b.join("master.key")).unwrap();
+    let (ok, out) = licensor_cli(&["restore", "--from", backup.to_str().unwrap()], &b);
+    assert!(ok, "{out}");
+    assert!(!b.join("licensor.db.restoring").exists());
+
+    let (_server_b, url_b, _) = start_server(&b, &[("LICENSOR_RATE_LIMITS", "off")]).await;
+    let restored = validations(&client, &url_b, &token, &account).await;
+    let original = validations(&client, &url_a, &token, &account).await;
+    assert!(restored.len() > 24, "{} licenses restored", restored.len());
+    assert!(restored.len() < original.len(), "the load after the backup is not in it");
+    let codes: std::collections::HashMap<_, _> = original.into_iter().collect();
+    for (key, code) in &restored {
+        assert_eq!(Some(code), codes.get(key), "{key}");
+    }
+    for code in ["VALID", "SUSPENDED", "EXPIRED"] {
+        assert!(restored.iter().any(|(_, c)| c == code), "no {code} license in the drill");
+    }
+}
