@@ -97,6 +97,15 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSOR_ACCOUNT")]
     pub account: Option<String>,
 
+    /// PEM certificate chain: serve HTTPS (with --tls-key). Re-read on SIGHUP and when the
+    /// file changes.
+    #[arg(long, env = "LICENSOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LICENSOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// A second address answering `/metrics`, `/healthz` and `/readyz` without credentials
     /// (keep it private). On the main listener `/metrics` wants an admin token.
     #[arg(long, env = "LICENSOR_METRICS_LISTEN")]

@@ -30,7 +30,7 @@ enum Command {
     /// Run the HTTP server (migrations run first; an empty database gets a `default` account).
     Serve {
         #[command(flatten)]
-        serve: licensor::config::ServeArgs,
+        serve: Box<licensor::config::ServeArgs>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -65,6 +65,10 @@ enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "5s", value_parser = licensor::config::parse_duration)]
         timeout: std::time::Duration,
+        /// The server's certificate, when it serves HTTPS: the check speaks TLS and trusts
+        /// exactly this certificate.
+        #[arg(long, env = "LICENSOR_TLS_CERT")]
+        tls_cert: Option<std::path::PathBuf>,
     },
     /// Copy the running SQLite database, consistently, to a new file (mode 0600). The copy is
     /// useless without the master key: keep that too (separately).
@@ -222,7 +226,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = licensor::state::AppState::with_default_account(pool.clone(), master, serve.account.clone())
                 .with_rate_limits(serve.rate_limits());
             let options = licensor::app::Options { limits, metrics };
-            licensor::app::serve_with(listener, licensor::server::Plain, state, options, shutdown_signal()).await?;
+            match (&serve.tls_cert, &serve.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let tls = licensor::tls::Tls::new(cert, key)?;
+                    tls.watch();
+                    tracing::info!(cert = %cert.display(), "serving HTTPS");
+                    licensor::app::serve_with(listener, tls, state, options, shutdown_signal()).await?;
+                }
+                _ => {
+                    licensor::app::serve_with(listener, licensor::server::Plain, state, options, shutdown_signal())
+                        .await?
+                }
+            }
             pool.close().await;
             Ok(())
         }
@@ -270,8 +285,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Healthcheck { listen, timeout } => {
-            let status = tokio::time::timeout(timeout, readyz(listen))
+        Command::Healthcheck { listen, timeout, tls_cert } => {
+            let status = tokio::time::timeout(timeout, readyz(listen, tls_cert.as_deref()))
                 .await
                 .map_err(|_| anyhow::anyhow!("no answer from {listen} within {timeout:?}"))??;
             println!("{status}");
@@ -349,9 +364,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `GET /readyz` on `listen` over plain HTTP/1.1; returns the status line.
-async fn readyz(mut listen: std::net::SocketAddr) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// `GET /readyz` on `listen` over HTTP/1.1 (in TLS trusting `tls_cert`, when given); returns
+/// the status line.
+async fn readyz(mut listen: std::net::SocketAddr, tls_cert: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn ask(mut s: impl AsyncRead + AsyncWrite + Unpin, host: &str) -> anyhow::Result<String> {
+        s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut buf = Vec::new();
+        // A TLS peer closing without close_notify still sent its answer.
+        let _ = s.read_to_end(&mut buf).await;
+        Ok(String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string())
+    }
     if listen.ip().is_unspecified() {
         listen.set_ip(if listen.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -359,12 +382,16 @@ async fn readyz(mut listen: std::net::SocketAddr) -> anyhow::Result<String> {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    let mut s = tokio::net::TcpStream::connect(listen).await.with_context(|| format!("cannot connect to {listen}"))?;
-    s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    Ok(text.lines().next().unwrap_or("").to_string())
+    let tcp = tokio::net::TcpStream::connect(listen).await.with_context(|| format!("cannot connect to {listen}"))?;
+    let host = listen.to_string();
+    match tls_cert {
+        None => ask(tcp, &host).await,
+        Some(cert) => {
+            let name = rustls::pki_types::ServerName::IpAddress(listen.ip().into());
+            let tls = licensor::tls::pinned_client(cert)?.connect(name, tcp).await.context("TLS handshake failed")?;
+            ask(tls, &host).await
+        }
+    }
 }
 
 /// `--public-key`: the key itself or a file holding it.

@@ -425,6 +425,16 @@ pub async fn start_server(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> 
     let child = KillOnDrop(cmd.spawn().expect("spawn licensor"));
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
+    if envs.iter().any(|(k, _)| *k == "LICENSOR_TLS_CERT") {
+        // HTTPS: this client speaks none; a healthcheck of the listener will do.
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, url, port);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{url} did not come up");
+    }
     for _ in 0..300 {
         if client.get(format!("{url}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
             return (child, url, port);

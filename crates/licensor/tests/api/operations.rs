@@ -434,3 +434,97 @@ async fn backup_under_load_and_restore_validate_the_same() {
         assert!(restored.iter().any(|(_, c)| c == code), "no {code} license in the drill");
     }
 }
+
+struct TestCert {
+    cert: String,
+    key: String,
+    der: Vec<u8>,
+}
+
+fn test_cert() -> TestCert {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    TestCert { cert: c.cert.pem(), key: c.key_pair.serialize_pem(), der: c.cert.der().to_vec() }
+}
+
+/// GET `path` over TLS trusting `roots`; returns (the certificate the server presented, the
+/// response's status line).
+async fn https_get(port: u16, roots: &[&TestCert], path: &str) -> (Vec<u8>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(rustls::pki_types::CertificateDer::from(r.der.clone())).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf).await;
+    (presented, String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string())
+}
+
+/// HTTPS without a proxy: served with the configured certificate, reloaded on SIGHUP and when
+/// the files change, a broken renewal leaves the served certificate in place, and the
+/// healthcheck speaks TLS.
+#[tokio::test]
+async fn https_with_certificate_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let (a, b) = (test_cert(), test_cert());
+    std::fs::write(&cert_path, &a.cert).unwrap();
+    std::fs::write(&key_path, &a.key).unwrap();
+    let data = tmp.path().join("data");
+    let envs = [("LICENSOR_TLS_CERT", cert_path.to_str().unwrap()), ("LICENSOR_TLS_KEY", key_path.to_str().unwrap())];
+    let (server, _, port) = start_server(&data, &envs).await;
+    let (presented, status) = https_get(port, &[&a, &b], "/v1/ping").await;
+    assert_eq!(presented, a.der);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // Plain HTTP gets no answer on the TLS port.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/v1/ping")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    // A renewed certificate, announced with SIGHUP.
+    std::fs::write(&cert_path, &b.cert).unwrap();
+    std::fs::write(&key_path, &b.key).unwrap();
+    signal(&server.0, "-HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(https_get(port, &[&a, &b], "/v1/ping").await.0, b.der);
+
+    // A broken renewal: the served certificate stays.
+    std::fs::write(&key_path, "not a key").unwrap();
+    signal(&server.0, "-HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (presented, status) = https_get(port, &[&a, &b], "/readyz").await;
+    assert_eq!((presented, status.as_str()), (b.der.clone(), "HTTP/1.1 200 OK"));
+
+    // The healthcheck trusts exactly the configured certificate.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"))
+        .args(["healthcheck", "--listen", &format!("127.0.0.1:{port}")])
+        .env("LICENSOR_TLS_CERT", &cert_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Files changed without a signal are picked up within the watch interval.
+    std::fs::write(&cert_path, &a.cert).unwrap();
+    std::fs::write(&key_path, &a.key).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        seen = https_get(port, &[&a, &b], "/v1/ping").await.0;
+        if seen == a.der {
+            break;
+        }
+    }
+    assert_eq!(seen, a.der, "the changed files were not reloaded");
+}
