@@ -1,8 +1,8 @@
 //! The `licensor` command: serve, setup, migrate.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use licensor::config::DatabaseArgs;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use licensor::config::{file, DatabaseArgs};
 
 // JSON:API documents are many small allocations; mimalloc serves them markedly faster than
 // glibc's allocator under contention (see BENCHMARKS.md).
@@ -12,6 +12,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "licensor", version, about = "Self-hosted software-licensing server")]
 struct Cli {
+    /// A TOML file of settings (keys are flag names); flags and environment variables win over it.
+    #[arg(long, global = true, env = "LICENSOR_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Log lines as text for people, or one JSON object per line for log shippers.
     #[arg(long, global = true, env = "LICENSOR_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -123,9 +126,24 @@ enum Command {
         /// A file path, `-` for stdin, or a license key itself.
         input: String,
     },
+    /// Check the configuration: prints every `serve` setting, its value (secrets redacted) and
+    /// where it came from; exits 1 if a value is invalid.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The product side of air-gapped activation, on the offline machine.
     #[command(subcommand)]
     Offline(Offline),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective `serve` configuration.
+    Check {
+        #[command(flatten)]
+        serve: Box<licensor::config::ServeArgs>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,8 +209,9 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, matches: &clap::ArgMatches, loaded: &file::Loaded) -> anyhow::Result<()> {
     match cli.command {
+        Command::Config(ConfigCommand::Check { serve, db: _ }) => config_check(matches, loaded, &serve),
         Command::Serve { serve, db } => {
             let open_files = licensor::server::raise_open_file_limit();
             // Held while serving: `licensor restore` will not replace the file under us.
@@ -452,12 +471,100 @@ fn offline(cmd: Offline) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = Cli::parse();
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Before any thread exists: the config file and `*_FILE` variables become environment
+    // variables, so clap applies one precedence to all of them.
+    let loaded = match file::load(file::config_path(&args).as_deref(), &known_variables()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_tracing(cli.log_format);
-    if let Err(e) = run(cli).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli, &matches, &loaded)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Every environment variable a command reads.
+fn known_variables() -> std::collections::BTreeSet<String> {
+    fn walk(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for a in cmd.get_arguments() {
+            if let Some(env) = a.get_env() {
+                out.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(&Cli::command(), &mut out);
+    out
+}
+
+/// Settings whose values are never printed.
+const SECRETS: &[&str] = &["master_key", "password"];
+
+/// `licensor config check`: every setting of `serve` with its value and where it came from.
+fn config_check(
+    matches: &clap::ArgMatches,
+    loaded: &file::Loaded,
+    serve: &licensor::config::ServeArgs,
+) -> anyhow::Result<()> {
+    let root = Cli::command();
+    let check_cmd =
+        root.find_subcommand("config").and_then(|c| c.find_subcommand("check")).context("no config check command")?;
+    let sub =
+        matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("check")).context("not config check")?;
+    println!("# licensor serve settings: flag > environment > *_FILE > config file > default");
+    if let Some(p) = &loaded.path {
+        println!("# config file: {}", p.display());
+    }
+    let args = root.get_arguments().chain(check_cmd.get_arguments());
+    for arg in args {
+        let id = arg.get_id().as_str();
+        if ["help", "version", "config"].contains(&id) {
+            continue;
+        }
+        let m = if root.get_arguments().any(|a| a.get_id() == id) { matches } else { sub };
+        let value: Option<String> =
+            m.get_raw(id).map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","));
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        let origin = match m.value_source(id) {
+            Some(clap::parser::ValueSource::CommandLine) => "flag".to_string(),
+            Some(clap::parser::ValueSource::EnvVariable) => {
+                let env = env.clone().unwrap_or_default();
+                match loaded.origins.get(&env) {
+                    Some(file::Origin::File) => "config file".into(),
+                    Some(file::Origin::SecretFile) => format!("{env}_FILE"),
+                    None => env,
+                }
+            }
+            Some(clap::parser::ValueSource::DefaultValue) => "default".into(),
+            _ => "unset".into(),
+        };
+        let shown = match value {
+            None => "(unset)".to_string(),
+            Some(_) if SECRETS.contains(&id) => "\"(redacted)\"".to_string(),
+            Some(v) if id == "database_url" => format!("{:?}", file::redact_url(&v)),
+            Some(v) => format!("{v:?}"),
+        };
+        println!("{:<28} = {:<40} # {origin}", id.replace('_', "-"), shown);
+    }
+    // What can be checked without starting: the TLS files load.
+    if let (Some(cert), Some(key)) = (&serve.tls_cert, &serve.tls_key) {
+        licensor::tls::Tls::new(cert, key)?;
+    }
+    eprintln!("configuration OK");
+    Ok(())
 }

@@ -528,3 +528,90 @@ async fn https_with_certificate_reload() {
     }
     assert_eq!(seen, a.der, "the changed files were not reloaded");
 }
+
+/// Settings come from flags, then environment variables, then `*_FILE` variables, then the
+/// `--config` file, then defaults; `licensor config check` says which, and never prints a
+/// secret.
+#[tokio::test]
+async fn configuration_precedence_and_config_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = "ab".repeat(32);
+    std::fs::write(tmp.path().join("master.hex"), format!("{key}\n")).unwrap();
+    let config = tmp.path().join("licensor.toml");
+    std::fs::write(
+        &config,
+        r#"
+listen = "127.0.0.1:9001"
+rate-limits = "50/1s"
+idle_timeout = "7s"
+trusted-proxies = ["10.0.0.0/8", "::1"]
+master_key_file = "master.hex"
+database-url = "postgres://app:s3cret@db/licensor"
+"#,
+    )
+    .unwrap();
+    let check = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
+        cmd.args(["config", "check", "--config", config.to_str().unwrap()]).args(args);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LICENSOR_")) {
+            cmd.env_remove(k);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let line = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_string()
+    };
+    let (code, out, err) = check(&[("LICENSOR_LISTEN", "127.0.0.1:9002")], &["--idle-timeout", "3s"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(line(&out, "listen").contains("\"127.0.0.1:9002\"") && line(&out, "listen").ends_with("# LICENSOR_LISTEN"));
+    assert!(line(&out, "idle-timeout").contains("\"3s\"") && line(&out, "idle-timeout").ends_with("# flag"));
+    assert!(line(&out, "rate-limits").contains("\"50/1s\"") && line(&out, "rate-limits").ends_with("# config file"));
+    assert!(line(&out, "trusted-proxies").contains("\"10.0.0.0/8,::1\""));
+    assert!(line(&out, "max-connections").ends_with("# default"));
+    assert!(line(&out, "master-key").contains("(redacted)") && line(&out, "master-key").ends_with("# config file"));
+    assert!(line(&out, "database-url").contains("postgres://app:…@db/licensor"));
+    assert!(!out.contains(&key) && !out.contains("s3cret"), "a secret was printed: {out}");
+
+    // A `*_FILE` variable is above the config file and below the variable itself.
+    let other = tmp.path().join("other.hex");
+    std::fs::write(&other, "cd".repeat(32)).unwrap();
+    let (_, out, _) = check(&[("LICENSOR_MASTER_KEY_FILE", other.to_str().unwrap())], &[]);
+    assert!(line(&out, "master-key").ends_with("# LICENSOR_MASTER_KEY_FILE"), "{out}");
+    let (_, out, _) =
+        check(&[("LICENSOR_MASTER_KEY_FILE", other.to_str().unwrap()), ("LICENSOR_MASTER_KEY", &"ef".repeat(32))], &[]);
+    assert!(line(&out, "master-key").ends_with("# LICENSOR_MASTER_KEY"), "{out}");
+
+    // Mistakes are refused, not ignored.
+    std::fs::write(&config, "listen = \"127.0.0.1:9001\"\nlisten-address = \"x\"\n").unwrap();
+    let (code, _, err) = check(&[], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown setting \"listen-address\""), "{err}");
+    std::fs::write(&config, "rate-limits = \"lots\"\n").unwrap();
+    let (code, _, err) = check(&[], &[]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("rate-limits"), "{err}");
+}
+
+/// `licensor serve --config FILE` runs with the file's settings.
+#[tokio::test]
+async fn serve_reads_the_config_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = tmp.path().join("licensor.toml");
+    std::fs::write(&config, format!("metrics-listen = \"127.0.0.1:{metrics_port}\"\n")).unwrap();
+    let (_server, _, _) =
+        start_server(&tmp.path().join("data"), &[("LICENSOR_CONFIG", config.to_str().unwrap())]).await;
+    let r = reqwest::get(format!("http://127.0.0.1:{metrics_port}/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+pub mod file;
+
 #[derive(Clone, Args)]
 pub struct DatabaseArgs {
     /// Database URL: `sqlite:PATH` (default: an SQLite file in the data folder) or
