@@ -615,3 +615,94 @@ async fn serve_reads_the_config_file() {
     let r = reqwest::get(format!("http://127.0.0.1:{metrics_port}/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// `--log-format json`: one object a line; each request's access line names its request id,
+/// surface, route template, status and latency, and no key or token appears anywhere.
+#[tokio::test]
+async fn json_access_logs_carry_no_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("stderr.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
+    cmd.args(["serve", "--log-format", "json"])
+        .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LICENSOR_DATA_DIR", tmp.path().join("data"))
+        .env_remove("LICENSOR_DATABASE_URL")
+        .env_remove("LICENSOR_MASTER_KEY")
+        .env_remove("LICENSOR_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = KillOnDrop(cmd.spawn().unwrap());
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client.get(format!("{url}/v1/ping")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("data/initial-credentials.json")).unwrap())
+            .unwrap();
+    let token = creds["admin_token"].as_str().unwrap();
+    let secret_key = "SECRET-LICENSE-KEY-0123456789";
+    let r = client
+        .get(format!("{url}/v1/licenses/{secret_key}?key={secret_key}"))
+        .bearer_auth(token)
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let access = lines
+        .iter()
+        .find(|l| l["request_id"] == "trace-me-42")
+        .unwrap_or_else(|| panic!("no access line for the request: {text}"));
+    assert_eq!(access["target"], "licensor::access");
+    assert_eq!(access["surface"], "keygen");
+    assert_eq!(access["route"], "/v1/licenses/{id}");
+    assert_eq!(access["status"], 404);
+    assert!(access["latency_us"].as_u64().is_some());
+    assert!(!text.contains(secret_key) && !text.contains(token), "a secret in the log: {text}");
+}
+
+/// The deployment files stay true: the example configuration passes `licensor config check`,
+/// and the systemd unit passes `systemd-analyze verify` (where systemd is installed) with the
+/// binary it names.
+#[tokio::test]
+async fn the_deployment_files_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = test_cert();
+    std::fs::write(tmp.path().join("cert.pem"), &c.cert).unwrap();
+    std::fs::write(tmp.path().join("key.pem"), &c.key).unwrap();
+    let config = std::fs::read_to_string(root.join("licensor.toml"))
+        .unwrap()
+        .replace("/etc/licensor/tls/fullchain.pem", tmp.path().join("cert.pem").to_str().unwrap())
+        .replace("/etc/licensor/tls/privkey.pem", tmp.path().join("key.pem").to_str().unwrap());
+    std::fs::write(tmp.path().join("licensor.toml"), config).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_licensor"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LICENSOR_")) {
+        cmd.env_remove(k);
+    }
+    let out =
+        cmd.args(["config", "check", "--config", tmp.path().join("licensor.toml").to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"0.0.0.0:8443\""));
+
+    let unit = std::fs::read_to_string(root.join("licensor.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/licensor serve --config /etc/licensor/licensor.toml"));
+    if std::process::Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("systemd-analyze is not installed: unit not verified");
+        return;
+    }
+    let path = tmp.path().join("licensor.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/licensor", env!("CARGO_BIN_EXE_licensor"))).unwrap();
+    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let complaints = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && complaints.trim().is_empty(), "{complaints}");
+}
