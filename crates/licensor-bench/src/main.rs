@@ -33,6 +33,152 @@ struct Args {
     /// The `licensor` binary to benchmark (default: target/release/licensor).
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Instead of the usual phases: what rate limiting and request metrics cost. Two servers on
+    /// the seeded database, one with both off and one with both on (limits counted on every
+    /// request but set too high to refuse), validate-key and ping interleaved off, on, off, on.
+    #[arg(long)]
+    operations: bool,
+}
+
+/// Rate limits that count every request and refuse none: what the counting costs.
+const COUNTED_NEVER_REFUSED: &str = "1000000000/1s,1000000000/1m";
+
+/// A running `licensor serve`: the process, its pid, its base URL.
+struct Server {
+    child: tokio::process::Child,
+    pid: Option<u32>,
+    base: String,
+}
+
+async fn start(
+    server: &std::path::Path,
+    url: &str,
+    schema: Option<&str>,
+    data_dir: &std::path::Path,
+    master_hex: &str,
+    env: &[(&str, &str)],
+    client: &reqwest::Client,
+) -> anyhow::Result<Server> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut cmd = tokio::process::Command::new(server);
+    cmd.arg("serve")
+        .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LICENSOR_DATABASE_URL", url)
+        .env("LICENSOR_DATA_DIR", data_dir)
+        .env("LICENSOR_MASTER_KEY", master_hex)
+        .env("LICENSOR_LOG", "warn")
+        .kill_on_drop(true);
+    if let Some(s) = schema {
+        cmd.env("LICENSOR_DATABASE_SCHEMA", s);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().context("cannot start licensor")?;
+    let pid = child.id();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if client.get(format!("{base}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(Server { child, pid, base });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("server did not come up")
+}
+
+/// One validate-key phase against `base`.
+async fn validate_phase(
+    name: &'static str,
+    pid: Option<u32>,
+    base: &str,
+    account: uuid::Uuid,
+    keys: Arc<Vec<String>>,
+    client: &reqwest::Client,
+    args: &Args,
+) -> Phase {
+    let validate_url = format!("{base}/v1/accounts/{account}/licenses/actions/validate-key");
+    let c = client.clone();
+    drive(name, pid, args.connections, args.seconds, move |conn, i| {
+        let (c, u) = (c.clone(), validate_url.clone());
+        let key = keys[(conn * 7919 + i * 104_729) % keys.len()].clone();
+        async move {
+            // Keys are hex and dashes: nothing to escape. The load generator's own CPU is shared
+            // with the server, so it builds no JSON tree per request.
+            let body = format!(r#"{{"meta":{{"key":"{key}"}}}}"#);
+            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
+                Ok(r) => valid(r).await,
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+async fn ping_phase(name: &'static str, pid: Option<u32>, base: &str, client: &reqwest::Client, args: &Args) -> Phase {
+    let ping_url = format!("{base}/v1/ping");
+    let c = client.clone();
+    drive(name, pid, args.connections, args.seconds, move |_, _| {
+        let (c, u) = (c.clone(), ping_url.clone());
+        async move { c.get(u).send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await
+}
+
+/// `--operations`: validate-key with rate limits and request metrics off, then on, twice over.
+async fn operations(
+    server: &std::path::Path,
+    url: &str,
+    schema: Option<&str>,
+    master_hex: &str,
+    account: uuid::Uuid,
+    keys: Arc<Vec<String>>,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let (dir_off, dir_on) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let off_env = [
+        ("LICENSOR_RATE_LIMITS", "off"),
+        ("LICENSOR_LOGIN_RATE_LIMIT", "off"),
+        ("LICENSOR_PASSWORD_CHANGE_RATE_LIMIT", "off"),
+        ("LICENSOR_LICENSE_CHANGE_RATE_LIMIT", "off"),
+        ("LICENSOR_METRICS", "false"),
+    ];
+    let on_env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED), ("LICENSOR_METRICS", "true")];
+    let mut off = start(server, url, schema, dir_off.path(), master_hex, &off_env, &client).await?;
+    let mut on = start(server, url, schema, dir_on.path(), master_hex, &on_env, &client).await?;
+    println!(
+        "connections: {}, {} s per phase; off = no rate limits, no request metrics",
+        args.connections, args.seconds
+    );
+    let mut phases = Vec::new();
+    for (off_name, on_name) in [("validate off 1", "validate on 1"), ("validate off 2", "validate on 2")] {
+        phases.push(validate_phase(off_name, off.pid, &off.base, account, keys.clone(), &client, args).await);
+        phases.push(validate_phase(on_name, on.pid, &on.base, account, keys.clone(), &client, args).await);
+    }
+    phases.push(ping_phase("ping off", off.pid, &off.base, &client, args).await);
+    phases.push(ping_phase("ping on", on.pid, &on.base, &client, args).await);
+    println!();
+    for p in &phases {
+        p.print();
+    }
+    let sum = |names: [&str; 2], f: &dyn Fn(&Phase) -> f64| {
+        phases.iter().filter(|p| names.contains(&p.name)).map(f).sum::<f64>() / 2.0
+    };
+    let rps = |p: &Phase| p.rps();
+    let cpu = |p: &Phase| p.per_request_us(p.server_cpu);
+    let (off_rps, on_rps) =
+        (sum(["validate off 1", "validate off 2"], &rps), sum(["validate on 1", "validate on 2"], &rps));
+    let (off_cpu, on_cpu) =
+        (sum(["validate off 1", "validate off 2"], &cpu), sum(["validate on 1", "validate on 2"], &cpu));
+    println!();
+    println!("validate-key throughput, on / off:     {:.3}", on_rps / off_rps);
+    println!(
+        "validate-key server CPU us/req, off → on: {off_cpu:.1} → {on_cpu:.1} ({:+.1}%)",
+        (on_cpu / off_cpu - 1.0) * 100.0
+    );
+    let _ = off.child.kill().await;
+    let _ = on.child.kill().await;
+    Ok(())
 }
 
 struct Phase {
@@ -183,7 +329,7 @@ async fn main() -> anyhow::Result<()> {
         created_at: licensor::time::now_ms(),
         updated_at: licensor::time::now_ms(),
     };
-    licensor::store::products::insert(&db, &product).await?;
+    licensor::store::products::insert(&db, &product, &[]).await?;
     let mut rules =
         licensor::model::PolicyRules { floating: true, max_machines: Some(1_000_000), ..Default::default() };
     rules.normalize_and_validate().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -197,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
         created_at: licensor::time::now_ms(),
         updated_at: licensor::time::now_ms(),
     };
-    licensor::store::policies::insert(&db, &policy).await?;
+    licensor::store::policies::insert(&db, &policy, &[]).await?;
     let keys: Arc<Vec<String>> = {
         let mut keys = Vec::with_capacity(args.licenses);
         let mut handles = Vec::new();
@@ -235,34 +381,16 @@ async fn main() -> anyhow::Result<()> {
     if !server.exists() {
         bail!("{} not found: build it with `cargo build --release -p licensor`", server.display());
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut cmd = tokio::process::Command::new(&server);
-    cmd.arg("serve")
-        .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("LICENSOR_DATABASE_URL", &url)
-        .env("LICENSOR_DATA_DIR", dir.path())
-        .env("LICENSOR_MASTER_KEY", &master_hex)
-        .env("LICENSOR_LOG", "warn")
-        .kill_on_drop(true);
-    if let Some(s) = &schema {
-        cmd.env("LICENSOR_DATABASE_SCHEMA", s);
-    }
-    let mut child = cmd.spawn().context("cannot start licensor")?;
-    let server_pid = child.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !up {
-        bail!("server did not come up");
-    }
     let account = created.account.id;
+    if args.operations {
+        return operations(&server, &url, schema.as_deref(), &master_hex, account, keys, &args).await;
+    }
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    // Every load generator request comes from one address and credential: count them all, as a
+    // server does, but let none be refused (real clients are many).
+    let env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED)];
+    let Server { mut child, pid: server_pid, base } =
+        start(&server, &url, schema.as_deref(), dir.path(), &master_hex, &env, &client).await?;
     println!(
         "connections: {}, {} s per phase, {} cores",
         args.connections,
@@ -270,31 +398,8 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
 
-    let ping_url = format!("{base}/v1/ping");
-    let c = client.clone();
-    let ping = drive("ping", server_pid, args.connections, args.seconds, move |_, _| {
-        let (c, u) = (c.clone(), ping_url.clone());
-        async move { c.get(u).send().await.is_ok_and(|r| r.status().is_success()) }
-    })
-    .await;
-
-    let validate_url = format!("{base}/v1/accounts/{account}/licenses/actions/validate-key");
-    let c = client.clone();
-    let k = keys.clone();
-    let validate = drive("validate-key", server_pid, args.connections, args.seconds, move |conn, i| {
-        let (c, u) = (c.clone(), validate_url.clone());
-        let key = k[(conn * 7919 + i * 104_729) % k.len()].clone();
-        async move {
-            // Keys are hex and dashes: nothing to escape. The load generator's own CPU is shared
-            // with the server, so it builds no JSON tree per request.
-            let body = format!(r#"{{"meta":{{"key":"{key}"}}}}"#);
-            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
-                Ok(r) => valid(r).await,
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    let ping = ping_phase("ping", server_pid, &base, &client, &args).await;
+    let validate = validate_phase("validate-key", server_pid, &base, account, keys.clone(), &client, &args).await;
 
     let machines_url = format!("{base}/v1/accounts/{account}/machines");
     let c = client.clone();

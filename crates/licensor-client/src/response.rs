@@ -88,3 +88,37 @@ pub fn verify(r: &SignedResponse<'_>, public_key: &PublicKey) -> Result<()> {
     );
     public_key.verify(alg, data.as_bytes(), &sig)
 }
+
+/// A webhook as its receiver got it. Webhooks are signed as responses are, over `post`, the
+/// endpoint URL's path and query, and the endpoint URL's host name (without the port).
+pub struct SignedWebhook<'a> {
+    /// Path and query of the endpoint URL, e.g. `/hooks/keygen`.
+    pub path_and_query: &'a str,
+    /// Host name of the endpoint URL, e.g. `hooks.example.com`.
+    pub host: &'a str,
+    /// The `Keygen-Signature` header.
+    pub signature_header: &'a str,
+    /// The `Date` header.
+    pub date: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Verifies a webhook's signature, its body's digest and its freshness (see [`verify_fresh`]).
+/// Deliveries are at least once: de-duplicate on `data.meta.idempotencyToken` (the same for
+/// every delivery and retry of one event), or on `data.id` per delivery.
+pub fn verify_webhook(
+    w: &SignedWebhook<'_>,
+    public_key: &PublicKey,
+    now: chrono::DateTime<chrono::Utc>,
+    max_age: chrono::Duration,
+) -> Result<()> {
+    let r = SignedResponse {
+        method: "post",
+        path_and_query: w.path_and_query,
+        host: w.host,
+        signature_header: w.signature_header,
+        date: w.date,
+        body: w.body,
+    };
+    verify_fresh(&r, public_key, now, max_age)
+}

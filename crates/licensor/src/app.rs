@@ -73,6 +73,7 @@ pub async fn serve_with<H: Handshake>(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let jobs = crate::jobs::spawn(state.clone(), stop_rx.clone());
+    let deliveries = crate::webhooks::spawn(state.clone(), stop_rx.clone());
     let metrics_server = options.metrics.map(|l| {
         let app = crate::api::ops::private_router()
             .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
@@ -90,9 +91,11 @@ pub async fn serve_with<H: Handshake>(
     server::serve(listener, app, options.limits, handshake, state.metrics.clone(), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = jobs.await;
+    let _ = deliveries.await;
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
     state.flush_touches().await?;
+    state.flush_events().await?;
     Ok(())
 }

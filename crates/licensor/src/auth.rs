@@ -192,12 +192,18 @@ pub async fn token_principal(db: &Db, account: &Account, token: Token) -> Result
         }
         _ => return Err(token_invalid()),
     };
-    Ok(Principal { bearer, token: Some(token) })
+    Ok(noted(Principal { bearer, token: Some(token) }))
+}
+
+/// Notes `p` as the current request's caller, for the event log's whodunnit.
+fn noted(p: Principal) -> Principal {
+    crate::events::note_caller(&p);
+    p
 }
 
 /// The principal for a user who logged in with a password.
 pub fn user_principal(user: User) -> Result<Principal> {
-    Ok(Principal { bearer: user_bearer(user)?, token: None })
+    Ok(noted(Principal { bearer: user_bearer(user)?, token: None }))
 }
 
 fn user_bearer(user: User) -> Result<Bearer> {
@@ -215,7 +221,7 @@ async fn authenticate_license_key(db: &Db, account: &Account, key: &str) -> Resu
     if !license.rules().allows_license_auth() {
         return Err(Error::forbidden("License key authentication is not allowed by policy", "LICENSE_NOT_ALLOWED"));
     }
-    Ok(Principal::of_license(license))
+    Ok(noted(Principal::of_license(license)))
 }
 
 /// A license authenticating with its key must be in good standing: the checks validation runs
@@ -288,6 +294,6 @@ pub async fn issue_token(
         created_at: now,
         updated_at: now,
     };
-    tokens::insert(db, &row).await?;
+    tokens::insert(db, &row, &[crate::events::Raised::token("token.generated", &row)]).await?;
     Ok((row, raw))
 }

@@ -78,7 +78,7 @@ pub async fn create_account(
         created_at: now,
         updated_at: now,
     };
-    users::insert(db, &admin).await.context("cannot create the admin user")?;
+    users::insert(db, &admin, &[]).await.context("cannot create the admin user")?;
     Ok(CreatedAccount { account, admin })
 }
 

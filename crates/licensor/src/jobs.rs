@@ -11,9 +11,10 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::domain::heartbeat;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::HeartbeatStatus;
 use crate::state::AppState;
-use crate::store::{leases, machines, processes, rate_limits};
+use crate::store::{events, leases, licenses, machines, processes, rate_limits};
 use crate::time::{self, SECOND};
 
 /// How often the culler looks; Keygen's own runs every two minutes.
@@ -34,9 +35,13 @@ pub struct Culled {
 pub async fn cull_once(db: &Db, now: i64) -> Result<Culled> {
     let mut culled = Culled::default();
     for (id, account, last, created, rules) in machines::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
-        if heartbeat::should_cull(&rules.0, last, created, now)
-            && machines::delete_if_unchanged(db, account, id, last).await?
-        {
+        if !heartbeat::should_cull(&rules.0, last, created, now) {
+            continue;
+        }
+        let Some(machine) = machines::find(db, account, id).await? else { continue };
+        let events =
+            [Raised::machine("machine.heartbeat.dead", &machine), Raised::machine("machine.deleted", &machine)];
+        if machines::delete_if_unchanged(db, account, id, last, &events).await? {
             tracing::info!(machine = %id, "deactivated dead machine");
             culled.machines += 1;
         }
@@ -51,6 +56,34 @@ pub async fn cull_once(db: &Db, now: i64) -> Result<Culled> {
         }
     }
     Ok(culled)
+}
+
+/// How far ahead `license.expiring-soon` is raised, and how long after expiring a license
+/// still gets its `license.expired` (Keygen: three days each way).
+const EXPIRY_WINDOW: i64 = 3 * 24 * 3600 * SECOND;
+
+/// Raises the time-driven license events that are due: `license.expiring-soon` and
+/// `license.expired`, each once per license and expiry (a renewal is a new occurrence), however
+/// many nodes look. Returns how many were raised.
+pub async fn raise_expiry_events(db: &Db, now: i64) -> Result<u64> {
+    let mut raised = 0;
+    for (event, from, until) in
+        [("license.expiring-soon", now, now + EXPIRY_WINDOW), ("license.expired", now - EXPIRY_WINDOW, now)]
+    {
+        for _ in 0..20 {
+            let due = licenses::expiring_between(db, event, from, until, BATCH).await?;
+            for (account, id, expiry) in &due {
+                let Some(l) = licenses::find(db, *account, *id).await? else { continue };
+                if events::record_once(db, *account, *expiry, &Raised::license(event, &l)).await? {
+                    raised += 1;
+                }
+            }
+            if (due.len() as i64) < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(raised)
 }
 
 /// Starts the background loops; they stop when `stop` turns true.
@@ -71,6 +104,10 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                             tracing::warn!(error = %e, "could not record validation timestamps; will retry");
                         }
                     }
+                    if let Err(e) = state.flush_events().await {
+                        state.metrics.jobs.inc(&["flush_events", "error"]);
+                        tracing::warn!(error = %e, "could not record validation events; will retry");
+                    }
                     if let Err(e) = state.limiter.sync(&state.db, time::now_ms()).await {
                         state.metrics.jobs.inc(&["sync_rate_limits", "error"]);
                         tracing::warn!(error = %e, "could not share rate-limit counts; will retry");
@@ -84,6 +121,18 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                     let lease_until = now + 2 * CULL_EVERY.as_millis() as i64;
                     match leases::acquire(&state.db, "cull", &node, now, lease_until).await {
                         Ok(true) => {
+                            match raise_expiry_events(&state.db, now).await {
+                                Ok(_) => state.metrics.jobs.inc(&["expiry_events", "ok"]),
+                                Err(e) => {
+                                    state.metrics.jobs.inc(&["expiry_events", "error"]);
+                                    tracing::warn!(error = %e, "raising expiry events failed; will retry");
+                                }
+                            }
+                            let keep = state.webhooks.retention.as_millis() as i64;
+                            // Marks must outlive the window they guard, whatever the retention.
+                            if let Err(e) = events::prune(&state.db, now - keep.max(2 * EXPIRY_WINDOW)).await {
+                                tracing::warn!(error = %e, "pruning the event log failed; will retry");
+                            }
                             match cull_once(&state.db, now).await {
                                 Ok(_) => state.metrics.jobs.inc(&["cull", "ok"]),
                                 Err(e) => {

@@ -242,8 +242,13 @@ async fn run(cli: Cli, matches: &clap::ArgMatches, loaded: &file::Loaded) -> any
                 open_files,
                 "licensor listening"
             );
-            let state = licensor::state::AppState::with_default_account(pool.clone(), master, serve.account.clone())
-                .with_rate_limits(serve.rate_limits());
+            let mut state =
+                licensor::state::AppState::with_default_account(pool.clone(), master, serve.account.clone())
+                    .with_rate_limits(serve.rate_limits())
+                    .with_webhooks(serve.webhooks());
+            if !serve.metrics {
+                state = state.without_request_metrics();
+            }
             let options = licensor::app::Options { limits, metrics };
             match (&serve.tls_cert, &serve.tls_key) {
                 (Some(cert), Some(key)) => {

@@ -130,12 +130,15 @@ fn escape(v: &str) -> String {
 
 /// Everything one server process measures.
 pub struct Metrics {
+    /// Whether requests are recorded (`--metrics`).
+    pub record_requests: bool,
     pub requests: Family<Histogram>,
     pub validations: Family<Counter>,
     pub activations: Family<Counter>,
     pub deactivations: Family<Counter>,
     pub rate_limited: Family<Counter>,
     pub jobs: Family<Counter>,
+    pub webhook_deliveries: Family<Counter>,
     pub connections_refused: Counter,
     pub connections_open: AtomicU64,
 }
@@ -145,11 +148,14 @@ pub struct Gauges {
     /// Database connections: (open, idle, maximum).
     pub pool: (u32, u32, u32),
     pub password_checks_waiting: u64,
+    /// Webhook deliveries waiting to be sent (all nodes).
+    pub webhook_queue: u64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            record_requests: true,
             requests: Family::new(
                 "licensor_http_request_duration_seconds",
                 "HTTP requests by surface, route template, method and status, with their latency.",
@@ -180,6 +186,11 @@ impl Default for Metrics {
                 "Background job runs by job and outcome.",
                 &["job", "outcome"],
             ),
+            webhook_deliveries: Family::new(
+                "licensor_webhook_delivery_attempts_total",
+                "Webhook delivery attempts by the status they left the delivery in.",
+                &["status"],
+            ),
             connections_refused: Counter::default(),
             connections_open: AtomicU64::new(0),
         }
@@ -197,7 +208,14 @@ impl Metrics {
         self.deactivations.render(&mut out);
         self.rate_limited.render(&mut out);
         self.jobs.render(&mut out);
-        let gauges: [(&str, &str, &str, u64); 6] = [
+        self.webhook_deliveries.render(&mut out);
+        let gauges: [(&str, &str, &str, u64); 7] = [
+            (
+                "licensor_webhook_queue",
+                "gauge",
+                "Webhook deliveries waiting to be sent or retried.",
+                gauges.webhook_queue,
+            ),
             (
                 "licensor_connections_open",
                 "gauge",
@@ -239,7 +257,7 @@ mod tests {
         m.validations.inc(&["EXPIRED"]);
         m.activations.inc(&["opswat"]);
         m.requests.with(&["keygen", "/v1/ping", "GET", "200"]).observe(Duration::from_micros(700));
-        let text = m.render(Gauges { pool: (3, 1, 16), password_checks_waiting: 0 });
+        let text = m.render(Gauges { pool: (3, 1, 16), password_checks_waiting: 0, webhook_queue: 0 });
         assert!(text.contains("licensor_validations_total{code=\"VALID\"} 2\n"), "{text}");
         assert!(text.contains("licensor_validations_total{code=\"EXPIRED\"} 1\n"));
         assert!(text.contains("licensor_machine_activations_total{surface=\"opswat\"} 1\n"));

@@ -35,7 +35,17 @@ pub struct Inner {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// This node's rate-limit counters and what they limit (none unless configured).
     pub limiter: crate::ratelimit::Limiter,
+    pub webhooks: crate::webhooks::Config,
+    /// Per account, whether an endpoint subscribes to validation events, and since when known.
+    validation_hooks: RwLock<HashMap<Uuid, (bool, Instant)>>,
+    /// Validation events waiting to be written (see [`AppState::flush_events`]).
+    pending_events: Mutex<Vec<(Uuid, crate::events::Raised)>>,
 }
+
+/// How long a node trusts what it knows of an account's validation subscriptions.
+const HOOKS_TTL: Duration = Duration::from_secs(5);
+/// Validation events a node holds at most between flushes; beyond, they are dropped (counted).
+const MAX_PENDING_EVENTS: usize = 100_000;
 
 impl Deref for AppState {
     type Target = Inner;
@@ -61,7 +71,21 @@ impl AppState {
             touches: Mutex::default(),
             metrics: Arc::default(),
             limiter: crate::ratelimit::Limiter::new(crate::ratelimit::Config::default()),
+            webhooks: crate::webhooks::Config::default(),
+            validation_hooks: RwLock::default(),
+            pending_events: Mutex::default(),
         }))
+    }
+
+    /// The same state without request metrics (`--metrics false`); only before it is shared.
+    pub fn without_request_metrics(mut self) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                inner.metrics = Arc::new(crate::metrics::Metrics { record_requests: false, ..Default::default() })
+            }
+            None => tracing::error!("metrics switched off after the state was shared: ignored"),
+        }
+        self
     }
 
     /// The same state with these rate limits; only before the state is shared.
@@ -69,6 +93,15 @@ impl AppState {
         match Arc::get_mut(&mut self.0) {
             Some(inner) => inner.limiter = crate::ratelimit::Limiter::new(config),
             None => tracing::error!("rate limits set after the state was shared: ignored"),
+        }
+        self
+    }
+
+    /// The same state with these webhook settings; only before the state is shared.
+    pub fn with_webhooks(mut self, config: crate::webhooks::Config) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.webhooks = config,
+            None => tracing::error!("webhook settings set after the state was shared: ignored"),
         }
         self
     }
@@ -162,6 +195,75 @@ impl AppState {
                 }
             }
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Whether an endpoint of `account` subscribes to validation events (cached briefly: a
+    /// validation must not query for it every time).
+    async fn validations_hooked(&self, account: Uuid) -> Result<bool> {
+        if let Some((hooked, at)) = self.validation_hooks.read().ok().and_then(|m| m.get(&account).copied()) {
+            if at.elapsed() < HOOKS_TTL {
+                return Ok(hooked);
+            }
+        }
+        let hooked = crate::store::webhooks::subscribes_to_validations(&self.db, account).await?;
+        if let Ok(mut m) = self.validation_hooks.write() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(account, (hooked, Instant::now()));
+        }
+        Ok(hooked)
+    }
+
+    /// Forgets what this node knows of an account's subscriptions (its endpoints changed).
+    pub fn forget_hooks(&self, account: Uuid) {
+        if let Ok(mut m) = self.validation_hooks.write() {
+            m.remove(&account);
+        }
+    }
+
+    /// Raises a validation's event when an endpoint wants it. A validation writes nothing on
+    /// its hot path: the event is written with the next batch (within a second), so a crash
+    /// in that second loses it, unlike events of changes, which commit with the change.
+    pub async fn note_validation(
+        &self,
+        l: &crate::model::License,
+        valid: bool,
+        meta: impl FnOnce() -> serde_json::Value,
+    ) -> Result<()> {
+        if !self.validations_hooked(l.account_id).await? {
+            return Ok(());
+        }
+        let raised = crate::events::Raised::validation(l, valid, meta());
+        if let Ok(mut pending) = self.pending_events.lock() {
+            if pending.len() < MAX_PENDING_EVENTS {
+                pending.push((l.account_id, raised));
+            } else {
+                self.metrics.jobs.inc(&["validation_events", "dropped"]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes pending validation events, one transaction per account.
+    pub async fn flush_events(&self) -> Result<()> {
+        let pending: Vec<(Uuid, crate::events::Raised)> = match self.pending_events.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return Ok(()),
+        };
+        let mut by_account: HashMap<Uuid, Vec<crate::events::Raised>> = HashMap::new();
+        for (account, raised) in pending {
+            by_account.entry(account).or_default().push(raised);
+        }
+        for (account, raised) in by_account {
+            if let Err(e) = crate::store::events::record(&self.db, account, &raised).await {
+                if let Ok(mut p) = self.pending_events.lock() {
+                    p.extend(raised.into_iter().map(|r| (account, r)));
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ pub async fn with_request_id(req: Request, next: Next) -> Response {
         .map(str::to_string)
         // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` asks the kernel on every call.
         .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
-    let mut response = crate::telemetry::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let mut response = crate::telemetry::REQUEST_ID.scope(id.clone(), crate::events::scope(next.run(req))).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -51,7 +51,9 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let response = next.run(req).await;
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
-    state.metrics.requests.with(&[surface.as_str(), &route, method, status_label(status)]).observe(elapsed);
+    if state.metrics.record_requests {
+        state.metrics.requests.with(&[surface.as_str(), &route, method, status_label(status)]).observe(elapsed);
+    }
     tracing::info!(
         target: "licensor::access",
         request_id = crate::telemetry::request_id().as_deref().unwrap_or(""),

@@ -45,6 +45,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let gauges = crate::metrics::Gauges {
         pool: state.db.pool_usage(),
         password_checks_waiting: crate::crypto::secrets::password_checks_waiting(),
+        webhook_queue: crate::store::webhooks::queue_depth(&state.db).await.unwrap_or(0).max(0) as u64,
     };
     let mut r = state.metrics.render(gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

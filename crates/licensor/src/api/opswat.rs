@@ -355,7 +355,7 @@ async fn reactivate(state: &AppState, mut m: Machine, quantity: i64, now: i64) -
     if offline && m.metadata.0.get(QUANTITY) != Some(&json!(quantity)) {
         set_quantity(&mut m, quantity, now);
         // Only metadata changes: no resource limit to check.
-        machines::update(&state.db, &m, None)
+        machines::update(&state.db, &m, None, &[crate::events::Raised::machine("machine.updated", &m)])
             .await?
             .map_err(|_| Error::Internal(anyhow::anyhow!("a metadata update was refused a limit")))?;
     }

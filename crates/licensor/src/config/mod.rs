@@ -108,6 +108,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSOR_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Record request metrics (latency histograms by route); `false` leaves `/metrics` with
+    /// the other counters only. For measuring what metrics cost (BENCHMARKS.md).
+    #[arg(long, env = "LICENSOR_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// A second address answering `/metrics`, `/healthz` and `/readyz` without credentials
     /// (keep it private). On the main listener `/metrics` wants an admin token.
     #[arg(long, env = "LICENSOR_METRICS_LISTEN")]
@@ -153,6 +158,28 @@ pub struct ServeArgs {
     /// names the client for rate limits.
     #[arg(long, env = "LICENSOR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::ratelimit::IpNet>,
+
+    /// Let webhook endpoints use plain http, IP literals, loopback and private networks (tests,
+    /// intranet receivers). Without it only https URLs with public host names are accepted,
+    /// and addresses are checked again after DNS resolution when delivering.
+    #[arg(long, env = "LICENSOR_ALLOW_INSECURE_WEBHOOKS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_insecure_webhooks: bool,
+
+    /// How long one webhook delivery may take, connect to last byte.
+    #[arg(long, env = "LICENSOR_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Retries of a failing webhook delivery before it is FAILED.
+    #[arg(long, env = "LICENSOR_WEBHOOK_RETRIES", default_value_t = 15)]
+    pub webhook_retries: u32,
+
+    /// The unit of the webhook back-off: retry n waits n⁴ units, plus jitter.
+    #[arg(long, env = "LICENSOR_WEBHOOK_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub webhook_backoff: Duration,
+
+    /// How long the event log and finished webhook deliveries are kept.
+    #[arg(long, env = "LICENSOR_EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub event_retention: Duration,
 }
 
 /// A list of request rates (`100/1s,3000/1m`), or none (`off`).
@@ -186,6 +213,16 @@ impl ServeArgs {
         }
     }
 
+    pub fn webhooks(&self) -> crate::webhooks::Config {
+        crate::webhooks::Config {
+            allow_insecure: self.allow_insecure_webhooks,
+            timeout: self.webhook_timeout,
+            retries: i64::from(self.webhook_retries),
+            backoff_unit: self.webhook_backoff,
+            retention: self.event_retention,
+        }
+    }
+
     pub fn limits(&self) -> crate::server::Limits {
         crate::server::Limits {
             max: self.max_connections.max(1),
@@ -201,13 +238,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 250ms)"))?;
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 250ms, 30d)"))?;
     match unit.trim() {
         "" | "s" => Ok(Duration::from_secs(n)),
         "ms" => Ok(Duration::from_millis(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: the unit must be ms, s, m or h")),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!("{s:?}: the unit must be ms, s, m, h or d")),
     }
 }
 
@@ -221,7 +259,8 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("7d").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("7w").is_err());
         assert!(parse_duration("s").is_err());
     }
 }

@@ -16,6 +16,7 @@ mod product;
 pub mod strategy;
 mod token;
 mod user;
+mod webhook;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use strategy::{
 };
 pub use token::Token;
 pub use user::User;
+pub use webhook::{delivery_status, EventLog, WebhookDelivery, WebhookEndpoint};
 
 /// Free-form metadata, an object stored as JSON.
 pub type Metadata = Json<Value>;

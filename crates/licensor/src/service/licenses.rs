@@ -13,6 +13,7 @@ use crate::db::{is_unique_violation, Db};
 use crate::domain::keys::{check_custom_key, key_too_long, MAX_KEY_LEN};
 use crate::domain::license;
 use crate::error::{Error, Result, Source};
+use crate::events::Raised;
 use crate::model::{Account, ExpirationBasis, License, Policy};
 use crate::store::licenses;
 use crate::time;
@@ -192,7 +193,8 @@ pub async fn issue(
         Some(g) => crate::store::groups::find(db, account.id, g).await?.and_then(|g| g.max_licenses),
         None => None,
     };
-    let inserted = licenses::insert_within_group(db, &row, group_max).await.map_err(|e| {
+    let events = [Raised::license("license.created", &row)];
+    let inserted = licenses::insert_within_group(db, &row, group_max, &events).await.map_err(|e| {
         if is_unique_violation(&e) {
             if new.id.is_some() && licenses_id_conflict(&e) {
                 Error::invalid_attr("id", "has already been taken", "ID_TAKEN")
@@ -250,11 +252,17 @@ pub async fn find_for(
 
 /// Writes what `change` does to `l`, only the columns it changes (see `store::licenses::update`),
 /// and returns the license as written.
-async fn change(db: &Db, l: License, change: impl FnOnce(&mut License) -> Result<()>) -> Result<License> {
+/// The change raises `event`, committed with it.
+async fn change(
+    db: &Db,
+    l: License,
+    event: &'static str,
+    change: impl FnOnce(&mut License) -> Result<()>,
+) -> Result<License> {
     let mut next = l.clone();
     change(&mut next)?;
     next.updated_at = time::now_ms();
-    licenses::update(db, &l, &next).await?;
+    licenses::update(db, &l, &next, &[Raised::license(event, &next)]).await?;
     Ok(next)
 }
 
@@ -264,7 +272,7 @@ fn suspended_error(detail: &'static str) -> Error {
 
 pub async fn suspend(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
     let l = find_for(db, p, account, id, LicenseAction::Manage).await?;
-    change(db, l, |l| {
+    change(db, l, "license.suspended", |l| {
         if l.suspended {
             return Err(suspended_error("is already suspended"));
         }
@@ -276,7 +284,7 @@ pub async fn suspend(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<
 
 pub async fn reinstate(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
     let l = find_for(db, p, account, id, LicenseAction::Manage).await?;
-    change(db, l, |l| {
+    change(db, l, "license.reinstated", |l| {
         if !l.suspended {
             return Err(suspended_error("is not suspended"));
         }
@@ -288,7 +296,7 @@ pub async fn reinstate(db: &Db, p: &Principal, account: Uuid, id: &str) -> Resul
 
 pub async fn renew(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
     let l = find_for(db, p, account, id, LicenseAction::Renew).await?;
-    change(db, l, |l| {
+    change(db, l, "license.renewed", |l| {
         if l.rules().duration.is_none() {
             return Err(Error::unprocessable("cannot be renewed because the policy does not have a duration"));
         }
@@ -306,7 +314,7 @@ pub async fn renew(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<Li
 
 pub async fn check_in(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
     let l = find_for(db, p, account, id, LicenseAction::CheckInOrUse).await?;
-    change(db, l, |l| {
+    change(db, l, "license.checked-in", |l| {
         if !l.rules().require_check_in {
             return Err(Error::unprocessable("cannot be checked in because the policy does not require it"));
         }
@@ -319,7 +327,7 @@ pub async fn check_in(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result
 /// Deletes a license (revocation is the same act), with its tokens.
 pub async fn revoke(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<()> {
     let l = find_for(db, p, account, id, LicenseAction::Destroy).await?;
-    licenses::delete(db, account, l.id).await
+    licenses::delete(db, account, l.id, &[Raised::license("license.revoked", &l)]).await
 }
 
 /// Who may change a license's usage in `direction`: increments are the owner's and the
@@ -345,7 +353,14 @@ pub async fn change_uses(db: &Db, l: &License, direction: Usage, n: i64) -> Resu
     let delta = if direction == Usage::Increment { n } else { -n };
     let now = time::now_ms();
     let uses = Source::Pointer("/data/attributes/uses".into());
-    match licenses::add_uses(db, l.account_id, l.id, delta, l.max_uses(), now).await? {
+    let event = if direction == Usage::Increment { "license.usage.incremented" } else { "license.usage.decremented" };
+    let raise = |uses: i64| {
+        let mut after = l.clone();
+        after.uses = uses;
+        after.updated_at = now;
+        vec![Raised::license(event, &after)]
+    };
+    match licenses::add_uses(db, l.account_id, l.id, delta, l.max_uses(), now, raise).await? {
         Some(_) => {}
         None if direction == Usage::Increment => {
             return Err(Error::Invalid {
@@ -374,7 +389,11 @@ pub async fn change_uses(db: &Db, l: &License, direction: Usage, n: i64) -> Resu
 
 pub async fn reset_uses(db: &Db, p: &Principal, account: Uuid, id: &str) -> Result<License> {
     let l = find_for(db, p, account, id, LicenseAction::Manage).await?;
-    licenses::reset_uses(db, account, l.id, time::now_ms()).await?;
+    let now = time::now_ms();
+    let mut after = l.clone();
+    after.uses = 0;
+    after.updated_at = now;
+    licenses::reset_uses(db, account, l.id, now, &[Raised::license("license.usage.reset", &after)]).await?;
     reload(db, account, l.id).await
 }
 

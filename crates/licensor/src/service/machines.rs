@@ -9,6 +9,7 @@ use crate::db::{is_unique_violation, Db};
 use crate::domain::activation;
 use crate::domain::heartbeat;
 use crate::error::{Error, Result, Source};
+use crate::events::Raised;
 use crate::model::{
     ActivationLimits, ActivationRefusal, Component, ExpirationBasis, HeartbeatStatus, License, Machine, Token,
     Uniqueness,
@@ -176,7 +177,8 @@ pub async fn activate(
     count_change(state, license.id).await?;
     let mut limits = activation::limits(license, license_token(p).map(|t| t.id));
     limits.group_machines = admission.group_machines;
-    match store::activate(db, &m, &components, &limits, activation::decide).await {
+    let events = [Raised::machine("machine.created", &m)];
+    match store::activate(db, &m, &components, &limits, activation::decide, &events).await {
         Ok(Ok(())) => {}
         Ok(Err(r)) => return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p)))),
         Err(Error::Database(e)) if is_unique_violation(&e) && chosen_id => {
@@ -266,7 +268,8 @@ pub async fn deactivate(state: &AppState, p: &Principal, m: &Machine) -> Result<
     let db = &state.db;
     let token = license_token(p);
     count_change(state, m.license_id).await?;
-    match store::deactivate(db, m.account_id, m.id, token.map(|t| t.id)).await? {
+    let events = [Raised::machine("machine.deleted", m)];
+    match store::deactivate(db, m.account_id, m.id, token.map(|t| t.id), &events).await? {
         None => Err(Error::Invalid {
             detail: format!("exceeds maximum allowed ({})", token.and_then(|t| t.max_deactivations).unwrap_or(0))
                 .into(),
@@ -313,7 +316,8 @@ async fn save_under(
     limits: &ActivationLimits,
 ) -> std::result::Result<(), ActivateError> {
     m.updated_at = time::now_ms();
-    match store::update(db, m, Some((limits, activation::decide))).await? {
+    let events = [Raised::machine("machine.updated", m)];
+    match store::update(db, m, Some((limits, activation::decide)), &events).await? {
         Ok(()) => Ok(()),
         Err(r) => Err(ActivateError::Refused(refusal(r, l, limits, None))),
     }

@@ -6,6 +6,7 @@ use crate::auth::Principal;
 use crate::crypto::secrets;
 use crate::db::{is_unique_violation, Db};
 use crate::error::{Error, Result, Source};
+use crate::events::Raised;
 use crate::model::User;
 use crate::store::users::{self, Tokens};
 
@@ -27,7 +28,12 @@ pub async fn save(db: &Db, p: &Principal, before: &User, after: &User) -> Result
     } else {
         Tokens::Keep
     };
-    match users::update_keeping_an_admin(db, after, demoted, tokens).await {
+    let event = match (before.banned_at, after.banned_at) {
+        (None, Some(_)) => "user.banned",
+        (Some(_), None) => "user.unbanned",
+        _ => "user.updated",
+    };
+    match users::update_keeping_an_admin(db, after, demoted, tokens, &[Raised::user(event, after)]).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(admins_required()),
         Err(Error::Database(e)) if is_unique_violation(&e) => {
@@ -39,7 +45,7 @@ pub async fn save(db: &Db, p: &Principal, before: &User, after: &User) -> Result
 
 /// Deletes `u` with its tokens; an admin must leave another.
 pub async fn delete(db: &Db, u: &User) -> Result<()> {
-    if users::delete(db, u.account_id, u.id, u.role == "admin").await? {
+    if users::delete(db, u.account_id, u.id, u.role == "admin", &[Raised::user("user.deleted", u)]).await? {
         Ok(())
     } else {
         Err(admins_required())

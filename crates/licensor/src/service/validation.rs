@@ -91,6 +91,16 @@ pub async fn validate(
     let facts = gather(state, &l, scope, quick).await?;
     let outcome = validation::validate(&l, &facts, scope, quick, now);
     state.metrics.validations.inc(&[outcome.code.as_str()]);
+    state
+        .note_validation(&l, outcome.valid, || {
+            serde_json::json!({
+                "ts": time::iso(now),
+                "valid": outcome.valid,
+                "detail": outcome.detail,
+                "code": outcome.code.as_str(),
+            })
+        })
+        .await?;
     // Quick validations count as validations too (Keygen records them).
     state.touch_validated(l.id, now);
     l.last_validated_at = Some(now);

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Component, Listing, Metadata, Page, Uniqueness};
 
 macro_rules! select {
@@ -145,23 +146,32 @@ pub async fn insert(db: &Db, c: &Component, scope: Option<Uniqueness>) -> Result
     Ok(if inserted { Ok(()) } else { Err(Refusal::Taken) })
 }
 
-pub async fn update(db: &Db, c: &Component) -> Result<()> {
+pub async fn update(db: &Db, c: &Component, events: &[Raised]) -> Result<()> {
     const SQL: &str =
         "UPDATE components SET name = $3, metadata = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
-    db_run!(db, |pool| sqlx::query(SQL)
-        .bind(c.account_id)
-        .bind(c.id)
-        .bind(&c.name)
-        .bind(&c.metadata)
-        .bind(c.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SQL)
+            .bind(c.account_id)
+            .bind(c.id)
+            .bind(&c.name)
+            .bind(&c.metadata)
+            .bind(c.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, c.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     const SQL: &str = "DELETE FROM components WHERE account_id = $1 AND id = $2";
-    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SQL).bind(account).bind(id).execute(&mut *tx).await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Entitlement, Listing, Page};
 
 const FIND: &str = "SELECT id, account_id, name, code, metadata, created_at, updated_at FROM entitlements WHERE account_id = $1 AND (id = $2 OR code = $3)";
@@ -76,45 +77,57 @@ pub async fn codes_for_license(db: &Db, account: Uuid, license: Uuid, policy: Uu
 
 const INSERT: &str = "INSERT INTO entitlements (id, account_id, name, code, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub async fn insert(db: &Db, e: &Entitlement) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(e.id)
-        .bind(e.account_id)
-        .bind(&e.name)
-        .bind(&e.code)
-        .bind(&e.metadata)
-        .bind(e.created_at)
-        .bind(e.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn insert(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT)
+            .bind(e.id)
+            .bind(e.account_id)
+            .bind(&e.name)
+            .bind(&e.code)
+            .bind(&e.metadata)
+            .bind(e.created_at)
+            .bind(e.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, e.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
 const UPDATE: &str =
     "UPDATE entitlements SET name = $3, code = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, e: &Entitlement) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(e.account_id)
-        .bind(e.id)
-        .bind(&e.name)
-        .bind(&e.code)
-        .bind(&e.metadata)
-        .bind(e.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn update(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(UPDATE)
+            .bind(e.account_id)
+            .bind(e.id)
+            .bind(&e.name)
+            .bind(&e.code)
+            .bind(&e.metadata)
+            .bind(e.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, e.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM entitlements WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM entitlements WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 

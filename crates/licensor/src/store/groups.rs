@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Group, Listing, Page};
 
 const FIND: &str = "SELECT id, account_id, name, max_users, max_licenses, max_machines, metadata, created_at, updated_at FROM groups WHERE account_id = $1 AND id = $2";
@@ -46,47 +47,59 @@ pub async fn find_in_range(db: &Db, account: Uuid, (lo, hi): (Uuid, Uuid)) -> Re
         .await?))
 }
 
-pub async fn insert(db: &Db, g: &Group) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(g.id)
-        .bind(g.account_id)
-        .bind(&g.name)
-        .bind(g.max_users)
-        .bind(g.max_licenses)
-        .bind(g.max_machines)
-        .bind(&g.metadata)
-        .bind(g.created_at)
-        .bind(g.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn insert(db: &Db, g: &Group, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT)
+            .bind(g.id)
+            .bind(g.account_id)
+            .bind(&g.name)
+            .bind(g.max_users)
+            .bind(g.max_licenses)
+            .bind(g.max_machines)
+            .bind(&g.metadata)
+            .bind(g.created_at)
+            .bind(g.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, g.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
 const UPDATE: &str = "UPDATE groups SET name = $3, max_users = $4, max_licenses = $5, max_machines = $6, metadata = $7, updated_at = $8 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, g: &Group) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(g.account_id)
-        .bind(g.id)
-        .bind(&g.name)
-        .bind(g.max_users)
-        .bind(g.max_licenses)
-        .bind(g.max_machines)
-        .bind(&g.metadata)
-        .bind(g.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn update(db: &Db, g: &Group, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(UPDATE)
+            .bind(g.account_id)
+            .bind(g.id)
+            .bind(&g.name)
+            .bind(g.max_users)
+            .bind(g.max_licenses)
+            .bind(g.max_machines)
+            .bind(&g.metadata)
+            .bind(g.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, g.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }

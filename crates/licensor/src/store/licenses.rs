@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{License, Listing, Page};
 
 macro_rules! select_view {
@@ -211,7 +212,12 @@ const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_i
 /// Inserts unless the license's group already holds `group_max` licenses; the count and the
 /// insert run in one transaction holding the group's row lock, so the cap holds across nodes.
 /// Returns false when the group is full.
-pub async fn insert_within_group(db: &Db, l: &License, group_max: Option<i64>) -> Result<bool, sqlx::Error> {
+pub async fn insert_within_group(
+    db: &Db,
+    l: &License,
+    group_max: Option<i64>,
+    events: &[Raised],
+) -> Result<bool, sqlx::Error> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
     db_run!(db, |pool| {
@@ -251,6 +257,7 @@ pub async fn insert_within_group(db: &Db, l: &License, group_max: Option<i64>) -
             .bind(l.updated_at)
             .execute(&mut *tx)
             .await?;
+        crate::write_events!(tx, l.account_id, events);
         tx.commit().await?;
     });
     Ok(true)
@@ -289,8 +296,8 @@ const UPDATE: &str = "UPDATE licenses SET \
 /// Writes the columns `after` changed from `before` (the row as read), and nothing else: a
 /// concurrent suspension, renewal or usage change to other columns survives. `Ok(false)` when
 /// the expiry changed underneath (the caller's computation is stale), or the license is gone.
-pub async fn update(db: &Db, before: &License, after: &License) -> Result<()> {
-    if update_if_current(db, before, after).await? {
+pub async fn update(db: &Db, before: &License, after: &License, events: &[Raised]) -> Result<()> {
+    if update_if_current(db, before, after, events).await? {
         Ok(())
     } else {
         Err(crate::error::Error::conflict(
@@ -301,54 +308,63 @@ pub async fn update(db: &Db, before: &License, after: &License) -> Result<()> {
 }
 
 /// [`update`], answering `false` instead of an error when the write did not apply.
-pub async fn update_if_current(db: &Db, before: &License, after: &License) -> Result<bool> {
-    let n = db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(after.account_id)
-        .bind(after.id)
-        .bind(before.policy_id != after.policy_id || before.product_id != after.product_id)
-        .bind(after.product_id)
-        .bind(after.policy_id)
-        .bind(before.group_id != after.group_id)
-        .bind(after.group_id)
-        .bind(before.name != after.name)
-        .bind(&after.name)
-        .bind(before.expiry != after.expiry)
-        .bind(after.expiry)
-        .bind(before.expiry)
-        .bind(before.suspended != after.suspended)
-        .bind(after.suspended)
-        .bind(before.protected != after.protected)
-        .bind(after.protected)
-        .bind(before.max_machines != after.max_machines)
-        .bind(after.max_machines)
-        .bind(before.max_processes != after.max_processes)
-        .bind(after.max_processes)
-        .bind(before.max_users != after.max_users)
-        .bind(after.max_users)
-        .bind(before.max_cores != after.max_cores)
-        .bind(after.max_cores)
-        .bind(before.max_uses != after.max_uses)
-        .bind(after.max_uses)
-        .bind(before.max_memory != after.max_memory)
-        .bind(after.max_memory)
-        .bind(before.max_disk != after.max_disk)
-        .bind(after.max_disk)
-        .bind(before.last_check_out_at != after.last_check_out_at)
-        .bind(after.last_check_out_at)
-        .bind(before.last_check_in_at != after.last_check_in_at)
-        .bind(after.last_check_in_at)
-        .bind(before.metadata.0 != after.metadata.0)
-        .bind(&after.metadata)
-        .bind(after.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn update_if_current(db: &Db, before: &License, after: &License, events: &[Raised]) -> Result<bool> {
+    let n = db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let n = sqlx::query(UPDATE)
+            .bind(after.account_id)
+            .bind(after.id)
+            .bind(before.policy_id != after.policy_id || before.product_id != after.product_id)
+            .bind(after.product_id)
+            .bind(after.policy_id)
+            .bind(before.group_id != after.group_id)
+            .bind(after.group_id)
+            .bind(before.name != after.name)
+            .bind(&after.name)
+            .bind(before.expiry != after.expiry)
+            .bind(after.expiry)
+            .bind(before.expiry)
+            .bind(before.suspended != after.suspended)
+            .bind(after.suspended)
+            .bind(before.protected != after.protected)
+            .bind(after.protected)
+            .bind(before.max_machines != after.max_machines)
+            .bind(after.max_machines)
+            .bind(before.max_processes != after.max_processes)
+            .bind(after.max_processes)
+            .bind(before.max_users != after.max_users)
+            .bind(after.max_users)
+            .bind(before.max_cores != after.max_cores)
+            .bind(after.max_cores)
+            .bind(before.max_uses != after.max_uses)
+            .bind(after.max_uses)
+            .bind(before.max_memory != after.max_memory)
+            .bind(after.max_memory)
+            .bind(before.max_disk != after.max_disk)
+            .bind(after.max_disk)
+            .bind(before.last_check_out_at != after.last_check_out_at)
+            .bind(after.last_check_out_at)
+            .bind(before.last_check_in_at != after.last_check_in_at)
+            .bind(after.last_check_in_at)
+            .bind(before.metadata.0 != after.metadata.0)
+            .bind(&after.metadata)
+            .bind(after.updated_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, after.account_id, events);
+        }
+        tx.commit().await?;
+        n
+    });
     Ok(n == 1)
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
+        crate::write_events!(tx, account, events);
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2")
             .bind(account)
             .bind(id)
@@ -367,22 +383,44 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
 /// Changes the usage count by `delta` in one statement that also enforces `0 ≤ uses ≤ max`, so
 /// it holds under concurrency and across nodes. Returns the new count, or `None` when the
 /// change would cross a bound. `max` of `None` means unlimited.
-pub async fn add_uses(db: &Db, account: Uuid, id: Uuid, delta: i64, max: Option<i64>, now: i64) -> Result<Option<i64>> {
+/// `events` says what to raise given the new count, in the same transaction.
+pub async fn add_uses(
+    db: &Db,
+    account: Uuid,
+    id: Uuid,
+    delta: i64,
+    max: Option<i64>,
+    now: i64,
+    events: impl FnOnce(i64) -> Vec<Raised>,
+) -> Result<Option<i64>> {
     const SQL: &str = "UPDATE licenses SET uses = uses + $3, updated_at = $5 WHERE account_id = $1 AND id = $2 \
         AND uses + $3 >= 0 AND uses + $3 <= 2147483647 AND ($4 IS NULL OR uses + $3 <= $4) RETURNING uses";
-    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL)
-        .bind(account)
-        .bind(id)
-        .bind(delta)
-        .bind(max)
-        .bind(now)
-        .fetch_optional(pool)
-        .await?))
+    Ok(db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let uses = sqlx::query_scalar::<_, i64>(SQL)
+            .bind(account)
+            .bind(id)
+            .bind(delta)
+            .bind(max)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(uses) = uses {
+            crate::write_events!(tx, account, &events(uses));
+        }
+        tx.commit().await?;
+        uses
+    }))
 }
 
-pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {
+pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64, events: &[Raised]) -> Result<()> {
     const SQL: &str = "UPDATE licenses SET uses = 0, updated_at = $3 WHERE account_id = $1 AND id = $2";
-    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(now).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SQL).bind(account).bind(id).bind(now).execute(&mut *tx).await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
@@ -521,4 +559,19 @@ pub async fn has_user(db: &Db, license: &License, user: Uuid) -> Result<bool> {
     const SQL: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1 AND user_id = $2";
     let n = db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(license.id).bind(user).fetch_one(pool).await?);
     Ok(n > 0)
+}
+
+/// Licenses whose expiry falls in `from..until` and whose `event` for that expiry has not
+/// been raised: (account, id, expiry), soonest first.
+pub async fn expiring_between(
+    db: &Db,
+    event: &str,
+    from: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, i64)>> {
+    const SQL: &str = "SELECT account_id, id, expiry FROM licenses l WHERE expiry >= $1 AND expiry < $2 \
+        AND NOT EXISTS (SELECT 1 FROM event_marks m WHERE m.resource_id = l.id AND m.event = $4 AND m.occurrence = l.expiry) \
+        ORDER BY expiry LIMIT $3";
+    Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(from).bind(until).bind(limit).bind(event).fetch_all(pool).await?))
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{ActivationLimits, ActivationRefusal, Decide, Listing, Machine, Page, Uniqueness, Usage};
 
 macro_rules! select {
@@ -211,6 +212,7 @@ pub async fn activate(
     components: &[crate::model::Component],
     limits: &ActivationLimits,
     decide: Decide,
+    events: &[Raised],
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
@@ -318,6 +320,7 @@ pub async fn activate(
                 return Ok(Err(ActivationRefusal::ActivationsLimit));
             }
         }
+        crate::write_events!(tx, m.account_id, events);
         tx.commit().await?;
     });
     Ok(Ok(()))
@@ -348,6 +351,7 @@ pub async fn update(
     db: &Db,
     m: &Machine,
     limits: Option<(&ActivationLimits, Decide)>,
+    events: &[Raised],
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     db_run!(db, |pool| {
@@ -380,6 +384,7 @@ pub async fn update(
             .bind(m.updated_at)
             .execute(&mut *tx)
             .await?;
+        crate::write_events!(tx, m.account_id, events);
         tx.commit().await?;
     });
     Ok(Ok(()))
@@ -387,7 +392,13 @@ pub async fn update(
 
 /// Deactivates (deletes) a machine, counting against a license token's `maxDeactivations` in
 /// the same transaction. `None` when that allowance is spent; else whether the machine existed.
-pub async fn deactivate(db: &Db, account: Uuid, id: Uuid, token: Option<Uuid>) -> Result<Option<bool>> {
+pub async fn deactivate(
+    db: &Db,
+    account: Uuid,
+    id: Uuid,
+    token: Option<Uuid>,
+    events: &[Raised],
+) -> Result<Option<bool>> {
     const CONSUME: &str = "UPDATE tokens SET deactivations = deactivations + 1 WHERE id = $1 AND (max_deactivations IS NULL OR deactivations < max_deactivations)";
     const DELETE: &str = "DELETE FROM machines WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
@@ -400,6 +411,9 @@ pub async fn deactivate(db: &Db, account: Uuid, id: Uuid, token: Option<Uuid>) -
             }
         }
         let n = sqlx::query(DELETE).bind(account).bind(id).execute(&mut *tx).await?.rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, account, events);
+        }
         tx.commit().await?;
         Ok(Some(n == 1))
     })
@@ -424,13 +438,22 @@ pub async fn stale(
 }
 
 /// Deletes a machine only if its heartbeat is still what the culler saw.
-pub async fn delete_if_unchanged(db: &Db, account: Uuid, id: Uuid, seen: Option<i64>) -> Result<bool> {
+pub async fn delete_if_unchanged(
+    db: &Db,
+    account: Uuid,
+    id: Uuid,
+    seen: Option<i64>,
+    events: &[Raised],
+) -> Result<bool> {
     const SQL: &str =
         "DELETE FROM machines WHERE id = $1 AND ((last_heartbeat_at IS NULL AND $2 IS NULL) OR last_heartbeat_at = $2)";
     Ok(db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(account).bind(id).execute(&mut *tx).await?;
         let n = sqlx::query(SQL).bind(id).bind(seen).execute(&mut *tx).await?.rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, account, events);
+        }
         tx.commit().await?;
         n
     }) == 1)

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod astra;
 pub mod components;
 pub mod entitlements;
+pub mod events;
 pub mod groups;
 pub mod leases;
 pub mod licenses;
@@ -17,6 +18,7 @@ pub mod rate_limits;
 pub mod settings;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

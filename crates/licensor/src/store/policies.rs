@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Listing, Page, Policy};
 
 const FIND: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND id = $2";
@@ -32,19 +33,23 @@ pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> 
 
 const INSERT: &str = "INSERT INTO policies (id, account_id, product_id, name, rules, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-pub async fn insert(db: &Db, p: &Policy) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(p.id)
-        .bind(p.account_id)
-        .bind(p.product_id)
-        .bind(&p.name)
-        .bind(&p.rules)
-        .bind(&p.metadata)
-        .bind(p.created_at)
-        .bind(p.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn insert(db: &Db, p: &Policy, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT)
+            .bind(p.id)
+            .bind(p.account_id)
+            .bind(p.product_id)
+            .bind(&p.name)
+            .bind(&p.rules)
+            .bind(&p.metadata)
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, p.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
@@ -90,21 +95,25 @@ pub async fn find_or_insert_named(db: &Db, p: &Policy) -> Result<Policy> {
 const UPDATE: &str =
     "UPDATE policies SET name = $3, rules = $4, metadata = $5, updated_at = $6 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, p: &Policy) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(p.account_id)
-        .bind(p.id)
-        .bind(&p.name)
-        .bind(&p.rules)
-        .bind(&p.metadata)
-        .bind(p.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn update(db: &Db, p: &Policy, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(UPDATE)
+            .bind(p.account_id)
+            .bind(p.id)
+            .bind(&p.name)
+            .bind(&p.rules)
+            .bind(&p.metadata)
+            .bind(p.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, p.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query(
@@ -119,6 +128,7 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(())

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Listing, Page, Product};
 
 const FIND: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products WHERE account_id = $1 AND (id = $2 OR code = $3)";
@@ -78,45 +79,53 @@ pub async fn all(db: &Db, account: Uuid, only: Option<Uuid>) -> Result<Vec<Produ
     super::collect_pages(|page| list(db, account, only, page)).await
 }
 
-pub async fn insert(db: &Db, p: &Product) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(p.id)
-        .bind(p.account_id)
-        .bind(&p.name)
-        .bind(&p.code)
-        .bind(&p.distribution_strategy)
-        .bind(&p.url)
-        .bind(&p.platforms)
-        .bind(&p.metadata)
-        .bind(p.created_at)
-        .bind(p.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn insert(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT)
+            .bind(p.id)
+            .bind(p.account_id)
+            .bind(&p.name)
+            .bind(&p.code)
+            .bind(&p.distribution_strategy)
+            .bind(&p.url)
+            .bind(&p.platforms)
+            .bind(&p.metadata)
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, p.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
 const UPDATE: &str = "UPDATE products SET name = $3, code = $4, distribution_strategy = $5, url = $6, platforms = $7, metadata = $8, updated_at = $9 WHERE account_id = $1 AND id = $2";
 
-pub async fn update(db: &Db, p: &Product) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(UPDATE)
-        .bind(p.account_id)
-        .bind(p.id)
-        .bind(&p.name)
-        .bind(&p.code)
-        .bind(&p.distribution_strategy)
-        .bind(&p.url)
-        .bind(&p.platforms)
-        .bind(&p.metadata)
-        .bind(p.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn update(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(UPDATE)
+            .bind(p.account_id)
+            .bind(p.id)
+            .bind(&p.name)
+            .bind(&p.code)
+            .bind(&p.distribution_strategy)
+            .bind(&p.url)
+            .bind(&p.platforms)
+            .bind(&p.metadata)
+            .bind(p.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, p.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
 /// Deletes a product with everything under it and the tokens it bears.
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND (bearer_id = $2 OR bearer_id IN (SELECT id FROM licenses WHERE product_id = $2))")
@@ -129,6 +138,7 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(())

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Listing, Page, Token};
 
 const FIND_BY_DIGEST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE digest = $1";
@@ -48,25 +49,29 @@ pub async fn list(
 
 const INSERT: &str = "INSERT INTO tokens (id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
-pub async fn insert(db: &Db, t: &Token) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(t.id)
-        .bind(t.account_id)
-        .bind(&t.bearer_type)
-        .bind(t.bearer_id)
-        .bind(&t.digest)
-        .bind(&t.kind)
-        .bind(&t.name)
-        .bind(t.expiry)
-        .bind(t.max_activations)
-        .bind(t.activations)
-        .bind(t.max_deactivations)
-        .bind(t.deactivations)
-        .bind(t.created_at)
-        .bind(t.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn insert(db: &Db, t: &Token, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT)
+            .bind(t.id)
+            .bind(t.account_id)
+            .bind(&t.bearer_type)
+            .bind(t.bearer_id)
+            .bind(&t.digest)
+            .bind(&t.kind)
+            .bind(&t.name)
+            .bind(t.expiry)
+            .bind(t.max_activations)
+            .bind(t.activations)
+            .bind(t.max_deactivations)
+            .bind(t.deactivations)
+            .bind(t.created_at)
+            .bind(t.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, t.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
@@ -86,12 +91,16 @@ pub async fn regenerate(db: &Db, account: Uuid, id: Uuid, digest: &str, expiry: 
     Ok(())
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Listing, Page, User};
 
 const FIND_BY_ID: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at FROM users WHERE account_id = $1 AND id = $2";
@@ -76,23 +77,27 @@ pub async fn list(db: &Db, account: Uuid, f: &UserFilter, page: Page) -> Result<
 
 const INSERT: &str = "INSERT INTO users (id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-pub async fn insert(db: &Db, u: &User) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query(INSERT)
-        .bind(u.id)
-        .bind(u.account_id)
-        .bind(&u.email)
-        .bind(&u.password_hash)
-        .bind(&u.first_name)
-        .bind(&u.last_name)
-        .bind(&u.role)
-        .bind(u.group_id)
-        .bind(u.banned_at)
-        .bind(&u.metadata)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn insert(db: &Db, u: &User, events: &[Raised]) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT)
+            .bind(u.id)
+            .bind(u.account_id)
+            .bind(&u.email)
+            .bind(&u.password_hash)
+            .bind(&u.first_name)
+            .bind(&u.last_name)
+            .bind(&u.role)
+            .bind(u.group_id)
+            .bind(u.banned_at)
+            .bind(&u.metadata)
+            .bind(u.created_at)
+            .bind(u.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        crate::write_events!(tx, u.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
@@ -142,7 +147,13 @@ pub enum Tokens {
 /// lock so two admins demoting each other cannot both succeed. `Ok(false)` when refused.
 /// `tokens` says which of the user's tokens go in the same transaction (a password change
 /// signs the user out everywhere else).
-pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool, tokens: Tokens) -> Result<bool> {
+pub async fn update_keeping_an_admin(
+    db: &Db,
+    u: &User,
+    keep_an_admin: bool,
+    tokens: Tokens,
+    events: &[Raised],
+) -> Result<bool> {
     const REVOKE: &str = "DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2 AND ($3 IS NULL OR id <> $3)";
     db_run!(db, |pool| {
         let mut tx = pool.begin().await?;
@@ -172,6 +183,7 @@ pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool, tok
         if let Tokens::Revoke { except } = tokens {
             sqlx::query(REVOKE).bind(u.account_id).bind(u.id).bind(except).execute(&mut *tx).await?;
         }
+        crate::write_events!(tx, u.account_id, events);
         tx.commit().await?;
         Ok(true)
     })
@@ -179,7 +191,7 @@ pub async fn update_keeping_an_admin(db: &Db, u: &User, keep_an_admin: bool, tok
 
 /// Deletes a user and the tokens it bears; when `keep_an_admin`, only if another admin remains
 /// (checked under the account's lock). `Ok(false)` when refused.
-pub async fn delete(db: &Db, account: Uuid, id: Uuid, keep_an_admin: bool) -> Result<bool> {
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, keep_an_admin: bool, events: &[Raised]) -> Result<bool> {
     // Deleting the user updates the licenses it owns (owner set null) and, through the count
     // trigger, those it is attached to. Lock them before the user row, in the order license
     // writers (attach, activation) take them, so the two cannot deadlock on PostgreSQL; the
@@ -207,6 +219,7 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid, keep_an_admin: bool) -> Re
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
         Ok(true)
     })

@@ -248,7 +248,7 @@ async fn activation_uses_the_validation_gate() {
         .unwrap();
     let mut overdue = before.clone();
     overdue.last_check_in_at = Some(licensor::time::now_ms() - 3 * 86_400_000);
-    licensor::store::licenses::update(&app.db, &before, &overdue).await.unwrap();
+    licensor::store::licenses::update(&app.db, &before, &overdue, &[]).await.unwrap();
     assert_eq!(validate_key(&app, &key).await["code"], "OVERDUE");
     let (status, _, text) = body(&key, 3).await;
     assert_eq!(status, "HTTP/1.1 200 Activation failed");

@@ -45,6 +45,30 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server with these rate limits (none in [`spawn_app`]).
 pub async fn spawn_app_with(limits: licensor::ratelimit::Config) -> TestApp {
+    spawn_app_configured(limits, licensor::webhooks::Config::default()).await
+}
+
+/// A server that delivers webhooks to loopback receivers, retrying quickly.
+pub async fn spawn_webhook_app() -> TestApp {
+    spawn_app_configured(licensor::ratelimit::Config::default(), fast_webhooks()).await
+}
+
+/// Webhook settings for tests: loopback receivers allowed, a 10 ms back-off unit, 3 retries.
+pub fn fast_webhooks() -> licensor::webhooks::Config {
+    licensor::webhooks::Config {
+        allow_insecure: true,
+        timeout: std::time::Duration::from_secs(2),
+        retries: 3,
+        backoff_unit: std::time::Duration::from_millis(10),
+        ..Default::default()
+    }
+}
+
+/// A server with these rate limits and webhook settings.
+pub async fn spawn_app_configured(
+    limits: licensor::ratelimit::Config,
+    webhooks: licensor::webhooks::Config,
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt().with_env_filter("info,licensor=debug").with_test_writer().try_init();
     }
@@ -66,7 +90,8 @@ pub async fn spawn_app_with(limits: licensor::ratelimit::Config) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let state = AppState::with_default_account(db.clone(), master.clone(), Some(created.account.id.to_string()))
-        .with_rate_limits(limits);
+        .with_rate_limits(limits)
+        .with_webhooks(webhooks);
     let server = tokio::spawn(async move {
         licensor::app::serve(listener, state, async {
             let _ = rx.await;

@@ -595,7 +595,7 @@ async fn changes_made_meanwhile_are_not_lost() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let mut renamed = before.clone();
     renamed.name = Some("Renamed".into());
-    licenses::update(&app.db, &before, &renamed).await.unwrap();
+    licenses::update(&app.db, &before, &renamed, &[]).await.unwrap();
     let r = app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await;
     assert_eq!((r.attr("name"), r.attr("suspended")), (&json!("Renamed"), &json!(true)));
 
@@ -604,7 +604,7 @@ async fn changes_made_meanwhile_are_not_lost() {
     let renewed = r.attr("expiry").clone();
     let mut stale = before.clone();
     stale.expiry = before.expiry.map(|e| e + 1000);
-    let e = licenses::update(&app.db, &before, &stale).await.unwrap_err();
+    let e = licenses::update(&app.db, &before, &stale, &[]).await.unwrap_err();
     assert!(matches!(e, licensor::error::Error::Conflict { .. }), "{e:?}");
     assert_eq!(app.get(&app.acct(&format!("/licenses/{id}")), &app.admin()).await.attr("expiry"), &renewed);
 }

@@ -30,3 +30,4 @@ mod surface_errors;
 mod tokens;
 mod validation;
 mod validation_limits;
+mod webhooks;

@@ -98,7 +98,7 @@ async fn force_check_in(app: &TestApp, license: &str, at: i64) {
     let before = licensor::store::licenses::find(&app.db, account, license.parse().unwrap()).await.unwrap().unwrap();
     let mut l = before.clone();
     l.last_check_in_at = Some(at);
-    licensor::store::licenses::update(&app.db, &before, &l).await.unwrap();
+    licensor::store::licenses::update(&app.db, &before, &l, &[]).await.unwrap();
 }
 
 #[tokio::test]

@@ -259,7 +259,7 @@ pub async fn delete(
     if !c.can_write(Some(&l)) {
         return Err(Problem::new(Kind::OperationNotPermitted));
     }
-    licenses::delete(c.db(), c.account.id, l.id).await?;
+    licenses::delete(c.db(), c.account.id, l.id, &[crate::events::Raised::license("license.deleted", &l)]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -408,7 +408,9 @@ async fn feature_ids(c: &Caller, features: &[String]) -> Result<Vec<Uuid>, Error
                     created_at: now,
                     updated_at: now,
                 };
-                match entitlements::insert(c.db(), &e).await {
+                match entitlements::insert(c.db(), &e, &[crate::events::Raised::entitlement("entitlement.created", &e)])
+                    .await
+                {
                     Ok(()) => e,
                     // Created concurrently.
                     Err(_) => entitlements::find(c.db(), c.account.id, code)
@@ -595,7 +597,7 @@ pub async fn replace(
         }
         l.expiry = end;
         l.updated_at = now;
-        licenses::update(c.db(), &before, &l).await?;
+        licenses::update(c.db(), &before, &l, &[crate::events::Raised::license("license.updated", &l)]).await?;
         let ids = feature_ids(&c, &nlf.features).await?;
         entitlements::replace_for_license(c.db(), c.account.id, l.id, &ids, now).await?;
     }

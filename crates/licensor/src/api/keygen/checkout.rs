@@ -236,7 +236,7 @@ pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Re
     let now = time::now_ms();
     l.last_check_out_at = Some(now);
     l.updated_at = now;
-    licenses::update(ctx.db(), &before, &l).await?;
+    licenses::update(ctx.db(), &before, &l, &[crate::events::Raised::license("license.checked-out", &l)]).await?;
     let expiry = opts.ttl.and_then(|t| time::add_duration(now, t));
     let data = serde_json::to_value(super::licenses::render(ctx.account_id(), &l)).map_err(anyhow::Error::from)?;
     let included = license_included(&ctx, &l, &opts.include, "").await?;

@@ -175,12 +175,12 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         c.metadata = Json(metadata::accept(md)?);
     }
     c.updated_at = time::now_ms();
-    components::update(ctx.db(), &c).await?;
+    components::update(ctx.db(), &c, &[]).await?;
     Ok(document::ok(render(ctx.account_id(), &c)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     let c = load(&ctx).await?;
-    components::delete(ctx.db(), ctx.account_id(), c.id).await?;
+    components::delete(ctx.db(), ctx.account_id(), c.id, &[]).await?;
     Ok(document::no_content())
 }

@@ -22,6 +22,8 @@ pub struct Resource<A: Serialize> {
     pub attributes: A,
     pub relationships: Relationships,
     pub links: SelfLink,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -76,6 +78,7 @@ impl<A: Serialize> Resource<A> {
             attributes,
             relationships: Relationships::default(),
             links: SelfLink { path: format!("/v1/accounts/{account}/{kind}/{id}") },
+            meta: None,
         }
     }
 
@@ -96,6 +99,21 @@ impl<A: Serialize> Resource<A> {
         let links = Related { related: format!("/v1/accounts/{account}") };
         let data = Some(Some(Linkage { kind: "accounts", id: account }));
         self.relationships.0.push(("account", Relationship { links, data, meta: None }));
+        self
+    }
+
+    /// A to-one relationship to a resource of any type (the event log's resource and
+    /// whodunnit), `null` when unset.
+    pub fn one_of(mut self, name: &'static str, target: Option<(&'static str, Uuid)>) -> Self {
+        let links = self.related(name);
+        let data = Some(target.map(|(kind, id)| Linkage { kind, id }));
+        self.relationships.0.push((name, Relationship { links, data, meta: None }));
+        self
+    }
+
+    /// The resource's own `meta`.
+    pub fn with_meta(mut self, meta: Value) -> Self {
+        self.meta = Some(meta);
         self
     }
 

@@ -97,7 +97,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     apply(&mut e, data.attributes)?;
-    entitlements::insert(ctx.db(), &e).await.map_err(code_taken)?;
+    entitlements::insert(ctx.db(), &e, &[crate::events::Raised::entitlement("entitlement.created", &e)])
+        .await
+        .map_err(code_taken)?;
     Ok(document::created(render(ctx.account_id(), &e)))
 }
 
@@ -137,13 +139,21 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let data = parse_data::<EntitlementInput, NoRels>(body, "entitlements")?;
     apply(&mut e, data.attributes)?;
     e.updated_at = time::now_ms();
-    entitlements::update(ctx.db(), &e).await.map_err(code_taken)?;
+    entitlements::update(ctx.db(), &e, &[crate::events::Raised::entitlement("entitlement.updated", &e)])
+        .await
+        .map_err(code_taken)?;
     Ok(document::ok(render(ctx.account_id(), &e)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     ctx.admin()?;
     let e = load(&ctx).await?;
-    entitlements::delete(ctx.db(), ctx.account_id(), e.id).await?;
+    entitlements::delete(
+        ctx.db(),
+        ctx.account_id(),
+        e.id,
+        &[crate::events::Raised::entitlement("entitlement.deleted", &e)],
+    )
+    .await?;
     Ok(document::no_content())
 }

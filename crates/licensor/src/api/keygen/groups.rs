@@ -109,7 +109,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     apply(&mut g, data.attributes)?;
-    groups::insert(ctx.db(), &g).await?;
+    groups::insert(ctx.db(), &g, &[crate::events::Raised::group("group.created", &g)]).await?;
     Ok(document::created(render(ctx.account_id(), &g)))
 }
 
@@ -154,13 +154,13 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let data = parse_data::<GroupInput, NoRels>(body, "groups")?;
     apply(&mut g, data.attributes)?;
     g.updated_at = time::now_ms();
-    groups::update(ctx.db(), &g).await?;
+    groups::update(ctx.db(), &g, &[crate::events::Raised::group("group.updated", &g)]).await?;
     Ok(document::ok(render(ctx.account_id(), &g)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     ctx.operator()?;
     let g = load(&ctx).await?;
-    groups::delete(ctx.db(), ctx.account_id(), g.id).await?;
+    groups::delete(ctx.db(), ctx.account_id(), g.id, &[crate::events::Raised::group("group.deleted", &g)]).await?;
     Ok(document::no_content())
 }

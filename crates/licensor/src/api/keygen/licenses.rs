@@ -364,13 +364,14 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         l.metadata = Json(metadata::accept(m)?);
     }
     l.updated_at = time::now_ms();
-    licenses::update(ctx.db(), &before, &l).await?;
+    licenses::update(ctx.db(), &before, &l, &[crate::events::Raised::license("license.updated", &l)]).await?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     let l = load_for(&ctx, LicenseAction::Destroy).await?;
-    licenses::delete(ctx.db(), ctx.account_id(), l.id).await?;
+    licenses::delete(ctx.db(), ctx.account_id(), l.id, &[crate::events::Raised::license("license.deleted", &l)])
+        .await?;
     Ok(document::no_content())
 }
 
@@ -462,7 +463,7 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     l.policy_id = new.id;
     l.product_id = new.product_id;
     l.updated_at = now;
-    licenses::update(ctx.db(), &before, &l).await?;
+    licenses::update(ctx.db(), &before, &l, &[crate::events::Raised::license("license.policy.updated", &l)]).await?;
     let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
         .await?
         .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
@@ -514,7 +515,7 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     l.group_id = group;
     l.updated_at = time::now_ms();
-    licenses::update(ctx.db(), &before, &l).await?;
+    licenses::update(ctx.db(), &before, &l, &[crate::events::Raised::license("license.group.updated", &l)]).await?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 

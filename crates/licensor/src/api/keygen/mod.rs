@@ -20,6 +20,7 @@ pub mod products;
 pub mod signature;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -138,6 +139,16 @@ fn account_routes() -> Router<AppState> {
         .route("/users/{id}/licenses", get(nested::user_licenses))
         .route("/users/{id}/machines", get(nested::user_machines))
         .route("/users/{id}/group", get(nested::user_group).put(users::change_group))
+        .route("/webhook-endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))
+        .route(
+            "/webhook-endpoints/{id}",
+            get(webhooks::show_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint),
+        )
+        .route("/webhook-events", get(webhooks::list_deliveries))
+        .route("/webhook-events/{id}", get(webhooks::show_delivery).delete(webhooks::delete_delivery))
+        .route("/webhook-events/{id}/actions/retry", post(webhooks::retry_delivery))
+        .route("/event-logs", get(webhooks::list_logs))
+        .route("/event-logs/{id}", get(webhooks::show_log))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

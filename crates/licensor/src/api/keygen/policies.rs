@@ -124,7 +124,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     apply(&mut p, data.attributes, true)?;
-    policies::insert(ctx.db(), &p).await?;
+    policies::insert(ctx.db(), &p, &[crate::events::Raised::policy("policy.created", &p)]).await?;
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 
@@ -176,14 +176,14 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     apply(&mut p, data.attributes, false)?;
     p.updated_at = time::now_ms();
-    policies::update(ctx.db(), &p).await?;
+    policies::update(ctx.db(), &p, &[crate::events::Raised::policy("policy.updated", &p)]).await?;
     Ok(document::ok(render(ctx.account_id(), &p)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     ctx.operator()?;
     let p = load(&ctx, ctx.param("id")).await?;
-    policies::delete(ctx.db(), ctx.account_id(), p.id).await?;
+    policies::delete(ctx.db(), ctx.account_id(), p.id, &[crate::events::Raised::policy("policy.deleted", &p)]).await?;
     Ok(document::no_content())
 }
 

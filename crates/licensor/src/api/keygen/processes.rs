@@ -32,7 +32,7 @@ pub struct ProcessAttributes {
     updated: String,
 }
 
-pub(super) fn render(account: Uuid, p: &Process, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
+pub fn render(account: Uuid, p: &Process, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
     Resource::new(
         account,
         "processes",

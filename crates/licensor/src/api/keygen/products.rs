@@ -151,7 +151,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     apply(&mut p, data.attributes)?;
-    products::insert(ctx.db(), &p).await.map_err(code_taken)?;
+    products::insert(ctx.db(), &p, &[crate::events::Raised::product("product.created", &p)])
+        .await
+        .map_err(code_taken)?;
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 
@@ -200,14 +202,17 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let data = parse_data::<ProductInput, NoRels>(body, "products")?;
     apply(&mut p, data.attributes)?;
     p.updated_at = time::now_ms();
-    products::update(ctx.db(), &p).await.map_err(code_taken)?;
+    products::update(ctx.db(), &p, &[crate::events::Raised::product("product.updated", &p)])
+        .await
+        .map_err(code_taken)?;
     Ok(document::ok(render(ctx.account_id(), &p)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
     ctx.admin()?;
     let p = load(&ctx, ctx.param("id")).await?;
-    products::delete(ctx.db(), ctx.account_id(), p.id).await?;
+    products::delete(ctx.db(), ctx.account_id(), p.id, &[crate::events::Raised::product("product.deleted", &p)])
+        .await?;
     Ok(document::no_content())
 }
 

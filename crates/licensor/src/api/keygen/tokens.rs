@@ -250,6 +250,6 @@ pub async fn regenerate(ctx: Ctx) -> ApiResult<Response> {
 
 pub async fn revoke(ctx: Ctx) -> ApiResult<Response> {
     let t = load(&ctx).await?;
-    tokens::delete(ctx.db(), ctx.account_id(), t.id).await?;
+    tokens::delete(ctx.db(), ctx.account_id(), t.id, &[crate::events::Raised::token("token.revoked", &t)]).await?;
     Ok(document::no_content())
 }

@@ -195,7 +195,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
-    users::insert(ctx.db(), &u).await.map_err(taken)?;
+    users::insert(ctx.db(), &u, &[crate::events::Raised::user("user.created", &u)]).await.map_err(taken)?;
     Ok(document::created(render(ctx.account_id(), &u)))
 }
 

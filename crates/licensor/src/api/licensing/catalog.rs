@@ -132,7 +132,7 @@ pub async fn delete_license(c: Caller, KeyParam(key): KeyParam) -> Reply {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     for l in all {
-        licenses::delete(c.db(), c.account.id, l.id).await?;
+        licenses::delete(c.db(), c.account.id, l.id, &[crate::events::Raised::license("license.deleted", &l)]).await?;
     }
     Ok(Response::new(axum::body::Body::empty()))
 }

@@ -197,12 +197,12 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
             g.name.clone_from(&req.licensee_name);
             set_licensee_id(&mut g, &req.licensee_id);
             g.updated_at = now;
-            groups::update(c.db(), &g).await?;
+            groups::update(c.db(), &g, &[crate::events::Raised::group("group.updated", &g)]).await?;
             g
         }
         None => {
             let g = grant_group(c.account.id, Uuid::new_v4(), &req.licensee_name, &req.licensee_id, now);
-            groups::insert(c.db(), &g).await?;
+            groups::insert(c.db(), &g, &[crate::events::Raised::group("group.created", &g)]).await?;
             g
         }
     };
@@ -225,7 +225,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
                 }
                 item.metric.set_limit(&mut l, Some(item.quantity));
                 l.updated_at = now;
-                licenses::update(c.db(), &before, &l).await?;
+                licenses::update(c.db(), &before, &l, &[crate::events::Raised::license("license.updated", &l)]).await?;
                 l
             }
             None => {
@@ -308,8 +308,8 @@ pub async fn install(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
     let expiry = projection::parse_expiration(&grant.expiration)
         .ok_or_else(|| bad("INVALID_CODE", "the license code is malformed"))?;
     if groups::find(c.db(), c.account.id, grant.group).await?.is_none() {
-        groups::insert(c.db(), &grant_group(c.account.id, grant.group, &grant.licensee_name, &grant.licensee_id, now))
-            .await?;
+        let g = grant_group(c.account.id, grant.group, &grant.licensee_name, &grant.licensee_id, now);
+        groups::insert(c.db(), &g, &[crate::events::Raised::group("group.created", &g)]).await?;
     }
     for l in &grant.licenses {
         if licenses::find(c.db(), c.account.id, l.id).await?.is_some() {

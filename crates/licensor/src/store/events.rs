@@ -1,0 +1,202 @@
+//! The event log and the webhook outbox. [`write_events!`] runs inside the transaction of the
+//! change an event describes; [`record`] writes events that describe no change of their own
+//! (validations, time-driven events).
+
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::db_run;
+use crate::error::Result;
+use crate::events::Raised;
+use crate::model::{EventLog, Json, Listing, Page};
+
+pub(crate) const ENDPOINTS_OF: &str =
+    "SELECT id, url, subscriptions, api_version, product_id FROM webhook_endpoints WHERE account_id = $1";
+pub(crate) const INSERT_LOG: &str = "INSERT INTO event_logs (id, account_id, event, resource_type, resource_id, \
+    whodunnit_type, whodunnit_id, request_id, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(crate) const INSERT_DELIVERY: &str =
+    "INSERT INTO webhook_events (id, account_id, endpoint_id, event_log_id, event, \
+    api_version, endpoint_url, payload, status, attempts, next_attempt_at, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'DELIVERING', 0, $9, $9, $9)";
+
+/// An endpoint as the outbox needs it: (id, url, subscriptions, api version, product).
+pub(crate) type EndpointRow = (Uuid, String, Json<Vec<String>>, String, Option<Uuid>);
+
+/// Whether an endpoint receives `r`: subscribed to it, and, when limited to a product, about
+/// that product's resource.
+pub(crate) fn receives(endpoint: &EndpointRow, r: &Raised) -> bool {
+    crate::events::subscribed(&endpoint.2 .0, r.event) && (endpoint.4.is_none() || endpoint.4 == r.product_id)
+}
+
+/// Writes `$raised` (a `&[Raised]` of account `$account`) on `$tx`, an open transaction: one
+/// event-log row each, and one delivery per endpoint that receives it. Expands in a store
+/// function's `db_run!` body, where the transaction's engine is known.
+#[macro_export]
+macro_rules! write_events {
+    ($tx:expr, $account:expr, $raised:expr) => {{
+        let raised: &[$crate::events::Raised] = $raised;
+        if !raised.is_empty() {
+            let now = $crate::time::now_ms();
+            let who = $crate::events::caller();
+            let request = $crate::telemetry::request_id();
+            let endpoints: Vec<$crate::store::events::EndpointRow> =
+                sqlx::query_as($crate::store::events::ENDPOINTS_OF).bind($account).fetch_all(&mut *$tx).await?;
+            for r in raised {
+                let log = uuid::Uuid::new_v4();
+                sqlx::query($crate::store::events::INSERT_LOG)
+                    .bind(log)
+                    .bind($account)
+                    .bind(r.event)
+                    .bind(r.resource_type)
+                    .bind(r.resource_id)
+                    .bind(who.map(|w| w.kind))
+                    .bind(who.map(|w| w.id))
+                    .bind(request.as_deref())
+                    .bind(sqlx::types::Json(&r.metadata))
+                    .bind(now)
+                    .execute(&mut *$tx)
+                    .await?;
+                for endpoint in endpoints.iter().filter(|e| $crate::store::events::receives(e, r)) {
+                    sqlx::query($crate::store::events::INSERT_DELIVERY)
+                        .bind(uuid::Uuid::new_v4())
+                        .bind($account)
+                        .bind(endpoint.0)
+                        .bind(log)
+                        .bind(r.event)
+                        .bind(&endpoint.3)
+                        .bind(&endpoint.1)
+                        .bind(&r.payload)
+                        .bind(now)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+            }
+        }
+    }};
+}
+
+/// Writes events that go with no change of their own, in one transaction.
+pub async fn record(db: &Db, account: Uuid, raised: &[Raised]) -> Result<()> {
+    if raised.is_empty() {
+        return Ok(());
+    }
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        crate::write_events!(tx, account, raised);
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// Writes a time-driven event unless this occurrence was raised already (by this node or
+/// another): the mark and the event commit together. Returns whether it was raised now.
+pub async fn record_once(db: &Db, account: Uuid, occurrence: i64, raised: &Raised) -> Result<bool> {
+    const MARK: &str = "INSERT INTO event_marks (resource_id, event, occurrence, created_at) VALUES ($1, $2, $3, $4) \
+        ON CONFLICT DO NOTHING";
+    let now = crate::time::now_ms();
+    let fresh = db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let n = sqlx::query(MARK)
+            .bind(raised.resource_id)
+            .bind(raised.event)
+            .bind(occurrence)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, account, std::slice::from_ref(raised));
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        n == 1
+    });
+    Ok(fresh)
+}
+
+/// Filters of the event log's index.
+#[derive(Debug, Default, Clone)]
+pub struct LogFilter {
+    pub events: Vec<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<Uuid>,
+    pub whodunnit_type: Option<String>,
+    pub whodunnit_id: Option<Uuid>,
+    pub request_id: Option<String>,
+    /// Milliseconds, inclusive start and exclusive end.
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+}
+
+const LOG_COLUMNS: &str =
+    "id, account_id, event, resource_type, resource_id, whodunnit_type, whodunnit_id, request_id, metadata, created_at";
+
+pub async fn find_log(db: &Db, account: Uuid, id: Uuid) -> Result<Option<EventLog>> {
+    let sql = format!("SELECT {LOG_COLUMNS} FROM event_logs WHERE account_id = $1 AND id = $2");
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, EventLog>(&sql).bind(account).bind(id).fetch_optional(pool).await?))
+}
+
+pub async fn list_logs(db: &Db, account: Uuid, f: &LogFilter, page: Page) -> Result<Listing<EventLog>> {
+    // The event list is bound as one JSON array text and matched with the engine's JSON
+    // functions, so the statement stays one prepared text whatever the filter.
+    let events = serde_json::to_string(&f.events).unwrap_or_else(|_| "[]".into());
+    let in_events = match db {
+        Db::Sqlite(_) => "event IN (SELECT value FROM json_each($2))",
+        Db::Postgres(_) => "event IN (SELECT jsonb_array_elements_text($2::jsonb))",
+    };
+    let filter = format!(
+        "account_id = $1 AND ($3 OR {in_events}) AND ($4 IS NULL OR resource_type = $4) AND ($5 IS NULL OR resource_id = $5) \
+         AND ($6 IS NULL OR whodunnit_type = $6) AND ($7 IS NULL OR whodunnit_id = $7) AND ($8 IS NULL OR request_id = $8) \
+         AND ($9 IS NULL OR created_at >= $9) AND ($10 IS NULL OR created_at < $10)"
+    );
+    let list = format!(
+        "SELECT {LOG_COLUMNS} FROM event_logs WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $11 OFFSET $12"
+    );
+    let count = format!("SELECT COUNT(*) FROM event_logs WHERE {filter}");
+    db_run!(db, |pool| {
+        let rows = sqlx::query_as::<_, EventLog>(&list)
+            .bind(account)
+            .bind(&events)
+            .bind(f.events.is_empty())
+            .bind(&f.resource_type)
+            .bind(f.resource_id)
+            .bind(&f.whodunnit_type)
+            .bind(f.whodunnit_id)
+            .bind(&f.request_id)
+            .bind(f.from)
+            .bind(f.until)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        let total = sqlx::query_scalar::<_, i64>(&count)
+            .bind(account)
+            .bind(&events)
+            .bind(f.events.is_empty())
+            .bind(&f.resource_type)
+            .bind(f.resource_id)
+            .bind(&f.whodunnit_type)
+            .bind(f.whodunnit_id)
+            .bind(&f.request_id)
+            .bind(f.from)
+            .bind(f.until)
+            .fetch_one(pool)
+            .await?;
+        Ok(Listing { rows, total })
+    })
+}
+
+/// Deletes event-log rows, finished deliveries and marks older than `before`; returns how
+/// many log rows went.
+pub async fn prune(db: &Db, before: i64) -> Result<u64> {
+    const LOGS: &str = "DELETE FROM event_logs WHERE created_at < $1";
+    const DELIVERIES: &str = "DELETE FROM webhook_events WHERE created_at < $1 AND status IN ('DELIVERED', 'FAILED')";
+    const MARKS: &str = "DELETE FROM event_marks WHERE created_at < $1";
+    Ok(db_run!(db, |pool| {
+        let n = sqlx::query(LOGS).bind(before).execute(pool).await?.rows_affected();
+        sqlx::query(DELIVERIES).bind(before).execute(pool).await?;
+        sqlx::query(MARKS).bind(before).execute(pool).await?;
+        n
+    }))
+}

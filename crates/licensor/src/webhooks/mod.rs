@@ -1,0 +1,306 @@
+//! Webhook delivery: every node runs a worker that claims due deliveries from the outbox
+//! (`webhook_events`), POSTs each to its endpoint signed as Keygen signs its webhooks, and
+//! records the answer. Failures are retried with Keygen's back-off (attempt⁴ seconds plus
+//! jitter) until the retries run out; a 410 Gone unsubscribes the endpoint; a refused or reset
+//! connection is given up on at once. Delivery is at least once: a claim is a lease, and a
+//! node that dies mid-POST leaves it to expire and be sent again.
+
+pub mod send;
+pub mod target;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::crypto::sign::{self, SigAlg};
+use crate::model::{delivery_status, WebhookDelivery};
+use crate::state::AppState;
+use crate::store::webhooks::{self as store, Outcome};
+use crate::time;
+
+/// Webhook settings (`licensor serve --webhook-*`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Plain http, IP literals and private addresses allowed as targets.
+    pub allow_insecure: bool,
+    /// The whole exchange with a receiver, connect to last byte (Keygen: 15 s).
+    pub timeout: Duration,
+    /// Retries after the first attempt before a delivery is FAILED (Keygen: 15).
+    pub retries: i64,
+    /// The back-off's unit: attempt n waits n⁴ units plus jitter (Keygen: one second).
+    pub backoff_unit: Duration,
+    /// How long the event log and finished deliveries are kept.
+    pub retention: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            allow_insecure: false,
+            timeout: Duration::from_secs(15),
+            retries: 15,
+            backoff_unit: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Deliveries in flight on one node, and to one endpoint: a receiver that hangs holds at most
+/// [`PER_ENDPOINT`] of the node's slots, so the others keep flowing.
+const IN_FLIGHT: usize = 32;
+const PER_ENDPOINT: usize = 4;
+/// How long a claim lasts: twice an attempt's timeout and a second. A claimed delivery is
+/// sent at once (or handed back), so a claim outlives its attempt unless the node died; then
+/// another node sends it again this soon.
+fn claim_for(config: &Config) -> Duration {
+    config.timeout * 2 + Duration::from_secs(1)
+}
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// When attempt number `attempts` (1-based, the one that just failed) is followed by the next.
+pub fn next_attempt(config: &Config, attempts: i64, now: i64) -> i64 {
+    let unit = config.backoff_unit.as_millis() as i64;
+    let base = attempts.saturating_pow(4).saturating_mul(unit);
+    let jitter = rand::thread_rng().gen_range(0..=unit.max(1) * attempts.max(1));
+    now.saturating_add(base).saturating_add(jitter)
+}
+
+/// What an answer (or its absence) means for a delivery that has now been tried `attempts`
+/// times, and whether the endpoint must be unsubscribed.
+pub fn outcome(
+    config: &Config,
+    result: &Result<send::Answer, send::Failure>,
+    attempts: i64,
+    now: i64,
+) -> (Outcome, bool) {
+    let failing = |code: Option<i64>, body: String| {
+        let give_up = attempts > config.retries;
+        Outcome {
+            status: if give_up { delivery_status::FAILED } else { delivery_status::FAILING },
+            code,
+            body: Some(body),
+            next_attempt_at: if give_up { now } else { next_attempt(config, attempts, now) },
+        }
+    };
+    match result {
+        Ok(a) if (200..300).contains(&a.status) => (
+            Outcome {
+                status: delivery_status::DELIVERED,
+                code: Some(a.status.into()),
+                body: Some(a.body.clone()),
+                next_attempt_at: now,
+            },
+            false,
+        ),
+        Ok(a) if a.status == 410 => (
+            Outcome {
+                status: delivery_status::FAILED,
+                code: Some(410),
+                body: Some(a.body.clone()),
+                next_attempt_at: now,
+            },
+            true,
+        ),
+        Ok(a) => (failing(Some(a.status.into()), a.body.clone()), false),
+        Err(f) if f.retryable() => (failing(None, f.as_str().into()), false),
+        Err(f) => (
+            Outcome {
+                status: delivery_status::FAILED,
+                code: None,
+                body: Some(f.as_str().into()),
+                next_attempt_at: now,
+            },
+            false,
+        ),
+    }
+}
+
+/// The body Keygen POSTs: the delivery as a `webhook-events` document.
+pub fn body(d: &WebhookDelivery) -> String {
+    serde_json::json!({ "data": crate::api::keygen::webhooks::render_delivery(d) }).to_string()
+}
+
+/// The signed headers of a POST of `body` to `url`: `Date`, `Digest`, `Keygen-Signature` over
+/// `(request-target) host date digest` with the endpoint's host name, as a response is signed.
+pub fn signed_headers(
+    keys: &crate::crypto::AccountKeys,
+    account: Uuid,
+    alg: SigAlg,
+    url: &axum::http::Uri,
+    api_version: &str,
+    body: &[u8],
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let digest = format!("sha-256={}", STANDARD.encode(Sha256::digest(body)));
+    let target = format!("post {}", url.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let host = url.host().unwrap_or("");
+    let signing_data = format!("(request-target): {target}\nhost: {host}\ndate: {date}\ndigest: {digest}");
+    let signature = STANDARD.encode(sign::sign(keys, alg, signing_data.as_bytes())?);
+    let header = format!(
+        "keyid=\"{account}\", algorithm=\"{}\", signature=\"{signature}\", headers=\"(request-target) host date digest\"",
+        alg.as_str()
+    );
+    Ok(vec![
+        ("content-type", "application/vnd.api+json; charset=utf-8".into()),
+        ("user-agent", format!("Licensor/{} (Keygen/{api_version})", env!("CARGO_PKG_VERSION"))),
+        ("date", date.clone()),
+        ("digest", digest.clone()),
+        ("keygen-date", date),
+        ("keygen-digest", digest),
+        ("keygen-signature", header),
+        ("keygen-version", api_version.to_string()),
+    ])
+}
+
+/// Sends one claimed delivery and records what came of it.
+async fn deliver(state: &AppState, d: WebhookDelivery) -> crate::error::Result<()> {
+    let config = &state.webhooks;
+    let now = time::now_ms();
+    let attempts = d.attempts + 1;
+    let endpoint = store::find_endpoint(&state.db, d.account_id, d.endpoint_id).await?;
+    let account = state.account(&d.account_id.to_string()).await?;
+    let (Some(endpoint), Some(account)) = (endpoint, account) else {
+        // Deleted since: the cascade removes the delivery too; nothing to send.
+        return Ok(());
+    };
+    let result = match target::check_url(&d.endpoint_url, config.allow_insecure) {
+        Err(_) => Err(send::Failure::AddressNotAllowed),
+        Ok(url) => {
+            let alg = SigAlg::parse(&endpoint.signature_algorithm).unwrap_or(SigAlg::Ed25519);
+            let keys = state.signing_keys(&account).map_err(crate::error::Error::Internal)?;
+            let body = body(&d);
+            let headers = signed_headers(&keys, account.id, alg, &url, &d.api_version, body.as_bytes())
+                .map_err(crate::error::Error::Internal)?;
+            send::post(&url, &headers, Bytes::from(body), config.allow_insecure, config.timeout).await
+        }
+    };
+    let (outcome, disable) = outcome(config, &result, attempts, time::now_ms().max(now));
+    match &result {
+        Ok(a) => {
+            tracing::info!(delivery = %d.id, event = %d.event, endpoint = %d.endpoint_id, status = a.status, outcome = outcome.status, "webhook delivery")
+        }
+        Err(f) => {
+            tracing::warn!(delivery = %d.id, event = %d.event, endpoint = %d.endpoint_id, failure = f.as_str(), outcome = outcome.status, "webhook delivery")
+        }
+    }
+    state.metrics.webhook_deliveries.inc(&[outcome.status]);
+    if disable {
+        tracing::warn!(endpoint = %d.endpoint_id, "the receiver answered 410 Gone: endpoint unsubscribed from every event");
+        store::disable_endpoint(&state.db, d.endpoint_id).await?;
+    }
+    store::finish(&state.db, d.id, &outcome, time::now_ms()).await
+}
+
+/// Starts this node's delivery worker; it stops claiming when `stop` turns true and lets the
+/// deliveries in flight finish (their claims expire if the process is killed first).
+pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let per_endpoint: Arc<Mutex<HashMap<Uuid, usize>>> = Arc::default();
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let free = slots.available_permits();
+            if free == 0 {
+                continue;
+            }
+            let now = time::now_ms();
+            let claimed = match store::claim_due(
+                &state.db,
+                now,
+                now + claim_for(&state.webhooks).as_millis() as i64,
+                free as i64,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim webhook deliveries; will retry");
+                    continue;
+                }
+            };
+            for d in claimed {
+                let busy = {
+                    let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+                    let n = map.entry(d.endpoint_id).or_default();
+                    if *n >= PER_ENDPOINT {
+                        true
+                    } else {
+                        *n += 1;
+                        false
+                    }
+                };
+                if busy {
+                    // That receiver is slow: hand the delivery back for a later round.
+                    if let Err(e) = store::release(&state.db, d.id).await {
+                        tracing::warn!(error = %e, "could not release a webhook delivery; its claim expires by itself");
+                    }
+                    continue;
+                }
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let state = state.clone();
+                let per_endpoint = per_endpoint.clone();
+                tokio::spawn(async move {
+                    let endpoint = d.endpoint_id;
+                    if let Err(e) = deliver(&state, d).await {
+                        tracing::warn!(error = %e, "webhook delivery could not be recorded; it will be sent again");
+                    }
+                    let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(n) = map.get_mut(&endpoint) {
+                        *n -= 1;
+                        if *n == 0 {
+                            map.remove(&endpoint);
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        // Let the deliveries in flight finish, within one attempt's timeout.
+        let _ = tokio::time::timeout(state.webhooks.timeout, slots.acquire_many(IN_FLIGHT as u32)).await;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Result<send::Answer, send::Failure> {
+        Ok(send::Answer { status, body: String::new() })
+    }
+
+    #[test]
+    fn outcomes_follow_keygen() {
+        let c = Config::default();
+        assert_eq!(outcome(&c, &answer(204), 1, 0).0.status, delivery_status::DELIVERED);
+        let (o, disable) = outcome(&c, &answer(410), 1, 0);
+        assert_eq!((o.status, disable), (delivery_status::FAILED, true));
+        let (o, _) = outcome(&c, &answer(500), 1, 0);
+        assert_eq!(o.status, delivery_status::FAILING);
+        assert!(o.next_attempt_at >= 1000, "1⁴ s at least");
+        assert_eq!(outcome(&c, &answer(500), 16, 0).0.status, delivery_status::FAILED, "15 retries, then FAILED");
+        assert_eq!(outcome(&c, &Err(send::Failure::Refused), 1, 0).0.status, delivery_status::FAILED);
+        assert_eq!(outcome(&c, &Err(send::Failure::Timeout), 1, 0).0.status, delivery_status::FAILING);
+    }
+
+    #[test]
+    fn back_off_grows_with_the_fourth_power() {
+        let c = Config::default();
+        let at = |n| next_attempt(&c, n, 0);
+        assert!((16_000..=16_000 + 2_000).contains(&at(2)));
+        assert!((50_625_000..=50_625_000 + 15_000).contains(&at(15)));
+    }
+}
