@@ -38,6 +38,11 @@ struct Args {
     /// request but set too high to refuse), validate-key and ping interleaved off, on, off, on.
     #[arg(long)]
     operations: bool,
+    /// Instead of the usual phases: what webhooks cost. validate-key and activation with no
+    /// endpoint, then with one endpoint (subscribed to license.created, machine.created and
+    /// machine.deleted, a local receiver answering 204), twice over, on one server.
+    #[arg(long)]
+    webhooks: bool,
 }
 
 /// Rate limits that count every request and refuse none: what the counting costs.
@@ -385,6 +390,9 @@ async fn main() -> anyhow::Result<()> {
     if args.operations {
         return operations(&server, &url, schema.as_deref(), &master_hex, account, keys, &args).await;
     }
+    if args.webhooks {
+        return webhooks(&server, &url, schema.as_deref(), &master_hex, account, keys, token, &args).await;
+    }
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
     // Every load generator request comes from one address and credential: count them all, as a
     // server does, but let none be refused (real clients are many).
@@ -401,37 +409,20 @@ async fn main() -> anyhow::Result<()> {
     let ping = ping_phase("ping", server_pid, &base, &client, &args).await;
     let validate = validate_phase("validate-key", server_pid, &base, account, keys.clone(), &client, &args).await;
 
-    let machines_url = format!("{base}/v1/accounts/{account}/machines");
-    let c = client.clone();
-    let k = keys.clone();
     let token = Arc::new(token);
     // Activated (key, fingerprint) pairs, for the scoped validation phase.
     let activated: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
-    let record = activated.clone();
-    let activate = drive("activate", server_pid, args.connections, args.seconds, move |conn, i| {
-        let (c, u, t, record) = (c.clone(), machines_url.clone(), token.clone(), record.clone());
-        let key = k[(conn * 7919 + i * 104_729) % k.len()].clone();
-        async move {
-            let fingerprint = format!("fp-{conn}-{i}");
-            let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint},
-                "relationships": {"license": {"data": {"type": "licenses", "id": key}}}}})
-            .to_string();
-            let ok = c
-                .post(u)
-                .bearer_auth(t.as_str())
-                .header("content-type", "application/vnd.api+json")
-                .body(body)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().as_u16() == 201);
-            if ok {
-                if let Ok(mut v) = record.lock() {
-                    v.push((key, fingerprint));
-                }
-            }
-            ok
-        }
-    })
+    let activate = activate_phase(
+        "activate",
+        server_pid,
+        &base,
+        account,
+        keys.clone(),
+        token.clone(),
+        activated.clone(),
+        &client,
+        &args,
+    )
     .await;
 
     // What SDKs send: validate-key scoped to this machine's fingerprint (reads the machines too).
@@ -461,6 +452,168 @@ async fn main() -> anyhow::Result<()> {
     println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
     println!("validate+scope / ping ratio:          {:.2}", scoped.rps() / ping.rps());
     let _ = child.kill().await;
+    Ok(())
+}
+
+/// One activation phase: `POST /machines` with new fingerprints on random licenses, recording
+/// what was activated.
+#[allow(clippy::too_many_arguments)]
+async fn activate_phase(
+    name: &'static str,
+    pid: Option<u32>,
+    base: &str,
+    account: uuid::Uuid,
+    keys: Arc<Vec<String>>,
+    token: Arc<String>,
+    record: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    client: &reqwest::Client,
+    args: &Args,
+) -> Phase {
+    let machines_url = format!("{base}/v1/accounts/{account}/machines");
+    let c = client.clone();
+    drive(name, pid, args.connections, args.seconds, move |conn, i| {
+        let (c, u, t, record) = (c.clone(), machines_url.clone(), token.clone(), record.clone());
+        let key = keys[(conn * 7919 + i * 104_729) % keys.len()].clone();
+        async move {
+            let fingerprint = format!("fp-{name}-{conn}-{i}");
+            let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint},
+                "relationships": {"license": {"data": {"type": "licenses", "id": key}}}}})
+            .to_string();
+            let ok = c
+                .post(u)
+                .bearer_auth(t.as_str())
+                .header("content-type", "application/vnd.api+json")
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 201);
+            if ok {
+                if let Ok(mut v) = record.lock() {
+                    v.push((key, fingerprint));
+                }
+            }
+            ok
+        }
+    })
+    .await
+}
+
+/// `--webhooks`: validate-key and activation without and with one subscribed endpoint.
+#[allow(clippy::too_many_arguments)]
+async fn webhooks(
+    server: &std::path::Path,
+    url: &str,
+    schema: Option<&str>,
+    master_hex: &str,
+    account: uuid::Uuid,
+    keys: Arc<Vec<String>>,
+    token: String,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let dir = tempfile::tempdir()?;
+    let env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED), ("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true")];
+    let mut srv = start(server, url, schema, dir.path(), master_hex, &env, &client).await?;
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_url = format!("http://127.0.0.1:{}/hook", listener.local_addr()?.port());
+    let counter = received.clone();
+    let receiver = axum::Router::new().fallback(move |_body: String| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, receiver).await;
+    });
+    println!(
+        "connections: {}, {} s per phase; one endpoint subscribed to license.created, machine.created, machine.deleted",
+        args.connections, args.seconds
+    );
+    let token = Arc::new(token);
+    let endpoints = format!("{}/v1/accounts/{account}/webhook-endpoints", srv.base);
+    let mut phases = Vec::new();
+    let record: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    for (round, names) in [
+        (1, ["validate none 1", "activate none 1", "validate one 1", "activate one 1"]),
+        (2, ["validate none 2", "activate none 2", "validate one 2", "activate one 2"]),
+    ] {
+        let _ = round;
+        phases.push(validate_phase(names[0], srv.pid, &srv.base, account, keys.clone(), &client, args).await);
+        phases.push(
+            activate_phase(
+                names[1],
+                srv.pid,
+                &srv.base,
+                account,
+                keys.clone(),
+                token.clone(),
+                record.clone(),
+                &client,
+                args,
+            )
+            .await,
+        );
+        let body = json!({"data": {"type": "webhook-endpoints", "attributes": {"url": hook_url,
+            "subscriptions": ["license.created", "machine.created", "machine.deleted"]}}});
+        let created: serde_json::Value = client
+            .post(&endpoints)
+            .bearer_auth(token.as_str())
+            .header("content-type", "application/vnd.api+json")
+            .body(body.to_string())
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = created["data"]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("endpoint not created: {created}"))?
+            .to_string();
+        phases.push(validate_phase(names[2], srv.pid, &srv.base, account, keys.clone(), &client, args).await);
+        phases.push(
+            activate_phase(
+                names[3],
+                srv.pid,
+                &srv.base,
+                account,
+                keys.clone(),
+                token.clone(),
+                record.clone(),
+                &client,
+                args,
+            )
+            .await,
+        );
+        client.delete(format!("{endpoints}/{id}")).bearer_auth(token.as_str()).send().await?;
+    }
+    // Let the queue drain, then count what arrived.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!();
+    for p in &phases {
+        p.print();
+    }
+    let mean = |names: [&str; 2], f: &dyn Fn(&Phase) -> f64| {
+        phases.iter().filter(|p| names.contains(&p.name)).map(f).sum::<f64>() / 2.0
+    };
+    let rps = |p: &Phase| p.rps();
+    let cpu = |p: &Phase| p.per_request_us(p.server_cpu);
+    println!();
+    for (what, none, one) in [
+        ("validate-key", ["validate none 1", "validate none 2"], ["validate one 1", "validate one 2"]),
+        ("activation", ["activate none 1", "activate none 2"], ["activate one 1", "activate one 2"]),
+    ] {
+        println!(
+            "{what}: throughput one endpoint / none {:.3}; server CPU us/req {:.1} → {:.1} ({:+.1}%)",
+            mean(one, &rps) / mean(none, &rps),
+            mean(none, &cpu),
+            mean(one, &cpu),
+            (mean(one, &cpu) / mean(none, &cpu) - 1.0) * 100.0
+        );
+    }
+    println!("deliveries received: {}", received.load(std::sync::atomic::Ordering::Relaxed));
+    let _ = srv.child.kill().await;
     Ok(())
 }
 

@@ -197,7 +197,12 @@ pub async fn token_principal(db: &Db, account: &Account, token: Token) -> Result
 
 /// Notes `p` as the current request's caller, for the event log's whodunnit.
 fn noted(p: Principal) -> Principal {
-    crate::events::note_caller(&p);
+    let (kind, id) = match &p.bearer {
+        Bearer::Admin(u) | Bearer::User(u) => ("users", u.id),
+        Bearer::Product(pr) => ("products", pr.id),
+        Bearer::License(l) => ("licenses", l.id),
+    };
+    crate::events::note_caller(crate::events::Whodunnit { kind, id });
     p
 }
 

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::api::keygen as render;
 use crate::model::{Entitlement, Group, License, Machine, Policy, Process, Product, Token, User};
+use crate::wire as render;
 
 /// Every event name Licensor raises or accepts in a subscription (Keygen's names for the
 /// resources Licensor implements).
@@ -207,14 +207,9 @@ pub async fn scope<F: std::future::Future>(f: F) -> F::Output {
     WHODUNNIT.scope(std::cell::Cell::new(None), f).await
 }
 
-/// Notes who the current request acts as; outside a request, nothing.
-pub fn note_caller(p: &crate::auth::Principal) {
-    use crate::auth::Bearer;
-    let who = match &p.bearer {
-        Bearer::Admin(u) | Bearer::User(u) => Whodunnit { kind: "users", id: u.id },
-        Bearer::Product(pr) => Whodunnit { kind: "products", id: pr.id },
-        Bearer::License(l) => Whodunnit { kind: "licenses", id: l.id },
-    };
+/// Notes who the current request acts as (authentication calls it); outside a request,
+/// nothing.
+pub fn note_caller(who: Whodunnit) {
     let _ = WHODUNNIT.try_with(|cell| cell.set(Some(who)));
 }
 

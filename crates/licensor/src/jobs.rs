@@ -46,12 +46,19 @@ pub async fn cull_once(db: &Db, now: i64) -> Result<Culled> {
             culled.machines += 1;
         }
     }
-    for (id, _account, last, rules) in processes::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
-        let dead = heartbeat::process_status(rules.0.heartbeat_duration_secs(), last, now) == HeartbeatStatus::Dead;
-        if dead
-            && !heartbeat::can_resurrect(&rules.0, Some(last), last, now)
-            && processes::delete_if_unchanged(db, id, last).await?
-        {
+    for (id, account, last, rules) in processes::stale(db, now - MIN_HEARTBEAT, BATCH).await? {
+        let interval = rules.0.heartbeat_duration_secs();
+        let dead = heartbeat::process_status(interval, last, now) == HeartbeatStatus::Dead;
+        if !dead || heartbeat::can_resurrect(&rules.0, Some(last), last, now) {
+            continue;
+        }
+        let Some(process) = processes::find(db, account, id).await? else { continue };
+        let Some(license) = licenses::find(db, account, process.license_id).await? else { continue };
+        let events = [
+            Raised::process("process.heartbeat.dead", &process, interval, license.product_id),
+            Raised::process("process.deleted", &process, interval, license.product_id),
+        ];
+        if processes::delete_if_unchanged(db, account, id, last, &events).await? {
             culled.processes += 1;
         }
     }

@@ -6,6 +6,7 @@
 //! - [`domain`]: licensing rules with no I/O.
 //! - [`store`]: every SQL statement, over SQLite or PostgreSQL ([`db`]).
 //! - [`model`]: the core types everything else shares; depends on nothing in the crate.
+//! - [`wire`]: Keygen's JSON:API resource objects of the model (responses and webhook payloads).
 //! - [`auth`], [`crypto`]: who is calling; tokens, passwords, keys.
 //! - [`app`], [`jobs`], [`config`], [`bootstrap`]: wiring, background work, settings, setup.
 
@@ -33,3 +34,4 @@ pub mod telemetry;
 pub mod time;
 pub mod tls;
 pub mod webhooks;
+pub mod wire;

@@ -292,18 +292,22 @@ pub async fn ping(db: &Db, mut m: Machine) -> Result<(Machine, Option<HeartbeatS
         }
         shown = Some(HeartbeatStatus::Resurrected);
     }
-    store::set_heartbeat(db, m.account_id, m.id, Some(now), now).await?;
     m.last_heartbeat_at = Some(now);
     m.updated_at = now;
+    let mut events = vec![Raised::machine("machine.heartbeat.ping", &m)];
+    if shown == Some(HeartbeatStatus::Resurrected) {
+        events.push(Raised::machine("machine.heartbeat.resurrected", &m));
+    }
+    store::set_heartbeat(db, m.account_id, m.id, Some(now), now, &events).await?;
     Ok((m, shown))
 }
 
 /// Clears a machine's heartbeat (back to NOT_STARTED).
 pub async fn reset_heartbeat(db: &Db, mut m: Machine) -> Result<Machine> {
     let now = time::now_ms();
-    store::set_heartbeat(db, m.account_id, m.id, None, now).await?;
     m.last_heartbeat_at = None;
     m.updated_at = now;
+    store::set_heartbeat(db, m.account_id, m.id, None, now, &[Raised::machine("machine.heartbeat.reset", &m)]).await?;
     Ok(m)
 }
 

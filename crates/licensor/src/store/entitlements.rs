@@ -177,7 +177,7 @@ pub async fn replace_for_license(db: &Db, account: Uuid, license: Uuid, ids: &[U
 
 /// Attaches entitlements to a policy or license (`table` picks which). Already-attached ones
 /// are left alone.
-pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i64) -> Result<()> {
+pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i64, events: &[Raised]) -> Result<()> {
     const POLICY: &str = "INSERT INTO policy_entitlements (account_id, policy_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
     const LICENSE: &str = "INSERT INTO license_entitlements (account_id, license_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
     let (sql, owner) = match target {
@@ -190,6 +190,7 @@ pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i6
         for id in ids {
             sqlx::query(sql).bind(account).bind(owner).bind(id).bind(now).execute(&mut *tx).await?;
         }
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(())
@@ -197,7 +198,7 @@ pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i6
 
 /// Detaches entitlements, all or nothing: returns false (and changes nothing) when any of them
 /// is not directly attached (e.g. inherited from the policy).
-pub async fn detach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid]) -> Result<bool> {
+pub async fn detach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], events: &[Raised]) -> Result<bool> {
     const POLICY: &str =
         "DELETE FROM policy_entitlements WHERE account_id = $1 AND policy_id = $2 AND entitlement_id = $3";
     const LICENSE: &str =
@@ -215,6 +216,7 @@ pub async fn detach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid]) -> Resu
                 return Ok(false);
             }
         }
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(true)

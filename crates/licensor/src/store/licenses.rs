@@ -484,6 +484,7 @@ pub async fn attach_users(
     users: &[Uuid],
     max_total: Option<i64>,
     now: i64,
+    events: &[Raised],
 ) -> Result<bool> {
     const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
     const INSERT: &str = "INSERT INTO license_users (account_id, license_id, user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
@@ -501,6 +502,7 @@ pub async fn attach_users(
             tx.rollback().await?;
             return Ok(false);
         }
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(true)
@@ -515,6 +517,7 @@ pub async fn set_owner(
     owner: Option<Uuid>,
     max_total: Option<i64>,
     now: i64,
+    events: &[Raised],
 ) -> Result<bool> {
     const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
     const ATTACHED: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";
@@ -530,12 +533,13 @@ pub async fn set_owner(
             }
         }
         sqlx::query(SET).bind(account).bind(license).bind(owner).execute(&mut *tx).await?;
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(true)
 }
 
-pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid]) -> Result<()> {
+pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid], events: &[Raised]) -> Result<()> {
     // The license first, as `attach_users` takes it (the count trigger updates it after each
     // delete; the other order could deadlock with an attach on PostgreSQL).
     const LOCK: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
@@ -546,6 +550,7 @@ pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid])
         for u in users {
             sqlx::query(SQL).bind(account).bind(license).bind(u).execute(&mut *tx).await?;
         }
+        crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
     Ok(())

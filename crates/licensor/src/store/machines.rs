@@ -419,9 +419,23 @@ pub async fn deactivate(
     })
 }
 
-pub async fn set_heartbeat(db: &Db, account: Uuid, id: Uuid, at: Option<i64>, now: i64) -> Result<()> {
+pub async fn set_heartbeat(
+    db: &Db,
+    account: Uuid,
+    id: Uuid,
+    at: Option<i64>,
+    now: i64,
+    events: &[Raised],
+) -> Result<()> {
     const SQL: &str = "UPDATE machines SET last_heartbeat_at = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
-    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(at).bind(now).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let n = sqlx::query(SQL).bind(account).bind(id).bind(at).bind(now).execute(&mut *tx).await?.rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, account, events);
+        }
+        tx.commit().await?;
+    });
     Ok(())
 }
 

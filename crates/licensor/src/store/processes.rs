@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
+use crate::events::Raised;
 use crate::model::{Listing, Page, Process};
 
 macro_rules! select {
@@ -91,7 +92,13 @@ pub async fn id_taken(db: &Db, id: Uuid) -> Result<bool> {
 
 /// Inserts a process unless that takes its scope past `max` (overage already applied),
 /// in one transaction holding the license's lock.
-pub async fn spawn(db: &Db, p: &Process, scope: ProcessScope, max: Option<i64>) -> Result<Result<(), SpawnRefusal>> {
+pub async fn spawn(
+    db: &Db,
+    p: &Process,
+    scope: ProcessScope,
+    max: Option<i64>,
+    events: &[Raised],
+) -> Result<Result<(), SpawnRefusal>> {
     const LOCK: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const TAKEN: &str = "SELECT COUNT(*) FROM processes WHERE machine_id = $1 AND pid = $2";
     const PER_MACHINE: &str = "SELECT COUNT(*) FROM processes WHERE machine_id = $1";
@@ -134,33 +141,45 @@ pub async fn spawn(db: &Db, p: &Process, scope: ProcessScope, max: Option<i64>) 
             .bind(p.updated_at)
             .execute(&mut *tx)
             .await?;
+        crate::write_events!(tx, p.account_id, events);
         tx.commit().await?;
     });
     Ok(Ok(()))
 }
 
-pub async fn update_metadata(db: &Db, p: &Process) -> Result<()> {
+pub async fn update_metadata(db: &Db, p: &Process, events: &[Raised]) -> Result<()> {
     const SQL: &str = "UPDATE processes SET metadata = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
-    db_run!(db, |pool| sqlx::query(SQL)
-        .bind(p.account_id)
-        .bind(p.id)
-        .bind(&p.metadata)
-        .bind(p.updated_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SQL).bind(p.account_id).bind(p.id).bind(&p.metadata).bind(p.updated_at).execute(&mut *tx).await?;
+        crate::write_events!(tx, p.account_id, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
-pub async fn ping(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {
+pub async fn ping(db: &Db, account: Uuid, id: Uuid, now: i64, events: &[Raised]) -> Result<()> {
     const SQL: &str = "UPDATE processes SET last_heartbeat_at = $3, updated_at = $3 WHERE account_id = $1 AND id = $2";
-    db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(now).execute(pool).await?.rows_affected());
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SQL).bind(account).bind(id).bind(now).execute(&mut *tx).await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 
-pub async fn delete(db: &Db, account: Uuid, id: Uuid) -> Result<bool> {
+pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<bool> {
     const SQL: &str = "DELETE FROM processes WHERE account_id = $1 AND id = $2";
-    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected()) == 1)
+    Ok(db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let n = sqlx::query(SQL).bind(account).bind(id).execute(&mut *tx).await?.rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, account, events);
+        }
+        tx.commit().await?;
+        n
+    }) == 1)
 }
 
 /// Processes whose last heartbeat is older than `before`, with their policy's rules, for the
@@ -177,7 +196,15 @@ pub async fn stale(
 
 /// Deletes a process only if it has not been pinged since `seen`: a racing ping, or another
 /// node's culler, wins cleanly.
-pub async fn delete_if_unchanged(db: &Db, id: Uuid, seen: i64) -> Result<bool> {
-    const SQL: &str = "DELETE FROM processes WHERE id = $1 AND last_heartbeat_at = $2";
-    Ok(db_run!(db, |pool| sqlx::query(SQL).bind(id).bind(seen).execute(pool).await?.rows_affected()) == 1)
+pub async fn delete_if_unchanged(db: &Db, account: Uuid, id: Uuid, seen: i64, events: &[Raised]) -> Result<bool> {
+    const SQL: &str = "DELETE FROM processes WHERE account_id = $1 AND id = $2 AND last_heartbeat_at = $3";
+    Ok(db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let n = sqlx::query(SQL).bind(account).bind(id).bind(seen).execute(&mut *tx).await?.rows_affected();
+        if n == 1 {
+            crate::write_events!(tx, account, events);
+        }
+        tx.commit().await?;
+        n
+    }) == 1)
 }

@@ -173,24 +173,37 @@ pub async fn delete_delivery(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Deliveries due at `now` and not claimed by a live worker, claimed by this one until
-/// `until`. On PostgreSQL concurrent claimers skip each other's rows; SQLite has one writer.
-pub async fn claim_due(db: &Db, now: i64, until: i64, limit: i64) -> Result<Vec<WebhookDelivery>> {
-    let lock = match db {
-        Db::Sqlite(_) => "",
-        Db::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-    };
-    let sql = format!(
-        "UPDATE webhook_events SET claimed_until = $2 WHERE id IN (SELECT id FROM webhook_events \
-         WHERE status IN ('DELIVERING', 'FAILING') AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) \
-         ORDER BY next_attempt_at LIMIT $3 {lock}) RETURNING {DELIVERY_COLUMNS}"
-    );
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, WebhookDelivery>(&sql)
-        .bind(now)
-        .bind(until)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?))
+/// Deliveries due at `now` that no live worker holds, at most `per_endpoint` of each endpoint
+/// (the soonest), soonest first: (id, endpoint). A read only: [`claim`] takes them.
+pub async fn due(db: &Db, now: i64, per_endpoint: i64, limit: i64) -> Result<Vec<(Uuid, Uuid)>> {
+    const SQL: &str = "SELECT id, endpoint_id FROM (SELECT id, endpoint_id, next_attempt_at, \
+        ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS n FROM webhook_events \
+        WHERE status IN ('DELIVERING', 'FAILING') AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1)) d \
+        WHERE n <= $2 ORDER BY next_attempt_at LIMIT $3";
+    Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(now).bind(per_endpoint).bind(limit).fetch_all(pool).await?))
+}
+
+/// Claims `ids` until `until`, those still due and unclaimed: the condition is checked again
+/// by the update itself, so when nodes race for a delivery exactly one gets it.
+pub async fn claim(db: &Db, ids: &[Uuid], now: i64, until: i64) -> Result<Vec<WebhookDelivery>> {
+    let free = "status IN ('DELIVERING', 'FAILING') AND (claimed_until IS NULL OR claimed_until < $2)";
+    Ok(match db {
+        Db::Sqlite(sqlite) => {
+            let sql = format!(
+                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN (SELECT unhex(value) FROM json_each($3)) \
+                 AND {free} RETURNING {DELIVERY_COLUMNS}"
+            );
+            let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
+            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
+            sqlx::query_as::<_, WebhookDelivery>(&sql).bind(until).bind(now).bind(json).fetch_all(&sqlite.pool).await?
+        }
+        Db::Postgres(pool) => {
+            let sql = format!(
+                "UPDATE webhook_events SET claimed_until = $1 WHERE id = ANY($3) AND {free} RETURNING {DELIVERY_COLUMNS}"
+            );
+            sqlx::query_as::<_, WebhookDelivery>(&sql).bind(until).bind(now).bind(ids).fetch_all(pool).await?
+        }
+    })
 }
 
 /// What an attempt came to.
@@ -224,13 +237,6 @@ pub async fn finish(db: &Db, id: Uuid, o: &Outcome, now: i64) -> Result<()> {
 pub async fn queue_depth(db: &Db) -> Result<i64> {
     const SQL: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('DELIVERING', 'FAILING')";
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).fetch_one(pool).await?))
-}
-
-/// Gives a claimed delivery back unsent, due as before.
-pub async fn release(db: &Db, id: Uuid) -> Result<()> {
-    const SQL: &str = "UPDATE webhook_events SET claimed_until = NULL WHERE id = $1";
-    db_run!(db, |pool| sqlx::query(SQL).bind(id).execute(pool).await?.rows_affected());
-    Ok(())
 }
 
 /// Whether any endpoint of the account subscribes to a validation event.

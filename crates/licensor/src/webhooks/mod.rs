@@ -206,72 +206,80 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let per_endpoint: Arc<Mutex<HashMap<Uuid, usize>>> = Arc::default();
+        // A finished delivery wakes the loop: a backlog drains at the receivers' pace, not
+        // the poll's.
+        let wake = Arc::new(tokio::sync::Notify::new());
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = poll.tick() => {}
+                _ = wake.notified() => {}
                 _ = stop.changed() => break,
             }
-            let free = slots.available_permits();
-            if free == 0 {
-                continue;
-            }
-            let now = time::now_ms();
-            let claimed = match store::claim_due(
-                &state.db,
-                now,
-                now + claim_for(&state.webhooks).as_millis() as i64,
-                free as i64,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not claim webhook deliveries; will retry");
-                    continue;
-                }
-            };
-            for d in claimed {
-                let busy = {
-                    let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
-                    let n = map.entry(d.endpoint_id).or_default();
-                    if *n >= PER_ENDPOINT {
-                        true
-                    } else {
-                        *n += 1;
-                        false
-                    }
-                };
-                if busy {
-                    // That receiver is slow: hand the delivery back for a later round.
-                    if let Err(e) = store::release(&state.db, d.id).await {
-                        tracing::warn!(error = %e, "could not release a webhook delivery; its claim expires by itself");
-                    }
-                    continue;
-                }
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let state = state.clone();
-                let per_endpoint = per_endpoint.clone();
-                tokio::spawn(async move {
-                    let endpoint = d.endpoint_id;
-                    if let Err(e) = deliver(&state, d).await {
-                        tracing::warn!(error = %e, "webhook delivery could not be recorded; it will be sent again");
-                    }
-                    let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(n) = map.get_mut(&endpoint) {
-                        *n -= 1;
-                        if *n == 0 {
-                            map.remove(&endpoint);
-                        }
-                    }
-                    drop(permit);
-                });
+            if let Err(e) = claim_and_send(&state, &slots, &per_endpoint, &wake).await {
+                tracing::warn!(error = %e, "could not claim webhook deliveries; will retry");
             }
         }
         // Let the deliveries in flight finish, within one attempt's timeout.
         let _ = tokio::time::timeout(state.webhooks.timeout, slots.acquire_many(IN_FLIGHT as u32)).await;
     })
+}
+
+/// Claims what this node has room for (free slots, and at most [`PER_ENDPOINT`] in flight per
+/// endpoint) and starts sending it.
+async fn claim_and_send(
+    state: &AppState,
+    slots: &Arc<Semaphore>,
+    per_endpoint: &Arc<Mutex<HashMap<Uuid, usize>>>,
+    wake: &Arc<tokio::sync::Notify>,
+) -> crate::error::Result<()> {
+    let free = slots.available_permits();
+    if free == 0 {
+        return Ok(());
+    }
+    let now = time::now_ms();
+    let candidates = store::due(&state.db, now, PER_ENDPOINT as i64, (4 * free) as i64).await?;
+    let picked: Vec<Uuid> = {
+        let busy = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken: HashMap<Uuid, usize> = HashMap::new();
+        let mut picked = Vec::new();
+        for (id, endpoint) in candidates {
+            let n = busy.get(&endpoint).copied().unwrap_or(0) + taken.get(&endpoint).copied().unwrap_or(0);
+            if n < PER_ENDPOINT && picked.len() < free {
+                *taken.entry(endpoint).or_default() += 1;
+                picked.push(id);
+            }
+        }
+        picked
+    };
+    if picked.is_empty() {
+        return Ok(());
+    }
+    let until = now + claim_for(&state.webhooks).as_millis() as i64;
+    for d in store::claim(&state.db, &picked, now, until).await? {
+        let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+        *per_endpoint.lock().unwrap_or_else(|e| e.into_inner()).entry(d.endpoint_id).or_default() += 1;
+        let (state, per_endpoint, wake) = (state.clone(), per_endpoint.clone(), wake.clone());
+        tokio::spawn(async move {
+            let endpoint = d.endpoint_id;
+            if let Err(e) = deliver(&state, d).await {
+                tracing::warn!(error = %e, "webhook delivery could not be recorded; it will be sent again");
+            }
+            {
+                let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = map.get_mut(&endpoint) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(&endpoint);
+                    }
+                }
+            }
+            drop(permit);
+            wake.notify_one();
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,9 +24,11 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     ("domain", &["api", "app", "state", "service", "store", "db", "auth", "bootstrap", "jobs"]),
-    ("store", &["api", "app", "state", "service", "domain", "auth", "bootstrap", "jobs", "crypto"]),
+    ("store", &["api", "app", "state", "service", "domain", "auth", "bootstrap", "jobs", "crypto", "webhooks"]),
     ("service", &["api", "app", "bootstrap", "jobs"]),
     ("crypto", &["api", "app", "state", "service", "store", "domain", "auth", "jobs"]),
+    ("wire", &["api", "app", "state", "service", "store", "auth", "bootstrap", "jobs", "events", "webhooks"]),
+    ("events.rs", &["api", "app", "state", "service", "store", "auth", "bootstrap", "jobs", "webhooks"]),
     ("error.rs", &["api", "app", "state", "service", "store", "domain", "auth", "jobs"]),
     ("telemetry.rs", &["api", "app", "state", "service", "store", "domain", "auth", "jobs", "error"]),
 ];

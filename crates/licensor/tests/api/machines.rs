@@ -219,7 +219,9 @@ async fn dead_machines_cannot_ping_unless_revivable() {
 
 async fn set_heartbeat(app: &TestApp, machine: &str, at: i64) {
     let account: uuid::Uuid = app.account_id.parse().unwrap();
-    licensor::store::machines::set_heartbeat(&app.db, account, machine.parse().unwrap(), Some(at), at).await.unwrap();
+    licensor::store::machines::set_heartbeat(&app.db, account, machine.parse().unwrap(), Some(at), at, &[])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -274,9 +276,8 @@ async fn processes_limits_pids_and_heartbeats() {
     assert_eq!(r.status, StatusCode::OK);
     // Kill it after death: the ping is refused.
     let account: uuid::Uuid = app.account_id.parse().unwrap();
-    licensor::store::processes::ping(&app.db, account, p1.id().parse().unwrap(), licensor::time::now_ms() - 120_000)
-        .await
-        .unwrap();
+    let long_ago = licensor::time::now_ms() - 120_000;
+    licensor::store::processes::ping(&app.db, account, p1.id().parse().unwrap(), long_ago, &[]).await.unwrap();
     let r = app.post(&app.acct(&format!("/processes/{}/actions/ping", p1.id())), &app.admin(), json!(null)).await;
     assert_eq!(r.code(), "PROCESS_HEARTBEAT_DEAD");
     assert_eq!(licensor::jobs::cull_once(&app.db, licensor::time::now_ms()).await.unwrap().processes, 1);

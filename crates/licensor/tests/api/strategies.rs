@@ -238,7 +238,7 @@ async fn dead_machines_are_culled_or_revived_by_policy() {
             .await;
         let (license, _) = app.create_license(&policy, json!({})).await;
         let m = activate(&app, &license, "fp", None).await.id();
-        licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago)
+        licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago, &[])
             .await
             .unwrap();
         cases.push((m, cull, json!(revive)));
@@ -495,7 +495,7 @@ async fn every_resurrection_window() {
         for (fp, dead_for, revived) in [("inside", minutes * 60 - 30, true), ("outside", minutes * 60 + 30, false)] {
             let m = activate(&app, &license, &format!("{minutes}-{fp}"), None).await.id();
             let last = licensor::time::now_ms() - (60 + dead_for) * 1000;
-            licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(last), last)
+            licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(last), last, &[])
                 .await
                 .unwrap();
             let r = app.post(&app.acct(&format!("/machines/{m}/actions/ping")), &app.admin(), json!(null)).await;

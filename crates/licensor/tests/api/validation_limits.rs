@@ -165,7 +165,7 @@ async fn dead_machine_heartbeats_fail_validation() {
     assert_eq!(validate(&app, &key, json!({"fingerprint": "fp"})).await, ("VALID".into(), true));
     let account = app.account_id.parse().unwrap();
     let long_ago = licensor::time::now_ms() - 3_600_000;
-    licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago)
+    licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago, &[])
         .await
         .unwrap();
     assert_eq!(validate(&app, &key, json!({"fingerprint": "fp"})).await, ("HEARTBEAT_DEAD".into(), false));
@@ -253,7 +253,7 @@ async fn machine_scope_paths() {
     assert_eq!(validate(&app, &key, json!({"machine": m})).await, ("VALID".into(), true));
     let account: uuid::Uuid = app.account_id.parse().unwrap();
     let long_ago = licensor::time::now_ms() - 3_600_000;
-    licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago)
+    licensor::store::machines::set_heartbeat(&app.db, account, m.parse().unwrap(), Some(long_ago), long_ago, &[])
         .await
         .unwrap();
     assert_eq!(validate(&app, &key, json!({"machine": m})).await, ("HEARTBEAT_DEAD".into(), false));

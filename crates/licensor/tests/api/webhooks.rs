@@ -209,10 +209,29 @@ async fn endpoints_are_managed_as_in_keygen() {
     assert_eq!(app.get(&path, &As::Anonymous).await.status, StatusCode::UNAUTHORIZED);
     let (other_account, stranger) =
         app.other_account(&format!("other-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).await;
-    let _ = other_account;
     assert_eq!(app.get(&one, &stranger).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get(&app.acct("/event-logs"), &license).await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.get(&app.acct("/webhook-events"), &license).await.status, StatusCode::FORBIDDEN);
+
+    // A product of another account does not exist here.
+    let foreign = {
+        let r = app
+            .post(
+                &format!("/v1/accounts/{other_account}/products"),
+                &stranger,
+                json!({"data": {"type": "products", "attributes": {"name": "Theirs"}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.id()
+    };
+    let body = json!({"data": {"type": "webhook-endpoints", "attributes": {"url": "https://p.example.com/"},
+        "relationships": {"product": {"data": {"type": "products", "id": foreign}}}}});
+    let r = app.post(&path, &app.admin(), body).await;
+    assert_eq!(
+        (r.status, r.code(), r.pointer()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "PRODUCT_NOT_FOUND", "/data/relationships/product")
+    );
 
     assert_eq!(app.delete(&one, &app.admin()).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&one, &app.admin()).await.status, StatusCode::NOT_FOUND);
@@ -445,6 +464,14 @@ async fn expiry_events_fire_once_whoever_looks() {
     let r = app.patch_attributes("licenses", &expiring, json!({"expiry": later})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(licensor::jobs::raise_expiry_events(&app.db, licensor::time::now_ms()).await.unwrap(), 1);
+
+    // Retention: the log and finished deliveries older than the cut go.
+    let r = app.get(&app.acct("/event-logs"), &app.admin()).await;
+    assert!(r.body["data"].as_array().unwrap().len() > 3);
+    let pruned = licensor::store::events::prune(&app.db, licensor::time::now_ms() + 1000).await.unwrap();
+    assert!(pruned > 3, "{pruned}");
+    let r = app.get(&app.acct("/event-logs"), &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 0, "{}", r.text);
 }
 
 /// Every committed change's event is delivered after a kill -9 in the middle of a burst, and
@@ -466,8 +493,20 @@ async fn deliveries_survive_kill_9_and_nodes_do_not_double_send() {
     let (mut first, url) = app.serve_process_with(dir.path(), &envs).await;
     let (_second, second_url) = app.serve_process_with(dir.path(), &envs).await;
 
-    // A burst of license creations against the first node, killed part-way.
+    // Normal operation first: three nodes polling, each event delivered exactly once.
     let client = reqwest::Client::new();
+    for _ in 0..20 {
+        app.create_license(&policy, json!({})).await;
+    }
+    hook.wait_for("20 events", |g| g.len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut ids: Vec<String> =
+        hook.events().iter().map(|r| r.doc()["data"]["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((hook.events().len(), ids.len()), (20, 20), "each delivery sent once by one node");
+
+    // A burst of license creations against the first node, killed part-way.
     let burst = {
         let (client, url, token, account, policy) =
             (client.clone(), url.clone(), app.admin_token.clone(), app.account_id.clone(), policy.clone());
@@ -530,4 +569,14 @@ async fn deliveries_survive_kill_9_and_nodes_do_not_double_send() {
     assert_eq!(delivered.len(), committed, "an event for a license that was not committed");
     // At least once: only a delivery in flight at the kill may be sent twice.
     assert!(total - delivered.len() <= 32, "{} duplicates", total - delivered.len());
+    // The event log holds one license.created per committed license, none for the rest.
+    let logged = licensor::store::events::list_logs(
+        &app.db,
+        app.account_id.parse().unwrap(),
+        &licensor::store::events::LogFilter { events: vec!["license.created".into()], ..Default::default() },
+        licensor::model::Page { size: 100, number: 1 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(logged.total as usize, committed);
 }

@@ -1,12 +1,12 @@
 //! Entitlements: CRUD (id or code).
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
@@ -15,31 +15,7 @@ use crate::model::{empty_metadata, Entitlement};
 use crate::store::entitlements::{self, Scope};
 use crate::time;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EntitlementAttributes {
-    name: String,
-    code: String,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn render(account: Uuid, e: &Entitlement) -> Resource<EntitlementAttributes> {
-    Resource::new(
-        account,
-        "entitlements",
-        e.id,
-        EntitlementAttributes {
-            name: e.name.clone(),
-            code: e.code.clone(),
-            metadata: metadata::render(&e.metadata.0),
-            created: time::iso(e.created_at),
-            updated: time::iso(e.updated_at),
-        },
-    )
-    .account(account)
-}
+pub use crate::wire::entitlements::{render, EntitlementAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,12 +1,12 @@
 //! Groups: CRUD.
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
@@ -15,38 +15,7 @@ use crate::model::{empty_metadata, Group};
 use crate::store::groups;
 use crate::time;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupAttributes {
-    name: String,
-    max_users: Option<i64>,
-    max_licenses: Option<i64>,
-    max_machines: Option<i64>,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn render(account: Uuid, g: &Group) -> Resource<GroupAttributes> {
-    Resource::new(
-        account,
-        "groups",
-        g.id,
-        GroupAttributes {
-            name: g.name.clone(),
-            max_users: g.max_users,
-            max_licenses: g.max_licenses,
-            max_machines: g.max_machines,
-            metadata: metadata::render(&g.metadata.0),
-            created: time::iso(g.created_at),
-            updated: time::iso(g.updated_at),
-        },
-    )
-    .account(account)
-    .many("users", None)
-    .many("licenses", None)
-    .many("machines", None)
-}
+pub use crate::wire::groups::{render, GroupAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -3,12 +3,12 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, parse_linkages, present, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::{license as rules, metadata};
@@ -22,103 +22,7 @@ use crate::store::licenses::{self, LicenseFilter};
 use crate::store::{groups, policies, users};
 use crate::time;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LicenseAttributes {
-    name: Option<String>,
-    key: String,
-    expiry: Option<String>,
-    status: &'static str,
-    uses: i64,
-    suspended: bool,
-    scheme: Option<crate::model::Scheme>,
-    encrypted: bool,
-    strict: bool,
-    floating: bool,
-    protected: bool,
-    version: Option<String>,
-    max_machines: Option<i64>,
-    max_processes: Option<i64>,
-    max_users: Option<i64>,
-    max_cores: Option<i64>,
-    max_memory: Option<i64>,
-    max_disk: Option<i64>,
-    max_uses: Option<i64>,
-    require_heartbeat: bool,
-    require_check_in: bool,
-    last_validated: Option<String>,
-    last_check_in: Option<String>,
-    next_check_in: Option<String>,
-    last_check_out: Option<String>,
-    permissions: Vec<&'static str>,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn status(l: &License, now: i64) -> &'static str {
-    rules::status(
-        &rules::StatusInput {
-            owner_banned: l.owner_banned,
-            suspended: l.suspended,
-            expiry: l.expiry,
-            created_at: l.created_at,
-            last_validated_at: l.last_validated_at,
-            last_check_out_at: l.last_check_out_at,
-            last_check_in_at: l.last_check_in_at,
-        },
-        now,
-    )
-}
-
-pub fn render(account: Uuid, l: &License) -> Resource<LicenseAttributes> {
-    let r = l.rules();
-    Resource::new(
-        account,
-        "licenses",
-        l.id,
-        LicenseAttributes {
-            name: l.name.clone(),
-            key: l.key.clone(),
-            expiry: time::iso_opt(l.expiry),
-            status: status(l, time::now_ms()),
-            uses: l.uses,
-            suspended: l.suspended,
-            scheme: r.scheme,
-            encrypted: r.encrypted,
-            strict: r.strict,
-            floating: r.floating,
-            protected: l.is_protected(),
-            version: None,
-            max_machines: l.max_machines(),
-            max_processes: l.max_processes(),
-            max_users: l.max_users(),
-            max_cores: l.max_cores(),
-            max_memory: l.max_memory(),
-            max_disk: l.max_disk(),
-            max_uses: l.max_uses(),
-            require_heartbeat: r.require_heartbeat,
-            require_check_in: r.require_check_in,
-            last_validated: time::iso_opt(l.last_validated_at),
-            last_check_in: time::iso_opt(l.last_check_in_at),
-            next_check_in: time::iso_opt(rules::next_check_in(r, l.last_check_in_at)),
-            last_check_out: time::iso_opt(l.last_check_out_at),
-            permissions: vec!["*"],
-            metadata: metadata::render(&l.metadata.0),
-            created: time::iso(l.created_at),
-            updated: time::iso(l.updated_at),
-        },
-    )
-    .account(account)
-    .one("product", "products", Some(l.product_id))
-    .one("policy", "policies", Some(l.policy_id))
-    .one("group", "groups", l.group_id)
-    .one("owner", "users", l.owner_id)
-    .many("users", Some(json!({ "count": l.users_total() })))
-    .many("machines", Some(json!({ "cores": l.machines_cores, "memory": l.machines_memory, "disk": l.machines_disk, "count": l.machines_count })))
-    .many("tokens", None)
-    .many("entitlements", None)
-}
+pub use crate::wire::licenses::{render, status, LicenseAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -479,7 +383,10 @@ pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
     }
     let max = l.max_users().and_then(|m| l.rules().overage_allowance(m));
-    if !licenses::set_owner(ctx.db(), ctx.account_id(), l.id, owner, max, time::now_ms()).await? {
+    let mut after = l.clone();
+    after.owner_id = owner;
+    let events = [crate::events::Raised::license("license.owner.updated", &after)];
+    if !licenses::set_owner(ctx.db(), ctx.account_id(), l.id, owner, max, time::now_ms(), &events).await? {
         return Err(Error::invalid_rel(
             "users",
             format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
@@ -561,7 +468,8 @@ pub async fn attach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     }
     let r = l.rules();
     let max = l.max_users().and_then(|m| r.overage_allowance(m));
-    if !licenses::attach_users(ctx.db(), ctx.account_id(), l.id, &ids, max, time::now_ms()).await? {
+    let events = [crate::events::Raised::license("license.users.attached", &l)];
+    if !licenses::attach_users(ctx.db(), ctx.account_id(), l.id, &ids, max, time::now_ms(), &events).await? {
         return Err(Error::invalid(
             format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
             "USER_LIMIT_EXCEEDED",
@@ -587,7 +495,8 @@ pub async fn detach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         }
         .into());
     }
-    licenses::detach_users(ctx.db(), ctx.account_id(), l.id, &ids).await?;
+    let events = [crate::events::Raised::license("license.users.detached", &l)];
+    licenses::detach_users(ctx.db(), ctx.account_id(), l.id, &ids, &events).await?;
     Ok(document::no_content())
 }
 
@@ -602,7 +511,8 @@ pub async fn list_entitlements(ctx: Ctx) -> ApiResult<Response> {
 pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    entitlements::attach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, time::now_ms()).await?;
+    let events = [crate::events::Raised::license("license.entitlements.attached", &l)];
+    entitlements::attach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, time::now_ms(), &events).await?;
     let listing =
         entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), Page { size: 100, number: 1 }).await?;
     let account = ctx.account_id();
@@ -614,7 +524,8 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
 pub async fn detach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids).await? {
+    let events = [crate::events::Raised::license("license.entitlements.detached", &l)];
+    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, &events).await? {
         return Err(Error::invalid(
             "cannot detach entitlements attached through the policy",
             "ENTITLEMENTS_NOT_ALLOWED",

@@ -1,12 +1,12 @@
 //! Policies: CRUD and attached entitlements.
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{decode_at, parse_data, parse_linkages, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
@@ -20,35 +20,7 @@ use crate::time;
 /// Attributes that can only be chosen when the policy is created.
 const CREATE_ONLY: &[&str] = &["scheme", "encrypted", "usePool"];
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyAttributes {
-    name: String,
-    #[serde(flatten)]
-    rules: PolicyRules,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn render(account: Uuid, p: &Policy) -> Resource<PolicyAttributes> {
-    Resource::new(
-        account,
-        "policies",
-        p.id,
-        PolicyAttributes {
-            name: p.name.clone(),
-            rules: p.rules.0.clone(),
-            metadata: metadata::render(&p.metadata.0),
-            created: time::iso(p.created_at),
-            updated: time::iso(p.updated_at),
-        },
-    )
-    .account(account)
-    .one("product", "products", Some(p.product_id))
-    .many("licenses", None)
-    .many("entitlements", None)
-}
+pub use crate::wire::policies::{render, PolicyAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -211,7 +183,8 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     ctx.operator()?;
     let p = load(&ctx, ctx.param("id")).await?;
     let ids = resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    entitlements::attach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids, time::now_ms()).await?;
+    let events = [crate::events::Raised::policy("policy.entitlements.attached", &p)];
+    entitlements::attach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids, time::now_ms(), &events).await?;
     let listing = entitlements::list(
         ctx.db(),
         ctx.account_id(),
@@ -229,7 +202,8 @@ pub async fn detach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     ctx.operator()?;
     let p = load(&ctx, ctx.param("id")).await?;
     let ids = resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids).await? {
+    let events = [crate::events::Raised::policy("policy.entitlements.detached", &p)];
+    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids, &events).await? {
         return Err(Error::invalid("entitlement is not attached to the policy", "ENTITLEMENT_NOT_FOUND").into());
     }
     Ok(document::no_content())

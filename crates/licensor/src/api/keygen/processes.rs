@@ -2,57 +2,25 @@
 //! kill, and heartbeats.
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{parse_data, Body, Ctx, RelInput};
 use crate::auth::Bearer;
 use crate::domain::{heartbeat, metadata};
 use crate::error::{Error, Source};
+use crate::events::Raised;
 use crate::model::{Process, ProcessLeasing};
 use crate::store::licenses;
 use crate::store::machines;
 use crate::store::processes::{self, ProcessFilter, ProcessScope, SpawnRefusal};
-use crate::time::{self, SECOND};
+use crate::time;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProcessAttributes {
-    pid: String,
-    status: crate::model::HeartbeatStatus,
-    interval: i64,
-    last_heartbeat: String,
-    next_heartbeat: String,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn render(account: Uuid, p: &Process, interval: i64, product: Uuid) -> Resource<ProcessAttributes> {
-    Resource::new(
-        account,
-        "processes",
-        p.id,
-        ProcessAttributes {
-            pid: p.pid.clone(),
-            status: heartbeat::process_status(interval, p.last_heartbeat_at, time::now_ms()),
-            interval,
-            last_heartbeat: time::iso(p.last_heartbeat_at),
-            next_heartbeat: time::iso(p.last_heartbeat_at + interval * SECOND),
-            metadata: metadata::render(&p.metadata.0),
-            created: time::iso(p.created_at),
-            updated: time::iso(p.updated_at),
-        },
-    )
-    .account(account)
-    .one("product", "products", Some(product))
-    .one("license", "licenses", Some(p.license_id))
-    .one("machine", "machines", Some(p.machine_id))
-}
+pub use crate::wire::processes::{render, ProcessAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -142,7 +110,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         ProcessLeasing::PerMachine => (ProcessScope::Machine, m.max_processes.or(l.max_processes())),
     };
     let max = limit.map(|max| rules.overage_allowance(max).unwrap_or(i64::MAX));
-    match processes::spawn(ctx.db(), &process, scope, max).await? {
+    let interval = rules.heartbeat_duration_secs();
+    let events = [Raised::process("process.created", &process, interval, l.product_id)];
+    match processes::spawn(ctx.db(), &process, scope, max, &events).await? {
         Ok(()) => {}
         Err(SpawnRefusal::PidTaken) => {
             return Err(Error::invalid_attr("pid", "has already been taken", "PID_TAKEN").into())
@@ -237,13 +207,21 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         p.metadata = Json(metadata::accept(md)?);
     }
     p.updated_at = time::now_ms();
-    processes::update_metadata(ctx.db(), &p).await?;
+    let interval = l.rules().heartbeat_duration_secs();
+    processes::update_metadata(ctx.db(), &p, &[Raised::process("process.updated", &p, interval, l.product_id)]).await?;
     Ok(document::ok(render(ctx.account_id(), &p, l.rules().heartbeat_duration_secs(), l.product_id)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
-    let (p, _) = load(&ctx).await?;
-    processes::delete(ctx.db(), ctx.account_id(), p.id).await?;
+    let (p, l) = load(&ctx).await?;
+    let interval = l.rules().heartbeat_duration_secs();
+    processes::delete(
+        ctx.db(),
+        ctx.account_id(),
+        p.id,
+        &[Raised::process("process.deleted", &p, interval, l.product_id)],
+    )
+    .await?;
     Ok(document::no_content())
 }
 
@@ -258,8 +236,9 @@ pub async fn ping(ctx: Ctx) -> ApiResult<Response> {
     {
         return Err(Error::invalid("is dead", "PROCESS_HEARTBEAT_DEAD").into());
     }
-    processes::ping(ctx.db(), ctx.account_id(), p.id, now).await?;
     p.last_heartbeat_at = now;
     p.updated_at = now;
+    let events = [Raised::process("process.heartbeat.ping", &p, interval, l.product_id)];
+    processes::ping(ctx.db(), ctx.account_id(), p.id, now, &events).await?;
     Ok(document::ok(render(ctx.account_id(), &p, interval, l.product_id)))
 }

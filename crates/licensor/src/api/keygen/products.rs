@@ -1,12 +1,12 @@
 //! Products: CRUD and product tokens.
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
@@ -17,44 +17,7 @@ use crate::time;
 
 const DISTRIBUTION: &[&str] = &["LICENSED", "OPEN", "CLOSED"];
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProductAttributes {
-    name: String,
-    code: Option<String>,
-    distribution_strategy: Option<String>,
-    url: Option<String>,
-    platforms: Option<Vec<String>>,
-    permissions: Vec<&'static str>,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn render(account: Uuid, p: &Product) -> Resource<ProductAttributes> {
-    Resource::new(
-        account,
-        "products",
-        p.id,
-        ProductAttributes {
-            name: p.name.clone(),
-            code: p.code.clone(),
-            distribution_strategy: p.distribution_strategy.clone(),
-            url: p.url.clone(),
-            platforms: p.platforms.as_ref().map(|p| p.0.clone()),
-            permissions: vec!["*"],
-            metadata: metadata::render(&p.metadata.0),
-            created: time::iso(p.created_at),
-            updated: time::iso(p.updated_at),
-        },
-    )
-    .account(account)
-    .many("policies", None)
-    .many("licenses", None)
-    .many("machines", None)
-    .many("users", None)
-    .many("tokens", None)
-}
+pub use crate::wire::products::{render, ProductAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

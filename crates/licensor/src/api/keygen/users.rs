@@ -1,11 +1,11 @@
 //! Users: CRUD, ban/unban, and their tokens.
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
@@ -18,49 +18,7 @@ use crate::{crypto, time};
 
 pub const ROLES: &[&str] = &["user", "admin", "developer", "sales-agent", "support-agent", "read-only"];
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserAttributes {
-    full_name: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: String,
-    status: &'static str,
-    role: String,
-    permissions: Vec<&'static str>,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub fn render(account: Uuid, u: &User) -> Resource<UserAttributes> {
-    let full_name = match (&u.first_name, &u.last_name) {
-        (None, None) => None,
-        (f, l) => Some([f.as_deref(), l.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
-    };
-    Resource::new(
-        account,
-        "users",
-        u.id,
-        UserAttributes {
-            full_name,
-            first_name: u.first_name.clone(),
-            last_name: u.last_name.clone(),
-            email: u.email.clone(),
-            status: if u.banned_at.is_some() { "BANNED" } else { "ACTIVE" },
-            role: u.role.clone(),
-            permissions: vec!["*"],
-            metadata: metadata::render(&u.metadata.0),
-            created: time::iso(u.created_at),
-            updated: time::iso(u.updated_at),
-        },
-    )
-    .account(account)
-    .one("group", "groups", u.group_id)
-    .many("licenses", None)
-    .many("machines", None)
-    .many("tokens", None)
-}
+pub use crate::wire::users::{render, UserAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
