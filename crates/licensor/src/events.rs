@@ -69,7 +69,6 @@ pub const EVENTS: &[&str] = &[
     "process.deleted",
     "process.heartbeat.dead",
     "process.heartbeat.ping",
-    "process.updated",
     "product.created",
     "product.deleted",
     "product.updated",

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::events::Raised;
 use crate::model::HeartbeatStatus;
 use crate::state::AppState;
-use crate::store::{events, leases, licenses, machines, processes, rate_limits};
+use crate::store::{events, leases, licenses, machines, policies, processes, rate_limits};
 use crate::time::{self, SECOND};
 
 /// How often the culler looks; Keygen's own runs every two minutes.
@@ -93,6 +93,23 @@ pub async fn raise_expiry_events(db: &Db, now: i64) -> Result<u64> {
     Ok(raised)
 }
 
+/// Raises `license.check-in-overdue` once per license and missed check-in (a check-in starts a
+/// new occurrence). Returns how many were raised.
+pub async fn raise_check_in_events(db: &Db, now: i64) -> Result<u64> {
+    const EVENT: &str = "license.check-in-overdue";
+    let mut raised = 0;
+    for (policy, rules) in policies::requiring_check_in(db).await? {
+        let Some(deadline) = crate::domain::license::check_in_deadline(&rules.0, now) else { continue };
+        for (account, id, last) in licenses::checked_in_before(db, policy, deadline, EVENT, BATCH).await? {
+            let Some(l) = licenses::find(db, account, id).await? else { continue };
+            if events::record_once(db, account, last, &Raised::license(EVENT, &l)).await? {
+                raised += 1;
+            }
+        }
+    }
+    Ok(raised)
+}
+
 /// Starts the background loops; they stop when `stop` turns true.
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let node = Uuid::new_v4().to_string();
@@ -128,6 +145,9 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                     let lease_until = now + 2 * CULL_EVERY.as_millis() as i64;
                     match leases::acquire(&state.db, "cull", &node, now, lease_until).await {
                         Ok(true) => {
+                            if let Err(e) = raise_check_in_events(&state.db, now).await {
+                                tracing::warn!(error = %e, "raising check-in events failed; will retry");
+                            }
                             match raise_expiry_events(&state.db, now).await {
                                 Ok(_) => state.metrics.jobs.inc(&["expiry_events", "ok"]),
                                 Err(e) => {

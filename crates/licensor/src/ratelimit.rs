@@ -251,7 +251,8 @@ struct Window {
 /// The approximate counters of one node.
 pub struct Limiter {
     pub config: Config,
-    windows: Mutex<HashMap<(usize, String), Window>>,
+    /// Per bucket, one window per request rate (in `config.requests` order).
+    windows: Mutex<HashMap<Box<str>, Vec<Window>>>,
 }
 
 /// Buckets held in memory before the oldest windows are forgotten.
@@ -273,32 +274,50 @@ impl Limiter {
     /// to the shared table at once, which tells the node what the others counted so far; the
     /// next hits are shared by [`Limiter::sync`].
     pub async fn hit(&self, db: &Db, bucket: &str, now: i64) -> Option<Verdict> {
+        let rates = &self.config.requests;
+        if rates.is_empty() {
+            return None;
+        }
+        let shared = matches!(db, Db::Postgres(_));
         let mut fresh = Vec::new();
         {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
             if windows.len() >= MAX_BUCKETS {
-                let rates = &self.config.requests;
-                windows.retain(|(i, _), w| rates.get(*i).is_some_and(|r| w.start == window_start(*r, now)));
+                windows.retain(|_, ws| ws.iter().zip(rates).any(|(w, r)| w.start == window_start(*r, now)));
             }
-            for (i, rate) in self.config.requests.iter().enumerate() {
-                let start = window_start(*rate, now);
-                let w = windows.entry((i, bucket.to_string())).or_default();
-                if w.start != start {
-                    *w = Window { start, unsynced: 0, shared: 0 };
-                    if rate.period >= SHARED_FROM && matches!(db, Db::Postgres(_)) {
-                        fresh.push((i, start));
+            let count = |ws: &mut Vec<Window>, fresh: &mut Vec<(usize, i64)>| {
+                for (i, rate) in rates.iter().enumerate() {
+                    let start = window_start(*rate, now);
+                    let w = &mut ws[i];
+                    if w.start != start {
+                        *w = Window { start, unsynced: 0, shared: 0 };
+                        if rate.period >= SHARED_FROM && shared {
+                            fresh.push((i, start));
+                        }
                     }
+                    w.unsynced += 1;
                 }
-                w.unsynced += 1;
+            };
+            // Looked up by `&str`: a known bucket costs no allocation.
+            match windows.get_mut(bucket) {
+                Some(ws) => count(ws, &mut fresh),
+                None => {
+                    let mut ws = vec![Window::default(); rates.len()];
+                    count(&mut ws, &mut fresh);
+                    windows.insert(bucket.into(), ws);
+                }
+            }
+            if fresh.is_empty() {
+                return windows.get(bucket).and_then(|ws| self.fullest(ws, now));
             }
         }
         for (i, start) in fresh {
-            let rate = self.config.requests[i];
+            let rate = rates[i];
             let key = format!("{bucket}/{}", window_name(rate.period));
             match rate_limits::add(db, &key, start, start + period_ms(rate), 1).await {
                 Ok(total) => {
                     let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(w) = windows.get_mut(&(i, bucket.to_string())) {
+                    if let Some(w) = windows.get_mut(bucket).and_then(|ws| ws.get_mut(i)) {
                         if w.start == start && w.unsynced > 0 {
                             w.unsynced -= 1;
                             w.shared = w.shared.max(u64::try_from(total).unwrap_or(0));
@@ -310,9 +329,13 @@ impl Limiter {
             }
         }
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows.get(bucket).and_then(|ws| self.fullest(ws, now))
+    }
+
+    /// The verdict of a bucket's fullest window (a refusing one first).
+    fn fullest(&self, ws: &[Window], now: i64) -> Option<Verdict> {
         let mut worst: Option<Verdict> = None;
-        for (i, rate) in self.config.requests.iter().enumerate() {
-            let Some(w) = windows.get(&(i, bucket.to_string())) else { continue };
+        for (rate, w) in self.config.requests.iter().zip(ws) {
             let v = Verdict::of(*rate, w.shared + w.unsynced, w.start, now);
             worst = match worst {
                 Some(cur) if cur.allowed && !v.allowed => Some(v),
@@ -339,27 +362,29 @@ impl Limiter {
         let current = |i: usize, w: &Window| rates.get(i).is_some_and(|r| w.start == window_start(*r, now));
         let batch: Vec<(String, i64, i64, i64)> = {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            windows.retain(|(i, _), w| current(*i, w));
+            windows.retain(|_, ws| ws.iter().enumerate().any(|(i, w)| current(i, w)));
             if !matches!(db, Db::Postgres(_)) {
                 return Ok(());
             }
-            windows
-                .iter_mut()
-                .filter(|((i, _), w)| w.unsynced > 0 && rates[*i].period >= SHARED_FROM)
-                .map(|((i, bucket), w)| {
-                    let n = std::mem::take(&mut w.unsynced);
-                    w.shared += n;
-                    let key = format!("{bucket}/{}", window_name(rates[*i].period));
-                    (key, w.start, n as i64, w.start + period_ms(rates[*i]))
-                })
-                .collect()
+            let mut batch = Vec::new();
+            for (bucket, ws) in windows.iter_mut() {
+                for (i, w) in ws.iter_mut().enumerate() {
+                    if w.unsynced > 0 && rates[i].period >= SHARED_FROM && current(i, w) {
+                        let n = std::mem::take(&mut w.unsynced);
+                        w.shared += n;
+                        let key = format!("{bucket}/{}", window_name(rates[i].period));
+                        batch.push((key, w.start, n as i64, w.start + period_ms(rates[i])));
+                    }
+                }
+            }
+            batch
         };
         let totals = rate_limits::add_many(db, &batch).await?;
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         for (key, start, total) in totals {
             let Some((bucket, window)) = key.rsplit_once('/') else { continue };
             let Some(i) = rates.iter().position(|r| window_name(r.period) == window) else { continue };
-            if let Some(w) = windows.get_mut(&(i, bucket.to_string())) {
+            if let Some(w) = windows.get_mut(bucket).and_then(|ws| ws.get_mut(i)) {
                 if w.start == start {
                     w.shared = w.shared.max(u64::try_from(total).unwrap_or(0));
                 }

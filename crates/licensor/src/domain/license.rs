@@ -126,6 +126,11 @@ pub fn next_check_in(policy: &PolicyRules, last_check_in: Option<Millis>) -> Opt
     shift_by_check_in_interval(policy, last_check_in?, 1)
 }
 
+/// The instant a last check-in must be after for a license not to be overdue at `now`.
+pub fn check_in_deadline(policy: &PolicyRules, now: Millis) -> Option<Millis> {
+    shift_by_check_in_interval(policy, now, -1)
+}
+
 /// Overdue when the last check-in is older than the interval. A license never checked in
 /// (its policy began requiring check-ins after it was created) is not overdue, as in Keygen.
 pub fn is_overdue(policy: &PolicyRules, last_check_in: Option<Millis>, now: Millis) -> bool {

@@ -580,3 +580,24 @@ pub async fn expiring_between(
         ORDER BY expiry LIMIT $3";
     Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(from).bind(until).bind(limit).bind(event).fetch_all(pool).await?))
 }
+
+/// Licenses of `policy` last checked in before `deadline` whose `event` for that check-in has
+/// not been raised: (account, id, last check-in).
+pub async fn checked_in_before(
+    db: &Db,
+    policy: Uuid,
+    deadline: i64,
+    event: &str,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, i64)>> {
+    const SQL: &str = "SELECT account_id, id, last_check_in_at FROM licenses l WHERE policy_id = $1 AND last_check_in_at < $2 \
+        AND NOT EXISTS (SELECT 1 FROM event_marks m WHERE m.resource_id = l.id AND m.event = $3 AND m.occurrence = l.last_check_in_at) \
+        ORDER BY last_check_in_at LIMIT $4";
+    Ok(db_run!(db, |pool| sqlx::query_as(SQL)
+        .bind(policy)
+        .bind(deadline)
+        .bind(event)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?))
+}

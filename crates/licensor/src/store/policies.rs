@@ -133,3 +133,12 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Resu
     });
     Ok(())
 }
+
+/// Policies that require check-ins, with their rules: (id, rules).
+pub async fn requiring_check_in(db: &Db) -> Result<Vec<(Uuid, sqlx::types::Json<crate::model::PolicyRules>)>> {
+    let sql = match db {
+        Db::Sqlite(_) => "SELECT id, rules FROM policies WHERE json_extract(rules, '$.requireCheckIn') = 1",
+        Db::Postgres(_) => "SELECT id, rules FROM policies WHERE (rules->>'requireCheckIn')::boolean",
+    };
+    Ok(db_run!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await?))
+}

@@ -78,16 +78,21 @@ pub async fn insert(db: &Db, t: &Token, events: &[Raised]) -> Result<()> {
 const REGENERATE: &str =
     "UPDATE tokens SET digest = $3, expiry = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
 
-pub async fn regenerate(db: &Db, account: Uuid, id: Uuid, digest: &str, expiry: Option<i64>, now: i64) -> Result<()> {
-    db_run!(db, |pool| sqlx::query(REGENERATE)
-        .bind(account)
-        .bind(id)
-        .bind(digest)
-        .bind(expiry)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected());
+pub async fn regenerate(
+    db: &Db,
+    account: Uuid,
+    id: Uuid,
+    digest: &str,
+    expiry: Option<i64>,
+    now: i64,
+    events: &[Raised],
+) -> Result<()> {
+    db_run!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(REGENERATE).bind(account).bind(id).bind(digest).bind(expiry).bind(now).execute(&mut *tx).await?;
+        crate::write_events!(tx, account, events);
+        tx.commit().await?;
+    });
     Ok(())
 }
 

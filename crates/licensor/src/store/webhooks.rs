@@ -173,8 +173,17 @@ pub async fn delete_delivery(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// Deliveries due at `now` that no live worker holds, soonest first: (id, endpoint). An index
+/// range that stops at `limit`, however long the queue.
+pub async fn due_soonest(db: &Db, now: i64, limit: i64) -> Result<Vec<(Uuid, Uuid)>> {
+    const SQL: &str = "SELECT id, endpoint_id FROM webhook_events WHERE status IN ('DELIVERING', 'FAILING') \
+        AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $2";
+    Ok(db_run!(db, |pool| sqlx::query_as(SQL).bind(now).bind(limit).fetch_all(pool).await?))
+}
+
 /// Deliveries due at `now` that no live worker holds, at most `per_endpoint` of each endpoint
-/// (the soonest), soonest first: (id, endpoint). A read only: [`claim`] takes them.
+/// (the soonest), soonest first: (id, endpoint). It reads the whole queue: for when the soonest
+/// deliveries all belong to endpoints that are busy. A read only: [`claim`] takes them.
 pub async fn due(db: &Db, now: i64, per_endpoint: i64, limit: i64) -> Result<Vec<(Uuid, Uuid)>> {
     const SQL: &str = "SELECT id, endpoint_id FROM (SELECT id, endpoint_id, next_attempt_at, \
         ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS n FROM webhook_events \

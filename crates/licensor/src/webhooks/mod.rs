@@ -239,8 +239,8 @@ async fn claim_and_send(
         return Ok(());
     }
     let now = time::now_ms();
-    let candidates = store::due(&state.db, now, PER_ENDPOINT as i64, (4 * free) as i64).await?;
-    let picked: Vec<Uuid> = {
+    let limit = 4 * free;
+    let pick = |candidates: Vec<(Uuid, Uuid)>| {
         let busy = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
         let mut taken: HashMap<Uuid, usize> = HashMap::new();
         let mut picked = Vec::new();
@@ -253,6 +253,14 @@ async fn claim_and_send(
         }
         picked
     };
+    // The soonest deliveries, cheaply; only when they all wait on busy endpoints is the whole
+    // queue read, so one slow receiver's backlog cannot hold up the others.
+    let soonest = store::due_soonest(&state.db, now, limit as i64).await?;
+    let full = soonest.len() == limit;
+    let mut picked = pick(soonest);
+    if picked.is_empty() && full {
+        picked = pick(store::due(&state.db, now, PER_ENDPOINT as i64, limit as i64).await?);
+    }
     if picked.is_empty() {
         return Ok(());
     }

@@ -465,6 +465,25 @@ async fn expiry_events_fire_once_whoever_looks() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(licensor::jobs::raise_expiry_events(&app.db, licensor::time::now_ms()).await.unwrap(), 1);
 
+    // A missed check-in: license.check-in-overdue once per missed check-in.
+    let checkin = app
+        .create_policy(&product, json!({"requireCheckIn": true, "checkInInterval": "day", "checkInIntervalCount": 1}))
+        .await;
+    let (late, _) = app.create_license(&checkin, json!({})).await;
+    let (_on_time, _) = app.create_license(&checkin, json!({})).await;
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    let before = licensor::store::licenses::find(&app.db, account, late.parse().unwrap()).await.unwrap().unwrap();
+    let mut moved = before.clone();
+    moved.last_check_in_at = Some(licensor::time::now_ms() - 2 * licensor::time::DAY);
+    licensor::store::licenses::update(&app.db, &before, &moved, &[]).await.unwrap();
+    let now = licensor::time::now_ms();
+    assert_eq!(licensor::jobs::raise_check_in_events(&app.db, now).await.unwrap(), 1);
+    assert_eq!(licensor::jobs::raise_check_in_events(&app.db, now).await.unwrap(), 0);
+    let r = app
+        .get(&app.acct(&format!("/event-logs?events[]=license.check-in-overdue&resource[id]={late}")), &app.admin())
+        .await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+
     // Retention: the log and finished deliveries older than the cut go.
     let r = app.get(&app.acct("/event-logs"), &app.admin()).await;
     assert!(r.body["data"].as_array().unwrap().len() > 3);

@@ -207,8 +207,8 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         p.metadata = Json(metadata::accept(md)?);
     }
     p.updated_at = time::now_ms();
-    let interval = l.rules().heartbeat_duration_secs();
-    processes::update_metadata(ctx.db(), &p, &[Raised::process("process.updated", &p, interval, l.product_id)]).await?;
+    // Keygen raises no event for a process's metadata.
+    processes::update_metadata(ctx.db(), &p, &[]).await?;
     Ok(document::ok(render(ctx.account_id(), &p, l.rules().heartbeat_duration_secs(), l.product_id)))
 }
 

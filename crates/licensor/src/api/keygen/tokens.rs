@@ -196,7 +196,8 @@ pub async fn regenerate(ctx: Ctx) -> ApiResult<Response> {
         t.expiry = Some(now + USER_TOKEN_TTL);
     }
     t.updated_at = now;
-    tokens::regenerate(ctx.db(), ctx.account_id(), t.id, &t.digest, t.expiry, now).await?;
+    let events = [crate::events::Raised::token("token.regenerated", &t)];
+    tokens::regenerate(ctx.db(), ctx.account_id(), t.id, &t.digest, t.expiry, now, &events).await?;
     Ok(document::respond(StatusCode::OK, &serde_json::json!({ "data": render(ctx.account_id(), &t, Some(raw)) })))
 }
 
