@@ -20,7 +20,9 @@ pub fn router(state: AppState) -> Router {
     // Only the Keygen surface signs its responses; the others have their own formats.
     let keygen = crate::api::keygen::router()
         .layer(middleware::from_fn_with_state(state.clone(), crate::api::keygen::signature::sign_response));
+    let console = if state.console { crate::console::router(state.clone()) } else { Router::new() };
     Router::new()
+        .merge(console)
         .merge(crate::api::ops::router())
         .merge(crate::api::opswat::router())
         .merge(crate::api::licensing::router())

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod backup;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod domain;

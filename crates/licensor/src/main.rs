@@ -245,7 +245,11 @@ async fn run(cli: Cli, matches: &clap::ArgMatches, loaded: &file::Loaded) -> any
             let mut state =
                 licensor::state::AppState::with_default_account(pool.clone(), master, serve.account.clone())
                     .with_rate_limits(serve.rate_limits())
-                    .with_webhooks(serve.webhooks());
+                    .with_webhooks(serve.webhooks())
+                    .with_tls(serve.tls_cert.is_some());
+            if serve.no_console {
+                state = state.without_console();
+            }
             if !serve.metrics {
                 state = state.without_request_metrics();
             }

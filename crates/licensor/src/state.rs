@@ -36,6 +36,10 @@ pub struct Inner {
     /// This node's rate-limit counters and what they limit (none unless configured).
     pub limiter: crate::ratelimit::Limiter,
     pub webhooks: crate::webhooks::Config,
+    /// Whether clients reach this node over TLS (console cookies are then `Secure`).
+    pub tls: bool,
+    /// Whether `/admin` and `/portal` are served (`--no-console` turns them off).
+    pub console: bool,
     /// Per account, whether an endpoint subscribes to validation events, and since when known.
     validation_hooks: RwLock<HashMap<Uuid, (bool, Instant)>>,
     /// Validation events waiting to be written (see [`AppState::flush_events`]).
@@ -72,6 +76,8 @@ impl AppState {
             metrics: Arc::default(),
             limiter: crate::ratelimit::Limiter::new(crate::ratelimit::Config::default()),
             webhooks: crate::webhooks::Config::default(),
+            tls: false,
+            console: true,
             validation_hooks: RwLock::default(),
             pending_events: Mutex::default(),
         }))
@@ -102,6 +108,24 @@ impl AppState {
         match Arc::get_mut(&mut self.0) {
             Some(inner) => inner.webhooks = config,
             None => tracing::error!("webhook settings set after the state was shared: ignored"),
+        }
+        self
+    }
+
+    /// The same state, marked as served over TLS; only before the state is shared.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.tls = tls,
+            None => tracing::error!("TLS marked after the state was shared: ignored"),
+        }
+        self
+    }
+
+    /// The same state without the console and portal; only before the state is shared.
+    pub fn without_console(mut self) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.console = false,
+            None => tracing::error!("console switched off after the state was shared: ignored"),
         }
         self
     }

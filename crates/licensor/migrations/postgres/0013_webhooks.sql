@@ -14,6 +14,7 @@ CREATE TABLE webhook_endpoints (
 );
 CREATE INDEX webhook_endpoints_by_account ON webhook_endpoints (account_id);
 
+-- Ids are UUIDv7 (time-ordered): the primary key is the log's order and inserts append.
 CREATE TABLE event_logs (
     id              UUID PRIMARY KEY,
     account_id      UUID NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
@@ -26,7 +27,6 @@ CREATE TABLE event_logs (
     metadata        JSONB NOT NULL DEFAULT '{}',
     created_at      BIGINT NOT NULL
 );
-CREATE INDEX event_logs_by_account ON event_logs (account_id, created_at);
 CREATE INDEX event_logs_by_resource ON event_logs (account_id, resource_id);
 
 CREATE TABLE webhook_events (

@@ -14,6 +14,9 @@ CREATE TABLE webhook_endpoints (
 );
 CREATE INDEX webhook_endpoints_by_account ON webhook_endpoints (account_id);
 
+-- Ids are UUIDv7 (time-ordered): the primary key is the log's order, and every insert lands
+-- at its right edge. WITHOUT ROWID makes that key the table itself, so an event costs the
+-- writer of a change an append to the table and one insert into the resource index.
 CREATE TABLE event_logs (
     id              BLOB PRIMARY KEY,
     account_id      BLOB NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
@@ -25,8 +28,7 @@ CREATE TABLE event_logs (
     request_id      TEXT,
     metadata        TEXT NOT NULL DEFAULT '{}',
     created_at      BIGINT NOT NULL
-);
-CREATE INDEX event_logs_by_account ON event_logs (account_id, created_at);
+) WITHOUT ROWID;
 CREATE INDEX event_logs_by_resource ON event_logs (account_id, resource_id);
 
 CREATE TABLE webhook_events (

@@ -39,6 +39,8 @@ pub enum Surface {
     Core,
     /// Health, readiness and metrics.
     Operations,
+    /// The admin console (`/admin`) and the customer portal (`/portal`): HTML.
+    Console,
 }
 
 impl Surface {
@@ -51,6 +53,8 @@ impl Surface {
             Surface::Licensing
         } else if path.starts_with("/accounts/") {
             Surface::Core
+        } else if path == "/admin" || path.starts_with("/admin/") || path == "/portal" || path.starts_with("/portal/") {
+            Surface::Console
         } else {
             Surface::Operations
         }
@@ -63,6 +67,7 @@ impl Surface {
             Surface::Licensing => "licensing",
             Surface::Core => "core",
             Surface::Operations => "operations",
+            Surface::Console => "console",
         }
     }
 
@@ -75,6 +80,7 @@ impl Surface {
             Surface::Opswat => opswat::render(error),
             Surface::Licensing => licensing::Failure::from(error).into_response(),
             Surface::Core => astra::Problem::from(error).into_response(),
+            Surface::Console => crate::console::error_page(crate::console::Area::Admin, error),
         }
     }
 }
@@ -92,5 +98,8 @@ mod tests {
         assert_eq!(Surface::of("/api/licensing/v1/licenses"), Surface::Licensing);
         assert_eq!(Surface::of("/accounts/x/core/v1/licenses"), Surface::Core);
         assert_eq!(Surface::of("/metrics"), Surface::Operations);
+        assert_eq!(Surface::of("/admin/licenses"), Surface::Console);
+        assert_eq!(Surface::of("/portal"), Surface::Console);
+        assert_eq!(Surface::of("/administrator"), Surface::Operations);
     }
 }

@@ -159,6 +159,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSOR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<crate::ratelimit::IpNet>,
 
+    /// Serve neither the admin console (`/admin`) nor the customer portal (`/portal`).
+    #[arg(long, env = "LICENSOR_NO_CONSOLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_console: bool,
+
     /// Let webhook endpoints use plain http, IP literals, loopback and private networks (tests,
     /// intranet receivers). Without it only https URLs with public host names are accepted,
     /// and addresses are checked again after DNS resolution when delivering.

@@ -42,7 +42,8 @@ macro_rules! write_events {
             let endpoints: Vec<$crate::store::events::EndpointRow> =
                 sqlx::query_as($crate::store::events::ENDPOINTS_OF).bind($account).fetch_all(&mut *$tx).await?;
             for r in raised {
-                let log = uuid::Uuid::new_v4();
+                // Time-ordered: the log's primary key is its order (see migration 0013).
+                let log = uuid::Uuid::now_v7();
                 sqlx::query($crate::store::events::INSERT_LOG)
                     .bind(log)
                     .bind($account)
@@ -150,9 +151,7 @@ pub async fn list_logs(db: &Db, account: Uuid, f: &LogFilter, page: Page) -> Res
          AND ($6 IS NULL OR whodunnit_type = $6) AND ($7 IS NULL OR whodunnit_id = $7) AND ($8 IS NULL OR request_id = $8) \
          AND ($9 IS NULL OR created_at >= $9) AND ($10 IS NULL OR created_at < $10)"
     );
-    let list = format!(
-        "SELECT {LOG_COLUMNS} FROM event_logs WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $11 OFFSET $12"
-    );
+    let list = format!("SELECT {LOG_COLUMNS} FROM event_logs WHERE {filter} ORDER BY id DESC LIMIT $11 OFFSET $12");
     let count = format!("SELECT COUNT(*) FROM event_logs WHERE {filter}");
     db_run!(db, |pool| {
         let rows = sqlx::query_as::<_, EventLog>(&list)
@@ -188,15 +187,33 @@ pub async fn list_logs(db: &Db, account: Uuid, f: &LogFilter, page: Page) -> Res
 }
 
 /// Deletes event-log rows, finished deliveries and marks older than `before`; returns how
-/// many log rows went.
+/// many log rows went. (The log is pruned by its time-ordered key: no index on the time.)
 pub async fn prune(db: &Db, before: i64) -> Result<u64> {
-    const LOGS: &str = "DELETE FROM event_logs WHERE created_at < $1";
+    const LOGS: &str = "DELETE FROM event_logs WHERE id < $1";
     const DELIVERIES: &str = "DELETE FROM webhook_events WHERE created_at < $1 AND status IN ('DELIVERED', 'FAILED')";
     const MARKS: &str = "DELETE FROM event_marks WHERE created_at < $1";
     Ok(db_run!(db, |pool| {
-        let n = sqlx::query(LOGS).bind(before).execute(pool).await?.rows_affected();
+        let n = sqlx::query(LOGS).bind(v7_floor(before)).execute(pool).await?.rows_affected();
         sqlx::query(DELIVERIES).bind(before).execute(pool).await?;
         sqlx::query(MARKS).bind(before).execute(pool).await?;
         n
     }))
+}
+
+/// The smallest UUIDv7 of millisecond `ms`: every id of an event logged before `ms` is below it.
+fn v7_floor(ms: i64) -> Uuid {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn v7_ids_sort_after_the_floor_of_their_millisecond() {
+        let now = crate::time::now_ms();
+        let id = uuid::Uuid::now_v7();
+        assert!(super::v7_floor(now - 1) < id && id < super::v7_floor(now + 1000));
+    }
 }

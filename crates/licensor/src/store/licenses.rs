@@ -125,6 +125,8 @@ pub struct LicenseFilter {
     /// The status to match (`domain::license::status`), and the instants that rule reads:
     /// now, when EXPIRING begins, when INACTIVE begins.
     pub status: Option<(String, [i64; 3])>,
+    /// A key (exact), or text in the name, the owner's email or the metadata.
+    pub search: Option<String>,
 }
 
 /// A license's status (`domain::license::status`) in SQL, over `l`, `u` (owner) and `v`
@@ -153,6 +155,7 @@ const LIST: &str = select_view!(
     "WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
      AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
      AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
+     AND ($16 IS NULL OR l.key = $16 OR LOWER(l.name) LIKE $17 OR u.email = LOWER($16) OR LOWER(CAST(l.metadata AS TEXT)) LIKE $17) \
      AND ($12 IS NULL OR $12 = ",
     status_sql!("$13", "$14", "$15"),
     ") ORDER BY l.created_at DESC, l.id DESC LIMIT $10 OFFSET $11"
@@ -161,11 +164,15 @@ const COUNT: &str = concat!("SELECT COUNT(*) FROM licenses l LEFT JOIN users u O
      WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
      AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
      AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
+     AND ($14 IS NULL OR l.key = $14 OR LOWER(l.name) LIKE $15 OR u.email = LOWER($14) OR LOWER(CAST(l.metadata AS TEXT)) LIKE $15) \
      AND ($10 IS NULL OR $10 = ", status_sql!("$11", "$12", "$13"), ")");
 
 pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<License>> {
     let status = f.status.as_ref().map(|(s, instants)| (s.as_str(), instants));
     let instants = status.map(|(_, i)| *i).unwrap_or_default();
+    let search = f.search.as_deref();
+    // LIKE's own wildcards in the text are matched literally by escaping them away.
+    let pattern = search.map(|s| format!("%{}%", s.to_lowercase().replace(['%', '_'], "")));
     db_run!(db, |pool| {
         let rows = sqlx::query_as::<_, License>(LIST)
             .bind(account)
@@ -183,6 +190,8 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
             .bind(instants[0])
             .bind(instants[1])
             .bind(instants[2])
+            .bind(search)
+            .bind(&pattern)
             .fetch_all(pool)
             .await?;
         let total = sqlx::query_scalar::<_, i64>(COUNT)
@@ -199,6 +208,8 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
             .bind(instants[0])
             .bind(instants[1])
             .bind(instants[2])
+            .bind(search)
+            .bind(&pattern)
             .fetch_one(pool)
             .await?;
         Ok(Listing { rows, total })

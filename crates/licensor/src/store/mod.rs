@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod astra;
 pub mod components;
+pub mod console;
 pub mod entitlements;
 pub mod events;
 pub mod groups;
@@ -15,6 +16,7 @@ pub mod policies;
 pub mod processes;
 pub mod products;
 pub mod rate_limits;
+pub mod sessions;
 pub mod settings;
 pub mod tokens;
 pub mod users;

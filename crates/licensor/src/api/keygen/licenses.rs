@@ -201,6 +201,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         expired_before: params.bool_filter("expired").filter(|e| *e).map(|_| now),
         only: None,
         status: None,
+        search: None,
     };
     access::scope_license_list(p, &mut f);
     if let Some(s) = params.filter("status") {

@@ -1,0 +1,183 @@
+//! The customer portal: a vendor's customer (a user who owns or is attached to licenses) sees
+//! their licenses, expiry, entitlements and machines, deactivates a machine to move a seat, and
+//! changes their password. Every read is scoped by the same access rules as the API: another
+//! customer's license or machine is not found.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::html::{self, esc};
+use super::{csrf_ok, done, error_page, forbidden, form_fields, signed, Area, Signed};
+use crate::error::Error;
+use crate::model::Page;
+use crate::service;
+use crate::state::AppState;
+use crate::store::licenses::LicenseFilter;
+use crate::store::{self, licenses, machines};
+use crate::time;
+
+const NAV: html::Nav<'static> = &[("/portal", "My licenses"), ("/portal/password", "Password")];
+const AREA: Area = Area::Portal;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(home))
+        .route("/portal/sign-in", get(sign_in_page).post(sign_in))
+        .route("/portal/sign-out", post(sign_out))
+        .route("/portal/licenses/{id}", get(license_page))
+        .route("/portal/machines/{id}/deactivate", post(deactivate))
+        .route("/portal/password", get(password_page).post(change_password))
+}
+
+type Q = Query<HashMap<String, String>>;
+
+fn render(s: &Signed, title: &str, q: &HashMap<String, String>, body: &str) -> Response {
+    Html(html::page(AREA.base(), title, NAV, Some((&s.user.email, s.csrf())), q.get("done").map(String::as_str), body))
+        .into_response()
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return error_page(AREA, Error::from(e)),
+        }
+    };
+}
+
+macro_rules! signed_in {
+    ($state:expr, $headers:expr) => {
+        match signed(&$state, &$headers, AREA).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+}
+
+async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    super::sign_in_page(&state, &headers, AREA).await
+}
+
+async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
+    let peer = super::peer(&req);
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    super::sign_in(&state, peer, &parts.headers, AREA, std::str::from_utf8(&body).unwrap_or("")).await
+}
+
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    super::sign_out(&state, &headers, AREA, std::str::from_utf8(&body).unwrap_or("")).await
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
+    let s = signed_in!(state, headers);
+    let now = time::now_ms();
+    let f = LicenseFilter { user: Some(s.user.id), ..Default::default() };
+    let mine = tri!(licenses::list(&state.db, s.account.id, &f, Page { size: 100, number: 1 }).await);
+    let rows: Vec<Vec<String>> = mine
+        .rows
+        .iter()
+        .map(|l| {
+            vec![
+                html::link(&format!("/portal/licenses/{}", l.id), l.name.as_deref().unwrap_or("License")),
+                esc(crate::wire::licenses::status(l, now)),
+                esc(&time::iso_opt(l.expiry).unwrap_or_else(|| "never".into())),
+                format!("{} of {}", l.machines_count, l.max_machines().map_or("unlimited".into(), |m| m.to_string())),
+            ]
+        })
+        .collect();
+    let body = html::table("Your licenses", &["License", "Status", "Expires", "Machines"], &rows);
+    render(&s, "My licenses", &q, &body)
+}
+
+async fn license_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Response {
+    let s = signed_in!(state, headers);
+    let l = tri!(service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
+    let now = time::now_ms();
+    let entitlements = tri!(store::entitlements::for_license(&state.db, s.account.id, l.id, l.policy_id).await);
+    let machine_rows: Vec<Vec<String>> = tri!(machines::for_license(&state.db, s.account.id, l.id).await)
+        .iter()
+        .map(|m| {
+            vec![
+                esc(m.name.as_deref().or(m.hostname.as_deref()).unwrap_or(&m.fingerprint)),
+                esc(&time::iso(m.created_at)),
+                html::button(&format!("/portal/machines/{}/deactivate", m.id), s.csrf(), "Deactivate", "danger"),
+            ]
+        })
+        .collect();
+    let body = format!(
+        "{}{}<p>Deactivating a machine frees its seat for another one.</p>",
+        html::facts(&[
+            ("Key", format!("<code class=\"key\">{}</code>", esc(&l.key))),
+            ("Status", esc(crate::wire::licenses::status(&l, now))),
+            ("Expires", esc(&time::iso_opt(l.expiry).unwrap_or_else(|| "never".into()))),
+            ("Entitlements", esc(&entitlements.iter().map(|e| e.code.as_str()).collect::<Vec<_>>().join(", "))),
+        ]),
+        html::table("Machines", &["Machine", "Activated", ""], &machine_rows)
+    );
+    render(&s, l.name.as_deref().unwrap_or("License"), &q, &body)
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = signed_in!(state, headers);
+    if !csrf_ok(&s, &form_fields(std::str::from_utf8(&body).unwrap_or(""))) {
+        return forbidden(AREA);
+    }
+    // The API's rules: a customer may deactivate machines of the licenses they hold, where the
+    // policy lets users do so.
+    let (m, l) = tri!(
+        service::machines::find_for(
+            &state.db,
+            &s.principal,
+            s.account.id,
+            &id,
+            service::access::MachineAction::Deactivate
+        )
+        .await
+    );
+    tri!(service::machines::deactivate(&state, &s.principal, &m).await);
+    done(&format!("/portal/licenses/{}", l.id), "Machine deactivated.")
+}
+
+async fn password_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
+    let s = signed_in!(state, headers);
+    let body = html::form(
+        "/portal/password",
+        s.csrf(),
+        &format!(
+            "{}{}",
+            html::input("current", "Current password", "password", "", true),
+            html::input("new", "New password (at least 8 characters)", "password", "", true)
+        ),
+        "Change password",
+    );
+    render(&s, "Change your password", &q, &body)
+}
+
+async fn change_password(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = signed_in!(state, headers);
+    let form = form_fields(std::str::from_utf8(&body).unwrap_or(""));
+    if !csrf_ok(&s, &form) {
+        return forbidden(AREA);
+    }
+    let current = form.get("current").cloned().unwrap_or_default();
+    let new = form.get("new").cloned().unwrap_or_default();
+    tri!(service::users::update_password(&state.db, &s.principal, &s.user, &current, new).await);
+    done("/portal", "Password changed.")
+}
