@@ -375,8 +375,7 @@ async fn license_action(
 ) -> Response {
     let (s, _) = posted!(state, headers, body);
     let (db, p, account) = (&state.db, &s.principal, s.account.id);
-    let here = format!("/admin/licenses/{id}");
-    match action.as_str() {
+    let l = match action.as_str() {
         "suspend" => tri!(service::licenses::suspend(db, p, account, &id).await),
         "reinstate" => tri!(service::licenses::reinstate(db, p, account, &id).await),
         "renew" => tri!(service::licenses::renew(db, p, account, &id).await),
@@ -386,7 +385,8 @@ async fn license_action(
         }
         other => return error_page(AREA, Error::not_found("action", other.to_string())),
     };
-    done(&here, &format!("License {action}ed."))
+    // Back to the license by its id, never by the text the path carried.
+    done(&format!("/admin/licenses/{}", l.id), &format!("License {action}ed."))
 }
 
 async fn deactivate_machine(
