@@ -56,8 +56,8 @@ impl Default for Config {
 
 /// Deliveries in flight on one node, and to one endpoint: a receiver that hangs holds at most
 /// [`PER_ENDPOINT`] of the node's slots, so the others keep flowing.
-const IN_FLIGHT: usize = 32;
-const PER_ENDPOINT: usize = 4;
+const IN_FLIGHT: usize = 64;
+const PER_ENDPOINT: usize = 8;
 /// How long a claim lasts: twice an attempt's timeout and a second. A claimed delivery is
 /// sent at once (or handed back), so a claim outlives its attempt unless the node died; then
 /// another node sends it again this soon.
@@ -161,8 +161,8 @@ pub fn signed_headers(
     ])
 }
 
-/// Sends one claimed delivery and records what came of it.
-async fn deliver(state: &AppState, d: WebhookDelivery) -> crate::error::Result<()> {
+/// Sends one claimed delivery; what came of it is recorded by the batch writer.
+async fn deliver(state: &AppState, d: WebhookDelivery) -> crate::error::Result<Option<(Uuid, Outcome)>> {
     let config = &state.webhooks;
     let now = time::now_ms();
     let attempts = d.attempts + 1;
@@ -170,7 +170,7 @@ async fn deliver(state: &AppState, d: WebhookDelivery) -> crate::error::Result<(
     let account = state.account(&d.account_id.to_string()).await?;
     let (Some(endpoint), Some(account)) = (endpoint, account) else {
         // Deleted since: the cascade removes the delivery too; nothing to send.
-        return Ok(());
+        return Ok(None);
     };
     let result = match target::check_url(&d.endpoint_url, config.allow_insecure) {
         Err(_) => Err(send::Failure::AddressNotAllowed),
@@ -197,13 +197,36 @@ async fn deliver(state: &AppState, d: WebhookDelivery) -> crate::error::Result<(
         tracing::warn!(endpoint = %d.endpoint_id, "the receiver answered 410 Gone: endpoint unsubscribed from every event");
         store::disable_endpoint(&state.db, d.endpoint_id).await?;
     }
-    store::finish(&state.db, d.id, &outcome, time::now_ms()).await
+    Ok(Some((d.id, outcome)))
+}
+
+/// Answers waiting to be recorded: whatever finished within a few milliseconds of the first
+/// goes in one transaction. A crash before it is written leaves the claim to expire, and the
+/// delivery is sent again: at least once.
+async fn record_answers(state: AppState, mut answers: tokio::sync::mpsc::UnboundedReceiver<(Uuid, Outcome)>) {
+    const GATHER: Duration = Duration::from_millis(20);
+    const MOST: usize = 256;
+    while let Some(first) = answers.recv().await {
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + GATHER;
+        while batch.len() < MOST {
+            match tokio::time::timeout_at(until, answers.recv()).await {
+                Ok(Some(a)) => batch.push(a),
+                _ => break,
+            }
+        }
+        if let Err(e) = store::finish_many(&state.db, &batch, time::now_ms()).await {
+            tracing::warn!(error = %e, deliveries = batch.len(), "could not record webhook answers; they will be sent again");
+        }
+    }
 }
 
 /// Starts this node's delivery worker; it stops claiming when `stop` turns true and lets the
 /// deliveries in flight finish (their claims expire if the process is killed first).
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let (answers, pending) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record_answers(state.clone(), pending));
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let per_endpoint: Arc<Mutex<HashMap<Uuid, usize>>> = Arc::default();
         // A finished delivery wakes the loop: a backlog drains at the receivers' pace, not
@@ -217,12 +240,15 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                 _ = wake.notified() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = claim_and_send(&state, &slots, &per_endpoint, &wake).await {
+            if let Err(e) = claim_and_send(&state, &slots, &per_endpoint, &wake, &answers).await {
                 tracing::warn!(error = %e, "could not claim webhook deliveries; will retry");
             }
         }
-        // Let the deliveries in flight finish, within one attempt's timeout.
+        // Let the deliveries in flight finish, within one attempt's timeout, and their answers
+        // be recorded.
         let _ = tokio::time::timeout(state.webhooks.timeout, slots.acquire_many(IN_FLIGHT as u32)).await;
+        drop(answers);
+        let _ = tokio::time::timeout(Duration::from_secs(5), recorder).await;
     })
 }
 
@@ -233,6 +259,7 @@ async fn claim_and_send(
     slots: &Arc<Semaphore>,
     per_endpoint: &Arc<Mutex<HashMap<Uuid, usize>>>,
     wake: &Arc<tokio::sync::Notify>,
+    answers: &tokio::sync::mpsc::UnboundedSender<(Uuid, Outcome)>,
 ) -> crate::error::Result<()> {
     let free = slots.available_permits();
     if free == 0 {
@@ -268,11 +295,15 @@ async fn claim_and_send(
     for d in store::claim(&state.db, &picked, now, until).await? {
         let Ok(permit) = slots.clone().try_acquire_owned() else { break };
         *per_endpoint.lock().unwrap_or_else(|e| e.into_inner()).entry(d.endpoint_id).or_default() += 1;
-        let (state, per_endpoint, wake) = (state.clone(), per_endpoint.clone(), wake.clone());
+        let (state, per_endpoint, wake, answers) = (state.clone(), per_endpoint.clone(), wake.clone(), answers.clone());
         tokio::spawn(async move {
             let endpoint = d.endpoint_id;
-            if let Err(e) = deliver(&state, d).await {
-                tracing::warn!(error = %e, "webhook delivery could not be recorded; it will be sent again");
+            match deliver(&state, d).await {
+                Ok(Some(answer)) => {
+                    let _ = answers.send(answer);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook delivery failed before sending; it will be sent again"),
             }
             {
                 let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());

@@ -586,8 +586,9 @@ async fn deliveries_survive_kill_9_and_nodes_do_not_double_send() {
     let total = delivered.len();
     delivered.dedup();
     assert_eq!(delivered.len(), committed, "an event for a license that was not committed");
-    // At least once: only a delivery in flight at the kill may be sent twice.
-    assert!(total - delivered.len() <= 32, "{} duplicates", total - delivered.len());
+    // At least once: only what was in flight at the kill (at most 8 per endpoint per node, and
+    // answers not yet recorded) may be sent twice.
+    assert!(total - delivered.len() <= 64, "{} duplicates", total - delivered.len());
     // The event log holds one license.created per committed license, none for the rest.
     let logged = licensor::store::events::list_logs(
         &app.db,
