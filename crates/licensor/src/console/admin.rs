@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sign-out", post(sign_out))
         .route("/admin/licenses", get(licenses_page).post(create_license))
         .route("/admin/licenses/{id}", get(license_page))
+        .route("/admin/licenses/{id}/check-out", post(check_out))
         .route("/admin/licenses/{id}/{action}", get(confirm).post(license_action))
         .route("/admin/machines/{id}/deactivate", post(deactivate_machine))
         .route("/admin/products", get(products_page).post(create_product))
@@ -326,6 +327,7 @@ async fn license_page(
     if l.rules().duration.is_some() && l.expiry.is_some() {
         actions.push_str(&html::button(&format!("{base}/renew"), s.csrf(), "Renew", ""));
     }
+    actions.push_str(&html::button(&format!("{base}/check-out"), s.csrf(), "Download license file", ""));
     actions.push_str(&link(&format!("{base}/revoke"), "Revoke…"));
     let machine_rows: Vec<Vec<String>> = tri!(machines::for_license(&state.db, s.account.id, l.id).await)
         .iter()
@@ -387,6 +389,12 @@ async fn license_action(
     };
     // Back to the license by its id, never by the text the path carried.
     done(&format!("/admin/licenses/{}", l.id), &format!("License {action}ed."))
+}
+
+/// `POST /admin/licenses/{id}/check-out`: the license file, as the API's check-out writes it.
+async fn check_out(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let (s, _) = posted!(state, headers, body);
+    super::license_file_download(&state, &s, &id, AREA).await
 }
 
 async fn deactivate_machine(

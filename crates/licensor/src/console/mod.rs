@@ -362,6 +362,28 @@ pub async fn sign_out(state: &AppState, headers: &HeaderMap, area: Area, body: &
     r
 }
 
+/// A license file as a download (`<license id>.lic`), signed as `check-out` signs it.
+pub async fn license_file_download(state: &AppState, s: &Signed, id: &str, area: Area) -> Response {
+    let l = match crate::service::licenses::find(&state.db, &s.principal, s.account.id, id).await {
+        Ok(l) => l,
+        Err(e) => return error_page(area, e),
+    };
+    let opts = crate::service::checkout::FileOptions::defaults(&l);
+    match crate::service::checkout::license_file(state, &s.account, l, opts).await {
+        Ok(file) => {
+            let disposition = format!("attachment; filename=\"{}.lic\"", file.license.id);
+            let mut r = file.certificate.into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(e) => error_page(area, e),
+    }
+}
+
 /// The client's address, when the server recorded it.
 pub fn peer(req: &Request) -> Option<SocketAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/portal/sign-in", get(sign_in_page).post(sign_in))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/licenses/{id}", get(license_page))
+        .route("/portal/licenses/{id}/check-out", post(check_out))
         .route("/portal/machines/{id}/deactivate", post(deactivate))
         .route("/portal/password", get(password_page).post(change_password))
 }
@@ -117,16 +118,27 @@ async fn license_page(
         })
         .collect();
     let body = format!(
-        "{}{}<p>Deactivating a machine frees its seat for another one.</p>",
+        "{}{}{}<p>Deactivating a machine frees its seat for another one.</p>",
         html::facts(&[
             ("Key", format!("<code class=\"key\">{}</code>", esc(&l.key))),
             ("Status", esc(crate::wire::licenses::status(&l, now))),
             ("Expires", esc(&time::iso_opt(l.expiry).unwrap_or_else(|| "never".into()))),
             ("Entitlements", esc(&entitlements.iter().map(|e| e.code.as_str()).collect::<Vec<_>>().join(", "))),
         ]),
+        html::button(&format!("/portal/licenses/{}/check-out", l.id), s.csrf(), "Download license file", ""),
         html::table("Machines", &["Machine", "Activated", ""], &machine_rows)
     );
     render(&s, l.name.as_deref().unwrap_or("License"), &q, &body)
+}
+
+/// `POST /portal/licenses/{id}/check-out`: the customer's own license file, for an offline
+/// install.
+async fn check_out(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let s = signed_in!(state, headers);
+    if !csrf_ok(&s, &form_fields(std::str::from_utf8(&body).unwrap_or(""))) {
+        return forbidden(AREA);
+    }
+    super::license_file_download(&state, &s, &id, AREA).await
 }
 
 async fn deactivate(

@@ -5,6 +5,7 @@
 //! surface a request comes in on.
 
 pub mod access;
+pub mod checkout;
 pub mod licenses;
 pub mod machines;
 pub mod users;

@@ -224,6 +224,17 @@ async fn console_actions_are_seen_by_every_surface() {
     v.post(&format!("{page}/reinstate"), &[("csrf", &csrf)]).await;
     assert_eq!(validate(&app, key.clone()).await, "VALID");
 
+    // The license file downloads, and verifies offline with the account's key.
+    let r = v.post(&format!("{page}/check-out"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.headers["content-disposition"].to_str().unwrap().contains(&format!("{license}.lic")));
+    let account = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
+    let pk = licensor_client::PublicKey::parse(&account.ed25519_public).unwrap();
+    let file = licensor_client::file::verify(&r.body, &pk, None).expect("a verifiable license file");
+    assert_eq!(file.attributes()["key"], key.as_str());
+    let r = v.post(&format!("{page}/check-out"), &[("csrf", "forged")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
     // A machine activated through the API is deactivated from the console.
     let r = app
         .post(
@@ -287,6 +298,13 @@ async fn the_portal_shows_a_customer_only_their_own() {
     assert!(!home.body.contains("Bob"), "nothing of another customer");
     let csrf = home.csrf();
     assert_eq!(v.get(&format!("/portal/licenses/{his}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        v.post(&format!("/portal/licenses/{his}/check-out"), &[("csrf", &csrf)]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let own = v.post(&format!("/portal/licenses/{hers}/check-out"), &[("csrf", &csrf)]).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert!(own.body.starts_with("-----BEGIN LICENSE FILE-----"), "{}", own.body);
     let r = v.post(&format!("/portal/machines/{his_machine}/deactivate"), &[("csrf", &csrf)]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(app.get(&app.acct(&format!("/machines/{his_machine}")), &app.admin()).await.status, StatusCode::OK);

@@ -206,14 +206,7 @@ fn respond(ctx: &Ctx, method: &Method, kind: FileKind, owner_id: Uuid, file: Iss
     )
 }
 
-fn payload(data: Value, included: Vec<Value>, issued: i64, expiry: Option<i64>, ttl: Option<i64>) -> String {
-    let mut doc =
-        json!({ "data": data, "meta": { "issued": time::iso(issued), "expiry": time::iso_opt(expiry), "ttl": ttl } });
-    if !included.is_empty() {
-        doc["included"] = Value::Array(included);
-    }
-    doc.to_string()
-}
+use crate::service::checkout::payload;
 
 const LICENSE_INCLUDES: &[&str] = &["entitlements", "product", "policy", "owner", "users", "group"];
 const MACHINE_INCLUDES: &[&str] = &[
@@ -230,26 +223,20 @@ const MACHINE_INCLUDES: &[&str] = &[
 
 /// `GET|POST /licenses/{id}/actions/check-out`.
 pub async fn license(ctx: Ctx, method: Method, Body(body): Body) -> ApiResult<Response> {
-    let mut l = super::licenses::load(&ctx).await?;
-    let before = l.clone();
+    let l = super::licenses::load(&ctx).await?;
     let opts = resolve(options(&ctx, &method, body)?, l.rules().scheme, LICENSE_INCLUDES)?;
-    let now = time::now_ms();
-    l.last_check_out_at = Some(now);
-    l.updated_at = now;
-    licenses::update(ctx.db(), &before, &l, &[crate::events::Raised::license("license.checked-out", &l)]).await?;
-    let expiry = opts.ttl.and_then(|t| time::add_duration(now, t));
-    let data = serde_json::to_value(super::licenses::render(ctx.account_id(), &l)).map_err(anyhow::Error::from)?;
     let included = license_included(&ctx, &l, &opts.include, "").await?;
-    let keys = ctx.state.signing_keys(&ctx.account)?;
-    let key = opts.encrypt.then(|| license_file::file_key(&l.key, None));
-    let certificate = license_file::certificate(
+    let file_opts =
+        crate::service::checkout::FileOptions { encrypt: opts.encrypt, alg: opts.alg, ttl: opts.ttl, included };
+    let file = crate::service::checkout::license_file(&ctx.state, &ctx.account, l, file_opts).await?;
+    let id = file.license.id;
+    Ok(respond(
+        &ctx,
+        &method,
         FileKind::License,
-        &payload(data, included, now, expiry, opts.ttl),
-        &keys,
-        opts.alg,
-        key,
-    )?;
-    Ok(respond(&ctx, &method, FileKind::License, l.id, Issued { certificate, opts, issued: now, expiry }))
+        id,
+        Issued { certificate: file.certificate, opts, issued: file.issued, expiry: file.expiry },
+    ))
 }
 
 /// `GET|POST /machines/{id}/actions/check-out`.
