@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,8 +39,6 @@ const AREA: Area = Area::Admin;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin", get(overview))
-        .route("/admin/sign-in", get(sign_in_page).post(sign_in))
-        .route("/admin/sign-out", post(sign_out))
         .route("/admin/licenses", get(licenses_page).post(create_license))
         .route("/admin/licenses/{id}", get(license_page))
         .route("/admin/licenses/{id}/check-out", post(check_out))
@@ -67,16 +65,6 @@ fn page_number(q: &HashMap<String, String>) -> i64 {
     q.get("page").and_then(|p| p.parse().ok()).filter(|n: &i64| *n >= 1).unwrap_or(1)
 }
 
-/// Runs a signed-in GET page.
-macro_rules! signed_in {
-    ($state:expr, $headers:expr) => {
-        match signed(&$state, &$headers, AREA).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        }
-    };
-}
-
 /// Runs a signed-in POST: the session, and the form after its CSRF check.
 macro_rules! posted {
     ($state:expr, $headers:expr, $body:expr) => {{
@@ -92,31 +80,6 @@ macro_rules! posted {
     }};
 }
 
-/// `?`, for pages: an error becomes the error page.
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return error_page(AREA, Error::from(e)),
-        }
-    };
-}
-
-async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    super::sign_in_page(&state, &headers, AREA).await
-}
-
-async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
-    let peer = super::peer(&req);
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
-    super::sign_in(&state, peer, &parts.headers, AREA, std::str::from_utf8(&body).unwrap_or("")).await
-}
-
-async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    super::sign_out(&state, &headers, AREA, std::str::from_utf8(&body).unwrap_or("")).await
-}
-
 fn status_filter(status: &str, now: i64) -> Option<(String, [i64; 3])> {
     let (soon, stale) = crate::domain::license::status_thresholds(now);
     (!status.is_empty()).then(|| (status.to_ascii_uppercase(), [now, soon, stale]))
@@ -128,7 +91,7 @@ async fn count_licenses(state: &AppState, account: Uuid, status: &str) -> Result
 }
 
 async fn overview(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let account = s.account.id;
     let mut counts = Vec::new();
     for (label, status) in [
@@ -139,22 +102,22 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
         ("Suspended", "SUSPENDED"),
         ("Inactive", "INACTIVE"),
     ] {
-        let n = tri!(count_licenses(&state, account, status).await);
+        let n = tri!(AREA, count_licenses(&state, account, status).await);
         let href =
             if status.is_empty() { "/admin/licenses".to_string() } else { format!("/admin/licenses?status={status}") };
         counts.push(format!("<li><a href=\"{}\"><strong>{n}</strong> {}</a></li>", esc(&href), esc(label)));
     }
     let machines =
-        tri!(machines::list(&state.db, account, &Default::default(), Page { size: 1, number: 1 }).await).total;
+        tri!(AREA, machines::list(&state.db, account, &Default::default(), Page { size: 1, number: 1 }).await).total;
     counts.push(format!("<li><strong>{machines}</strong> machines</li>"));
     let now = time::now_ms();
-    let activity = tri!(store::console::activity(&state.db, account, now, 7).await);
+    let activity = tri!(AREA, store::console::activity(&state.db, account, now, 7).await);
     let rows: Vec<Vec<String>> = activity
         .iter()
         .map(|(day, activations, validated)| vec![esc(day), activations.to_string(), validated.to_string()])
         .collect();
     let f = LicenseFilter { status: status_filter("EXPIRING", now), ..Default::default() };
-    let expiring = tri!(licenses::list(&state.db, account, &f, Page { size: 10, number: 1 }).await);
+    let expiring = tri!(AREA, licenses::list(&state.db, account, &f, Page { size: 10, number: 1 }).await);
     let body = format!(
         "<ul class=\"counts\">{}</ul>{}{}",
         counts.join(""),
@@ -189,7 +152,7 @@ fn shorten(key: &str) -> String {
 }
 
 async fn licenses_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let account = s.account.id;
     let now = time::now_ms();
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
@@ -202,9 +165,9 @@ async fn licenses_page(State(state): State<AppState>, headers: HeaderMap, Query(
         search: (!search.is_empty()).then(|| search.clone()),
         ..Default::default()
     };
-    let listing = tri!(licenses::list(&state.db, account, &f, Page { size: PAGE_SIZE, number }).await);
-    let all_products = tri!(products::list(&state.db, account, None, Page { size: 100, number: 1 }).await).rows;
-    let all_policies = tri!(policies::list(&state.db, account, None, Page { size: 100, number: 1 }).await).rows;
+    let listing = tri!(AREA, licenses::list(&state.db, account, &f, Page { size: PAGE_SIZE, number }).await);
+    let all_products = tri!(AREA, products::list(&state.db, account, None, Page { size: 100, number: 1 }).await).rows;
+    let all_policies = tri!(AREA, policies::list(&state.db, account, None, Page { size: 100, number: 1 }).await).rows;
     let mut product_options = vec![(String::new(), "Any product".to_string())];
     product_options.extend(all_products.iter().map(|p| (p.id.to_string(), p.name.clone())));
     let mut policy_options = vec![(String::new(), "Any policy".to_string())];
@@ -262,7 +225,7 @@ async fn create_license(State(state): State<AppState>, headers: HeaderMap, body:
     let Some(policy) = form.get("policy").and_then(|p| Uuid::parse_str(p).ok()) else {
         return error_page(AREA, Error::invalid_attr("policy", "must be chosen", "POLICY_BLANK"));
     };
-    let Some(policy) = tri!(policies::find(&state.db, account, policy).await) else {
+    let Some(policy) = tri!(AREA, policies::find(&state.db, account, policy).await) else {
         return error_page(AREA, Error::not_found("policy", policy.to_string()));
     };
     let mut new = service::licenses::NewLicense {
@@ -270,7 +233,7 @@ async fn create_license(State(state): State<AppState>, headers: HeaderMap, body:
         ..Default::default()
     };
     if let Some(email) = form.get("owner").map(|e| e.trim()).filter(|e| !e.is_empty()) {
-        match tri!(users::find_by_email(&state.db, account, email).await) {
+        match tri!(AREA, users::find_by_email(&state.db, account, email).await) {
             Some(u) => {
                 new.owner = Some(u.id);
                 new.owner_email = Some(u.email);
@@ -283,7 +246,8 @@ async fn create_license(State(state): State<AppState>, headers: HeaderMap, body:
             }
         }
     }
-    let l = tri!(service::licenses::issue(&state.db, &s.account, &state.master, &policy, new, &s.principal).await);
+    let l =
+        tri!(AREA, service::licenses::issue(&state.db, &s.account, &state.master, &policy, new, &s.principal).await);
     done(&format!("/admin/licenses/{}", l.id), "License created.")
 }
 
@@ -293,15 +257,16 @@ async fn license_page(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let s = signed_in!(state, headers);
-    let l = tri!(service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
+    let s = signed_in!(state, headers, AREA);
+    let l = tri!(AREA, service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
     let now = time::now_ms();
     let owner = match l.owner_id {
-        Some(o) => tri!(users::find(&state.db, s.account.id, o).await).map(|u| u.email).unwrap_or_default(),
+        Some(o) => tri!(AREA, users::find(&state.db, s.account.id, o).await).map(|u| u.email).unwrap_or_default(),
         None => String::new(),
     };
-    let policy = tri!(policies::find(&state.db, s.account.id, l.policy_id).await).map(|p| p.name).unwrap_or_default();
-    let entitlements = tri!(store::entitlements::for_license(&state.db, s.account.id, l.id, l.policy_id).await);
+    let policy =
+        tri!(AREA, policies::find(&state.db, s.account.id, l.policy_id).await).map(|p| p.name).unwrap_or_default();
+    let entitlements = tri!(AREA, store::entitlements::for_license(&state.db, s.account.id, l.id, l.policy_id).await);
     let facts = html::facts(&[
         ("Key", format!("<code class=\"key\">{}</code>", esc(&l.key))),
         ("Status", esc(crate::wire::licenses::status(&l, now))),
@@ -329,7 +294,7 @@ async fn license_page(
     }
     actions.push_str(&html::button(&format!("{base}/check-out"), s.csrf(), "Download license file", ""));
     actions.push_str(&link(&format!("{base}/revoke"), "Revoke…"));
-    let machine_rows: Vec<Vec<String>> = tri!(machines::for_license(&state.db, s.account.id, l.id).await)
+    let machine_rows: Vec<Vec<String>> = tri!(AREA, machines::for_license(&state.db, s.account.id, l.id).await)
         .iter()
         .map(|m| {
             vec![
@@ -355,11 +320,11 @@ async fn confirm(
     Path((id, action)): Path<(String, String)>,
     Query(q): Q,
 ) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     if action != "revoke" {
         return error_page(AREA, Error::not_found("page", action));
     }
-    let l = tri!(service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
+    let l = tri!(AREA, service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
     let body = format!(
         "<p>Revoking deletes license <code>{}</code> and its machines. Products using it stop validating at once. This cannot be undone.</p>{}{}",
         esc(&shorten(&l.key)),
@@ -378,11 +343,11 @@ async fn license_action(
     let (s, _) = posted!(state, headers, body);
     let (db, p, account) = (&state.db, &s.principal, s.account.id);
     let l = match action.as_str() {
-        "suspend" => tri!(service::licenses::suspend(db, p, account, &id).await),
-        "reinstate" => tri!(service::licenses::reinstate(db, p, account, &id).await),
-        "renew" => tri!(service::licenses::renew(db, p, account, &id).await),
+        "suspend" => tri!(AREA, service::licenses::suspend(db, p, account, &id).await),
+        "reinstate" => tri!(AREA, service::licenses::reinstate(db, p, account, &id).await),
+        "renew" => tri!(AREA, service::licenses::renew(db, p, account, &id).await),
         "revoke" => {
-            tri!(service::licenses::revoke(db, p, account, &id).await);
+            tri!(AREA, service::licenses::revoke(db, p, account, &id).await);
             return done("/admin/licenses", "License revoked.");
         }
         other => return error_page(AREA, Error::not_found("action", other.to_string())),
@@ -404,15 +369,15 @@ async fn deactivate_machine(
     body: Bytes,
 ) -> Response {
     let (s, _) = posted!(state, headers, body);
-    let (m, l) = tri!(service::machines::find(&state.db, &s.principal, s.account.id, &id).await);
-    tri!(service::machines::deactivate(&state, &s.principal, &m).await);
+    let (m, l) = tri!(AREA, service::machines::find(&state.db, &s.principal, s.account.id, &id).await);
+    tri!(AREA, service::machines::deactivate(&state, &s.principal, &m).await);
     done(&format!("/admin/licenses/{}", l.id), "Machine deactivated.")
 }
 
 async fn products_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let number = page_number(&q);
-    let listing = tri!(products::list(&state.db, s.account.id, None, Page { size: PAGE_SIZE, number }).await);
+    let listing = tri!(AREA, products::list(&state.db, s.account.id, None, Page { size: PAGE_SIZE, number }).await);
     let rows: Vec<Vec<String>> = listing
         .rows
         .iter()
@@ -462,21 +427,17 @@ async fn create_product(State(state): State<AppState>, headers: HeaderMap, body:
         updated_at: now,
     };
     if let Err(e) = products::insert(&state.db, &p, &[Raised::product("product.created", &p)]).await {
-        let e = if crate::db::is_unique_violation(&e) {
-            Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
-        } else {
-            Error::from(e)
-        };
-        return error_page(AREA, e);
+        return error_page(AREA, taken(e, "code", "CODE_TAKEN"));
     }
     done("/admin/products", "Product created.")
 }
 
 async fn policies_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let number = page_number(&q);
-    let listing = tri!(policies::list(&state.db, s.account.id, None, Page { size: PAGE_SIZE, number }).await);
-    let all_products = tri!(products::list(&state.db, s.account.id, None, Page { size: 100, number: 1 }).await).rows;
+    let listing = tri!(AREA, policies::list(&state.db, s.account.id, None, Page { size: PAGE_SIZE, number }).await);
+    let all_products =
+        tri!(AREA, products::list(&state.db, s.account.id, None, Page { size: 100, number: 1 }).await).rows;
     let rows: Vec<Vec<String>> = listing
         .rows
         .iter()
@@ -538,7 +499,7 @@ async fn create_policy(State(state): State<AppState>, headers: HeaderMap, body: 
     let Some(product) = form.get("product").and_then(|p| Uuid::parse_str(p).ok()) else {
         return error_page(AREA, Error::invalid_attr("product", "must be chosen", "PRODUCT_BLANK"));
     };
-    if tri!(products::find(&state.db, account, &product.to_string()).await).is_none() {
+    if tri!(AREA, products::find(&state.db, account, &product.to_string()).await).is_none() {
         return error_page(AREA, Error::not_found("product", product.to_string()));
     }
     let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
@@ -557,14 +518,14 @@ async fn create_policy(State(state): State<AppState>, headers: HeaderMap, body: 
     let mut rules = PolicyRules {
         protected: !form.contains_key("unprotected"),
         floating: form.contains_key("floating"),
-        max_machines: tri!(number("max_machines")),
-        duration: tri!(number("duration_days")).map(|d| d * 86_400),
+        max_machines: tri!(AREA, number("max_machines")),
+        duration: tri!(AREA, number("duration_days")).map(|d| d * 86_400),
         ..Default::default()
     };
     if form.contains_key("license_auth") {
         rules.authentication_strategy = crate::model::AuthenticationStrategy::License;
     }
-    tri!(rules.normalize_and_validate());
+    tri!(AREA, rules.normalize_and_validate());
     let now = time::now_ms();
     let p = Policy {
         id: Uuid::new_v4(),
@@ -576,15 +537,15 @@ async fn create_policy(State(state): State<AppState>, headers: HeaderMap, body: 
         created_at: now,
         updated_at: now,
     };
-    tri!(policies::insert(&state.db, &p, &[Raised::policy("policy.created", &p)]).await);
+    tri!(AREA, policies::insert(&state.db, &p, &[Raised::policy("policy.created", &p)]).await);
     done("/admin/policies", "Policy created.")
 }
 
 async fn users_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let number = page_number(&q);
     let listing =
-        tri!(users::list(&state.db, s.account.id, &Default::default(), Page { size: PAGE_SIZE, number }).await);
+        tri!(AREA, users::list(&state.db, s.account.id, &Default::default(), Page { size: PAGE_SIZE, number }).await);
     let rows: Vec<Vec<String>> = listing
         .rows
         .iter()
@@ -636,8 +597,8 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: By
         return error_page(AREA, Error::invalid_attr("email", "must be a valid email", "EMAIL_INVALID"));
     }
     let password = form.get("password").cloned().unwrap_or_default();
-    tri!(service::users::check_password(&password, "/data/attributes/password"));
-    let hash = tri!(crate::crypto::secrets::hash_password(password).await.map_err(Error::Internal));
+    tri!(AREA, service::users::check_password(&password, "/data/attributes/password"));
+    let hash = tri!(AREA, crate::crypto::secrets::hash_password(password).await.map_err(Error::Internal));
     let now = time::now_ms();
     let u = User {
         id: Uuid::new_v4(),
@@ -654,12 +615,7 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: By
         updated_at: now,
     };
     if let Err(e) = users::insert(&state.db, &u, &[Raised::user("user.created", &u)]).await {
-        let e = if crate::db::is_unique_violation(&e) {
-            Error::invalid_attr("email", "has already been taken", "EMAIL_TAKEN")
-        } else {
-            Error::from(e)
-        };
-        return error_page(AREA, e);
+        return error_page(AREA, taken(e, "email", "EMAIL_TAKEN"));
     }
     done("/admin/users", "User created.")
 }
@@ -672,7 +628,7 @@ async fn user_action(
 ) -> Response {
     let (s, _) = posted!(state, headers, body);
     let Ok(uuid) = Uuid::parse_str(&id) else { return error_page(AREA, Error::not_found("user", id)) };
-    let Some(before) = tri!(users::find(&state.db, s.account.id, uuid).await) else {
+    let Some(before) = tri!(AREA, users::find(&state.db, s.account.id, uuid).await) else {
         return error_page(AREA, Error::not_found("user", id));
     };
     let mut after = before.clone();
@@ -682,23 +638,25 @@ async fn user_action(
         other => return error_page(AREA, Error::not_found("action", other.to_string())),
     };
     after.updated_at = time::now_ms();
-    tri!(service::users::save(&state.db, &s.principal, &before, &after).await);
+    tri!(AREA, service::users::save(&state.db, &s.principal, &before, &after).await);
     done("/admin/users", if action == "ban" { "User banned." } else { "User unbanned." })
 }
 
 async fn webhooks_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let account = s.account.id;
     let endpoints =
-        tri!(store::webhooks::list_endpoints(&state.db, account, None, Page { size: 100, number: 1 }).await);
+        tri!(AREA, store::webhooks::list_endpoints(&state.db, account, None, Page { size: 100, number: 1 }).await);
     let rows: Vec<Vec<String>> = endpoints
         .rows
         .iter()
         .map(|e| vec![esc(&e.url), esc(&e.subscriptions.0.join(", ")), esc(&e.signature_algorithm)])
         .collect();
     let number = page_number(&q);
-    let deliveries =
-        tri!(store::webhooks::list_deliveries(&state.db, account, &[], None, Page { size: PAGE_SIZE, number }).await);
+    let deliveries = tri!(
+        AREA,
+        store::webhooks::list_deliveries(&state.db, account, &[], None, Page { size: PAGE_SIZE, number }).await
+    );
     let drows: Vec<Vec<String>> = deliveries
         .rows
         .iter()
@@ -730,22 +688,23 @@ async fn retry_delivery(
 ) -> Response {
     let (s, _) = posted!(state, headers, body);
     let Ok(uuid) = Uuid::parse_str(&id) else { return error_page(AREA, Error::not_found("webhook event", id)) };
-    let Some(d) = tri!(store::webhooks::find_delivery(&state.db, s.account.id, uuid).await) else {
+    let Some(d) = tri!(AREA, store::webhooks::find_delivery(&state.db, s.account.id, uuid).await) else {
         return error_page(AREA, Error::not_found("webhook event", id));
     };
-    tri!(store::webhooks::insert_retry(&state.db, &d, Uuid::new_v4(), time::now_ms()).await);
+    tri!(AREA, store::webhooks::insert_retry(&state.db, &d, Uuid::new_v4(), time::now_ms()).await);
     done("/admin/webhooks", "Delivery queued again.")
 }
 
 async fn events_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let number = page_number(&q);
     let event = q.get("event").map(|e| e.trim().to_string()).unwrap_or_default();
     let f = store::events::LogFilter {
         events: if event.is_empty() { vec![] } else { vec![event.clone()] },
         ..Default::default()
     };
-    let logs = tri!(store::events::list_logs(&state.db, s.account.id, &f, Page { size: PAGE_SIZE, number }).await);
+    let logs =
+        tri!(AREA, store::events::list_logs(&state.db, s.account.id, &f, Page { size: PAGE_SIZE, number }).await);
     let rows: Vec<Vec<String>> = logs
         .rows
         .iter()
@@ -774,6 +733,15 @@ async fn events_page(State(state): State<AppState>, headers: HeaderMap, Query(q)
     render(&s, "Event log", &q, &body)
 }
 
+/// A unique-constraint violation as "`attr` has already been taken".
+fn taken(e: sqlx::Error, attr: &str, code: &'static str) -> Error {
+    if crate::db::is_unique_violation(&e) {
+        Error::invalid_attr(attr, "has already been taken", code)
+    } else {
+        Error::from(e)
+    }
+}
+
 fn metadata_text(v: &Value) -> String {
     match v.as_object() {
         Some(m) if !m.is_empty() => v.to_string(),
@@ -782,7 +750,7 @@ fn metadata_text(v: &Value) -> String {
 }
 
 async fn keys_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let a = &s.account;
     let body = format!(
         "<p>Products verify signed keys, license files and responses with these public keys (see docs/offline.md). Account id: <code>{}</code></p>{}",

@@ -10,6 +10,26 @@
 //! rate limit (the same buckets), and every page carries a Content-Security-Policy that allows
 //! no script and no framing.
 
+/// `?` for pages of `$area`: an error becomes that area's error page.
+macro_rules! tri {
+    ($area:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $crate::console::error_page($area, $crate::error::Error::from(e)),
+        }
+    };
+}
+
+/// The signed-in session of `$area`, or (returned) the redirect to its sign-in page.
+macro_rules! signed_in {
+    ($state:expr, $headers:expr, $area:expr) => {
+        match $crate::console::signed(&$state, &$headers, $area).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+}
+
 pub mod admin;
 pub mod html;
 pub mod portal;
@@ -70,6 +90,8 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(admin::router())
         .merge(portal::router())
+        .merge(session_routes(Area::Admin))
+        .merge(session_routes(Area::Portal))
         .route("/admin/assets/console.css", get(css))
         .route("/portal/assets/console.css", get(css))
         .layer(middleware::from_fn_with_state(state, security_headers))
@@ -382,6 +404,26 @@ pub async fn license_file_download(state: &AppState, s: &Signed, id: &str, area:
         }
         Err(e) => error_page(area, e),
     }
+}
+
+/// `…/sign-in` (the form, and signing in) and `…/sign-out` of one area.
+fn session_routes(area: Area) -> Router<AppState> {
+    use axum::routing::post;
+    let form = move |State(state): State<AppState>, headers: HeaderMap| async move {
+        sign_in_page(&state, &headers, area).await
+    };
+    let submit = move |State(state): State<AppState>, req: Request| async move {
+        let peer = peer(&req);
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+        sign_in(&state, peer, &parts.headers, area, std::str::from_utf8(&body).unwrap_or("")).await
+    };
+    let leave = move |State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes| async move {
+        sign_out(&state, &headers, area, std::str::from_utf8(&body).unwrap_or("")).await
+    };
+    Router::new()
+        .route(&format!("{}/sign-in", area.base()), get(form).post(submit))
+        .route(&format!("{}/sign-out", area.base()), post(leave))
 }
 
 /// The client's address, when the server recorded it.

@@ -6,15 +6,14 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use super::html::{self, esc};
-use super::{csrf_ok, done, error_page, forbidden, form_fields, signed, Area, Signed};
-use crate::error::Error;
+use super::{csrf_ok, done, forbidden, form_fields, Area, Signed};
 use crate::model::Page;
 use crate::service;
 use crate::state::AppState;
@@ -28,8 +27,6 @@ const AREA: Area = Area::Portal;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/portal", get(home))
-        .route("/portal/sign-in", get(sign_in_page).post(sign_in))
-        .route("/portal/sign-out", post(sign_out))
         .route("/portal/licenses/{id}", get(license_page))
         .route("/portal/licenses/{id}/check-out", post(check_out))
         .route("/portal/machines/{id}/deactivate", post(deactivate))
@@ -43,44 +40,11 @@ fn render(s: &Signed, title: &str, q: &HashMap<String, String>, body: &str) -> R
         .into_response()
 }
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return error_page(AREA, Error::from(e)),
-        }
-    };
-}
-
-macro_rules! signed_in {
-    ($state:expr, $headers:expr) => {
-        match signed(&$state, &$headers, AREA).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        }
-    };
-}
-
-async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    super::sign_in_page(&state, &headers, AREA).await
-}
-
-async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
-    let peer = super::peer(&req);
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
-    super::sign_in(&state, peer, &parts.headers, AREA, std::str::from_utf8(&body).unwrap_or("")).await
-}
-
-async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    super::sign_out(&state, &headers, AREA, std::str::from_utf8(&body).unwrap_or("")).await
-}
-
 async fn home(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let now = time::now_ms();
     let f = LicenseFilter { user: Some(s.user.id), ..Default::default() };
-    let mine = tri!(licenses::list(&state.db, s.account.id, &f, Page { size: 100, number: 1 }).await);
+    let mine = tri!(AREA, licenses::list(&state.db, s.account.id, &f, Page { size: 100, number: 1 }).await);
     let rows: Vec<Vec<String>> = mine
         .rows
         .iter()
@@ -103,11 +67,11 @@ async fn license_page(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let s = signed_in!(state, headers);
-    let l = tri!(service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
+    let s = signed_in!(state, headers, AREA);
+    let l = tri!(AREA, service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
     let now = time::now_ms();
-    let entitlements = tri!(store::entitlements::for_license(&state.db, s.account.id, l.id, l.policy_id).await);
-    let machine_rows: Vec<Vec<String>> = tri!(machines::for_license(&state.db, s.account.id, l.id).await)
+    let entitlements = tri!(AREA, store::entitlements::for_license(&state.db, s.account.id, l.id, l.policy_id).await);
+    let machine_rows: Vec<Vec<String>> = tri!(AREA, machines::for_license(&state.db, s.account.id, l.id).await)
         .iter()
         .map(|m| {
             vec![
@@ -134,7 +98,7 @@ async fn license_page(
 /// `POST /portal/licenses/{id}/check-out`: the customer's own license file, for an offline
 /// install.
 async fn check_out(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     if !csrf_ok(&s, &form_fields(std::str::from_utf8(&body).unwrap_or(""))) {
         return forbidden(AREA);
     }
@@ -147,13 +111,14 @@ async fn deactivate(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     if !csrf_ok(&s, &form_fields(std::str::from_utf8(&body).unwrap_or(""))) {
         return forbidden(AREA);
     }
     // The API's rules: a customer may deactivate machines of the licenses they hold, where the
     // policy lets users do so.
     let (m, l) = tri!(
+        AREA,
         service::machines::find_for(
             &state.db,
             &s.principal,
@@ -163,12 +128,12 @@ async fn deactivate(
         )
         .await
     );
-    tri!(service::machines::deactivate(&state, &s.principal, &m).await);
+    tri!(AREA, service::machines::deactivate(&state, &s.principal, &m).await);
     done(&format!("/portal/licenses/{}", l.id), "Machine deactivated.")
 }
 
 async fn password_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let body = html::form(
         "/portal/password",
         s.csrf(),
@@ -183,13 +148,13 @@ async fn password_page(State(state): State<AppState>, headers: HeaderMap, Query(
 }
 
 async fn change_password(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = signed_in!(state, headers);
+    let s = signed_in!(state, headers, AREA);
     let form = form_fields(std::str::from_utf8(&body).unwrap_or(""));
     if !csrf_ok(&s, &form) {
         return forbidden(AREA);
     }
     let current = form.get("current").cloned().unwrap_or_default();
     let new = form.get("new").cloned().unwrap_or_default();
-    tri!(service::users::update_password(&state.db, &s.principal, &s.user, &current, new).await);
+    tri!(AREA, service::users::update_password(&state.db, &s.principal, &s.user, &current, new).await);
     done("/portal", "Password changed.")
 }
