@@ -29,6 +29,8 @@ const NAV: html::Nav<'static> = &[
     ("/admin/products", "Products"),
     ("/admin/policies", "Policies"),
     ("/admin/users", "Users"),
+    ("/admin/entitlements", "Entitlements"),
+    ("/admin/tokens", "Tokens"),
     ("/admin/webhooks", "Webhooks"),
     ("/admin/events", "Event log"),
     ("/admin/keys", "Keys"),
@@ -48,6 +50,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/policies", get(policies_page).post(create_policy))
         .route("/admin/users", get(users_page).post(create_user))
         .route("/admin/users/{id}/{action}", post(user_action))
+        .route("/admin/entitlements", get(entitlements_page).post(create_entitlement))
+        .route("/admin/tokens", get(tokens_page).post(create_token))
+        .route("/admin/tokens/{id}/revoke", post(revoke_token))
         .route("/admin/webhooks", get(webhooks_page))
         .route("/admin/webhooks/{id}/retry", post(retry_delivery))
         .route("/admin/events", get(events_page))
@@ -640,6 +645,155 @@ async fn user_action(
     after.updated_at = time::now_ms();
     tri!(AREA, service::users::save(&state.db, &s.principal, &before, &after).await);
     done("/admin/users", if action == "ban" { "User banned." } else { "User unbanned." })
+}
+
+async fn entitlements_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
+    let s = signed_in!(state, headers, AREA);
+    let number = page_number(&q);
+    let listing = tri!(
+        AREA,
+        store::entitlements::list(
+            &state.db,
+            s.account.id,
+            store::entitlements::Scope::Account,
+            Page { size: PAGE_SIZE, number }
+        )
+        .await
+    );
+    let rows: Vec<Vec<String>> =
+        listing.rows.iter().map(|e| vec![format!("<code>{}</code>", esc(&e.code)), esc(&e.name)]).collect();
+    let body = format!(
+        "<p>Entitlements are features a license grants (a product checks them with validate-key's <code>scope.entitlements</code>). Attach them to policies or licenses through the API.</p>{}{}<h2>New entitlement</h2>{}",
+        html::table("Entitlements", &["Code", "Name"], &rows),
+        html::pager("/admin/entitlements", "", number, PAGE_SIZE, listing.total),
+        html::form(
+            "/admin/entitlements",
+            s.csrf(),
+            &format!("{}{}", html::input("code", "Code (e.g. EXPORT_PDF)", "text", "", true), html::input("name", "Name", "text", "", true)),
+            "Create entitlement"
+        )
+    );
+    render(&s, "Entitlements", &q, &body)
+}
+
+async fn create_entitlement(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, form) = posted!(state, headers, body);
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let (code, name) = (field("code"), field("name"));
+    if code.is_empty() {
+        return error_page(AREA, Error::invalid_attr("code", "cannot be blank", "CODE_BLANK"));
+    }
+    let now = time::now_ms();
+    let e = crate::model::Entitlement {
+        id: Uuid::new_v4(),
+        account_id: s.account.id,
+        name: if name.is_empty() { code.clone() } else { name },
+        code,
+        metadata: empty_metadata(),
+        created_at: now,
+        updated_at: now,
+    };
+    if let Err(err) =
+        store::entitlements::insert(&state.db, &e, &[Raised::entitlement("entitlement.created", &e)]).await
+    {
+        return error_page(AREA, taken(err, "code", "CODE_TAKEN"));
+    }
+    done("/admin/entitlements", "Entitlement created.")
+}
+
+/// The admin token lifetime the API gives too.
+const ADMIN_TOKEN_TTL: i64 = 90 * time::DAY;
+
+async fn tokens_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
+    let s = signed_in!(state, headers, AREA);
+    let number = page_number(&q);
+    let listing =
+        tri!(AREA, store::tokens::list(&state.db, s.account.id, None, None, Page { size: PAGE_SIZE, number }).await);
+    let all_products =
+        tri!(AREA, products::list(&state.db, s.account.id, None, Page { size: 100, number: 1 }).await).rows;
+    let rows: Vec<Vec<String>> = listing
+        .rows
+        .iter()
+        .map(|t| {
+            let bearer = match t.bearer_type.as_str() {
+                "product" => all_products
+                    .iter()
+                    .find(|p| p.id == t.bearer_id)
+                    .map_or("product".into(), |p| format!("product {}", p.name)),
+                other => format!("{other} {}", t.bearer_id),
+            };
+            vec![
+                esc(t.name.as_deref().unwrap_or("")),
+                esc(&t.kind),
+                esc(&bearer),
+                esc(&time::iso_opt(t.expiry).unwrap_or_else(|| "never".into())),
+                html::button(&format!("/admin/tokens/{}/revoke", t.id), s.csrf(), "Revoke", "danger"),
+            ]
+        })
+        .collect();
+    let mut bearers = vec![("me".to_string(), format!("Me ({}), an admin token for 90 days", s.user.email))];
+    bearers.extend(all_products.iter().map(|p| (p.id.to_string(), format!("Product {} (for your backend)", p.name))));
+    let body = format!(
+        "{}{}<h2>New token</h2>{}",
+        html::table("Tokens", &["Name", "Kind", "Bearer", "Expires", ""], &rows),
+        html::pager("/admin/tokens", "", number, PAGE_SIZE, listing.total),
+        html::form(
+            "/admin/tokens",
+            s.csrf(),
+            &format!(
+                "{}{}",
+                html::select("bearer", "For", &bearers, "me"),
+                html::input("name", "Name", "text", "", false)
+            ),
+            "Create token"
+        )
+    );
+    render(&s, "Tokens", &q, &body)
+}
+
+/// `POST /admin/tokens`: the secret is shown on this one page and never again (only its digest
+/// is stored).
+async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, form) = posted!(state, headers, body);
+    let name = form.get("name").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let bearer = form.get("bearer").map(String::as_str).unwrap_or("me");
+    let now = time::now_ms();
+    let (bearer_type, bearer_id, role, expiry) = if bearer == "me" {
+        ("user", s.user.id, s.user.role.clone(), Some(now + ADMIN_TOKEN_TTL))
+    } else {
+        let Some(product) = tri!(AREA, products::find(&state.db, s.account.id, bearer).await) else {
+            return error_page(AREA, Error::not_found("product", bearer.to_string()));
+        };
+        ("product", product.id, "product".to_string(), None)
+    };
+    let opts = crate::auth::NewToken { name, expiry, ..Default::default() };
+    let (token, raw) =
+        tri!(AREA, crate::auth::issue_token(&state.db, s.account.id, bearer_type, bearer_id, &role, opts).await);
+    let body = format!(
+        "<p>Copy the token now: it is shown only this once.</p>{}<p>{}</p>",
+        html::facts(&[
+            ("Token", format!("<code class=\"key\">{}</code>", esc(&raw))),
+            ("Kind", esc(&token.kind)),
+            ("Expires", esc(&time::iso_opt(token.expiry).unwrap_or_else(|| "never".into()))),
+        ]),
+        link("/admin/tokens", "Back to tokens")
+    );
+    render(&s, "Token created", &HashMap::new(), &body)
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (s, _) = posted!(state, headers, body);
+    let Ok(uuid) = Uuid::parse_str(&id) else { return error_page(AREA, Error::not_found("token", id)) };
+    let Some(t) = tri!(AREA, store::tokens::find(&state.db, s.account.id, uuid).await) else {
+        return error_page(AREA, Error::not_found("token", id));
+    };
+    tri!(AREA, store::tokens::delete(&state.db, s.account.id, t.id, &[Raised::token("token.revoked", &t)]).await);
+    done("/admin/tokens", "Token revoked.")
 }
 
 async fn webhooks_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {

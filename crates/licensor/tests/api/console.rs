@@ -261,6 +261,26 @@ async fn console_actions_are_seen_by_every_surface() {
     let r = v.get(&page).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
+    // A product token made in the console is shown once and works against the API.
+    let r = v.post("/admin/tokens", &[("csrf", &csrf), ("bearer", &product), ("name", "backend")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("shown only this once"));
+    let at = r.body.find("<code class=\"key\">").unwrap() + "<code class=\"key\">".len();
+    let raw = r.body[at..].split('<').next().unwrap().to_string();
+    assert_eq!(app.get(&app.acct("/licenses"), &As::Bearer(raw.clone())).await.status, StatusCode::OK);
+    let listed = v.get("/admin/tokens").await;
+    assert!(!listed.body.contains(&raw), "the secret is never shown again");
+    let token_id = app.get(&app.acct("/tokens"), &As::Bearer(raw.clone())).await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    v.post(&format!("/admin/tokens/{token_id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(app.get(&app.acct("/licenses"), &As::Bearer(raw)).await.status, StatusCode::UNAUTHORIZED);
+    let r = v.post("/admin/entitlements", &[("csrf", &csrf), ("code", "EXPORT_PDF"), ("name", "Export to PDF")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = v.post("/admin/entitlements", &[("csrf", &csrf), ("code", "EXPORT_PDF"), ("name", "Again")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "a taken code is refused: {}", r.body);
+
     // Bad input is a page, not a 500.
     let r = v
         .post("/admin/policies", &[("csrf", &csrf), ("product", &product), ("name", "X"), ("max_machines", "many")])
