@@ -246,6 +246,9 @@ struct Window {
     /// The shared table's total for this window when last synced (this node's synced hits
     /// included).
     shared: u64,
+    /// First hits of the window on their way to the shared table (see [`Limiter::hit`]); the
+    /// sync leaves them alone, so a hit is never added twice.
+    seeding: u64,
 }
 
 /// The approximate counters of one node.
@@ -290,9 +293,11 @@ impl Limiter {
                     let start = window_start(*rate, now);
                     let w = &mut ws[i];
                     if w.start != start {
-                        *w = Window { start, unsynced: 0, shared: 0 };
+                        *w = Window { start, ..Window::default() };
                         if rate.period >= SHARED_FROM && shared {
                             fresh.push((i, start));
+                            w.seeding += 1;
+                            continue;
                         }
                     }
                     w.unsynced += 1;
@@ -314,18 +319,20 @@ impl Limiter {
         for (i, start) in fresh {
             let rate = rates[i];
             let key = format!("{bucket}/{}", window_name(rate.period));
-            match rate_limits::add(db, &key, start, start + period_ms(rate), 1).await {
-                Ok(total) => {
-                    let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(w) = windows.get_mut(bucket).and_then(|ws| ws.get_mut(i)) {
-                        if w.start == start && w.unsynced > 0 {
-                            w.unsynced -= 1;
-                            w.shared = w.shared.max(u64::try_from(total).unwrap_or(0));
-                        }
+            let added = rate_limits::add(db, &key, start, start + period_ms(rate), 1).await;
+            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = windows.get_mut(bucket).and_then(|ws| ws.get_mut(i)) {
+                if w.start == start && w.seeding > 0 {
+                    w.seeding -= 1;
+                    match &added {
+                        Ok(total) => w.shared = w.shared.max(u64::try_from(*total).unwrap_or(0)),
+                        // Counted locally all the same; the next sync shares it.
+                        Err(_) => w.unsynced += 1,
                     }
                 }
-                // Counted locally all the same; the next sync shares it.
-                Err(e) => e.log("rate limit counter"),
+            }
+            if let Err(e) = added {
+                e.log("rate limit counter");
             }
         }
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -336,7 +343,7 @@ impl Limiter {
     fn fullest(&self, ws: &[Window], now: i64) -> Option<Verdict> {
         let mut worst: Option<Verdict> = None;
         for (rate, w) in self.config.requests.iter().zip(ws) {
-            let v = Verdict::of(*rate, w.shared + w.unsynced, w.start, now);
+            let v = Verdict::of(*rate, w.shared + w.unsynced + w.seeding, w.start, now);
             worst = match worst {
                 Some(cur) if cur.allowed && !v.allowed => Some(v),
                 Some(cur) if cur.allowed == v.allowed && v.usage() > cur.usage() => Some(v),
