@@ -142,6 +142,9 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                     if let Err(e) = rate_limits::purge(&state.db, now).await {
                         tracing::warn!(error = %e, "could not purge old rate-limit counters; will retry");
                     }
+                    if let Err(e) = crate::store::sessions::purge(&state.db, now).await {
+                        tracing::warn!(error = %e, "could not purge expired console sessions; will retry");
+                    }
                     let lease_until = now + 2 * CULL_EVERY.as_millis() as i64;
                     match leases::acquire(&state.db, "cull", &node, now, lease_until).await {
                         Ok(true) => {

@@ -387,3 +387,17 @@ async fn validate(app: &TestApp, key: String) -> String {
     let r = app.post(&app.acct("/licenses/actions/validate-key"), &As::Anonymous, body).await;
     r.body["meta"]["code"].as_str().unwrap().to_string()
 }
+
+#[tokio::test]
+async fn sessions_expire_and_are_purged() {
+    let app = spawn_app().await;
+    let mut v = Visitor::new(&app);
+    assert_eq!(v.sign_in("/admin", &app.admin_email, PASSWORD).await.status, StatusCode::OK);
+    // Nothing is due yet; past the lifetime, the session is gone and the console asks again.
+    let now = licensor::time::now_ms();
+    assert_eq!(licensor::store::sessions::purge(&app.db, now).await.unwrap(), 0);
+    let later = now + licensor::console::SESSION_TTL + 1;
+    assert_eq!(licensor::store::sessions::purge(&app.db, later).await.unwrap(), 1);
+    let r = v.get("/admin").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/admin/sign-in"));
+}
