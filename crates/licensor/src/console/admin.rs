@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/licenses", get(licenses_page).post(create_license))
         .route("/admin/licenses/{id}", get(license_page))
         .route("/admin/licenses/{id}/check-out", post(check_out))
+        .route("/admin/licenses/{id}/owner", post(change_owner))
         .route("/admin/licenses/{id}/{action}", get(confirm).post(license_action))
         .route("/admin/machines/{id}/deactivate", post(deactivate_machine))
         .route("/admin/products", get(products_page).post(create_product))
@@ -311,8 +312,14 @@ async fn license_page(
             ]
         })
         .collect();
+    let owner_form = html::form(
+        &format!("{base}/owner"),
+        s.csrf(),
+        &html::input("email", "Owner's email (an existing user; empty for none)", "email", &owner, false),
+        "Set owner",
+    );
     let body = format!(
-        "{facts}<div class=\"actions\">{actions}</div>{}",
+        "{facts}<div class=\"actions\">{actions}</div>{}<h2>Owner</h2>{owner_form}",
         html::table("Machines", &["Fingerprint", "Name", "Activated", "Last heartbeat", ""], &machine_rows)
     );
     render(&s, l.name.as_deref().unwrap_or("License"), &q, &body)
@@ -365,6 +372,34 @@ async fn license_action(
 async fn check_out(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (s, _) = posted!(state, headers, body);
     super::license_file_download(&state, &s, &id, AREA).await
+}
+
+/// `POST /admin/licenses/{id}/owner`: the user with that email becomes the owner (none when
+/// empty); their portal then shows the license.
+async fn change_owner(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (s, form) = posted!(state, headers, body);
+    let l = tri!(AREA, service::licenses::find(&state.db, &s.principal, s.account.id, &id).await);
+    let email = form.get("email").map(|e| e.trim()).unwrap_or("");
+    let owner = if email.is_empty() {
+        None
+    } else {
+        match tri!(AREA, users::find_by_email(&state.db, s.account.id, email).await) {
+            Some(u) => Some(u.id),
+            None => {
+                return error_page(
+                    AREA,
+                    Error::invalid_attr("owner", "is not a user of this account", "OWNER_NOT_FOUND"),
+                )
+            }
+        }
+    };
+    let l = tri!(AREA, service::licenses::set_owner(&state.db, &l, owner).await);
+    done(&format!("/admin/licenses/{}", l.id), if owner.is_some() { "Owner set." } else { "Owner removed." })
 }
 
 async fn deactivate_machine(

@@ -397,6 +397,29 @@ pub async fn reset_uses(db: &Db, p: &Principal, account: Uuid, id: &str) -> Resu
     reload(db, account, l.id).await
 }
 
+/// Gives `l` a new owner (or none). The owner counts as one of the license's users, so the
+/// change is refused past `maxUsers` (with the policy's overage), checked under the license's
+/// lock. Callers have already checked the caller may manage `l`.
+pub async fn set_owner(db: &Db, l: &License, owner: Option<Uuid>) -> Result<License> {
+    if let Some(id) = owner {
+        crate::store::users::find(db, l.account_id, id)
+            .await?
+            .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
+    }
+    let max = l.max_users().and_then(|m| l.rules().overage_allowance(m));
+    let mut after = l.clone();
+    after.owner_id = owner;
+    let events = [Raised::license("license.owner.updated", &after)];
+    if !licenses::set_owner(db, l.account_id, l.id, owner, max, time::now_ms(), &events).await? {
+        return Err(Error::invalid_rel(
+            "users",
+            format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
+            "USER_LIMIT_EXCEEDED",
+        ));
+    }
+    reload(db, l.account_id, l.id).await
+}
+
 /// The license as stored now (after a write that other columns or nodes may have joined).
 pub async fn reload(db: &Db, account: Uuid, id: Uuid) -> Result<License> {
     licenses::find(db, account, id).await?.ok_or_else(|| Error::not_found("license", id.to_string()))

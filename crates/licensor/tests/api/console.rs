@@ -224,6 +224,15 @@ async fn console_actions_are_seen_by_every_surface() {
     v.post(&format!("{page}/reinstate"), &[("csrf", &csrf)]).await;
     assert_eq!(validate(&app, key.clone()).await, "VALID");
 
+    // An owner set in the console owns it in the API (and sees it in the portal).
+    let buyer = app.create_user("buyer@example.com").await;
+    let r = v.post(&format!("{page}/owner"), &[("csrf", &csrf), ("email", "buyer@example.com")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let owner = app.get(&app.acct(&format!("/licenses/{license}")), &app.admin()).await;
+    assert_eq!(owner.body["data"]["relationships"]["owner"]["data"]["id"], buyer.as_str());
+    let r = v.post(&format!("{page}/owner"), &[("csrf", &csrf), ("email", "nobody@example.com")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // The license file downloads, and verifies offline with the account's key.
     let r = v.post(&format!("{page}/check-out"), &[("csrf", &csrf)]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

@@ -378,26 +378,7 @@ pub async fn change_policy(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 pub async fn change_owner(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let owner = parse_to_one(body, "owner")?;
-    if let Some(id) = owner {
-        users::find(ctx.db(), ctx.account_id(), id)
-            .await?
-            .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
-    }
-    let max = l.max_users().and_then(|m| l.rules().overage_allowance(m));
-    let mut after = l.clone();
-    after.owner_id = owner;
-    let events = [crate::events::Raised::license("license.owner.updated", &after)];
-    if !licenses::set_owner(ctx.db(), ctx.account_id(), l.id, owner, max, time::now_ms(), &events).await? {
-        return Err(Error::invalid_rel(
-            "users",
-            format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
-            "USER_LIMIT_EXCEEDED",
-        )
-        .into());
-    }
-    let l = licenses::find(ctx.db(), ctx.account_id(), l.id)
-        .await?
-        .ok_or_else(|| Error::not_found("license", l.id.to_string()))?;
+    let l = service::licenses::set_owner(ctx.db(), &l, owner).await?;
     Ok(document::ok(render(ctx.account_id(), &l)))
 }
 
