@@ -287,3 +287,54 @@ async fn deactivation_removes_only_offline_deployments() {
     let (status, _, body) = http_get(&app, &format!("/deactivation?key={key}&deployment={}", deployment(10))).await;
     assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "result: ok"));
 }
+
+/// `DELETE /api/licensing/v1/licenses/<productKey>` removes one licensee's licenses, never other
+/// customers': with several licensees it wants `?licenseeId=…` and removes nothing until then.
+#[tokio::test]
+async fn a_licensing_delete_never_removes_other_customers_licenses() {
+    let app = spawn_app().await;
+    let product = app.create_product("Engine").await;
+    let grant = |licensee: &str| {
+        json!({"licenseeId": licensee, "licenseeName": format!("Customer {licensee}"), "expiration": "2099-12-31",
+               "licenses": [{"productKey": key_of(&product), "type": "S", "quantity": 1}]})
+        .to_string()
+    };
+    for licensee in ["11.111.111/0001-11", "22.222.222/0001-22"] {
+        let r = app
+            .send(
+                Method::POST,
+                "/api/licensing/v1/licenses/create",
+                &app.admin(),
+                Some("application/json"),
+                &grant(licensee),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    // A third customer's license, made through the Keygen API under the same product.
+    let policy = app.create_policy(&product, json!({})).await;
+    app.create_license(&policy, json!({"name": "Keygen customer"})).await;
+    let listing = app.acct(&format!("/licenses?product={product}"));
+    let count = || async { app.get(&listing, &app.admin()).await.body["data"].as_array().unwrap().len() };
+    assert_eq!(count().await, 3);
+
+    let path = format!("/api/licensing/v1/licenses/{}", key_of(&product));
+    let r = app.send(Method::DELETE, &path, &app.admin(), None, "").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "ambiguous_licensee");
+    assert_eq!(count().await, 3, "nothing removed");
+
+    let r = app.send(Method::DELETE, &format!("{path}?licenseeId=11.111.111/0001-11"), &app.admin(), None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(count().await, 2, "only that licensee's license");
+    let r = app.send(Method::DELETE, &format!("{path}?licenseeId=11.111.111/0001-11"), &app.admin(), None, "").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "already gone");
+    let names: Vec<String> = app.get(&app.acct(&format!("/licenses?product={product}")), &app.admin()).await.body
+        ["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["attributes"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(names.contains(&"Keygen customer".to_string()) && names.iter().any(|n| n.contains("22.222")), "{names:?}");
+}

@@ -1,5 +1,6 @@
 //! Reading the catalogue (products, extensions) and the installed licenses; removing licenses.
 
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -124,14 +125,56 @@ pub async fn license(c: Caller, KeyParam(key): KeyParam) -> Reply<Json<Value>> {
     Ok(Json(license_json(&c, &best, Some(&p)).await?))
 }
 
-/// `DELETE /licenses/<productKey>`: removes the product's licenses; 204 when it had none.
-pub async fn delete_license(c: Caller, KeyParam(key): KeyParam) -> Reply {
+/// The licensee a license was installed for: the `licenseeId` of the license code's grant,
+/// kept on its group. `None` for a license made another way (the Keygen API, core/v1).
+async fn licensee_of(c: &Caller, l: &License) -> Result<Option<String>, Error> {
+    let Some(group) = l.group_id else { return Ok(None) };
+    let group = groups::find(c.db(), c.account.id, group).await?;
+    Ok(group.and_then(|g| g.metadata.0.get("licensee_id").and_then(Value::as_str).map(str::to_string)))
+}
+
+/// `DELETE /licenses/<productKey>[?licenseeId=…]`: removes one licensee's license of the
+/// product; 204 when there is none.
+///
+/// The seed's base holds one license per product; a Licensor account holds every customer's.
+/// So the delete is scoped to a licensee: the one named by `licenseeId`, or, without it, the
+/// only one the product's licenses belong to. When they belong to several (or some were not
+/// installed from a license code), nothing is removed and the answer is 409: a call must never
+/// remove other customers' licenses.
+pub async fn delete_license(c: Caller, KeyParam(key): KeyParam, RawQuery(query): RawQuery) -> Reply {
     let Some(p) = c.product(&key).await? else { return Ok(StatusCode::NO_CONTENT.into_response()) };
-    let all = licenses_of(&c, Some(p.id)).await?;
-    if all.is_empty() {
+    let named: Option<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or(""))
+        .map_err(|_| Error::bad_request("query string is malformed", crate::error::Source::None))?
+        .into_iter()
+        .find(|(k, _)| k == "licenseeId")
+        .map(|(_, v)| v);
+    let mut held = Vec::new();
+    for l in licenses_of(&c, Some(p.id)).await? {
+        let licensee = licensee_of(&c, &l).await?;
+        held.push((l, licensee));
+    }
+    let targets: Vec<License> = match named {
+        Some(id) => held.into_iter().filter(|(_, who)| who.as_deref() == Some(id.as_str())).map(|(l, _)| l).collect(),
+        None => {
+            let one_licensee = held
+                .first()
+                .and_then(|(_, w)| w.clone())
+                .filter(|first| held.iter().all(|(_, w)| w.as_deref() == Some(first.as_str())));
+            if held.len() > 1 && one_licensee.is_none() {
+                return Err(Error::conflict(
+                    "this product's licenses belong to several licensees (or were not installed from a license code): \
+                     name the licensee with ?licenseeId=…",
+                    "AMBIGUOUS_LICENSEE",
+                )
+                .into());
+            }
+            held.into_iter().map(|(l, _)| l).collect()
+        }
+    };
+    if targets.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    for l in all {
+    for l in targets {
         licenses::delete(c.db(), c.account.id, l.id, &[crate::events::Raised::license("license.deleted", &l)]).await?;
     }
     Ok(Response::new(axum::body::Body::empty()))
