@@ -132,7 +132,8 @@ pub async fn issue_for(
         opts.expiry = default_expiry(bearer_type, role, time::now_ms());
     }
     let (row, raw) = auth::issue_token(ctx.db(), ctx.account_id(), bearer_type, bearer_id, role, opts).await?;
-    Ok(document::created(render(ctx.account_id(), &row, Some(raw))))
+    // Keygen answers a token generated through a relationship with 200, not 201.
+    Ok(document::ok(render(ctx.account_id(), &row, Some(raw))))
 }
 
 /// Lists tokens of one bearer (relationship endpoints).
