@@ -258,6 +258,21 @@ pub async fn password_login(db: &Db, account: &Account, email: &str, password: &
     }
 }
 
+/// User tokens expire after two weeks unless asked otherwise, as Keygen's do.
+const USER_TOKEN_TTL: i64 = 14 * time::DAY;
+/// Admin tokens expire after 90 days unless asked otherwise (`expiry`, `null` for never).
+/// Keygen's never expire by default; a forgotten admin token is the account, so Licensor's do.
+const ADMIN_TOKEN_TTL: i64 = 90 * time::DAY;
+
+/// The expiry a new token gets when its creator chose none.
+pub fn default_token_expiry(bearer_type: &str, role: &str, now: i64) -> Option<i64> {
+    match (bearer_type, role) {
+        ("user", "user") => Some(now + USER_TOKEN_TTL),
+        ("user", _) => Some(now + ADMIN_TOKEN_TTL),
+        _ => None,
+    }
+}
+
 /// Options for a new token.
 #[derive(Debug, Default, Clone)]
 pub struct NewToken {

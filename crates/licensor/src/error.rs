@@ -64,6 +64,16 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// A unique-constraint violation as Keygen words it ("`attr` has already been taken", `code`);
+/// any other database error as itself.
+pub fn taken(e: sqlx::Error, attr: &str, code: &'static str) -> Error {
+    if crate::db::is_unique_violation(&e) {
+        Error::invalid_attr(attr, "has already been taken", code)
+    } else {
+        Error::from(e)
+    }
+}
+
 /// The 400 for text holding a NUL character.
 pub fn nul_character() -> Error {
     Error::bad_request("The request contains a NUL character, which is not allowed", Source::None)

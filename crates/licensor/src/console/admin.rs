@@ -467,7 +467,7 @@ async fn create_product(State(state): State<AppState>, headers: HeaderMap, body:
         updated_at: now,
     };
     if let Err(e) = products::insert(&state.db, &p, &[Raised::product("product.created", &p)]).await {
-        return error_page(AREA, taken(e, "code", "CODE_TAKEN"));
+        return error_page(AREA, crate::error::taken(e, "code", "CODE_TAKEN"));
     }
     done("/admin/products", "Product created.")
 }
@@ -655,7 +655,7 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: By
         updated_at: now,
     };
     if let Err(e) = users::insert(&state.db, &u, &[Raised::user("user.created", &u)]).await {
-        return error_page(AREA, taken(e, "email", "EMAIL_TAKEN"));
+        return error_page(AREA, crate::error::taken(e, "email", "EMAIL_TAKEN"));
     }
     done("/admin/users", "User created.")
 }
@@ -731,13 +731,10 @@ async fn create_entitlement(State(state): State<AppState>, headers: HeaderMap, b
     if let Err(err) =
         store::entitlements::insert(&state.db, &e, &[Raised::entitlement("entitlement.created", &e)]).await
     {
-        return error_page(AREA, taken(err, "code", "CODE_TAKEN"));
+        return error_page(AREA, crate::error::taken(err, "code", "CODE_TAKEN"));
     }
     done("/admin/entitlements", "Entitlement created.")
 }
-
-/// The admin token lifetime the API gives too.
-const ADMIN_TOKEN_TTL: i64 = 90 * time::DAY;
 
 async fn tokens_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
     let s = signed_in!(state, headers, AREA);
@@ -794,7 +791,7 @@ async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: B
     let bearer = form.get("bearer").map(String::as_str).unwrap_or("me");
     let now = time::now_ms();
     let (bearer_type, bearer_id, role, expiry) = if bearer == "me" {
-        ("user", s.user.id, s.user.role.clone(), Some(now + ADMIN_TOKEN_TTL))
+        ("user", s.user.id, s.user.role.clone(), crate::auth::default_token_expiry("user", &s.user.role, now))
     } else {
         let Some(product) = tri!(AREA, products::find(&state.db, s.account.id, bearer).await) else {
             return error_page(AREA, Error::not_found("product", bearer.to_string()));
@@ -920,15 +917,6 @@ async fn events_page(State(state): State<AppState>, headers: HeaderMap, Query(q)
         html::pager("/admin/events", &query, number, PAGE_SIZE, logs.total)
     );
     render(&s, "Event log", &q, &body)
-}
-
-/// A unique-constraint violation as "`attr` has already been taken".
-fn taken(e: sqlx::Error, attr: &str, code: &'static str) -> Error {
-    if crate::db::is_unique_violation(&e) {
-        Error::invalid_attr(attr, "has already been taken", code)
-    } else {
-        Error::from(e)
-    }
 }
 
 fn metadata_text(v: &Value) -> String {

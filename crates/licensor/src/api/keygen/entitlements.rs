@@ -44,14 +44,6 @@ fn apply(e: &mut Entitlement, a: EntitlementInput) -> Result<(), Error> {
     Ok(())
 }
 
-fn code_taken(err: sqlx::Error) -> Error {
-    if crate::db::is_unique_violation(&err) {
-        Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
-    } else {
-        Error::from(err)
-    }
-}
-
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     ctx.admin()?;
     let data = parse_data::<EntitlementInput, NoRels>(body, "entitlements")?;
@@ -75,7 +67,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     apply(&mut e, data.attributes)?;
     entitlements::insert(ctx.db(), &e, &[crate::events::Raised::entitlement("entitlement.created", &e)])
         .await
-        .map_err(code_taken)?;
+        .map_err(|e| crate::error::taken(e, "code", "CODE_TAKEN"))?;
     Ok(document::created(render(ctx.account_id(), &e)))
 }
 
@@ -117,7 +109,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     e.updated_at = time::now_ms();
     entitlements::update(ctx.db(), &e, &[crate::events::Raised::entitlement("entitlement.updated", &e)])
         .await
-        .map_err(code_taken)?;
+        .map_err(|e| crate::error::taken(e, "code", "CODE_TAKEN"))?;
     Ok(document::ok(render(ctx.account_id(), &e)))
 }
 

@@ -86,14 +86,6 @@ fn apply(p: &mut Product, a: ProductInput) -> Result<(), Error> {
     Ok(())
 }
 
-fn code_taken(e: sqlx::Error) -> Error {
-    if crate::db::is_unique_violation(&e) {
-        Error::invalid_attr("code", "has already been taken", "CODE_TAKEN")
-    } else {
-        Error::from(e)
-    }
-}
-
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     ctx.admin()?;
     let data = parse_data::<ProductInput, NoRels>(body, "products")?;
@@ -116,7 +108,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     apply(&mut p, data.attributes)?;
     products::insert(ctx.db(), &p, &[crate::events::Raised::product("product.created", &p)])
         .await
-        .map_err(code_taken)?;
+        .map_err(|e| crate::error::taken(e, "code", "CODE_TAKEN"))?;
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 
@@ -167,7 +159,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     p.updated_at = time::now_ms();
     products::update(ctx.db(), &p, &[crate::events::Raised::product("product.updated", &p)])
         .await
-        .map_err(code_taken)?;
+        .map_err(|e| crate::error::taken(e, "code", "CODE_TAKEN"))?;
     Ok(document::ok(render(ctx.account_id(), &p)))
 }
 

@@ -16,21 +16,6 @@ use crate::store::tokens;
 use crate::store::users;
 use crate::{crypto, time};
 
-/// User tokens expire after two weeks unless asked otherwise, as Keygen's do.
-const USER_TOKEN_TTL: i64 = 14 * time::DAY;
-/// Admin tokens expire after 90 days unless asked otherwise (`expiry`, `null` for never).
-/// Keygen's never expire by default; a forgotten admin token is the account, so Licensor's do.
-const ADMIN_TOKEN_TTL: i64 = 90 * time::DAY;
-
-/// The expiry a new token gets when the request chose none.
-fn default_expiry(bearer_type: &str, role: &str, now: i64) -> Option<i64> {
-    match (bearer_type, role) {
-        ("user", "user") => Some(now + USER_TOKEN_TTL),
-        ("user", _) => Some(now + ADMIN_TOKEN_TTL),
-        _ => None,
-    }
-}
-
 pub use crate::wire::tokens::{render, TokenAttributes};
 
 #[derive(Deserialize, Default)]
@@ -112,7 +97,7 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     };
     let (mut opts, chosen) = token_options(body, false)?;
     if !chosen {
-        opts.expiry = default_expiry(&bearer_type, &role, time::now_ms());
+        opts.expiry = auth::default_token_expiry(&bearer_type, &role, time::now_ms());
     }
     let (row, raw) = auth::issue_token(ctx.db(), account, &bearer_type, bearer_id, &role, opts).await?;
     Ok(document::created(render(account, &row, Some(raw))))
@@ -129,7 +114,7 @@ pub async fn issue_for(
 ) -> ApiResult<Response> {
     let (mut opts, chosen) = token_options(body, bearer_type == "license")?;
     if !chosen {
-        opts.expiry = default_expiry(bearer_type, role, time::now_ms());
+        opts.expiry = auth::default_token_expiry(bearer_type, role, time::now_ms());
     }
     let (row, raw) = auth::issue_token(ctx.db(), ctx.account_id(), bearer_type, bearer_id, role, opts).await?;
     // Keygen answers a token generated through a relationship with 200, not 201.
@@ -193,8 +178,9 @@ pub async fn regenerate(ctx: Ctx) -> ApiResult<Response> {
     let raw = crypto::secrets::generate_token(crypto::secrets::token_prefix(&t.bearer_type, &role));
     let now = time::now_ms();
     t.digest = crypto::secrets::token_digest(&raw);
+    // A regenerated user token gets a fresh lifetime, as Keygen's do.
     if t.bearer_type == "user" && role == "user" {
-        t.expiry = Some(now + USER_TOKEN_TTL);
+        t.expiry = auth::default_token_expiry("user", "user", now);
     }
     t.updated_at = now;
     let events = [crate::events::Raised::token("token.regenerated", &t)];

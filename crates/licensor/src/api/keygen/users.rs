@@ -116,14 +116,6 @@ pub async fn change_group(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
 
-fn taken(e: sqlx::Error) -> Error {
-    if crate::db::is_unique_violation(&e) {
-        Error::invalid_attr("email", "has already been taken", "EMAIL_TAKEN")
-    } else {
-        Error::from(e)
-    }
-}
-
 /// Creates a user. Admins and products may; anyone may sign up when the account is not protected.
 pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     match ctx.maybe_principal()? {
@@ -153,7 +145,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
-    users::insert(ctx.db(), &u, &[crate::events::Raised::user("user.created", &u)]).await.map_err(taken)?;
+    users::insert(ctx.db(), &u, &[crate::events::Raised::user("user.created", &u)])
+        .await
+        .map_err(|e| crate::error::taken(e, "email", "EMAIL_TAKEN"))?;
     Ok(document::created(render(ctx.account_id(), &u)))
 }
 
