@@ -45,6 +45,37 @@ macro_rules! db_run {
     };
 }
 
+/// Begins a transaction that writes.
+///
+/// On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), waiting out other writers
+/// within the busy timeout. A deferred transaction that reads before its first write cannot
+/// wait: if another connection wrote meanwhile, SQLite answers `SQLITE_BUSY` on the upgrade at
+/// once, busy timeout or not, and the request failed with a 500. On PostgreSQL it is `BEGIN`.
+pub trait BeginWrite {
+    type Database: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
 thread_local! {
     /// Read-only connections of this thread, by database file (a few at most).
     static READERS: RefCell<Vec<(Arc<PathBuf>, rusqlite::Connection)>> = const { RefCell::new(Vec::new()) };

@@ -248,7 +248,7 @@ impl AppState {
         }
     }
 
-    /// Raises a validation's event when an endpoint wants it. A validation writes nothing on
+    /// Raises a validation's event when an endpoint wants it (or `--log-validations` is on). A validation writes nothing on
     /// its hot path: the event is written with the next batch (within a second), so a crash
     /// in that second loses it, unlike events of changes, which commit with the change.
     pub async fn note_validation(
@@ -257,7 +257,7 @@ impl AppState {
         valid: bool,
         meta: impl FnOnce() -> serde_json::Value,
     ) -> Result<()> {
-        if !self.validations_hooked(l.account_id).await? {
+        if !self.webhooks.log_validations && !self.validations_hooked(l.account_id).await? {
             return Ok(());
         }
         let raised = crate::events::Raised::validation(l, valid, meta());

@@ -181,6 +181,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSOR_WEBHOOK_BACKOFF", default_value = "1s", value_parser = parse_duration)]
     pub webhook_backoff: Duration,
 
+    /// Record every validation in the event log (the console's validation history), not only
+    /// when a webhook endpoint subscribes to validation events. Costs one batched insert per
+    /// validation.
+    #[arg(long, env = "LICENSOR_LOG_VALIDATIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub log_validations: bool,
+
     /// How long the event log and finished webhook deliveries are kept.
     #[arg(long, env = "LICENSOR_EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub event_retention: Duration,
@@ -224,6 +230,7 @@ impl ServeArgs {
             retries: i64::from(self.webhook_retries),
             backoff_unit: self.webhook_backoff,
             retention: self.event_retention,
+            log_validations: self.log_validations,
         }
     }
 

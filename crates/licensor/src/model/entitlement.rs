@@ -15,3 +15,17 @@ pub struct Entitlement {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+impl Entitlement {
+    pub fn new(account_id: Uuid, code: String, name: String, now: i64) -> Entitlement {
+        Entitlement {
+            id: Uuid::new_v4(),
+            account_id,
+            name,
+            code,
+            metadata: super::empty_metadata(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

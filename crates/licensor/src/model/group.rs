@@ -17,3 +17,20 @@ pub struct Group {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+impl Group {
+    /// A new group with no caps.
+    pub fn new(account_id: Uuid, name: String, now: i64) -> Group {
+        Group {
+            id: Uuid::new_v4(),
+            account_id,
+            name,
+            max_users: None,
+            max_licenses: None,
+            max_machines: None,
+            metadata: super::empty_metadata(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

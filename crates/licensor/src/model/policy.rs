@@ -76,3 +76,20 @@ impl PolicyRules {
         self.check_in_interval.as_deref().and_then(CheckInInterval::parse)
     }
 }
+
+impl Policy {
+    /// A new policy of `product` with Keygen's default rules; `protected` follows the account's
+    /// setting, as Keygen's policies do.
+    pub fn new(account_id: Uuid, product_id: Uuid, name: String, protected: bool, now: i64) -> Policy {
+        Policy {
+            id: Uuid::new_v4(),
+            account_id,
+            product_id,
+            name,
+            rules: Json(PolicyRules { protected, ..PolicyRules::default() }),
+            metadata: super::empty_metadata(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

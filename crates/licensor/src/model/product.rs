@@ -18,3 +18,21 @@ pub struct Product {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+impl Product {
+    /// A new product with Keygen's defaults (LICENSED distribution, no metadata).
+    pub fn new(account_id: Uuid, name: String, now: i64) -> Product {
+        Product {
+            id: Uuid::new_v4(),
+            account_id,
+            name,
+            code: None,
+            distribution_strategy: Some("LICENSED".into()),
+            url: None,
+            platforms: None,
+            metadata: super::empty_metadata(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

@@ -20,3 +20,23 @@ pub struct User {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+impl User {
+    /// A new customer (role `user`) with no password yet.
+    pub fn new(account_id: Uuid, email: String, now: i64) -> User {
+        User {
+            id: Uuid::new_v4(),
+            account_id,
+            email,
+            password_hash: None,
+            first_name: None,
+            last_name: None,
+            role: "user".into(),
+            group_id: None,
+            banned_at: None,
+            metadata: super::empty_metadata(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

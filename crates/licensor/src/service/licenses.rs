@@ -15,6 +15,7 @@ use crate::domain::license;
 use crate::error::{Error, Result, Source};
 use crate::events::Raised;
 use crate::model::{Account, ExpirationBasis, License, Policy};
+use crate::store::entitlements::{self, Scope};
 use crate::store::licenses;
 use crate::time;
 
@@ -418,6 +419,52 @@ pub async fn set_owner(db: &Db, l: &License, owner: Option<Uuid>) -> Result<Lice
         ));
     }
     reload(db, l.account_id, l.id).await
+}
+
+/// Attaches users to `l`, within `maxUsers` (with the policy's overage) under the license's
+/// lock. The owner is attached through ownership already (`USER_CONFLICT`).
+pub async fn attach_users(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
+    if ids.iter().any(|id| l.owner_id == Some(*id)) {
+        return Err(Error::invalid_rel("user", "already exists (user is attached through owner)", "USER_CONFLICT"));
+    }
+    let max = l.max_users().and_then(|m| l.rules().overage_allowance(m));
+    let events = [Raised::license("license.users.attached", l)];
+    if !licenses::attach_users(db, l.account_id, l.id, ids, max, time::now_ms(), &events).await? {
+        return Err(Error::invalid(
+            format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
+            "USER_LIMIT_EXCEEDED",
+        ));
+    }
+    Ok(())
+}
+
+/// Detaches users from `l`; its owner stays (changing the owner is [`set_owner`]).
+pub async fn detach_users(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
+    if let Some(owner) = ids.iter().find(|id| l.owner_id == Some(**id)) {
+        return Err(Error::Forbidden {
+            detail: format!("cannot detach user '{owner}' (user is attached through owner)").into(),
+            code: None,
+        });
+    }
+    licenses::detach_users(db, l.account_id, l.id, ids, &[Raised::license("license.users.detached", l)]).await
+}
+
+pub async fn attach_entitlements(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
+    let events = [Raised::license("license.entitlements.attached", l)];
+    entitlements::attach(db, l.account_id, Scope::License(l.id), ids, time::now_ms(), &events).await
+}
+
+/// Detaches entitlements attached to `l` itself; those its policy grants stay
+/// (`ENTITLEMENTS_NOT_ALLOWED`).
+pub async fn detach_entitlements(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
+    let events = [Raised::license("license.entitlements.detached", l)];
+    if !entitlements::detach(db, l.account_id, Scope::License(l.id), ids, &events).await? {
+        return Err(Error::invalid(
+            "cannot detach entitlements attached through the policy",
+            "ENTITLEMENTS_NOT_ALLOWED",
+        ));
+    }
+    Ok(())
 }
 
 /// The license as stored now (after a write that other columns or nodes may have joined).

@@ -5,8 +5,10 @@
 //! surface a request comes in on.
 
 pub mod access;
+pub mod catalog;
 pub mod checkout;
 pub mod licenses;
 pub mod machines;
 pub mod users;
 pub mod validation;
+pub mod webhooks;

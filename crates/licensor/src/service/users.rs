@@ -43,6 +43,16 @@ pub async fn save(db: &Db, p: &Principal, before: &User, after: &User) -> Result
     }
 }
 
+/// Creates `u`: its email must be valid and not another user's (`EMAIL_INVALID`, `EMAIL_TAKEN`).
+pub async fn create(db: &Db, u: &User) -> Result<()> {
+    if !crate::domain::account::valid_email(&u.email) {
+        return Err(Error::invalid_attr("email", "must be a valid email", "EMAIL_INVALID"));
+    }
+    users::insert(db, u, &[Raised::user("user.created", u)])
+        .await
+        .map_err(|e| crate::error::taken(e, "email", "EMAIL_TAKEN"))
+}
+
 /// Deletes `u` with its tokens; an admin must leave another.
 pub async fn delete(db: &Db, u: &User) -> Result<()> {
     if users::delete(db, u.account_id, u.id, u.role == "admin", &[Raised::user("user.deleted", u)]).await? {
@@ -66,6 +76,15 @@ pub fn check_password(password: &str, pointer: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// Sets `u`'s password for an administrator (no old password asked); every token of `u`'s is
+/// revoked, so whoever held the old password is signed out.
+pub async fn reset_password(db: &Db, p: &Principal, u: &User, new: String) -> Result<User> {
+    if !p.is_admin() {
+        return Err(Error::access_denied());
+    }
+    set_password(db, p, u, new).await
+}
+
 /// Changes `u`'s password for the user themself, who must give the current one (`401`
 /// otherwise, also when the user has none); every other token of theirs is revoked.
 pub async fn update_password(db: &Db, p: &Principal, u: &User, old: &str, new: String) -> Result<User> {
@@ -76,6 +95,10 @@ pub async fn update_password(db: &Db, p: &Principal, u: &User, old: &str, new: S
     if u.password_hash.is_none() || !ok {
         return Err(Error::Unauthorized { detail: "oldPassword is not valid".into(), code: None });
     }
+    set_password(db, p, u, new).await
+}
+
+async fn set_password(db: &Db, p: &Principal, u: &User, new: String) -> Result<User> {
     check_password(&new, "/data/attributes/password")?;
     let mut after = u.clone();
     after.password_hash = Some(secrets::hash_password(new).await?);

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::model::Account;
@@ -108,7 +108,7 @@ pub async fn reseal_all(db: &Db, keys: &[SealedKeys], check_name: &str, check: &
     const CHECK: &str =
         "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         for k in keys {
             sqlx::query(UPDATE).bind(k.id).bind(&k.ed25519).bind(&k.rsa).bind(&k.ecdsa).execute(&mut *tx).await?;
         }

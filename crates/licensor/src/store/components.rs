@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -112,7 +112,7 @@ pub async fn insert(db: &Db, c: &Component, scope: Option<Uniqueness>) -> Result
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
     const LICENSE_OF: &str = "SELECT license_id FROM machines WHERE account_id = $1 AND id = $2";
     let inserted = db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_LICENSE).bind(c.account_id).bind(c.machine_id).execute(&mut *tx).await?;
         if !matches!(scope, None | Some(Uniqueness::License)) {
             sqlx::query(LOCK_ACCOUNT).bind(c.account_id).execute(&mut *tx).await?;
@@ -150,7 +150,7 @@ pub async fn update(db: &Db, c: &Component, events: &[Raised]) -> Result<()> {
     const SQL: &str =
         "UPDATE components SET name = $3, metadata = $4, updated_at = $5 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(SQL)
             .bind(c.account_id)
             .bind(c.id)
@@ -168,7 +168,7 @@ pub async fn update(db: &Db, c: &Component, events: &[Raised]) -> Result<()> {
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     const SQL: &str = "DELETE FROM components WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(SQL).bind(account).bind(id).execute(&mut *tx).await?;
         crate::write_events!(tx, account, events);
         tx.commit().await?;

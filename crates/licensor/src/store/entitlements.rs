@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -79,7 +79,7 @@ const INSERT: &str = "INSERT INTO entitlements (id, account_id, name, code, meta
 
 pub async fn insert(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(INSERT)
             .bind(e.id)
             .bind(e.account_id)
@@ -101,7 +101,7 @@ const UPDATE: &str =
 
 pub async fn update(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(UPDATE)
             .bind(e.account_id)
             .bind(e.id)
@@ -119,7 +119,7 @@ pub async fn update(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), s
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM entitlements WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)
@@ -165,7 +165,7 @@ pub async fn replace_for_license(db: &Db, account: Uuid, license: Uuid, ids: &[U
     const CLEAR: &str = "DELETE FROM license_entitlements WHERE account_id = $1 AND license_id = $2";
     const INSERT: &str = "INSERT INTO license_entitlements (account_id, license_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(CLEAR).bind(account).bind(license).execute(&mut *tx).await?;
         for id in ids {
             sqlx::query(INSERT).bind(account).bind(license).bind(id).bind(now).execute(&mut *tx).await?;
@@ -186,7 +186,7 @@ pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i6
         Scope::Account => return Ok(()),
     };
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         for id in ids {
             sqlx::query(sql).bind(account).bind(owner).bind(id).bind(now).execute(&mut *tx).await?;
         }
@@ -209,7 +209,7 @@ pub async fn detach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], events:
         Scope::Account => return Ok(false),
     };
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         for id in ids {
             if sqlx::query(sql).bind(account).bind(owner).bind(id).execute(&mut *tx).await?.rows_affected() == 0 {
                 tx.rollback().await?;

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -82,7 +82,7 @@ pub async fn record(db: &Db, account: Uuid, raised: &[Raised]) -> Result<()> {
         return Ok(());
     }
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         crate::write_events!(tx, account, raised);
         tx.commit().await?;
     });
@@ -96,7 +96,7 @@ pub async fn record_once(db: &Db, account: Uuid, occurrence: i64, raised: &Raise
         ON CONFLICT DO NOTHING";
     let now = crate::time::now_ms();
     let fresh = db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let n = sqlx::query(MARK)
             .bind(raised.resource_id)
             .bind(raised.event)

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -49,7 +49,7 @@ pub async fn find_in_range(db: &Db, account: Uuid, (lo, hi): (Uuid, Uuid)) -> Re
 
 pub async fn insert(db: &Db, g: &Group, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(INSERT)
             .bind(g.id)
             .bind(g.account_id)
@@ -72,7 +72,7 @@ const UPDATE: &str = "UPDATE groups SET name = $3, max_users = $4, max_licenses 
 
 pub async fn update(db: &Db, g: &Group, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(UPDATE)
             .bind(g.account_id)
             .bind(g.id)
@@ -92,7 +92,7 @@ pub async fn update(db: &Db, g: &Group, events: &[Raised]) -> Result<()> {
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)

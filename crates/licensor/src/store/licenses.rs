@@ -4,7 +4,7 @@
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -232,7 +232,7 @@ pub async fn insert_within_group(
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         if let (Some(group), Some(max)) = (l.group_id, group_max) {
             sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
             let count = sqlx::query_scalar::<_, i64>(COUNT).bind(group).fetch_one(&mut *tx).await?;
@@ -321,7 +321,7 @@ pub async fn update(db: &Db, before: &License, after: &License, events: &[Raised
 /// [`update`], answering `false` instead of an error when the write did not apply.
 pub async fn update_if_current(db: &Db, before: &License, after: &License, events: &[Raised]) -> Result<bool> {
     let n = db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let n = sqlx::query(UPDATE)
             .bind(after.account_id)
             .bind(after.id)
@@ -374,7 +374,7 @@ pub async fn update_if_current(db: &Db, before: &License, after: &License, event
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         crate::write_events!(tx, account, events);
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2")
             .bind(account)
@@ -407,7 +407,7 @@ pub async fn add_uses(
     const SQL: &str = "UPDATE licenses SET uses = uses + $3, updated_at = $5 WHERE account_id = $1 AND id = $2 \
         AND uses + $3 >= 0 AND uses + $3 <= 2147483647 AND ($4 IS NULL OR uses + $3 <= $4) RETURNING uses";
     Ok(db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let uses = sqlx::query_scalar::<_, i64>(SQL)
             .bind(account)
             .bind(id)
@@ -427,7 +427,7 @@ pub async fn add_uses(
 pub async fn reset_uses(db: &Db, account: Uuid, id: Uuid, now: i64, events: &[Raised]) -> Result<()> {
     const SQL: &str = "UPDATE licenses SET uses = 0, updated_at = $3 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(SQL).bind(account).bind(id).bind(now).execute(&mut *tx).await?;
         crate::write_events!(tx, account, events);
         tx.commit().await?;
@@ -503,7 +503,7 @@ pub async fn attach_users(
     const COUNT: &str = "SELECT (SELECT COUNT(*) FROM license_users WHERE license_id = $1) \
         + (SELECT CASE WHEN owner_id IS NULL THEN 0 ELSE 1 END FROM licenses WHERE id = $1)";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK).bind(account).bind(license).bind(now).execute(&mut *tx).await?;
         for u in users {
             sqlx::query(INSERT).bind(account).bind(license).bind(u).bind(now).execute(&mut *tx).await?;
@@ -534,7 +534,7 @@ pub async fn set_owner(
     const ATTACHED: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";
     const SET: &str = "UPDATE licenses SET owner_id = $3 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK).bind(account).bind(license).bind(now).execute(&mut *tx).await?;
         if let (Some(max), Some(_)) = (max_total, owner) {
             let attached = sqlx::query_scalar::<_, i64>(ATTACHED).bind(license).fetch_one(&mut *tx).await?;
@@ -556,7 +556,7 @@ pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid],
     const LOCK: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const SQL: &str = "DELETE FROM license_users WHERE account_id = $1 AND license_id = $2 AND user_id = $3";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK).bind(account).bind(license).execute(&mut *tx).await?;
         for u in users {
             sqlx::query(SQL).bind(account).bind(license).bind(u).execute(&mut *tx).await?;

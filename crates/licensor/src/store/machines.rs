@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -226,7 +226,7 @@ pub async fn activate(
     const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
 
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
         if !matches!(limits.uniqueness, Uniqueness::License)
             || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
@@ -355,7 +355,7 @@ pub async fn update(
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(m.account_id).bind(m.id).execute(&mut *tx).await?;
         if let Some((limits, decide)) = limits {
             if let Some((group, _)) = limits.group_machines {
@@ -402,7 +402,7 @@ pub async fn deactivate(
     const CONSUME: &str = "UPDATE tokens SET deactivations = deactivations + 1 WHERE id = $1 AND (max_deactivations IS NULL OR deactivations < max_deactivations)";
     const DELETE: &str = "DELETE FROM machines WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(account).bind(id).execute(&mut *tx).await?;
         if let Some(token) = token {
             if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
@@ -429,7 +429,7 @@ pub async fn set_heartbeat(
 ) -> Result<()> {
     const SQL: &str = "UPDATE machines SET last_heartbeat_at = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let n = sqlx::query(SQL).bind(account).bind(id).bind(at).bind(now).execute(&mut *tx).await?.rows_affected();
         if n == 1 {
             crate::write_events!(tx, account, events);
@@ -462,7 +462,7 @@ pub async fn delete_if_unchanged(
     const SQL: &str =
         "DELETE FROM machines WHERE id = $1 AND ((last_heartbeat_at IS NULL AND $2 IS NULL) OR last_heartbeat_at = $2)";
     Ok(db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_MACHINE_LICENSE).bind(account).bind(id).execute(&mut *tx).await?;
         let n = sqlx::query(SQL).bind(id).bind(seen).execute(&mut *tx).await?.rows_affected();
         if n == 1 {

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -35,7 +35,7 @@ const INSERT: &str = "INSERT INTO policies (id, account_id, product_id, name, ru
 
 pub async fn insert(db: &Db, p: &Policy, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(INSERT)
             .bind(p.id)
             .bind(p.account_id)
@@ -62,7 +62,7 @@ pub async fn find_or_insert_named(db: &Db, p: &Policy) -> Result<Policy> {
         "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies \
         WHERE account_id = $1 AND product_id = $2 AND name = $3 ORDER BY created_at DESC, id DESC LIMIT 1";
     Ok(db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_PRODUCT).bind(p.account_id).bind(p.product_id).execute(&mut *tx).await?;
         let found = sqlx::query_as::<_, Policy>(BY_NAME)
             .bind(p.account_id)
@@ -97,7 +97,7 @@ const UPDATE: &str =
 
 pub async fn update(db: &Db, p: &Policy, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(UPDATE)
             .bind(p.account_id)
             .bind(p.id)
@@ -115,7 +115,7 @@ pub async fn update(db: &Db, p: &Policy, events: &[Raised]) -> Result<()> {
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "DELETE FROM tokens WHERE account_id = $1 AND bearer_id IN (SELECT id FROM licenses WHERE policy_id = $2)",
         )

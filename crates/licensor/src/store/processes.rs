@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -106,7 +106,7 @@ pub async fn spawn(
     const PER_USER: &str = "SELECT COUNT(*) FROM processes p JOIN machines m ON m.id = p.machine_id WHERE p.license_id = $1 AND (m.owner_id = $2 OR (m.owner_id IS NULL AND $2 IS NULL))";
     const INSERT: &str = "INSERT INTO processes (id, account_id, machine_id, license_id, pid, last_heartbeat_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK).bind(p.account_id).bind(p.license_id).execute(&mut *tx).await?;
         if sqlx::query_scalar::<_, i64>(TAKEN).bind(p.machine_id).bind(&p.pid).fetch_one(&mut *tx).await? > 0 {
             tx.rollback().await?;
@@ -150,7 +150,7 @@ pub async fn spawn(
 pub async fn update_metadata(db: &Db, p: &Process, events: &[Raised]) -> Result<()> {
     const SQL: &str = "UPDATE processes SET metadata = $3, updated_at = $4 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(SQL).bind(p.account_id).bind(p.id).bind(&p.metadata).bind(p.updated_at).execute(&mut *tx).await?;
         crate::write_events!(tx, p.account_id, events);
         tx.commit().await?;
@@ -161,7 +161,7 @@ pub async fn update_metadata(db: &Db, p: &Process, events: &[Raised]) -> Result<
 pub async fn ping(db: &Db, account: Uuid, id: Uuid, now: i64, events: &[Raised]) -> Result<()> {
     const SQL: &str = "UPDATE processes SET last_heartbeat_at = $3, updated_at = $3 WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(SQL).bind(account).bind(id).bind(now).execute(&mut *tx).await?;
         crate::write_events!(tx, account, events);
         tx.commit().await?;
@@ -172,7 +172,7 @@ pub async fn ping(db: &Db, account: Uuid, id: Uuid, now: i64, events: &[Raised])
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<bool> {
     const SQL: &str = "DELETE FROM processes WHERE account_id = $1 AND id = $2";
     Ok(db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let n = sqlx::query(SQL).bind(account).bind(id).execute(&mut *tx).await?.rows_affected();
         if n == 1 {
             crate::write_events!(tx, account, events);
@@ -199,7 +199,7 @@ pub async fn stale(
 pub async fn delete_if_unchanged(db: &Db, account: Uuid, id: Uuid, seen: i64, events: &[Raised]) -> Result<bool> {
     const SQL: &str = "DELETE FROM processes WHERE account_id = $1 AND id = $2 AND last_heartbeat_at = $3";
     Ok(db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let n = sqlx::query(SQL).bind(account).bind(id).bind(seen).execute(&mut *tx).await?.rows_affected();
         if n == 1 {
             crate::write_events!(tx, account, events);

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -81,7 +81,7 @@ pub async fn all(db: &Db, account: Uuid, only: Option<Uuid>) -> Result<Vec<Produ
 
 pub async fn insert(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(INSERT)
             .bind(p.id)
             .bind(p.account_id)
@@ -105,7 +105,7 @@ const UPDATE: &str = "UPDATE products SET name = $3, code = $4, distribution_str
 
 pub async fn update(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(UPDATE)
             .bind(p.account_id)
             .bind(p.id)
@@ -127,7 +127,7 @@ pub async fn update(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx:
 /// Deletes a product with everything under it and the tokens it bears.
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND (bearer_id = $2 OR bearer_id IN (SELECT id FROM licenses WHERE product_id = $2))")
             .bind(account)
             .bind(id)

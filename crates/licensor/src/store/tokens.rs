@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -51,7 +51,7 @@ const INSERT: &str = "INSERT INTO tokens (id, account_id, bearer_type, bearer_id
 
 pub async fn insert(db: &Db, t: &Token, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(INSERT)
             .bind(t.id)
             .bind(t.account_id)
@@ -88,7 +88,7 @@ pub async fn regenerate(
     events: &[Raised],
 ) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(REGENERATE).bind(account).bind(id).bind(digest).bind(expiry).bind(now).execute(&mut *tx).await?;
         crate::write_events!(tx, account, events);
         tx.commit().await?;
@@ -98,7 +98,7 @@ pub async fn regenerate(
 
 pub async fn delete(db: &Db, account: Uuid, id: Uuid, events: &[Raised]) -> Result<()> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2")
             .bind(account)
             .bind(id)

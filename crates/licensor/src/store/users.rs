@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
@@ -79,7 +79,7 @@ const INSERT: &str = "INSERT INTO users (id, account_id, email, password_hash, f
 
 pub async fn insert(db: &Db, u: &User, events: &[Raised]) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(INSERT)
             .bind(u.id)
             .bind(u.account_id)
@@ -156,7 +156,7 @@ pub async fn update_keeping_an_admin(
 ) -> Result<bool> {
     const REVOKE: &str = "DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2 AND ($3 IS NULL OR id <> $3)";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         if keep_an_admin {
             sqlx::query(LOCK_ACCOUNT).bind(u.account_id).execute(&mut *tx).await?;
             let others =
@@ -199,7 +199,7 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid, keep_an_admin: bool, event
     const LOCK_LICENSES: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 \
         AND (owner_id = $2 OR id IN (SELECT license_id FROM license_users WHERE user_id = $2))";
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_LICENSES).bind(account).bind(id).execute(&mut *tx).await?;
         if keep_an_admin {
             sqlx::query(LOCK_ACCOUNT).bind(account).execute(&mut *tx).await?;

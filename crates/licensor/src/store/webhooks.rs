@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::db::Db;
+use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::model::{Json, Listing, Page, WebhookDelivery, WebhookEndpoint};
@@ -234,7 +234,7 @@ pub async fn finish_many(db: &Db, done: &[(Uuid, Outcome)], now: i64) -> Result<
         return Ok(());
     }
     db_run!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         for (id, o) in done {
             sqlx::query(SQL)
                 .bind(id)

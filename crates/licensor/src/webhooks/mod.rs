@@ -40,6 +40,8 @@ pub struct Config {
     pub backoff_unit: Duration,
     /// How long the event log and finished deliveries are kept.
     pub retention: Duration,
+    /// Validations are logged even when no endpoint subscribes to them.
+    pub log_validations: bool,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             retries: 15,
             backoff_unit: Duration::from_secs(1),
             retention: Duration::from_secs(30 * 24 * 3600),
+            log_validations: false,
         }
     }
 }

@@ -260,3 +260,65 @@ async fn racing_grants_create_one_floating_policy() {
         r.body["data"].as_array().unwrap().iter().map(|p| p["attributes"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["licensing-v1 simultaneousUser"], "{}", r.text);
 }
+
+/// Every write that records an event reads (the account's webhook endpoints) before it writes.
+/// On SQLite such a transaction, begun deferred, cannot wait for the write lock: when another
+/// connection commits in between, SQLite refuses it at once and the request was a 500. Many
+/// writes of different kinds at once must all succeed.
+#[tokio::test]
+async fn concurrent_writes_of_every_kind_wait_for_each_other() {
+    let app = spawn_app().await;
+    let (product, policy, _, _) = app.license_fixture(json!({})).await;
+    let mut licenses = Vec::new();
+    for _ in 0..24 {
+        licenses.push(app.create_license(&policy, json!({})).await.0);
+    }
+    let base = format!("http://{}/v1/accounts/{}", app.addr, app.account_id);
+    let mut tasks = Vec::new();
+    for (i, license) in licenses.iter().enumerate() {
+        let client = app.client.clone();
+        let token = app.admin_token.clone();
+        let (method, url, body) = match i % 4 {
+            0 => (reqwest::Method::DELETE, format!("{base}/licenses/{license}"), None),
+            1 => (reqwest::Method::POST, format!("{base}/licenses/{license}/actions/suspend"), None),
+            2 => (
+                reqwest::Method::PATCH,
+                format!("{base}/licenses/{license}"),
+                Some(json!({"data": {"type": "licenses", "attributes": {"name": format!("n{i}")}}})),
+            ),
+            _ => (
+                reqwest::Method::POST,
+                format!("{base}/machines"),
+                Some(json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{i}")},
+                    "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}})),
+            ),
+        };
+        let (product, entitlements) = (product.clone(), format!("{base}/entitlements"));
+        tasks.push(tokio::spawn(async move {
+            let mut request = client.request(method, url).bearer_auth(&token);
+            if let Some(body) = body {
+                request = request.header("content-type", "application/vnd.api+json").body(body.to_string());
+            }
+            let first = request.send().await.unwrap().status();
+            // And a creation of another kind on the side.
+            let body = json!({"data": {"type": "entitlements", "attributes": {"name": format!("E{i}"), "code": format!("E{i}-{product}")}}});
+            let second = client
+                .post(entitlements)
+                .bearer_auth(&token)
+                .header("content-type", "application/vnd.api+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (first, second)
+        }));
+    }
+    for t in tasks {
+        let (first, second) = t.await.unwrap();
+        assert!(first.is_success(), "unexpected {first}");
+        assert_eq!(second, StatusCode::CREATED);
+    }
+    let r = app.get(&app.acct("/entitlements?limit=100"), &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 24);
+}

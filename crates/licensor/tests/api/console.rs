@@ -410,3 +410,127 @@ async fn sessions_expire_and_are_purged() {
     let r = v.get("/admin").await;
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/admin/sign-in"));
 }
+
+/// Groups, a license's users and entitlements, password resets and webhook endpoints, made in
+/// the console, are what the API sees; the console's checks are the API's (a product code, a
+/// group cap, an endpoint URL are refused alike).
+#[tokio::test]
+async fn the_console_manages_groups_attachments_passwords_and_endpoints() {
+    let app = spawn_app().await;
+    let (_, _, license, key) = app.license_fixture(json!({"maxUsers": 1})).await;
+    let mut v = Visitor::new(&app);
+    let csrf = v.sign_in("/admin", &app.admin_email, PASSWORD).await.csrf();
+    let page = format!("/admin/licenses/{license}");
+
+    // The same rules as the API's.
+    let r = v.post("/admin/products", &[("csrf", &csrf), ("name", "App"), ("code", "bad code!")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = v.post("/admin/groups", &[("csrf", &csrf), ("name", "Acme"), ("max_users", "0")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = v.post("/admin/groups", &[("csrf", &csrf), ("name", "  ")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    // A group.
+    let r = v.post("/admin/groups", &[("csrf", &csrf), ("name", "Acme"), ("max_users", "5")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let groups = app.get(&app.acct("/groups"), &app.admin()).await;
+    assert_eq!(groups.body["data"][0]["attributes"]["name"], "Acme");
+    assert_eq!(groups.body["data"][0]["attributes"]["maxUsers"], 5);
+    assert!(v.get("/admin/groups").await.body.contains("Acme"));
+
+    // An entitlement attached on the license page is granted on the API, and detached again.
+    v.post("/admin/entitlements", &[("csrf", &csrf), ("code", "EXPORT"), ("name", "Export")]).await;
+    let r = v.post(&format!("{page}/entitlements"), &[("csrf", &csrf), ("code", "EXPORT")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let scoped = json!({"meta": {"key": key, "scope": {"entitlements": ["EXPORT"]}}});
+    let path = app.acct("/licenses/actions/validate-key");
+    assert_eq!(app.post(&path, &As::Anonymous, scoped.clone()).await.body["meta"]["code"], "VALID");
+    let r = v.post(&format!("{page}/entitlements"), &[("csrf", &csrf), ("code", "NOPE")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let listed = app.get(&app.acct(&format!("/licenses/{license}/entitlements")), &app.admin()).await;
+    let entitlement = listed.body["data"][0]["id"].as_str().unwrap().to_string();
+    let r = v.post(&format!("{page}/entitlements/{entitlement}/detach"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(app.post(&path, &As::Anonymous, scoped).await.body["meta"]["code"], "ENTITLEMENTS_MISSING");
+
+    // Users attached on the license page, within the license's maxUsers.
+    let first = app.create_user("first@example.com").await;
+    app.create_user("second@example.com").await;
+    let r = v.post(&format!("{page}/users"), &[("csrf", &csrf), ("email", "first@example.com")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let users = app.get(&app.acct(&format!("/licenses/{license}/users")), &app.admin()).await;
+    assert_eq!(users.body["data"][0]["id"], first.as_str());
+    let r = v.post(&format!("{page}/users"), &[("csrf", &csrf), ("email", "second@example.com")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "maxUsers holds: {}", r.body);
+    assert!(r.body.contains("user count has exceeded"));
+    let r = v.post(&format!("{page}/users/{first}/detach"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let users = app.get(&app.acct(&format!("/licenses/{license}/users")), &app.admin()).await;
+    assert_eq!(users.body["data"].as_array().unwrap().len(), 0);
+
+    // A password reset by the admin: the new password works, the user's tokens are revoked.
+    let basic = As::Basic("first@example.com".into(), PASSWORD.into());
+    let token = app.post(&app.acct("/tokens"), &basic, json!(null)).await;
+    let token = As::Bearer(token.attr("token").as_str().unwrap().to_string());
+    assert_eq!(app.get(&app.acct(&format!("/users/{first}")), &token).await.status, StatusCode::OK);
+    let r = v.post(&format!("/admin/users/{first}/password"), &[("csrf", &csrf), ("password", "short")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = v.post(&format!("/admin/users/{first}/password"), &[("csrf", &csrf), ("password", "a new secret!")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(app.get(&app.acct(&format!("/users/{first}")), &token).await.status, StatusCode::UNAUTHORIZED);
+    let fresh = As::Basic("first@example.com".into(), "a new secret!".into());
+    assert_eq!(app.post(&app.acct("/tokens"), &fresh, json!(null)).await.status, StatusCode::CREATED);
+
+    // Webhook endpoints: the API's URL and subscription checks, then listed by the API.
+    for (url, subs) in
+        [("http://127.0.0.1:9/hook", ""), ("https://hooks.example.com/in", "license.created, no.such-event")]
+    {
+        let r = v.post("/admin/webhooks", &[("csrf", &csrf), ("url", url), ("subscriptions", subs)]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{url} {subs}: {}", r.body);
+    }
+    let r = v
+        .post(
+            "/admin/webhooks",
+            &[("csrf", &csrf), ("url", "https://hooks.example.com/in"), ("subscriptions", "license.created")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let listed = app.get(&app.acct("/webhook-endpoints"), &app.admin()).await;
+    assert_eq!(listed.body["data"][0]["attributes"]["subscriptions"], json!(["license.created"]));
+    let endpoint = listed.body["data"][0]["id"].as_str().unwrap().to_string();
+    let r = v.post(&format!("/admin/webhooks/endpoints/{endpoint}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let listed = app.get(&app.acct("/webhook-endpoints"), &app.admin()).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 0);
+}
+
+/// With `--log-validations`, the license page lists the license's validations with their codes.
+#[tokio::test]
+async fn the_license_page_shows_validation_history_when_logged() {
+    let webhooks = licensor::webhooks::Config { log_validations: true, ..Default::default() };
+    let app = spawn_app_configured(Default::default(), webhooks).await;
+    let (_, _, license, key) = app.license_fixture(json!({})).await;
+    let path = app.acct("/licenses/actions/validate-key");
+    app.post(&path, &As::Anonymous, json!({"meta": {"key": key}})).await;
+    app.post(&path, &As::Anonymous, json!({"meta": {"key": key, "scope": {"fingerprint": "nowhere"}}})).await;
+    let mut v = Visitor::new(&app);
+    v.sign_in("/admin", &app.admin_email, PASSWORD).await;
+    let mut shown = String::new();
+    for _ in 0..50 {
+        shown = v.get(&format!("/admin/licenses/{license}")).await.body;
+        if shown.contains("NO_MACHINE") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains("Validation history"), "{shown}");
+    assert!(shown.contains("NO_MACHINE") && shown.contains("VALID"), "both validations are listed: {shown}");
+
+    // Without the flag (and no subscribed endpoint) nothing is logged, and the page says why.
+    let plain = spawn_app().await;
+    let (_, _, license, key) = plain.license_fixture(json!({})).await;
+    plain.post(&plain.acct("/licenses/actions/validate-key"), &As::Anonymous, json!({"meta": {"key": key}})).await;
+    let mut v = Visitor::new(&plain);
+    v.sign_in("/admin", &plain.admin_email, PASSWORD).await;
+    assert!(v.get(&format!("/admin/licenses/{license}")).await.body.contains("--log-validations"));
+}

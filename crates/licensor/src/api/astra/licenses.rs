@@ -16,7 +16,7 @@ use crate::domain::collection_query as cq;
 use crate::domain::nlf::{self, Nlf, TextError};
 use crate::domain::projection::{self, Metric};
 use crate::error::Error;
-use crate::model::{Entitlement, License, Page, Policy};
+use crate::model::{License, Page, Policy};
 use crate::service::licenses::{self as issuance, NewLicense};
 use crate::state::AppState;
 use crate::store::astra::{self, AstraRow};
@@ -395,31 +395,7 @@ fn capacity_limits(nlf: &Nlf) -> Reply<Vec<(Metric, i64)>> {
 async fn feature_ids(c: &Caller, features: &[String]) -> Result<Vec<Uuid>, Error> {
     let mut ids = Vec::new();
     for code in features {
-        let e = match entitlements::find(c.db(), c.account.id, code).await? {
-            Some(e) => e,
-            None => {
-                let now = time::now_ms();
-                let e = Entitlement {
-                    id: Uuid::new_v4(),
-                    account_id: c.account.id,
-                    name: code.clone(),
-                    code: code.clone(),
-                    metadata: crate::model::empty_metadata(),
-                    created_at: now,
-                    updated_at: now,
-                };
-                match entitlements::insert(c.db(), &e, &[crate::events::Raised::entitlement("entitlement.created", &e)])
-                    .await
-                {
-                    Ok(()) => e,
-                    // Created concurrently.
-                    Err(_) => entitlements::find(c.db(), c.account.id, code)
-                        .await?
-                        .ok_or_else(|| Error::Internal(anyhow::anyhow!("entitlement insert failed")))?,
-                }
-            }
-        };
-        ids.push(e.id);
+        ids.push(crate::service::catalog::entitlement_by_code(c.db(), c.account.id, code).await?.id);
     }
     Ok(ids)
 }

@@ -4,14 +4,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::document;
 use super::error::ApiResult;
 use super::extract::{parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::model::{empty_metadata, Entitlement};
+use crate::model::Entitlement;
 use crate::store::entitlements::{self, Scope};
 use crate::time;
 
@@ -27,15 +26,11 @@ struct EntitlementInput {
 
 fn apply(e: &mut Entitlement, a: EntitlementInput) -> Result<(), Error> {
     if let Some(name) = a.name {
-        if name.trim().is_empty() {
-            return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
-        }
+        crate::service::catalog::not_blank("name", &name)?;
         e.name = name;
     }
     if let Some(code) = a.code {
-        if code.trim().is_empty() {
-            return Err(Error::invalid_attr("code", "cannot be blank", "CODE_BLANK"));
-        }
+        crate::service::catalog::not_blank("code", &code)?;
         e.code = code;
     }
     if let Some(m) = a.metadata {
@@ -54,20 +49,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             );
         }
     }
-    let now = time::now_ms();
-    let mut e = Entitlement {
-        id: Uuid::new_v4(),
-        account_id: ctx.account_id(),
-        name: String::new(),
-        code: String::new(),
-        metadata: empty_metadata(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut e = Entitlement::new(ctx.account_id(), String::new(), String::new(), time::now_ms());
     apply(&mut e, data.attributes)?;
-    entitlements::insert(ctx.db(), &e, &[crate::events::Raised::entitlement("entitlement.created", &e)])
-        .await
-        .map_err(|e| crate::error::taken(e, "code", "CODE_TAKEN"))?;
+    crate::service::catalog::create_entitlement(ctx.db(), &e).await?;
     Ok(document::created(render(ctx.account_id(), &e)))
 }
 

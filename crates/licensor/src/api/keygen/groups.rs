@@ -11,7 +11,7 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::model::{empty_metadata, Group};
+use crate::model::Group;
 use crate::store::groups;
 use crate::time;
 
@@ -32,9 +32,7 @@ struct GroupInput {
 
 fn apply(g: &mut Group, a: GroupInput) -> Result<(), Error> {
     if let Some(name) = a.name {
-        if name.trim().is_empty() {
-            return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
-        }
+        crate::service::catalog::not_blank("name", &name)?;
         g.name = name;
     }
     for (attr, input, slot) in [
@@ -43,13 +41,7 @@ fn apply(g: &mut Group, a: GroupInput) -> Result<(), Error> {
         ("maxMachines", a.max_machines, &mut g.max_machines),
     ] {
         if let Some(v) = input {
-            if v.is_some_and(|v| !(1..=i32::MAX as i64).contains(&v)) {
-                return Err(Error::invalid_attr(
-                    attr,
-                    "must be greater than 0",
-                    format!("{}_INVALID", crate::domain::policy::code_prefix(attr)),
-                ));
-            }
+            crate::service::catalog::group_cap(attr, v)?;
             *slot = v;
         }
     }
@@ -65,20 +57,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if data.attributes.name.is_none() {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
     }
-    let now = time::now_ms();
-    let mut g = Group {
-        id: Uuid::new_v4(),
-        account_id: ctx.account_id(),
-        name: String::new(),
-        max_users: None,
-        max_licenses: None,
-        max_machines: None,
-        metadata: empty_metadata(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut g = Group::new(ctx.account_id(), String::new(), time::now_ms());
     apply(&mut g, data.attributes)?;
-    groups::insert(ctx.db(), &g, &[crate::events::Raised::group("group.created", &g)]).await?;
+    crate::service::catalog::create_group(ctx.db(), &g).await?;
     Ok(document::created(render(ctx.account_id(), &g)))
 }
 

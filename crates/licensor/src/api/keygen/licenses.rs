@@ -443,21 +443,7 @@ async fn resolve_users(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Uuid>, Error> 
 pub async fn attach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = resolve_users(&ctx, parse_linkages(body, "users")?).await?;
-    if ids.iter().any(|id| l.owner_id == Some(*id)) {
-        return Err(
-            Error::invalid_rel("user", "already exists (user is attached through owner)", "USER_CONFLICT").into()
-        );
-    }
-    let r = l.rules();
-    let max = l.max_users().and_then(|m| r.overage_allowance(m));
-    let events = [crate::events::Raised::license("license.users.attached", &l)];
-    if !licenses::attach_users(ctx.db(), ctx.account_id(), l.id, &ids, max, time::now_ms(), &events).await? {
-        return Err(Error::invalid(
-            format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
-            "USER_LIMIT_EXCEEDED",
-        )
-        .into());
-    }
+    service::licenses::attach_users(ctx.db(), &l, &ids).await?;
     let mut data = Vec::new();
     for id in ids {
         if let Some(u) = users::find(ctx.db(), ctx.account_id(), id).await? {
@@ -470,15 +456,7 @@ pub async fn attach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
 pub async fn detach_users(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = resolve_users(&ctx, parse_linkages(body, "users")?).await?;
-    if let Some(i) = ids.iter().position(|id| l.owner_id == Some(*id)) {
-        return Err(Error::Forbidden {
-            detail: format!("cannot detach user '{}' (user is attached through owner)", ids[i]).into(),
-            code: None,
-        }
-        .into());
-    }
-    let events = [crate::events::Raised::license("license.users.detached", &l)];
-    licenses::detach_users(ctx.db(), ctx.account_id(), l.id, &ids, &events).await?;
+    service::licenses::detach_users(ctx.db(), &l, &ids).await?;
     Ok(document::no_content())
 }
 
@@ -493,8 +471,7 @@ pub async fn list_entitlements(ctx: Ctx) -> ApiResult<Response> {
 pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    let events = [crate::events::Raised::license("license.entitlements.attached", &l)];
-    entitlements::attach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, time::now_ms(), &events).await?;
+    service::licenses::attach_entitlements(ctx.db(), &l, &ids).await?;
     let listing =
         entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), Page { size: 100, number: 1 }).await?;
     let account = ctx.account_id();
@@ -506,14 +483,7 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
 pub async fn detach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    let events = [crate::events::Raised::license("license.entitlements.detached", &l)];
-    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::License(l.id), &ids, &events).await? {
-        return Err(Error::invalid(
-            "cannot detach entitlements attached through the policy",
-            "ENTITLEMENTS_NOT_ALLOWED",
-        )
-        .into());
-    }
+    service::licenses::detach_entitlements(ctx.db(), &l, &ids).await?;
     Ok(document::no_content())
 }
 

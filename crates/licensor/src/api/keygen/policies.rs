@@ -11,10 +11,9 @@ use super::error::ApiResult;
 use super::extract::{decode_at, parse_data, parse_linkages, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::model::{empty_metadata, Policy, PolicyRules};
+use crate::model::{Policy, PolicyRules};
 use crate::store::entitlements::{self, Scope};
 use crate::store::policies;
-use crate::store::products;
 use crate::time;
 
 /// Attributes that can only be chosen when the policy is created.
@@ -78,25 +77,12 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let product_id = rel_uuid(&data.relationships.product, "product")?
         .flatten()
         .ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/data/relationships/product".into())))?;
-    let product = products::find(ctx.db(), ctx.account_id(), &product_id.to_string())
-        .await?
-        .ok_or_else(|| Error::invalid_rel("product", "must exist", "PRODUCT_NOT_FOUND"))?;
-    if principal.product_id().is_some_and(|p| p != product.id) {
+    if principal.product_id().is_some_and(|p| p != product_id) {
         return Err(Error::access_denied().into());
     }
-    let now = time::now_ms();
-    let mut p = Policy {
-        id: Uuid::new_v4(),
-        account_id: ctx.account_id(),
-        product_id: product.id,
-        name: String::new(),
-        rules: Json(PolicyRules { protected: ctx.account.protected, ..PolicyRules::default() }),
-        metadata: empty_metadata(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut p = Policy::new(ctx.account_id(), product_id, String::new(), ctx.account.protected, time::now_ms());
     apply(&mut p, data.attributes, true)?;
-    policies::insert(ctx.db(), &p, &[crate::events::Raised::policy("policy.created", &p)]).await?;
+    let p = crate::service::catalog::create_policy(ctx.db(), p).await?;
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 

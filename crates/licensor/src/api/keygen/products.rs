@@ -4,14 +4,14 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::document;
 use super::error::ApiResult;
 use super::extract::{nullable, parse_data, Body, Ctx, NoRels};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::model::{empty_metadata, Product};
+use crate::model::Product;
+use crate::service;
 use crate::store::products;
 use crate::time;
 
@@ -36,20 +36,12 @@ struct ProductInput {
 
 fn apply(p: &mut Product, a: ProductInput) -> Result<(), Error> {
     if let Some(name) = a.name {
-        if name.trim().is_empty() {
-            return Err(Error::invalid_attr("name", "cannot be blank", "NAME_BLANK"));
-        }
+        service::catalog::not_blank("name", &name)?;
         p.name = name;
     }
     if let Some(code) = a.code {
         if let Some(c) = &code {
-            if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-                return Err(Error::invalid_attr(
-                    "code",
-                    "must contain only letters, digits, dashes, underscores and dots",
-                    "CODE_INVALID",
-                ));
-            }
+            service::catalog::product_code(c)?;
         }
         p.code = code;
     }
@@ -92,23 +84,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if data.attributes.name.is_none() {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
     }
-    let now = time::now_ms();
-    let mut p = Product {
-        id: Uuid::new_v4(),
-        account_id: ctx.account_id(),
-        name: String::new(),
-        code: None,
-        distribution_strategy: Some("LICENSED".into()),
-        url: None,
-        platforms: None,
-        metadata: empty_metadata(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut p = Product::new(ctx.account_id(), String::new(), time::now_ms());
     apply(&mut p, data.attributes)?;
-    products::insert(ctx.db(), &p, &[crate::events::Raised::product("product.created", &p)])
-        .await
-        .map_err(|e| crate::error::taken(e, "code", "CODE_TAKEN"))?;
+    service::catalog::create_product(ctx.db(), &p).await?;
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 

@@ -10,7 +10,7 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
-use crate::model::{empty_metadata, User};
+use crate::model::User;
 use crate::service;
 use crate::store::groups;
 use crate::store::users::{self, UserFilter};
@@ -129,25 +129,9 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/email".into())).into());
     }
     let is_admin = ctx.maybe_principal()?.is_some_and(|p| p.is_admin());
-    let now = time::now_ms();
-    let mut u = User {
-        id: Uuid::new_v4(),
-        account_id: ctx.account_id(),
-        email: String::new(),
-        password_hash: None,
-        first_name: None,
-        last_name: None,
-        role: "user".into(),
-        group_id: None,
-        banned_at: None,
-        metadata: empty_metadata(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut u = User::new(ctx.account_id(), String::new(), time::now_ms());
     apply(&ctx, &mut u, data.attributes, data.relationships, is_admin).await?;
-    users::insert(ctx.db(), &u, &[crate::events::Raised::user("user.created", &u)])
-        .await
-        .map_err(|e| crate::error::taken(e, "email", "EMAIL_TAKEN"))?;
+    service::users::create(ctx.db(), &u).await?;
     Ok(document::created(render(ctx.account_id(), &u)))
 }
 

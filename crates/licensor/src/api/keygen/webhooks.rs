@@ -12,15 +12,14 @@ use super::error::ApiResult;
 use super::extract::{parse_data, rel_uuid, Body, Ctx, RelInput};
 use crate::auth::Principal;
 use crate::error::{Error, Source};
-use crate::events;
 use crate::model::{EventLog, Json, WebhookDelivery, WebhookEndpoint};
+use crate::service::webhooks as service;
 use crate::store::events::LogFilter;
 use crate::store::{products, webhooks};
 use crate::time;
 
 /// API versions a webhook body may be rendered for (Keygen's released 1.x versions).
 const API_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"];
-const CURRENT_API_VERSION: &str = "1.8";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,39 +164,11 @@ async fn apply(
     a: EndpointInput,
     rels: EndpointRels,
 ) -> Result<(), Error> {
-    let allow_insecure = ctx.state.webhooks.allow_insecure;
     if let Some(url) = a.url {
-        let checked = crate::webhooks::target::check_url(&url, allow_insecure)
-            .map_err(|r| Error::invalid_attr("url", r.detail, r.code))?;
-        e.url = checked.to_string();
-        // `Uri` adds a trailing slash to a bare host; keep what the vendor wrote otherwise.
-        if !url.ends_with('/') && e.url.ends_with('/') && !url.contains('?') && url.matches('/').count() == 2 {
-            e.url = url;
-        }
+        e.url = service::endpoint_url(&ctx.state, url)?;
     }
     if let Some(subs) = a.subscriptions {
-        if subs.is_empty() {
-            return Err(Error::invalid_attr(
-                "subscriptions",
-                "must have at least 1 webhook event subscription",
-                "SUBSCRIPTIONS_TOO_SHORT",
-            ));
-        }
-        let star = subs.len() == 1 && subs[0] == "*";
-        if !star && subs.iter().any(|s| s == "*" || !events::is_known(s)) {
-            return Err(Error::invalid_attr(
-                "subscriptions",
-                "unsupported webhook event type for subscription",
-                "SUBSCRIPTIONS_NOT_ALLOWED",
-            ));
-        }
-        let mut unique: Vec<String> = Vec::with_capacity(subs.len());
-        for s in subs {
-            if !unique.contains(&s) {
-                unique.push(s);
-            }
-        }
-        e.subscriptions = Json(unique);
+        e.subscriptions = Json(service::subscriptions(subs)?);
     }
     if let Some(alg) = a.signature_algorithm {
         let Some(parsed) = crate::crypto::sign::SigAlg::parse(&alg) else {
@@ -242,22 +213,10 @@ pub async fn create_endpoint(ctx: Ctx, Body(body): Body) -> ApiResult<Response> 
     if data.attributes.url.is_none() {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/url".into())).into());
     }
-    let now = time::now_ms();
-    let mut e = WebhookEndpoint {
-        id: Uuid::new_v4(),
-        account_id: ctx.account_id(),
-        // A product's endpoint is tied to it unless it names itself.
-        product_id: p.product_id(),
-        url: String::new(),
-        subscriptions: Json(vec!["*".to_string()]),
-        signature_algorithm: "ed25519".into(),
-        api_version: CURRENT_API_VERSION.into(),
-        created_at: now,
-        updated_at: now,
-    };
+    // A product's endpoint is tied to it unless it names itself.
+    let mut e = service::new_endpoint(ctx.account_id(), p.product_id(), String::new(), time::now_ms());
     apply(&ctx, &p, &mut e, data.attributes, data.relationships).await?;
-    webhooks::insert_endpoint(ctx.db(), &e).await?;
-    ctx.state.forget_hooks(e.account_id);
+    service::create_endpoint(&ctx.state, &e).await?;
     Ok(document::created(render_endpoint(&e)))
 }
 
@@ -294,15 +253,13 @@ pub async fn update_endpoint(ctx: Ctx, Body(body): Body) -> ApiResult<Response> 
     let data = parse_data::<EndpointInput, EndpointRels>(body, "webhook-endpoints")?;
     apply(&ctx, &p, &mut e, data.attributes, data.relationships).await?;
     e.updated_at = time::now_ms();
-    webhooks::update_endpoint(ctx.db(), &e).await?;
-    ctx.state.forget_hooks(e.account_id);
+    service::update_endpoint(&ctx.state, &e).await?;
     Ok(document::ok(render_endpoint(&e)))
 }
 
 pub async fn delete_endpoint(ctx: Ctx) -> ApiResult<Response> {
     let (_, e) = load_endpoint(&ctx).await?;
-    webhooks::delete_endpoint(ctx.db(), ctx.account_id(), e.id).await?;
-    ctx.state.forget_hooks(e.account_id);
+    service::delete_endpoint(&ctx.state, &e).await?;
     Ok(document::no_content())
 }
 

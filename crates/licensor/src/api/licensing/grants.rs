@@ -162,17 +162,7 @@ async fn policy_for(c: &Caller, product: Uuid, metric: Metric) -> Result<Policy,
 
 /// A grant's group: the licensee by name, with its tax id in the metadata.
 fn grant_group(account: Uuid, id: Uuid, licensee_name: &str, licensee_id: &str, now: i64) -> Group {
-    let mut g = Group {
-        id,
-        account_id: account,
-        name: licensee_name.to_string(),
-        max_users: None,
-        max_licenses: None,
-        max_machines: None,
-        metadata: crate::model::empty_metadata(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut g = Group { id, ..Group::new(account, licensee_name.to_string(), now) };
     set_licensee_id(&mut g, licensee_id);
     g
 }
@@ -202,7 +192,7 @@ pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
         }
         None => {
             let g = grant_group(c.account.id, Uuid::new_v4(), &req.licensee_name, &req.licensee_id, now);
-            groups::insert(c.db(), &g, &[crate::events::Raised::group("group.created", &g)]).await?;
+            crate::service::catalog::create_group(c.db(), &g).await?;
             g
         }
     };
@@ -309,7 +299,7 @@ pub async fn install(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
         .ok_or_else(|| bad("INVALID_CODE", "the license code is malformed"))?;
     if groups::find(c.db(), c.account.id, grant.group).await?.is_none() {
         let g = grant_group(c.account.id, grant.group, &grant.licensee_name, &grant.licensee_id, now);
-        groups::insert(c.db(), &g, &[crate::events::Raised::group("group.created", &g)]).await?;
+        crate::service::catalog::create_group(c.db(), &g).await?;
     }
     for l in &grant.licenses {
         if licenses::find(c.db(), c.account.id, l.id).await?.is_some() {

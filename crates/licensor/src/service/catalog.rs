@@ -1,0 +1,112 @@
+//! Catalogue use cases: products, policies, entitlements and groups are created here whichever
+//! surface asks (the Keygen API, the console, the licensing surface's grants, core/v1's
+//! features), so the checks, the event raised and what a clash answers live in one place. The
+//! surfaces build the value (`Product::new` and so on, then their own attributes) and hand it
+//! over.
+
+use crate::db::Db;
+use crate::error::{taken, Error, Result};
+use crate::events::Raised;
+use crate::model::{Entitlement, Group, Policy, Product};
+use crate::store::{entitlements, groups, policies, products};
+
+/// `value` must hold more than white space: `NAME_BLANK`, `CODE_BLANK`… on `attr`.
+pub fn not_blank(attr: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid_attr(attr, "cannot be blank", format!("{}_BLANK", attr.to_ascii_uppercase())));
+    }
+    Ok(())
+}
+
+/// A product's code: letters, digits, `-`, `_` and `.` only.
+pub fn product_code(code: &str) -> Result<()> {
+    if code.is_empty() || !code.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+        return Err(Error::invalid_attr(
+            "code",
+            "must contain only letters, digits, dashes, underscores and dots",
+            "CODE_INVALID",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create_product(db: &Db, p: &Product) -> Result<()> {
+    not_blank("name", &p.name)?;
+    if let Some(code) = &p.code {
+        product_code(code)?;
+    }
+    products::insert(db, p, &[Raised::product("product.created", p)]).await.map_err(|e| taken(e, "code", "CODE_TAKEN"))
+}
+
+/// Creates `p` once its rules are consistent (normalized as Keygen does) and its product is one
+/// of the account's.
+pub async fn create_policy(db: &Db, mut p: Policy) -> Result<Policy> {
+    not_blank("name", &p.name)?;
+    if products::find(db, p.account_id, &p.product_id.to_string()).await?.is_none() {
+        return Err(Error::invalid_rel("product", "must exist", "PRODUCT_NOT_FOUND"));
+    }
+    p.rules.0.normalize_and_validate()?;
+    policies::insert(db, &p, &[Raised::policy("policy.created", &p)]).await?;
+    Ok(p)
+}
+
+pub async fn create_entitlement(db: &Db, e: &Entitlement) -> Result<()> {
+    not_blank("code", &e.code)?;
+    not_blank("name", &e.name)?;
+    entitlements::insert(db, e, &[Raised::entitlement("entitlement.created", e)])
+        .await
+        .map_err(|err| taken(err, "code", "CODE_TAKEN"))
+}
+
+/// The entitlement with `code`, created (named after its code) when the account has none yet;
+/// a concurrent creation of the same code is found, not refused.
+pub async fn entitlement_by_code(db: &Db, account: uuid::Uuid, code: &str) -> Result<Entitlement> {
+    if let Some(e) = entitlements::find(db, account, code).await? {
+        return Ok(e);
+    }
+    let e = Entitlement::new(account, code.to_string(), code.to_string(), crate::time::now_ms());
+    match create_entitlement(db, &e).await {
+        Ok(()) => Ok(e),
+        Err(Error::Invalid { code: c, .. }) if c == "CODE_TAKEN" => entitlements::find(db, account, code)
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("entitlement {code} vanished after a clash"))),
+        Err(err) => Err(err),
+    }
+}
+
+pub async fn create_group(db: &Db, g: &Group) -> Result<()> {
+    not_blank("name", &g.name)?;
+    for (attr, cap) in [("maxUsers", g.max_users), ("maxLicenses", g.max_licenses), ("maxMachines", g.max_machines)] {
+        group_cap(attr, cap)?;
+    }
+    groups::insert(db, g, &[Raised::group("group.created", g)]).await
+}
+
+/// A group's cap (`maxUsers`, `maxLicenses`, `maxMachines`): none, or a positive count.
+pub fn group_cap(attr: &str, cap: Option<i64>) -> Result<()> {
+    if cap.is_some_and(|v| !(1..=i32::MAX as i64).contains(&v)) {
+        return Err(Error::invalid_attr(
+            attr,
+            "must be greater than 0",
+            format!("{}_INVALID", crate::domain::policy::code_prefix(attr)),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_names_and_codes_are_refused_with_their_attribute() {
+        assert!(not_blank("name", "App").is_ok());
+        match not_blank("code", " \t") {
+            Err(Error::Invalid { code, location, .. }) => {
+                assert_eq!(code, "CODE_BLANK");
+                assert_eq!(location, crate::error::Source::Pointer("/data/attributes/code".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
