@@ -5,6 +5,8 @@
 //! p99 for each, and the validate-key ÷ ping throughput ratio (the figure that survives noisy
 //! machines). Run it with `scripts/bench`.
 
+mod console;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +45,10 @@ struct Args {
     /// machine.deleted, a local receiver answering 204), twice over, on one server.
     #[arg(long)]
     webhooks: bool,
+    /// Instead of the usual phases: how long the admin console's pages take (overview, license
+    /// list and search, a license) on the seeded database.
+    #[arg(long)]
+    console: bool,
 }
 
 /// Rate limits that count every request and refuse none: what the counting costs.
@@ -394,6 +400,14 @@ async fn main() -> anyhow::Result<()> {
         return webhooks(&server, &url, schema.as_deref(), &master_hex, account, keys, token, &args).await;
     }
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    if args.console {
+        let db = Db::connect(&url, schema.as_deref()).await?;
+        let some = licensor::store::licenses::find_by_key(&db, account, &keys[keys.len() / 2]).await?;
+        db.close().await;
+        let license = some.context("a seeded license")?;
+        let s = start(&server, &url, schema.as_deref(), dir.path(), &master_hex, &[], &client).await?;
+        return console::run(s, &keys[keys.len() / 2], &license, keys.len()).await;
+    }
     // Every load generator request comes from one address and credential: count them all, as a
     // server does, but let none be refused (real clients are many).
     let env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED)];

@@ -110,6 +110,9 @@ pub async fn raise_check_in_events(db: &Db, now: i64) -> Result<u64> {
     Ok(raised)
 }
 
+/// How often the query planner's statistics are refreshed (and once at start).
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Starts the background loops; they stop when `stop` turns true.
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let node = Uuid::new_v4().to_string();
@@ -118,8 +121,15 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cull = tokio::time::interval(CULL_EVERY);
         cull.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut optimize = tokio::time::interval(OPTIMIZE_EVERY);
+        optimize.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = optimize.tick() => {
+                    if let Err(e) = state.db.optimize().await {
+                        tracing::warn!(error = %e, "could not refresh the query planner's statistics; will retry");
+                    }
+                }
                 _ = flush.tick() => {
                     match state.flush_touches().await {
                         Ok(()) => state.metrics.jobs.inc(&["flush_validations", "ok"]),

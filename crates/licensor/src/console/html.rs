@@ -170,6 +170,23 @@ pub fn pager(path: &str, query: &str, number: i64, size: i64, total: i64) -> Str
     h
 }
 
+/// Links for a list paged by keyset: back to the first page, and on to the rows after `next`
+/// (a cursor), keeping `query`. `total` counts the matching rows; `capped` says it stopped
+/// counting there.
+pub fn keyset_pager(path: &str, query: &str, first: bool, next: Option<&str>, total: i64, capped: bool) -> String {
+    let count = if capped { format!("more than {}", total - 1) } else { total.to_string() };
+    let mut h = format!("<nav class=\"pager\" aria-label=\"Pages\"><span>{count} in all</span>");
+    let sep = if query.is_empty() { "" } else { "&" };
+    if !first {
+        let _ = write!(h, " {}", link(&format!("{path}?{query}"), "First page"));
+    }
+    if let Some(cursor) = next {
+        let _ = write!(h, " {}", link(&format!("{path}?{query}{sep}before={cursor}"), "Next"));
+    }
+    h.push_str("</nav>");
+    h
+}
+
 /// A definition list of (term, already-escaped value).
 pub fn facts(items: &[(&str, String)]) -> String {
     let mut h = String::from("<dl>");

@@ -138,50 +138,55 @@ pub async fn find_log(db: &Db, account: Uuid, id: Uuid) -> Result<Option<EventLo
     Ok(db_run!(db, |pool| sqlx::query_as::<_, EventLog>(&sql).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
+/// Pushes `f`'s conditions (after `WHERE account_id = …`): only the filters given, so an
+/// indexed one (the resource) is used.
+macro_rules! push_log_conditions {
+    ($qb:expr, $f:expr) => {{
+        let (qb, f): (_, &LogFilter) = (&mut $qb, $f);
+        if !f.events.is_empty() {
+            qb.push(" AND event IN (");
+            let mut names = qb.separated(", ");
+            for e in &f.events {
+                names.push_bind(e.clone());
+            }
+            qb.push(")");
+        }
+        if let Some(v) = &f.resource_type {
+            qb.push(" AND resource_type = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.resource_id {
+            qb.push(" AND resource_id = ").push_bind(v);
+        }
+        if let Some(v) = &f.whodunnit_type {
+            qb.push(" AND whodunnit_type = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.whodunnit_id {
+            qb.push(" AND whodunnit_id = ").push_bind(v);
+        }
+        if let Some(v) = &f.request_id {
+            qb.push(" AND request_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.from {
+            qb.push(" AND created_at >= ").push_bind(v);
+        }
+        if let Some(v) = f.until {
+            qb.push(" AND created_at < ").push_bind(v);
+        }
+    }};
+}
+
 pub async fn list_logs(db: &Db, account: Uuid, f: &LogFilter, page: Page) -> Result<Listing<EventLog>> {
-    // The event list is bound as one JSON array text and matched with the engine's JSON
-    // functions, so the statement stays one prepared text whatever the filter.
-    let events = serde_json::to_string(&f.events).unwrap_or_else(|_| "[]".into());
-    let in_events = match db {
-        Db::Sqlite(_) => "event IN (SELECT value FROM json_each($2))",
-        Db::Postgres(_) => "event IN (SELECT jsonb_array_elements_text($2::jsonb))",
-    };
-    let filter = format!(
-        "account_id = $1 AND ($3 OR {in_events}) AND ($4 IS NULL OR resource_type = $4) AND ($5 IS NULL OR resource_id = $5) \
-         AND ($6 IS NULL OR whodunnit_type = $6) AND ($7 IS NULL OR whodunnit_id = $7) AND ($8 IS NULL OR request_id = $8) \
-         AND ($9 IS NULL OR created_at >= $9) AND ($10 IS NULL OR created_at < $10)"
-    );
-    let list = format!("SELECT {LOG_COLUMNS} FROM event_logs WHERE {filter} ORDER BY id DESC LIMIT $11 OFFSET $12");
-    let count = format!("SELECT COUNT(*) FROM event_logs WHERE {filter}");
+    let list = format!("SELECT {LOG_COLUMNS} FROM event_logs WHERE account_id = ");
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, EventLog>(&list)
-            .bind(account)
-            .bind(&events)
-            .bind(f.events.is_empty())
-            .bind(&f.resource_type)
-            .bind(f.resource_id)
-            .bind(&f.whodunnit_type)
-            .bind(f.whodunnit_id)
-            .bind(&f.request_id)
-            .bind(f.from)
-            .bind(f.until)
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let total = sqlx::query_scalar::<_, i64>(&count)
-            .bind(account)
-            .bind(&events)
-            .bind(f.events.is_empty())
-            .bind(&f.resource_type)
-            .bind(f.resource_id)
-            .bind(&f.whodunnit_type)
-            .bind(f.whodunnit_id)
-            .bind(&f.request_id)
-            .bind(f.from)
-            .bind(f.until)
-            .fetch_one(pool)
-            .await?;
+        let mut qb = sqlx::QueryBuilder::new(&list);
+        qb.push_bind(account);
+        push_log_conditions!(qb, f);
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<EventLog>().fetch_all(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM event_logs WHERE account_id = ");
+        qb.push_bind(account);
+        push_log_conditions!(qb, f);
+        let total: i64 = qb.build_query_scalar().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

@@ -10,16 +10,18 @@ use crate::error::Result;
 use crate::events::Raised;
 use crate::model::{License, Listing, Page};
 
+/// (Licenses stay the outer loop: the policy's rules come from a subquery, not a join the
+/// planner could reorder, which sorted every license of an account to show a page of them.)
 macro_rules! select_view {
     ($($where:expr),+) => {
         concat!(
             "SELECT l.id, l.account_id, l.product_id, l.policy_id, l.owner_id, l.group_id, l.key, l.name, l.expiry, l.suspended, l.protected, l.uses, \
              l.max_machines, l.max_processes, l.max_users, l.max_cores, l.max_uses, l.max_memory, l.max_disk, \
              v.at AS last_validated_at, l.last_check_out_at, l.last_check_in_at, l.metadata, l.created_at, l.updated_at, \
-             p.rules AS policy_rules, \
+             (SELECT p.rules FROM policies p WHERE p.id = l.policy_id) AS policy_rules, \
              l.machines_count, l.machines_cores, l.users_count, \
              (u.banned_at IS NOT NULL) AS owner_banned, l.machines_memory, l.machines_disk \
-             FROM licenses l JOIN policies p ON p.id = l.policy_id LEFT JOIN users u ON u.id = l.owner_id \
+             FROM licenses l LEFT JOIN users u ON u.id = l.owner_id \
              LEFT JOIN license_validations v ON v.license_id = l.id ",
             $($where),+
         )
@@ -125,93 +127,163 @@ pub struct LicenseFilter {
     /// The status to match (`domain::license::status`), and the instants that rule reads:
     /// now, when EXPIRING begins, when INACTIVE begins.
     pub status: Option<(String, [i64; 3])>,
-    /// A key (exact), or text in the name, the owner's email or the metadata.
+    /// A key (exact), an owner's email (exact), or else text in the name or the metadata.
     pub search: Option<String>,
+    /// Only licenses older than this (`created_at`, `id`): the next page by keyset, which
+    /// costs the same however deep.
+    pub before: Option<(i64, Uuid)>,
+    /// Count at most this many (and one more, meaning "more").
+    pub count_up_to: Option<i64>,
 }
 
-/// A license's status (`domain::license::status`) in SQL, over `l`, `u` (owner) and `v`
-/// (validations), given the parameters holding now, the EXPIRING and the INACTIVE instants.
-macro_rules! status_sql {
-    ($now:literal, $soon:literal, $stale:literal) => {
-        concat!(
-            "CASE WHEN u.banned_at IS NOT NULL THEN 'BANNED' WHEN l.suspended THEN 'SUSPENDED' WHEN l.expiry < ",
-            $now,
-            " THEN 'EXPIRED' WHEN l.expiry < ",
-            $soon,
-            " THEN 'EXPIRING' WHEN l.created_at < ",
-            $stale,
-            " AND COALESCE(v.at, 0) < ",
-            $stale,
-            " AND COALESCE(l.last_check_out_at, 0) < ",
-            $stale,
-            " AND COALESCE(l.last_check_in_at, 0) < ",
-            $stale,
-            " THEN 'INACTIVE' ELSE 'ACTIVE' END"
-        )
-    };
+/// Pushes the conditions of `f` (after `WHERE l.account_id = …`) onto a query over `l`, `u`
+/// (owner) and `v` (validations). Only the filters given become SQL, so each list runs the
+/// statement its filters need and the planner can use the index that serves it; a generic
+/// `($n IS NULL OR …)` statement scans the table whatever is asked.
+macro_rules! push_conditions {
+    ($qb:expr, $f:expr, $text:expr) => {{
+        let (qb, f) = (&mut $qb, $f);
+        if let Some(v) = f.product {
+            qb.push(" AND l.product_id = ").push_bind(v);
+        }
+        if let Some(v) = f.policy {
+            qb.push(" AND l.policy_id = ").push_bind(v);
+        }
+        if let Some(v) = f.owner {
+            qb.push(" AND l.owner_id = ").push_bind(v);
+        }
+        if let Some(v) = f.user {
+            qb.push(" AND (l.owner_id = ").push_bind(v);
+            qb.push(" OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = ")
+                .push_bind(v);
+            qb.push("))");
+        }
+        if let Some(v) = f.group {
+            qb.push(" AND l.group_id = ").push_bind(v);
+        }
+        if let Some(v) = f.suspended {
+            qb.push(" AND l.suspended = ").push_bind(v);
+        }
+        if let Some(v) = f.expired_before {
+            qb.push(" AND l.expiry < ").push_bind(v);
+        }
+        if let Some(v) = f.only {
+            qb.push(" AND l.id = ").push_bind(v);
+        }
+        if let Some((created, id)) = f.before {
+            qb.push(" AND (l.created_at < ").push_bind(created);
+            qb.push(" OR (l.created_at = ").push_bind(created);
+            qb.push(" AND l.id < ").push_bind(id).push("))");
+        }
+        if let Some(pattern) = $text {
+            qb.push(" AND (LOWER(l.name) LIKE ").push_bind(pattern.clone());
+            qb.push(" OR LOWER(CAST(l.metadata AS TEXT)) LIKE ").push_bind(pattern.clone()).push(")");
+        }
+        if let Some((status, [now, soon, stale])) = f.status.clone() {
+            // What the status implies, in indexable terms, before the exact rule.
+            match status.as_str() {
+                "EXPIRED" => {
+                    qb.push(" AND l.expiry < ").push_bind(now);
+                }
+                "EXPIRING" => {
+                    qb.push(" AND l.expiry >= ").push_bind(now).push(" AND l.expiry < ").push_bind(soon);
+                }
+                "SUSPENDED" => {
+                    qb.push(" AND l.suspended = ").push_bind(true);
+                }
+                "BANNED" => {
+                    qb.push(" AND u.banned_at IS NOT NULL");
+                }
+                _ => {}
+            }
+            qb.push(" AND (");
+            push_status!(qb, now, soon, stale);
+            qb.push(") = ").push_bind(status);
+        }
+    }};
 }
 
-const LIST: &str = select_view!(
-    "WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
-     AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
-     AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
-     AND ($16 IS NULL OR l.key = $16 OR LOWER(l.name) LIKE $17 OR u.email = LOWER($16) OR LOWER(CAST(l.metadata AS TEXT)) LIKE $17) \
-     AND ($12 IS NULL OR $12 = ",
-    status_sql!("$13", "$14", "$15"),
-    ") ORDER BY l.created_at DESC, l.id DESC LIMIT $10 OFFSET $11"
-);
-const COUNT: &str = concat!("SELECT COUNT(*) FROM licenses l LEFT JOIN users u ON u.id = l.owner_id LEFT JOIN license_validations v ON v.license_id = l.id \
-     WHERE l.account_id = $1 AND ($2 IS NULL OR l.product_id = $2) AND ($3 IS NULL OR l.policy_id = $3) AND ($4 IS NULL OR l.owner_id = $4) \
-     AND ($5 IS NULL OR l.owner_id = $5 OR EXISTS (SELECT 1 FROM license_users x WHERE x.license_id = l.id AND x.user_id = $5)) \
-     AND ($6 IS NULL OR l.group_id = $6) AND ($7 IS NULL OR l.suspended = $7) AND ($8 IS NULL OR l.expiry < $8) AND ($9 IS NULL OR l.id = $9) \
-     AND ($14 IS NULL OR l.key = $14 OR LOWER(l.name) LIKE $15 OR u.email = LOWER($14) OR LOWER(CAST(l.metadata AS TEXT)) LIKE $15) \
-     AND ($10 IS NULL OR $10 = ", status_sql!("$11", "$12", "$13"), ")");
+/// Pushes `domain::license::status` as SQL over `l`, `u` (owner) and `v` (validations), given
+/// now and the instants EXPIRING and INACTIVE begin.
+macro_rules! push_status {
+    ($qb:expr, $now:expr, $soon:expr, $stale:expr) => {{
+        let stale: i64 = $stale;
+        $qb.push("CASE WHEN u.banned_at IS NOT NULL THEN 'BANNED' WHEN l.suspended THEN 'SUSPENDED' WHEN l.expiry < ")
+            .push_bind($now)
+            .push(" THEN 'EXPIRED' WHEN l.expiry < ")
+            .push_bind($soon)
+            .push(" THEN 'EXPIRING' WHEN l.created_at < ")
+            .push_bind(stale)
+            .push(" AND COALESCE(v.at, 0) < ")
+            .push_bind(stale)
+            .push(" AND COALESCE(l.last_check_out_at, 0) < ")
+            .push_bind(stale)
+            .push(" AND COALESCE(l.last_check_in_at, 0) < ")
+            .push_bind(stale)
+            .push(" THEN 'INACTIVE' ELSE 'ACTIVE' END");
+    }};
+}
 
-pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<License>> {
-    let status = f.status.as_ref().map(|(s, instants)| (s.as_str(), instants));
-    let instants = status.map(|(_, i)| *i).unwrap_or_default();
-    let search = f.search.as_deref();
-    // LIKE's own wildcards in the text are matched literally by escaping them away.
-    let pattern = search.map(|s| format!("%{}%", s.to_lowercase().replace(['%', '_'], "")));
+/// How many of the account's licenses have each status, in one pass over them.
+pub async fn status_counts(db: &Db, account: Uuid, [now, soon, stale]: [i64; 3]) -> Result<Vec<(String, i64)>> {
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, License>(LIST)
-            .bind(account)
-            .bind(f.product)
-            .bind(f.policy)
-            .bind(f.owner)
-            .bind(f.user)
-            .bind(f.group)
-            .bind(f.suspended)
-            .bind(f.expired_before)
-            .bind(f.only)
-            .bind(page.limit())
-            .bind(page.offset())
-            .bind(status.map(|(s, _)| s))
-            .bind(instants[0])
-            .bind(instants[1])
-            .bind(instants[2])
-            .bind(search)
-            .bind(&pattern)
-            .fetch_all(pool)
-            .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT)
-            .bind(account)
-            .bind(f.product)
-            .bind(f.policy)
-            .bind(f.owner)
-            .bind(f.user)
-            .bind(f.group)
-            .bind(f.suspended)
-            .bind(f.expired_before)
-            .bind(f.only)
-            .bind(status.map(|(s, _)| s))
-            .bind(instants[0])
-            .bind(instants[1])
-            .bind(instants[2])
-            .bind(search)
-            .bind(&pattern)
-            .fetch_one(pool)
-            .await?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT status, COUNT(*) FROM (SELECT ");
+        push_status!(qb, now, soon, stale);
+        qb.push(
+            " AS status FROM licenses l LEFT JOIN users u ON u.id = l.owner_id \
+             LEFT JOIN license_validations v ON v.license_id = l.id WHERE l.account_id = ",
+        )
+        .push_bind(account)
+        .push(") s GROUP BY status");
+        Ok(qb.build_query_as::<(String, i64)>().fetch_all(pool).await?)
+    })
+}
+
+/// Licenses matching `f`, newest first. A search is a key (that license), an owner's email
+/// (their licenses), or else text in the name or the metadata. `total` is exact unless
+/// `f.count_up_to` caps it (then it stops at the cap + 1, which says "more than").
+pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Result<Listing<License>> {
+    let mut f = f.clone();
+    let mut text = None;
+    if let Some(search) = f.search.take().filter(|s| !s.is_empty()) {
+        if let Some(l) = find_by_key(db, account, &search).await? {
+            f.only = Some(f.only.map_or(l.id, |o| if o == l.id { o } else { Uuid::nil() }));
+        } else if let Some(u) = super::users::find_by_email(db, account, &search).await? {
+            f.owner = Some(f.owner.map_or(u.id, |o| if o == u.id { o } else { Uuid::nil() }));
+        } else {
+            // LIKE's own wildcards in the text are matched literally by escaping them away.
+            text = Some(format!("%{}%", search.to_lowercase().replace(['%', '_'], "")));
+        }
+    }
+    // The count reads the owner and the validation only when the status rule needs them.
+    let joins = if f.status.is_some() {
+        "FROM licenses l LEFT JOIN users u ON u.id = l.owner_id LEFT JOIN license_validations v ON v.license_id = l.id "
+    } else {
+        "FROM licenses l "
+    };
+    db_run!(db, |pool| {
+        let mut qb = sqlx::QueryBuilder::new(select_view!("WHERE l.account_id = "));
+        qb.push_bind(account);
+        push_conditions!(qb, &f, &text);
+        qb.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ").push_bind(page.limit());
+        qb.push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<License>().fetch_all(pool).await?;
+        // A first page that is not full holds every match: nothing left to count.
+        if f.before.is_none() && page.offset() == 0 && (rows.len() as i64) < page.limit() {
+            let total = rows.len() as i64;
+            return Ok(Listing { rows, total });
+        }
+
+        // The count is of the whole list, whichever page this is.
+        let whole = LicenseFilter { before: None, ..f.clone() };
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 ");
+        qb.push(joins).push("WHERE l.account_id = ").push_bind(account);
+        push_conditions!(qb, &whole, &text);
+        if let Some(cap) = f.count_up_to {
+            qb.push(" LIMIT ").push_bind(cap + 1);
+        }
+        qb.push(") matching");
+        let total: i64 = qb.build_query_scalar().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

@@ -534,3 +534,29 @@ async fn the_license_page_shows_validation_history_when_logged() {
     v.sign_in("/admin", &plain.admin_email, PASSWORD).await;
     assert!(v.get(&format!("/admin/licenses/{license}")).await.body.contains("--log-validations"));
 }
+
+/// The license list pages by keyset: "Next" carries the last row's position, the pages do not
+/// overlap, and the count is of the whole list.
+#[tokio::test]
+async fn the_license_list_pages_by_keyset() {
+    let app = spawn_app().await;
+    let (_, policy, first, _) = app.license_fixture(json!({})).await;
+    let mut ids = vec![first];
+    for _ in 0..29 {
+        ids.push(app.create_license(&policy, json!({})).await.0);
+    }
+    let mut v = Visitor::new(&app);
+    v.sign_in("/admin", &app.admin_email, PASSWORD).await;
+    let one = v.get("/admin/licenses").await;
+    assert!(one.body.contains("30 in all"), "{}", one.body);
+    let at = one.body.find("before=").expect("a Next link") + "before=".len();
+    let cursor = one.body[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let two = v.get(&format!("/admin/licenses?before={cursor}")).await;
+    assert!(two.body.contains("30 in all") && two.body.contains("First page"));
+    assert!(!two.body.contains("before="), "the last page has no Next");
+    let on = |page: &str| ids.iter().filter(|id| page.contains(id.as_str())).count();
+    assert_eq!((on(&one.body), on(&two.body)), (25, 5));
+    assert!(ids.iter().all(|id| one.body.contains(id.as_str()) != two.body.contains(id.as_str())));
+    // A cursor that does not parse is the first page, not an error.
+    assert!(v.get("/admin/licenses?before=garbage").await.body.contains("30 in all"));
+}

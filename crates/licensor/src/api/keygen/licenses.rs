@@ -199,9 +199,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         group: params.uuid_filter("group"),
         suspended: params.bool_filter("suspended"),
         expired_before: params.bool_filter("expired").filter(|e| *e).map(|_| now),
-        only: None,
-        status: None,
-        search: None,
+        ..Default::default()
     };
     access::scope_license_list(p, &mut f);
     if let Some(s) = params.filter("status") {

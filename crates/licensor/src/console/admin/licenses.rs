@@ -12,7 +12,7 @@ use axum::Router;
 use uuid::Uuid;
 
 use super::overview::status_filter;
-use super::{html, page_number, render, AREA, PAGE_SIZE, Q};
+use super::{html, render, AREA, PAGE_SIZE, Q};
 use crate::console::html::{esc, link};
 use crate::console::{done, error_page};
 use crate::error::Error;
@@ -62,22 +62,36 @@ pub(super) fn shorten(key: &str) -> String {
     }
 }
 
+/// Lists count their matches up to this many; past it they say "more than".
+const COUNT_UP_TO: i64 = 10_000;
+
+/// A keyset cursor, `{created_at}_{id}` of the last row of the page before.
+fn cursor(text: &str) -> Option<(i64, Uuid)> {
+    let (created, id) = text.split_once('_')?;
+    Some((created.parse().ok()?, Uuid::parse_str(id).ok()?))
+}
+
 async fn licenses_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> Response {
     let s = signed_in!(state, headers, AREA);
     let account = s.account.id;
     let now = time::now_ms();
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
     let (search, status, product, policy) = (get("q"), get("status"), get("product"), get("policy"));
-    let number = page_number(&q);
+    let before = cursor(&get("before"));
     let f = LicenseFilter {
         product: Uuid::parse_str(&product).ok(),
         policy: Uuid::parse_str(&policy).ok(),
         group: Uuid::parse_str(&get("group")).ok(),
         status: status_filter(&status, now),
         search: (!search.is_empty()).then(|| search.clone()),
+        before,
+        count_up_to: Some(COUNT_UP_TO),
         ..Default::default()
     };
-    let listing = tri!(AREA, licenses::list(&state.db, account, &f, Page { size: PAGE_SIZE, number }).await);
+    let listing = tri!(AREA, licenses::list(&state.db, account, &f, Page { size: PAGE_SIZE, number: 1 }).await);
+    let next = (listing.rows.len() as i64 == PAGE_SIZE)
+        .then(|| listing.rows.last().map(|l| format!("{}_{}", l.created_at, l.id)))
+        .flatten();
     let all_products = tri!(AREA, products::list(&state.db, account, None, Page { size: 100, number: 1 }).await).rows;
     let all_policies = tri!(AREA, policies::list(&state.db, account, None, Page { size: 100, number: 1 }).await).rows;
     let mut product_options = vec![(String::new(), "Any product".to_string())];
@@ -95,9 +109,15 @@ async fn licenses_page(State(state): State<AppState>, headers: HeaderMap, Query(
         html::select("product", "Product", &product_options, &product),
         html::select("policy", "Policy", &policy_options, &policy),
     );
-    let query =
-        serde_urlencoded::to_string([("q", &search), ("status", &status), ("product", &product), ("policy", &policy)])
-            .unwrap_or_default();
+    let group = get("group");
+    let query = serde_urlencoded::to_string([
+        ("q", &search),
+        ("status", &status),
+        ("product", &product),
+        ("policy", &policy),
+        ("group", &group),
+    ])
+    .unwrap_or_default();
     let policy_choices: Vec<(String, String)> = all_policies
         .iter()
         .map(|p| {
@@ -126,7 +146,14 @@ async fn licenses_page(State(state): State<AppState>, headers: HeaderMap, Query(
     let body = format!(
         "{filters}{}{}{create}",
         license_table("Licenses", &listing.rows, now),
-        html::pager("/admin/licenses", &query, number, PAGE_SIZE, listing.total)
+        html::keyset_pager(
+            "/admin/licenses",
+            &query,
+            before.is_none(),
+            next.as_deref(),
+            listing.total,
+            listing.total > COUNT_UP_TO
+        )
     );
     render(&s, "Licenses", &q, &body)
 }
