@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::model::{Entitlement, Group, License, Machine, Policy, Process, Product, Token, User};
+use crate::model::{Entitlement, Group, Key, License, Machine, Policy, Process, Product, Token, User};
 use crate::wire as render;
 
 /// Every event name Licensor raises or accepts in a subscription (Keygen's names for the
@@ -28,6 +28,9 @@ pub const EVENTS: &[&str] = &[
     "group.created",
     "group.deleted",
     "group.updated",
+    "key.created",
+    "key.deleted",
+    "key.updated",
     "license.check-in-overdue",
     "license.checked-in",
     "license.checked-out",
@@ -64,6 +67,7 @@ pub const EVENTS: &[&str] = &[
     "policy.deleted",
     "policy.entitlements.attached",
     "policy.entitlements.detached",
+    "policy.pool.popped",
     "policy.updated",
     "process.created",
     "process.deleted",
@@ -176,6 +180,11 @@ impl Raised {
     pub fn entitlement(event: &'static str, e: &Entitlement) -> Raised {
         let payload = document(render::entitlements::render(e.account_id, e), None);
         Raised::new(event, "entitlements", e.id, None, payload)
+    }
+
+    pub fn key(event: &'static str, k: &Key) -> Raised {
+        let payload = document(render::keys::render(k.account_id, k), None);
+        Raised::new(event, "keys", k.id, Some(k.product_id), payload)
     }
 
     pub fn group(event: &'static str, g: &Group) -> Raised {

@@ -106,12 +106,16 @@ impl PolicyRules {
         at_least("maxDisk", self.max_disk, 1)?;
         at_least("maxUses", self.max_uses, 0)?;
         at_least("heartbeatDuration", self.heartbeat_duration, 60)?;
-        if self.use_pool && (self.encrypted || self.scheme.is_some()) {
+        // A pooled key is written by the vendor ahead of time: nothing to encrypt or sign.
+        if self.use_pool && self.encrypted {
             return Err(Error::invalid_attr(
-                "usePool",
-                "cannot be used with an encrypted or signed scheme",
-                "USE_POOL_NOT_SUPPORTED",
+                "encrypted",
+                "cannot be encrypted and use a pool",
+                "ENCRYPTED_NOT_SUPPORTED",
             ));
+        }
+        if self.use_pool && self.scheme.is_some() {
+            return Err(Error::invalid_attr("scheme", "cannot use a scheme and use a pool", "SCHEME_NOT_SUPPORTED"));
         }
         if self.heartbeat_resurrection_strategy == ResurrectionStrategy::AlwaysRevive
             && self.heartbeat_cull_strategy != CullStrategy::KeepDead

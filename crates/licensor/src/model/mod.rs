@@ -8,6 +8,7 @@ mod activation;
 mod component;
 mod entitlement;
 mod group;
+mod key;
 mod license;
 mod machine;
 mod policy;
@@ -28,6 +29,7 @@ pub use activation::{ActivationLimits, ActivationRefusal, Decide, Uniqueness, Us
 pub use component::Component;
 pub use entitlement::Entitlement;
 pub use group::Group;
+pub use key::Key;
 pub use license::License;
 pub use machine::Machine;
 pub use policy::{Policy, PolicyRules};

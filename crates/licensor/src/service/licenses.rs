@@ -176,6 +176,7 @@ pub async fn issue(
             }
             k
         }
+        (None, None) if rules.use_pool => String::new(),
         (None, None) => license::generate_key(),
         (Some(scheme), seed) => crate::domain::keys::sign_key(
             *scheme,
@@ -194,8 +195,10 @@ pub async fn issue(
         Some(g) => crate::store::groups::find(db, account.id, g).await?.and_then(|g| g.max_licenses),
         None => None,
     };
-    let events = [Raised::license("license.created", &row)];
-    let inserted = licenses::insert_within_group(db, &row, group_max, &events).await.map_err(|e| {
+    // A pooled policy's license takes the pool's newest key as it is written.
+    let pool_of = (row.key.is_empty() && rules.use_pool).then_some(policy.id);
+    let events = |l: &License| vec![Raised::license("license.created", l)];
+    let inserted = licenses::insert_within_group(db, &row, group_max, pool_of, events).await.map_err(|e| {
         if is_unique_violation(&e) {
             if new.id.is_some() && licenses_id_conflict(&e) {
                 Error::invalid_attr("id", "has already been taken", "ID_TAKEN")
@@ -206,14 +209,18 @@ pub async fn issue(
             Error::from(e)
         }
     })?;
-    if !inserted {
-        return Err(Error::invalid_rel(
+    match inserted {
+        licenses::Inserted::Yes(key) => {
+            row.key = key;
+            Ok(row)
+        }
+        licenses::Inserted::PoolEmpty => Err(Error::invalid_rel("policy", "pool is empty", "POLICY_POOL_EMPTY")),
+        licenses::Inserted::GroupFull => Err(Error::invalid_rel(
             "group",
             format!("license count has exceeded maximum allowed by current group ({})", group_max.unwrap_or(0)),
             "GROUP_LICENSE_LIMIT_EXCEEDED",
-        ));
+        )),
     }
-    Ok(row)
 }
 
 fn licenses_id_conflict(e: &sqlx::Error) -> bool {

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod catalog;
 pub mod checkout;
+pub mod keys;
 pub mod licenses;
 pub mod machines;
 pub mod users;

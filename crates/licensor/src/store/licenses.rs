@@ -294,15 +294,27 @@ const INSERT: &str = "INSERT INTO licenses (id, account_id, product_id, policy_i
 
 /// Inserts unless the license's group already holds `group_max` licenses; the count and the
 /// insert run in one transaction holding the group's row lock, so the cap holds across nodes.
-/// Returns false when the group is full.
+/// With `pool_of` (a pooled policy), the license takes the pool's newest key, which leaves the
+/// pool in the same transaction; `events` are made from the license as written.
 pub async fn insert_within_group(
     db: &Db,
     l: &License,
     group_max: Option<i64>,
-    events: &[Raised],
-) -> Result<bool, sqlx::Error> {
+    pool_of: Option<Uuid>,
+    events: impl Fn(&License) -> Vec<Raised>,
+) -> Result<Inserted, sqlx::Error> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
+    const DROP_KEY: &str = "DELETE FROM keys WHERE id = $1";
+    // Racing creations on PostgreSQL each take a different key (one another's are locked and
+    // skipped); SQLite's write transactions run one at a time.
+    let newest_key = match db {
+        Db::Sqlite(_) => "SELECT id, key FROM keys WHERE policy_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        Db::Postgres(_) => {
+            "SELECT id, key FROM keys WHERE policy_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE SKIP LOCKED"
+        }
+    };
+    let mut l = l.clone();
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         if let (Some(group), Some(max)) = (l.group_id, group_max) {
@@ -310,8 +322,18 @@ pub async fn insert_within_group(
             let count = sqlx::query_scalar::<_, i64>(COUNT).bind(group).fetch_one(&mut *tx).await?;
             if count + 1 > max {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(Inserted::GroupFull);
             }
+        }
+        if let Some(policy) = pool_of {
+            let Some((id, key)) =
+                sqlx::query_as::<_, (Uuid, String)>(newest_key).bind(policy).fetch_optional(&mut *tx).await?
+            else {
+                tx.rollback().await?;
+                return Ok(Inserted::PoolEmpty);
+            };
+            sqlx::query(DROP_KEY).bind(id).execute(&mut *tx).await?;
+            l.key = key;
         }
         sqlx::query(INSERT)
             .bind(l.id)
@@ -340,10 +362,21 @@ pub async fn insert_within_group(
             .bind(l.updated_at)
             .execute(&mut *tx)
             .await?;
-        crate::write_events!(tx, l.account_id, events);
+        crate::write_events!(tx, l.account_id, &events(&l));
         tx.commit().await?;
     });
-    Ok(true)
+    Ok(Inserted::Yes(l.key))
+}
+
+/// What [`insert_within_group`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Inserted, with this key (the pool's, when it came from one).
+    Yes(String),
+    /// The group holds its `maxLicenses` already.
+    GroupFull,
+    /// The policy's pool has no key left.
+    PoolEmpty,
 }
 
 /// Licenses in a group.

@@ -9,6 +9,7 @@ pub mod console;
 pub mod entitlements;
 pub mod events;
 pub mod groups;
+pub mod keys;
 pub mod leases;
 pub mod licenses;
 pub mod machines;

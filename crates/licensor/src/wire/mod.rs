@@ -5,6 +5,7 @@
 pub mod document;
 pub mod entitlements;
 pub mod groups;
+pub mod keys;
 pub mod licenses;
 pub mod machines;
 pub mod policies;

@@ -35,6 +35,7 @@ pub fn render(account: Uuid, p: &Policy) -> Resource<PolicyAttributes> {
     )
     .account(account)
     .one("product", "products", Some(p.product_id))
+    .many("pool", None)
     .many("licenses", None)
     .many("entitlements", None)
 }

@@ -15,6 +15,7 @@ mod console;
 mod cross_surface;
 mod errors;
 mod golden;
+mod keys;
 mod layers;
 mod licenses;
 mod licensing;

@@ -9,6 +9,7 @@ pub mod entitlements;
 pub mod error;
 pub mod extract;
 pub mod groups;
+pub mod keys;
 pub mod license_actions;
 pub mod licenses;
 pub mod machine_relationships;
@@ -69,6 +70,12 @@ fn account_routes() -> Router<AppState> {
             "/policies/{id}/entitlements",
             get(policies::list_entitlements).post(policies::attach_entitlements).delete(policies::detach_entitlements),
         )
+        .route("/policies/{id}/pool", get(keys::pool).delete(keys::pop))
+        .route("/policies/{id}/pool/{key}", get(keys::pool_key))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}", get(keys::show).patch(keys::update).delete(keys::delete))
+        .route("/keys/{id}/policy", get(keys::policy))
+        .route("/keys/{id}/product", get(keys::product))
         .route("/licenses", get(licenses::list).post(licenses::create))
         .route("/licenses/{id}", get(licenses::show).patch(licenses::update).delete(licenses::delete))
         .route("/licenses/{id}/policy", get(licenses::show_policy).put(licenses::change_policy))

@@ -123,6 +123,7 @@ fn plural_type(kind: &str) -> Option<&'static str> {
         "components",
         "entitlements",
         "groups",
+        "keys",
         "licenses",
         "machines",
         "policies",
