@@ -195,6 +195,13 @@ async fn console_actions_are_seen_by_every_surface() {
     let policy = app.get(&app.acct("/policies"), &app.admin()).await;
     assert_eq!(policy.body["data"][0]["attributes"]["maxMachines"], 2);
     let policy = policy.body["data"][0]["id"].as_str().unwrap().to_string();
+    // The policy page shows every rule, explained.
+    let shown = v.get(&format!("/admin/policies/{policy}")).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    for rule in ["maxMachines", "heartbeatCullStrategy", "requireFingerprintScope", "authenticationStrategy"] {
+        assert!(shown.body.contains(&format!("<code>{rule}</code>")), "{rule}");
+    }
+    assert!(shown.body.contains("Machines a license may activate at once."));
     let r = v.post("/admin/licenses", &[("csrf", &csrf), ("policy", &policy), ("name", "Acme Corp")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = r.location().split('?').next().unwrap().to_string();

@@ -2,7 +2,7 @@
 //! services as the API's.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/products", get(products_page).post(create_product))
         .route("/admin/policies", get(policies_page).post(create_policy))
+        .route("/admin/policies/{id}", get(policy_page))
         .route("/admin/entitlements", get(entitlements_page).post(create_entitlement))
         .route("/admin/groups", get(groups_page).post(create_group))
 }
@@ -81,7 +82,7 @@ async fn policies_page(State(state): State<AppState>, headers: HeaderMap, Query(
             let r = &p.rules.0;
             let product = all_products.iter().find(|x| x.id == p.product_id).map_or("?", |x| x.name.as_str());
             vec![
-                link(&format!("/admin/licenses?policy={}", p.id), &p.name),
+                link(&format!("/admin/policies/{}", p.id), &p.name),
                 esc(product),
                 r.max_machines.map_or("unlimited".into(), |m| m.to_string()),
                 r.duration.map_or("perpetual".into(), |d| format!("{} days", d / 86_400)),
@@ -127,6 +128,40 @@ async fn policies_page(State(state): State<AppState>, headers: HeaderMap, Query(
         html::pager("/admin/policies", "", number, PAGE_SIZE, listing.total)
     );
     render(&s, "Policies", &q, &body)
+}
+
+/// `GET /admin/policies/{id}`: every rule of the policy, with what it means.
+async fn policy_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Response {
+    let s = signed_in!(state, headers, AREA);
+    let uuid = tri!(AREA, super::uuid_of("policy", &id));
+    let Some(p) = tri!(AREA, policies::find(&state.db, s.account.id, uuid).await) else {
+        return error_page(AREA, Error::not_found("policy", id));
+    };
+    let rules = serde_json::to_value(&p.rules.0).unwrap_or_default();
+    let rows: Vec<Vec<String>> = super::policy_rules::EXPLAINED
+        .iter()
+        .map(|(name, meaning)| {
+            let value = match rules.get(*name) {
+                None | Some(serde_json::Value::Null) => "—".to_string(),
+                Some(serde_json::Value::String(v)) => v.clone(),
+                Some(v) => v.to_string(),
+            };
+            vec![format!("<code>{}</code>", esc(name)), format!("<code>{}</code>", esc(&value)), esc(meaning)]
+        })
+        .collect();
+    let body = format!(
+        "<p>{} · <code>{}</code></p>{}<p>Rules change through the API (<code>PATCH /v1/accounts/…/policies/{}</code>); <code>scheme</code>, <code>encrypted</code> and <code>usePool</code> are set at creation only.</p>",
+        link(&format!("/admin/licenses?policy={}", p.id), "Its licenses"),
+        p.id,
+        html::table("Rules", &["Rule", "Value", "What it does"], &rows),
+        p.id
+    );
+    render(&s, &p.name, &q, &body)
 }
 
 async fn create_policy(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

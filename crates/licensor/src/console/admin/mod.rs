@@ -31,6 +31,7 @@ mod integrations;
 mod licenses;
 mod overview;
 mod people;
+mod policy_rules;
 
 const NAV: html::Nav<'static> = &[
     ("/admin", "Overview"),
