@@ -82,6 +82,7 @@ pub const EVENTS: &[&str] = &[
     "user.banned",
     "user.created",
     "user.deleted",
+    "user.password-reset",
     "user.unbanned",
     "user.updated",
 ];
@@ -164,6 +165,13 @@ impl Raised {
     pub fn product(event: &'static str, p: &Product) -> Raised {
         let payload = document(render::products::render(p.account_id, p), None);
         Raised::new(event, "products", p.id, Some(p.id), payload)
+    }
+
+    /// `user.password-reset`: the user, and the raw reset token in `meta.passwordResetToken`
+    /// for the vendor to send (Licensor sends no mail). Not in the event log's metadata.
+    pub fn password_reset(u: &User, token: &str) -> Raised {
+        let payload = document(render::users::render(u.account_id, u), Some(json!({ "passwordResetToken": token })));
+        Raised::new("user.password-reset", "users", u.id, None, payload)
     }
 
     pub fn user(event: &'static str, u: &User) -> Raised {

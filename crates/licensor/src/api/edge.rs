@@ -147,6 +147,10 @@ fn strict_buckets(
                 rate,
             ));
         }
+        // Reset requests: the email is in the body, so per account and address.
+        if method == Method::POST && path.ends_with("/passwords") {
+            out.push(("password_changes", bucket("forgot", &[account.as_bytes(), ip.as_bytes()]), rate));
+        }
     }
     out
 }

@@ -106,3 +106,49 @@ async fn set_password(db: &Db, p: &Principal, u: &User, new: String) -> Result<U
     save(db, p, u, &after).await?;
     Ok(after)
 }
+
+/// How long a password-reset token may be redeemed (Keygen's 24 hours).
+pub const RESET_TOKEN_TTL: i64 = 24 * 3600 * 1000;
+
+/// `POST /passwords`: when `email` is a user of `account`, issues a reset token (replacing any
+/// earlier one) and raises `user.password-reset` carrying it, for the vendor to send. Answers
+/// the same whether or not the user exists, so the answer tells nothing about who does.
+pub async fn request_password_reset(db: &Db, account: uuid::Uuid, email: &str) -> Result<()> {
+    let Some(u) = users::find_by_email(db, account, &email.trim().to_lowercase()).await? else { return Ok(()) };
+    // 24 random bytes, in hex, and Keygen's version suffix.
+    let token = format!("{}v3", hex::encode(rand::random::<[u8; 24]>()));
+    let digest = secrets::token_digest(&token);
+    users::set_reset_token(db, &u, &digest, crate::time::now_ms(), &[Raised::password_reset(&u, &token)]).await
+}
+
+/// `POST /users/{id}/actions/reset-password`: sets a new password with the reset token the
+/// user was sent. A token that is not the user's outstanding one is "not found" (as an
+/// unknown user is); one older than [`RESET_TOKEN_TTL`] is 401. Spends the token and revokes
+/// every token of the user.
+/// `named` is the user as the request named them (id or email), for the "not found".
+pub async fn reset_password_with_token(
+    db: &Db,
+    account: &crate::model::Account,
+    u: &User,
+    named: &str,
+    token: &str,
+    new: String,
+) -> Result<User> {
+    // A customer with no password yet may not set one this way on a protected account.
+    if account.protected && u.role == "user" && u.password_hash.is_none() {
+        return Err(Error::access_denied());
+    }
+    check_password(&new, "/data/attributes/password")?;
+    let now = crate::time::now_ms();
+    let mut after = u.clone();
+    after.password_hash = Some(secrets::hash_password(new).await?);
+    after.updated_at = now;
+    let hash = after.password_hash.clone().unwrap_or_default();
+    let digest = secrets::token_digest(token);
+    let events = [Raised::user("user.updated", &after)];
+    match users::redeem_reset_token(db, u, &digest, now - RESET_TOKEN_TTL, &hash, now, &events).await? {
+        users::Redeemed::Done => Ok(after),
+        users::Redeemed::Unknown => Err(Error::not_found("user", named)),
+        users::Redeemed::Expired => Err(Error::Unauthorized { detail: "is expired".into(), code: None }),
+    }
+}

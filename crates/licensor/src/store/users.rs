@@ -231,3 +231,73 @@ pub async fn in_product(db: &Db, user: Uuid, product: Uuid) -> Result<bool> {
         OR EXISTS (SELECT 1 FROM license_users lu WHERE lu.license_id = l.id AND lu.user_id = $2))";
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL).bind(product).bind(user).fetch_one(pool).await?) > 0)
 }
+
+/// Records `digest` as the user's one outstanding password-reset token, issued at `now`
+/// (replacing an earlier one).
+pub async fn set_reset_token(db: &Db, u: &User, digest: &str, now: i64, events: &[Raised]) -> Result<()> {
+    const SQL: &str =
+        "UPDATE users SET password_reset_digest = $3, password_reset_sent_at = $4 WHERE account_id = $1 AND id = $2";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        sqlx::query(SQL).bind(u.account_id).bind(u.id).bind(digest).bind(now).execute(&mut *tx).await?;
+        crate::write_events!(tx, u.account_id, events);
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// What redeeming a reset token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeemed {
+    Done,
+    /// Not the user's outstanding token (or none is).
+    Unknown,
+    /// The user's token, issued before `not_before`.
+    Expired,
+}
+
+/// Sets `u`'s password hash to `hash` if `digest` is the user's outstanding reset token and was
+/// issued at or after `not_before`; the token is then spent and every token of the user
+/// revoked, in one transaction (a token cannot be redeemed twice, even by racing requests).
+pub async fn redeem_reset_token(
+    db: &Db,
+    u: &User,
+    digest: &str,
+    not_before: i64,
+    hash: &str,
+    now: i64,
+    events: &[Raised],
+) -> Result<Redeemed> {
+    const SET: &str = "UPDATE users SET password_hash = $3, password_reset_digest = NULL, password_reset_sent_at = NULL, \
+        updated_at = $4 WHERE account_id = $1 AND id = $2 AND password_reset_digest = $5 AND password_reset_sent_at >= $6";
+    const ISSUED: &str =
+        "SELECT password_reset_sent_at FROM users WHERE account_id = $1 AND id = $2 AND password_reset_digest = $3";
+    const REVOKE: &str = "DELETE FROM tokens WHERE account_id = $1 AND bearer_id = $2";
+    db_run!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let n = sqlx::query(SET)
+            .bind(u.account_id)
+            .bind(u.id)
+            .bind(hash)
+            .bind(now)
+            .bind(digest)
+            .bind(not_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            let issued = sqlx::query_scalar::<_, Option<i64>>(ISSUED)
+                .bind(u.account_id)
+                .bind(u.id)
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+            return Ok(if issued.is_some() { Redeemed::Expired } else { Redeemed::Unknown });
+        }
+        sqlx::query(REVOKE).bind(u.account_id).bind(u.id).execute(&mut *tx).await?;
+        crate::write_events!(tx, u.account_id, events);
+        tx.commit().await?;
+        Ok(Redeemed::Done)
+    })
+}

@@ -192,7 +192,13 @@ async fn nested_components_and_components_scope() {
 async fn dead_machines_cannot_ping_unless_revivable() {
     let app = spawn_app().await;
     let product = app.create_product("App").await;
-    let no_revive = app.create_policy(&product, json!({"requireHeartbeat": true, "heartbeatDuration": 60})).await;
+    // Kept when dead: the background culler, running meanwhile, must not take the machine away.
+    let no_revive = app
+        .create_policy(
+            &product,
+            json!({"requireHeartbeat": true, "heartbeatDuration": 60, "heartbeatCullStrategy": "KEEP_DEAD"}),
+        )
+        .await;
     let revive = app.create_policy(&product, json!({"requireHeartbeat": true, "heartbeatDuration": 60, "heartbeatResurrectionStrategy": "5_MINUTE_REVIVE"})).await;
     for (policy, expect) in [(no_revive, None), (revive, Some("RESURRECTED"))] {
         let (lid, _) = app.create_license(&policy, json!({})).await;

@@ -24,6 +24,7 @@ mod migrations;
 mod openapi;
 mod operations;
 mod opswat;
+mod passwords;
 mod policies;
 mod rate_limits;
 mod resources;

@@ -60,6 +60,8 @@ fn account_routes() -> Router<AppState> {
         .route("/users/{id}/actions/ban", post(users::ban))
         .route("/users/{id}/actions/unban", post(users::unban))
         .route("/users/{id}/actions/update-password", post(users::update_password))
+        .route("/users/{id}/actions/reset-password", post(users::reset_password))
+        .route("/passwords", post(users::forgot_password))
         .route("/users/{id}/tokens", get(users::list_tokens).post(users::create_token))
         .route("/products", get(products::list).post(products::create))
         .route("/products/{id}", get(products::show).patch(products::update).delete(products::delete))

@@ -267,3 +267,44 @@ pub async fn update_password(ctx: Ctx, Body(body): Body) -> ApiResult<Response> 
     let u = service::users::update_password(ctx.db(), ctx.principal()?, &u, &old, new).await?;
     Ok(document::ok(render(ctx.account_id(), &u)))
 }
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ForgotMeta {
+    email: Option<String>,
+    deliver: Option<bool>,
+}
+
+/// `POST /passwords`: anyone may ask for a user's password reset by email. The answer is 204
+/// whether or not the email is a user's; when it is, the token goes out in a
+/// `user.password-reset` event (Licensor sends no mail, as Keygen with `deliver: false`).
+pub async fn forgot_password(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let meta: ForgotMeta = super::extract::parse_meta(body)?;
+    let email = meta.email.ok_or_else(|| Error::bad_request("is missing", Source::Pointer("/meta/email".into())))?;
+    let _ = meta.deliver;
+    service::users::request_password_reset(ctx.db(), ctx.account_id(), &email).await?;
+    Ok(document::no_content())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ResetMeta {
+    password_reset_token: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `POST /users/{id}/actions/reset-password`: with the token of `POST /passwords`, no
+/// credentials needed; the user's tokens are all revoked.
+pub async fn reset_password(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+    let id = ctx.param("id");
+    let u = users::find_by_id_or_email(ctx.db(), ctx.account_id(), id)
+        .await?
+        .ok_or_else(|| Error::not_found("user", id))?;
+    let meta: ResetMeta = super::extract::parse_meta(body)?;
+    let missing =
+        |name: &'static str| Error::bad_request("is missing", Source::Pointer(format!("/meta/{name}").into()));
+    let token = meta.password_reset_token.ok_or_else(|| missing("passwordResetToken"))?;
+    let new = meta.new_password.ok_or_else(|| missing("newPassword"))?;
+    let u = service::users::reset_password_with_token(ctx.db(), &ctx.account, &u, id, &token, new).await?;
+    Ok(document::ok(render(ctx.account_id(), &u)))
+}
