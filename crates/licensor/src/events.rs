@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::model::{Entitlement, Group, Key, License, Machine, Policy, Process, Product, Token, User};
+use crate::model::{Component, Entitlement, Group, Key, License, Machine, Policy, Process, Product, Token, User};
 use crate::wire as render;
 
 /// Every event name Licensor raises or accepts in a subscription (Keygen's names for the
@@ -188,6 +188,12 @@ impl Raised {
     pub fn entitlement(event: &'static str, e: &Entitlement) -> Raised {
         let payload = document(render::entitlements::render(e.account_id, e), None);
         Raised::new(event, "entitlements", e.id, None, payload)
+    }
+
+    /// A component event; `product` is its machine's license's, for product-scoped endpoints.
+    pub fn component(event: &'static str, c: &Component, product: Uuid) -> Raised {
+        let payload = document(render::components::render(c.account_id, c), None);
+        Raised::new(event, "components", c.id, Some(product), payload)
     }
 
     pub fn key(event: &'static str, k: &Key) -> Raised {

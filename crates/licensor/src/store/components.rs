@@ -106,7 +106,12 @@ pub enum Refusal {
 /// Adds a component to a machine, enforcing the component uniqueness scope. It takes the
 /// license's row lock first, as activation does (and the account's for scopes wider than the
 /// license), so two nodes adding the same fingerprint cannot both pass the check.
-pub async fn insert(db: &Db, c: &Component, scope: Option<Uniqueness>) -> Result<Result<(), Refusal>> {
+pub async fn insert(
+    db: &Db,
+    c: &Component,
+    scope: Option<Uniqueness>,
+    events: &[Raised],
+) -> Result<Result<(), Refusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at \
         WHERE account_id = $1 AND id = (SELECT license_id FROM machines WHERE account_id = $1 AND id = $2)";
     const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
@@ -138,6 +143,7 @@ pub async fn insert(db: &Db, c: &Component, scope: Option<Uniqueness>) -> Result
             }
             Err(e) => return Err(e.into()),
             Ok(_) => {
+                crate::write_events!(tx, c.account_id, events);
                 tx.commit().await?;
                 true
             }

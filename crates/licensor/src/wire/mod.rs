@@ -2,6 +2,7 @@
 //! as pure functions of `model` values. The Keygen surface answers with them, and webhook
 //! events carry them whichever surface caused the event, so they sit below both.
 
+pub mod components;
 pub mod document;
 pub mod entitlements;
 pub mod groups;

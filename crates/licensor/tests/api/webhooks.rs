@@ -600,3 +600,37 @@ async fn deliveries_survive_kill_9_and_nodes_do_not_double_send() {
     .unwrap();
     assert_eq!(logged.total as usize, committed);
 }
+
+/// Components are resources like any other: creating, updating and deleting one is an event.
+#[tokio::test]
+async fn component_changes_are_events() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({})).await;
+    let machine = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-components"},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await
+        .id();
+    let r = app
+        .post(
+            &app.acct("/components"),
+            &app.admin(),
+            json!({"data": {"type": "components", "attributes": {"fingerprint": "disk-1", "name": "Disk"},
+                "relationships": {"machine": {"data": {"type": "machines", "id": machine}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.id();
+    let patch = json!({"data": {"type": "components", "attributes": {"name": "Boot disk"}}});
+    assert_eq!(app.patch(&app.acct(&format!("/components/{id}")), &app.admin(), patch).await.status, StatusCode::OK);
+    assert_eq!(app.delete(&app.acct(&format!("/components/{id}")), &app.admin()).await.status, StatusCode::NO_CONTENT);
+    let log =
+        app.get(&app.acct(&format!("/event-logs?resource[type]=components&resource[id]={id}")), &app.admin()).await;
+    let events: Vec<&str> =
+        log.body["data"].as_array().unwrap().iter().map(|e| e["attributes"]["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["component.deleted", "component.updated", "component.created"]);
+}

@@ -1,47 +1,23 @@
 //! Components: hardware fingerprints under a machine.
 
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::document::{self, Resource};
+use super::document;
 use super::error::ApiResult;
 use super::extract::{parse_data, Body, Ctx, RelInput};
 use crate::domain::metadata;
 use crate::error::{Error, Source};
+use crate::events::Raised;
 use crate::model::{Component, License};
 use crate::store::components;
 use crate::store::machines;
 use crate::time;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ComponentAttributes {
-    fingerprint: String,
-    name: String,
-    metadata: Value,
-    created: String,
-    updated: String,
-}
-
-pub(super) fn render(account: Uuid, c: &Component) -> Resource<ComponentAttributes> {
-    Resource::new(
-        account,
-        "components",
-        c.id,
-        ComponentAttributes {
-            fingerprint: c.fingerprint.clone(),
-            name: c.name.clone(),
-            metadata: metadata::render(&c.metadata.0),
-            created: time::iso(c.created_at),
-            updated: time::iso(c.updated_at),
-        },
-    )
-    .account(account)
-    .one("machine", "machines", Some(c.machine_id))
-}
+pub use crate::wire::components::{render, ComponentAttributes};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -99,7 +75,8 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         updated_at: now,
     };
     let scope = crate::domain::activation::component_uniqueness(&license);
-    if let Err(components::Refusal::Taken) = components::insert(ctx.db(), &c, scope).await? {
+    let events = [Raised::component("component.created", &c, license.product_id)];
+    if let Err(components::Refusal::Taken) = components::insert(ctx.db(), &c, scope, &events).await? {
         let detail = super::machines::component_taken_detail(scope);
         return Err(Error::invalid_attr("fingerprint", detail, "FINGERPRINT_TAKEN").into());
     }
@@ -159,7 +136,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
 }
 
 pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
-    let mut c = load(&ctx).await?;
+    let (mut c, _, l) = load_with_machine(&ctx).await?;
     let data = parse_data::<ComponentInput, ComponentRels>(body, "components")?;
     if data.attributes.fingerprint.is_some() {
         return Err(Error::bad_request(
@@ -175,12 +152,13 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         c.metadata = Json(metadata::accept(md)?);
     }
     c.updated_at = time::now_ms();
-    components::update(ctx.db(), &c, &[]).await?;
+    components::update(ctx.db(), &c, &[Raised::component("component.updated", &c, l.product_id)]).await?;
     Ok(document::ok(render(ctx.account_id(), &c)))
 }
 
 pub async fn delete(ctx: Ctx) -> ApiResult<Response> {
-    let c = load(&ctx).await?;
-    components::delete(ctx.db(), ctx.account_id(), c.id, &[]).await?;
+    let (c, _, l) = load_with_machine(&ctx).await?;
+    components::delete(ctx.db(), ctx.account_id(), c.id, &[Raised::component("component.deleted", &c, l.product_id)])
+        .await?;
     Ok(document::no_content())
 }
