@@ -134,6 +134,10 @@ pub struct LicenseFilter {
     pub before: Option<(i64, Uuid)>,
     /// Count at most this many (and one more, meaning "more").
     pub count_up_to: Option<i64>,
+    /// `metadata[key] = value`: the key's value, as text (`true`, `42`, `gold`), equals it.
+    pub metadata: Vec<(String, String)>,
+    /// Oldest first.
+    pub ascending: bool,
 }
 
 /// Pushes the conditions of `f` (after `WHERE l.account_id = …`) onto a query over `l`, `u`
@@ -141,8 +145,19 @@ pub struct LicenseFilter {
 /// statement its filters need and the planner can use the index that serves it; a generic
 /// `($n IS NULL OR …)` statement scans the table whatever is asked.
 macro_rules! push_conditions {
-    ($qb:expr, $f:expr, $text:expr) => {{
+    ($qb:expr, $f:expr, $text:expr, $sqlite:expr) => {{
         let (qb, f) = (&mut $qb, $f);
+        for (key, value) in &f.metadata {
+            if $sqlite {
+                // JSON true and false read as text like PostgreSQL's `->>` gives them.
+                qb.push(" AND EXISTS (SELECT 1 FROM json_each(l.metadata) j WHERE j.key = ").push_bind(key.clone());
+                qb.push(" AND (CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END) = ")
+                    .push_bind(value.clone())
+                    .push(")");
+            } else {
+                qb.push(" AND l.metadata ->> ").push_bind(key.clone()).push(" = ").push_bind(value.clone());
+            }
+        }
         if let Some(v) = f.product {
             qb.push(" AND l.product_id = ").push_bind(v);
         }
@@ -261,11 +276,13 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
     } else {
         "FROM licenses l "
     };
+    let sqlite = matches!(db, Db::Sqlite(_));
     db_run!(db, |pool| {
         let mut qb = sqlx::QueryBuilder::new(select_view!("WHERE l.account_id = "));
         qb.push_bind(account);
-        push_conditions!(qb, &f, &text);
-        qb.push(" ORDER BY l.created_at DESC, l.id DESC LIMIT ").push_bind(page.limit());
+        push_conditions!(qb, &f, &text, sqlite);
+        qb.push(if f.ascending { " ORDER BY l.created_at, l.id" } else { " ORDER BY l.created_at DESC, l.id DESC" });
+        qb.push(" LIMIT ").push_bind(page.limit());
         qb.push(" OFFSET ").push_bind(page.offset());
         let rows = qb.build_query_as::<License>().fetch_all(pool).await?;
         // A first page that is not full holds every match: nothing left to count.
@@ -278,7 +295,7 @@ pub async fn list(db: &Db, account: Uuid, f: &LicenseFilter, page: Page) -> Resu
         let whole = LicenseFilter { before: None, ..f.clone() };
         let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 ");
         qb.push(joins).push("WHERE l.account_id = ").push_bind(account);
-        push_conditions!(qb, &whole, &text);
+        push_conditions!(qb, &whole, &text, sqlite);
         if let Some(cap) = f.count_up_to {
             qb.push(" LIMIT ").push_bind(cap + 1);
         }

@@ -670,3 +670,57 @@ async fn keys_that_authenticate_are_long() {
     let r = app.post(&app.acct("/licenses"), &app.admin(), body(&policy, "SHORT-KEY")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
+
+async fn ids_of(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app.get(&app.acct(&format!("/licenses?{query}")), &app.admin()).await;
+    r.body["data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// `metadata[key]=value` filters (strings, numbers and booleans read as text) and
+/// `order=asc`, in SQL on both engines (Keygen's licenses/index.feature).
+#[tokio::test]
+async fn metadata_filters_and_order() {
+    let app = spawn_app().await;
+    let (_, policy, first, _) = app.license_fixture(json!({})).await;
+    // Apart in time, so creation order is the order (ties would go by id).
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    pause().await;
+    let gold = app.create_license(&policy, json!({"metadata": {"tier": "gold", "seats": 5, "trial": false}})).await.0;
+    pause().await;
+    let silver =
+        app.create_license(&policy, json!({"metadata": {"tier": "silver", "seats": 5, "trial": true}})).await.0;
+    assert_eq!(ids_of(&app, "metadata[tier]=gold").await, [gold.clone()]);
+    assert_eq!(ids_of(&app, "metadata[seats]=5").await, [silver.clone(), gold.clone()]);
+    assert_eq!(ids_of(&app, "metadata[seats]=5&metadata[trial]=true").await, [silver.clone()]);
+    assert_eq!(ids_of(&app, "metadata[trial]=false").await, [gold.clone()]);
+    assert!(ids_of(&app, "metadata[tier]=bronze").await.is_empty());
+    assert!(ids_of(&app, "metadata[nothing]=gold").await.is_empty());
+    // Newest first by default; oldest first with order=asc.
+    assert_eq!(ids_of(&app, "").await, [silver.clone(), gold.clone(), first.clone()]);
+    assert_eq!(ids_of(&app, "order=asc").await, [first, gold, silver]);
+}
+
+/// `Keygen-Version`: Keygen's released versions are accepted (`1.5`, `v1.5`); any other is
+/// 400 INVALID_API_VERSION, signed like every answer.
+#[tokio::test]
+async fn unknown_api_versions_are_refused() {
+    let app = spawn_app().await;
+    let url = format!("http://{}{}", app.addr, app.acct("/licenses"));
+    for (version, ok) in
+        [("1.8", true), ("1.5", true), ("v1.7", true), ("1.9", false), ("2.0", false), ("latest", false)]
+    {
+        let r =
+            app.client.get(&url).bearer_auth(&app.admin_token).header("Keygen-Version", version).send().await.unwrap();
+        let signed = r.headers().contains_key("keygen-signature");
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        if ok {
+            assert_eq!(status, StatusCode::OK, "{version}");
+        } else {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{version}");
+            assert_eq!(body["errors"][0]["code"], "INVALID_API_VERSION");
+            assert_eq!(body["errors"][0]["detail"], "unsupported API version requested");
+            assert!(signed);
+        }
+    }
+}

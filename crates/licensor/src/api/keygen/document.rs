@@ -105,6 +105,22 @@ impl ListParams {
         self.filter(name).map(|v| Uuid::parse_str(v).unwrap_or(Uuid::nil()))
     }
 
+    /// `metadata[key]=value` filters, as (key, value).
+    pub fn metadata_filters(&self) -> Vec<(String, String)> {
+        self.filters
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("metadata[")?.strip_suffix(']')?;
+                (!key.is_empty()).then(|| (key.to_string(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// `order=asc` lists oldest first; anything else (`desc`, the default) newest first.
+    pub fn ascending(&self) -> bool {
+        self.filter("order").is_some_and(|o| o.eq_ignore_ascii_case("asc"))
+    }
+
     pub fn bool_filter(&self, name: &str) -> Option<bool> {
         self.filter(name).map(|v| v == "true" || v == "1")
     }

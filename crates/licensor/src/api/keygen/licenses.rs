@@ -199,6 +199,8 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         group: params.uuid_filter("group"),
         suspended: params.bool_filter("suspended"),
         expired_before: params.bool_filter("expired").filter(|e| *e).map(|_| now),
+        metadata: params.metadata_filters(),
+        ascending: params.ascending(),
         ..Default::default()
     };
     access::scope_license_list(p, &mut f);

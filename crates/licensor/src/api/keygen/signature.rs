@@ -53,6 +53,24 @@ fn accepted_algorithm(headers: &HeaderMap, account_id: &str) -> Result<SigAlg, E
     SigAlg::parse(&algorithm).ok_or_else(|| bad("signature algorithm is not supported"))
 }
 
+/// Keygen's released API versions; a request may pin one with `Keygen-Version` (`1.5` or
+/// `v1.5`). Answers are in the current version's shapes.
+pub const API_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"];
+
+/// An unknown `Keygen-Version` is a 400 `INVALID_API_VERSION`, as Keygen answers it.
+fn requested_version(headers: &HeaderMap) -> Result<(), Error> {
+    let Some(v) = headers.get("keygen-version") else { return Ok(()) };
+    let v = v.to_str().unwrap_or("").trim();
+    if API_VERSIONS.contains(&v.strip_prefix('v').unwrap_or(v)) {
+        return Ok(());
+    }
+    Err(Error::BadRequest {
+        detail: "unsupported API version requested".into(),
+        code: Some("INVALID_API_VERSION".into()),
+        location: Source::None,
+    })
+}
+
 pub async fn sign_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(segment) = account_segment(req.uri().path()) else { return next.run(req).await };
     let account = match segment {
@@ -71,7 +89,11 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
         req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
     let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
-    let response = next.run(req).await;
+    let response = match requested_version(req.headers()) {
+        Ok(()) => next.run(req).await,
+        // Answered (and signed) before any handler runs, as Keygen's version resolver does.
+        Err(e) => ApiError(e).into_response(),
+    };
     // An RSA signature costs milliseconds of the private key; an unauthenticated request must
     // not be able to buy them in bulk. Its 401 is signed with Ed25519 (named in the header).
     let alg = match alg {

@@ -18,8 +18,7 @@ use crate::store::events::LogFilter;
 use crate::store::{products, webhooks};
 use crate::time;
 
-/// API versions a webhook body may be rendered for (Keygen's released 1.x versions).
-const API_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"];
+use super::signature::API_VERSIONS;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
