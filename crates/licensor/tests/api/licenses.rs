@@ -689,15 +689,15 @@ async fn metadata_filters_and_order() {
     pause().await;
     let silver =
         app.create_license(&policy, json!({"metadata": {"tier": "silver", "seats": 5, "trial": true}})).await.0;
-    assert_eq!(ids_of(&app, "metadata[tier]=gold").await, [gold.clone()]);
-    assert_eq!(ids_of(&app, "metadata[seats]=5").await, [silver.clone(), gold.clone()]);
-    assert_eq!(ids_of(&app, "metadata[seats]=5&metadata[trial]=true").await, [silver.clone()]);
-    assert_eq!(ids_of(&app, "metadata[trial]=false").await, [gold.clone()]);
+    assert_eq!(ids_of(&app, "metadata[tier]=gold").await, [gold.as_str()]);
+    assert_eq!(ids_of(&app, "metadata[seats]=5").await, [silver.as_str(), gold.as_str()]);
+    assert_eq!(ids_of(&app, "metadata[seats]=5&metadata[trial]=true").await, [silver.as_str()]);
+    assert_eq!(ids_of(&app, "metadata[trial]=false").await, [gold.as_str()]);
     assert!(ids_of(&app, "metadata[tier]=bronze").await.is_empty());
     assert!(ids_of(&app, "metadata[nothing]=gold").await.is_empty());
     // Newest first by default; oldest first with order=asc.
-    assert_eq!(ids_of(&app, "").await, [silver.clone(), gold.clone(), first.clone()]);
-    assert_eq!(ids_of(&app, "order=asc").await, [first, gold, silver]);
+    assert_eq!(ids_of(&app, "").await, [silver.as_str(), gold.as_str(), first.as_str()]);
+    assert_eq!(ids_of(&app, "order=asc").await, [first.as_str(), gold.as_str(), silver.as_str()]);
 }
 
 /// `Keygen-Version`: Keygen's released versions are accepted (`1.5`, `v1.5`); any other is
