@@ -269,27 +269,18 @@ async fn claim_and_send(
         return Ok(());
     }
     let now = time::now_ms();
-    let limit = 4 * free;
-    let pick = |candidates: Vec<(Uuid, Uuid)>| {
-        let busy = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
-        let mut taken: HashMap<Uuid, usize> = HashMap::new();
-        let mut picked = Vec::new();
-        for (id, endpoint) in candidates {
-            let n = busy.get(&endpoint).copied().unwrap_or(0) + taken.get(&endpoint).copied().unwrap_or(0);
-            if n < PER_ENDPOINT && picked.len() < free {
-                *taken.entry(endpoint).or_default() += 1;
-                picked.push(id);
-            }
+    // Endpoints sending their most already are left out of the query; the rest are capped
+    // here, as a batch may hold several of one endpoint's deliveries.
+    let busy: HashMap<Uuid, usize> = per_endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let full: Vec<Uuid> = busy.iter().filter(|(_, n)| **n >= PER_ENDPOINT).map(|(e, _)| *e).collect();
+    let mut taken: HashMap<Uuid, usize> = HashMap::new();
+    let mut picked = Vec::new();
+    for (id, endpoint) in store::due(&state.db, now, &full, free as i64).await? {
+        let n = busy.get(&endpoint).copied().unwrap_or(0) + taken.get(&endpoint).copied().unwrap_or(0);
+        if n < PER_ENDPOINT {
+            *taken.entry(endpoint).or_default() += 1;
+            picked.push(id);
         }
-        picked
-    };
-    // The soonest deliveries, cheaply; only when they all wait on busy endpoints is the whole
-    // queue read, so one slow receiver's backlog cannot hold up the others.
-    let soonest = store::due_soonest(&state.db, now, limit as i64).await?;
-    let full = soonest.len() == limit;
-    let mut picked = pick(soonest);
-    if picked.is_empty() && full {
-        picked = pick(store::due(&state.db, now, PER_ENDPOINT as i64, limit as i64).await?);
     }
     if picked.is_empty() {
         return Ok(());

@@ -1,14 +1,19 @@
 //! One webhook POST: resolve, check the addresses, connect (TLS for https), send, read a
-//! bounded answer, all under one deadline. A connection per delivery: receivers are many and
-//! deliveries to one are seconds apart, so a pool would hold sockets for nothing.
+//! bounded answer, all under one deadline. A connection the receiver keeps open is reused for
+//! the next delivery to it within [`IDLE_FOR`]: a burst of events (a busy hour of
+//! activations) then costs one TCP and TLS handshake, not one each. The name is resolved and
+//! checked on every delivery all the same, and an idle connection is reused only if its peer
+//! is among the addresses allowed now.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::http::{Request, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -125,6 +130,48 @@ pub async fn post(
     }
 }
 
+/// How long an idle connection is kept for the next delivery to the same receiver: under the
+/// shortest keep-alive common servers grant (Node's 5 s), so a receiver rarely closes one just
+/// as it is reused.
+const IDLE_FOR: Duration = Duration::from_secs(4);
+/// Idle connections kept per receiver (scheme, host, port).
+const IDLE_PER_TARGET: usize = 8;
+
+type Target = (bool, String, u16);
+
+struct Idle {
+    addr: SocketAddr,
+    sender: SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+fn idle() -> &'static Mutex<HashMap<Target, Vec<Idle>>> {
+    static IDLE: OnceLock<Mutex<HashMap<Target, Vec<Idle>>>> = OnceLock::new();
+    IDLE.get_or_init(Mutex::default)
+}
+
+/// An idle connection to `target` whose peer is one of `allowed`, if any is still open.
+fn take_idle(target: &Target, allowed: &[SocketAddr]) -> Option<(SocketAddr, SendRequest<Full<Bytes>>)> {
+    let mut pool = idle().lock().unwrap_or_else(|e| e.into_inner());
+    // Dropping a sender ends its connection: expired ones go now, whoever they were for.
+    pool.retain(|_, conns| {
+        conns.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        !conns.is_empty()
+    });
+    let conns = pool.get_mut(target)?;
+    let i = conns.iter().rposition(|c| allowed.contains(&c.addr))?;
+    let c = conns.swap_remove(i);
+    Some((c.addr, c.sender))
+}
+
+fn keep_idle(target: Target, addr: SocketAddr, sender: SendRequest<Full<Bytes>>) {
+    let mut pool = idle().lock().unwrap_or_else(|e| e.into_inner());
+    let conns = pool.entry(target).or_default();
+    if conns.len() < IDLE_PER_TARGET {
+        conns.push(Idle { addr, sender, since: Instant::now() });
+    }
+}
+
 async fn exchange(
     url: &Uri,
     headers: &[(&'static str, String)],
@@ -134,8 +181,10 @@ async fn exchange(
     let https = url.scheme_str() == Some("https");
     let host = url.host().ok_or(Failure::Dns)?.trim_start_matches('[').trim_end_matches(']').to_string();
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| Failure::Dns)?.collect();
+    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port)).await.map_err(|_| Failure::Dns)?.collect(),
+    };
     if addrs.is_empty() {
         return Err(Failure::Dns);
     }
@@ -143,27 +192,45 @@ async fn exchange(
     if allowed.is_empty() {
         return Err(Failure::AddressNotAllowed);
     }
+    let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let authority = url.authority().map(|a| a.as_str()).unwrap_or(&host);
+    let request = || {
+        let mut request = Request::post(path).header("host", authority);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        request.body(Full::new(body.clone())).map_err(|_| Failure::Reset)
+    };
+    let target: Target = (https, host.clone(), port);
+    // An idle connection first; if it turns out closed before the request went out, a new one.
+    if let Some((addr, mut sender)) = take_idle(&target, &allowed) {
+        if sender.ready().await.is_ok() {
+            match send(&mut sender, request()?).await {
+                Ok((answer, reusable)) => {
+                    if reusable {
+                        keep_idle(target, addr, sender);
+                    }
+                    return Ok(answer);
+                }
+                Err(Some(f)) => return Err(f),
+                Err(None) => {}
+            }
+        }
+    }
     let mut last = Failure::Unreachable;
     let mut stream = None;
     for addr in allowed {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                stream = Some(s);
+                stream = Some((s, addr));
                 break;
             }
             Err(e) => last = io_failure(&e),
         }
     }
-    let stream = stream.ok_or(last)?;
+    let (stream, addr) = stream.ok_or(last)?;
     let _ = stream.set_nodelay(true);
-    let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let authority = url.authority().map(|a| a.as_str()).unwrap_or(&host);
-    let mut request = Request::post(path).header("host", authority);
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    let request = request.body(Full::new(body)).map_err(|_| Failure::Reset)?;
-    if https {
+    let mut sender = if https {
         let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| Failure::Dns)?;
         let tls = tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidData {
@@ -172,39 +239,64 @@ async fn exchange(
                 io_failure(&e)
             }
         })?;
-        send(TokioIo::new(tls), request).await
+        handshake(TokioIo::new(tls)).await?
     } else {
-        send(TokioIo::new(stream), request).await
+        handshake(TokioIo::new(stream)).await?
+    };
+    match send(&mut sender, request()?).await {
+        Ok((answer, reusable)) => {
+            if reusable {
+                keep_idle(target, addr, sender);
+            }
+            Ok(answer)
+        }
+        Err(f) => Err(f.unwrap_or(Failure::Reset)),
     }
 }
 
-async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Answer, Failure>
+/// An HTTP/1.1 connection over `io`, driven by a task of its own until it closes (the
+/// receiver hangs up, or its sender is dropped).
+async fn handshake<IO>(io: IO) -> Result<SendRequest<Full<Bytes>>, Failure>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| hyper_failure(&e))?;
-    let driver = tokio::spawn(connection);
-    let result = async {
-        let response = sender.send_request(request).await.map_err(|e| hyper_failure(&e))?;
-        let status = response.status().as_u16();
-        // Read one byte past the limit to tell "exactly the limit" from "too large".
-        let body = match Limited::new(response.into_body(), MAX_RESPONSE_BODY + 1).collect().await {
-            Ok(collected) => {
-                let bytes = collected.to_bytes();
-                if bytes.len() > MAX_RESPONSE_BODY {
-                    "RES_BODY_TOO_LARGE".to_string()
-                } else {
-                    String::from_utf8_lossy(&bytes).into_owned()
-                }
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(|e| hyper_failure(&e))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends `request` on `sender` and reads a bounded answer, saying whether the connection may
+/// serve another request. `Err(None)`: the request never went out (the connection was closed),
+/// so sending it on a new one is safe.
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Result<(Answer, bool), Option<Failure>> {
+    let response =
+        sender.send_request(request).await.map_err(|e| if e.is_canceled() { None } else { Some(hyper_failure(&e)) })?;
+    let keep_alive = !response
+        .headers()
+        .get(axum::http::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let status = response.status().as_u16();
+    // Read one byte past the limit to tell "exactly the limit" from "too large". Only a body
+    // read to its end leaves the connection fit for another request.
+    let (body, whole) = match Limited::new(response.into_body(), MAX_RESPONSE_BODY + 1).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            if bytes.len() > MAX_RESPONSE_BODY {
+                ("RES_BODY_TOO_LARGE".to_string(), false)
+            } else {
+                (String::from_utf8_lossy(&bytes).into_owned(), true)
             }
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                "RES_BODY_TOO_LARGE".to_string()
-            }
-            Err(_) => String::new(),
-        };
-        Ok(Answer { status, body })
-    }
-    .await;
-    driver.abort();
-    result
+        }
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            ("RES_BODY_TOO_LARGE".to_string(), false)
+        }
+        Err(_) => (String::new(), false),
+    };
+    Ok((Answer { status, body }, whole && keep_alive && !sender.is_closed()))
 }

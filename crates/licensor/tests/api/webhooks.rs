@@ -634,3 +634,39 @@ async fn component_changes_are_events() {
         log.body["data"].as_array().unwrap().iter().map(|e| e["attributes"]["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["component.deleted", "component.updated", "component.created"]);
 }
+
+/// Deliveries to a receiver that keeps its connection open reuse it: three events a moment
+/// apart arrive over one connection.
+#[tokio::test]
+async fn a_kept_alive_connection_carries_the_next_deliveries() {
+    let app = spawn_webhook_app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/in", listener.local_addr().unwrap().port());
+    let peers: Arc<Mutex<Vec<std::net::SocketAddr>>> = Arc::default();
+    let seen = peers.clone();
+    let receive = move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(peer);
+            AxumStatus::NO_CONTENT
+        }
+    };
+    let service = axum::Router::new().fallback(receive).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, service).await;
+    });
+    create_endpoint(&app, &url, json!(["product.created"])).await;
+    for n in 1..=3 {
+        app.create_product(&format!("P{n}")).await;
+        for _ in 0..200 {
+            if peers.lock().unwrap().len() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(peers.lock().unwrap().len(), n, "delivery {n} arrived");
+    }
+    let mut ports: Vec<u16> = peers.lock().unwrap().iter().map(|p| p.port()).collect();
+    ports.dedup();
+    assert_eq!(ports.len(), 1, "one connection carried all three: {ports:?}");
+}
