@@ -104,6 +104,12 @@ pub async fn issue(
         return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/attributes/key".into())));
     }
     let id = new.id.unwrap_or_else(Uuid::new_v4);
+    // A license with no group of its own joins its owner's (Keygen; seed 002), within the
+    // group's maxLicenses like any other.
+    let group = match (new.group, new.owner) {
+        (None, Some(owner)) => crate::store::users::find(db, account.id, owner).await?.and_then(|u| u.group_id),
+        (group, _) => group,
+    };
     for (attr, v) in [
         ("maxMachines", new.max_machines),
         ("maxProcesses", new.max_processes),
@@ -127,7 +133,7 @@ pub async fn issue(
         product_id: policy.product_id,
         policy_id: policy.id,
         owner_id: new.owner,
-        group_id: new.group,
+        group_id: group,
         key: String::new(),
         name: new.name,
         expiry,

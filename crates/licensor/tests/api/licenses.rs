@@ -724,3 +724,46 @@ async fn unknown_api_versions_are_refused() {
         }
     }
 }
+
+/// A license created for an owner in a group joins that group (Keygen's license model; seed
+/// 002), and the group's maxLicenses holds for it.
+#[tokio::test]
+async fn a_license_joins_its_owners_group() {
+    let app = spawn_app().await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({})).await;
+    let group = app
+        .post(
+            &app.acct("/groups"),
+            &app.admin(),
+            json!({"data": {"type": "groups", "attributes": {"name": "Acme", "maxLicenses": 1}}}),
+        )
+        .await
+        .id();
+    let user = app.create_user("member@example.com").await;
+    let r = app
+        .put(&app.acct(&format!("/users/{user}/group")), &app.admin(), json!({"data": {"type": "groups", "id": group}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let owned = |extra: Value| {
+        let mut rels = json!({"policy": {"data": {"type": "policies", "id": policy}},
+            "owner": {"data": {"type": "users", "id": user}}});
+        rels.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap());
+        json!({"data": {"type": "licenses", "relationships": rels}})
+    };
+    let r = app.post(&app.acct("/licenses"), &app.admin(), owned(json!({}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["group"]["data"]["id"], group.as_str());
+    let r = app.post(&app.acct("/licenses"), &app.admin(), owned(json!({}))).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "GROUP_LICENSE_LIMIT_EXCEEDED"), "{}", r.text);
+    // A group given explicitly wins.
+    let other = app
+        .post(&app.acct("/groups"), &app.admin(), json!({"data": {"type": "groups", "attributes": {"name": "Other"}}}))
+        .await
+        .id();
+    let r = app
+        .post(&app.acct("/licenses"), &app.admin(), owned(json!({"group": {"data": {"type": "groups", "id": other}}})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["group"]["data"]["id"], other.as_str());
+}
