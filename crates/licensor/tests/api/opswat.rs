@@ -83,6 +83,8 @@ async fn activation_deactivation_and_limits() {
     assert_eq!(r.attr("fingerprint"), deployment(1).as_str());
     assert_eq!(r.attr("metadata")["nodeQuantity"], 2);
 
+    // Quantity is not summed over deployments (docs/opswat.md): deployment 1 holds 2 nodes and
+    // deployment 2 takes the second slot; a third deployment finds no slot left.
     let (status, _, _) =
         http_get(&app, &format!("/activation?key={key}&deployment={}&quantity=1", deployment(2))).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
