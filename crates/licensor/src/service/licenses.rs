@@ -413,25 +413,37 @@ pub async fn reset_uses(db: &Db, p: &Principal, account: Uuid, id: &str) -> Resu
 
 /// Gives `l` a new owner (or none). The owner counts as one of the license's users, so the
 /// change is refused past `maxUsers` (with the policy's overage), checked under the license's
-/// lock. Callers have already checked the caller may manage `l`.
+/// lock. A license with no group joins the new owner's (within its `maxLicenses`). Callers
+/// have already checked the caller may manage `l`.
 pub async fn set_owner(db: &Db, l: &License, owner: Option<Uuid>) -> Result<License> {
+    let mut join_group = None;
     if let Some(id) = owner {
-        crate::store::users::find(db, l.account_id, id)
+        let user = crate::store::users::find(db, l.account_id, id)
             .await?
             .ok_or_else(|| Error::invalid_rel("owner", "must exist", "OWNER_NOT_FOUND"))?;
+        // A license with no group joins its new owner's, as at creation.
+        if let (None, Some(g)) = (l.group_id, user.group_id) {
+            let max = crate::store::groups::find(db, l.account_id, g).await?.and_then(|g| g.max_licenses);
+            join_group = Some((g, max));
+        }
     }
     let max = l.max_users().and_then(|m| l.rules().overage_allowance(m));
     let mut after = l.clone();
     after.owner_id = owner;
     let events = [Raised::license("license.owner.updated", &after)];
-    if !licenses::set_owner(db, l.account_id, l.id, owner, max, time::now_ms(), &events).await? {
-        return Err(Error::invalid_rel(
+    match licenses::set_owner(db, l, owner, max, join_group, time::now_ms(), &events).await? {
+        licenses::OwnerSet::Done => reload(db, l.account_id, l.id).await,
+        licenses::OwnerSet::UsersFull => Err(Error::invalid_rel(
             "users",
             format!("user count has exceeded maximum allowed for license ({})", l.max_users().unwrap_or(0)),
             "USER_LIMIT_EXCEEDED",
-        ));
+        )),
+        licenses::OwnerSet::GroupFull(max) => Err(Error::invalid_rel(
+            "group",
+            format!("license count has exceeded maximum allowed by current group ({max})"),
+            "GROUP_LICENSE_LIMIT_EXCEEDED",
+        )),
     }
-    reload(db, l.account_id, l.id).await
 }
 
 /// Attaches users to `l`, within `maxUsers` (with the policy's overage) under the license's

@@ -645,16 +645,20 @@ pub async fn attach_users(
 /// count of attached users plus the owner is checked under the license lock; false when over.
 pub async fn set_owner(
     db: &Db,
-    account: Uuid,
-    license: Uuid,
+    l: &License,
     owner: Option<Uuid>,
     max_total: Option<i64>,
+    join_group: Option<(Uuid, Option<i64>)>,
     now: i64,
     events: &[Raised],
-) -> Result<bool> {
+) -> Result<OwnerSet> {
     const LOCK: &str = "UPDATE licenses SET updated_at = $3 WHERE account_id = $1 AND id = $2";
     const ATTACHED: &str = "SELECT COUNT(*) FROM license_users WHERE license_id = $1";
     const SET: &str = "UPDATE licenses SET owner_id = $3 WHERE account_id = $1 AND id = $2";
+    const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
+    const IN_GROUP: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
+    const JOIN: &str = "UPDATE licenses SET group_id = $3 WHERE account_id = $1 AND id = $2 AND group_id IS NULL";
+    let (account, license) = (l.account_id, l.id);
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK).bind(account).bind(license).bind(now).execute(&mut *tx).await?;
@@ -662,14 +666,35 @@ pub async fn set_owner(
             let attached = sqlx::query_scalar::<_, i64>(ATTACHED).bind(license).fetch_one(&mut *tx).await?;
             if attached + 1 > max {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(OwnerSet::UsersFull);
             }
+        }
+        if let Some((group, max)) = join_group {
+            sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+            if let Some(max) = max {
+                let count = sqlx::query_scalar::<_, i64>(IN_GROUP).bind(group).fetch_one(&mut *tx).await?;
+                if count + 1 > max {
+                    tx.rollback().await?;
+                    return Ok(OwnerSet::GroupFull(max));
+                }
+            }
+            sqlx::query(JOIN).bind(account).bind(license).bind(group).execute(&mut *tx).await?;
         }
         sqlx::query(SET).bind(account).bind(license).bind(owner).execute(&mut *tx).await?;
         crate::write_events!(tx, account, events);
         tx.commit().await?;
     });
-    Ok(true)
+    Ok(OwnerSet::Done)
+}
+
+/// What [`set_owner`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerSet {
+    Done,
+    /// The owner would take the license past its users.
+    UsersFull,
+    /// The owner's group, which the license would join, holds its `maxLicenses` already.
+    GroupFull(i64),
 }
 
 pub async fn detach_users(db: &Db, account: Uuid, license: Uuid, users: &[Uuid], events: &[Raised]) -> Result<()> {

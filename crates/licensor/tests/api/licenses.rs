@@ -766,4 +766,22 @@ async fn a_license_joins_its_owners_group() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["data"]["relationships"]["group"]["data"]["id"], other.as_str());
+
+    // A license given an owner later joins the owner's group too, within its maxLicenses.
+    let (loose, _) = app.create_license(&policy, json!({})).await;
+    let to_owner = |u: &str| json!({"data": {"type": "users", "id": u}});
+    let r = app.put(&app.acct(&format!("/licenses/{loose}/owner")), &app.admin(), to_owner(&user)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "GROUP_LICENSE_LIMIT_EXCEEDED"), "{}", r.text);
+    let shown = app.get(&app.acct(&format!("/licenses/{loose}")), &app.admin()).await;
+    assert!(shown.body["data"]["relationships"]["owner"]["data"].is_null(), "nothing changed");
+    let roomy = app.create_user("roomy@example.com").await;
+    app.put(
+        &app.acct(&format!("/users/{roomy}/group")),
+        &app.admin(),
+        json!({"data": {"type": "groups", "id": other}}),
+    )
+    .await;
+    let r = app.put(&app.acct(&format!("/licenses/{loose}/owner")), &app.admin(), to_owner(&roomy)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["group"]["data"]["id"], other.as_str());
 }
