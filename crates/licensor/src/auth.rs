@@ -241,20 +241,29 @@ fn check_license_standing(license: &License) -> Result<()> {
     }
 }
 
-/// Email + password login (HTTP Basic on `POST /tokens`).
+/// Email + password login (HTTP Basic on `POST /tokens`). The refusals are Keygen's, each on
+/// the `Authorization` header: `EMAIL_INVALID`, `PASSWORD_NOT_SUPPORTED` (a user without a
+/// password), `PASSWORD_REQUIRED`, `PASSWORD_INVALID`. Like Keygen's they tell an unknown email
+/// from a wrong password; the password is checked (against a dummy when there is no user) in
+/// every case, so the time taken does not tell them apart too. The console and the licensing
+/// surface show one message for all of them.
 pub async fn password_login(db: &Db, account: &Account, email: &str, password: &str) -> Result<User> {
     let user = users::find_by_email(db, account.id, email).await?;
     let ok =
         crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone()))
             .await?;
+    let refused = |detail: &'static str, code: &'static str| Error::Unauthorized {
+        detail: detail.into(),
+        code: Some(code.into()),
+        location: crate::error::Source::Header("Authorization".into()),
+    };
     match user {
-        Some(u) if ok => {
-            if u.banned_at.is_some() {
-                return Err(Error::forbidden("User is banned", "USER_BANNED"));
-            }
-            Ok(u)
-        }
-        _ => Err(Error::unauthorized("email and password must be valid", "CREDENTIALS_INVALID")),
+        None => Err(refused("email must be valid", "EMAIL_INVALID")),
+        Some(u) if u.password_hash.is_none() => Err(refused("password is unsupported", "PASSWORD_NOT_SUPPORTED")),
+        Some(_) if password.is_empty() => Err(refused("password is required", "PASSWORD_REQUIRED")),
+        Some(_) if !ok => Err(refused("password must be valid", "PASSWORD_INVALID")),
+        Some(u) if u.banned_at.is_some() => Err(Error::forbidden("User is banned", "USER_BANNED")),
+        Some(u) => Ok(u),
     }
 }
 

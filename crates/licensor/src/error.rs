@@ -26,7 +26,7 @@ pub enum Error {
     BadRequest { detail: Cow<'static, str>, code: Option<Cow<'static, str>>, location: Source },
     /// Credentials missing or wrong.
     #[error("unauthorized: {detail}")]
-    Unauthorized { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
+    Unauthorized { detail: Cow<'static, str>, code: Option<Cow<'static, str>>, location: Source },
     /// Authenticated, but not allowed.
     #[error("forbidden: {detail}")]
     Forbidden { detail: Cow<'static, str>, code: Option<Cow<'static, str>> },
@@ -93,7 +93,7 @@ impl Error {
     }
 
     pub fn unauthorized(detail: impl Into<Cow<'static, str>>, code: &'static str) -> Self {
-        Error::Unauthorized { detail: detail.into(), code: Some(code.into()) }
+        Error::Unauthorized { detail: detail.into(), code: Some(code.into()), location: Source::None }
     }
 
     /// The plain authorization failure: no code, Keygen's "You do not have permission…" text.

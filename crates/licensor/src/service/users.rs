@@ -93,7 +93,11 @@ pub async fn update_password(db: &Db, p: &Principal, u: &User, old: &str, new: S
     }
     let ok = secrets::verify_password(old.to_string(), u.password_hash.clone()).await?;
     if u.password_hash.is_none() || !ok {
-        return Err(Error::Unauthorized { detail: "oldPassword is not valid".into(), code: None });
+        return Err(Error::Unauthorized {
+            detail: "oldPassword is not valid".into(),
+            code: None,
+            location: Source::None,
+        });
     }
     set_password(db, p, u, new).await
 }
@@ -149,6 +153,10 @@ pub async fn reset_password_with_token(
     match users::redeem_reset_token(db, u, &digest, now - RESET_TOKEN_TTL, &hash, now, &events).await? {
         users::Redeemed::Done => Ok(after),
         users::Redeemed::Unknown => Err(Error::not_found("user", named)),
-        users::Redeemed::Expired => Err(Error::Unauthorized { detail: "is expired".into(), code: None }),
+        users::Redeemed::Expired => Err(Error::Unauthorized {
+            detail: "is expired".into(),
+            code: None,
+            location: Source::Pointer("/meta/passwordResetToken".into()),
+        }),
     }
 }

@@ -126,6 +126,7 @@ async fn a_reset_token_expires_after_a_day() {
         )
         .await;
     assert_eq!((r.status, r.body["errors"][0]["detail"].as_str()), (StatusCode::UNAUTHORIZED, Some("is expired")));
+    assert_eq!(r.pointer(), "/meta/passwordResetToken");
     // The old password still works.
     let basic = As::Basic("late@example.com".into(), PASSWORD.into());
     assert_eq!(app.post(&app.acct("/tokens"), &basic, json!(null)).await.status, StatusCode::CREATED);

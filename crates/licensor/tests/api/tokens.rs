@@ -34,13 +34,28 @@ async fn admin_generates_a_token_with_basic_auth() {
     assert!(list.body["data"].as_array().unwrap().iter().all(|t| t["attributes"].get("token").is_none()));
 }
 
+/// Keygen's codes for a refused password login (features/api/v1/tokens/generate.feature), each
+/// with `source.header: Authorization`.
 #[tokio::test]
 async fn wrong_password_or_unknown_email_is_401() {
     let app = spawn_app().await;
-    for (email, pw) in [(app.admin_email.clone(), "nope-nope-nope"), ("ghost@nowhere.example".to_string(), PASSWORD)] {
-        let r = app.post(&app.acct("/tokens"), &As::Basic(email, pw.into()), json!(null)).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(r.code(), "CREDENTIALS_INVALID");
+    let managed = app
+        .post(
+            &app.acct("/users"),
+            &app.admin(),
+            json!({"data": {"type": "users", "attributes": {"email": "managed@example.com"}}}),
+        )
+        .await;
+    assert_eq!(managed.status, StatusCode::CREATED, "{}", managed.text);
+    for (email, pw, code, detail) in [
+        (app.admin_email.as_str(), "nope-nope-nope", "PASSWORD_INVALID", "password must be valid"),
+        ("ghost@nowhere.example", PASSWORD, "EMAIL_INVALID", "email must be valid"),
+        ("managed@example.com", "anything-at-all", "PASSWORD_NOT_SUPPORTED", "password is unsupported"),
+    ] {
+        let r = app.post(&app.acct("/tokens"), &As::Basic(email.into(), pw.into()), json!(null)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{code}");
+        assert_eq!((r.code(), r.body["errors"][0]["detail"].as_str()), (code, Some(detail)));
+        assert_eq!(r.body["errors"][0]["source"]["header"], "Authorization");
     }
     let r = app.post(&app.acct("/tokens"), &As::Anonymous, json!(null)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

@@ -59,8 +59,8 @@ impl IntoResponse for ApiError {
                 Error::BadRequest { detail, code, location } => {
                     (StatusCode::BAD_REQUEST, "Bad request", detail, code.as_deref(), source_json(location))
                 }
-                Error::Unauthorized { detail, code } => {
-                    (StatusCode::UNAUTHORIZED, "Unauthorized", detail, code.as_deref(), None)
+                Error::Unauthorized { detail, code, location } => {
+                    (StatusCode::UNAUTHORIZED, "Unauthorized", detail, code.as_deref(), source_json(location))
                 }
                 Error::Forbidden { detail, code } => {
                     (StatusCode::FORBIDDEN, "Access denied", detail, code.as_deref(), None)

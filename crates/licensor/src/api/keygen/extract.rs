@@ -185,7 +185,9 @@ fn check_environment(parts: &Parts) -> Result<(), Error> {
 /// Authentication errors are plain values (no database cause), so they can be handed out again.
 fn clone_auth_error(e: &Error) -> Error {
     match e {
-        Error::Unauthorized { detail, code } => Error::Unauthorized { detail: detail.clone(), code: code.clone() },
+        Error::Unauthorized { detail, code, location } => {
+            Error::Unauthorized { detail: detail.clone(), code: code.clone(), location: location.clone() }
+        }
         Error::Forbidden { detail, code } => Error::Forbidden { detail: detail.clone(), code: code.clone() },
         _ => Error::unauthorized("Authentication failed", "TOKEN_INVALID"),
     }
