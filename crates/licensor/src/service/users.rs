@@ -65,15 +65,17 @@ pub async fn delete(db: &Db, u: &User) -> Result<()> {
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 8;
 
-pub fn check_password(password: &str, pointer: &'static str) -> Result<()> {
+/// The stored hash of a new password, once it is long enough (`PASSWORD_TOO_SHORT`): the one
+/// check every way of setting a password goes through.
+pub async fn password_hash(password: String) -> Result<String> {
     if password.len() < MIN_PASSWORD {
         return Err(Error::Invalid {
             detail: format!("is too short (minimum is {MIN_PASSWORD} characters)").into(),
             code: "PASSWORD_TOO_SHORT".into(),
-            location: Source::Pointer(pointer.into()),
+            location: Source::Pointer("/data/attributes/password".into()),
         });
     }
-    Ok(())
+    Ok(secrets::hash_password(password).await?)
 }
 
 /// Sets `u`'s password for an administrator (no old password asked); every token of `u`'s is
@@ -103,9 +105,8 @@ pub async fn update_password(db: &Db, p: &Principal, u: &User, old: &str, new: S
 }
 
 async fn set_password(db: &Db, p: &Principal, u: &User, new: String) -> Result<User> {
-    check_password(&new, "/data/attributes/password")?;
     let mut after = u.clone();
-    after.password_hash = Some(secrets::hash_password(new).await?);
+    after.password_hash = Some(password_hash(new).await?);
     after.updated_at = crate::time::now_ms();
     save(db, p, u, &after).await?;
     Ok(after)
@@ -142,12 +143,11 @@ pub async fn reset_password_with_token(
     if account.protected && u.role == "user" && u.password_hash.is_none() {
         return Err(Error::access_denied());
     }
-    check_password(&new, "/data/attributes/password")?;
+    let hash = password_hash(new).await?;
     let now = crate::time::now_ms();
     let mut after = u.clone();
-    after.password_hash = Some(secrets::hash_password(new).await?);
+    after.password_hash = Some(hash.clone());
     after.updated_at = now;
-    let hash = after.password_hash.clone().unwrap_or_default();
     let digest = secrets::token_digest(token);
     let events = [Raised::user("user.updated", &after)];
     match users::redeem_reset_token(db, u, &digest, now - RESET_TOKEN_TTL, &hash, now, &events).await? {

@@ -15,7 +15,8 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Key>> {
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Key>(&sql).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
-/// The account's keys, newest first; only a policy's or a product's when given.
+/// The account's keys, newest first; only a policy's or a product's when given (each filter
+/// becomes SQL only when given, so the policy's index serves a pool).
 pub async fn list(
     db: &Db,
     account: Uuid,
@@ -23,21 +24,27 @@ pub async fn list(
     product: Option<Uuid>,
     page: Page,
 ) -> Result<Listing<Key>> {
-    let filter = "account_id = $1 AND ($2 IS NULL OR policy_id = $2) AND ($3 IS NULL OR product_id = $3)";
-    let list =
-        format!("SELECT {COLUMNS} FROM keys WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5");
-    let count = format!("SELECT COUNT(*) FROM keys WHERE {filter}");
+    macro_rules! push_filters {
+        ($qb:expr) => {{
+            $qb.push_bind(account);
+            if let Some(p) = policy {
+                $qb.push(" AND policy_id = ").push_bind(p);
+            }
+            if let Some(p) = product {
+                $qb.push(" AND product_id = ").push_bind(p);
+            }
+        }};
+    }
+    let select = format!("SELECT {COLUMNS} FROM keys WHERE account_id = ");
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, Key>(&list)
-            .bind(account)
-            .bind(policy)
-            .bind(product)
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let total =
-            sqlx::query_scalar::<_, i64>(&count).bind(account).bind(policy).bind(product).fetch_one(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new(&select);
+        push_filters!(qb);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(page.limit());
+        qb.push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<Key>().fetch_all(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM keys WHERE account_id = ");
+        push_filters!(qb);
+        let total: i64 = qb.build_query_scalar().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

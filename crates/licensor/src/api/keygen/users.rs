@@ -14,7 +14,7 @@ use crate::model::User;
 use crate::service;
 use crate::store::groups;
 use crate::store::users::{self, UserFilter};
-use crate::{crypto, time};
+use crate::time;
 
 pub const ROLES: &[&str] = &["user", "admin", "developer", "sales-agent", "support-agent", "read-only"];
 
@@ -64,8 +64,7 @@ async fn apply(ctx: &Ctx, u: &mut User, input: UserInput, rels: UserRels, can_se
         u.role = role;
     }
     if let Some(password) = input.password {
-        service::users::check_password(&password, "/data/attributes/password")?;
-        u.password_hash = Some(crypto::secrets::hash_password(password).await?);
+        u.password_hash = Some(service::users::password_hash(password).await?);
     }
     if let Some(m) = input.metadata {
         u.metadata = sqlx::types::Json(metadata::accept(m)?);

@@ -92,8 +92,7 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: By
     let (s, form) = posted!(state, headers, body);
     let mut u = User::new(s.account.id, field(&form, "email").to_lowercase(), time::now_ms());
     let password = form.get("password").cloned().unwrap_or_default();
-    tri!(AREA, service::users::check_password(&password, "/data/attributes/password"));
-    u.password_hash = Some(tri!(AREA, crate::crypto::secrets::hash_password(password).await));
+    u.password_hash = Some(tri!(AREA, service::users::password_hash(password).await));
     tri!(AREA, service::users::create(&state.db, &u).await);
     done("/admin/users", "User created.")
 }
