@@ -121,15 +121,27 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cull = tokio::time::interval(CULL_EVERY);
         cull.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut optimize = tokio::time::interval(OPTIMIZE_EVERY);
-        optimize.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = optimize.tick() => {
-                    if let Err(e) = state.db.optimize().await {
-                        tracing::warn!(error = %e, "could not refresh the query planner's statistics; will retry");
+        // Statistics refresh on a task of its own: a first ANALYZE of a large database must
+        // not hold up the first cull and the first flush.
+        let statistics = {
+            let (db, mut stop) = (state.db.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut optimize = tokio::time::interval(OPTIMIZE_EVERY);
+                optimize.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = optimize.tick() => {
+                            if let Err(e) = db.optimize().await {
+                                tracing::warn!(error = %e, "could not refresh the query planner's statistics; will retry");
+                            }
+                        }
+                        _ = stop.changed() => break,
                     }
                 }
+            })
+        };
+        loop {
+            tokio::select! {
                 _ = flush.tick() => {
                     match state.flush_touches().await {
                         Ok(()) => state.metrics.jobs.inc(&["flush_validations", "ok"]),
@@ -188,6 +200,7 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                 _ = stop.changed() => break,
             }
         }
+        statistics.abort();
         // Hand the cull lease back: another node takes over at its next tick.
         if let Err(e) = leases::release(&state.db, "cull", &node).await {
             tracing::warn!(error = %e, "could not release the cull lease; it expires by itself");

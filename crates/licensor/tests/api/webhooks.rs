@@ -449,7 +449,9 @@ async fn expiry_events_fire_once_whoever_looks() {
         licensor::jobs::raise_expiry_events(&app.db, now),
         licensor::jobs::raise_expiry_events(&app.db, now)
     );
-    assert_eq!(a.unwrap() + b.unwrap(), 2);
+    // The server's own background scan may have raised some first; exactly two in all is
+    // what the receiver counts below.
+    assert!(a.unwrap() + b.unwrap() <= 2);
     assert_eq!(licensor::jobs::raise_expiry_events(&app.db, now + 1000).await.unwrap(), 0);
     hook.wait_for("both events", |g| g.len() >= 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
