@@ -74,8 +74,15 @@ pub async fn serve_with<H: Handshake>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Webhook workers stop claiming as soon as shutdown starts, so the deliveries they still
+    // send finish (or are handed back) while the listener drains, within the same deadline.
+    let (stop_webhooks, webhooks_stop) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_webhooks.send(true);
+    };
     let jobs = crate::jobs::spawn(state.clone(), stop_rx.clone());
-    let deliveries = crate::webhooks::spawn(state.clone(), stop_rx.clone());
+    let deliveries = crate::webhooks::spawn(state.clone(), webhooks_stop, options.limits.shutdown_timeout);
     let metrics_server = options.metrics.map(|l| {
         let app = crate::api::ops::private_router()
             .layer(middleware::from_fn_with_state(state.clone(), edge::observe))

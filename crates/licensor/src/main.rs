@@ -190,6 +190,20 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Without TLS there is nothing to reload, but `systemctl reload` still sends SIGHUP, whose
+/// default action would end the process (and systemd counts that as a clean exit, so it would
+/// not restart it). Log it instead.
+fn ignore_hangups() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: nothing to reload without --tls-cert");
+            }
+        });
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -262,6 +276,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches, loaded: &file::Loaded) -> any
                     licensor::app::serve_with(listener, tls, state, options, shutdown_signal()).await?;
                 }
                 _ => {
+                    ignore_hangups();
                     licensor::app::serve_with(listener, licensor::server::Plain, state, options, shutdown_signal())
                         .await?
                 }
@@ -324,7 +339,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches, loaded: &file::Loaded) -> any
             Ok(())
         }
         Command::Backup { to, db } => {
-            let pool = db.connect().await?;
+            let pool = db.open().await?;
             let bytes = licensor::backup::backup(&pool, &to).await?;
             pool.close().await;
             println!(

@@ -88,6 +88,9 @@ pub fn parse_rate(s: &str) -> std::result::Result<Option<Rate>, String> {
 pub struct Config {
     /// Every request, per account, client address and credential.
     pub requests: Vec<Rate>,
+    /// Every request, per account and client address whatever its credential, so a client that
+    /// changes its `Authorization` header on every request still meets a limit.
+    pub addresses: Vec<Rate>,
     /// Requests authenticated by email and password, per account, address and email.
     pub logins: Option<Rate>,
     /// Password updates and resets, per account, address and user.
@@ -254,11 +257,29 @@ struct Window {
 /// The approximate counters of one node.
 pub struct Limiter {
     pub config: Config,
-    /// Per bucket, one window per request rate (in `config.requests` order).
-    windows: Mutex<HashMap<Box<str>, Vec<Window>>>,
+    /// Per bucket, what it counts against and one window per rate of that kind (in the
+    /// config's order).
+    windows: Mutex<HashMap<Box<str>, Counted>>,
 }
 
-/// Buckets held in memory before the oldest windows are forgotten.
+/// The two approximate kinds of bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Per account, address and credential: `Config::requests`.
+    Requests,
+    /// Per account and address: `Config::addresses`.
+    Addresses,
+}
+
+#[derive(Debug)]
+struct Counted {
+    kind: Kind,
+    windows: Vec<Window>,
+}
+
+/// Buckets held in memory. Ended windows are forgotten first; when every bucket held is still
+/// current, a new bucket is counted only for its first request (fail open for newcomers rather
+/// than forgetting the counts of clients already being limited, or growing without bound).
 const MAX_BUCKETS: usize = 200_000;
 
 /// Windows at least this long are shared between nodes; shorter ones end before a sync would
@@ -270,14 +291,21 @@ impl Limiter {
         Limiter { config, windows: Mutex::default() }
     }
 
+    fn rates(&self, kind: Kind) -> &[Rate] {
+        match kind {
+            Kind::Requests => &self.config.requests,
+            Kind::Addresses => &self.config.addresses,
+        }
+    }
+
     /// Counts a request in `bucket` against every request rate; returns the fullest window's
     /// verdict (a refused one if any refuses), or `None` when no rate applies.
     ///
     /// On PostgreSQL the first hit of a bucket's minute-or-longer window on this node is added
     /// to the shared table at once, which tells the node what the others counted so far; the
     /// next hits are shared by [`Limiter::sync`].
-    pub async fn hit(&self, db: &Db, bucket: &str, now: i64) -> Option<Verdict> {
-        let rates = &self.config.requests;
+    pub async fn hit(&self, db: &Db, kind: Kind, bucket: &str, now: i64) -> Option<Verdict> {
+        let rates = self.rates(kind);
         if rates.is_empty() {
             return None;
         }
@@ -285,9 +313,6 @@ impl Limiter {
         let mut fresh = Vec::new();
         {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            if windows.len() >= MAX_BUCKETS {
-                windows.retain(|_, ws| ws.iter().zip(rates).any(|(w, r)| w.start == window_start(*r, now)));
-            }
             let count = |ws: &mut Vec<Window>, fresh: &mut Vec<(usize, i64)>| {
                 for (i, rate) in rates.iter().enumerate() {
                     let start = window_start(*rate, now);
@@ -305,15 +330,21 @@ impl Limiter {
             };
             // Looked up by `&str`: a known bucket costs no allocation.
             match windows.get_mut(bucket) {
-                Some(ws) => count(ws, &mut fresh),
+                Some(c) => count(&mut c.windows, &mut fresh),
                 None => {
+                    if windows.len() >= MAX_BUCKETS {
+                        windows.retain(|_, c| self.is_current(c, now));
+                    }
                     let mut ws = vec![Window::default(); rates.len()];
                     count(&mut ws, &mut fresh);
-                    windows.insert(bucket.into(), ws);
+                    if windows.len() >= MAX_BUCKETS {
+                        return self.fullest(kind, &ws, now);
+                    }
+                    windows.insert(bucket.into(), Counted { kind, windows: ws });
                 }
             }
             if fresh.is_empty() {
-                return windows.get(bucket).and_then(|ws| self.fullest(ws, now));
+                return windows.get(bucket).and_then(|c| self.fullest(kind, &c.windows, now));
             }
         }
         for (i, start) in fresh {
@@ -321,7 +352,7 @@ impl Limiter {
             let key = format!("{bucket}/{}", window_name(rate.period));
             let added = rate_limits::add(db, &key, start, start + period_ms(rate), 1).await;
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(w) = windows.get_mut(bucket).and_then(|ws| ws.get_mut(i)) {
+            if let Some(w) = windows.get_mut(bucket).and_then(|c| c.windows.get_mut(i)) {
                 if w.start == start && w.seeding > 0 {
                     w.seeding -= 1;
                     match &added {
@@ -336,13 +367,18 @@ impl Limiter {
             }
         }
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows.get(bucket).and_then(|ws| self.fullest(ws, now))
+        windows.get(bucket).and_then(|c| self.fullest(kind, &c.windows, now))
+    }
+
+    /// Whether any of a bucket's windows is still the current one of its rate.
+    fn is_current(&self, c: &Counted, now: i64) -> bool {
+        c.windows.iter().zip(self.rates(c.kind)).any(|(w, r)| w.start == window_start(*r, now))
     }
 
     /// The verdict of a bucket's fullest window (a refusing one first).
-    fn fullest(&self, ws: &[Window], now: i64) -> Option<Verdict> {
+    fn fullest(&self, kind: Kind, ws: &[Window], now: i64) -> Option<Verdict> {
         let mut worst: Option<Verdict> = None;
-        for (rate, w) in self.config.requests.iter().zip(ws) {
+        for (rate, w) in self.rates(kind).iter().zip(ws) {
             let v = Verdict::of(*rate, w.shared + w.unsynced + w.seeding, w.start, now);
             worst = match worst {
                 Some(cur) if cur.allowed && !v.allowed => Some(v),
@@ -365,18 +401,18 @@ impl Limiter {
     /// learns every node's totals; forgets windows that have ended. On SQLite (one node) it
     /// only forgets.
     pub async fn sync(&self, db: &Db, now: i64) -> Result<()> {
-        let rates = self.config.requests.clone();
-        let current = |i: usize, w: &Window| rates.get(i).is_some_and(|r| w.start == window_start(*r, now));
+        let current = |rate: Option<&Rate>, w: &Window| rate.is_some_and(|r| w.start == window_start(*r, now));
         let batch: Vec<(String, i64, i64, i64)> = {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            windows.retain(|_, ws| ws.iter().enumerate().any(|(i, w)| current(i, w)));
+            windows.retain(|_, c| self.is_current(c, now));
             if !matches!(db, Db::Postgres(_)) {
                 return Ok(());
             }
             let mut batch = Vec::new();
-            for (bucket, ws) in windows.iter_mut() {
-                for (i, w) in ws.iter_mut().enumerate() {
-                    if w.unsynced > 0 && rates[i].period >= SHARED_FROM && current(i, w) {
+            for (bucket, c) in windows.iter_mut() {
+                let rates = self.rates(c.kind);
+                for (i, w) in c.windows.iter_mut().enumerate() {
+                    if w.unsynced > 0 && rates[i].period >= SHARED_FROM && current(rates.get(i), w) {
                         let n = std::mem::take(&mut w.unsynced);
                         w.shared += n;
                         let key = format!("{bucket}/{}", window_name(rates[i].period));
@@ -390,8 +426,9 @@ impl Limiter {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         for (key, start, total) in totals {
             let Some((bucket, window)) = key.rsplit_once('/') else { continue };
-            let Some(i) = rates.iter().position(|r| window_name(r.period) == window) else { continue };
-            if let Some(w) = windows.get_mut(bucket).and_then(|ws| ws.get_mut(i)) {
+            let Some(c) = windows.get_mut(bucket) else { continue };
+            let Some(i) = self.rates(c.kind).iter().position(|r| window_name(r.period) == window) else { continue };
+            if let Some(w) = c.windows.get_mut(i) {
                 if w.start == start {
                     w.shared = w.shared.max(u64::try_from(total).unwrap_or(0));
                 }
@@ -430,17 +467,17 @@ mod tests {
         });
         let t = 1_700_000_000_000;
         let db = local_db();
-        assert!(l.hit(&db, "a", t).await.unwrap().allowed);
-        let v = l.hit(&db, "a", t + 10).await.unwrap();
+        assert!(l.hit(&db, Kind::Requests, "a", t).await.unwrap().allowed);
+        let v = l.hit(&db, Kind::Requests, "a", t + 10).await.unwrap();
         assert!(v.allowed);
         assert_eq!((v.window.as_str(), v.count, v.remaining()), ("1s", 2, 0), "the fuller window is reported");
-        let v = l.hit(&db, "a", t + 20).await.unwrap();
+        let v = l.hit(&db, Kind::Requests, "a", t + 20).await.unwrap();
         assert!(!v.allowed);
         assert_eq!(v.window, "1s");
         assert_eq!(v.retry_after, 1);
-        assert!(l.hit(&db, "b", t + 20).await.unwrap().allowed, "buckets are separate");
+        assert!(l.hit(&db, Kind::Requests, "b", t + 20).await.unwrap().allowed, "buckets are separate");
         // The next second: the per-second window is fresh, the minute one is spent.
-        let v = l.hit(&db, "a", t + 1000).await.unwrap();
+        let v = l.hit(&db, Kind::Requests, "a", t + 1000).await.unwrap();
         assert!(!v.allowed);
         assert_eq!((v.window.as_str(), v.count, v.limit), ("1m", 4, 3));
         assert_eq!(v.reset, (t - t % 60_000 + 60_000) / 1000);

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::api::Surface;
 use crate::auth::{self, Credential};
-use crate::ratelimit::{bucket, client_ip, Limiter, Verdict};
+use crate::ratelimit::{bucket, client_ip, Kind, Limiter, Verdict};
 use crate::state::AppState;
 
 pub async fn with_request_id(req: Request, next: Next) -> Response {
@@ -73,7 +73,11 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limiter = &state.limiter;
     let config = &limiter.config;
-    if config.requests.is_empty() && config.logins.is_none() && config.password_changes.is_none() {
+    if config.requests.is_empty()
+        && config.addresses.is_empty()
+        && config.logins.is_none()
+        && config.password_changes.is_none()
+    {
         return next.run(req).await;
     }
     let peer =
@@ -98,9 +102,17 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         }
     }
 
+    // The address first: a client rotating its `Authorization` header meets this limit
+    // before it can fill memory with one credential bucket per request.
+    let address = bucket("addr", &[surface.as_str().as_bytes(), account.as_bytes(), address_block(&ip).as_bytes()]);
+    let by_address = limiter.hit(&state.db, Kind::Addresses, &address, now).await;
+    if let Some(v) = by_address.as_ref().filter(|v| !v.allowed) {
+        state.metrics.rate_limited.inc(&[surface.as_str(), "addresses"]);
+        return with_headers(surface.render(v.error()), v);
+    }
     let credential = headers.get(axum::http::header::AUTHORIZATION).map_or(&b""[..], |v| v.as_bytes());
     let name = bucket("req", &[surface.as_str().as_bytes(), account.as_bytes(), ip.as_bytes(), credential]);
-    let verdict = limiter.hit(&state.db, &name, now).await;
+    let verdict = limiter.hit(&state.db, Kind::Requests, &name, now).await;
     if let Some(v) = &verdict {
         if !v.allowed {
             state.metrics.rate_limited.inc(&[surface.as_str(), "requests"]);
@@ -108,9 +120,21 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         }
     }
     let response = next.run(req).await;
-    match &verdict {
-        Some(v) => with_headers(response, v),
+    match verdict.or(by_address) {
+        Some(v) => with_headers(response, &v),
         None => response,
+    }
+}
+
+/// The block an address is limited as: an IPv4 address alone, an IPv6 address by its /64, the
+/// block one subscriber is usually given (so a client cannot hop through its own addresses).
+fn address_block(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => ip.to_string(),
     }
 }
 

@@ -130,17 +130,45 @@ fn resolve(config: &Path, p: &str) -> PathBuf {
 
 /// `postgres://user:secret@host/db` → `postgres://user:…@host/db`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:…@{host}"),
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?))) {
+        Some((scheme, (userinfo, host))) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:…@{host}"),
+            None => url.to_string(),
+        },
         None => url.to_string(),
+    };
+    if let Some(query) = query {
+        // libpq takes secrets as parameters too (`password`, `sslpassword`).
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=…"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_printed_without_passwords() {
+        assert_eq!(redact_url("postgres://app:secret@db:5432/licensor"), "postgres://app:…@db:5432/licensor");
+        assert_eq!(
+            redact_url("postgres://db/licensor?user=app&password=secret&sslpassword=x&sslmode=require"),
+            "postgres://db/licensor?user=app&password=…&sslpassword=…&sslmode=require"
+        );
+        assert_eq!(redact_url("sqlite:/var/lib/licensor/licensor.db"), "sqlite:/var/lib/licensor/licensor.db");
+    }
 
     #[test]
     fn keys_name_variables() {

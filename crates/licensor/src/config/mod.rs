@@ -75,15 +75,21 @@ impl DatabaseArgs {
     }
 
     pub async fn connect(&self) -> anyhow::Result<crate::db::Db> {
+        let db = self.open().await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The database as it is, unmigrated: for commands that must not change the schema under
+    /// a running server of another release (`licensor backup`).
+    pub async fn open(&self) -> anyhow::Result<crate::db::Db> {
         // The data folder holds the master key, first-run credentials and (by default) the
         // database: the server's user alone may read it. A missing one is created private
         // when something is first written there.
         if self.data_dir.exists() {
             crate::fsutil::private_dir(&self.data_dir)?;
         }
-        let db = crate::db::Db::connect(&self.database_url(), self.database_schema.as_deref()).await?;
-        db.migrate().await?;
-        Ok(db)
+        crate::db::Db::connect(&self.database_url(), self.database_schema.as_deref()).await
     }
 }
 
@@ -140,6 +146,11 @@ pub struct ServeArgs {
     /// windows, or `off`.
     #[arg(long, env = "LICENSOR_RATE_LIMITS", default_value = "100/1s,3000/1m", value_parser = Rates::parse)]
     pub rate_limits: Rates,
+
+    /// Requests per account and client address whatever the credential (an IPv6 client by its
+    /// /64): comma-separated LIMIT/PERIOD windows, or `off`.
+    #[arg(long, env = "LICENSOR_ADDRESS_RATE_LIMITS", default_value = "1000/1s,30000/1m", value_parser = Rates::parse)]
+    pub address_rate_limits: Rates,
 
     /// Password-authenticated requests (`POST /tokens`, and `/api/licensing/v1` with an email
     /// and password) per account, client address and email, or `off`.
@@ -216,6 +227,7 @@ impl ServeArgs {
     pub fn rate_limits(&self) -> crate::ratelimit::Config {
         crate::ratelimit::Config {
             requests: self.rate_limits.0.clone(),
+            addresses: self.address_rate_limits.0.clone(),
             logins: self.login_rate_limit.0,
             password_changes: self.password_change_rate_limit.0,
             license_changes: self.license_change_rate_limit.0,

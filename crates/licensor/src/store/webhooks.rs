@@ -219,6 +219,30 @@ pub async fn claim(db: &Db, ids: &[Uuid], now: i64, until: i64) -> Result<Vec<We
     })
 }
 
+/// Hands back the claims on `ids` whose answer was never recorded (a stopping node's
+/// deliveries cut off or never started): due again at once for any node, rather than after
+/// the claim's lease runs out.
+pub async fn release(db: &Db, ids: &[Uuid]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let unfinished = "status IN ('DELIVERING', 'FAILING') AND claimed_until IS NOT NULL";
+    Ok(match db {
+        Db::Sqlite(sqlite) => {
+            let sql = format!(
+                "UPDATE webhook_events SET claimed_until = NULL WHERE id IN (SELECT unhex(value) FROM json_each($1)) AND {unfinished}"
+            );
+            let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
+            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
+            sqlx::query(&sql).bind(json).execute(&sqlite.pool).await?.rows_affected()
+        }
+        Db::Postgres(pool) => {
+            let sql = format!("UPDATE webhook_events SET claimed_until = NULL WHERE id = ANY($1) AND {unfinished}");
+            sqlx::query(&sql).bind(ids).execute(pool).await?.rows_affected()
+        }
+    })
+}
+
 /// What an attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {

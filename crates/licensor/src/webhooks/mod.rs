@@ -224,14 +224,16 @@ async fn record_answers(state: AppState, mut answers: tokio::sync::mpsc::Unbound
     }
 }
 
-/// Starts this node's delivery worker; it stops claiming when `stop` turns true and lets the
-/// deliveries in flight finish (their claims expire if the process is killed first).
-pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Starts this node's delivery worker. When `stop` turns true it claims no more and lets the
+/// deliveries in flight finish within `deadline` (and one attempt's timeout); the claims of
+/// those still unanswered then are handed back, so another node (or this one, restarted) sends
+/// them at once. If the process is killed first, their claims expire instead.
+pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>, deadline: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (answers, pending) = tokio::sync::mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_answers(state.clone(), pending));
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        let per_endpoint: Arc<Mutex<HashMap<Uuid, usize>>> = Arc::default();
+        let in_flight = InFlight::default();
         // A finished delivery wakes the loop: a backlog drains at the receivers' pace, not
         // the poll's.
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -243,16 +245,58 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                 _ = wake.notified() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = claim_and_send(&state, &slots, &per_endpoint, &wake, &answers).await {
+            if let Err(e) = claim_and_send(&state, &slots, &in_flight, &wake, &answers).await {
                 tracing::warn!(error = %e, "could not claim webhook deliveries; will retry");
             }
         }
-        // Let the deliveries in flight finish, within one attempt's timeout, and their answers
-        // be recorded.
-        let _ = tokio::time::timeout(state.webhooks.timeout, slots.acquire_many(IN_FLIGHT as u32)).await;
+        // Let the deliveries in flight finish and their answers be recorded.
+        let wait = state.webhooks.timeout.min(deadline);
+        let finished = tokio::time::timeout(wait, slots.acquire_many(IN_FLIGHT as u32)).await.is_ok();
         drop(answers);
-        let _ = tokio::time::timeout(Duration::from_secs(5), recorder).await;
+        // The recorder ends when the last sender goes; a delivery still hanging keeps its
+        // sender, so then only give the recorder time to write what it gathered.
+        let grace = if finished { Duration::from_secs(5) } else { Duration::from_millis(200) };
+        let _ = tokio::time::timeout(grace, recorder).await;
+        let cut_off: Vec<Uuid> = in_flight.lock().ids.iter().copied().collect();
+        match store::release(&state.db, &cut_off).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "webhook deliveries cut off by shutdown handed back"),
+            Err(e) => tracing::warn!(error = %e, "could not hand back webhook deliveries; their claims will expire"),
+        }
     })
+}
+
+/// What this node is sending: deliveries by id, and how many per endpoint.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<Sending>>);
+
+#[derive(Default)]
+struct Sending {
+    ids: std::collections::HashSet<Uuid>,
+    per_endpoint: HashMap<Uuid, usize>,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sending> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(&self, delivery: Uuid, endpoint: Uuid) {
+        let mut s = self.lock();
+        s.ids.insert(delivery);
+        *s.per_endpoint.entry(endpoint).or_default() += 1;
+    }
+
+    fn end(&self, delivery: Uuid, endpoint: Uuid) {
+        let mut s = self.lock();
+        s.ids.remove(&delivery);
+        if let Some(n) = s.per_endpoint.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_endpoint.remove(&endpoint);
+            }
+        }
+    }
 }
 
 /// Claims what this node has room for (free slots, and at most [`PER_ENDPOINT`] in flight per
@@ -260,7 +304,7 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
 async fn claim_and_send(
     state: &AppState,
     slots: &Arc<Semaphore>,
-    per_endpoint: &Arc<Mutex<HashMap<Uuid, usize>>>,
+    in_flight: &InFlight,
     wake: &Arc<tokio::sync::Notify>,
     answers: &tokio::sync::mpsc::UnboundedSender<(Uuid, Outcome)>,
 ) -> crate::error::Result<()> {
@@ -271,7 +315,7 @@ async fn claim_and_send(
     let now = time::now_ms();
     // Endpoints sending their most already are left out of the query; the rest are capped
     // here, as a batch may hold several of one endpoint's deliveries.
-    let busy: HashMap<Uuid, usize> = per_endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let busy: HashMap<Uuid, usize> = in_flight.lock().per_endpoint.clone();
     let full: Vec<Uuid> = busy.iter().filter(|(_, n)| **n >= PER_ENDPOINT).map(|(e, _)| *e).collect();
     let mut taken: HashMap<Uuid, usize> = HashMap::new();
     let mut picked = Vec::new();
@@ -286,12 +330,18 @@ async fn claim_and_send(
         return Ok(());
     }
     let until = now + claim_for(&state.webhooks).as_millis() as i64;
-    for d in store::claim(&state.db, &picked, now, until).await? {
-        let Ok(permit) = slots.clone().try_acquire_owned() else { break };
-        *per_endpoint.lock().unwrap_or_else(|e| e.into_inner()).entry(d.endpoint_id).or_default() += 1;
-        let (state, per_endpoint, wake, answers) = (state.clone(), per_endpoint.clone(), wake.clone(), answers.clone());
+    let mut claimed = store::claim(&state.db, &picked, now, until).await?.into_iter();
+    for d in claimed.by_ref() {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let mut unsent = vec![d.id];
+            unsent.extend(claimed.map(|d| d.id));
+            store::release(&state.db, &unsent).await?;
+            break;
+        };
+        in_flight.start(d.id, d.endpoint_id);
+        let (state, in_flight, wake, answers) = (state.clone(), in_flight.clone(), wake.clone(), answers.clone());
         tokio::spawn(async move {
-            let endpoint = d.endpoint_id;
+            let (id, endpoint) = (d.id, d.endpoint_id);
             match deliver(&state, d).await {
                 Ok(Some(answer)) => {
                     let _ = answers.send(answer);
@@ -299,15 +349,7 @@ async fn claim_and_send(
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "webhook delivery failed before sending; it will be sent again"),
             }
-            {
-                let mut map = per_endpoint.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(n) = map.get_mut(&endpoint) {
-                    *n -= 1;
-                    if *n == 0 {
-                        map.remove(&endpoint);
-                    }
-                }
-            }
+            in_flight.end(id, endpoint);
             drop(permit);
             wake.notify_one();
         });

@@ -181,6 +181,8 @@ async fn metrics_count_requests_validations_and_activations() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+    let r = app.delete(&app.acct(&format!("/machines/{}", r.id())), &app.admin()).await;
+    assert_eq!(r.status, 204, "{}", r.text);
 
     let r = app.get("/metrics", &As::Anonymous).await;
     assert_eq!(r.status, 401);
@@ -194,8 +196,21 @@ async fn metrics_count_requests_validations_and_activations() {
     assert!(text.contains("licensor_machine_activations_total{surface=\"keygen\"} 1\n"), "{text}");
     let route = "surface=\"keygen\",route=\"/v1/accounts/{account}/licenses/actions/validate-key\",method=\"POST\",status=\"200\"";
     assert!(text.contains(&format!("licensor_http_request_duration_seconds_count{{{route}}} 1\n")), "{text}");
+    assert!(text.contains("licensor_machine_deactivations_total{surface=\"keygen\"} 1\n"), "{text}");
     assert!(!text.contains(&key), "a key in the metrics");
-    assert!(text.contains("licensor_db_connections_max "));
+    for gauge in ["licensor_db_connections_max ", "licensor_db_connections_open ", "licensor_db_connections_idle "] {
+        assert!(text.contains(gauge), "{gauge} in {text}");
+    }
+    // The background jobs run at start (the cull) and every second (the flush).
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app.get("/metrics", &app.admin()).await.text;
+        if text.contains("licensor_background_job_runs_total{job=\"cull\",outcome=\"ok\"}") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("licensor_background_job_runs_total{job=\"cull\",outcome=\"ok\"}"), "{text}");
 }
 
 #[tokio::test]
@@ -218,6 +233,19 @@ async fn the_metrics_listener_needs_no_token() {
 fn signal(child: &std::process::Child, sig: &str) {
     let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill {sig}");
+}
+
+/// `systemctl reload` sends SIGHUP. Without TLS there is nothing to reload, and the signal's
+/// default action would have ended the server (which systemd counts as a clean exit).
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_server_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, url, _) = start_server(tmp.path(), &[]).await;
+    signal(&server.0, "-HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(server.0.try_wait().unwrap().is_none(), "SIGHUP ended the server");
+    let r = reqwest::get(format!("{url}/v1/ping")).await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// SIGTERM: the listener closes, a request already in flight is finished and answered, one that
@@ -284,6 +312,115 @@ fn licensor_cli(args: &[&str], data_dir: &std::path::Path) -> (bool, String) {
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// The PostgreSQL drill of docs/operations.md: `pg_dump` of the live schema under load,
+/// `pg_restore` into a fresh database, and a node started on the copy answers every license it
+/// holds as the original does. Runs when the suite runs on PostgreSQL.
+#[tokio::test]
+async fn postgres_dump_under_load_restores_the_same_validations() {
+    let app = spawn_app().await;
+    let (Some(schema), true) = (app.schema.clone(), app.database_url.starts_with("postgres")) else {
+        eprintln!("SQLite run: the SQLite drill is backup_under_load_and_restore_validate_the_same");
+        return;
+    };
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({"floating": true, "maxMachines": 3})).await;
+    for i in 0..12 {
+        let attrs = match i % 4 {
+            0 => json!({"expiry": "2020-01-01T00:00:00Z"}),
+            1 => json!({"suspended": true}),
+            _ => json!({}),
+        };
+        app.create_license(&policy, attrs).await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, url, token, policy, stop) =
+            (app.client.clone(), app.acct("/licenses"), app.admin_token.clone(), policy.clone(), stop.clone());
+        let url = format!("http://{}{url}", app.addr);
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/vnd.api+json")
+                    .body(
+                        json!({"data": {"type": "licenses",
+                        "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}})
+                        .to_string(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("licensor.dump");
+    let out = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--schema", &schema, "--file", dump.to_str().unwrap(), &app.database_url])
+        .output()
+        .expect("pg_dump (Debian's postgresql-client)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+
+    let fresh = format!("drill_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {fresh}")).execute(&admin).await.unwrap();
+    let (base, _) = app.database_url.rsplit_once('/').unwrap();
+    let restored_url = format!("{base}/{fresh}");
+    let out = std::process::Command::new("pg_restore")
+        .args(["--exit-on-error", "--dbname", &restored_url, dump.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let node = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_licensor"))
+            .arg("serve")
+            .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LICENSOR_DATABASE_URL", &restored_url)
+            .env("LICENSOR_DATABASE_SCHEMA", &schema)
+            .env("LICENSOR_DATA_DIR", tmp.path().join("data"))
+            .env("LICENSOR_MASTER_KEY", &app.master_hex)
+            .env("LICENSOR_RATE_LIMITS", "off")
+            .env("LICENSOR_ADDRESS_RATE_LIMITS", "off")
+            .env_remove("LICENSOR_ACCOUNT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let restored = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if app.client.get(format!("{restored}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let copy = validations(&app.client, &restored, &app.admin_token, &app.account_id).await;
+    let original: std::collections::HashMap<String, String> =
+        validations(&app.client, &format!("http://{}", app.addr), &app.admin_token, &app.account_id)
+            .await
+            .into_iter()
+            .collect();
+    assert!(copy.len() > 12, "the copy holds the licenses made before and during the dump: {}", copy.len());
+    for (key, code) in &copy {
+        assert_eq!(original.get(key), Some(code), "{key} validates differently in the copy");
+    }
+    for code in ["VALID", "EXPIRED", "SUSPENDED"] {
+        assert!(copy.iter().any(|(_, c)| c == code), "no {code} license in the copy");
+    }
+    drop(node);
+    admin.close().await;
+    let admin = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE {fresh} WITH (FORCE)")).execute(&admin).await;
 }
 
 /// Every license key in the account, with what validating it answers.
@@ -696,6 +833,12 @@ async fn the_deployment_files_are_valid() {
 
     let unit = std::fs::read_to_string(root.join("licensor.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/licensor serve --config /etc/licensor/licensor.toml"));
+    // The service runs as user licensor: its configuration (and TLS key) must be readable by
+    // its group, and by nobody else.
+    assert!(unit.contains("install -d -m 0750 -g licensor /etc/licensor"), "{unit}");
+    assert!(unit.contains("install -m 0640 -g licensor deploy/licensor.toml /etc/licensor/"), "{unit}");
+    let useradd = unit.find("useradd").unwrap();
+    assert!(useradd < unit.find("-g licensor").unwrap(), "the group must exist before files are given to it");
     if std::process::Command::new("systemd-analyze").arg("--version").output().is_err() {
         eprintln!("systemd-analyze is not installed: unit not verified");
         return;

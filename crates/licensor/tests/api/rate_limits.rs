@@ -53,9 +53,45 @@ async fn requests_are_limited_per_credential_with_keygens_headers() {
     let r = app.get(&me, &As::Anonymous).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(header(&r, "x-ratelimit-remaining"), "2");
-    // Refusals are counted.
+    // Refusals are counted, by surface and limit.
     let metrics = app.get("/metrics", &As::Bearer("x".into())).await;
     assert_eq!(metrics.status, StatusCode::UNAUTHORIZED, "the metrics bucket is its own");
+    let metrics = app.get("/metrics", &app.admin()).await;
+    assert_eq!(metrics.status, StatusCode::OK, "{}", metrics.text);
+    assert!(
+        metrics.text.contains(r#"licensor_rate_limited_total{surface="keygen",limit="requests"} 1"#),
+        "{}",
+        metrics.text
+    );
+}
+
+#[tokio::test]
+async fn a_client_changing_its_credential_meets_the_address_limit() {
+    let app =
+        spawn_app_with(Config { requests: vec![rate("3/1m")], addresses: vec![rate("5/1m")], ..Config::default() })
+            .await;
+    let me = app.acct("/me");
+    away_from_a_minute_boundary().await;
+    for i in 0..5 {
+        let r = app.get(&me, &As::Bearer(format!("made-up-{i}"))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), "2", "each credential's own bucket is reported");
+    }
+    let r = app.get(&me, &As::Bearer("made-up-5".into())).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.code(), "TOO_MANY_REQUESTS");
+    assert_eq!(header(&r, "x-ratelimit-limit"), "5");
+    // A real credential from the same address is refused too: the address is spent.
+    assert_eq!(app.get(&me, &app.admin()).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another account's bucket is its own (the limit is per account and address).
+    let r = app.get("/v1/accounts/another/me", &As::Bearer("made-up-6".into())).await;
+    assert_ne!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let metrics = app.get("/metrics", &app.admin()).await;
+    assert!(
+        metrics.text.contains(r#"licensor_rate_limited_total{surface="keygen",limit="addresses"} 2"#),
+        "{}",
+        metrics.text
+    );
 }
 
 #[tokio::test]

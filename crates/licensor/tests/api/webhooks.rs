@@ -426,6 +426,18 @@ async fn failures_are_retried_and_given_up_as_keygen_does() {
     assert_eq!(r.body["data"]["meta"]["idempotencyToken"], original["meta"]["idempotencyToken"]);
     assert_eq!(r.attr("status"), "DELIVERING");
     gone.wait_for("the retried delivery", |g| g.len() == 2).await;
+
+    // What operators see of it.
+    let text = app.get("/metrics", &app.admin()).await.text;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(value(r#"licensor_webhook_delivery_attempts_total{status="FAILING"}"#) >= 2.0);
+    assert!(value(r#"licensor_webhook_delivery_attempts_total{status="DELIVERED"}"#) >= 2.0);
+    assert!(value(r#"licensor_webhook_delivery_attempts_total{status="FAILED"}"#) >= 2.0);
+    assert!(value("licensor_webhook_queue ") >= 1.0, "the hanging receiver's delivery is still queued");
 }
 
 #[tokio::test]
@@ -601,6 +613,64 @@ async fn deliveries_survive_kill_9_and_nodes_do_not_double_send() {
     .await
     .unwrap();
     assert_eq!(logged.total as usize, committed);
+}
+
+/// SIGTERM while a receiver hangs: the node stops claiming at once, waits for the delivery
+/// no longer than its shutdown deadline (not the 60 s attempt timeout), and hands the claim
+/// back, so the delivery is due again at once for any node instead of after its lease.
+#[tokio::test]
+async fn shutdown_hands_back_deliveries_it_could_not_finish() {
+    let mut app = spawn_webhook_app().await;
+    let hanging = receiver(vec![200], true).await;
+    create_endpoint(&app, &hanging.url, json!(["license.created"])).await;
+    let product = app.create_product("App").await;
+    let policy = app.create_policy(&product, json!({})).await;
+    // Only the node below delivers.
+    app.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true"),
+        ("LICENSOR_WEBHOOK_TIMEOUT", "60s"),
+        ("LICENSOR_SHUTDOWN_TIMEOUT", "1s"),
+    ];
+    let (mut node, url) = app.serve_process_with(dir.path(), &envs).await;
+    let body = json!({"data": {"type": "licenses", "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}});
+    let r = app
+        .client
+        .post(format!("{url}/v1/accounts/{}/licenses", app.account_id))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/vnd.api+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    hanging.wait_for("the delivery to reach the receiver", |g| !g.is_empty()).await;
+
+    let stopping = std::time::Instant::now();
+    let ok = std::process::Command::new("kill").args(["-TERM", &node.0.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let status = tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            if let Some(s) = node.0.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("still running 10 s after SIGTERM");
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(stopping.elapsed() < Duration::from_secs(5), "shutdown took {:?}", stopping.elapsed());
+
+    const SQL: &str = "SELECT claimed_until, attempts FROM webhook_events";
+    let (claimed, attempts): (Option<i64>, i64) = match &app.db {
+        licensor::db::Db::Sqlite(s) => sqlx::query_as(SQL).fetch_one(&s.pool).await.unwrap(),
+        licensor::db::Db::Postgres(p) => sqlx::query_as(SQL).fetch_one(p).await.unwrap(),
+    };
+    assert_eq!(claimed, None, "the claim was not handed back");
+    assert_eq!(attempts, 0, "a delivery cut off is not a failed attempt");
 }
 
 /// Components are resources like any other: creating, updating and deleting one is an event.
