@@ -35,7 +35,10 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         // A body trickled in a byte at a time holds a connection as surely as an idle one.
         .layer(RequestBodyTimeoutLayer::new(std::time::Duration::from_secs(30)))
+        // Routes' panics are caught by `edge::observe`, in their surface's format; this is
+        // the last resort for a panic in the layers outside it.
         .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request's middleware panicked");
             axum::response::IntoResponse::into_response(crate::api::keygen::error::ApiError(
                 crate::error::Error::Internal(anyhow::anyhow!("handler panicked")),
             ))

@@ -207,6 +207,12 @@ fn noted(p: Principal) -> Principal {
 }
 
 /// The principal for a user who logged in with a password.
+/// A license acting for itself through a surface that takes its key (the activation server),
+/// recorded as the request's caller like any license that authenticated.
+pub fn license_principal(license: License) -> Principal {
+    noted(Principal::of_license(license))
+}
+
 pub fn user_principal(user: User) -> Result<Principal> {
     Ok(noted(Principal { bearer: user_bearer(user)?, token: None }))
 }

@@ -135,13 +135,17 @@ impl Error {
     /// `RUST_BACKTRACE` is set: hundreds of lines per request), with the cause chain and the
     /// request id the client sees in its error document.
     pub fn log(&self, context: &'static str) {
-        let cause = match self {
+        let request_id = crate::telemetry::request_id().unwrap_or_default();
+        tracing::error!(error = %self.cause(), request_id = %request_id, "{context}");
+    }
+
+    /// The cause chain, one line, for a log.
+    pub fn cause(&self) -> String {
+        match self {
             Error::Internal(e) => format!("{e:#}"),
             Error::Database(e) => e.to_string(),
             other => other.to_string(),
-        };
-        let request_id = crate::telemetry::request_id().unwrap_or_default();
-        tracing::error!(error = %cause, request_id = %request_id, "{context}");
+        }
     }
 
     pub fn unprocessable(detail: impl Into<Cow<'static, str>>) -> Self {

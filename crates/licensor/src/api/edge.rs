@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use uuid::Uuid;
 
-use crate::api::Surface;
+use crate::api::{Fault, Surface};
 use crate::auth::{self, Credential};
 use crate::ratelimit::{bucket, client_ip, Kind, Limiter, Verdict};
 use crate::state::AppState;
@@ -48,9 +48,27 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         "OPTIONS" => "OPTIONS",
         _ => "other",
     };
-    let response = next.run(req).await;
+    let mut response = unwind_safe(next.run(req)).await.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // In the surface's own format, like any other failure.
+        surface.render(crate::error::Error::Internal(anyhow::anyhow!("handler panicked: {what}")))
+    });
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
+    if let Some(Fault(cause)) = response.extensions_mut().remove::<Fault>() {
+        tracing::error!(
+            request_id = crate::telemetry::request_id().as_deref().unwrap_or(""),
+            surface = surface.as_str(),
+            route = route.as_str(),
+            status,
+            error = %cause,
+            "server error"
+        );
+    }
     if state.metrics.record_requests {
         state.metrics.requests.with(&[surface.as_str(), &route, method, status_label(status)]).observe(elapsed);
     }
@@ -65,6 +83,19 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         "request"
     );
     response
+}
+
+/// Runs `f`, turning a panic in it into an `Err` instead of unwinding through the server.
+async fn unwind_safe<F: std::future::Future>(f: F) -> std::thread::Result<F::Output> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::task::Poll;
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => Poll::Ready(Err(panic)),
+    })
+    .await
 }
 
 /// Counts the request against the rate limits (`ratelimit`) and refuses it with a 429 in its
@@ -235,7 +266,23 @@ pub fn loggable_path(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::loggable_path;
+    use super::{loggable_path, unwind_safe};
+
+    #[tokio::test]
+    async fn a_panicking_route_is_caught_where_its_surface_is_known() {
+        assert_eq!(unwind_safe(async { 7 }).await.ok(), Some(7));
+        let boom = std::hint::black_box(true);
+        let caught = unwind_safe(async move {
+            tokio::task::yield_now().await;
+            if boom {
+                panic!("boom");
+            }
+            1
+        })
+        .await;
+        let panic = caught.expect_err("caught");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"boom"));
+    }
 
     #[test]
     fn logged_paths_carry_no_keys() {

@@ -2,6 +2,7 @@
 //! share of request checking lives here.
 
 pub mod astra;
+pub mod caller;
 pub mod edge;
 pub mod keygen;
 pub mod licensing;
@@ -18,6 +19,28 @@ pub fn holds_nul(v: &Value) -> bool {
         Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
         _ => false,
     }
+}
+
+/// Why a request body is no JSON value a surface can take; each words it in its format.
+#[derive(Debug)]
+pub enum BadJson {
+    Syntax(serde_json::Error),
+    /// A string holding a NUL character, which PostgreSQL cannot store.
+    Nul,
+}
+
+/// Parses a JSON request body, refusing NUL characters in any string or key.
+pub fn json_body(bytes: &[u8]) -> Result<Value, BadJson> {
+    let value = serde_json::from_slice(bytes).map_err(BadJson::Syntax)?;
+    if holds_nul(&value) {
+        return Err(BadJson::Nul);
+    }
+    Ok(value)
+}
+
+/// A query string's pairs, decoded; `Err` when it is not form-encoded.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, serde_urlencoded::de::Error> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
 }
 
 /// Sets `Retry-After` on a 429.
@@ -41,6 +64,18 @@ pub enum Surface {
     Operations,
     /// The admin console (`/admin`) and the customer portal (`/portal`): HTML.
     Console,
+}
+
+/// A server-side failure behind a response, for the one log line `edge::observe` writes per
+/// failed request: renderers attach it instead of logging, so every surface's 5xx is logged
+/// once, with its surface and route.
+#[derive(Clone, Debug)]
+pub struct Fault(pub String);
+
+/// Attaches `e`'s cause to a response rendered for it.
+pub fn with_fault(mut response: axum::response::Response, e: &crate::error::Error) -> axum::response::Response {
+    response.extensions_mut().insert(Fault(e.cause()));
+    response
 }
 
 impl Surface {

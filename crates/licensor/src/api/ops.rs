@@ -2,14 +2,16 @@
 //! database is reachable and its schema current) and `/metrics` (Prometheus).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api::caller::{Actor, Refusal, Wire};
 use crate::api::keygen::error::ApiError;
-use crate::auth::{self, Bearer, Credential};
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::state::AppState;
 
@@ -54,20 +56,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Metrics carry no tenant's data (no account labels), but they describe the whole server: an
 /// admin of any account may read them.
-async fn metrics_for_admins(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match admin(&state, &headers).await {
-        Ok(()) => metrics(State(state)).await,
-        Err(e) => ApiError(e).into_response(),
-    }
+async fn metrics_for_admins(_: Actor<Operations>, State(state): State<AppState>) -> Response {
+    metrics(State(state)).await
 }
 
-async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Error> {
-    let missing = || Error::unauthorized("An admin token is required", "TOKEN_MISSING");
-    let Some(Credential::Token(raw)) = auth::parse_authorization(headers)? else { return Err(missing()) };
-    let token = auth::find_token(&state.db, &raw).await?;
-    let account = state.account(&token.account_id.to_string()).await?.ok_or_else(missing)?;
-    match auth::token_principal(&state.db, &account, token).await?.bearer {
-        Bearer::Admin(_) => Ok(()),
-        _ => Err(Error::access_denied()),
+/// `/metrics` on the main listener: an admin token of any account.
+pub struct Operations;
+
+impl Wire for Operations {
+    const PASSWORDS: bool = false;
+    const ACCOUNT_PARAM: Option<&'static str> = None;
+    type Rejection = ApiError;
+
+    fn refuse(refusal: Refusal, _: &Parts) -> ApiError {
+        ApiError(match refusal {
+            Refusal::Malformed(e) | Refusal::Unknown(e) | Refusal::Invalid(e) | Refusal::Failed(e) => e,
+            Refusal::Missing
+            | Refusal::LicenseKey
+            | Refusal::Password
+            | Refusal::NoDefaultAccount
+            | Refusal::OtherAccount => Error::unauthorized("An admin token is required", "TOKEN_MISSING"),
+        })
+    }
+
+    fn admit(principal: &Principal) -> Result<(), ApiError> {
+        if principal.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError(Error::access_denied()))
+        }
     }
 }

@@ -21,7 +21,6 @@ use licensor_client::opswat::{self, yaml_quote, Payload};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::auth::Principal;
 use crate::domain::projection;
 use crate::domain::validation::{self, ValidationCode};
 use crate::error::Error;
@@ -58,7 +57,8 @@ enum Answer {
     NoActiveLicense,
     /// Seconds to wait.
     TooManyRequests(i64),
-    Internal,
+    /// A server-side failure, with its cause for the request's log line.
+    Internal(String),
 }
 
 fn reply(status: StatusCode, reason: Option<&'static [u8]>, content_type: &'static str, body: String) -> Response {
@@ -108,14 +108,16 @@ impl IntoResponse for Answer {
                 crate::api::retry_after(&mut r, secs);
                 r
             }
-            Answer::Internal => {
+            Answer::Internal(cause) => {
                 let id = crate::telemetry::request_id().unwrap_or_default();
-                reply(
+                let mut r = reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     None,
                     YAML,
                     error(&format!("Internal server error ({id}). Please contact support")),
-                )
+                );
+                r.extensions_mut().insert(crate::api::Fault(cause));
+                r
             }
         }
     }
@@ -124,7 +126,8 @@ impl IntoResponse for Answer {
 /// Query parameters; an empty value counts as missing. The first occurrence wins.
 fn params(query: Option<String>) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    // Not form-encoded: no parameter, so the missing-parameter answer.
+    let pairs = crate::api::query_pairs(query.as_deref()).unwrap_or_default();
     for (k, v) in pairs {
         if !v.is_empty() {
             out.entry(k).or_insert(v);
@@ -225,10 +228,7 @@ pub fn render(e: Error) -> Response {
 fn answer(r: Result<Answer, Error>) -> Answer {
     r.unwrap_or_else(|e| match e {
         Error::TooManyRequests { retry_after, .. } => Answer::TooManyRequests(retry_after),
-        e => {
-            e.log("activation server error");
-            Answer::Internal
-        }
+        e => Answer::Internal(e.cause()),
     })
 }
 
@@ -299,7 +299,7 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
             set_quantity(&mut m, quantity, now);
             // The key is the credential: the license acts for itself, as with Keygen's license
             // key authentication.
-            let p = Principal::of_license(license.clone());
+            let p = crate::auth::license_principal(license.clone());
             let new = NewMachine { machine: m, components: Vec::new(), chosen_id: false };
             let activated = match service::machines::admit(&state.db, &p, &license, None, None).await {
                 Ok(admission) => service::machines::activate(state, &p, &license, admission, new).await,
@@ -426,7 +426,7 @@ async fn deactivate(state: &AppState, account: Option<&Account>, p: HashMap<Stri
         return Ok(Answer::NoActiveLicense);
     };
     // The key is the credential: the license acts for itself.
-    let p = Principal::of_license(license);
+    let p = crate::auth::license_principal(license);
     Ok(if service::machines::deactivate(state, &p, &m).await? {
         state.metrics.deactivations.inc(&["opswat"]);
         Answer::Deactivated

@@ -216,13 +216,14 @@ pub fn error_page(area: Area, e: Error) -> Response {
         Error::Internal(_) | Error::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        e.log("console");
-    }
     let detail = describe(&e);
     let title = if status == StatusCode::NOT_FOUND { "Not found" } else { "That did not work" };
     let body = html::page(area.base(), title, &[], None, None, &format!("<p>{}</p>", html::esc(&detail)));
-    (status, Html(body)).into_response()
+    let page = (status, Html(body)).into_response();
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        return crate::api::with_fault(page, &e);
+    }
+    page
 }
 
 /// An error in words for a person: the detail, prefixed by the attribute it is about.

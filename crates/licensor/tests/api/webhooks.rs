@@ -330,6 +330,15 @@ async fn events_from_every_surface_are_delivered_signed() {
     assert_eq!(entry["relationships"]["resource"]["data"]["id"], license.as_str());
     assert_eq!(entry["relationships"]["whodunnit"]["data"]["type"], "users");
     assert!(entry["meta"]["requestId"].is_string(), "{entry}");
+    // An offline activation was made by the license whose key the script sent.
+    let r = app.get(&app.acct("/event-logs?events[]=machine.created"), &app.admin()).await;
+    let whodunnit = &r.body["data"][0]["relationships"]["whodunnit"]["data"];
+    assert_eq!(
+        (whodunnit["type"].as_str(), whodunnit["id"].as_str()),
+        (Some("licenses"), Some(license.as_str())),
+        "{}",
+        r.text
+    );
     let bad = app.get(&app.acct("/event-logs?date[start]=2026-01-01&date[end]=2026-03-01"), &app.admin()).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
 }

@@ -2,21 +2,17 @@
 //! consumption is always current): per license, one row per limited metric
 //! (value = effective limit, consumption = current use) and one per entitlement code.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{
-    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Kind, Params, Problem,
-    Reply,
-};
+use super::{collection_query, json_response, media_type, no_query, timestamp, Caller, Kind, Params, Problem, Reply};
 use crate::domain::collection_query as cq;
 use crate::domain::projection::Metric;
 use crate::error::Error;
 use crate::model::License;
-use crate::state::AppState;
 use crate::store::{entitlements, processes, products};
 
 const FOREVER: &str = "9999-12-31T23:59:59.000000Z";
@@ -78,13 +74,7 @@ async fn all_rows(c: &Caller) -> Result<Vec<Value>, Error> {
     Ok(out)
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Params(account): Params<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Reply {
-    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
+pub async fn list(c: Caller, RawQuery(query): RawQuery, headers: HeaderMap) -> Reply {
     let q =
         collection_query(query.as_deref(), &["include", "limit", "filter", "orderBy", "skip", "count", "continue"])?;
     let page = cq::apply(all_rows(&c).await?, &q);
@@ -105,12 +95,11 @@ pub async fn list(
 }
 
 pub async fn show(
-    State(state): State<AppState>,
-    Params((account, id)): Params<(String, String)>,
+    Params((_, id)): Params<(String, String)>,
+    c: Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply<Response> {
-    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     no_query(query.as_deref())?;
     let row = all_rows(&c)
         .await?

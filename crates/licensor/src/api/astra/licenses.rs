@@ -1,24 +1,20 @@
 //! License resources: list, create from a signed `licenseText`, get, replace (PUT), delete.
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{
-    authenticate, collection_query, json_response, media_type, no_query, timestamp, Caller, Kind, Params, Problem,
-    Reply,
-};
+use super::{collection_query, json_response, media_type, no_query, timestamp, Caller, Kind, Params, Problem, Reply};
 use crate::domain::collection_query as cq;
 use crate::domain::nlf::{self, Nlf, TextError};
 use crate::domain::projection::{self, Metric};
 use crate::error::Error;
 use crate::model::{License, Page, Policy};
 use crate::service::licenses::{self as issuance, NewLicense};
-use crate::state::AppState;
 use crate::store::astra::{self, AstraRow};
 use crate::store::entitlements;
 use crate::store::licenses::{self, LicenseFilter};
@@ -174,13 +170,7 @@ fn etag(resource: &Value) -> String {
     format!("\"{}\"", hex::encode(Md5::digest(resource.to_string().as_bytes())))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Params(account): Params<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Reply {
-    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
+pub async fn list(c: Caller, RawQuery(query): RawQuery, headers: HeaderMap) -> Reply {
     let q = collection_query(query.as_deref(), &["include", "limit", "filter"])?;
     let extras = astra::for_account(c.db(), c.account.id).await?;
     // Licenses are read a page at a time, newest first, rendered and filtered, until the
@@ -236,24 +226,17 @@ fn resource_response(status: StatusCode, headers: &HeaderMap, resource: &Value) 
 }
 
 pub async fn show(
-    State(state): State<AppState>,
-    Params((account, id)): Params<(String, String)>,
+    Params((_, id)): Params<(String, String)>,
+    c: Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
     no_query(query.as_deref())?;
     let (l, extra) = load(&c, &id, Kind::CollectionNotFound).await?;
     Ok(resource_response(StatusCode::OK, &headers, &render(&c, &l, extra.as_ref()).await?))
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    Params((account, id)): Params<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Reply {
-    let c = authenticate(&state, &headers, &account, Kind::ResourceNotFound).await?;
+pub async fn delete(Params((_, id)): Params<(String, String)>, c: Caller, RawQuery(query): RawQuery) -> Reply {
     no_query(query.as_deref())?;
     let (l, _) = load(&c, &id, Kind::ResourceNotFound).await?;
     if !c.can_write(Some(&l)) {
@@ -266,10 +249,12 @@ pub async fn delete(
 /// Parses the body and checks it against the resource schema: an object with only `allowed`
 /// fields, `type` and `version` right, strings where strings belong, well-formed labels.
 fn parse_body(body: &[u8], allowed: &[&str]) -> Reply<Map<String, Value>> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| Problem::new(Kind::InvalidJsonPayload))?;
-    if crate::api::holds_nul(&v) {
-        return Err(Problem::new(Kind::InvalidJsonResource).schema("strings must not hold a NUL character"));
-    }
+    let v: Value = crate::api::json_body(body).map_err(|e| match e {
+        crate::api::BadJson::Syntax(_) => Problem::new(Kind::InvalidJsonPayload),
+        crate::api::BadJson::Nul => {
+            Problem::new(Kind::InvalidJsonResource).schema("strings must not hold a NUL character")
+        }
+    })?;
     let Value::Object(o) = v else {
         return Err(Problem::new(Kind::InvalidJsonResource).schema("the body must be a JSON object"));
     };
@@ -404,14 +389,7 @@ fn actor(c: &Caller) -> String {
     c.principal.bearer_ref().1.to_string()
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Params(account): Params<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    let c = authenticate(&state, &headers, &account, Kind::CollectionNotFound).await?;
+pub async fn create(c: Caller, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Reply {
     no_query(query.as_deref())?;
     if !c.can_write(None) {
         return Err(Problem::new(Kind::OperationNotPermitted));
@@ -524,13 +502,12 @@ fn preconditions(headers: &HeaderMap, current_etag: &str, modified_ms: i64) -> R
 }
 
 pub async fn replace(
-    State(state): State<AppState>,
-    Params((account, id)): Params<(String, String)>,
+    Params((_, id)): Params<(String, String)>,
+    c: Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let c = authenticate(&state, &headers, &account, Kind::ResourceNotFound).await?;
     no_query(query.as_deref())?;
     let (mut l, extra) = load(&c, &id, Kind::ResourceNotFound).await?;
     let before = l.clone();

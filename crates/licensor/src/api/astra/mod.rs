@@ -5,20 +5,19 @@
 mod entitlements;
 mod licenses;
 
-use std::sync::Arc;
-
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::api::caller::{Actor, Refusal, Wire};
 use crate::api::keygen::UNMATCHED;
-use crate::auth::{self, Credential, Principal};
 use crate::error::Error;
-use crate::model::{Account, License};
+use crate::model::License;
 use crate::service::access::LicenseAction;
 use crate::state::AppState;
+use axum::http::request::Parts;
 
 pub fn router() -> Router<AppState> {
     let api = Router::new()
@@ -85,6 +84,8 @@ pub struct Problem {
     body: Map<String, Value>,
     /// Seconds, for a 429.
     retry_after: Option<i64>,
+    /// The cause of a 500, for the request's log line (`api::Fault`).
+    fault: Option<String>,
 }
 
 impl Problem {
@@ -96,7 +97,12 @@ impl Problem {
         body.insert("title".into(), json!(title));
         body.insert("detail".into(), json!(detail));
         body.insert("status".into(), json!(status.to_string()));
-        Problem { status: StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND), body, retry_after: None }
+        Problem {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
+            body,
+            retry_after: None,
+            fault: None,
+        }
     }
 
     /// A problem of our own (not in the vendor's catalogue).
@@ -106,7 +112,7 @@ impl Problem {
         body.insert("title".into(), json!(title));
         body.insert("detail".into(), json!(detail));
         body.insert("status".into(), json!(status.as_u16().to_string()));
-        Problem { status, body, retry_after: None }
+        Problem { status, body, retry_after: None, fault: None }
     }
 
     pub fn precondition_failed() -> Problem {
@@ -179,13 +185,14 @@ impl From<Error> for Problem {
             )
             .retry_after(retry_after),
             e @ (Error::Database(_) | Error::Internal(_)) => {
-                e.log("core/v1 API error");
-                Problem::custom(
+                let mut p = Problem::custom(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "urn:licensor:problems:internal",
                     "Internal server error",
                     "The server failed to complete the request; quote the correlationID when reporting it.",
-                )
+                );
+                p.fault = Some(e.cause());
+                p
             }
         }
     }
@@ -207,45 +214,54 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after {
             crate::api::retry_after(&mut r, secs);
         }
+        if let Some(cause) = self.fault {
+            r.extensions_mut().insert(crate::api::Fault(cause));
+        }
         r
     }
 }
 
 pub type Reply<T = Response> = Result<T, Problem>;
 
+/// This surface's credentials: bearer tokens of the account the path names.
+pub struct Core;
+
 /// An authenticated caller in the account of the URL.
-pub struct Caller {
-    pub state: AppState,
-    pub account: Arc<Account>,
-    pub principal: Principal,
+pub type Caller = Actor<Core>;
+
+impl Wire for Core {
+    const PASSWORDS: bool = false;
+    const ACCOUNT_PARAM: Option<&'static str> = Some("account_id");
+    type Rejection = Problem;
+
+    /// Another tenant's account answers as absent (problem 1 for PUT and DELETE, else 2),
+    /// never 403.
+    fn refuse(refusal: Refusal, parts: &Parts) -> Problem {
+        match refusal {
+            Refusal::Missing => Problem::new(Kind::MissingBearerToken),
+            Refusal::OtherAccount => Problem::new(not_found_kind(&parts.method)),
+            Refusal::Invalid(Error::Forbidden { .. }) => Problem::new(Kind::OperationNotPermitted),
+            Refusal::Failed(e) => Problem::from(e),
+            Refusal::Malformed(_)
+            | Refusal::LicenseKey
+            | Refusal::Password
+            | Refusal::NoDefaultAccount
+            | Refusal::Unknown(_)
+            | Refusal::Invalid(_) => Problem::new(Kind::InvalidBearerToken),
+        }
+    }
 }
 
-/// Authenticates the bearer token and checks it belongs to `account` (id or slug). Another
-/// tenant's account answers `not_found` (problem 2 or 1, by operation), never 403.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, account: &str, not_found: Kind) -> Reply<Caller> {
-    let raw = match auth::parse_authorization(headers) {
-        Ok(None) => return Err(Problem::new(Kind::MissingBearerToken)),
-        Ok(Some(Credential::Token(raw))) => raw,
-        _ => return Err(Problem::new(Kind::InvalidBearerToken)),
-    };
-    let token = auth::find_token(&state.db, &raw).await?;
-    let Some(acct) = state.account(account).await? else { return Err(Problem::new(not_found)) };
-    if acct.id != token.account_id {
-        return Err(Problem::new(not_found));
+/// The not-found problem of an operation: 1 for PUT and DELETE (a resource), else 2.
+fn not_found_kind(method: &axum::http::Method) -> Kind {
+    if matches!(*method, axum::http::Method::PUT | axum::http::Method::DELETE) {
+        Kind::ResourceNotFound
+    } else {
+        Kind::CollectionNotFound
     }
-    let principal = auth::token_principal(&state.db, &acct, token).await.map_err(|e| match e {
-        Error::Forbidden { .. } => Problem::new(Kind::OperationNotPermitted),
-        Error::Unauthorized { .. } => Problem::new(Kind::InvalidBearerToken),
-        other => Problem::from(other),
-    })?;
-    Ok(Caller { state: state.clone(), account: acct, principal })
 }
 
 impl Caller {
-    fn db(&self) -> &crate::db::Db {
-        &self.state.db
-    }
-
     /// Admins and product tokens (for their product) may write.
     fn can_write(&self, l: Option<&License>) -> bool {
         match l {
@@ -283,17 +299,15 @@ where
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Params(v)),
-            Err(_) if matches!(parts.method, axum::http::Method::PUT | axum::http::Method::DELETE) => {
-                Err(Problem::new(Kind::ResourceNotFound))
-            }
-            Err(_) => Err(Problem::new(Kind::CollectionNotFound)),
+            Err(_) => Err(Problem::new(not_found_kind(&parts.method))),
         }
     }
 }
 
 /// Any query parameter on an endpoint that takes none is problem 6.
 fn no_query(query: Option<&str>) -> Reply<()> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).unwrap_or_default();
+    // Anything at all, form-encoded or not, is a parameter this endpoint does not take.
+    let params = crate::api::query_pairs(query).unwrap_or_default();
     if params.is_empty() && query.is_none_or(str::is_empty) {
         return Ok(());
     }
@@ -303,7 +317,7 @@ fn no_query(query: Option<&str>) -> Reply<()> {
 
 /// Collection query parameters, or problem 5/6.
 fn collection_query(query: Option<&str>, supported: &[&str]) -> Reply<crate::domain::collection_query::Query> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| {
+    let params = crate::api::query_pairs(query).map_err(|_| {
         Problem::new(Kind::InvalidQueryParameters).params(vec![("query".into(), "is not form-encoded".into())])
     })?;
     crate::domain::collection_query::parse(&params, supported).map_err(|errors| {

@@ -90,7 +90,7 @@ fn resolve(opts: CheckoutOptions, scheme: Option<Scheme>, allowed: &[&str]) -> R
 fn options(ctx: &Ctx, method: &Method, body: Value) -> Result<CheckoutOptions, Error> {
     let mut opts: CheckoutOptions = match ctx.query.as_deref() {
         Some(q) if !q.is_empty() => {
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
+            let pairs = crate::api::query_pairs(Some(q))
                 .map_err(|_| Error::bad_request("query string is malformed", Source::None))?;
             let map: serde_json::Map<String, Value> = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             super::extract::decode(Value::Object(map)).map_err(|e| match e {

@@ -52,7 +52,7 @@ pub struct ListParams {
 impl ListParams {
     /// Parses `page[size]`, `page[number]`, `limit`, keeping everything else as filters.
     pub fn parse(path: &str, query: Option<&str>) -> Result<Self, Error> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        let pairs = crate::api::query_pairs(query)
             .map_err(|_| Error::bad_request("query string is malformed", crate::error::Source::None))?;
         let mut size = None;
         let mut number = None;

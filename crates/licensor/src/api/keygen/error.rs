@@ -89,26 +89,13 @@ impl IntoResponse for ApiError {
                 Error::TooManyRequests { detail, .. } => {
                     (StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail, Some("TOO_MANY_REQUESTS"), None)
                 }
-                e @ Error::Database(_) => {
-                    e.log("database error");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Internal server error",
-                        "Looks like something went wrong!",
-                        None,
-                        None,
-                    )
-                }
-                e @ Error::Internal(_) => {
-                    e.log("internal error");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Internal server error",
-                        "Looks like something went wrong!",
-                        None,
-                        None,
-                    )
-                }
+                Error::Database(_) | Error::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                    "Looks like something went wrong!",
+                    None,
+                    None,
+                ),
             };
         let request_id = crate::telemetry::request_id();
         let body = serde_json::json!({
@@ -121,8 +108,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygen\""));
         }
-        if let Error::TooManyRequests { retry_after, .. } = &self.0 {
-            crate::api::retry_after(&mut response, *retry_after);
+        match &self.0 {
+            Error::TooManyRequests { retry_after, .. } => crate::api::retry_after(&mut response, *retry_after),
+            e @ (Error::Database(_) | Error::Internal(_)) => return crate::api::with_fault(response, e),
+            _ => {}
         }
         response
     }

@@ -204,7 +204,7 @@ impl FromRequestParts<AppState> for Ctx {
             .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
             .unwrap_or_default();
         let query_has_nul = parts.uri.query().is_some_and(|q| {
-            serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            crate::api::query_pairs(Some(q))
                 .is_ok_and(|pairs| pairs.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')))
         });
         if query_has_nul || params.iter().any(|(_, v)| v.contains('\0')) {
@@ -264,15 +264,16 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Value::Null));
         }
-        let value = serde_json::from_slice(&bytes).map_err(|_| Error::BadRequest {
-            detail: "The request could not be completed because it contains invalid JSON (check encoding)".into(),
-            code: Some("JSON_INVALID".into()),
-            location: Source::None,
-        })?;
-        if crate::api::holds_nul(&value) {
-            return Err(crate::error::nul_character().into());
+        match crate::api::json_body(&bytes) {
+            Ok(value) => Ok(Body(value)),
+            Err(crate::api::BadJson::Nul) => Err(crate::error::nul_character().into()),
+            Err(crate::api::BadJson::Syntax(_)) => Err(Error::BadRequest {
+                detail: "The request could not be completed because it contains invalid JSON (check encoding)".into(),
+                code: Some("JSON_INVALID".into()),
+                location: Source::None,
+            }
+            .into()),
         }
-        Ok(Body(value))
     }
 }
 

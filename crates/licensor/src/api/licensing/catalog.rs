@@ -143,7 +143,7 @@ async fn licensee_of(c: &Caller, l: &License) -> Result<Option<String>, Error> {
 /// remove other customers' licenses.
 pub async fn delete_license(c: Caller, KeyParam(key): KeyParam, RawQuery(query): RawQuery) -> Reply {
     let Some(p) = c.product(&key).await? else { return Ok(StatusCode::NO_CONTENT.into_response()) };
-    let named: Option<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or(""))
+    let named: Option<String> = crate::api::query_pairs(query.as_deref())
         .map_err(|_| Error::bad_request("query string is malformed", crate::error::Source::None))?
         .into_iter()
         .find(|(k, _)| k == "licenseeId")

@@ -175,11 +175,10 @@ fn text(body: String) -> Response {
 
 pub async fn create(c: Caller, headers: HeaderMap, body: Bytes) -> Reply {
     require_content_type(&headers, "application/json")?;
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|e| bad("MALFORMED_JSON", format!("the body is not valid JSON: {e}")))?;
-    if crate::api::holds_nul(&body) {
-        return Err(bad("MALFORMED_JSON", "the body holds a NUL character").into());
-    }
+    let body: Value = crate::api::json_body(&body).map_err(|e| match e {
+        crate::api::BadJson::Syntax(e) => bad("MALFORMED_JSON", format!("the body is not valid JSON: {e}")),
+        crate::api::BadJson::Nul => bad("MALFORMED_JSON", "the body holds a NUL character"),
+    })?;
     let req = validate(&c, &body).await?;
     let now = time::now_ms();
     let group = match req.group {

@@ -10,8 +10,6 @@
 mod catalog;
 mod grants;
 
-use std::sync::Arc;
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -20,10 +18,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api::caller::{Actor, Refusal, Wire};
 use crate::api::keygen::UNMATCHED;
-use crate::auth::{self, Credential, Principal};
+use crate::auth::Principal;
 use crate::error::Error;
-use crate::model::{Account, Product};
+use crate::model::Product;
 use crate::state::AppState;
 use crate::store::products;
 
@@ -72,6 +71,7 @@ fn snake(code: &str) -> String {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let mut wait = None;
+        let mut fault = None;
         let (status, code, message) = match self {
             Failure::UnsupportedMediaType(expected) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -109,7 +109,7 @@ impl IntoResponse for Failure {
                     (StatusCode::TOO_MANY_REQUESTS, "too_many_requests".into(), detail.into_owned())
                 }
                 e @ (Error::Database(_) | Error::Internal(_)) => {
-                    e.log("licensing API error");
+                    fault = Some(e.cause());
                     let id = crate::telemetry::request_id().unwrap_or_default();
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,73 +126,58 @@ impl IntoResponse for Failure {
         if let Some(secs) = wait {
             crate::api::retry_after(&mut r, secs);
         }
+        if let Some(cause) = fault {
+            r.extensions_mut().insert(crate::api::Fault(cause));
+        }
         r
     }
 }
 
+/// This surface's credentials: a token, or an admin's email and password for the default
+/// account; license keys carry no `api.licensing` permission.
+pub struct Licensing;
+
 /// An authenticated caller holding the `api.licensing` permission: an admin (user, by
 /// password or token) or a product token, which sees only its own product.
-pub struct Caller {
-    pub state: AppState,
-    pub account: Arc<Account>,
-    pub principal: Principal,
-}
+pub type Caller = Actor<Licensing>;
 
 fn unauthorized(detail: &'static str) -> Error {
     Error::unauthorized(detail, "UNAUTHORIZED")
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl Wire for Licensing {
+    const PASSWORDS: bool = true;
+    const ACCOUNT_PARAM: Option<&'static str> = None;
     type Rejection = Failure;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let credential = auth::parse_authorization(&parts.headers)?
-            .ok_or_else(|| unauthorized("authentication is required (HTTP Basic or a Bearer token)"))?;
-        let (account, principal) = match credential {
-            Credential::Token(raw) => {
-                let token = auth::find_token(&state.db, &raw).await.map_err(|e| match e {
-                    Error::Unauthorized { .. } => unauthorized("the credentials are invalid"),
-                    other => other,
-                })?;
-                let account = state
-                    .account(&token.account_id.to_string())
-                    .await?
-                    .ok_or_else(|| unauthorized("the credentials are invalid"))?;
-                let principal = auth::token_principal(&state.db, &account, token).await?;
-                (account, principal)
+    fn refuse(refusal: Refusal, _: &Parts) -> Failure {
+        match refusal {
+            Refusal::Missing => unauthorized("authentication is required (HTTP Basic or a Bearer token)"),
+            Refusal::Malformed(e) | Refusal::Failed(e) | Refusal::Invalid(e) => e,
+            Refusal::LicenseKey => {
+                Error::forbidden("license keys do not carry the api.licensing permission", "FORBIDDEN")
             }
-            Credential::Password(email, password) => {
-                // Email and password name no account: they log into the server's default one,
-                // which a server holding several accounts has only when started with --account.
-                let account = state.default_account().await?.ok_or_else(|| {
-                    unauthorized(
-                        "email and password need a default account: this server holds several, so start it with \
-                         --account (LICENSOR_ACCOUNT) or authenticate with a token",
-                    )
-                })?;
-                let user = auth::password_login(&state.db, &account, &email, &password)
-                    .await
-                    .map_err(|_| unauthorized("the credentials are invalid"))?;
-                (account, auth::user_principal(user)?)
+            Refusal::NoDefaultAccount => unauthorized(
+                "email and password need a default account: this server holds several, so start it with \
+                 --account (LICENSOR_ACCOUNT) or authenticate with a token",
+            ),
+            Refusal::Password | Refusal::Unknown(_) | Refusal::OtherAccount => {
+                unauthorized("the credentials are invalid")
             }
-            Credential::License(_) => {
-                return Err(
-                    Error::forbidden("license keys do not carry the api.licensing permission", "FORBIDDEN").into()
-                )
-            }
-        };
-        if !(principal.is_admin() || principal.product_id().is_some()) {
-            return Err(Error::forbidden("the credentials lack the api.licensing permission", "FORBIDDEN").into());
         }
-        Ok(Caller { state: state.clone(), account, principal })
+        .into()
+    }
+
+    fn admit(principal: &Principal) -> Result<(), Failure> {
+        if crate::service::access::is_operator(principal) {
+            Ok(())
+        } else {
+            Err(Error::forbidden("the credentials lack the api.licensing permission", "FORBIDDEN").into())
+        }
     }
 }
 
 impl Caller {
-    fn db(&self) -> &crate::db::Db {
-        &self.state.db
-    }
-
     /// The products this caller may license.
     async fn products(&self) -> Result<Vec<Product>, Error> {
         products::all(self.db(), self.account.id, self.principal.product_id()).await
