@@ -149,12 +149,17 @@ async fn operations(
     let (dir_off, dir_on) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let off_env = [
         ("LICENSOR_RATE_LIMITS", "off"),
+        ("LICENSOR_ADDRESS_RATE_LIMITS", "off"),
         ("LICENSOR_LOGIN_RATE_LIMIT", "off"),
         ("LICENSOR_PASSWORD_CHANGE_RATE_LIMIT", "off"),
         ("LICENSOR_LICENSE_CHANGE_RATE_LIMIT", "off"),
         ("LICENSOR_METRICS", "false"),
     ];
-    let on_env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED), ("LICENSOR_METRICS", "true")];
+    let on_env = [
+        ("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED),
+        ("LICENSOR_ADDRESS_RATE_LIMITS", COUNTED_NEVER_REFUSED),
+        ("LICENSOR_METRICS", "true"),
+    ];
     let mut off = start(server, url, schema, dir_off.path(), master_hex, &off_env, &client).await?;
     let mut on = start(server, url, schema, dir_on.path(), master_hex, &on_env, &client).await?;
     println!(
@@ -410,7 +415,8 @@ async fn main() -> anyhow::Result<()> {
     }
     // Every load generator request comes from one address and credential: count them all, as a
     // server does, but let none be refused (real clients are many).
-    let env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED)];
+    let env =
+        [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED), ("LICENSOR_ADDRESS_RATE_LIMITS", COUNTED_NEVER_REFUSED)];
     let Server { mut child, pid: server_pid, base } =
         start(&server, &url, schema.as_deref(), dir.path(), &master_hex, &env, &client).await?;
     println!(
@@ -526,7 +532,11 @@ async fn webhooks(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
     let dir = tempfile::tempdir()?;
-    let env = [("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED), ("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true")];
+    let env = [
+        ("LICENSOR_RATE_LIMITS", COUNTED_NEVER_REFUSED),
+        ("LICENSOR_ADDRESS_RATE_LIMITS", COUNTED_NEVER_REFUSED),
+        ("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true"),
+    ];
     let mut srv = start(server, url, schema, dir.path(), master_hex, &env, &client).await?;
     let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -10,32 +10,100 @@ const MAX_BYTES: usize = 16 * 1024;
 const MAX_DEPTH: usize = 2;
 const MAX_KEYS: usize = 64;
 
-fn snake(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 4);
-    for (i, c) in key.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
+/// A metadata key as Keygen stores it: Rails' `underscore`, then `parameterize` with `_`
+/// (`"example key 4"` → `example_key_4`, `HTTPServer` → `http_server`, `nodeID` → `node_id`).
+pub fn stored_key(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    // underscore: only keys holding a capital, a dash or `::` change.
+    let mut word = String::with_capacity(key.len() + 4);
+    if key.contains(|c: char| c.is_ascii_uppercase() || c == '-') || key.contains("::") {
+        for (i, &c) in chars.iter().enumerate() {
+            word.push(c);
+            let next = chars.get(i + 1).copied().unwrap_or(' ');
+            let after = chars.get(i + 2).copied().unwrap_or(' ');
+            let split = (c.is_ascii_lowercase() || c.is_ascii_digit()) && next.is_ascii_uppercase()
+                || c.is_ascii_uppercase() && next.is_ascii_uppercase() && after.is_ascii_lowercase();
+            if split {
+                word.push('_');
+            }
+        }
+        word = word.replace("::", "/").replace('-', "_").to_ascii_lowercase();
+    } else {
+        word.push_str(key);
+    }
+    // parameterize: to ASCII, every run of anything else one `_`, none at either end.
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        let ascii = transliterate(c);
+        for a in ascii.chars() {
+            if a.is_ascii_alphanumeric() || a == '-' || a == '_' {
+                if a == '_' && out.ends_with('_') {
+                    continue;
+                }
+                out.push(a.to_ascii_lowercase());
+            } else if !out.ends_with('_') {
                 out.push('_');
             }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
         }
     }
-    out
+    let out = out.strip_prefix('_').unwrap_or(&out);
+    out.strip_suffix('_').unwrap_or(out).to_string()
 }
 
-fn camel(key: &str) -> String {
+/// Latin letters to ASCII as I18n's default transliteration does them; anything else `?`.
+fn transliterate(c: char) -> std::borrow::Cow<'static, str> {
+    if c.is_ascii() {
+        return c.to_string().into();
+    }
+    let plain = match c {
+        'À'..='Å' => "A",
+        'à'..='å' | 'ā' | 'ă' | 'ą' => "a",
+        'Æ' => "AE",
+        'æ' => "ae",
+        'Ç' => "C",
+        'ç' | 'ć' | 'č' => "c",
+        'È'..='Ë' => "E",
+        'è'..='ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'Ì'..='Ï' => "I",
+        'ì'..='ï' | 'ī' | 'į' => "i",
+        'Ð' => "D",
+        'ð' => "d",
+        'Ñ' => "N",
+        'ñ' | 'ń' | 'ň' => "n",
+        'Ò'..='Ö' | 'Ø' => "O",
+        'ò'..='ö' | 'ø' | 'ō' | 'ő' => "o",
+        'Ù'..='Ü' => "U",
+        'ù'..='ü' | 'ū' | 'ů' | 'ű' => "u",
+        'Ý' => "Y",
+        'ý' | 'ÿ' => "y",
+        'Þ' => "Th",
+        'þ' => "th",
+        'ß' => "ss",
+        'Œ' => "OE",
+        'œ' => "oe",
+        'š' | 'ś' => "s",
+        'ž' | 'ź' | 'ż' => "z",
+        'ł' => "l",
+        _ => "?",
+    };
+    plain.into()
+}
+
+/// A stored key as Keygen shows it: Rails' `camelize(:lower)` (`http_server` → `httpServer`).
+fn shown_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
-    let mut upper = false;
-    for (i, c) in key.chars().enumerate() {
-        if c == '_' && i > 0 {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
+    for (i, segment) in key.split('_').enumerate() {
+        let mut chars = segment.chars();
+        match chars.next() {
+            Some(first) if i == 0 => {
+                out.push(first.to_ascii_lowercase());
+                out.push_str(chars.as_str());
+            }
+            Some(first) => {
+                out.push(first.to_ascii_uppercase());
+                out.push_str(&chars.as_str().to_ascii_lowercase());
+            }
+            None => {}
         }
     }
     out
@@ -84,18 +152,36 @@ pub fn accept(value: Value) -> Result<Value> {
     if value.to_string().len() > MAX_BYTES {
         return Err(invalid("too large (exceeded limit of 16KB)"));
     }
-    Ok(map_keys(&value, &snake))
+    Ok(map_keys(&value, &stored_key))
 }
 
 /// The metadata as the API shows it.
 pub fn render(stored: &Value) -> Value {
-    map_keys(stored, &camel)
+    map_keys(stored, &shown_key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keys_are_cased_as_keygen_cases_them() {
+        for (given, stored, shown) in [
+            ("example_key_1", "example_key_1", "exampleKey1"),
+            ("ExampleKey2", "example_key2", "exampleKey2"),
+            ("exampleKey3", "example_key3", "exampleKey3"),
+            ("example key 4", "example_key_4", "exampleKey4"),
+            ("HTTPServer", "http_server", "httpServer"),
+            ("nodeID", "node_id", "nodeId"),
+            ("_x", "x", "x"),
+            ("max-machines", "max_machines", "maxMachines"),
+            ("café  crème!", "cafe_creme", "cafeCreme"),
+        ] {
+            assert_eq!(stored_key(given), stored, "{given}");
+            assert_eq!(shown_key(stored), shown, "{given}");
+        }
+    }
 
     #[test]
     fn keys_round_trip_through_storage() {

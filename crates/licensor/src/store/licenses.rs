@@ -576,6 +576,7 @@ pub async fn touch_validated(db: &Db, touches: &[(Uuid, i64)]) -> Result<()> {
     let mut touches = touches.to_vec();
     touches.sort_unstable();
     for chunk in touches.chunks(1000) {
+        let _turn = db.write_turn().await?;
         match db {
             Db::Sqlite(sqlite) => {
                 let pool = &sqlite.pool;
@@ -597,6 +598,7 @@ pub async fn touch_validated(db: &Db, touches: &[(Uuid, i64)]) -> Result<()> {
 /// (first validation, activation, use) starts the clock once, even when nodes race.
 pub async fn start_expiry_clock(db: &Db, account: Uuid, id: Uuid, expiry: i64) -> Result<()> {
     const SQL: &str = "UPDATE licenses SET expiry = $3 WHERE account_id = $1 AND id = $2 AND expiry IS NULL";
+    let _turn = db.write_turn().await?;
     db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(expiry).execute(pool).await?.rows_affected());
     Ok(())
 }

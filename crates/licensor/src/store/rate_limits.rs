@@ -10,6 +10,7 @@ use crate::error::Result;
 pub async fn add(db: &Db, bucket: &str, window_start: i64, expires_at: i64, n: i64) -> Result<i64> {
     const SQL: &str = "INSERT INTO rate_limits (bucket, window_start, hits, expires_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + EXCLUDED.hits RETURNING hits";
+    let _turn = db.write_turn().await?;
     Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL)
         .bind(bucket)
         .bind(window_start)

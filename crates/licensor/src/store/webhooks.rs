@@ -200,6 +200,7 @@ pub async fn due(db: &Db, now: i64, full: &[Uuid], limit: i64) -> Result<Vec<(Uu
 /// by the update itself, so when nodes race for a delivery exactly one gets it.
 pub async fn claim(db: &Db, ids: &[Uuid], now: i64, until: i64) -> Result<Vec<WebhookDelivery>> {
     let free = "status IN ('DELIVERING', 'FAILING') AND (claimed_until IS NULL OR claimed_until < $2)";
+    let _turn = db.write_turn().await?;
     Ok(match db {
         Db::Sqlite(sqlite) => {
             let sql = format!(
@@ -227,6 +228,7 @@ pub async fn release(db: &Db, ids: &[Uuid]) -> Result<u64> {
         return Ok(0);
     }
     let unfinished = "status IN ('DELIVERING', 'FAILING') AND claimed_until IS NOT NULL";
+    let _turn = db.write_turn().await?;
     Ok(match db {
         Db::Sqlite(sqlite) => {
             let sql = format!(

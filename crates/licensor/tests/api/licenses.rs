@@ -785,3 +785,76 @@ async fn a_license_joins_its_owners_group() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["data"]["relationships"]["group"]["data"]["id"], other.as_str());
 }
+
+/// Keygen's licenses/update.feature "Admin updates a license expiry (UNIX string)", "(UNIX
+/// number)" and "(ISO8103 format)": UNIX seconds are taken as a number or a string of digits.
+#[tokio::test]
+async fn expiry_is_taken_as_unix_seconds_or_iso_8601() {
+    let app = spawn_app().await;
+    let (_, _, license, _) = app.license_fixture(json!({})).await;
+    let path = app.acct(&format!("/licenses/{license}"));
+    let patch = |expiry: Value| json!({"data": {"type": "licenses", "attributes": {"expiry": expiry}}});
+    for expiry in [json!("1645630138"), json!(1645630138)] {
+        let r = app.patch(&path, &app.admin(), patch(expiry.clone())).await;
+        assert_eq!(r.status, 200, "{expiry}: {}", r.text);
+        assert_eq!(r.attr("expiry"), "2022-02-23T15:28:58.000Z", "{expiry}");
+    }
+    let r = app.patch(&path, &app.admin(), patch(json!("2030-01-02T03:04:05.000Z"))).await;
+    assert_eq!(r.attr("expiry"), "2030-01-02T03:04:05.000Z");
+    let r = app.patch(&path, &app.admin(), patch(json!(""))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.attr("expiry"), &Value::Null, "a blank expiry clears it");
+    for (bad, what) in [(json!(1.5), "float"), (json!(-1), "integer"), (json!(true), "boolean")] {
+        let r = app.patch(&path, &app.admin(), patch(bad)).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.body["errors"][0]["detail"], format!("failed to coerce {what} to time"));
+        assert_eq!(r.body["errors"][0]["source"]["pointer"], "/data/attributes/expiry");
+    }
+    let r = app.patch(&path, &app.admin(), patch(json!("next tuesday"))).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.code(), "EXPIRY_INVALID");
+    // On creation too.
+    let (_, policy, _, _) = app.license_fixture(json!({})).await;
+    let r = app
+        .post(
+            &app.acct("/licenses"),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"expiry": 1645630138},
+                "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.attr("expiry"), "2022-02-23T15:28:58.000Z");
+}
+
+/// Keygen's licenses/create.feature "Admin creates a license with metadata for their account
+/// and the keys should be transformed to camelcase", and machines/index.feature's metadata
+/// filters "(camelcase)" and "(snakecase)": keys are stored as Rails underscores them and
+/// shown camelCased, and a filter names a key either way.
+#[tokio::test]
+async fn metadata_keys_are_cased_as_keygen_cases_them() {
+    let app = spawn_app().await;
+    let (_, policy, _, _) = app.license_fixture(json!({})).await;
+    let metadata = json!({
+        "example_key_1": 1, "ExampleKey2": 2, "exampleKey3": 3, "example key 4": 4,
+        "nodeID": "n-1", "parentKey": {"child_key": "value"}
+    });
+    let r = app
+        .post(
+            &app.acct("/licenses"),
+            &app.admin(),
+            json!({"data": {"type": "licenses", "attributes": {"metadata": metadata},
+                "relationships": {"policy": {"data": {"type": "policies", "id": policy}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.attr("metadata"),
+        &json!({"exampleKey1": 1, "exampleKey2": 2, "exampleKey3": 3, "exampleKey4": 4,
+            "nodeId": "n-1", "parentKey": {"childKey": "value"}})
+    );
+    for filter in ["metadata[nodeId]=n-1", "metadata[node_id]=n-1", "metadata[nodeID]=n-1"] {
+        let r = app.get(&app.acct(&format!("/licenses?{filter}")), &app.admin()).await;
+        assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1), "{filter}: {}", r.text);
+    }
+}

@@ -111,7 +111,8 @@ impl ListParams {
             .iter()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix("metadata[")?.strip_suffix(']')?;
-                (!key.is_empty()).then(|| (key.to_string(), v.clone()))
+                // `metadata[nodeId]` and `metadata[node_id]` name the same stored key.
+                (!key.is_empty()).then(|| (crate::domain::metadata::stored_key(key), v.clone()))
             })
             .collect()
     }

@@ -31,7 +31,7 @@ struct LicenseInput {
     name: Option<Option<String>>,
     key: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    expiry: Option<Option<String>>,
+    expiry: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
     protected: Option<bool>,
     #[serde(default, deserialize_with = "present")]
@@ -62,13 +62,47 @@ struct LicenseRels {
     group: Option<RelInput>,
 }
 
-fn parse_expiry(e: Option<Option<String>>) -> Result<Option<Option<i64>>, Error> {
+/// `expiry` as Keygen takes it: an ISO 8601 time, or UNIX seconds as a number or a string of
+/// digits; `null` or a blank value clears it.
+fn parse_expiry(e: Option<Option<Value>>) -> Result<Option<Option<i64>>, Error> {
+    let invalid = || Error::invalid_attr("expiry", "must be a valid ISO 8601 timestamp", "EXPIRY_INVALID");
+    let uncoercible = |what: &str| {
+        Error::bad_request(
+            format!("failed to coerce {what} to time"),
+            Source::Pointer("/data/attributes/expiry".into()),
+        )
+    };
+    let from_seconds = |secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(|s| s.checked_mul(time::SECOND))
+            .filter(|ms| *ms <= time::MAX_MS)
+            .map(|ms| Some(Some(ms)))
+            .ok_or_else(invalid)
+    };
     match e {
         None => Ok(None),
         Some(None) => Ok(Some(None)),
-        Some(Some(s)) => time::parse_iso(&s)
-            .map(|t| Some(Some(t)))
-            .ok_or_else(|| Error::invalid_attr("expiry", "must be a valid ISO 8601 timestamp", "EXPIRY_INVALID")),
+        Some(Some(Value::Number(n))) => match n.as_u64() {
+            Some(secs) => from_seconds(secs),
+            None if n.is_f64() => Err(uncoercible("float")),
+            None => Err(uncoercible("integer")),
+        },
+        Some(Some(Value::String(s))) => {
+            let s = s.trim();
+            if s.is_empty() {
+                Ok(Some(None))
+            } else if s.bytes().all(|b| b.is_ascii_digit()) {
+                from_seconds(s.parse().map_err(|_| invalid())?)
+            } else {
+                time::parse_iso(s).map(|t| Some(Some(t))).ok_or_else(invalid)
+            }
+        }
+        Some(Some(Value::Array(a))) if a.is_empty() => Ok(Some(None)),
+        Some(Some(Value::Object(o))) if o.is_empty() => Ok(Some(None)),
+        Some(Some(Value::Bool(_))) => Err(uncoercible("boolean")),
+        Some(Some(Value::Array(_))) => Err(uncoercible("array")),
+        Some(Some(_)) => Err(uncoercible("hash")),
     }
 }
 
