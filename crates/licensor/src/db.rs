@@ -113,8 +113,9 @@ impl BeginWrite for PgPool {
 /// This process's turn to write to the SQLite file behind `pool`, for writes outside
 /// [`BeginWrite::begin_write`] (a single statement that writes); see there for why.
 pub async fn write_turn(pool: &SqlitePool) -> Result<tokio::sync::OwnedSemaphorePermit, sqlx::Error> {
-    static TURNS: std::sync::OnceLock<std::sync::Mutex<Vec<(PathBuf, Arc<tokio::sync::Semaphore>)>>> =
-        std::sync::OnceLock::new();
+    /// Per database file, its queue of writers.
+    type Turns = std::sync::Mutex<Vec<(PathBuf, Arc<tokio::sync::Semaphore>)>>;
+    static TURNS: std::sync::OnceLock<Turns> = std::sync::OnceLock::new();
     let options = pool.connect_options();
     let file = options.get_filename();
     let turns = {
