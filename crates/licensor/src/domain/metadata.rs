@@ -10,27 +10,31 @@ const MAX_BYTES: usize = 16 * 1024;
 const MAX_DEPTH: usize = 2;
 const MAX_KEYS: usize = 64;
 
+/// Rails' `underscore`: `HTTPServer` → `http_server`, `nodeID` → `node_id`, `a-b` → `a_b`; a
+/// key with no capital, dash or `::` is left as it is.
+pub fn underscore(key: &str) -> String {
+    if !(key.contains(|c: char| c.is_ascii_uppercase() || c == '-') || key.contains("::")) {
+        return key.to_string();
+    }
+    let chars: Vec<char> = key.chars().collect();
+    let mut word = String::with_capacity(key.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        word.push(c);
+        let next = chars.get(i + 1).copied().unwrap_or(' ');
+        let after = chars.get(i + 2).copied().unwrap_or(' ');
+        let split = (c.is_ascii_lowercase() || c.is_ascii_digit()) && next.is_ascii_uppercase()
+            || c.is_ascii_uppercase() && next.is_ascii_uppercase() && after.is_ascii_lowercase();
+        if split {
+            word.push('_');
+        }
+    }
+    word.replace("::", "/").replace('-', "_").to_ascii_lowercase()
+}
+
 /// A metadata key as Keygen stores it: Rails' `underscore`, then `parameterize` with `_`
 /// (`"example key 4"` → `example_key_4`, `HTTPServer` → `http_server`, `nodeID` → `node_id`).
 pub fn stored_key(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    // underscore: only keys holding a capital, a dash or `::` change.
-    let mut word = String::with_capacity(key.len() + 4);
-    if key.contains(|c: char| c.is_ascii_uppercase() || c == '-') || key.contains("::") {
-        for (i, &c) in chars.iter().enumerate() {
-            word.push(c);
-            let next = chars.get(i + 1).copied().unwrap_or(' ');
-            let after = chars.get(i + 2).copied().unwrap_or(' ');
-            let split = (c.is_ascii_lowercase() || c.is_ascii_digit()) && next.is_ascii_uppercase()
-                || c.is_ascii_uppercase() && next.is_ascii_uppercase() && after.is_ascii_lowercase();
-            if split {
-                word.push('_');
-            }
-        }
-        word = word.replace("::", "/").replace('-', "_").to_ascii_lowercase();
-    } else {
-        word.push_str(key);
-    }
+    let word = underscore(key);
     // parameterize: to ASCII, every run of anything else one `_`, none at either end.
     let mut out = String::with_capacity(word.len());
     for c in word.chars() {

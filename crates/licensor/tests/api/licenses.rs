@@ -858,3 +858,80 @@ async fn metadata_keys_are_cased_as_keygen_cases_them() {
         assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1), "{filter}: {}", r.text);
     }
 }
+
+/// Answers in the shapes of the version a client pins, as Keygen's `(v1.x)` scenarios show:
+/// tokens/generate.feature "…with an invalid password (v1.7)" (CREDENTIALS_INVALID) and
+/// "(v1.8)"; licenses/show.feature "(v1.5)" (the owner is the `user` relationship);
+/// licenses/actions/validations.feature "(v1.1)"/"(v1.0)" (`constant`, not `code`);
+/// policies/show.feature "(v1.6)" (`leasingStrategy`) and "(v1.3)" (fingerprint strategies).
+/// The version is echoed, and the migrated answer is what is signed.
+#[tokio::test]
+async fn older_api_versions_are_answered_in_their_shapes() {
+    let app = spawn_app().await;
+    let (_, policy, license, key) = app.license_fixture(json!({})).await;
+    let account = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
+    let pk = licensor_client::PublicKey::parse(&account.ed25519_public).unwrap();
+    let send = |method: reqwest::Method, path: String, version: &'static str, body: Option<Value>, basic: bool| {
+        let (app, pk) = (&app, &pk);
+        async move {
+            let url = format!("http://{}{}", app.addr, path);
+            let mut r = app.client.request(method.clone(), &url).header("Keygen-Version", version);
+            r = if basic {
+                r.basic_auth(&app.admin_email, Some("wrong password"))
+            } else {
+                r.bearer_auth(&app.admin_token)
+            };
+            if let Some(b) = body {
+                r = r.header("content-type", "application/vnd.api+json").body(b.to_string());
+            }
+            let r = r.send().await.unwrap();
+            let echoed = r.headers()["keygen-version"].to_str().unwrap().to_string();
+            let headers = r.headers().clone();
+            let text = r.text().await.unwrap();
+            let signed = licensor_client::response::SignedResponse {
+                method: method.as_str(),
+                path_and_query: &path,
+                host: &app.addr.to_string(),
+                signature_header: headers["keygen-signature"].to_str().unwrap(),
+                date: headers["date"].to_str().unwrap(),
+                body: text.as_bytes(),
+            };
+            licensor_client::response::verify(&signed, pk).expect("the migrated answer is the signed one");
+            (echoed, serde_json::from_str::<Value>(&text).unwrap())
+        }
+    };
+
+    let tokens = app.acct("/tokens");
+    let (v, doc) = send(reqwest::Method::POST, tokens.clone(), "1.7", None, true).await;
+    assert_eq!(v, "1.7");
+    assert_eq!(doc["errors"][0]["code"], "CREDENTIALS_INVALID");
+    assert_eq!(doc["errors"][0]["detail"], "email and password must be valid");
+    assert_eq!(doc["errors"][0]["source"]["header"], "Authorization");
+    let (v, doc) = send(reqwest::Method::POST, tokens, "1.8", None, true).await;
+    assert_eq!((v.as_str(), doc["errors"][0]["code"].as_str()), ("1.8", Some("PASSWORD_INVALID")));
+
+    let show = app.acct(&format!("/licenses/{license}"));
+    let (_, doc) = send(reqwest::Method::GET, show.clone(), "1.5", None, false).await;
+    let rels = &doc["data"]["relationships"];
+    assert!(rels.get("owner").is_none(), "{rels}");
+    assert_eq!(rels["user"]["links"]["related"], format!("/v1/accounts/{}/licenses/{license}/user", app.account_id));
+    let (_, doc) = send(reqwest::Method::GET, show, "1.6", None, false).await;
+    assert!(doc["data"]["relationships"].get("owner").is_some());
+
+    let validate = app.acct("/licenses/actions/validate-key");
+    let body = json!({"meta": {"key": key}});
+    let (_, doc) = send(reqwest::Method::POST, validate.clone(), "1.0", Some(body.clone()), false).await;
+    assert_eq!((doc["meta"]["constant"].as_str(), doc["meta"].get("code")), (Some("VALID"), None));
+    let (_, doc) = send(reqwest::Method::POST, validate, "1.2", Some(body), false).await;
+    assert_eq!(doc["meta"]["code"], "VALID");
+
+    let policy_path = app.acct(&format!("/policies/{policy}"));
+    let (_, doc) = send(reqwest::Method::GET, policy_path.clone(), "1.6", None, false).await;
+    let attrs = &doc["data"]["attributes"];
+    assert!(attrs.get("leasingStrategy").is_some() && attrs.get("processLeasingStrategy").is_none(), "{attrs}");
+    assert!(attrs.get("machineUniquenessStrategy").is_some());
+    let (_, doc) = send(reqwest::Method::GET, policy_path, "1.3", None, false).await;
+    let attrs = &doc["data"]["attributes"];
+    assert!(attrs.get("fingerprintUniquenessStrategy").is_some() && attrs.get("machineUniquenessStrategy").is_none());
+    assert!(attrs.get("fingerprintMatchingStrategy").is_some());
+}

@@ -21,6 +21,7 @@ pub mod products;
 pub mod signature;
 pub mod tokens;
 pub mod users;
+pub mod versions;
 pub mod webhooks;
 
 use axum::routing::{delete, get, post};

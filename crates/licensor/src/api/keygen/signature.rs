@@ -13,6 +13,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::versions::{self, Version};
 use crate::crypto::sign::{self, SigAlg};
 use crate::error::{Error, Source};
 use crate::state::AppState;
@@ -54,21 +55,25 @@ fn accepted_algorithm(headers: &HeaderMap, account_id: &str) -> Result<SigAlg, E
 }
 
 /// Keygen's released API versions; a request may pin one with `Keygen-Version` (`1.5` or
-/// `v1.5`). Answers are in the current version's shapes.
+/// `v1.5`), and is answered in that version's shapes (`versions`).
 pub const API_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"];
 
-/// An unknown `Keygen-Version` is a 400 `INVALID_API_VERSION`, as Keygen answers it.
-fn requested_version(headers: &HeaderMap) -> Result<(), Error> {
-    let Some(v) = headers.get("keygen-version") else { return Ok(()) };
-    let v = v.to_str().unwrap_or("").trim();
-    if API_VERSIONS.contains(&v.strip_prefix('v').unwrap_or(v)) {
-        return Ok(());
+/// The version a request asks for (the current one when it names none); an unknown one is a
+/// 400 `INVALID_API_VERSION`, as Keygen answers it.
+fn requested_version(headers: &HeaderMap) -> Result<Version, Error> {
+    match headers.get("keygen-version") {
+        None => Ok(Version::CURRENT),
+        Some(v) => Version::parse(v.to_str().unwrap_or("")),
     }
-    Err(Error::BadRequest {
-        detail: "unsupported API version requested".into(),
-        code: Some("INVALID_API_VERSION".into()),
-        location: Source::None,
-    })
+}
+
+/// The path after `/v1/accounts/{account}` (or `/v1` on the default account).
+fn route_path(path: &str) -> &str {
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    match rest.strip_prefix("/accounts/") {
+        Some(r) => r.find('/').map_or("", |i| &r[i..]),
+        None => rest,
+    }
 }
 
 pub async fn sign_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -89,10 +94,12 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
         req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
     let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
-    let response = match requested_version(req.headers()) {
-        Ok(()) => next.run(req).await,
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (version, response) = match requested_version(req.headers()) {
+        Ok(v) => (v, next.run(req).await),
         // Answered (and signed) before any handler runs, as Keygen's version resolver does.
-        Err(e) => ApiError(e).into_response(),
+        Err(e) => (Version::CURRENT, ApiError(e).into_response()),
     };
     // An RSA signature costs milliseconds of the private key; an unauthenticated request must
     // not be able to buy them in bulk. Its 401 is signed with Ed25519 (named in the header).
@@ -103,9 +110,17 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
         other => other,
     };
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+    let Ok(mut bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return ApiError(Error::Internal(anyhow::anyhow!("response body unreadable"))).into_response();
     };
+    if version < Version::CURRENT {
+        if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            let route = versions::Route { method: &method, path: route_path(&path) };
+            versions::migrate(version, &route, parts.status, &mut doc);
+            bytes = doc.to_string().into();
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+        }
+    }
     let keys = match state.signing_keys(&account) {
         Ok(k) => k,
         Err(e) => return ApiError(Error::Internal(e)).into_response(),
@@ -133,7 +148,7 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
             h.insert(name, v);
         }
     }
-    h.insert("keygen-version", HeaderValue::from_static("1.8"));
+    h.insert("keygen-version", HeaderValue::from_static(version.as_str()));
     Response::from_parts(parts, Body::from(bytes))
 }
 
