@@ -94,6 +94,88 @@ pub fn group_cap(attr: &str, cap: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+/// Entitlements to attach, checked as Keygen checks them: each at most once, none attached
+/// already (`ENTITLEMENT_TAKEN`), and none a license inherits from its policy
+/// (`ENTITLEMENT_CONFLICT`).
+pub fn attachable(requested: &[uuid::Uuid], attached: &[uuid::Uuid], inherited: &[uuid::Uuid]) -> Result<()> {
+    for (i, id) in requested.iter().enumerate() {
+        if inherited.contains(id) {
+            return Err(Error::invalid_rel(
+                "entitlement",
+                "already exists (entitlement is attached through policy)",
+                "ENTITLEMENT_CONFLICT",
+            ));
+        }
+        if attached.contains(id) || requested[..i].contains(id) {
+            return Err(taken_entitlement());
+        }
+    }
+    Ok(())
+}
+
+fn taken_entitlement() -> Error {
+    Error::invalid_rel("entitlement", "already exists", "ENTITLEMENT_TAKEN")
+}
+
+/// Entitlements to detach, checked as Keygen checks them: one a license inherits from its
+/// policy cannot be (403), one not attached is a 422 naming its place in the request.
+pub fn detachable(requested: &[uuid::Uuid], attached: &[uuid::Uuid], inherited: &[uuid::Uuid]) -> Result<()> {
+    if let Some(id) = requested.iter().find(|id| inherited.contains(id) && !attached.contains(id)) {
+        return Err(Error::Forbidden {
+            detail: format!("cannot detach entitlement '{id}' (entitlement is attached through policy)").into(),
+            code: None,
+        });
+    }
+    if let Some((i, id)) = requested.iter().enumerate().find(|(_, id)| !attached.contains(id)) {
+        return Err(Error::Unprocessable {
+            detail: format!("cannot detach entitlement '{id}' (entitlement is not attached)").into(),
+            location: crate::error::Source::Pointer(format!("/data/{i}").into()),
+        });
+    }
+    Ok(())
+}
+
+/// Attaches entitlements to `target` (a policy, or a license with the entitlements its policy
+/// grants as `inherited`), raising `event`; returns what was attached, in the order asked.
+pub async fn attach_entitlements(
+    db: &Db,
+    account: uuid::Uuid,
+    target: entitlements::Scope,
+    inherited: &[uuid::Uuid],
+    ids: &[uuid::Uuid],
+    events: &[Raised],
+) -> Result<Vec<(uuid::Uuid, i64)>> {
+    let attached: Vec<uuid::Uuid> =
+        entitlements::attached(db, account, target).await?.into_iter().map(|(id, _)| id).collect();
+    attachable(ids, &attached, inherited)?;
+    let now = crate::time::now_ms();
+    match entitlements::attach(db, account, target, ids, now, events).await {
+        Ok(()) => Ok(ids.iter().map(|id| (*id, now)).collect()),
+        // Attached by a request that committed between the check and the insert.
+        Err(Error::Database(e)) if crate::db::is_unique_violation(&e) => Err(taken_entitlement()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Detaches entitlements from `target` (see [`detachable`]), raising `event`.
+pub async fn detach_entitlements(
+    db: &Db,
+    account: uuid::Uuid,
+    target: entitlements::Scope,
+    inherited: &[uuid::Uuid],
+    ids: &[uuid::Uuid],
+    events: &[Raised],
+) -> Result<()> {
+    let attached: Vec<uuid::Uuid> =
+        entitlements::attached(db, account, target).await?.into_iter().map(|(id, _)| id).collect();
+    detachable(ids, &attached, inherited)?;
+    if !entitlements::detach(db, account, target, ids, events).await? {
+        // Detached by a request that committed between the check and the delete.
+        return detachable(ids, &[], &[]);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +187,27 @@ mod tests {
             Err(Error::Invalid { code, location, .. }) => {
                 assert_eq!(code, "CODE_BLANK");
                 assert_eq!(location, crate::error::Source::Pointer("/data/attributes/code".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn entitlements_attach_once_and_detach_only_where_attached() {
+        let (a, b, c) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2), uuid::Uuid::from_u128(3));
+        assert!(attachable(&[a, b], &[c], &[]).is_ok());
+        let code = |r: Result<()>| match r {
+            Err(Error::Invalid { code, .. }) => code.into_owned(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(code(attachable(&[a, c], &[c], &[])), "ENTITLEMENT_TAKEN");
+        assert_eq!(code(attachable(&[a, a], &[], &[])), "ENTITLEMENT_TAKEN");
+        assert_eq!(code(attachable(&[b], &[], &[b])), "ENTITLEMENT_CONFLICT");
+        assert!(detachable(&[c], &[c], &[a]).is_ok());
+        assert!(matches!(detachable(&[a], &[c], &[a]), Err(Error::Forbidden { .. })));
+        match detachable(&[c, b], &[c], &[]) {
+            Err(Error::Unprocessable { location, .. }) => {
+                assert_eq!(location, crate::error::Source::Pointer("/data/1".into()))
             }
             other => panic!("{other:?}"),
         }

@@ -474,22 +474,26 @@ pub async fn detach_users(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
     licenses::detach_users(db, l.account_id, l.id, ids, &[Raised::license("license.users.detached", l)]).await
 }
 
-pub async fn attach_entitlements(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
+pub async fn attach_entitlements(db: &Db, l: &License, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
     let events = [Raised::license("license.entitlements.attached", l)];
-    entitlements::attach(db, l.account_id, Scope::License(l.id), ids, time::now_ms(), &events).await
+    let inherited = inherited_entitlements(db, l).await?;
+    super::catalog::attach_entitlements(db, l.account_id, Scope::License(l.id), &inherited, ids, &events).await
+}
+
+async fn inherited_entitlements(db: &Db, l: &License) -> Result<Vec<Uuid>> {
+    Ok(entitlements::attached(db, l.account_id, Scope::Policy(l.policy_id))
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Detaches entitlements attached to `l` itself; those its policy grants stay
 /// (`ENTITLEMENTS_NOT_ALLOWED`).
 pub async fn detach_entitlements(db: &Db, l: &License, ids: &[Uuid]) -> Result<()> {
     let events = [Raised::license("license.entitlements.detached", l)];
-    if !entitlements::detach(db, l.account_id, Scope::License(l.id), ids, &events).await? {
-        return Err(Error::invalid(
-            "cannot detach entitlements attached through the policy",
-            "ENTITLEMENTS_NOT_ALLOWED",
-        ));
-    }
-    Ok(())
+    let inherited = inherited_entitlements(db, l).await?;
+    super::catalog::detach_entitlements(db, l.account_id, Scope::License(l.id), &inherited, ids, &events).await
 }
 
 /// The license as stored now (after a write that other columns or nodes may have joined).

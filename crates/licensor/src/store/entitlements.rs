@@ -175,11 +175,27 @@ pub async fn replace_for_license(db: &Db, account: Uuid, license: Uuid, ids: &[U
     Ok(())
 }
 
-/// Attaches entitlements to a policy or license (`table` picks which). Already-attached ones
-/// are left alone.
+/// The entitlements attached to a policy or a license itself, with when each was attached.
+pub async fn attached(db: &Db, account: Uuid, target: Scope) -> Result<Vec<(Uuid, i64)>> {
+    const POLICY: &str =
+        "SELECT entitlement_id, created_at FROM policy_entitlements WHERE account_id = $1 AND policy_id = $2";
+    const LICENSE: &str =
+        "SELECT entitlement_id, created_at FROM license_entitlements WHERE account_id = $1 AND license_id = $2";
+    let (sql, owner) = match target {
+        Scope::Policy(p) => (POLICY, p),
+        Scope::License(l) => (LICENSE, l),
+        Scope::Account => return Ok(Vec::new()),
+    };
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, (Uuid, i64)>(sql).bind(account).bind(owner).fetch_all(pool).await?))
+}
+
+/// Attaches entitlements to a policy or license (`target` picks which), all or none: one
+/// attached already is a unique violation (the join's primary key), for the caller to word.
 pub async fn attach(db: &Db, account: Uuid, target: Scope, ids: &[Uuid], now: i64, events: &[Raised]) -> Result<()> {
-    const POLICY: &str = "INSERT INTO policy_entitlements (account_id, policy_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-    const LICENSE: &str = "INSERT INTO license_entitlements (account_id, license_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+    const POLICY: &str =
+        "INSERT INTO policy_entitlements (account_id, policy_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4)";
+    const LICENSE: &str =
+        "INSERT INTO license_entitlements (account_id, license_id, entitlement_id, created_at) VALUES ($1, $2, $3, $4)";
     let (sql, owner) = match target {
         Scope::Policy(p) => (POLICY, p),
         Scope::License(l) => (LICENSE, l),

@@ -34,3 +34,33 @@ pub fn render(account: Uuid, e: &Entitlement) -> Resource<EntitlementAttributes>
     )
     .account(account)
 }
+
+/// The join record of an entitlement attached to a license or a policy, as Keygen answers an
+/// attachment: type `license-entitlements` or `policy-entitlements`, its own id (derived from
+/// the pair, as the join has no other), and `links.related` to the entitlement under its owner.
+pub fn render_join(account: Uuid, owner: (&'static str, Uuid), entitlement: Uuid, created_at: i64) -> Value {
+    let (kind, owner_id) = owner;
+    let (join_type, owner_type) = match kind {
+        "license" => ("license-entitlements", "licenses"),
+        _ => ("policy-entitlements", "policies"),
+    };
+    let id = Uuid::new_v5(&owner_id, entitlement.as_bytes());
+    let at = time::iso(created_at);
+    serde_json::json!({
+        "id": id,
+        "type": join_type,
+        "attributes": {"created": at, "updated": at},
+        "relationships": {
+            "account": {"links": {"related": format!("/v1/accounts/{account}")}, "data": {"type": "accounts", "id": account}},
+            "entitlement": {
+                "links": {"related": format!("/v1/accounts/{account}/entitlements/{entitlement}")},
+                "data": {"type": "entitlements", "id": entitlement}
+            },
+            kind: {
+                "links": {"related": format!("/v1/accounts/{account}/{owner_type}/{owner_id}")},
+                "data": {"type": owner_type, "id": owner_id}
+            }
+        },
+        "links": {"related": format!("/v1/accounts/{account}/{owner_type}/{owner_id}/entitlements/{entitlement}")}
+    })
+}

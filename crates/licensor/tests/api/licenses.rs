@@ -224,6 +224,10 @@ async fn attach_users_respects_max_users() {
 
 #[tokio::test]
 async fn entitlements_attach_and_inherited_ones_cannot_be_detached() {
+    // Keygen's licenses/relationships/entitlements.feature: "Admin attaches entitlements to a
+    // license", "…already exists as a policy entitlement", "…already exists as a license
+    // entitlement", "…with an invalid entitlement ID", "Admin detaches … inherited from the
+    // policy", "Admin retrieves the entitlements for a license key".
     let app = spawn_app().await;
     let (_, policy, license, _) = app.license_fixture(json!({})).await;
     let mk = |code: &'static str| {
@@ -240,30 +244,85 @@ async fn entitlements_attach_and_inherited_ones_cannot_be_detached() {
     };
     let inherited = mk("FROM_POLICY").await;
     let own = mk("OWN").await;
-    app.post(
-        &app.acct(&format!("/policies/{policy}/entitlements")),
-        &app.admin(),
-        json!({"data": [{"type": "entitlements", "id": inherited}]}),
-    )
-    .await;
+    let other = mk("OTHER").await;
+    let r = app
+        .post(
+            &app.acct(&format!("/policies/{policy}/entitlements")),
+            &app.admin(),
+            json!({"data": [{"type": "entitlements", "id": inherited}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"][0]["type"], "policy-entitlements");
     let path = app.acct(&format!("/licenses/{license}/entitlements"));
     let r = app.post(&path, &app.admin(), json!({"data": [{"type": "entitlements", "id": own}]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let join = &r.body["data"][0];
+    assert_eq!(join["type"], "license-entitlements");
+    assert_eq!(join["relationships"]["entitlement"]["data"]["id"], own.as_str());
+    assert_eq!(join["relationships"]["license"]["data"]["id"], license.as_str());
+    assert_eq!(
+        join["links"]["related"],
+        format!("/v1/accounts/{}/licenses/{license}/entitlements/{own}", app.account_id)
+    );
+    assert!(join["attributes"]["created"].is_string());
+    // The license lists its own and its policy's, as entitlements.
     let r = app.get(&path, &app.admin()).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
-    let r = app
-        .req(
-            reqwest::Method::DELETE,
-            &path,
-            &app.admin(),
-            Some(json!({"data": [{"type": "entitlements", "id": inherited}]})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app
-        .req(reqwest::Method::DELETE, &path, &app.admin(), Some(json!({"data": [{"type": "entitlements", "id": own}]})))
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.body["data"][0]["type"], "entitlements");
+
+    let refused = |body: Value, code: &'static str, detail: &'static str| {
+        let (app, path) = (&app, &path);
+        async move {
+            let r = app.post(path, &app.admin(), body).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+            assert_eq!(r.code(), code);
+            assert_eq!(r.body["errors"][0]["detail"], detail);
+            assert_eq!(r.body["errors"][0]["source"]["pointer"], "/data/relationships/entitlement");
+        }
+    };
+    refused(json!({"data": [{"type": "entitlements", "id": own}]}), "ENTITLEMENT_TAKEN", "already exists").await;
+    refused(
+        json!({"data": [{"type": "entitlements", "id": other}, {"type": "entitlements", "id": other}]}),
+        "ENTITLEMENT_TAKEN",
+        "already exists",
+    )
+    .await;
+    refused(
+        json!({"data": [{"type": "entitlements", "id": inherited}]}),
+        "ENTITLEMENT_CONFLICT",
+        "already exists (entitlement is attached through policy)",
+    )
+    .await;
+    refused(
+        json!({"data": [{"type": "entitlements", "id": uuid::Uuid::new_v4()}]}),
+        "ENTITLEMENT_NOT_FOUND",
+        "must exist",
+    )
+    .await;
+    let r = app.get(&path, &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2, "a refused attachment attaches nothing");
+
+    let detach = |ids: Vec<&String>| {
+        let (app, path) = (&app, &path);
+        let data: Vec<Value> = ids.iter().map(|id| json!({"type": "entitlements", "id": id})).collect();
+        async move { app.req(reqwest::Method::DELETE, path, &app.admin(), Some(json!({ "data": data }))).await }
+    };
+    let r = detach(vec![&inherited]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(
+        r.body["errors"][0]["detail"],
+        format!("cannot detach entitlement '{inherited}' (entitlement is attached through policy)")
+    );
+    let r = detach(vec![&own, &other]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(
+        r.body["errors"][0]["detail"],
+        format!("cannot detach entitlement '{other}' (entitlement is not attached)")
+    );
+    assert_eq!(r.body["errors"][0]["source"]["pointer"], "/data/1");
+    assert!(r.body["errors"][0].get("code").is_none_or(Value::is_null), "{}", r.text);
+    assert_eq!(detach(vec![&own]).await.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]

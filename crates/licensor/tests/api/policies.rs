@@ -112,6 +112,10 @@ async fn policy_entitlements_attach_and_detach() {
     let path = app.acct(&format!("/policies/{policy}/entitlements"));
     let r = app.post(&path, &app.admin(), json!({"data": [{"type": "entitlements", "id": e.id()}]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"][0]["type"], "policy-entitlements");
+    assert_eq!(r.body["data"][0]["relationships"]["policy"]["data"]["id"], policy.as_str());
+    let again = app.post(&path, &app.admin(), json!({"data": [{"type": "entitlements", "id": e.id()}]})).await;
+    assert_eq!((again.status, again.code()), (StatusCode::UNPROCESSABLE_ENTITY, "ENTITLEMENT_TAKEN"), "{}", again.text);
     let r = app.get(&path, &app.admin()).await;
     assert_eq!(r.body["data"][0]["attributes"]["code"], "FEATURE_A");
     let r = app.delete(&path, &app.admin()).await;
@@ -126,4 +130,14 @@ async fn policy_entitlements_attach_and_detach() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path, &app.admin()).await.body["data"].as_array().unwrap().len(), 0);
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &path,
+            &app.admin(),
+            Some(json!({"data": [{"type": "entitlements", "id": e.id()}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["title"], "Unprocessable entity");
 }

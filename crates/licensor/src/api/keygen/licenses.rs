@@ -13,7 +13,7 @@ use super::error::ApiResult;
 use super::extract::{nullable, parse_data, parse_linkages, present, rel_uuid, Body, Ctx, RelInput};
 use crate::domain::{license as rules, metadata};
 use crate::error::{Error, Source};
-use crate::model::{License, Page, TransferStrategy};
+use crate::model::{License, TransferStrategy};
 use crate::service;
 use crate::service::access::{self, LicenseAction};
 use crate::service::licenses::NewLicense;
@@ -505,12 +505,12 @@ pub async fn list_entitlements(ctx: Ctx) -> ApiResult<Response> {
 pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let l = load_managed(&ctx).await?;
     let ids = super::policies::resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
-    service::licenses::attach_entitlements(ctx.db(), &l, &ids).await?;
-    let listing =
-        entitlements::list(ctx.db(), ctx.account_id(), Scope::License(l.id), Page { size: 100, number: 1 }).await?;
+    let attached = service::licenses::attach_entitlements(ctx.db(), &l, &ids).await?;
     let account = ctx.account_id();
-    let data: Vec<_> =
-        listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
+    let data: Vec<Value> = attached
+        .iter()
+        .map(|(e, at)| crate::wire::entitlements::render_join(account, ("license", l.id), *e, *at))
+        .collect();
     Ok(document::respond(StatusCode::OK, &json!({ "data": data })))
 }
 

@@ -159,7 +159,7 @@ pub async fn resolve_entitlements(ctx: &Ctx, ids: Vec<String>) -> Result<Vec<Uui
     for id in ids {
         let e = entitlements::find(ctx.db(), ctx.account_id(), &id)
             .await?
-            .ok_or_else(|| Error::invalid("entitlement must exist", "ENTITLEMENT_NOT_FOUND"))?;
+            .ok_or_else(|| Error::invalid_rel("entitlement", "must exist", "ENTITLEMENT_NOT_FOUND"))?;
         out.push(e.id);
     }
     Ok(out)
@@ -170,17 +170,14 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     let p = load(&ctx, ctx.param("id")).await?;
     let ids = resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
     let events = [crate::events::Raised::policy("policy.entitlements.attached", &p)];
-    entitlements::attach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids, time::now_ms(), &events).await?;
-    let listing = entitlements::list(
-        ctx.db(),
-        ctx.account_id(),
-        Scope::Policy(p.id),
-        crate::model::Page { size: 100, number: 1 },
-    )
-    .await?;
     let account = ctx.account_id();
-    let data: Vec<_> =
-        listing.rows.iter().filter(|e| ids.contains(&e.id)).map(|e| super::entitlements::render(account, e)).collect();
+    let attached =
+        crate::service::catalog::attach_entitlements(ctx.db(), account, Scope::Policy(p.id), &[], &ids, &events)
+            .await?;
+    let data: Vec<serde_json::Value> = attached
+        .iter()
+        .map(|(e, at)| crate::wire::entitlements::render_join(account, ("policy", p.id), *e, *at))
+        .collect();
     Ok(document::respond(axum::http::StatusCode::OK, &serde_json::json!({ "data": data })))
 }
 
@@ -189,8 +186,7 @@ pub async fn detach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     let p = load(&ctx, ctx.param("id")).await?;
     let ids = resolve_entitlements(&ctx, parse_linkages(body, "entitlements")?).await?;
     let events = [crate::events::Raised::policy("policy.entitlements.detached", &p)];
-    if !entitlements::detach(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &ids, &events).await? {
-        return Err(Error::invalid("entitlement is not attached to the policy", "ENTITLEMENT_NOT_FOUND").into());
-    }
+    crate::service::catalog::detach_entitlements(ctx.db(), ctx.account_id(), Scope::Policy(p.id), &[], &ids, &events)
+        .await?;
     Ok(document::no_content())
 }
