@@ -94,7 +94,7 @@ fn transliterate(c: char) -> std::borrow::Cow<'static, str> {
 }
 
 /// A stored key as Keygen shows it: Rails' `camelize(:lower)` (`http_server` → `httpServer`).
-fn shown_key(key: &str) -> String {
+pub fn shown_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for (i, segment) in key.split('_').enumerate() {
         let mut chars = segment.chars();

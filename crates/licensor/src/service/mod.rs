@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod keys;
 pub mod licenses;
 pub mod machines;
+pub mod search;
 pub mod users;
 pub mod validation;
 pub mod webhooks;

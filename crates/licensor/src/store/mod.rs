@@ -17,6 +17,7 @@ pub mod policies;
 pub mod processes;
 pub mod products;
 pub mod rate_limits;
+pub mod search;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;

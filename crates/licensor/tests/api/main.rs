@@ -28,6 +28,7 @@ mod passwords;
 mod policies;
 mod rate_limits;
 mod resources;
+mod search;
 mod signing_oracle;
 mod strategies;
 mod surface_errors;

@@ -18,6 +18,7 @@ pub mod nested;
 pub mod policies;
 pub mod processes;
 pub mod products;
+pub mod search;
 pub mod signature;
 pub mod tokens;
 pub mod users;
@@ -63,6 +64,7 @@ fn account_routes() -> Router<AppState> {
         .route("/users/{id}/actions/update-password", post(users::update_password))
         .route("/users/{id}/actions/reset-password", post(users::reset_password))
         .route("/passwords", post(users::forgot_password))
+        .route("/search", post(search::search))
         .route("/users/{id}/tokens", get(users::list_tokens).post(users::create_token))
         .route("/products", get(products::list).post(products::create))
         .route("/products/{id}", get(products::show).patch(products::update).delete(products::delete))
