@@ -147,17 +147,7 @@ pub struct LicenseFilter {
 macro_rules! push_conditions {
     ($qb:expr, $f:expr, $text:expr, $sqlite:expr) => {{
         let (qb, f) = (&mut $qb, $f);
-        for (key, value) in &f.metadata {
-            if $sqlite {
-                // JSON true and false read as text like PostgreSQL's `->>` gives them.
-                qb.push(" AND EXISTS (SELECT 1 FROM json_each(l.metadata) j WHERE j.key = ").push_bind(key.clone());
-                qb.push(" AND (CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END) = ")
-                    .push_bind(value.clone())
-                    .push(")");
-            } else {
-                qb.push(" AND l.metadata ->> ").push_bind(key.clone()).push(" = ").push_bind(value.clone());
-            }
-        }
+        $crate::push_metadata!(qb, "l.metadata", &f.metadata, $sqlite);
         if let Some(v) = f.product {
             qb.push(" AND l.product_id = ").push_bind(v);
         }

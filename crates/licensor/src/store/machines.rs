@@ -116,45 +116,57 @@ pub struct MachineFilter {
     pub group: Option<Uuid>,
     /// Machines of licenses this user owns or is attached to.
     pub user: Option<Uuid>,
+    pub narrow: super::Narrow,
 }
 
-const LIST: &str = select!(
-    "WHERE m.account_id = $1 AND ($2 IS NULL OR m.license_id = $2) AND ($3 IS NULL OR m.fingerprint = $3) AND ($4 IS NULL OR m.owner_id = $4) \
-     AND ($5 IS NULL OR l.product_id = $5) AND ($6 IS NULL OR l.policy_id = $6) AND ($7 IS NULL OR m.group_id = $7) \
-     AND ($8 IS NULL OR m.owner_id = $8 OR l.owner_id = $8 OR m.license_id IN (SELECT license_id FROM license_users WHERE user_id = $8)) \
-     ORDER BY m.created_at DESC, m.id DESC LIMIT $9 OFFSET $10"
-);
-const COUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND ($2 IS NULL OR license_id = $2) AND ($3 IS NULL OR fingerprint = $3) AND ($4 IS NULL OR owner_id = $4) \
-     AND ($5 IS NULL OR license_id IN (SELECT id FROM licenses WHERE product_id = $5)) AND ($6 IS NULL OR license_id IN (SELECT id FROM licenses WHERE policy_id = $6)) \
-     AND ($7 IS NULL OR group_id = $7) \
-     AND ($8 IS NULL OR owner_id = $8 OR license_id IN (SELECT id FROM licenses WHERE owner_id = $8) OR license_id IN (SELECT license_id FROM license_users WHERE user_id = $8))";
+/// ` AND …` for each filter given (and none for those not: a generic `($n IS NULL OR …)`
+/// statement can use no index).
+macro_rules! push_machine_conditions {
+    ($qb:expr, $f:expr, $sqlite:expr) => {{
+        let (qb, f) = (&mut $qb, $f);
+        if let Some(v) = f.license {
+            qb.push(" AND m.license_id = ").push_bind(v);
+        }
+        if let Some(v) = &f.fingerprint {
+            qb.push(" AND m.fingerprint = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.owner {
+            qb.push(" AND m.owner_id = ").push_bind(v);
+        }
+        if let Some(v) = f.product {
+            qb.push(" AND l.product_id = ").push_bind(v);
+        }
+        if let Some(v) = f.policy {
+            qb.push(" AND l.policy_id = ").push_bind(v);
+        }
+        if let Some(v) = f.group {
+            qb.push(" AND m.group_id = ").push_bind(v);
+        }
+        if let Some(v) = f.user {
+            qb.push(" AND (m.owner_id = ").push_bind(v).push(" OR l.owner_id = ").push_bind(v);
+            qb.push(" OR m.license_id IN (SELECT license_id FROM license_users WHERE user_id = ")
+                .push_bind(v)
+                .push("))");
+        }
+        $crate::push_metadata!(qb, "m.metadata", &f.narrow.metadata, $sqlite);
+    }};
+}
 
 pub async fn list(db: &Db, account: Uuid, f: &MachineFilter, page: Page) -> Result<Listing<Machine>> {
+    let sqlite = matches!(db, Db::Sqlite(_));
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, Machine>(LIST)
-            .bind(account)
-            .bind(f.license)
-            .bind(&f.fingerprint)
-            .bind(f.owner)
-            .bind(f.product)
-            .bind(f.policy)
-            .bind(f.group)
-            .bind(f.user)
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT)
-            .bind(account)
-            .bind(f.license)
-            .bind(&f.fingerprint)
-            .bind(f.owner)
-            .bind(f.product)
-            .bind(f.policy)
-            .bind(f.group)
-            .bind(f.user)
-            .fetch_one(pool)
-            .await?;
+        let mut qb = sqlx::QueryBuilder::new(select!("WHERE m.account_id = "));
+        qb.push_bind(account);
+        push_machine_conditions!(qb, f, sqlite);
+        qb.push(f.narrow.order_by("m.created_at", "m.id"));
+        qb.push(" LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<Machine>().fetch_all(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = ",
+        );
+        qb.push_bind(account);
+        push_machine_conditions!(qb, f, sqlite);
+        let total = qb.build_query_scalar::<i64>().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

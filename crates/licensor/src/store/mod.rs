@@ -24,6 +24,42 @@ pub mod tokens;
 pub mod users;
 pub mod webhooks;
 
+/// What any list can be narrowed and ordered by, besides its own filters: Keygen's
+/// `metadata[key]=value` (keys as stored) and `order=asc` (oldest first).
+#[derive(Debug, Default, Clone)]
+pub struct Narrow {
+    pub metadata: Vec<(String, String)>,
+    pub ascending: bool,
+}
+
+impl Narrow {
+    /// ` ORDER BY` newest first, or oldest first, by `created` then `id`.
+    pub fn order_by(&self, created: &str, id: &str) -> String {
+        let dir = if self.ascending { "" } else { " DESC" };
+        format!(" ORDER BY {created}{dir}, {id}{dir}")
+    }
+}
+
+/// Pushes ` AND …` for each `metadata[key]=value` filter on the JSON column `$column`: the
+/// stored value read as text (JSON `true`/`false` as those words, as PostgreSQL's `->>` reads
+/// them) equal to the filter's.
+#[macro_export]
+macro_rules! push_metadata {
+    ($qb:expr, $column:literal, $filters:expr, $sqlite:expr) => {{
+        for (key, value) in $filters {
+            if $sqlite {
+                $qb.push(concat!(" AND EXISTS (SELECT 1 FROM json_each(", $column, ") j WHERE j.key = "))
+                    .push_bind(key.clone());
+                $qb.push(" AND (CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END) = ")
+                    .push_bind(value.clone())
+                    .push(")");
+            } else {
+                $qb.push(concat!(" AND ", $column, " ->> ")).push_bind(key.clone()).push(" = ").push_bind(value.clone());
+            }
+        }
+    }};
+}
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 

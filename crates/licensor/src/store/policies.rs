@@ -14,19 +14,38 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Policy>> {
     Ok(db_run!(db, |pool| sqlx::query_as::<_, Policy>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
-const LIST: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
-const COUNT: &str = "SELECT COUNT(*) FROM policies WHERE account_id = $1 AND ($2 IS NULL OR product_id = $2)";
-
 pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> Result<Listing<Policy>> {
+    list_narrowed(db, account, product, &super::Narrow::default(), page).await
+}
+
+/// [`list`], narrowed by metadata and ordered as asked.
+pub async fn list_narrowed(
+    db: &Db,
+    account: Uuid,
+    product: Option<Uuid>,
+    narrow: &super::Narrow,
+    page: Page,
+) -> Result<Listing<Policy>> {
+    let sqlite = matches!(db, Db::Sqlite(_));
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, Policy>(LIST)
-            .bind(account)
-            .bind(product)
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(product).fetch_one(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies p WHERE p.account_id = ",
+        );
+        qb.push_bind(account);
+        if let Some(v) = product {
+            qb.push(" AND p.product_id = ").push_bind(v);
+        }
+        crate::push_metadata!(qb, "p.metadata", &narrow.metadata, sqlite);
+        qb.push(narrow.order_by("p.created_at", "p.id"));
+        qb.push(" LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<Policy>().fetch_all(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM policies p WHERE p.account_id = ");
+        qb.push_bind(account);
+        if let Some(v) = product {
+            qb.push(" AND p.product_id = ").push_bind(v);
+        }
+        crate::push_metadata!(qb, "p.metadata", &narrow.metadata, sqlite);
+        let total = qb.build_query_scalar::<i64>().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

@@ -21,20 +21,40 @@ pub async fn find(db: &Db, account: Uuid, id: &str) -> Result<Option<Product>> {
         .await?))
 }
 
-const LIST: &str = "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at FROM products WHERE account_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
-const COUNT: &str = "SELECT COUNT(*) FROM products WHERE account_id = $1 AND ($2 IS NULL OR id = $2)";
-
 /// Lists products; `only` restricts to one (what a product or license may see).
 pub async fn list(db: &Db, account: Uuid, only: Option<Uuid>, page: Page) -> Result<Listing<Product>> {
+    list_narrowed(db, account, only, &super::Narrow::default(), page).await
+}
+
+/// [`list`], narrowed by metadata and ordered as asked.
+pub async fn list_narrowed(
+    db: &Db,
+    account: Uuid,
+    only: Option<Uuid>,
+    narrow: &super::Narrow,
+    page: Page,
+) -> Result<Listing<Product>> {
+    let sqlite = matches!(db, Db::Sqlite(_));
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, Product>(LIST)
-            .bind(account)
-            .bind(only)
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT).bind(account).bind(only).fetch_one(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT id, account_id, name, code, distribution_strategy, url, platforms, metadata, created_at, updated_at \
+             FROM products p WHERE p.account_id = ",
+        );
+        qb.push_bind(account);
+        if let Some(v) = only {
+            qb.push(" AND p.id = ").push_bind(v);
+        }
+        crate::push_metadata!(qb, "p.metadata", &narrow.metadata, sqlite);
+        qb.push(narrow.order_by("p.created_at", "p.id"));
+        qb.push(" LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<Product>().fetch_all(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM products p WHERE p.account_id = ");
+        qb.push_bind(account);
+        if let Some(v) = only {
+            qb.push(" AND p.id = ").push_bind(v);
+        }
+        crate::push_metadata!(qb, "p.metadata", &narrow.metadata, sqlite);
+        let total = qb.build_query_scalar::<i64>().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

@@ -41,36 +41,45 @@ pub struct UserFilter {
     pub product: Option<Uuid>,
     /// Restrict to one user (a user may only list itself).
     pub only: Option<Uuid>,
+    pub narrow: super::Narrow,
 }
 
-const LIST: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at FROM users u \
-    WHERE account_id = $1 AND ($2 IS NULL OR role = $2) AND ($3 IS NULL OR group_id = $3) AND ($4 IS NULL OR id = $4) \
-    AND ($5 IS NULL OR EXISTS (SELECT 1 FROM licenses l WHERE l.product_id = $5 AND (l.owner_id = u.id OR EXISTS (SELECT 1 FROM license_users lu WHERE lu.license_id = l.id AND lu.user_id = u.id)))) \
-    ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7";
-const COUNT: &str = "SELECT COUNT(*) FROM users u \
-    WHERE account_id = $1 AND ($2 IS NULL OR role = $2) AND ($3 IS NULL OR group_id = $3) AND ($4 IS NULL OR id = $4) \
-    AND ($5 IS NULL OR EXISTS (SELECT 1 FROM licenses l WHERE l.product_id = $5 AND (l.owner_id = u.id OR EXISTS (SELECT 1 FROM license_users lu WHERE lu.license_id = l.id AND lu.user_id = u.id))))";
+macro_rules! push_user_conditions {
+    ($qb:expr, $f:expr, $sqlite:expr) => {{
+        let (qb, f) = (&mut $qb, $f);
+        if let Some(v) = &f.role {
+            qb.push(" AND u.role = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.group {
+            qb.push(" AND u.group_id = ").push_bind(v);
+        }
+        if let Some(v) = f.only {
+            qb.push(" AND u.id = ").push_bind(v);
+        }
+        if let Some(v) = f.product {
+            qb.push(" AND EXISTS (SELECT 1 FROM licenses l WHERE l.product_id = ").push_bind(v);
+            qb.push(" AND (l.owner_id = u.id OR EXISTS (SELECT 1 FROM license_users lu WHERE lu.license_id = l.id AND lu.user_id = u.id)))");
+        }
+        $crate::push_metadata!(qb, "u.metadata", &f.narrow.metadata, $sqlite);
+    }};
+}
 
 pub async fn list(db: &Db, account: Uuid, f: &UserFilter, page: Page) -> Result<Listing<User>> {
+    let sqlite = matches!(db, Db::Sqlite(_));
     db_run!(db, |pool| {
-        let rows = sqlx::query_as::<_, User>(LIST)
-            .bind(account)
-            .bind(&f.role)
-            .bind(f.group)
-            .bind(f.only)
-            .bind(f.product)
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let total = sqlx::query_scalar::<_, i64>(COUNT)
-            .bind(account)
-            .bind(&f.role)
-            .bind(f.group)
-            .bind(f.only)
-            .bind(f.product)
-            .fetch_one(pool)
-            .await?;
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at \
+             FROM users u WHERE u.account_id = ",
+        );
+        qb.push_bind(account);
+        push_user_conditions!(qb, f, sqlite);
+        qb.push(f.narrow.order_by("u.created_at", "u.id"));
+        qb.push(" LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+        let rows = qb.build_query_as::<User>().fetch_all(pool).await?;
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM users u WHERE u.account_id = ");
+        qb.push_bind(account);
+        push_user_conditions!(qb, f, sqlite);
+        let total = qb.build_query_scalar::<i64>().fetch_one(pool).await?;
         Ok(Listing { rows, total })
     })
 }

@@ -319,3 +319,78 @@ async fn only_operators_move_users_between_groups() {
     assert_eq!(r.status, reqwest::StatusCode::OK);
     assert!(app.get(&path, &app.admin()).await.body["data"].is_null());
 }
+
+/// `metadata[key]=value` and `order=asc` on every list Keygen takes them on, not only
+/// licenses: machines/index.feature "Admin retrieves all machines filtered by metadata node ID
+/// (camelcase)" and "(snakecase)", and the same filters on users, products and policies.
+#[tokio::test]
+async fn lists_filter_by_metadata_and_order_oldest_first() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let ids = |r: &Res| -> Vec<String> {
+        r.body["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    };
+    // Machines.
+    let (_, _, license, _) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let mut machines = Vec::new();
+    for (i, node) in ["node-a", "node-b", "node-a"].iter().enumerate() {
+        let r = app
+            .post(
+                &app.acct("/machines"),
+                &admin,
+                json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{i}"), "metadata": {"nodeId": node, "active": i > 0}},
+                    "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        machines.push(r.id());
+    }
+    for filter in ["metadata[nodeId]=node-a", "metadata[node_id]=node-a"] {
+        let r = app.get(&app.acct(&format!("/machines?{filter}")), &admin).await;
+        assert_eq!(ids(&r), [machines[2].clone(), machines[0].clone()], "{filter}: {}", r.text);
+    }
+    let r = app.get(&app.acct("/machines?metadata[nodeId]=node-a&order=asc"), &admin).await;
+    assert_eq!(ids(&r), [machines[0].clone(), machines[2].clone()]);
+    let r = app.get(&app.acct("/machines?metadata[active]=true&metadata[nodeId]=node-b"), &admin).await;
+    assert_eq!(ids(&r), [machines[1].clone()]);
+    let r = app.get(&app.acct(&format!("/licenses/{license}/machines?order=asc")), &admin).await;
+    assert_eq!(ids(&r), machines);
+    let r = app.get(&app.acct("/machines?metadata[nodeId]=node-c&page[size]=10&page[number]=1"), &admin).await;
+    assert_eq!((ids(&r).len(), &r.body["links"]["meta"]["count"]), (0, &json!(0)));
+
+    // Users, products, policies.
+    for (kind, path, attrs) in [
+        ("users", "/users", json!({"email": "a@example.com", "metadata": {"tier": "gold"}})),
+        ("users", "/users", json!({"email": "b@example.com", "metadata": {"tier": "free"}})),
+        ("products", "/products", json!({"name": "A", "metadata": {"tier": "gold"}})),
+        ("products", "/products", json!({"name": "B", "metadata": {"tier": "free"}})),
+    ] {
+        let r = app.post(&app.acct(path), &admin, json!({"data": {"type": kind, "attributes": attrs}})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = app.get(&app.acct("/users?metadata[tier]=gold"), &admin).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(r.body["data"][0]["attributes"]["email"], "a@example.com");
+    let r = app.get(&app.acct("/products?metadata[tier]=free"), &admin).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(r.body["data"][0]["attributes"]["name"], "B");
+    let r = app.get(&app.acct("/products?order=asc"), &admin).await;
+    let names: Vec<&str> =
+        r.body["data"].as_array().unwrap().iter().map(|p| p["attributes"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["App", "A", "B"], "oldest first");
+    let product = r.body["data"][1]["id"].as_str().unwrap().to_string();
+    for tier in ["gold", "free"] {
+        let r = app
+            .post(
+                &app.acct("/policies"),
+                &admin,
+                json!({"data": {"type": "policies", "attributes": {"name": tier, "metadata": {"tier": tier}},
+                    "relationships": {"product": {"data": {"type": "products", "id": product}}}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = app.get(&app.acct("/policies?metadata[tier]=gold"), &admin).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(r.body["data"][0]["attributes"]["name"], "gold");
+}

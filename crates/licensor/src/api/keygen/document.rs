@@ -117,6 +117,11 @@ impl ListParams {
             .collect()
     }
 
+    /// The metadata filters and the order asked for, as every list takes them.
+    pub fn narrow(&self) -> crate::store::Narrow {
+        crate::store::Narrow { metadata: self.metadata_filters(), ascending: self.ascending() }
+    }
+
     /// `order=asc` lists oldest first; anything else (`desc`, the default) newest first.
     pub fn ascending(&self) -> bool {
         self.filter("order").is_some_and(|o| o.eq_ignore_ascii_case("asc"))

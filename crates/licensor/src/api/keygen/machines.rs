@@ -304,6 +304,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         policy: params.uuid_filter("policy"),
         group: params.uuid_filter("group"),
         user: params.uuid_filter("user"),
+        narrow: params.narrow(),
     };
     match &p.bearer {
         Bearer::Admin(_) => {}
@@ -320,7 +321,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
 pub async fn list_for_license(ctx: Ctx) -> ApiResult<Response> {
     let l = super::licenses::load(&ctx).await?;
     let params = ctx.list_params()?;
-    let f = MachineFilter { license: Some(l.id), ..Default::default() };
+    let f = MachineFilter { license: Some(l.id), narrow: params.narrow(), ..Default::default() };
     let listing = machines::list(ctx.db(), ctx.account_id(), &f, params.page).await?;
     let account = ctx.account_id();
     Ok(params.document(listing, |m| render(account, &m)))

@@ -118,7 +118,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     } else if !principal.is_admin() {
         return Err(Error::access_denied().into());
     }
-    let listing = policies::list(ctx.db(), ctx.account_id(), product, params.page).await?;
+    let listing = policies::list_narrowed(ctx.db(), ctx.account_id(), product, &params.narrow(), params.page).await?;
     let account = ctx.account_id();
     Ok(params.document(listing, |p| render(account, &p)))
 }

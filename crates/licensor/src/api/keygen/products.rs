@@ -124,7 +124,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     } else {
         return Err(Error::access_denied().into());
     };
-    let listing = products::list(ctx.db(), ctx.account_id(), only, params.page).await?;
+    let listing = products::list_narrowed(ctx.db(), ctx.account_id(), only, &params.narrow(), params.page).await?;
     let account = ctx.account_id();
     Ok(params.document(listing, |p| render(account, &p)))
 }

@@ -163,6 +163,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         group: params.uuid_filter("group"),
         product: params.uuid_filter("product"),
         only: None,
+        narrow: params.narrow(),
     };
     if let Some(product) = p.product_id() {
         filter.product = Some(product);
