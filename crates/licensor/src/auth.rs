@@ -273,6 +273,19 @@ pub async fn password_login(db: &Db, account: &Account, email: &str, password: &
     }
 }
 
+/// A login by user name (`admin:pass`, as clients of the licensing surface send it): the user
+/// whose email's local part is `name`, when exactly one is; then as [`password_login`].
+pub async fn name_login(db: &Db, account: &Account, name: &str, password: &str) -> Result<User> {
+    let found = users::find_by_name(db, account.id, name).await?;
+    // No user, or several with that name: refused as an unknown email is, after the same
+    // password check, so the answer's time does not tell which.
+    let email = match found.as_slice() {
+        [one] => one.email.clone(),
+        _ => format!("{name}@invalid."),
+    };
+    password_login(db, account, &email, password).await
+}
+
 /// User tokens expire after two weeks unless asked otherwise, as Keygen's do.
 const USER_TOKEN_TTL: i64 = 14 * time::DAY;
 /// Admin tokens expire after 90 days unless asked otherwise (`expiry`, `null` for never).

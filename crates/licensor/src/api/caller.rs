@@ -132,7 +132,13 @@ pub async fn resolve(
             if path_account.is_some_and(|named| named != account.id.to_string() && named != account.slug) {
                 return Err(Refusal::OtherAccount);
             }
-            let user = auth::password_login(&state.db, &account, &email, &password).await.map_err(Refusal::unknown)?;
+            // A name without `@` is a user name: the licensing surface's clients log in so.
+            let user = if email.contains('@') {
+                auth::password_login(&state.db, &account, &email, &password).await
+            } else {
+                auth::name_login(&state.db, &account, &email, &password).await
+            }
+            .map_err(Refusal::unknown)?;
             let principal = auth::user_principal(user).map_err(Refusal::invalid)?;
             Ok((account, principal))
         }

@@ -23,6 +23,19 @@ pub async fn find_by_email(db: &Db, account: Uuid, email: &str) -> Result<Option
         .await?))
 }
 
+/// The users whose email's local part is `name` (what a user name login names), at most two:
+/// enough to tell one from several.
+pub async fn find_by_name(db: &Db, account: Uuid, name: &str) -> Result<Vec<User>> {
+    const SQL: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at \
+         FROM users WHERE account_id = $1 AND email LIKE $2 ESCAPE '\\'";
+    let name = name.to_lowercase();
+    // LIKE's wildcards in a name are matched literally; emails are stored lowercased.
+    let pattern = format!("{}@%", name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let found: Vec<User> =
+        db_run!(db, |pool| sqlx::query_as::<_, User>(SQL).bind(account).bind(&pattern).fetch_all(pool).await?);
+    Ok(found.into_iter().filter(|u| u.email.split_once('@').is_some_and(|(local, _)| local == name)).take(2).collect())
+}
+
 /// Finds by UUID, else by email (Keygen's id alias for users).
 pub async fn find_by_id_or_email(db: &Db, account: Uuid, id: &str) -> Result<Option<User>> {
     if let Ok(uuid) = Uuid::parse_str(id) {

@@ -95,6 +95,30 @@ async fn authentication_and_the_api_licensing_permission() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// Seed 001's clients log in with a user name (`-u 'admin:pass'`): the user whose email's
+/// local part it is, when exactly one user has it; otherwise, like a wrong password, 401.
+#[tokio::test]
+async fn clients_log_in_with_a_user_name() {
+    let app = spawn_app().await;
+    // The fixture's admin is admin@<slug>.example.
+    let r = app.get(&format!("{BASE}/products"), &As::Basic("admin".into(), PASSWORD.into())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app.get(&format!("{BASE}/products"), &As::Basic("ADMIN".into(), PASSWORD.into())).await;
+    assert_eq!(r.status, StatusCode::OK, "user names are not case-sensitive: {}", r.text);
+    let r = app.get(&format!("{BASE}/products"), &As::Basic("admin".into(), "wrong".into())).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app.get(&format!("{BASE}/products"), &As::Basic("adm".into(), PASSWORD.into())).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a prefix of a name is no name");
+    // Two users named alike: the name is ambiguous, and no one is logged in by it.
+    app.create_user("admin@elsewhere.example").await;
+    let r = app.get(&format!("{BASE}/products"), &As::Basic("admin".into(), PASSWORD.into())).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(r.body["error"]["message"], "the credentials are invalid");
+    // The full email still works.
+    let r = app.get(&format!("{BASE}/products"), &As::Basic(app.admin_email.clone(), PASSWORD.into())).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
 /// Email and password name no account: with several on the server and none chosen by
 /// `--account`, the 401 says why instead of calling good credentials invalid. Tokens still work.
 #[tokio::test]
