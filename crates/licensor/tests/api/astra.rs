@@ -352,6 +352,60 @@ async fn put_preserves_server_fields_honours_preconditions_and_renews() {
     );
 }
 
+/// Seeds 003/004: a value of the wrong format is refused by the schema (400, problem 8) before
+/// anything is compared with the stored license (409), and `deviceCredentialID` is an Astra
+/// identifier, kept and shown back.
+#[tokio::test]
+async fn the_schema_is_checked_first_and_device_credentials_are_kept() {
+    let app = spawn_app().await;
+    let product = app.create_product("Astra Control Center").await;
+    let policy = app.create_policy(&product, json!({"floating": true, "maxMachines": 4})).await;
+    let (license, _) = app.create_license(&policy, json!({"expiry": "2030-01-01T00:00:00Z"})).await;
+    let path = core(&app, &format!("/licenses/{license}"));
+    let put = |body: Value| {
+        let (app, path) = (&app, path.clone());
+        async move {
+            app.send(Method::PUT, &path, &app.admin(), Some("application/astra-license+json"), &body.to_string()).await
+        }
+    };
+    let current = app.get(&path, &app.admin()).await.body;
+    for (field, value) in [
+        ("isEvaluation", json!("maybe")),
+        ("validUntilTimestamp", json!("next tuesday")),
+        ("validFromTimestamp", json!("2026-13-45")),
+        ("addons", json!([{"startDate": "soon"}])),
+        ("addons", json!([{"colour": "blue"}])),
+        ("addons", json!(["not an object"])),
+        ("deviceCredentialID", json!("not-an-identifier")),
+        ("deviceCredentialID", json!("6F9619FF-8B86-D011-B42D-00C04FC964FF")),
+    ] {
+        let mut body = current.clone();
+        body[field] = value.clone();
+        let r = put(body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, 8);
+        assert!(r.text.contains(field), "{field} {value}: {}", r.text);
+    }
+    // A well-formed value that differs from the stored one is still a conflict.
+    let mut body = current.clone();
+    body["isEvaluation"] = json!(if current["isEvaluation"] == "true" { "false" } else { "true" });
+    assert_problem(&put(body).await, StatusCode::CONFLICT, 10);
+
+    let credential = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+    let mut body = current.clone();
+    body["deviceCredentialID"] = json!(credential);
+    let r = put(body).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(app.get(&path, &app.admin()).await.body["deviceCredentialID"], credential);
+    // On creation too.
+    let text = text_for(&app, "Astra Control Center", "222222222", "2040-01-01T00:00:00.000000Z", "2").await;
+    let nil = "00000000-0000-0000-0000-000000000000";
+    let body =
+        json!({"type": "application/astra-license", "version": "1.0", "licenseText": text, "deviceCredentialID": nil});
+    let r = post_license(&app, &body.to_string()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["deviceCredentialID"], nil);
+}
+
 #[tokio::test]
 async fn entitlements_are_computed_with_current_consumption() {
     let app = spawn_app().await;

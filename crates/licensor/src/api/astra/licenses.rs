@@ -160,6 +160,9 @@ async fn render_with(c: &Caller, catalog: &mut Catalog, l: &License, extra: Opti
     if let Some(h) = nlf.host_id {
         r["hostID"] = json!(h);
     }
+    if let Some(d) = extra.and_then(|e| e.device_credential_id.as_deref()) {
+        r["deviceCredentialID"] = json!(d);
+    }
     if !addons.is_empty() {
         r["addons"] = json!(addons);
     }
@@ -287,8 +290,56 @@ fn parse_body(body: &[u8], allowed: &[&str]) -> Reply<Map<String, Value>> {
             return Err(Problem::new(Kind::InvalidJsonResource).schema("'hostID' must be 1 to 63 characters"));
         }
     }
+    formats(&o).map_err(|detail| Problem::new(Kind::InvalidJsonResource).schema(detail))?;
     labels(&o)?;
     Ok(o)
+}
+
+/// The resource schema's value formats, checked before anything is compared with the stored
+/// license (a malformed value is a 400, never a conflict): `isEvaluation` `"true"` or
+/// `"false"`, timestamps ISO 8601, add-ons objects of the add-on schema's string fields with
+/// ISO 8601 dates, `deviceCredentialID` an Astra identifier.
+fn formats(o: &Map<String, Value>) -> Result<(), String> {
+    if let Some(v) = o.get("isEvaluation").and_then(Value::as_str) {
+        if v != "true" && v != "false" {
+            return Err("'isEvaluation' must be \"true\" or \"false\"".into());
+        }
+    }
+    let iso = |field: &str, v: &str| {
+        time::parse_iso(v).map(|_| ()).ok_or_else(|| format!("'{field}' must be an ISO 8601 date and time"))
+    };
+    for field in ["validFromTimestamp", "validUntilTimestamp"] {
+        if let Some(v) = o.get(field).and_then(Value::as_str) {
+            iso(field, v)?;
+        }
+    }
+    for (i, addon) in o.get("addons").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let Some(addon) = addon.as_object() else { return Err(format!("'addons[{i}]' must be an object")) };
+        for (k, v) in addon {
+            if !["startDate", "endDate", "features", "capacity", "licenseProtocol"].contains(&k.as_str()) {
+                return Err(format!("'addons[{i}]': additional property '{k}' is not allowed"));
+            }
+            let Some(v) = v.as_str() else { return Err(format!("'addons[{i}].{k}' must be a string")) };
+            if k == "startDate" || k == "endDate" {
+                iso(&format!("addons[{i}].{k}"), v)?;
+            }
+        }
+    }
+    if let Some(v) = o.get("deviceCredentialID").and_then(Value::as_str) {
+        if !is_astra_identifier(v) {
+            return Err(
+                "'deviceCredentialID' must be an Astra identifier (a lowercase UUID v4 or v5, or the nil UUID)".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The Astra Identifier Schema: a lowercase, hyphenated UUID of version 4 or 5, or the nil UUID.
+fn is_astra_identifier(v: &str) -> bool {
+    let lowercase_hyphenated =
+        v.len() == 36 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-');
+    lowercase_hyphenated && Uuid::parse_str(v).is_ok_and(|u| u.is_nil() || matches!(u.get_version_num(), 4 | 5))
 }
 
 /// `metadata.labels`, validated; `None` when absent.
@@ -464,6 +515,7 @@ pub async fn create(c: Caller, RawQuery(query): RawQuery, headers: HeaderMap, bo
         modified_by: None,
         created_at: now,
         updated_at: now,
+        device_credential_id: o.get("deviceCredentialID").and_then(Value::as_str).map(str::to_string),
     };
     astra::upsert(c.db(), &extra).await?;
     let l = licenses::find(c.db(), c.account.id, l.id).await?.unwrap_or(l);
@@ -563,9 +615,13 @@ pub async fn replace(
         modified_by: None,
         created_at: now,
         updated_at: now,
+        device_credential_id: None,
     });
     if let Some(text) = new_text {
         row.license_text = Some(text.to_string());
+    }
+    if let Some(d) = o.get("deviceCredentialID").and_then(Value::as_str) {
+        row.device_credential_id = Some(d.to_string());
     }
     if let Some(labels) = labels(&o)? {
         row.labels = labels.to_string();
