@@ -25,6 +25,15 @@ pub fn legacy_key_range(key: i32) -> (Uuid, Uuid) {
     (Uuid::from_bytes(lo), Uuid::from_bytes(hi))
 }
 
+/// A new id whose legacy key is `key`: the key's four bytes, then a random version-4 UUID's
+/// other twelve (its version and variant bits are past the key). A vendor moving from an
+/// installation with hard-coded product or extension keys keeps them this way.
+pub fn id_with_legacy_key(key: i32) -> Uuid {
+    let mut bytes = *Uuid::new_v4().as_bytes();
+    bytes[..4].copy_from_slice(&key.to_be_bytes());
+    Uuid::from_bytes(bytes)
+}
+
 /// A 9-digit serial number for a license.
 pub fn serial(id: Uuid) -> u32 {
     let b = id.as_bytes();

@@ -31,11 +31,35 @@ pub fn product_code(code: &str) -> Result<()> {
 }
 
 pub async fn create_product(db: &Db, p: &Product) -> Result<()> {
+    create_product_keyed(db, p, None).await.map(|_| ())
+}
+
+/// The 422 for a licensing key another resource of the account has.
+fn key_taken() -> Error {
+    Error::invalid_attr("licensingKey", "has already been taken", "LICENSING_KEY_TAKEN")
+}
+
+/// Creates `p`, with the licensing key `key` when one is chosen (its id then carries it, see
+/// `domain::projection::id_with_legacy_key`): unique in the account, `LICENSING_KEY_TAKEN`
+/// otherwise.
+pub async fn create_product_keyed(db: &Db, p: &Product, key: Option<i32>) -> Result<Product> {
     not_blank("name", &p.name)?;
     if let Some(code) = &p.code {
         product_code(code)?;
     }
-    products::insert(db, p, &[Raised::product("product.created", p)]).await.map_err(|e| taken(e, "code", "CODE_TAKEN"))
+    let mut p = p.clone();
+    let range = key.map(|k| {
+        p.id = crate::domain::projection::id_with_legacy_key(k);
+        crate::domain::projection::legacy_key_range(k)
+    });
+    let inserted = products::insert_keyed(db, &p, range, &[Raised::product("product.created", &p)])
+        .await
+        .map_err(|e| taken(e, "code", "CODE_TAKEN"))?;
+    if inserted {
+        Ok(p)
+    } else {
+        Err(key_taken())
+    }
 }
 
 /// Creates `p` once its rules are consistent (normalized as Keygen does) and its product is one
@@ -51,11 +75,27 @@ pub async fn create_policy(db: &Db, mut p: Policy) -> Result<Policy> {
 }
 
 pub async fn create_entitlement(db: &Db, e: &Entitlement) -> Result<()> {
+    create_entitlement_keyed(db, e, None).await.map(|_| ())
+}
+
+/// Creates `e`, with the licensing (extension) key `key` when one is chosen, as
+/// [`create_product_keyed`] does for products.
+pub async fn create_entitlement_keyed(db: &Db, e: &Entitlement, key: Option<i32>) -> Result<Entitlement> {
     not_blank("code", &e.code)?;
     not_blank("name", &e.name)?;
-    entitlements::insert(db, e, &[Raised::entitlement("entitlement.created", e)])
+    let mut e = e.clone();
+    let range = key.map(|k| {
+        e.id = crate::domain::projection::id_with_legacy_key(k);
+        crate::domain::projection::legacy_key_range(k)
+    });
+    let inserted = entitlements::insert_keyed(db, &e, range, &[Raised::entitlement("entitlement.created", &e)])
         .await
-        .map_err(|err| taken(err, "code", "CODE_TAKEN"))
+        .map_err(|err| taken(err, "code", "CODE_TAKEN"))?;
+    if inserted {
+        Ok(e)
+    } else {
+        Err(key_taken())
+    }
 }
 
 /// The entitlement with `code`, created (named after its code) when the account has none yet;

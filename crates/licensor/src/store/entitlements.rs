@@ -78,8 +78,30 @@ pub async fn codes_for_license(db: &Db, account: Uuid, license: Uuid, policy: Uu
 const INSERT: &str = "INSERT INTO entitlements (id, account_id, name, code, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 pub async fn insert(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), sqlx::Error> {
+    insert_keyed(db, e, None, events).await.map(|_| ())
+}
+
+/// Inserts `e`; with `key_range`, only when no other entitlement of the account has an id in it
+/// (its legacy key chosen, as an extension's), checked under the account's lock. Returns
+/// whether it inserted.
+pub async fn insert_keyed(
+    db: &Db,
+    e: &Entitlement,
+    key_range: Option<(Uuid, Uuid)>,
+    events: &[Raised],
+) -> Result<bool, sqlx::Error> {
+    const LOCK: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
+    const TAKEN: &str = "SELECT COUNT(*) FROM entitlements WHERE account_id = $1 AND id BETWEEN $2 AND $3";
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
+        if let Some((lo, hi)) = key_range {
+            sqlx::query(LOCK).bind(e.account_id).execute(&mut *tx).await?;
+            let n: i64 = sqlx::query_scalar(TAKEN).bind(e.account_id).bind(lo).bind(hi).fetch_one(&mut *tx).await?;
+            if n > 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         sqlx::query(INSERT)
             .bind(e.id)
             .bind(e.account_id)
@@ -93,7 +115,7 @@ pub async fn insert(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), s
         crate::write_events!(tx, e.account_id, events);
         tx.commit().await?;
     });
-    Ok(())
+    Ok(true)
 }
 
 const UPDATE: &str =

@@ -100,8 +100,30 @@ pub async fn all(db: &Db, account: Uuid, only: Option<Uuid>) -> Result<Vec<Produ
 }
 
 pub async fn insert(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx::Error> {
+    insert_keyed(db, p, None, events).await.map(|_| ())
+}
+
+/// Inserts `p`; with `key_range`, only when no other product of the account has an id in it
+/// (its legacy key chosen, `domain::projection::id_with_legacy_key`), checked under the
+/// account's lock so two such creations cannot both take a key. Returns whether it inserted.
+pub async fn insert_keyed(
+    db: &Db,
+    p: &Product,
+    key_range: Option<(Uuid, Uuid)>,
+    events: &[Raised],
+) -> Result<bool, sqlx::Error> {
+    const LOCK: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
+    const TAKEN: &str = "SELECT COUNT(*) FROM products WHERE account_id = $1 AND id BETWEEN $2 AND $3";
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
+        if let Some((lo, hi)) = key_range {
+            sqlx::query(LOCK).bind(p.account_id).execute(&mut *tx).await?;
+            let n: i64 = sqlx::query_scalar(TAKEN).bind(p.account_id).bind(lo).bind(hi).fetch_one(&mut *tx).await?;
+            if n > 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         sqlx::query(INSERT)
             .bind(p.id)
             .bind(p.account_id)
@@ -118,7 +140,7 @@ pub async fn insert(db: &Db, p: &Product, events: &[Raised]) -> Result<(), sqlx:
         crate::write_events!(tx, p.account_id, events);
         tx.commit().await?;
     });
-    Ok(())
+    Ok(true)
 }
 
 const UPDATE: &str = "UPDATE products SET name = $3, code = $4, distribution_strategy = $5, url = $6, platforms = $7, metadata = $8, updated_at = $9 WHERE account_id = $1 AND id = $2";

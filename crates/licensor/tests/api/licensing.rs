@@ -95,6 +95,64 @@ async fn authentication_and_the_api_licensing_permission() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// A vendor moving from an installation with hard-coded keys chooses them: `licensingKey` at
+/// creation of a product or an entitlement (an extension), unique in the account, the key the
+/// licensing surface shows and finds (seed 001's own example keys).
+#[tokio::test]
+async fn product_and_extension_keys_can_be_chosen_at_creation() {
+    let app = spawn_app().await;
+    let who = admin_basic(&app);
+    let create = |kind: &'static str, attrs: Value| {
+        let app = &app;
+        async move {
+            app.post(&app.acct(&format!("/{kind}")), &app.admin(), json!({"data": {"type": kind, "attributes": attrs}}))
+                .await
+        }
+    };
+    let r = create("products", json!({"name": "Web Framework", "licensingKey": -1898141854})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let product = r.id();
+    let r =
+        create("entitlements", json!({"name": "WF Extension Ex1", "code": "ext-wf1", "licensingKey": 122343456})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ext = r.id();
+    let policy = app.create_policy(&product, json!({})).await;
+    let r = app
+        .post(
+            &app.acct(&format!("/policies/{policy}/entitlements")),
+            &app.admin(),
+            json!({"data": [{"type": "entitlements", "id": ext}]}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+
+    let r = app.get(&format!("{BASE}/products/-1898141854"), &who).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, json!({"name": "Web Framework", "key": -1898141854, "extensions": [122343456]}));
+    let r = app.get(&format!("{BASE}/extensions/122343456"), &who).await;
+    assert_eq!(r.body["productKey"], -1898141854, "{}", r.text);
+
+    // Taken, out of range, or changed later: refused, and nothing is created.
+    let r = create("products", json!({"name": "Another", "licensingKey": -1898141854})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.code(), "LICENSING_KEY_TAKEN");
+    assert_eq!(r.pointer(), "/data/attributes/licensingKey");
+    let r = create("entitlements", json!({"name": "Again", "code": "again", "licensingKey": 122343456})).await;
+    assert_eq!(r.code(), "LICENSING_KEY_TAKEN", "{}", r.text);
+    let r = create("products", json!({"name": "Huge", "licensingKey": 4294967296i64})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = app
+        .patch(
+            &app.acct(&format!("/products/{product}")),
+            &app.admin(),
+            json!({"data": {"type": "products", "attributes": {"licensingKey": 7}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = app.get(&format!("{BASE}/products"), &who).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{}", r.text);
+}
+
 /// Seed 001's clients log in with a user name (`-u 'admin:pass'`): the user whose email's
 /// local part it is, when exactly one user has it; otherwise, like a wrong password, 401.
 #[tokio::test]

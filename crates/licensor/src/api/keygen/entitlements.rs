@@ -22,6 +22,9 @@ struct EntitlementInput {
     name: Option<String>,
     code: Option<String>,
     metadata: Option<Value>,
+    /// Licensor's: the entitlement's key as an extension on the licensing surface, chosen at
+    /// creation.
+    licensing_key: Option<i64>,
 }
 
 fn apply(e: &mut Entitlement, a: EntitlementInput) -> Result<(), Error> {
@@ -49,9 +52,10 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
             );
         }
     }
+    let key = super::products::licensing_key(data.attributes.licensing_key, true)?;
     let mut e = Entitlement::new(ctx.account_id(), String::new(), String::new(), time::now_ms());
     apply(&mut e, data.attributes)?;
-    crate::service::catalog::create_entitlement(ctx.db(), &e).await?;
+    let e = crate::service::catalog::create_entitlement_keyed(ctx.db(), &e, key).await?;
     Ok(document::created(render(ctx.account_id(), &e)))
 }
 
@@ -89,6 +93,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     ctx.admin()?;
     let mut e = load(&ctx).await?;
     let data = parse_data::<EntitlementInput, NoRels>(body, "entitlements")?;
+    super::products::licensing_key(data.attributes.licensing_key, false)?;
     apply(&mut e, data.attributes)?;
     e.updated_at = time::now_ms();
     entitlements::update(ctx.db(), &e, &[crate::events::Raised::entitlement("entitlement.updated", &e)])

@@ -32,6 +32,20 @@ struct ProductInput {
     #[serde(default, deserialize_with = "nullable")]
     platforms: Option<Option<Vec<String>>>,
     metadata: Option<Value>,
+    /// Licensor's: the product's key on the licensing surface, chosen at creation.
+    licensing_key: Option<i64>,
+}
+
+/// A chosen licensing key: a 32-bit signed integer, given at creation only.
+pub fn licensing_key(given: Option<i64>, creating: bool) -> Result<Option<i32>, Error> {
+    let pointer = || Source::Pointer("/data/attributes/licensingKey".into());
+    match given {
+        None => Ok(None),
+        Some(_) if !creating => Err(Error::bad_request("unpermitted parameter", pointer())),
+        Some(k) => i32::try_from(k)
+            .map(Some)
+            .map_err(|_| Error::bad_request("must be a 32-bit integer (-2147483648 to 2147483647)", pointer())),
+    }
 }
 
 fn apply(p: &mut Product, a: ProductInput) -> Result<(), Error> {
@@ -84,9 +98,10 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     if data.attributes.name.is_none() {
         return Err(Error::bad_request("is missing", Source::Pointer("/data/attributes/name".into())).into());
     }
+    let key = licensing_key(data.attributes.licensing_key, true)?;
     let mut p = Product::new(ctx.account_id(), String::new(), time::now_ms());
     apply(&mut p, data.attributes)?;
-    service::catalog::create_product(ctx.db(), &p).await?;
+    let p = service::catalog::create_product_keyed(ctx.db(), &p, key).await?;
     Ok(document::created(render(ctx.account_id(), &p)))
 }
 
@@ -133,6 +148,7 @@ pub async fn update(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let mut p = load(&ctx, ctx.param("id")).await?;
     ctx.operator()?;
     let data = parse_data::<ProductInput, NoRels>(body, "products")?;
+    licensing_key(data.attributes.licensing_key, false)?;
     apply(&mut p, data.attributes)?;
     p.updated_at = time::now_ms();
     products::update(ctx.db(), &p, &[crate::events::Raised::product("product.updated", &p)])
