@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::model::{Account, License, Product, Token, User};
-use crate::store::{licenses, products, tokens, users};
+use crate::model::{Account, License, Product, SecondFactor, Token, User};
+use crate::store::{licenses, products, second_factors, tokens, users};
 use crate::{crypto, time};
 
 /// Credentials as presented.
@@ -253,7 +253,8 @@ fn check_license_standing(license: &License) -> Result<()> {
 /// from a wrong password; the password is checked (against a dummy when there is no user) in
 /// every case, so the time taken does not tell them apart too. The console and the licensing
 /// surface show one message for all of them.
-pub async fn password_login(db: &Db, account: &Account, email: &str, password: &str) -> Result<User> {
+pub async fn password_login(ctx: &Login<'_>, account: &Account, email: &str, password: &str) -> Result<User> {
+    let db = ctx.db;
     let user = users::find_by_email(db, account.id, email).await?;
     let ok =
         crypto::secrets::verify_password(password.to_string(), user.as_ref().and_then(|u| u.password_hash.clone()))
@@ -263,27 +264,88 @@ pub async fn password_login(db: &Db, account: &Account, email: &str, password: &
         code: Some(code.into()),
         location: crate::error::Source::Header("Authorization".into()),
     };
-    match user {
-        None => Err(refused("email must be valid", "EMAIL_INVALID")),
-        Some(u) if u.password_hash.is_none() => Err(refused("password is unsupported", "PASSWORD_NOT_SUPPORTED")),
-        Some(_) if password.is_empty() => Err(refused("password is required", "PASSWORD_REQUIRED")),
-        Some(_) if !ok => Err(refused("password must be valid", "PASSWORD_INVALID")),
-        Some(u) if u.banned_at.is_some() => Err(Error::forbidden("User is banned", "USER_BANNED")),
-        Some(u) => Ok(u),
+    let u = match user {
+        None => return Err(refused("email must be valid", "EMAIL_INVALID")),
+        Some(u) if u.password_hash.is_none() => {
+            return Err(refused("password is unsupported", "PASSWORD_NOT_SUPPORTED"))
+        }
+        Some(_) if password.is_empty() => return Err(refused("password is required", "PASSWORD_REQUIRED")),
+        Some(u) => u,
+    };
+    // As Keygen, the second factor before the password: the answer to a wrong code does not
+    // tell whether the password was right.
+    if let Some(f) = second_factors::of_user(db, account.id, u.id).await?.filter(|f| f.enabled) {
+        match ctx.otp {
+            Otp::Given(None) => return Err(otp_error("second factor is required", "OTP_REQUIRED")),
+            Otp::Given(Some(code)) => {
+                if !verify_code(db, ctx.master, &f, code).await? {
+                    return Err(otp_error("second factor must be valid", "OTP_INVALID"));
+                }
+            }
+            Otp::Unavailable => {
+                return Err(Error::unauthorized(
+                    "this user has a second factor: authenticate with a token",
+                    "OTP_REQUIRED",
+                ))
+            }
+        }
+    }
+    if !ok {
+        return Err(refused("password must be valid", "PASSWORD_INVALID"));
+    }
+    if u.banned_at.is_some() {
+        return Err(Error::forbidden("User is banned", "USER_BANNED"));
+    }
+    Ok(u)
+}
+
+/// What a password login needs besides the credentials: the database, the master key (a
+/// second factor's secret is sealed with it) and the code the request carries, if it can.
+pub struct Login<'a> {
+    pub db: &'a Db,
+    pub master: &'a crypto::MasterKey,
+    pub otp: Otp<'a>,
+}
+
+/// A one-time code a login brings.
+#[derive(Clone, Copy)]
+pub enum Otp<'a> {
+    /// The request has a place for it (`meta.otp`, the console's field), filled or not.
+    Given(Option<&'a str>),
+    /// It has none (HTTP Basic on the licensing surface): a user with a second factor must use
+    /// a token there.
+    Unavailable,
+}
+
+fn otp_error(detail: &'static str, code: &'static str) -> Error {
+    Error::Unauthorized {
+        detail: detail.into(),
+        code: Some(code.into()),
+        location: crate::error::Source::Pointer("/meta/otp".into()),
+    }
+}
+
+/// Whether `code` is the factor's code now, taking its step (a code is good once).
+pub async fn verify_code(db: &Db, master: &crypto::MasterKey, f: &SecondFactor, code: &str) -> Result<bool> {
+    let secret = master.open(&f.secret, f.id.as_bytes()).map_err(Error::Internal)?;
+    let now = time::now_ms() / 1000;
+    match crate::domain::totp::verify(&secret, code, now, f.last_verified_step) {
+        Some(step) => second_factors::take_step(db, f, step).await,
+        None => Ok(false),
     }
 }
 
 /// A login by user name (`admin:pass`, as clients of the licensing surface send it): the user
 /// whose email's local part is `name`, when exactly one is; then as [`password_login`].
-pub async fn name_login(db: &Db, account: &Account, name: &str, password: &str) -> Result<User> {
-    let found = users::find_by_name(db, account.id, name).await?;
+pub async fn name_login(ctx: &Login<'_>, account: &Account, name: &str, password: &str) -> Result<User> {
+    let found = users::find_by_name(ctx.db, account.id, name).await?;
     // No user, or several with that name: refused as an unknown email is, after the same
     // password check, so the answer's time does not tell which.
     let email = match found.as_slice() {
         [one] => one.email.clone(),
         _ => format!("{name}@invalid."),
     };
-    password_login(db, account, &email, password).await
+    password_login(ctx, account, &email, password).await
 }
 
 /// User tokens expire after two weeks unless asked otherwise, as Keygen's do.

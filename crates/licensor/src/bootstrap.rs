@@ -154,8 +154,9 @@ pub async fn check_master_key(db: &Db, master: &MasterKey) -> anyhow::Result<()>
     master.open(&sealed, MASTER_CHECK.as_bytes()).map(|_| ()).map_err(|_| wrong_master_key())
 }
 
-/// Re-seals every account's private keys under `new` (opened with `old`) and records `new`'s
-/// check, in one transaction. Run it with the nodes stopped: they hold the old key.
+/// Re-seals every account's private keys and every second factor's secret under `new`
+/// (opened with `old`) and records `new`'s check, in one transaction. Run it with the nodes
+/// stopped: they hold the old key.
 pub async fn rotate_master_key(db: &Db, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
     check_master_key(db, old).await?;
     let mut resealed = Vec::new();
@@ -169,9 +170,14 @@ pub async fn rotate_master_key(db: &Db, old: &MasterKey, new: &MasterKey) -> any
             ecdsa: k.ecdsa.as_deref().map(reseal).transpose()?,
         });
     }
+    let mut factors = Vec::new();
+    for (id, sealed) in crate::store::second_factors::all_sealed(db).await? {
+        let aad = id.as_bytes();
+        factors.push((id, new.seal(&old.open(&sealed, aad)?, aad)?));
+    }
     let check = new.seal(CHECK_TEXT, MASTER_CHECK.as_bytes())?;
-    if !accounts::reseal_all(db, &resealed, MASTER_CHECK, &check).await? {
-        bail!("accounts were created during the rotation; nothing was changed, run it again");
+    if !accounts::reseal_all(db, &resealed, &factors, MASTER_CHECK, &check).await? {
+        bail!("accounts or second factors were created during the rotation; nothing was changed, run it again");
     }
     Ok(resealed.len())
 }

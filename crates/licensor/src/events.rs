@@ -76,6 +76,10 @@ pub const EVENTS: &[&str] = &[
     "product.created",
     "product.deleted",
     "product.updated",
+    "second-factor.created",
+    "second-factor.deleted",
+    "second-factor.disabled",
+    "second-factor.enabled",
     "token.generated",
     "token.regenerated",
     "token.revoked",
@@ -177,6 +181,12 @@ impl Raised {
     pub fn user(event: &'static str, u: &User) -> Raised {
         let payload = document(render::users::render(u.account_id, u), None);
         Raised::new(event, "users", u.id, None, payload)
+    }
+
+    /// A second factor's event; its secret is never in the payload.
+    pub fn second_factor(event: &'static str, f: &crate::model::SecondFactor) -> Raised {
+        let payload = document(render::second_factors::render(f, None), None);
+        Raised::new(event, "second-factors", f.id, None, payload)
     }
 
     /// A token's event; its secret is never in the payload.

@@ -133,10 +133,11 @@ pub async fn resolve(
                 return Err(Refusal::OtherAccount);
             }
             // A name without `@` is a user name: the licensing surface's clients log in so.
+            let login = auth::Login { db: &state.db, master: &state.master, otp: auth::Otp::Unavailable };
             let user = if email.contains('@') {
-                auth::password_login(&state.db, &account, &email, &password).await
+                auth::password_login(&login, &account, &email, &password).await
             } else {
-                auth::name_login(&state.db, &account, &email, &password).await
+                auth::name_login(&login, &account, &email, &password).await
             }
             .map_err(Refusal::unknown)?;
             let principal = auth::user_principal(user).map_err(Refusal::invalid)?;

@@ -268,6 +268,7 @@ fn sign_in_form(state: &AppState, area: Area, csrf: &str, account: &str, email: 
         html::input("account", "Account (id or slug; empty for this server's account)", "text", account, false);
     fields.push_str(&html::input("email", "Email", "email", email, true));
     fields.push_str(&html::input("password", "Password", "password", "", true));
+    fields.push_str(&html::input("otp", "Authenticator code (if you set up a second factor)", "text", "", false));
     let title = match area {
         Area::Admin => "Sign in to the console",
         Area::Portal => "Sign in to your licenses",
@@ -337,9 +338,21 @@ pub async fn sign_in(
         Ok(None) => return again(StatusCode::UNAUTHORIZED, "Email or password is incorrect."),
         Err(e) => return error_page(area, e),
     };
-    let user = match auth::password_login(&state.db, &account, &email, &password).await {
+    let otp = field("otp");
+    let login = auth::Login {
+        db: &state.db,
+        master: &state.master,
+        otp: auth::Otp::Given(Some(otp.as_str()).filter(|c| !c.is_empty())),
+    };
+    let user = match auth::password_login(&login, &account, &email, &password).await {
         Ok(u) => u,
         Err(Error::Forbidden { .. }) => return again(StatusCode::FORBIDDEN, "This user is banned."),
+        Err(Error::Unauthorized { code: Some(code), .. }) if code == "OTP_REQUIRED" => {
+            return again(StatusCode::UNAUTHORIZED, "Enter the code from your authenticator app.")
+        }
+        Err(Error::Unauthorized { code: Some(code), .. }) if code == "OTP_INVALID" => {
+            return again(StatusCode::UNAUTHORIZED, "The authenticator code is not valid (or was used already).")
+        }
         Err(Error::Unauthorized { .. }) => return again(StatusCode::UNAUTHORIZED, "Email or password is incorrect."),
         Err(e) => return error_page(area, e),
     };

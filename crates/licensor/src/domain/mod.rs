@@ -14,4 +14,5 @@ pub mod metadata;
 pub mod nlf;
 pub mod policy;
 pub mod projection;
+pub mod totp;
 pub mod validation;

@@ -14,6 +14,7 @@ mod machine;
 mod policy;
 mod process;
 mod product;
+mod second_factor;
 pub mod strategy;
 mod token;
 mod user;
@@ -35,6 +36,7 @@ pub use machine::Machine;
 pub use policy::{Policy, PolicyRules};
 pub use process::Process;
 pub use product::Product;
+pub use second_factor::SecondFactor;
 pub use sqlx::types::Json;
 pub use strategy::{
     AuthenticationStrategy, CheckInInterval, ComponentUniqueness, CullStrategy, ExpirationBasis, ExpirationStrategy,

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod licenses;
 pub mod machines;
 pub mod search;
+pub mod second_factors;
 pub mod users;
 pub mod validation;
 pub mod webhooks;

@@ -102,9 +102,17 @@ pub async fn sealed_keys(db: &Db) -> Result<Vec<SealedKeys>> {
 /// Replaces every account's sealed keys and the master-key check, in one transaction: a
 /// rotation applies whole or not at all. `Ok(false)` when the accounts changed meanwhile (an
 /// account was created during the rotation).
-pub async fn reseal_all(db: &Db, keys: &[SealedKeys], check_name: &str, check: &[u8]) -> Result<bool> {
+pub async fn reseal_all(
+    db: &Db,
+    keys: &[SealedKeys],
+    factors: &[(Uuid, Vec<u8>)],
+    check_name: &str,
+    check: &[u8],
+) -> Result<bool> {
     const COUNT: &str = "SELECT COUNT(*) FROM accounts";
     const UPDATE: &str = "UPDATE accounts SET ed25519_secret = $2, rsa_secret = $3, ecdsa_secret = $4 WHERE id = $1";
+    const COUNT_FACTORS: &str = "SELECT COUNT(*) FROM second_factors";
+    const UPDATE_FACTOR: &str = "UPDATE second_factors SET secret = $2 WHERE id = $1";
     const CHECK: &str =
         "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
     db_run!(db, |pool| {
@@ -112,7 +120,12 @@ pub async fn reseal_all(db: &Db, keys: &[SealedKeys], check_name: &str, check: &
         for k in keys {
             sqlx::query(UPDATE).bind(k.id).bind(&k.ed25519).bind(&k.rsa).bind(&k.ecdsa).execute(&mut *tx).await?;
         }
-        if sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&mut *tx).await? != keys.len() as i64 {
+        for (id, secret) in factors {
+            sqlx::query(UPDATE_FACTOR).bind(id).bind(secret).execute(&mut *tx).await?;
+        }
+        if sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&mut *tx).await? != keys.len() as i64
+            || sqlx::query_scalar::<_, i64>(COUNT_FACTORS).fetch_one(&mut *tx).await? != factors.len() as i64
+        {
             tx.rollback().await?;
             return Ok(false);
         }

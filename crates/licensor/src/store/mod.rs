@@ -18,6 +18,7 @@ pub mod processes;
 pub mod products;
 pub mod rate_limits;
 pub mod search;
+pub mod second_factors;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;

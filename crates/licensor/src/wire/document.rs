@@ -87,6 +87,13 @@ impl<A: Serialize> Resource<A> {
         self
     }
 
+    /// A to-one relationship whose `links.related` is the related resource's own path.
+    pub fn one_at(mut self, name: &'static str, kind: &'static str, id: Uuid, related: String) -> Self {
+        let data = Some(Some(Linkage { kind, id }));
+        self.relationships.0.push((name, Relationship { links: Related { related }, data, meta: None }));
+        self
+    }
+
     /// The `account` relationship every resource carries.
     pub fn account(mut self, account: Uuid) -> Self {
         let links = Related { related: format!("/v1/accounts/{account}") };

@@ -12,5 +12,6 @@ pub mod machines;
 pub mod policies;
 pub mod processes;
 pub mod products;
+pub mod second_factors;
 pub mod tokens;
 pub mod users;

@@ -249,6 +249,12 @@ async fn the_master_key_is_checked_and_rotates() {
     let (ok, _, err) = setup(Some(&app.master_hex), 3);
     assert!(ok, "{err}");
 
+    // A second factor's secret is sealed with the master key too.
+    let me = app.acct(&format!("/users/{}/second-factors", app.admin_email));
+    let r = app.post(&me, &app.admin(), json!({"meta": {"password": PASSWORD}})).await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+    let secret = r.attr("secret").as_str().unwrap().to_string();
+
     let new_file = data.path().join("new.key");
     let (ok, out, err) =
         run(Some(&app.master_hex), &["rotate-master-key", "--new-key-file", new_file.to_str().unwrap()]);
@@ -264,4 +270,8 @@ async fn the_master_key_is_checked_and_rotates() {
     let row = licensor::store::accounts::find(&app.db, &app.account_id).await.unwrap().unwrap();
     let keys = licensor::crypto::AccountKeys::for_account(&master, &row).unwrap();
     assert_eq!(hex::encode(keys.ed25519.verifying_key().as_bytes()), row.ed25519_public);
+    let user = licensor::store::users::find_by_email(&app.db, row.id, &app.admin_email).await.unwrap().unwrap();
+    let factor = licensor::store::second_factors::of_user(&app.db, row.id, user.id).await.unwrap().unwrap();
+    let opened = master.open(&factor.secret, factor.id.as_bytes()).expect("the second factor's secret re-sealed");
+    assert_eq!(licensor::domain::totp::base32(&opened), secret);
 }

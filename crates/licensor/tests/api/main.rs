@@ -29,6 +29,7 @@ mod policies;
 mod rate_limits;
 mod resources;
 mod search;
+mod second_factors;
 mod signing_oracle;
 mod strategies;
 mod surface_errors;

@@ -19,6 +19,7 @@ pub mod policies;
 pub mod processes;
 pub mod products;
 pub mod search;
+pub mod second_factors;
 pub mod signature;
 pub mod tokens;
 pub mod users;
@@ -64,6 +65,14 @@ fn account_routes() -> Router<AppState> {
         .route("/users/{id}/actions/update-password", post(users::update_password))
         .route("/users/{id}/actions/reset-password", post(users::reset_password))
         .route("/passwords", post(users::forgot_password))
+        .route("/users/{id}/second-factors", get(second_factors::list).post(second_factors::create))
+        .route(
+            "/users/{id}/second-factors/{factor}",
+            get(second_factors::show)
+                .patch(second_factors::update)
+                .put(second_factors::update)
+                .delete(second_factors::delete),
+        )
         .route("/search", post(search::search))
         .route("/users/{id}/tokens", get(users::list_tokens).post(users::create_token))
         .route("/products", get(products::list).post(products::create))

@@ -73,11 +73,18 @@ pub fn token_options(body: serde_json::Value, allow_activation_limits: bool) -> 
 
 /// `POST /tokens`: with HTTP Basic email:password, a new token for that user; with a token, a
 /// new token for the same bearer.
-pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
+pub async fn generate(ctx: Ctx, Body(mut body): Body) -> ApiResult<Response> {
     let account = ctx.account_id();
     // Credentials first: an anonymous or mistaken caller learns nothing from body checks.
     let (bearer_type, bearer_id, role) = if let Some((email, password)) = &ctx.password_login {
-        let user = auth::password_login(ctx.db(), &ctx.account, email, password).await?;
+        // The second factor's code, if the user has one: `meta.otp`.
+        let otp = match body.pointer("/meta/otp") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.as_str()),
+            Some(_) => Some(""),
+        };
+        let login = auth::Login { db: ctx.db(), master: &ctx.state.master, otp: auth::Otp::Given(otp) };
+        let user = auth::password_login(&login, &ctx.account, email, password).await?;
         (String::from("user"), user.id, user.role)
     } else {
         let p = ctx.maybe_principal()?.ok_or_else(|| {
@@ -95,6 +102,13 @@ pub async fn generate(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         let (kind, id) = p.bearer_ref();
         (kind.to_string(), id, role)
     };
+    // `meta` carries the second factor's code only; the token's own options are in `data`.
+    if let Some(o) = body.as_object_mut() {
+        o.remove("meta");
+        if o.is_empty() {
+            body = serde_json::Value::Null;
+        }
+    }
     let (mut opts, chosen) = token_options(body, false)?;
     if !chosen {
         opts.expiry = auth::default_token_expiry(&bearer_type, &role, time::now_ms());
