@@ -993,4 +993,54 @@ async fn older_api_versions_are_answered_in_their_shapes() {
     let attrs = &doc["data"]["attributes"];
     assert!(attrs.get("fingerprintUniquenessStrategy").is_some() && attrs.get("machineUniquenessStrategy").is_none());
     assert!(attrs.get("fingerprintMatchingStrategy").is_some());
+
+    // Requests are read in the version's names too: policies/create.feature "(v1.6)" and
+    // "(v1.1)" scenarios write `leasingStrategy` and `concurrent`.
+    let product = app.create_product("Old client").await;
+    let policies = app.acct("/policies");
+    let body = |attrs: Value| {
+        json!({"data": {"type": "policies", "attributes": attrs,
+            "relationships": {"product": {"data": {"type": "products", "id": product}}}}})
+    };
+    let (_, doc) = send(
+        reqwest::Method::POST,
+        policies.clone(),
+        "1.6",
+        Some(body(json!({"name": "Old", "leasingStrategy": "PER_LICENSE", "protected": false}))),
+        false,
+    )
+    .await;
+    assert_eq!(doc["data"]["attributes"]["leasingStrategy"], "PER_LICENSE", "{doc}");
+    let (_, doc) = send(
+        reqwest::Method::POST,
+        policies,
+        "1.1",
+        Some(body(json!({"name": "Older", "concurrent": true, "fingerprintUniquenessStrategy": "UNIQUE_PER_PRODUCT", "protected": false}))),
+        false,
+    )
+    .await;
+    let attrs = &doc["data"]["attributes"];
+    assert_eq!(
+        (attrs["concurrent"].as_bool(), attrs["overageStrategy"].as_str()),
+        (Some(true), Some("ALWAYS_ALLOW_OVERAGE")),
+        "{doc}"
+    );
+    assert_eq!(attrs["fingerprintUniquenessStrategy"], "UNIQUE_PER_PRODUCT");
+
+    // machines/show.feature "(v1.5)": a machine's `user` is its license's owner.
+    let owner = app.create_user("owner@example.com").await;
+    app.set_owner(&license, &owner).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "old-client-fp"},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+    let (_, doc) = send(reqwest::Method::GET, app.acct(&format!("/machines/{}", r.id())), "1.5", None, false).await;
+    let rels = &doc["data"]["relationships"];
+    assert_eq!(rels["user"]["data"]["id"], owner.as_str(), "{rels}");
+    assert!(rels.get("owner").is_none(), "{rels}");
 }

@@ -67,6 +67,26 @@ fn requested_version(headers: &HeaderMap) -> Result<Version, Error> {
     }
 }
 
+/// A request pinned to an older version, its JSON body read in the current version's shapes
+/// (`versions::migrate_request`).
+async fn older_request(version: Version, req: Request) -> Request {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
+        return Request::from_parts(parts, Body::empty());
+    };
+    let route = versions::Route { method: &parts.method, path: route_path(parts.uri.path()) };
+    let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut doc) => {
+            versions::migrate_request(version, &route, &mut doc);
+            doc.to_string().into_bytes().into()
+        }
+        Err(_) => bytes,
+    };
+    let mut parts = parts;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Request::from_parts(parts, Body::from(bytes))
+}
+
 /// The path after `/v1/accounts/{account}` (or `/v1` on the default account).
 fn route_path(path: &str) -> &str {
     let rest = path.strip_prefix("/v1").unwrap_or(path);
@@ -97,6 +117,7 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let (version, response) = match requested_version(req.headers()) {
+        Ok(v) if v < Version::CURRENT => (v, next.run(older_request(v, req).await).await),
         Ok(v) => (v, next.run(req).await),
         // Answered (and signed) before any handler runs, as Keygen's version resolver does.
         Err(e) => (Version::CURRENT, ApiError(e).into_response()),
@@ -116,7 +137,16 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
     if version < Version::CURRENT {
         if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             let route = versions::Route { method: &method, path: route_path(&path) };
-            versions::migrate(version, &route, parts.status, &mut doc);
+            let mut owners = std::collections::HashMap::new();
+            if version <= Version::parse("1.5").unwrap_or(Version::CURRENT) {
+                for license in versions::machine_licenses(&doc) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = owners.entry(license) {
+                        let found = crate::store::licenses::find(&state.db, account.id, license).await;
+                        e.insert(found.ok().flatten().and_then(|l| l.owner_id));
+                    }
+                }
+            }
+            versions::migrate(version, &route, parts.status, &mut doc, &owners);
             bytes = doc.to_string().into();
             parts.headers.remove(axum::http::header::CONTENT_LENGTH);
         }

@@ -3,9 +3,11 @@
 //! newest change first, as Keygen's request migrations do, before it signs it. A change applies
 //! to every version up to and including the one it is filed under.
 //!
-//! Not migrated (the resource or header does not exist in Licensor, or the change needs the
-//! database): releases and artifacts (1.0), the `Keygen-*-Id` header names (1.3), and the
-//! machine `user` relationship of 1.5 (the machine's license's owner).
+//! Requests are migrated the other way first ([`migrate_request`]): a policy written with an
+//! older version's attribute names is read in the current ones.
+//!
+//! Not migrated (the resource or header does not exist in Licensor): releases and artifacts
+//! (1.0) and the `Keygen-*-Id` header names (1.3).
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value};
@@ -67,8 +69,56 @@ impl Route<'_> {
     }
 }
 
-/// Migrates an answer of the current version to `version`'s shapes.
-pub fn migrate(version: Version, route: &Route, status: StatusCode, doc: &mut Value) {
+/// Reads a request body written in `version`'s shapes in the current version's: a policy's
+/// `leasingStrategy` (up to 1.6), `fingerprintUniquenessStrategy` and
+/// `fingerprintMatchingStrategy` (up to 1.3) and `concurrent` (up to 1.1).
+pub fn migrate_request(version: Version, route: &Route, body: &mut Value) {
+    let writes_policy = (*route.method == Method::POST && route.path == "/policies")
+        || (matches!(*route.method, Method::PATCH | Method::PUT)
+            && route.path.strip_prefix("/policies/").is_some_and(|rest| !rest.contains('/')));
+    if !writes_policy {
+        return;
+    }
+    let Some(attrs) = body.pointer_mut("/data/attributes").and_then(Value::as_object_mut) else { return };
+    if version.upto(6) {
+        rename(attrs, "leasingStrategy", "processLeasingStrategy");
+    }
+    if version.upto(3) {
+        rename(attrs, "fingerprintUniquenessStrategy", "machineUniquenessStrategy");
+        rename(attrs, "fingerprintMatchingStrategy", "machineMatchingStrategy");
+    }
+    if version.upto(1) {
+        if let Some(Value::Bool(concurrent)) = attrs.remove("concurrent") {
+            let overage = if concurrent { "ALWAYS_ALLOW_OVERAGE" } else { "NO_OVERAGE" };
+            attrs.entry("overageStrategy").or_insert_with(|| overage.into());
+        }
+    }
+}
+
+/// The licenses of the machines in an answer (for 1.5's machine `user` relationship, the
+/// license's owner, which the caller looks up).
+pub fn machine_licenses(doc: &Value) -> Vec<uuid::Uuid> {
+    let data: Vec<&Value> = match doc.get("data") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        _ => Vec::new(),
+    };
+    data.into_iter()
+        .filter(|o| o.get("type").and_then(Value::as_str) == Some("machines"))
+        .filter_map(|o| o.pointer("/relationships/license/data/id").and_then(Value::as_str))
+        .filter_map(|id| id.parse().ok())
+        .collect()
+}
+
+/// Migrates an answer of the current version to `version`'s shapes. `owners` holds the owner
+/// of each license [`machine_licenses`] named.
+pub fn migrate(
+    version: Version,
+    route: &Route,
+    status: StatusCode,
+    doc: &mut Value,
+    owners: &std::collections::HashMap<uuid::Uuid, Option<uuid::Uuid>>,
+) {
     let ok = status.as_u16() < 400;
     // 1.7: password logins refused with one code.
     if version.upto(7) && status == StatusCode::UNAUTHORIZED && route.is(Method::POST, "/tokens") {
@@ -109,6 +159,26 @@ pub fn migrate(version: Version, route: &Route, status: StatusCode, doc: &mut Va
                         serde_json::json!({"related": format!("/v1/accounts/{account}/licenses/{id}/user")});
                     rels.insert("user".into(), owner);
                 }
+            }
+        }
+    }
+    // 1.5: a machine's `user` was its license's owner, and it had no `owner` of its own.
+    if version.upto(5) && ok && status != StatusCode::NO_CONTENT {
+        for object in objects_of(doc, "machines") {
+            let id = object.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+            let rels = object.get("relationships").cloned().unwrap_or_default();
+            let account = rels.pointer("/account/data/id").and_then(Value::as_str).unwrap_or("").to_string();
+            let license = rels.pointer("/license/data/id").and_then(Value::as_str).and_then(|l| l.parse().ok());
+            let owner = license.and_then(|l| owners.get(&l).copied().flatten());
+            if let Some(rels) = object.get_mut("relationships").and_then(Value::as_object_mut) {
+                rels.remove("owner");
+                rels.insert(
+                    "user".into(),
+                    serde_json::json!({
+                        "links": {"related": format!("/v1/accounts/{account}/machines/{id}/user")},
+                        "data": owner.map(|o| serde_json::json!({"type": "users", "id": o})),
+                    }),
+                );
             }
         }
     }
@@ -246,10 +316,10 @@ mod tests {
     fn validations_of_1_1_say_constant() {
         let route = Route { method: &Method::POST, path: "/licenses/actions/validate-key" };
         let mut doc = json!({"meta": {"valid": true, "code": "TOO_MANY_MACHINES"}});
-        migrate(Version(1), &route, StatusCode::OK, &mut doc);
+        migrate(Version(1), &route, StatusCode::OK, &mut doc, &Default::default());
         assert_eq!(doc, json!({"meta": {"valid": false, "constant": "TOO_MANY_MACHINES"}}));
         let mut doc = json!({"meta": {"valid": true, "code": "VALID"}});
-        migrate(Version(2), &route, StatusCode::OK, &mut doc);
+        migrate(Version(2), &route, StatusCode::OK, &mut doc, &Default::default());
         assert_eq!(doc, json!({"meta": {"valid": true, "code": "VALID"}}), "1.2 has codes");
     }
 
@@ -258,7 +328,7 @@ mod tests {
         let route = Route { method: &Method::GET, path: "/licenses" };
         let mut doc = json!({"data": [{"type": "licenses", "attributes": {"metadata": {
             "parentKey": {"childKey": "value"}, "list": [{"itemKey": 1}], "topKey": "x"}}}]});
-        migrate(Version(4), &route, StatusCode::OK, &mut doc);
+        migrate(Version(4), &route, StatusCode::OK, &mut doc, &Default::default());
         assert_eq!(
             doc["data"][0]["attributes"]["metadata"],
             json!({"parentKey": {"child_key": "value"}, "list": [{"item_key": 1}], "topKey": "x"})
