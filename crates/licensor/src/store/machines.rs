@@ -237,16 +237,22 @@ pub async fn activate(
         last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
     const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
 
+    // On SQLite the transaction holds the database's one write lock from `BEGIN IMMEDIATE`:
+    // nothing else can change the license, the account or the group before it commits, so the
+    // row locks (PostgreSQL's way) would only cost a statement each.
+    let row_locks = matches!(db, Db::Postgres(_));
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
-        if !matches!(limits.uniqueness, Uniqueness::License)
-            || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
-        {
-            sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
-        }
-        if let Some((group, _)) = limits.group_machines {
-            sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+        if row_locks {
+            sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
+            if !matches!(limits.uniqueness, Uniqueness::License)
+                || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
+            {
+                sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
+            }
+            if let Some((group, _)) = limits.group_machines {
+                sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+            }
         }
         let taken = match limits.uniqueness {
             Uniqueness::License => {
