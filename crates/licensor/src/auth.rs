@@ -282,12 +282,14 @@ pub async fn password_login(ctx: &Login<'_>, account: &Account, email: &str, pas
                     return Err(otp_error("second factor must be valid", "OTP_INVALID"));
                 }
             }
-            Otp::Unavailable => {
+            // Said only to whoever knows the password: a wrong one reads as wrong.
+            Otp::Unavailable if ok => {
                 return Err(Error::unauthorized(
                     "this user has a second factor: authenticate with a token",
                     "OTP_REQUIRED",
                 ))
             }
+            Otp::Unavailable => {}
         }
     }
     if !ok {

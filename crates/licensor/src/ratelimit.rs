@@ -260,6 +260,9 @@ pub struct Limiter {
     /// Per bucket, what it counts against and one window per rate of that kind (in the
     /// config's order).
     windows: Mutex<HashMap<Box<str>, Counted>>,
+    /// When a full map was last swept (ms): a map full of current windows is swept at most
+    /// once a second, not once per newcomer (each sweep reads every bucket).
+    swept_at: std::sync::atomic::AtomicI64,
 }
 
 /// The two approximate kinds of bucket.
@@ -288,7 +291,7 @@ const SHARED_FROM: Duration = Duration::from_secs(60);
 
 impl Limiter {
     pub fn new(config: Config) -> Limiter {
-        Limiter { config, windows: Mutex::default() }
+        Limiter { config, windows: Mutex::default(), swept_at: std::sync::atomic::AtomicI64::new(0) }
     }
 
     fn rates(&self, kind: Kind) -> &[Rate] {
@@ -332,7 +335,9 @@ impl Limiter {
             match windows.get_mut(bucket) {
                 Some(c) => count(&mut c.windows, &mut fresh),
                 None => {
-                    if windows.len() >= MAX_BUCKETS {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    if windows.len() >= MAX_BUCKETS && now - self.swept_at.load(Relaxed) >= 1000 {
+                        self.swept_at.store(now, Relaxed);
                         windows.retain(|_, c| self.is_current(c, now));
                     }
                     let mut ws = vec![Window::default(); rates.len()];

@@ -139,7 +139,11 @@ pub async fn resolve(
             } else {
                 auth::name_login(&login, &account, &email, &password).await
             }
-            .map_err(Refusal::unknown)?;
+            .map_err(|e| match &e {
+                // The password was right: the user must use a token here (see `auth::Otp`).
+                Error::Unauthorized { code: Some(c), .. } if c == "OTP_REQUIRED" => Refusal::Invalid(e),
+                _ => Refusal::unknown(e),
+            })?;
             let principal = auth::user_principal(user).map_err(Refusal::invalid)?;
             Ok((account, principal))
         }

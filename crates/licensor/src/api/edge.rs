@@ -115,7 +115,8 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let headers = req.headers();
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let ip = client_ip(peer, forwarded, &config.trusted_proxies).to_string();
+    let client = client_ip(peer, forwarded, &config.trusted_proxies);
+    let ip = client.to_string();
     let path = req.uri().path();
     let surface = Surface::of(path);
     let account = account_segment(path);
@@ -135,7 +136,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
 
     // The address first: a client rotating its `Authorization` header meets this limit
     // before it can fill memory with one credential bucket per request.
-    let address = bucket("addr", &[surface.as_str().as_bytes(), account.as_bytes(), address_block(&ip).as_bytes()]);
+    let address = bucket("addr", &[surface.as_str().as_bytes(), account.as_bytes(), address_block(client).as_bytes()]);
     let by_address = limiter.hit(&state.db, Kind::Addresses, &address, now).await;
     if let Some(v) = by_address.as_ref().filter(|v| !v.allowed) {
         state.metrics.rate_limited.inc(&[surface.as_str(), "addresses"]);
@@ -159,13 +160,13 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
 
 /// The block an address is limited as: an IPv4 address alone, an IPv6 address by its /64, the
 /// block one subscriber is usually given (so a client cannot hop through its own addresses).
-fn address_block(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => {
+fn address_block(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
-        _ => ip.to_string(),
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 

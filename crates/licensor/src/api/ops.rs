@@ -56,8 +56,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Metrics carry no tenant's data (no account labels), but they describe the whole server: an
 /// admin of any account may read them.
-async fn metrics_for_admins(_: Actor<Operations>, State(state): State<AppState>) -> Response {
-    metrics(State(state)).await
+async fn metrics_for_admins(admin: Actor<Operations>) -> Response {
+    metrics(State(admin.state)).await
 }
 
 /// `/metrics` on the main listener: an admin token of any account.

@@ -94,6 +94,12 @@ pub async fn may_read_machine(db: &Db, p: &Principal, l: &License, owner: Option
     Ok(may_read_license(db, p, l).await? || p.user_id().is_some_and(|u| owner == Some(u)))
 }
 
+/// Who may manage a user's second factors, among those who can see the user: the account's
+/// admins and the user themself; products and licenses never (Keygen's SecondFactorPolicy).
+pub fn may_manage_second_factors(p: &Principal) -> bool {
+    matches!(p.bearer, Bearer::Admin(_) | Bearer::User(_))
+}
+
 /// Admins and products: who may write a license's vendor-owned attributes (limits, expiry,
 /// protection, a signed key's dataset).
 pub fn is_operator(p: &Principal) -> bool {

@@ -34,9 +34,22 @@ pub async fn create_product(db: &Db, p: &Product) -> Result<()> {
     create_product_keyed(db, p, None).await.map(|_| ())
 }
 
-/// The 422 for a licensing key another resource of the account has.
-fn key_taken() -> Error {
-    Error::invalid_attr("licensingKey", "has already been taken", "LICENSING_KEY_TAKEN")
+/// A chosen licensing key given to a new id: the id then carries it, and the range of ids
+/// carrying it is what must be free in the account.
+fn choose_key(id: &mut uuid::Uuid, key: Option<i32>) -> Option<(uuid::Uuid, uuid::Uuid)> {
+    key.map(|k| {
+        *id = crate::domain::projection::id_with_legacy_key(k);
+        crate::domain::projection::legacy_key_range(k)
+    })
+}
+
+/// The created resource, or the 422 for a licensing key another resource of the account has.
+fn unless_key_taken<T>(inserted: bool, created: T) -> Result<T> {
+    if inserted {
+        Ok(created)
+    } else {
+        Err(Error::invalid_attr("licensingKey", "has already been taken", "LICENSING_KEY_TAKEN"))
+    }
 }
 
 /// Creates `p`, with the licensing key `key` when one is chosen (its id then carries it, see
@@ -48,18 +61,11 @@ pub async fn create_product_keyed(db: &Db, p: &Product, key: Option<i32>) -> Res
         product_code(code)?;
     }
     let mut p = p.clone();
-    let range = key.map(|k| {
-        p.id = crate::domain::projection::id_with_legacy_key(k);
-        crate::domain::projection::legacy_key_range(k)
-    });
+    let range = choose_key(&mut p.id, key);
     let inserted = products::insert_keyed(db, &p, range, &[Raised::product("product.created", &p)])
         .await
         .map_err(|e| taken(e, "code", "CODE_TAKEN"))?;
-    if inserted {
-        Ok(p)
-    } else {
-        Err(key_taken())
-    }
+    unless_key_taken(inserted, p)
 }
 
 /// Creates `p` once its rules are consistent (normalized as Keygen does) and its product is one
@@ -84,18 +90,11 @@ pub async fn create_entitlement_keyed(db: &Db, e: &Entitlement, key: Option<i32>
     not_blank("code", &e.code)?;
     not_blank("name", &e.name)?;
     let mut e = e.clone();
-    let range = key.map(|k| {
-        e.id = crate::domain::projection::id_with_legacy_key(k);
-        crate::domain::projection::legacy_key_range(k)
-    });
+    let range = choose_key(&mut e.id, key);
     let inserted = entitlements::insert_keyed(db, &e, range, &[Raised::entitlement("entitlement.created", &e)])
         .await
         .map_err(|err| taken(err, "code", "CODE_TAKEN"))?;
-    if inserted {
-        Ok(e)
-    } else {
-        Err(key_taken())
-    }
+    unless_key_taken(inserted, e)
 }
 
 /// The entitlement with `code`, created (named after its code) when the account has none yet;

@@ -29,6 +29,18 @@ pub struct Plan {
 
 /// Keygen's shortest searchable string.
 const MIN_LEN: usize = 3;
+/// Values (strings, numbers, array items, … at any depth) a query may hold: each becomes a
+/// bound parameter, and the engines take a few thousand at most.
+const MAX_VALUES: usize = 256;
+
+/// How many scalar values `v` holds.
+fn values_in(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => items.iter().map(values_in).sum(),
+        Value::Object(o) => o.values().map(values_in).sum(),
+        _ => 1,
+    }
+}
 
 fn bad(detail: String, pointer: String) -> Error {
     Error::bad_request(detail, Source::Pointer(pointer.into()))
@@ -175,6 +187,9 @@ pub fn plan(doc: &Value, may_search: impl FnOnce() -> Result<()>) -> Result<Plan
     if query.is_empty() {
         return Err(bad("cannot be blank".into(), "/meta/query".into()));
     }
+    if query.values().map(values_in).sum::<usize>() > MAX_VALUES {
+        return Err(bad(format!("is too large (at most {MAX_VALUES} values)"), "/meta/query".into()));
+    }
     let op = match member(meta, "op", "string")?.and_then(Value::as_str) {
         None => Op::And,
         Some(op) if op.eq_ignore_ascii_case("and") => Op::And,
@@ -306,6 +321,11 @@ mod tests {
                 "search query for 'metadata' must be a hash of key-value search terms".into(),
                 "/meta/query/metadata".into()
             )
+        );
+        let many: Vec<Value> = (0..300).map(Value::from).collect();
+        assert_eq!(
+            detail(plan_of(json!({"meta": {"type": "licenses", "query": {"metadata": {"seats": many}}}}))),
+            ("is too large (at most 256 values)".into(), "/meta/query".into())
         );
         // The type is checked before the caller's right to search; the query after.
         let denied = || Err(Error::access_denied());

@@ -61,6 +61,31 @@ macro_rules! push_metadata {
     }};
 }
 
+/// In `$tx`, a write transaction: locks the account row and tells whether any row of `$table`
+/// in it has an id in `$range` (a chosen licensing key, `domain::projection::id_with_legacy_key`),
+/// so two creations racing for one key cannot both find it free.
+#[macro_export]
+macro_rules! key_range_taken {
+    ($tx:expr, $table:literal, $account:expr, $range:expr) => {{
+        let (lo, hi) = $range;
+        sqlx::query("UPDATE accounts SET updated_at = updated_at WHERE id = $1")
+            .bind($account)
+            .execute(&mut *$tx)
+            .await?;
+        let n: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM ",
+            $table,
+            " WHERE account_id = $1 AND id BETWEEN $2 AND $3"
+        ))
+        .bind($account)
+        .bind(lo)
+        .bind(hi)
+        .fetch_one(&mut *$tx)
+        .await?;
+        n > 0
+    }};
+}
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 

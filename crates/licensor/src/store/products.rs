@@ -112,14 +112,10 @@ pub async fn insert_keyed(
     key_range: Option<(Uuid, Uuid)>,
     events: &[Raised],
 ) -> Result<bool, sqlx::Error> {
-    const LOCK: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
-    const TAKEN: &str = "SELECT COUNT(*) FROM products WHERE account_id = $1 AND id BETWEEN $2 AND $3";
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        if let Some((lo, hi)) = key_range {
-            sqlx::query(LOCK).bind(p.account_id).execute(&mut *tx).await?;
-            let n: i64 = sqlx::query_scalar(TAKEN).bind(p.account_id).bind(lo).bind(hi).fetch_one(&mut *tx).await?;
-            if n > 0 {
+        if let Some(range) = key_range {
+            if crate::key_range_taken!(tx, "products", p.account_id, range) {
                 tx.rollback().await?;
                 return Ok(false);
             }

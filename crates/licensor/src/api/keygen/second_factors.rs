@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::document;
 use super::error::ApiResult;
 use super::extract::{Body, Ctx};
-use crate::auth::Bearer;
 use crate::error::{Error, Source};
 use crate::model::{SecondFactor, User};
 use crate::service::second_factors as service;
@@ -17,9 +16,10 @@ use crate::wire::second_factors::render;
 /// The user named in the path, for a caller who may manage their second factor.
 async fn owner(ctx: &Ctx) -> Result<User, Error> {
     let u = super::users::load(ctx).await?;
-    match &ctx.principal()?.bearer {
-        Bearer::Admin(_) | Bearer::User(_) => Ok(u),
-        Bearer::Product(_) | Bearer::License(_) => Err(Error::access_denied()),
+    if crate::service::access::may_manage_second_factors(ctx.principal()?) {
+        Ok(u)
+    } else {
+        Err(Error::access_denied())
     }
 }
 

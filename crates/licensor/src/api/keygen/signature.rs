@@ -138,7 +138,7 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
         if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             let route = versions::Route { method: &method, path: route_path(&path) };
             let mut owners = std::collections::HashMap::new();
-            if version <= Version::parse("1.5").unwrap_or(Version::CURRENT) {
+            if version.upto(5) {
                 for license in versions::machine_licenses(&doc) {
                     if let std::collections::hash_map::Entry::Vacant(e) = owners.entry(license) {
                         let found = crate::store::licenses::find(&state.db, account.id, license).await;

@@ -40,7 +40,7 @@ impl Version {
     }
 
     /// Whether a change filed under `1.minor` applies to this version.
-    fn upto(self, minor: u8) -> bool {
+    pub fn upto(self, minor: u8) -> bool {
         self.0 <= minor
     }
 }
