@@ -42,7 +42,9 @@ struct Args {
     operations: bool,
     /// Instead of the usual phases: what webhooks cost. validate-key and activation with no
     /// endpoint, then with one endpoint (subscribed to license.created, machine.created and
-    /// machine.deleted, a local receiver answering 204), twice over, on one server.
+    /// machine.deleted, a local receiver answering 204), twice over, on one server started with
+    /// `--no-webhook-delivery`; a second node on the same database sends the deliveries, and
+    /// its CPU per delivery is measured apart.
     #[arg(long)]
     webhooks: bool,
     /// Instead of the usual phases: how long the admin console's pages take (overview, license
@@ -123,6 +125,49 @@ async fn validate_phase(
         }
     })
     .await
+}
+
+/// A signed answer that reads nothing: an unauthenticated `GET …/licenses` is a 401 carrying
+/// `Keygen-Signature`, the floor of any signed response.
+async fn signed_401_phase(
+    pid: Option<u32>,
+    base: &str,
+    account: uuid::Uuid,
+    client: &reqwest::Client,
+    args: &Args,
+) -> Phase {
+    let url = format!("{base}/v1/accounts/{account}/licenses");
+    let c = client.clone();
+    drive("signed 401", pid, args.connections, args.seconds, move |_, _| {
+        let (c, u) = (c.clone(), url.clone());
+        async move {
+            c.get(u).send().await.is_ok_and(|r| {
+                r.status() == reqwest::StatusCode::UNAUTHORIZED && r.headers().contains_key("keygen-signature")
+            })
+        }
+    })
+    .await
+}
+
+/// The CPU one Ed25519 signature of a response's signing string costs here, in µs: the
+/// signed floor the validation budget is stated against.
+fn ed25519_us(master: &MasterKey, account: &licensor::model::Account) -> anyhow::Result<f64> {
+    use licensor::crypto::sign::{sign, SigAlg};
+    let keys = licensor::crypto::AccountKeys::for_account(master, account)?;
+    let data = format!(
+        "(request-target): post /v1/accounts/{}/licenses/actions/validate-key\nhost: 127.0.0.1:8080\n\
+         date: Sun, 06 Dec 2026 14:00:00 GMT\ndigest: sha-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+        account.id
+    );
+    const N: u32 = 20_000;
+    for _ in 0..1000 {
+        sign(&keys, SigAlg::Ed25519, data.as_bytes())?;
+    }
+    let start = Instant::now();
+    for _ in 0..N {
+        std::hint::black_box(sign(&keys, SigAlg::Ed25519, std::hint::black_box(data.as_bytes()))?);
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(N))
 }
 
 async fn ping_phase(name: &'static str, pid: Option<u32>, base: &str, client: &reqwest::Client, args: &Args) -> Phase {
@@ -427,6 +472,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let ping = ping_phase("ping", server_pid, &base, &client, &args).await;
+    let signed = signed_401_phase(server_pid, &base, account, &client, &args).await;
     let validate = validate_phase("validate-key", server_pid, &base, account, keys.clone(), &client, &args).await;
 
     let token = Arc::new(token);
@@ -464,10 +510,22 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     ping.print();
+    signed.print();
     validate.print();
     activate.print();
     scoped.print();
     println!();
+    let cpu = |p: &Phase| p.per_request_us(p.server_cpu);
+    let ed25519 = ed25519_us(&master, &created.account)?;
+    println!("validate-key / signed 401 throughput ratio: {:.2} (target 0.70 or more)", validate.rps() / signed.rps());
+    println!(
+        "validate-key server CPU: {:.1} us; budget ping {:.1} + one Ed25519 signature {:.1} + 30 = {:.1} us",
+        cpu(&validate),
+        cpu(&ping),
+        ed25519,
+        cpu(&ping) + ed25519 + 30.0
+    );
+    println!("validate+scope - validate-key server CPU: {:.1} us (target 10 or less)", cpu(&scoped) - cpu(&validate));
     println!("validate-key / ping throughput ratio: {:.2}", validate.rps() / ping.rps());
     println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
     println!("validate+scope / ping ratio:          {:.2}", scoped.rps() / ping.rps());
@@ -537,7 +595,12 @@ async fn webhooks(
         ("LICENSOR_ADDRESS_RATE_LIMITS", COUNTED_NEVER_REFUSED),
         ("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true"),
     ];
-    let mut srv = start(server, url, schema, dir.path(), master_hex, &env, &client).await?;
+    // The measured node raises events but sends none; a second node on the same database
+    // sends them, so what raising costs the API and what sending costs are measured apart.
+    let api_env = [&env[..], &[("LICENSOR_NO_WEBHOOK_DELIVERY", "true")]].concat();
+    let mut srv = start(server, url, schema, dir.path(), master_hex, &api_env, &client).await?;
+    let worker_dir = tempfile::tempdir()?;
+    let mut worker = start(server, url, schema, worker_dir.path(), master_hex, &env, &client).await?;
     let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hook_url = format!("http://127.0.0.1:{}/hook", listener.local_addr()?.port());
@@ -559,6 +622,7 @@ async fn webhooks(
     let token = Arc::new(token);
     let endpoints = format!("{}/v1/accounts/{account}/webhook-endpoints", srv.base);
     let mut phases = Vec::new();
+    let mut delivery_us = Vec::new();
     let record: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
     for (round, names) in [
         (1, ["validate none 1", "activate none 1", "validate one 1", "activate one 1"]),
@@ -596,24 +660,41 @@ async fn webhooks(
             .ok_or_else(|| anyhow::anyhow!("endpoint not created: {created}"))?
             .to_string();
         phases.push(validate_phase(names[2], srv.pid, &srv.base, account, keys.clone(), &client, args).await);
-        phases.push(
-            activate_phase(
-                names[3],
-                srv.pid,
-                &srv.base,
-                account,
-                keys.clone(),
-                token.clone(),
-                record.clone(),
-                &client,
-                args,
-            )
-            .await,
+        let held = |r: &std::sync::Mutex<Vec<(String, String)>>| r.lock().map(|v| v.len()).unwrap_or(0);
+        let (made_before, got_before) = (held(&record), received.load(std::sync::atomic::Ordering::Relaxed));
+        let worker_cpu_before = cpu_seconds(worker.pid);
+        let phase = activate_phase(
+            names[3],
+            srv.pid,
+            &srv.base,
+            account,
+            keys.clone(),
+            token.clone(),
+            record.clone(),
+            &client,
+            args,
+        )
+        .await;
+        // Every activation of the phase (warm-up too) raised one machine.created: wait until
+        // each has reached the receiver, and charge the delivery node's CPU to them.
+        let made = held(&record) - made_before;
+        let got = || received.load(std::sync::atomic::Ordering::Relaxed) - got_before;
+        let during = got();
+        let drain_start = Instant::now();
+        while got() < made && drain_start.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let per_delivery = (cpu_seconds(worker.pid) - worker_cpu_before) * 1e6 / got().max(1) as f64;
+        println!(
+            "{}: {made} activations; the delivery node sent {} ({during} while they ran, the rest in {:.1} s after), {per_delivery:.0} us of its CPU per delivery",
+            names[3],
+            got(),
+            drain_start.elapsed().as_secs_f64(),
         );
+        delivery_us.push(per_delivery);
+        phases.push(phase);
         client.delete(format!("{endpoints}/{id}")).bearer_auth(token.as_str()).send().await?;
     }
-    // Let the queue drain, then count what arrived.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     println!();
     for p in &phases {
         p.print();
@@ -629,14 +710,23 @@ async fn webhooks(
         ("activation", ["activate none 1", "activate none 2"], ["activate one 1", "activate one 2"]),
     ] {
         println!(
-            "{what}: throughput one endpoint / none {:.3}; server CPU us/req {:.1} → {:.1} ({:+.1}%)",
+            "{what} (API node): throughput one endpoint / none {:.3}; server CPU us/req {:.1} → {:.1} ({:+.1}%)",
             mean(one, &rps) / mean(none, &rps),
             mean(none, &cpu),
             mean(one, &cpu),
             (mean(one, &cpu) / mean(none, &cpu) - 1.0) * 100.0
         );
     }
+    let sending = delivery_us.iter().sum::<f64>() / delivery_us.len().max(1) as f64;
+    let (none, one) =
+        (mean(["activate none 1", "activate none 2"], &cpu), mean(["activate one 1", "activate one 2"], &cpu));
+    println!(
+        "activation with its delivery (API node + delivery node): server CPU us {none:.1} → {:.1} ({:+.1}%)",
+        one + sending,
+        ((one + sending) / none - 1.0) * 100.0
+    );
     println!("deliveries received: {}", received.load(std::sync::atomic::Ordering::Relaxed));
+    let _ = worker.child.kill().await;
     let _ = srv.child.kill().await;
     Ok(())
 }

@@ -180,6 +180,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSOR_ALLOW_INSECURE_WEBHOOKS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_insecure_webhooks: bool,
 
+    /// Send no webhooks from this node: it still writes events and deliveries to the outbox,
+    /// and another node (one with delivery on) sends them. For deployments that keep API
+    /// nodes and delivery nodes apart.
+    #[arg(long, env = "LICENSOR_NO_WEBHOOK_DELIVERY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_webhook_delivery: bool,
+
     /// How long one webhook delivery may take, connect to last byte.
     #[arg(long, env = "LICENSOR_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
@@ -238,6 +244,7 @@ impl ServeArgs {
     pub fn webhooks(&self) -> crate::webhooks::Config {
         crate::webhooks::Config {
             allow_insecure: self.allow_insecure_webhooks,
+            deliver: !self.no_webhook_delivery,
             timeout: self.webhook_timeout,
             retries: i64::from(self.webhook_retries),
             backoff_unit: self.webhook_backoff,

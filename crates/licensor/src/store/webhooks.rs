@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::db::{BeginWrite, Db};
+use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
 use crate::model::{Json, Listing, Page, WebhookDelivery, WebhookEndpoint};
@@ -173,49 +173,64 @@ pub async fn delete_delivery(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Deliveries due at `now` that no live worker holds, soonest first, leaving out those of
-/// the `full` endpoints (already sending as many as they may): (id, endpoint). Reading only
-/// what can be sent keeps the cost per delivery flat however long one endpoint's backlog is.
-/// A read only: [`claim`] takes them.
-pub async fn due(db: &Db, now: i64, full: &[Uuid], limit: i64) -> Result<Vec<(Uuid, Uuid)>> {
-    const DUE: &str = "SELECT id, endpoint_id FROM webhook_events WHERE status IN ('DELIVERING', 'FAILING') \
-        AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1)";
-    Ok(match db {
-        Db::Sqlite(sqlite) => {
-            let sql = format!(
-                "{DUE} AND endpoint_id NOT IN (SELECT unhex(value) FROM json_each($3)) ORDER BY next_attempt_at LIMIT $2"
-            );
-            let hex: Vec<String> = full.iter().map(|id| hex::encode(id.as_bytes())).collect();
-            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
-            sqlx::query_as(&sql).bind(now).bind(limit).bind(json).fetch_all(&sqlite.pool).await?
-        }
-        Db::Postgres(pool) => {
-            let sql = format!("{DUE} AND NOT (endpoint_id = ANY($3)) ORDER BY next_attempt_at LIMIT $2");
-            sqlx::query_as(&sql).bind(now).bind(limit).bind(full).fetch_all(pool).await?
-        }
-    })
-}
-
-/// Claims `ids` until `until`, those still due and unclaimed: the condition is checked again
-/// by the update itself, so when nodes race for a delivery exactly one gets it.
-pub async fn claim(db: &Db, ids: &[Uuid], now: i64, until: i64) -> Result<Vec<WebhookDelivery>> {
-    let free = "status IN ('DELIVERING', 'FAILING') AND (claimed_until IS NULL OR claimed_until < $2)";
+/// Claims until `until` at most `limit` deliveries due at `now` that no live worker holds,
+/// soonest first, leaving out those of the `full` endpoints (already sending as many as they
+/// may). One statement whatever the batch's size: a busy hour of events costs one write per
+/// batch, not one per delivery. On PostgreSQL a row another node is claiming at that moment is
+/// skipped rather than waited for (`SKIP LOCKED`) and the condition is checked again once the
+/// row is locked, so when nodes race for a delivery exactly one gets it; on SQLite the one
+/// writer makes the statement atomic.
+pub async fn claim_due(db: &Db, now: i64, until: i64, full: &[Uuid], limit: i64) -> Result<Vec<WebhookDelivery>> {
+    const DUE: &str = "SELECT id FROM webhook_events WHERE status IN ('DELIVERING', 'FAILING') \
+        AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2)";
     let _turn = db.write_turn().await?;
     Ok(match db {
         Db::Sqlite(sqlite) => {
             let sql = format!(
-                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN (SELECT unhex(value) FROM json_each($3)) \
-                 AND {free} RETURNING {DELIVERY_COLUMNS}"
+                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN ({DUE} \
+                 AND endpoint_id NOT IN (SELECT unhex(value) FROM json_each($3)) ORDER BY next_attempt_at LIMIT $4) \
+                 RETURNING {DELIVERY_COLUMNS}"
             );
-            let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
+            let hex: Vec<String> = full.iter().map(|id| hex::encode(id.as_bytes())).collect();
             let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
-            sqlx::query_as::<_, WebhookDelivery>(&sql).bind(until).bind(now).bind(json).fetch_all(&sqlite.pool).await?
+            sqlx::query_as::<_, WebhookDelivery>(&sql)
+                .bind(until)
+                .bind(now)
+                .bind(json)
+                .bind(limit)
+                .fetch_all(&sqlite.pool)
+                .await?
         }
         Db::Postgres(pool) => {
             let sql = format!(
-                "UPDATE webhook_events SET claimed_until = $1 WHERE id = ANY($3) AND {free} RETURNING {DELIVERY_COLUMNS}"
+                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN ({DUE} AND NOT (endpoint_id = ANY($3)) \
+                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING {DELIVERY_COLUMNS}"
             );
-            sqlx::query_as::<_, WebhookDelivery>(&sql).bind(until).bind(now).bind(ids).fetch_all(pool).await?
+            sqlx::query_as::<_, WebhookDelivery>(&sql)
+                .bind(until)
+                .bind(now)
+                .bind(full)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }
+    })
+}
+
+/// The signature algorithm of each of `endpoints` that still exists: one read per claimed
+/// batch, not one per delivery.
+pub async fn signature_algorithms(db: &Db, endpoints: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+    Ok(match db {
+        Db::Sqlite(sqlite) => {
+            const SQL: &str = "SELECT id, signature_algorithm FROM webhook_endpoints \
+                WHERE id IN (SELECT unhex(value) FROM json_each($1))";
+            let hex: Vec<String> = endpoints.iter().map(|id| hex::encode(id.as_bytes())).collect();
+            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
+            sqlx::query_as(SQL).bind(json).fetch_all(&sqlite.pool).await?
+        }
+        Db::Postgres(pool) => {
+            const SQL: &str = "SELECT id, signature_algorithm FROM webhook_endpoints WHERE id = ANY($1)";
+            sqlx::query_as(SQL).bind(endpoints).fetch_all(pool).await?
         }
     })
 }
@@ -255,29 +270,54 @@ pub struct Outcome {
     pub next_attempt_at: i64,
 }
 
-/// Records attempts and releases their claims, all in one transaction: on SQLite every write
-/// waits for the one writer, so a batch of answers costs one wait, not one each.
+/// Records attempts and releases their claims, all in one statement: on SQLite every write
+/// waits for the one writer, so a batch of answers costs one wait and one statement, not one
+/// each.
 pub async fn finish_many(db: &Db, done: &[(Uuid, Outcome)], now: i64) -> Result<()> {
-    const SQL: &str = "UPDATE webhook_events SET status = $2, attempts = attempts + 1, last_response_code = $3, \
-        last_response_body = $4, next_attempt_at = $5, claimed_until = NULL, updated_at = $6 WHERE id = $1";
+    const SET: &str = "SET status = o.status, attempts = w.attempts + 1, last_response_code = o.code, \
+        last_response_body = o.body, next_attempt_at = o.next, claimed_until = NULL, updated_at = $2";
     if done.is_empty() {
         return Ok(());
     }
-    db_run!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
-        for (id, o) in done {
-            sqlx::query(SQL)
-                .bind(id)
-                .bind(o.status)
-                .bind(o.code)
-                .bind(&o.body)
-                .bind(o.next_attempt_at)
+    let _turn = db.write_turn().await?;
+    match db {
+        Db::Sqlite(sqlite) => {
+            let rows: Vec<serde_json::Value> = done
+                .iter()
+                .map(|(id, o)| {
+                    serde_json::json!({"id": hex::encode(id.as_bytes()), "status": o.status, "code": o.code,
+                        "body": o.body, "next": o.next_attempt_at})
+                })
+                .collect();
+            let json = serde_json::to_string(&rows).map_err(anyhow::Error::from)?;
+            let sql = format!(
+                "UPDATE webhook_events AS w {SET} FROM (SELECT unhex(value->>'id') AS id, value->>'status' AS status, \
+                 value->>'code' AS code, value->>'body' AS body, value->>'next' AS next FROM json_each($1)) AS o \
+                 WHERE w.id = o.id"
+            );
+            sqlx::query(&sql).bind(json).bind(now).execute(&sqlite.pool).await?;
+        }
+        Db::Postgres(pool) => {
+            let sql = format!(
+                "UPDATE webhook_events AS w {SET} FROM UNNEST($1::uuid[], $3::text[], $4::bigint[], $5::text[], \
+                 $6::bigint[]) AS o(id, status, code, body, next) WHERE w.id = o.id"
+            );
+            let ids: Vec<Uuid> = done.iter().map(|(id, _)| *id).collect();
+            let statuses: Vec<&str> = done.iter().map(|(_, o)| o.status).collect();
+            let codes: Vec<Option<i64>> = done.iter().map(|(_, o)| o.code).collect();
+            let bodies: Vec<Option<&str>> = done.iter().map(|(_, o)| o.body.as_deref()).collect();
+            let next: Vec<i64> = done.iter().map(|(_, o)| o.next_attempt_at).collect();
+            sqlx::query(&sql)
+                .bind(ids)
                 .bind(now)
-                .execute(&mut *tx)
+                .bind(statuses)
+                .bind(codes)
+                .bind(bodies)
+                .bind(next)
+                .execute(pool)
                 .await?;
         }
-        tx.commit().await?;
-    });
+    }
     Ok(())
 }
 

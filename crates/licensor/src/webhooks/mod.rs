@@ -32,6 +32,8 @@ use crate::time;
 pub struct Config {
     /// Plain http, IP literals and private addresses allowed as targets.
     pub allow_insecure: bool,
+    /// This node sends deliveries (`--no-webhook-delivery` leaves them to other nodes).
+    pub deliver: bool,
     /// The whole exchange with a receiver, connect to last byte (Keygen: 15 s).
     pub timeout: Duration,
     /// Retries after the first attempt before a delivery is FAILED (Keygen: 15).
@@ -48,6 +50,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             allow_insecure: false,
+            deliver: true,
             timeout: Duration::from_secs(15),
             retries: 15,
             backoff_unit: Duration::from_secs(1),
@@ -57,17 +60,26 @@ impl Default for Config {
     }
 }
 
-/// Deliveries in flight on one node, and to one endpoint: a receiver that hangs holds at most
-/// [`PER_ENDPOINT`] of the node's slots, so the others keep flowing.
-const IN_FLIGHT: usize = 64;
+/// Deliveries one node holds at once (claimed, waiting for their endpoint's turn, or being
+/// sent), how many of them may be one endpoint's, and how many of those are sent at once: a
+/// receiver that hangs holds at most [`HELD_PER_ENDPOINT`] of the node's deliveries and
+/// [`PER_ENDPOINT`] connections, so the others keep flowing, while a fast receiver gets a
+/// batch of its deliveries per claim rather than one round trip to the database each.
+const HELD: usize = 256;
+const HELD_PER_ENDPOINT: usize = 32;
 const PER_ENDPOINT: usize = 8;
-/// How long a claim lasts: twice an attempt's timeout and a second. A claimed delivery is
-/// sent at once (or handed back), so a claim outlives its attempt unless the node died; then
-/// another node sends it again this soon.
+/// How long a claim lasts: long enough for a delivery to wait behind its endpoint's other
+/// held deliveries (each wave of [`PER_ENDPOINT`] at most one attempt's timeout), be sent, and
+/// a second more. A claimed delivery is sent at once when its turn comes (or handed back), so
+/// a claim outlives its attempt unless the node died; then another node sends it again this
+/// soon.
 fn claim_for(config: &Config) -> Duration {
-    config.timeout * 2 + Duration::from_secs(1)
+    config.timeout * (HELD_PER_ENDPOINT / PER_ENDPOINT + 1) as u32 + Duration::from_secs(1)
 }
 const POLL_EVERY: Duration = Duration::from_millis(250);
+/// The least time between two claiming rounds: at most this much latency added to a delivery,
+/// and each round claims what gathered since the last rather than an event or two.
+const ROUND_GAP: Duration = Duration::from_millis(20);
 
 /// When attempt number `attempts` (1-based, the one that just failed) is followed by the next.
 pub fn next_attempt(config: &Config, attempts: i64, now: i64) -> i64 {
@@ -164,21 +176,19 @@ pub fn signed_headers(
     ])
 }
 
-/// Sends one claimed delivery; what came of it is recorded by the batch writer.
-async fn deliver(state: &AppState, d: WebhookDelivery) -> crate::error::Result<Option<(Uuid, Outcome)>> {
+/// Sends one claimed delivery, signed with `alg` (its endpoint's algorithm when claimed); what
+/// came of it is recorded by the batch writer.
+async fn deliver(state: &AppState, d: WebhookDelivery, alg: SigAlg) -> crate::error::Result<Option<(Uuid, Outcome)>> {
     let config = &state.webhooks;
     let now = time::now_ms();
     let attempts = d.attempts + 1;
-    let endpoint = store::find_endpoint(&state.db, d.account_id, d.endpoint_id).await?;
-    let account = state.account(&d.account_id.to_string()).await?;
-    let (Some(endpoint), Some(account)) = (endpoint, account) else {
+    let Some(account) = state.account(&d.account_id.to_string()).await? else {
         // Deleted since: the cascade removes the delivery too; nothing to send.
         return Ok(None);
     };
     let result = match target::check_url(&d.endpoint_url, config.allow_insecure) {
         Err(_) => Err(send::Failure::AddressNotAllowed),
         Ok(url) => {
-            let alg = SigAlg::parse(&endpoint.signature_algorithm).unwrap_or(SigAlg::Ed25519);
             let keys = state.signing_keys(&account).map_err(crate::error::Error::Internal)?;
             let body = body(&d);
             let headers = signed_headers(&keys, account.id, alg, &url, &d.api_version, body.as_bytes())
@@ -230,28 +240,42 @@ async fn record_answers(state: AppState, mut answers: tokio::sync::mpsc::Unbound
 /// them at once. If the process is killed first, their claims expire instead.
 pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>, deadline: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
+        if !state.webhooks.deliver {
+            return;
+        }
         let (answers, pending) = tokio::sync::mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_answers(state.clone(), pending));
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let slots = Arc::new(Semaphore::new(HELD));
         let in_flight = InFlight::default();
         // A finished delivery wakes the loop: a backlog drains at the receivers' pace, not
         // the poll's.
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_round = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = poll.tick() => {}
                 _ = wake.notified() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = claim_and_send(&state, &slots, &in_flight, &wake, &answers).await {
+            // Deliveries finishing one by one would each start a round that claims the one or
+            // two events raised since: rounds are spaced so each claims what gathered.
+            let next_round = last_round + ROUND_GAP;
+            if next_round > tokio::time::Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_round) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            last_round = tokio::time::Instant::now();
+            if let Err(e) = claim_and_send(&state, &slots, &in_flight, &wake, &answers, &stop).await {
                 tracing::warn!(error = %e, "could not claim webhook deliveries; will retry");
             }
         }
         // Let the deliveries in flight finish and their answers be recorded.
         let wait = state.webhooks.timeout.min(deadline);
-        let finished = tokio::time::timeout(wait, slots.acquire_many(IN_FLIGHT as u32)).await.is_ok();
+        let finished = tokio::time::timeout(wait, slots.acquire_many(HELD as u32)).await.is_ok();
         drop(answers);
         // The recorder ends when the last sender goes; a delivery still hanging keeps its
         // sender, so then only give the recorder time to write what it gathered.
@@ -266,14 +290,14 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>, deadline: Duratio
     })
 }
 
-/// What this node is sending: deliveries by id, and how many per endpoint.
+/// What this node holds: deliveries by id, and per endpoint how many and the turns to send.
 #[derive(Clone, Default)]
 struct InFlight(Arc<Mutex<Sending>>);
 
 #[derive(Default)]
 struct Sending {
     ids: std::collections::HashSet<Uuid>,
-    per_endpoint: HashMap<Uuid, usize>,
+    per_endpoint: HashMap<Uuid, (usize, Arc<Semaphore>)>,
 }
 
 impl InFlight {
@@ -281,16 +305,19 @@ impl InFlight {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn start(&self, delivery: Uuid, endpoint: Uuid) {
+    /// Holds `delivery`; returns its endpoint's turns ([`PER_ENDPOINT`] at a time).
+    fn start(&self, delivery: Uuid, endpoint: Uuid) -> Arc<Semaphore> {
         let mut s = self.lock();
         s.ids.insert(delivery);
-        *s.per_endpoint.entry(endpoint).or_default() += 1;
+        let (n, turns) = s.per_endpoint.entry(endpoint).or_insert_with(|| (0, Arc::new(Semaphore::new(PER_ENDPOINT))));
+        *n += 1;
+        turns.clone()
     }
 
     fn end(&self, delivery: Uuid, endpoint: Uuid) {
         let mut s = self.lock();
         s.ids.remove(&delivery);
-        if let Some(n) = s.per_endpoint.get_mut(&endpoint) {
+        if let Some((n, _)) = s.per_endpoint.get_mut(&endpoint) {
             *n -= 1;
             if *n == 0 {
                 s.per_endpoint.remove(&endpoint);
@@ -299,50 +326,69 @@ impl InFlight {
     }
 }
 
-/// Claims what this node has room for (free slots, and at most [`PER_ENDPOINT`] in flight per
-/// endpoint) and starts sending it.
+/// Claims what this node has room for (free slots, and at most [`HELD_PER_ENDPOINT`] held per
+/// endpoint) in one statement, and hands each delivery to a task that sends it when its
+/// endpoint's turn comes ([`PER_ENDPOINT`] at a time).
 async fn claim_and_send(
     state: &AppState,
     slots: &Arc<Semaphore>,
     in_flight: &InFlight,
     wake: &Arc<tokio::sync::Notify>,
     answers: &tokio::sync::mpsc::UnboundedSender<(Uuid, Outcome)>,
+    stop: &watch::Receiver<bool>,
 ) -> crate::error::Result<()> {
     let free = slots.available_permits();
     if free == 0 {
         return Ok(());
     }
     let now = time::now_ms();
-    // Endpoints sending their most already are left out of the query; the rest are capped
-    // here, as a batch may hold several of one endpoint's deliveries.
-    let busy: HashMap<Uuid, usize> = in_flight.lock().per_endpoint.clone();
-    let full: Vec<Uuid> = busy.iter().filter(|(_, n)| **n >= PER_ENDPOINT).map(|(e, _)| *e).collect();
-    let mut taken: HashMap<Uuid, usize> = HashMap::new();
-    let mut picked = Vec::new();
-    for (id, endpoint) in store::due(&state.db, now, &full, free as i64).await? {
-        let n = busy.get(&endpoint).copied().unwrap_or(0) + taken.get(&endpoint).copied().unwrap_or(0);
-        if n < PER_ENDPOINT {
-            *taken.entry(endpoint).or_default() += 1;
-            picked.push(id);
-        }
-    }
-    if picked.is_empty() {
+    // Endpoints holding their most already are left out of the claim; the rest are capped
+    // here, as a batch may hold many of one endpoint's deliveries: those over the cap are
+    // handed back, and their endpoint is left out of the next round.
+    let busy: HashMap<Uuid, usize> = in_flight.lock().per_endpoint.iter().map(|(e, (n, _))| (*e, *n)).collect();
+    let full: Vec<Uuid> = busy.iter().filter(|(_, n)| **n >= HELD_PER_ENDPOINT).map(|(e, _)| *e).collect();
+    let until = now + claim_for(&state.webhooks).as_millis() as i64;
+    let claimed = store::claim_due(&state.db, now, until, &full, free as i64).await?;
+    if claimed.is_empty() {
         return Ok(());
     }
-    let until = now + claim_for(&state.webhooks).as_millis() as i64;
-    let mut claimed = store::claim(&state.db, &picked, now, until).await?.into_iter();
-    for d in claimed.by_ref() {
+    let mut endpoints: Vec<Uuid> = claimed.iter().map(|d| d.endpoint_id).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    let algorithms: HashMap<Uuid, SigAlg> = store::signature_algorithms(&state.db, &endpoints)
+        .await?
+        .into_iter()
+        .map(|(id, alg)| (id, SigAlg::parse(&alg).unwrap_or(SigAlg::Ed25519)))
+        .collect();
+    let mut taken: HashMap<Uuid, usize> = HashMap::new();
+    let mut unsent = Vec::new();
+    for d in claimed {
+        // Gone since the claim: the cascade removes the delivery too; nothing to send.
+        let Some(&alg) = algorithms.get(&d.endpoint_id) else { continue };
+        let n = taken.entry(d.endpoint_id).or_default();
+        if busy.get(&d.endpoint_id).copied().unwrap_or(0) + *n >= HELD_PER_ENDPOINT {
+            unsent.push(d.id);
+            continue;
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let mut unsent = vec![d.id];
-            unsent.extend(claimed.map(|d| d.id));
-            store::release(&state.db, &unsent).await?;
-            break;
+            unsent.push(d.id);
+            continue;
         };
-        in_flight.start(d.id, d.endpoint_id);
+        *n += 1;
+        let turns = in_flight.start(d.id, d.endpoint_id);
         let (state, in_flight, wake, answers) = (state.clone(), in_flight.clone(), wake.clone(), answers.clone());
+        let mut stop = stop.clone();
         tokio::spawn(async move {
             let (id, endpoint) = (d.id, d.endpoint_id);
-            match deliver(&state, d).await {
+            let turn = tokio::select! {
+                turn = turns.acquire_owned() => turn.ok(),
+                _ = stop.wait_for(|stopping| *stopping) => None,
+            };
+            let Some(_turn) = turn else {
+                // Shutdown came first: the delivery stays held, so its claim is handed back.
+                return;
+            };
+            match deliver(&state, d, alg).await {
                 Ok(Some(answer)) => {
                     let _ = answers.send(answer);
                 }
@@ -354,6 +400,7 @@ async fn claim_and_send(
             wake.notify_one();
         });
     }
+    store::release(&state.db, &unsent).await?;
     Ok(())
 }
 

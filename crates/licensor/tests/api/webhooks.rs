@@ -751,3 +751,40 @@ async fn a_kept_alive_connection_carries_the_next_deliveries() {
     ports.dedup();
     assert_eq!(ports.len(), 1, "one connection carried all three: {ports:?}");
 }
+
+/// A node started with `--no-webhook-delivery` writes events to the outbox but sends nothing;
+/// a node with delivery on sends them, once.
+#[tokio::test]
+async fn a_node_without_delivery_leaves_its_events_to_others() {
+    let quiet = licensor::webhooks::Config { deliver: false, ..fast_webhooks() };
+    let app = spawn_app_configured(licensor::ratelimit::Config::default(), quiet).await;
+    let hook = receiver(vec![200], false).await;
+    create_endpoint(&app, &hook.url, json!(["product.created"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let api_only = [("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true"), ("LICENSOR_NO_WEBHOOK_DELIVERY", "true")];
+    let (_api, api_url) = app.serve_process_with(dir.path(), &api_only).await;
+    let body = json!({"data": {"type": "products", "attributes": {"name": "Quiet"}}});
+    let r = reqwest::Client::new()
+        .post(format!("{api_url}/v1/accounts/{}/products", app.account_id))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/vnd.api+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let product: Value = r.json().await.unwrap();
+
+    // Several of the worker's polls pass: neither node sends it, and it waits in the outbox.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(hook.events().is_empty(), "a node without delivery sent {:?}", hook.events().len());
+    let r = app.get(&app.acct("/webhook-events?events[]=product.created"), &app.admin()).await;
+    assert_eq!(r.body["data"][0]["attributes"]["status"], "DELIVERING", "{}", r.text);
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_worker, _) = app.serve_process_with(dir2.path(), &[("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true")]).await;
+    let got = hook.wait_for("the delivery, sent by the node with delivery on", |g| !g.is_empty()).await;
+    assert_eq!(got[0].payload()["data"]["id"], product["data"]["id"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(hook.events().len(), 1, "sent once");
+}
