@@ -43,8 +43,8 @@ struct Args {
     /// Instead of the usual phases: what webhooks cost. validate-key and activation with no
     /// endpoint, then with one endpoint (subscribed to license.created, machine.created and
     /// machine.deleted, a local receiver answering 204), twice over, on one server started with
-    /// `--no-webhook-delivery`; a second node on the same database sends the deliveries, and
-    /// its CPU per delivery is measured apart.
+    /// `--no-webhook-delivery`; after each activation phase a second node on the same database
+    /// sends the deliveries, and its CPU per delivery is measured apart.
     #[arg(long)]
     webhooks: bool,
     /// Instead of the usual phases: how long the admin console's pages take (overview, license
@@ -595,12 +595,12 @@ async fn webhooks(
         ("LICENSOR_ADDRESS_RATE_LIMITS", COUNTED_NEVER_REFUSED),
         ("LICENSOR_ALLOW_INSECURE_WEBHOOKS", "true"),
     ];
-    // The measured node raises events but sends none; a second node on the same database
-    // sends them, so what raising costs the API and what sending costs are measured apart.
+    // The measured node raises events but sends none. After each activation phase a second
+    // node on the same database sends them, so what raising costs the API and what sending
+    // costs are measured apart, neither taking the other's CPU.
     let api_env = [&env[..], &[("LICENSOR_NO_WEBHOOK_DELIVERY", "true")]].concat();
     let mut srv = start(server, url, schema, dir.path(), master_hex, &api_env, &client).await?;
     let worker_dir = tempfile::tempdir()?;
-    let mut worker = start(server, url, schema, worker_dir.path(), master_hex, &env, &client).await?;
     let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hook_url = format!("http://127.0.0.1:{}/hook", listener.local_addr()?.port());
@@ -662,7 +662,6 @@ async fn webhooks(
         phases.push(validate_phase(names[2], srv.pid, &srv.base, account, keys.clone(), &client, args).await);
         let held = |r: &std::sync::Mutex<Vec<(String, String)>>| r.lock().map(|v| v.len()).unwrap_or(0);
         let (made_before, got_before) = (held(&record), received.load(std::sync::atomic::Ordering::Relaxed));
-        let worker_cpu_before = cpu_seconds(worker.pid);
         let phase = activate_phase(
             names[3],
             srv.pid,
@@ -675,21 +674,23 @@ async fn webhooks(
             args,
         )
         .await;
-        // Every activation of the phase (warm-up too) raised one machine.created: wait until
-        // each has reached the receiver, and charge the delivery node's CPU to them.
+        // Every activation of the phase (warm-up too) raised one machine.created: a delivery
+        // node sends them all, and its CPU is charged to them.
         let made = held(&record) - made_before;
         let got = || received.load(std::sync::atomic::Ordering::Relaxed) - got_before;
-        let during = got();
-        let drain_start = Instant::now();
+        let mut worker = start(server, url, schema, worker_dir.path(), master_hex, &env, &client).await?;
+        let (drain_start, worker_cpu_before) = (Instant::now(), cpu_seconds(worker.pid));
         while got() < made && drain_start.elapsed() < Duration::from_secs(120) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let per_delivery = (cpu_seconds(worker.pid) - worker_cpu_before) * 1e6 / got().max(1) as f64;
+        let _ = worker.child.kill().await;
         println!(
-            "{}: {made} activations; the delivery node sent {} ({during} while they ran, the rest in {:.1} s after), {per_delivery:.0} us of its CPU per delivery",
+            "{}: {made} activations; the delivery node then sent {} in {:.2} s ({:.0}/s), {per_delivery:.0} us of its CPU per delivery",
             names[3],
             got(),
             drain_start.elapsed().as_secs_f64(),
+            got() as f64 / drain_start.elapsed().as_secs_f64()
         );
         delivery_us.push(per_delivery);
         phases.push(phase);
@@ -726,7 +727,6 @@ async fn webhooks(
         ((one + sending) / none - 1.0) * 100.0
     );
     println!("deliveries received: {}", received.load(std::sync::atomic::Ordering::Relaxed));
-    let _ = worker.child.kill().await;
     let _ = srv.child.kill().await;
     Ok(())
 }
