@@ -1,9 +1,11 @@
 //! `licensor-bench`: seeds a database with N licenses, starts the real `licensor serve` binary
-//! on it, and drives `GET /v1/ping` and `POST …/licenses/actions/validate-key` in the same run
-//! with the same connection count, then measures activation throughput and validation scoped to an
-//! activated fingerprint (what SDKs send). Prints req/s, p50 and
-//! p99 for each, and the validate-key ÷ ping throughput ratio (the figure that survives noisy
-//! machines). Run it with `scripts/bench`.
+//! on it, and drives, in one run with the same connection count: `GET /v1/ping` (unsigned), a
+//! signed 401 (the floor of any signed answer), `POST …/licenses/actions/validate-key`,
+//! activation, and validation scoped to an activated fingerprint (what SDKs send). Prints req/s,
+//! p50, p99 and the CPU the server (and, on PostgreSQL, the database) spent per request, then
+//! issue 17's targets as ratios measured in the run: validate-key against the signed 401, its
+//! CPU against ping + one Ed25519 signature + 30 µs, the scope's extra cost, and the server's
+//! memory. Run it with `scripts/bench`.
 
 mod console;
 
@@ -251,6 +253,9 @@ struct Phase {
     /// CPU seconds the server process and this load generator used during the measured window.
     server_cpu: f64,
     client_cpu: f64,
+    /// CPU seconds every `postgres` process on this machine used in the window (0 when the
+    /// database is SQLite, inside the server).
+    database_cpu: f64,
 }
 
 impl Phase {
@@ -265,8 +270,13 @@ impl Phase {
         self.latencies_us[i] as f64 / 1000.0
     }
     fn print(&self) {
+        let database = if self.database_cpu > 0.0 {
+            format!("  postgres {:>5.1} us/req", self.per_request_us(self.database_cpu))
+        } else {
+            String::new()
+        };
         println!(
-            "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:>5.1} us/req  client {:>5.1} us/req  ({} requests, {} errors)",
+            "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:>5.1} us/req{database}  client {:>5.1} us/req  ({} requests, {} errors)",
             self.name,
             self.rps(),
             self.pct(0.50),
@@ -295,6 +305,24 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Whether the benchmarked database is PostgreSQL (whose processes' CPU is then measured).
+static ON_POSTGRES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// CPU seconds used so far by every process named `postgres` (server and backends): what a
+/// PostgreSQL-backed run costs the database, measured like the server's.
+fn postgres_cpu_seconds() -> f64 {
+    if !ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+        return 0.0;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|pid| cpu_seconds(Some(pid)))
+        .sum()
+}
+
 /// Runs `make_request` from `connections` concurrent loops for `warmup + seconds`.
 async fn drive<F, Fut>(
     name: &'static str,
@@ -313,9 +341,9 @@ where
     let mut tasks = Vec::new();
     let cpu_marks = tokio::spawn(async move {
         tokio::time::sleep_until(warmup_end.into()).await;
-        let start = (cpu_seconds(server_pid), cpu_seconds(None));
+        let start = (cpu_seconds(server_pid), cpu_seconds(None), postgres_cpu_seconds());
         tokio::time::sleep_until(end.into()).await;
-        (cpu_seconds(server_pid) - start.0, cpu_seconds(None) - start.1)
+        (cpu_seconds(server_pid) - start.0, cpu_seconds(None) - start.1, postgres_cpu_seconds() - start.2)
     });
     for c in 0..connections {
         let f = make_request.clone();
@@ -348,7 +376,7 @@ where
         errors += e;
     }
     latencies_us.sort_unstable();
-    let (server_cpu, client_cpu) = cpu_marks.await.unwrap_or_default();
+    let (server_cpu, client_cpu, database_cpu) = cpu_marks.await.unwrap_or_default();
     Phase {
         name,
         requests: latencies_us.len(),
@@ -357,6 +385,7 @@ where
         latencies_us,
         server_cpu,
         client_cpu,
+        database_cpu,
     }
 }
 
@@ -367,6 +396,7 @@ async fn main() -> anyhow::Result<()> {
     let url = args.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
     let master_hex = hex::encode(rand::random::<[u8; 32]>());
     let master = MasterKey::from_hex(&master_hex)?;
+    ON_POSTGRES.store(url.starts_with("postgres"), std::sync::atomic::Ordering::Relaxed);
     let schema = url.starts_with("postgres").then(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
     let db = Db::connect(&url, schema.as_deref()).await?;
     db.migrate().await?;
@@ -474,6 +504,14 @@ async fn main() -> anyhow::Result<()> {
     let ping = ping_phase("ping", server_pid, &base, &client, &args).await;
     let signed = signed_401_phase(server_pid, &base, account, &client, &args).await;
     let validate = validate_phase("validate-key", server_pid, &base, account, keys.clone(), &client, &args).await;
+    // Right after the validation load: the process's own memory, and the resident total with
+    // the database pages it has mapped.
+    let memory = [("RssAnon", "own (anonymous)"), ("VmRSS", "resident with mapped pages")].map(|(field, what)| {
+        let kib = server_pid
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .and_then(|s| s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse::<f64>().ok());
+        format!("{what} {:.1} MB", kib.unwrap_or(0.0) / 1024.0)
+    });
 
     let token = Arc::new(token);
     // Activated (key, fingerprint) pairs, for the scoped validation phase.
@@ -526,6 +564,7 @@ async fn main() -> anyhow::Result<()> {
         cpu(&ping) + ed25519 + 30.0
     );
     println!("validate+scope - validate-key server CPU: {:.1} us (target 10 or less)", cpu(&scoped) - cpu(&validate));
+    println!("server memory after validate-key: {}", memory.join(", "));
     println!("validate-key / ping throughput ratio: {:.2}", validate.rps() / ping.rps());
     println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
     println!("validate+scope / ping ratio:          {:.2}", scoped.rps() / ping.rps());

@@ -113,7 +113,7 @@ pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         )
         .into());
     }
-    let license = licenses::find_by_key(ctx.db(), ctx.account_id(), &key).await?;
+    let license = licenses::find_to_validate(ctx.db(), ctx.account_id(), &key).await?;
     Ok(run(&ctx, license, &meta, false).await?)
 }
 
