@@ -23,7 +23,7 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
             s.machine.is_some() || s.fingerprint.is_some() || s.fingerprints.is_some() || s.components.is_some()
         });
     if needs_machines && l.machines_count > 0 {
-        let rows = machines::for_license(db, l.account_id, l.id).await?;
+        let rows = machines::activations(db, l.account_id, l.id).await?;
         let counts = if rules.strict && (l.max_processes().is_some() || rows.iter().any(|m| m.max_processes.is_some()))
         {
             processes::counts_for_license(db, l.id).await?

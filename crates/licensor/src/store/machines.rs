@@ -57,8 +57,53 @@ pub async fn find_on_license(db: &Db, account: Uuid, license: Uuid, fingerprint:
 // (account_id, fingerprint) index, which visits every machine of the account.
 const FOR_LICENSE: &str = select!("WHERE l.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC");
 
-/// Every machine of a license (validation needs them all; a license rarely has many). On the
-/// validation hot path: on SQLite it reads inline (see `SqliteDb::read_inline`).
+/// What a validation reads of each machine of its license: no metadata or policy to decode.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Activation {
+    pub id: Uuid,
+    pub fingerprint: String,
+    pub owner_id: Option<Uuid>,
+    pub cores: Option<i64>,
+    pub memory: Option<i64>,
+    pub disk: Option<i64>,
+    pub max_processes: Option<i64>,
+    pub last_heartbeat_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The machines of a license as validation needs them, oldest first. On SQLite it reads
+/// inline (see `SqliteDb::read_inline`).
+pub async fn activations(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Activation>> {
+    // The account is checked on the license row, as in `FOR_LICENSE`.
+    const SQL: &str = "SELECT m.id, m.fingerprint, m.owner_id, m.cores, m.memory, m.disk, m.max_processes, \
+        m.last_heartbeat_at, m.created_at FROM machines m JOIN licenses l ON l.id = m.license_id \
+        WHERE l.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC";
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            conn.prepare_cached(SQL)?
+                .query_map(rusqlite::params![account, license], |r| {
+                    Ok(Activation {
+                        id: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                        owner_id: r.get(2)?,
+                        cores: r.get(3)?,
+                        memory: r.get(4)?,
+                        disk: r.get(5)?,
+                        max_processes: r.get(6)?,
+                        last_heartbeat_at: r.get(7)?,
+                        created_at: r.get(8)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?),
+        Db::Postgres(pool) => {
+            Ok(sqlx::query_as::<_, Activation>(SQL).bind(account).bind(license).fetch_all(pool).await?)
+        }
+    }
+}
+
+/// Every machine of a license, in full (a license rarely has many). On SQLite it reads inline
+/// (see `SqliteDb::read_inline`).
 pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Machine>> {
     match db {
         Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
