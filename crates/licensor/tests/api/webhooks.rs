@@ -788,3 +788,19 @@ async fn a_node_without_delivery_leaves_its_events_to_others() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(hook.events().len(), 1, "sent once");
 }
+
+/// A receiver that hangs gets at most 8 deliveries at a time from a node; the rest of its
+/// backlog waits its turn instead of opening more connections.
+#[tokio::test]
+async fn a_hanging_receiver_gets_eight_deliveries_at_a_time() {
+    let app = spawn_webhook_app().await;
+    let hanging = receiver(vec![200], true).await;
+    create_endpoint(&app, &hanging.url, json!(["product.created"])).await;
+    for n in 0..20 {
+        app.create_product(&format!("P{n}")).await;
+    }
+    hanging.wait_for("the first deliveries", |g| g.len() >= 8).await;
+    // Well within the 2 s attempt timeout of the test settings: nothing has failed yet.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(hanging.events().len(), 8, "eight sent at once, the other twelve held back");
+}
