@@ -173,23 +173,33 @@ pub async fn delete_delivery(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Claims until `until` at most `limit` deliveries due at `now` that no live worker holds,
-/// soonest first, leaving out those of the `full` endpoints (already sending as many as they
-/// may). One statement whatever the batch's size: a busy hour of events costs one write per
-/// batch, not one per delivery. On PostgreSQL a row another node is claiming at that moment is
-/// skipped rather than waited for (`SKIP LOCKED`) and the condition is checked again once the
-/// row is locked, so when nodes race for a delivery exactly one gets it; on SQLite the one
-/// writer makes the statement atomic.
-pub async fn claim_due(db: &Db, now: i64, until: i64, full: &[Uuid], limit: i64) -> Result<Vec<WebhookDelivery>> {
-    const DUE: &str = "SELECT id FROM webhook_events WHERE status IN ('DELIVERING', 'FAILING') \
-        AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2)";
+/// Claims until `until` at most `limit` deliveries due at `now` that no live worker holds, at
+/// most `per_endpoint` of each endpoint, each endpoint's soonest first, leaving out the
+/// `full` endpoints (already holding as many as they may). One statement whatever the batch's
+/// size: a busy hour of events costs one write per batch, not one per delivery. Endpoints are
+/// visited one by one through their own index, so a full endpoint's backlog is never walked.
+/// On PostgreSQL a row another node is claiming at that moment is skipped rather than waited
+/// for (`SKIP LOCKED`) and the condition is checked again once the row is locked, so when
+/// nodes race for a delivery exactly one gets it; on SQLite the one writer makes the statement
+/// atomic.
+pub async fn claim_due(
+    db: &Db,
+    now: i64,
+    until: i64,
+    full: &[Uuid],
+    per_endpoint: i64,
+    limit: i64,
+) -> Result<Vec<WebhookDelivery>> {
+    const DUE: &str = "SELECT y.id FROM webhook_events y WHERE y.endpoint_id = e.id \
+        AND y.status IN ('DELIVERING', 'FAILING') AND y.next_attempt_at <= $2 \
+        AND (y.claimed_until IS NULL OR y.claimed_until < $2) ORDER BY y.next_attempt_at LIMIT $5";
     let _turn = db.write_turn().await?;
     Ok(match db {
         Db::Sqlite(sqlite) => {
             let sql = format!(
-                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN ({DUE} \
-                 AND endpoint_id NOT IN (SELECT unhex(value) FROM json_each($3)) ORDER BY next_attempt_at LIMIT $4) \
-                 RETURNING {DELIVERY_COLUMNS}"
+                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN (SELECT x.id FROM webhook_endpoints e \
+                 JOIN webhook_events x ON x.id IN ({DUE}) \
+                 WHERE e.id NOT IN (SELECT unhex(value) FROM json_each($3)) LIMIT $4) RETURNING {DELIVERY_COLUMNS}"
             );
             let hex: Vec<String> = full.iter().map(|id| hex::encode(id.as_bytes())).collect();
             let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
@@ -198,19 +208,22 @@ pub async fn claim_due(db: &Db, now: i64, until: i64, full: &[Uuid], limit: i64)
                 .bind(now)
                 .bind(json)
                 .bind(limit)
+                .bind(per_endpoint)
                 .fetch_all(&sqlite.pool)
                 .await?
         }
         Db::Postgres(pool) => {
             let sql = format!(
-                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN ({DUE} AND NOT (endpoint_id = ANY($3)) \
-                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING {DELIVERY_COLUMNS}"
+                "UPDATE webhook_events SET claimed_until = $1 WHERE id IN (SELECT x.id FROM webhook_endpoints e \
+                 CROSS JOIN LATERAL ({DUE} FOR UPDATE SKIP LOCKED) x WHERE NOT (e.id = ANY($3)) LIMIT $4) \
+                 RETURNING {DELIVERY_COLUMNS}"
             );
             sqlx::query_as::<_, WebhookDelivery>(&sql)
                 .bind(until)
                 .bind(now)
                 .bind(full)
                 .bind(limit)
+                .bind(per_endpoint)
                 .fetch_all(pool)
                 .await?
         }

@@ -348,7 +348,7 @@ async fn claim_and_send(
     let busy: HashMap<Uuid, usize> = in_flight.lock().per_endpoint.iter().map(|(e, (n, _))| (*e, *n)).collect();
     let full: Vec<Uuid> = busy.iter().filter(|(_, n)| **n >= HELD_PER_ENDPOINT).map(|(e, _)| *e).collect();
     let until = now + claim_for(&state.webhooks).as_millis() as i64;
-    let claimed = store::claim_due(&state.db, now, until, &full, free as i64).await?;
+    let claimed = store::claim_due(&state.db, now, until, &full, HELD_PER_ENDPOINT as i64, free as i64).await?;
     if claimed.is_empty() {
         return Ok(());
     }
