@@ -663,26 +663,15 @@ async fn webhooks(
     let mut phases = Vec::new();
     let mut delivery_us = Vec::new();
     let record: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
-    for (round, names) in [
-        (1, ["validate none 1", "activate none 1", "validate one 1", "activate one 1"]),
-        (2, ["validate none 2", "activate none 2", "validate one 2", "activate one 2"]),
+    let activate = |name: &'static str| {
+        activate_phase(name, srv.pid, &srv.base, account, keys.clone(), token.clone(), record.clone(), &client, args)
+    };
+    for names in [
+        ["validate none 1", "activate none 1", "validate one 1", "activate one 1"],
+        ["validate none 2", "activate none 2", "validate one 2", "activate one 2"],
     ] {
-        let _ = round;
         phases.push(validate_phase(names[0], srv.pid, &srv.base, account, keys.clone(), &client, args).await);
-        phases.push(
-            activate_phase(
-                names[1],
-                srv.pid,
-                &srv.base,
-                account,
-                keys.clone(),
-                token.clone(),
-                record.clone(),
-                &client,
-                args,
-            )
-            .await,
-        );
+        phases.push(activate(names[1]).await);
         let body = json!({"data": {"type": "webhook-endpoints", "attributes": {"url": hook_url,
             "subscriptions": ["license.created", "machine.created", "machine.deleted"]}}});
         let created: serde_json::Value = client
@@ -701,18 +690,7 @@ async fn webhooks(
         phases.push(validate_phase(names[2], srv.pid, &srv.base, account, keys.clone(), &client, args).await);
         let held = |r: &std::sync::Mutex<Vec<(String, String)>>| r.lock().map(|v| v.len()).unwrap_or(0);
         let (made_before, got_before) = (held(&record), received.load(std::sync::atomic::Ordering::Relaxed));
-        let phase = activate_phase(
-            names[3],
-            srv.pid,
-            &srv.base,
-            account,
-            keys.clone(),
-            token.clone(),
-            record.clone(),
-            &client,
-            args,
-        )
-        .await;
+        let phase = activate(names[3]).await;
         // Every activation of the phase (warm-up too) raised one machine.created: a delivery
         // node sends them all, and its CPU is charged to them.
         let made = held(&record) - made_before;

@@ -273,15 +273,16 @@ pub async fn password_login(ctx: &Login<'_>, account: &Account, email: &str, pas
         Some(u) => u,
     };
     // As Keygen, the second factor before the password: the answer to a wrong code does not
-    // tell whether the password was right.
+    // tell whether the password was right. The code's step is taken only once the password
+    // is right too, so a wrong password does not use up the user's code.
+    let mut code_step = None;
     if let Some(f) = second_factors::of_user(db, account.id, u.id).await?.filter(|f| f.enabled) {
         match ctx.otp {
             Otp::Given(None) => return Err(otp_error("second factor is required", "OTP_REQUIRED")),
-            Otp::Given(Some(code)) => {
-                if !verify_code(db, ctx.master, &f, code).await? {
-                    return Err(otp_error("second factor must be valid", "OTP_INVALID"));
-                }
-            }
+            Otp::Given(Some(code)) => match matching_step(ctx.master, &f, code)? {
+                Some(step) => code_step = Some((f, step)),
+                None => return Err(otp_invalid()),
+            },
             // Said only to whoever knows the password: a wrong one reads as wrong.
             Otp::Unavailable if ok => {
                 return Err(Error::unauthorized(
@@ -294,6 +295,12 @@ pub async fn password_login(ctx: &Login<'_>, account: &Account, email: &str, pas
     }
     if !ok {
         return Err(refused("password must be valid", "PASSWORD_INVALID"));
+    }
+    if let Some((f, step)) = code_step {
+        // Another login took this code in the meantime.
+        if !second_factors::take_step(db, &f, step).await? {
+            return Err(otp_invalid());
+        }
     }
     if u.banned_at.is_some() {
         return Err(Error::forbidden("User is banned", "USER_BANNED"));
@@ -327,11 +334,21 @@ fn otp_error(detail: &'static str, code: &'static str) -> Error {
     }
 }
 
+/// Keygen's 401 `OTP_INVALID` at `/meta/otp`.
+pub fn otp_invalid() -> Error {
+    otp_error("second factor must be valid", "OTP_INVALID")
+}
+
+/// The step `code` is the factor's code for now, if it is one not yet taken. Takes nothing:
+/// see [`verify_code`].
+pub fn matching_step(master: &crypto::MasterKey, f: &SecondFactor, code: &str) -> Result<Option<i64>> {
+    let secret = master.open(&f.secret, f.id.as_bytes()).map_err(Error::Internal)?;
+    Ok(crate::domain::totp::verify(&secret, code, time::now_ms() / 1000, f.last_verified_step))
+}
+
 /// Whether `code` is the factor's code now, taking its step (a code is good once).
 pub async fn verify_code(db: &Db, master: &crypto::MasterKey, f: &SecondFactor, code: &str) -> Result<bool> {
-    let secret = master.open(&f.secret, f.id.as_bytes()).map_err(Error::Internal)?;
-    let now = time::now_ms() / 1000;
-    match crate::domain::totp::verify(&secret, code, now, f.last_verified_step) {
+    match matching_step(master, f, code)? {
         Some(step) => second_factors::take_step(db, f, step).await,
         None => Ok(false),
     }

@@ -171,7 +171,8 @@ fn address_block(ip: IpAddr) -> String {
 }
 
 /// The exact buckets this request counts against: password logins (`POST …/tokens` with an
-/// email and password, and any password-authenticated licensing request) and password changes.
+/// email and password, and any password-authenticated licensing request), password changes,
+/// and changes to a second factor.
 fn strict_buckets(
     state: &AppState,
     method: &Method,
@@ -206,6 +207,16 @@ fn strict_buckets(
         // Reset requests: the email is in the body, so per account and address.
         if method == Method::POST && path.ends_with("/passwords") {
             out.push(("password_changes", bucket("forgot", &[account.as_bytes(), ip.as_bytes()]), rate));
+        }
+        // Setting up, enabling, disabling or deleting a second factor takes the user's password
+        // or one of its codes: each try is a guess, counted per user as a password change.
+        if method != Method::GET && path.contains("/second-factors") {
+            let user = path.split("/users/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("").to_lowercase();
+            out.push((
+                "password_changes",
+                bucket("second-factor", &[account.as_bytes(), ip.as_bytes(), user.as_bytes()]),
+                rate,
+            ));
         }
     }
     out

@@ -1,7 +1,7 @@
 //! Second factors (TOTP) as Keygen has them: one per user, set up with the user's password,
 //! enabled with a first code; once enabled, password logins need a code too (`auth`).
 
-use crate::auth::verify_code;
+use crate::auth::{matching_step, otp_invalid, verify_code};
 use crate::crypto::MasterKey;
 use crate::db::{is_unique_violation, Db};
 use crate::domain::totp;
@@ -14,12 +14,8 @@ use crate::time;
 /// The issuer authenticator apps show for Licensor's codes.
 pub const ISSUER: &str = "Licensor";
 
-fn unauthorized(detail: &'static str, code: &'static str, pointer: &'static str) -> Error {
-    Error::Unauthorized { detail: detail.into(), code: Some(code.into()), location: Source::Pointer(pointer.into()) }
-}
-
-fn otp_invalid() -> Error {
-    unauthorized("second factor must be valid", "OTP_INVALID", "/meta/otp")
+fn one_per_user() -> Error {
+    Error::Conflict { detail: "The request could not be completed because of a conflict".into(), code: None }
 }
 
 /// The user's second factor, if any.
@@ -42,7 +38,8 @@ async fn require_code(db: &Db, master: &MasterKey, f: &SecondFactor, code: Optio
 }
 
 /// Sets up a second factor for `user`. A user with an enabled one proves it with a code;
-/// otherwise with their password. One per user: a second is a 409.
+/// otherwise with their password. One per user: a second is a 409 (after the proof, as Keygen
+/// answers; the code is checked but not used up, since nothing is created with it).
 pub async fn create(
     db: &Db,
     master: &MasterKey,
@@ -51,7 +48,12 @@ pub async fn create(
     otp: Option<&str>,
 ) -> Result<SecondFactor> {
     match of_user(db, user).await?.filter(|f| f.enabled) {
-        Some(enabled) => require_code(db, master, &enabled, otp).await?,
+        Some(enabled) => {
+            if otp.map(|code| matching_step(master, &enabled, code)).transpose()?.flatten().is_none() {
+                return Err(otp_invalid());
+            }
+            return Err(one_per_user());
+        }
         None => {
             let ok = crate::crypto::secrets::verify_password(
                 password.unwrap_or_default().to_string(),
@@ -59,7 +61,11 @@ pub async fn create(
             )
             .await?;
             if !ok || password.is_none_or(str::is_empty) {
-                return Err(unauthorized("password must be valid", "PASSWORD_INVALID", "/meta/password"));
+                return Err(Error::Unauthorized {
+                    detail: "password must be valid".into(),
+                    code: Some("PASSWORD_INVALID".into()),
+                    location: Source::Pointer("/meta/password".into()),
+                });
             }
         }
     }
@@ -78,10 +84,7 @@ pub async fn create(
     };
     match second_factors::insert(db, &f, &[Raised::second_factor("second-factor.created", &f)]).await {
         Ok(()) => Ok(f),
-        Err(e) if is_unique_violation(&e) => Err(Error::Conflict {
-            detail: "The request could not be completed because of a conflict".into(),
-            code: None,
-        }),
+        Err(e) if is_unique_violation(&e) => Err(one_per_user()),
         Err(e) => Err(e.into()),
     }
 }

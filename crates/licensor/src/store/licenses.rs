@@ -46,30 +46,27 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<License>> {
     Ok(db_run!(db, |pool| sqlx::query_as::<_, License>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
-/// The validation hot path's lookup. On SQLite it reads inline (see `SqliteDb::read_inline`).
+/// A license by key, rendered in full. On SQLite it reads inline (see `SqliteDb::read_inline`).
 pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<License>> {
-    match db {
-        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
-            use rusqlite::OptionalExtension;
-            conn.prepare_cached(FIND_BY_KEY)?.query_row(rusqlite::params![account, key], from_sqlite_row).optional()
-        })?),
-        Db::Postgres(pool) => {
-            Ok(sqlx::query_as::<_, License>(FIND_BY_KEY).bind(account).bind(key).fetch_optional(pool).await?)
-        }
-    }
+    by_key(db, FIND_BY_KEY, account, key).await
 }
 
 /// The validation's own lookup by key: as [`find_by_key`], but without the last validation,
 /// which the validation replaces with its own instant (one join fewer on the hot path).
 pub async fn find_to_validate(db: &Db, account: Uuid, key: &str) -> Result<Option<License>> {
     const SQL: &str = concat!(license_columns!("CAST(NULL AS BIGINT)"), "WHERE l.account_id = $1 AND l.key = $2");
+    by_key(db, SQL, account, key).await
+}
+
+/// Runs `sql`, a license query taking (account, key), inline on SQLite.
+async fn by_key(db: &Db, sql: &'static str, account: Uuid, key: &str) -> Result<Option<License>> {
     match db {
         Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
             use rusqlite::OptionalExtension;
-            conn.prepare_cached(SQL)?.query_row(rusqlite::params![account, key], from_sqlite_row).optional()
+            conn.prepare_cached(sql)?.query_row(rusqlite::params![account, key], from_sqlite_row).optional()
         })?),
         Db::Postgres(pool) => {
-            Ok(sqlx::query_as::<_, License>(SQL).bind(account).bind(key).fetch_optional(pool).await?)
+            Ok(sqlx::query_as::<_, License>(sql).bind(account).bind(key).fetch_optional(pool).await?)
         }
     }
 }

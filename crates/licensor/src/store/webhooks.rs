@@ -173,6 +173,13 @@ pub async fn delete_delivery(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// `ids` as SQLite takes a list: a JSON array of hex strings, read with
+/// `SELECT unhex(value) FROM json_each(…)` (the id columns are BLOBs).
+fn sqlite_ids(ids: &[Uuid]) -> String {
+    let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
+    serde_json::Value::from(hex).to_string()
+}
+
 /// Claims until `until` at most `limit` deliveries due at `now` that no live worker holds, at
 /// most `per_endpoint` of each endpoint, each endpoint's soonest first, leaving out the
 /// `full` endpoints (already holding as many as they may). One statement whatever the batch's
@@ -201,8 +208,7 @@ pub async fn claim_due(
                  JOIN webhook_events x ON x.id IN ({DUE}) \
                  WHERE e.id NOT IN (SELECT unhex(value) FROM json_each($3)) LIMIT $4) RETURNING {DELIVERY_COLUMNS}"
             );
-            let hex: Vec<String> = full.iter().map(|id| hex::encode(id.as_bytes())).collect();
-            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
+            let json = sqlite_ids(full);
             sqlx::query_as::<_, WebhookDelivery>(&sql)
                 .bind(until)
                 .bind(now)
@@ -237,8 +243,7 @@ pub async fn signature_algorithms(db: &Db, endpoints: &[Uuid]) -> Result<Vec<(Uu
         Db::Sqlite(sqlite) => {
             const SQL: &str = "SELECT id, signature_algorithm FROM webhook_endpoints \
                 WHERE id IN (SELECT unhex(value) FROM json_each($1))";
-            let hex: Vec<String> = endpoints.iter().map(|id| hex::encode(id.as_bytes())).collect();
-            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
+            let json = sqlite_ids(endpoints);
             sqlx::query_as(SQL).bind(json).fetch_all(&sqlite.pool).await?
         }
         Db::Postgres(pool) => {
@@ -262,8 +267,7 @@ pub async fn release(db: &Db, ids: &[Uuid]) -> Result<u64> {
             let sql = format!(
                 "UPDATE webhook_events SET claimed_until = NULL WHERE id IN (SELECT unhex(value) FROM json_each($1)) AND {unfinished}"
             );
-            let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
-            let json = serde_json::to_string(&hex).map_err(anyhow::Error::from)?;
+            let json = sqlite_ids(ids);
             sqlx::query(&sql).bind(json).execute(&sqlite.pool).await?.rows_affected()
         }
         Db::Postgres(pool) => {

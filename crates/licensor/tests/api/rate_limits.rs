@@ -148,6 +148,23 @@ async fn password_logins_have_a_stricter_bucket() {
     assert_eq!(r.body["error"]["code"], "too_many_requests");
 }
 
+/// Setting up a second factor takes the password: each try counts as a password change, per
+/// user, so a token cannot be used to guess the password (or a code) without limit.
+#[tokio::test]
+async fn second_factor_changes_count_as_password_changes() {
+    let app = spawn_app_with(Config { password_changes: Some(rate("2/1m")), ..Config::default() }).await;
+    away_from_a_minute_boundary().await;
+    let factors = app.acct(&format!("/users/{}/second-factors", app.admin_email));
+    for _ in 0..2 {
+        let r = app.post(&factors, &app.admin(), json!({"meta": {"password": "wrong password"}})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "PASSWORD_INVALID"), "{}", r.text);
+    }
+    let r = app.post(&factors, &app.admin(), json!({"meta": {"password": PASSWORD}})).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits: {}", r.text);
+    // Reading is not a guess.
+    assert_eq!(app.get(&factors, &app.admin()).await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn activations_and_deactivations_are_limited_per_license() {
     let app = spawn_app_with(Config { license_changes: Some(rate("3/1h")), ..Config::default() }).await;

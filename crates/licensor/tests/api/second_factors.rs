@@ -129,6 +129,10 @@ async fn second_factors_as_keygen_has_them() {
     // The code enabling the factor was taken; the next step's code logs in, once.
     next_step().await;
     let now_code = code(&secret);
+    // A right code with a wrong password is refused for the password and does not use it up.
+    let body = json!({"meta": {"otp": now_code}});
+    let r = app.post(&app.acct("/tokens"), &As::Basic(app.admin_email.clone(), "h4x0r".into()), body).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "PASSWORD_INVALID"), "{}", r.text);
     let r = login(&app, &app.admin_email, Some(&now_code)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = login(&app, &app.admin_email, Some(&now_code)).await;

@@ -54,7 +54,7 @@ fn no_limits(l: &License) -> bool {
 async fn nlf_of(c: &Caller, l: &License, policy: &Policy, product_name: &str, version: &str) -> Result<Nlf, Error> {
     let (metric, quantity) = projection::primary(l);
     let host = match Metric::Machines.limit(l) {
-        Some(1) => machines::for_license(c.db(), c.account.id, l.id).await?.into_iter().next().map(|m| m.fingerprint),
+        Some(1) => machines::activations(c.db(), c.account.id, l.id).await?.into_iter().next().map(|m| m.fingerprint),
         _ => None,
     };
     Ok(Nlf {
