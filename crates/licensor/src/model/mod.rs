@@ -62,7 +62,8 @@ impl Page {
         self.size
     }
     pub fn offset(&self) -> i64 {
-        (self.number - 1) * self.size
+        // A page number is any positive i64 a client sends: far past the end reads nothing.
+        (self.number - 1).saturating_mul(self.size)
     }
 }
 

@@ -29,15 +29,16 @@ pub struct Plan {
 
 /// Keygen's shortest searchable string.
 const MIN_LEN: usize = 3;
-/// Values (strings, numbers, array items, … at any depth) a query may hold: each becomes a
-/// bound parameter, and the engines take a few thousand at most.
+/// Values a query may hold (scalars, keys and containers, at any depth): each may become a
+/// bound parameter or a term of the condition, and the engines take a few thousand at most.
 const MAX_VALUES: usize = 256;
 
-/// How many scalar values `v` holds.
+/// How many values `v` holds: a scalar counts one, a container one plus its items, and an
+/// object's key one more each, so `{"k1": {}, "k2": {}, …}` counts as much as it binds.
 fn values_in(v: &Value) -> usize {
     match v {
-        Value::Array(items) => items.iter().map(values_in).sum(),
-        Value::Object(o) => o.values().map(values_in).sum(),
+        Value::Array(items) => 1 + items.iter().map(values_in).sum::<usize>(),
+        Value::Object(o) => 1 + o.values().map(|v| 1 + values_in(v)).sum::<usize>(),
         _ => 1,
     }
 }
@@ -325,6 +326,12 @@ mod tests {
         let many: Vec<Value> = (0..300).map(Value::from).collect();
         assert_eq!(
             detail(plan_of(json!({"meta": {"type": "licenses", "query": {"metadata": {"seats": many}}}}))),
+            ("is too large (at most 256 values)".into(), "/meta/query".into())
+        );
+        // Empty containers bind nothing each, but their keys do: they count too.
+        let keys: serde_json::Map<String, Value> = (0..300).map(|i| (format!("key{i}"), json!({}))).collect();
+        assert_eq!(
+            detail(plan_of(json!({"meta": {"type": "licenses", "query": {"metadata": keys}}}))),
             ("is too large (at most 256 values)".into(), "/meta/query".into())
         );
         // The type is checked before the caller's right to search; the query after.

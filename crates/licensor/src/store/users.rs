@@ -27,13 +27,16 @@ pub async fn find_by_email(db: &Db, account: Uuid, email: &str) -> Result<Option
 /// enough to tell one from several.
 pub async fn find_by_name(db: &Db, account: Uuid, name: &str) -> Result<Vec<User>> {
     const SQL: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at \
-         FROM users WHERE account_id = $1 AND email LIKE $2 ESCAPE '\\'";
+         FROM users WHERE account_id = $1 AND email LIKE $2 ESCAPE '\\' LIMIT 2";
+    // A local part holds no '@'; with none in the name, `name@%` matches exactly the emails
+    // whose local part is `name` (LIKE's wildcards in it matched literally; emails are stored
+    // lowercased).
+    if name.contains('@') {
+        return Ok(Vec::new());
+    }
     let name = name.to_lowercase();
-    // LIKE's wildcards in a name are matched literally; emails are stored lowercased.
     let pattern = format!("{}@%", name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-    let found: Vec<User> =
-        db_run!(db, |pool| sqlx::query_as::<_, User>(SQL).bind(account).bind(&pattern).fetch_all(pool).await?);
-    Ok(found.into_iter().filter(|u| u.email.split_once('@').is_some_and(|(local, _)| local == name)).take(2).collect())
+    Ok(db_run!(db, |pool| sqlx::query_as::<_, User>(SQL).bind(account).bind(&pattern).fetch_all(pool).await?))
 }
 
 /// Finds by UUID, else by email (Keygen's id alias for users).
