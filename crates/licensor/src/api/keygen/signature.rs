@@ -68,23 +68,30 @@ fn requested_version(headers: &HeaderMap) -> Result<Version, Error> {
 }
 
 /// A request pinned to an older version, its JSON body read in the current version's shapes
-/// (`versions::migrate_request`).
-async fn older_request(version: Version, req: Request) -> Request {
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
-        return Request::from_parts(parts, Body::empty());
-    };
+/// (`versions::migrate_request`). Only a body that may need it is read here, and it is handed
+/// on as sent unless a name was changed; one that cannot be read is refused as the `Body`
+/// extractor refuses it.
+async fn older_request(version: Version, req: Request) -> Result<Request, Error> {
+    let route = versions::Route { method: req.method(), path: route_path(req.uri().path()) };
+    if !versions::migrates_request(version, &route) {
+        return Ok(req);
+    }
+    let (mut parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .map_err(|_| Error::bad_request("The request body could not be read (it may be too large)", Source::None))?;
     let route = versions::Route { method: &parts.method, path: route_path(parts.uri.path()) };
-    let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(mut doc) => {
-            versions::migrate_request(version, &route, &mut doc);
+    let migrated = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|mut doc| versions::migrate_request(version, &route, &mut doc).then_some(doc));
+    let bytes = match migrated {
+        Some(doc) => {
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
             doc.to_string().into_bytes().into()
         }
-        Err(_) => bytes,
+        None => bytes,
     };
-    let mut parts = parts;
-    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    Request::from_parts(parts, Body::from(bytes))
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// The path after `/v1/accounts/{account}` (or `/v1` on the default account).
@@ -117,7 +124,10 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let (version, response) = match requested_version(req.headers()) {
-        Ok(v) if v < Version::CURRENT => (v, next.run(older_request(v, req).await).await),
+        Ok(v) if v < Version::CURRENT => match older_request(v, req).await {
+            Ok(req) => (v, next.run(req).await),
+            Err(e) => (v, ApiError(e).into_response()),
+        },
         Ok(v) => (v, next.run(req).await),
         // Answered (and signed) before any handler runs, as Keygen's version resolver does.
         Err(e) => (Version::CURRENT, ApiError(e).into_response()),

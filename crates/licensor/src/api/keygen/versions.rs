@@ -71,28 +71,38 @@ impl Route<'_> {
 
 /// Reads a request body written in `version`'s shapes in the current version's: a policy's
 /// `leasingStrategy` (up to 1.6), `fingerprintUniquenessStrategy` and
-/// `fingerprintMatchingStrategy` (up to 1.3) and `concurrent` (up to 1.1).
-pub fn migrate_request(version: Version, route: &Route, body: &mut Value) {
-    let writes_policy = (*route.method == Method::POST && route.path == "/policies")
-        || (matches!(*route.method, Method::PATCH | Method::PUT)
-            && route.path.strip_prefix("/policies/").is_some_and(|rest| !rest.contains('/')));
-    if !writes_policy {
-        return;
+/// `fingerprintMatchingStrategy` (up to 1.3) and `concurrent` (up to 1.1). Returns whether it
+/// changed anything.
+pub fn migrate_request(version: Version, route: &Route, body: &mut Value) -> bool {
+    if !migrates_request(version, route) {
+        return false;
     }
-    let Some(attrs) = body.pointer_mut("/data/attributes").and_then(Value::as_object_mut) else { return };
+    let Some(attrs) = body.pointer_mut("/data/attributes").and_then(Value::as_object_mut) else { return false };
+    let mut renamed = false;
     if version.upto(6) {
-        rename(attrs, "leasingStrategy", "processLeasingStrategy");
+        renamed |= rename(attrs, "leasingStrategy", "processLeasingStrategy");
     }
     if version.upto(3) {
-        rename(attrs, "fingerprintUniquenessStrategy", "machineUniquenessStrategy");
-        rename(attrs, "fingerprintMatchingStrategy", "machineMatchingStrategy");
+        renamed |= rename(attrs, "fingerprintUniquenessStrategy", "machineUniquenessStrategy");
+        renamed |= rename(attrs, "fingerprintMatchingStrategy", "machineMatchingStrategy");
     }
     if version.upto(1) {
         if let Some(Value::Bool(concurrent)) = attrs.remove("concurrent") {
             let overage = if concurrent { "ALWAYS_ALLOW_OVERAGE" } else { "NO_OVERAGE" };
             attrs.entry("overageStrategy").or_insert_with(|| overage.into());
+            renamed = true;
         }
     }
+    renamed
+}
+
+/// Whether [`migrate_request`] may change a request of `version` to `route`: only policy
+/// writes of versions before 1.7 have older names; every other body is left as sent.
+pub fn migrates_request(version: Version, route: &Route) -> bool {
+    let writes_policy = (*route.method == Method::POST && route.path == "/policies")
+        || (matches!(*route.method, Method::PATCH | Method::PUT)
+            && route.path.strip_prefix("/policies/").is_some_and(|rest| !rest.contains('/')));
+    writes_policy && version.upto(6)
 }
 
 /// The licenses of the machines in an answer (for 1.5's machine `user` relationship, the
@@ -278,9 +288,14 @@ fn all_objects(doc: &mut Value) -> Vec<&mut Map<String, Value>> {
     out
 }
 
-fn rename(attrs: &mut Map<String, Value>, from: &str, to: &str) {
-    if let Some(v) = attrs.remove(from) {
-        attrs.insert(to.into(), v);
+/// Renames `from` to `to` when present; returns whether it was.
+fn rename(attrs: &mut Map<String, Value>, from: &str, to: &str) -> bool {
+    match attrs.remove(from) {
+        Some(v) => {
+            attrs.insert(to.into(), v);
+            true
+        }
+        None => false,
     }
 }
 
