@@ -46,6 +46,24 @@ pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<License>> {
     Ok(db_run!(db, |pool| sqlx::query_as::<_, License>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
 }
 
+/// The owner of each of `ids` (the account's licenses among them), in one query.
+pub async fn owners(db: &Db, account: Uuid, ids: &[Uuid]) -> Result<Vec<(Uuid, Option<Uuid>)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match db {
+        Db::Sqlite(sqlite) => {
+            const SQL: &str = "SELECT id, owner_id FROM licenses WHERE account_id = $1 \
+                AND id IN (SELECT unhex(value) FROM json_each($2))";
+            sqlx::query_as(SQL).bind(account).bind(super::sqlite_ids(ids)).fetch_all(&sqlite.pool).await?
+        }
+        Db::Postgres(pool) => {
+            const SQL: &str = "SELECT id, owner_id FROM licenses WHERE account_id = $1 AND id = ANY($2)";
+            sqlx::query_as(SQL).bind(account).bind(ids).fetch_all(pool).await?
+        }
+    })
+}
+
 /// A license by key, rendered in full. On SQLite it reads inline (see `SqliteDb::read_inline`).
 pub async fn find_by_key(db: &Db, account: Uuid, key: &str) -> Result<Option<License>> {
     by_key(db, FIND_BY_KEY, account, key).await

@@ -139,6 +139,13 @@ where
     Ok(out)
 }
 
+/// `ids` as SQLite takes a list: a JSON array of hex strings, read with
+/// `SELECT unhex(value) FROM json_each(…)` (the id columns are BLOBs).
+pub(crate) fn sqlite_ids(ids: &[uuid::Uuid]) -> String {
+    let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
+    serde_json::Value::from(hex).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::sqlite_ids;
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
@@ -171,13 +172,6 @@ pub async fn delete_delivery(db: &Db, account: Uuid, id: Uuid) -> Result<()> {
     const SQL: &str = "DELETE FROM webhook_events WHERE account_id = $1 AND id = $2";
     db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).execute(pool).await?.rows_affected());
     Ok(())
-}
-
-/// `ids` as SQLite takes a list: a JSON array of hex strings, read with
-/// `SELECT unhex(value) FROM json_each(…)` (the id columns are BLOBs).
-fn sqlite_ids(ids: &[Uuid]) -> String {
-    let hex: Vec<String> = ids.iter().map(|id| hex::encode(id.as_bytes())).collect();
-    serde_json::Value::from(hex).to_string()
 }
 
 /// Claims until `until` at most `limit` deliveries due at `now` that no live worker holds, at

@@ -147,15 +147,15 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
     if version < Version::CURRENT {
         if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             let route = versions::Route { method: &method, path: route_path(&path) };
-            let mut owners = std::collections::HashMap::new();
-            if version.upto(5) {
-                for license in versions::machine_licenses(&doc) {
-                    if let std::collections::hash_map::Entry::Vacant(e) = owners.entry(license) {
-                        let found = crate::store::licenses::find(&state.db, account.id, license).await;
-                        e.insert(found.ok().flatten().and_then(|l| l.owner_id));
-                    }
+            let owners = if version.upto(5) {
+                let licenses = versions::machine_licenses(&doc);
+                match crate::store::licenses::owners(&state.db, account.id, &licenses).await {
+                    Ok(owners) => owners.into_iter().collect(),
+                    Err(e) => return ApiError(e.into()).into_response(),
                 }
-            }
+            } else {
+                std::collections::HashMap::new()
+            };
             versions::migrate(version, &route, parts.status, &mut doc, &owners);
             bytes = doc.to_string().into();
             parts.headers.remove(axum::http::header::CONTENT_LENGTH);
