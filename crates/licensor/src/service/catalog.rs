@@ -184,8 +184,7 @@ pub async fn attach_entitlements(
     ids: &[uuid::Uuid],
     events: &[Raised],
 ) -> Result<Vec<(uuid::Uuid, i64)>> {
-    let attached: Vec<uuid::Uuid> =
-        entitlements::attached(db, account, target).await?.into_iter().map(|(id, _)| id).collect();
+    let attached = entitlements::attached(db, account, target).await?;
     attachable(ids, &attached, inherited)?;
     let now = crate::time::now_ms();
     match entitlements::attach(db, account, target, ids, now, events).await {
@@ -205,8 +204,7 @@ pub async fn detach_entitlements(
     ids: &[uuid::Uuid],
     events: &[Raised],
 ) -> Result<()> {
-    let attached: Vec<uuid::Uuid> =
-        entitlements::attached(db, account, target).await?.into_iter().map(|(id, _)| id).collect();
+    let attached = entitlements::attached(db, account, target).await?;
     detachable(ids, &attached, inherited)?;
     if !entitlements::detach(db, account, target, ids, events).await? {
         // Detached by a request that committed between the check and the delete.

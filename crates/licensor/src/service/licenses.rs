@@ -481,11 +481,7 @@ pub async fn attach_entitlements(db: &Db, l: &License, ids: &[Uuid]) -> Result<V
 }
 
 async fn inherited_entitlements(db: &Db, l: &License) -> Result<Vec<Uuid>> {
-    Ok(entitlements::attached(db, l.account_id, Scope::Policy(l.policy_id))
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect())
+    entitlements::attached(db, l.account_id, Scope::Policy(l.policy_id)).await
 }
 
 /// Detaches entitlements attached to `l` itself; those its policy grants stay

@@ -114,13 +114,12 @@ pub async fn insert(
 ) -> Result<Result<(), Refusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at \
         WHERE account_id = $1 AND id = (SELECT license_id FROM machines WHERE account_id = $1 AND id = $2)";
-    const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
     const LICENSE_OF: &str = "SELECT license_id FROM machines WHERE account_id = $1 AND id = $2";
     let inserted = db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_LICENSE).bind(c.account_id).bind(c.machine_id).execute(&mut *tx).await?;
         if !matches!(scope, None | Some(Uniqueness::License)) {
-            sqlx::query(LOCK_ACCOUNT).bind(c.account_id).execute(&mut *tx).await?;
+            sqlx::query(super::LOCK_ACCOUNT).bind(c.account_id).execute(&mut *tx).await?;
         }
         let license: Uuid =
             sqlx::query_scalar(LICENSE_OF).bind(c.account_id).bind(c.machine_id).fetch_one(&mut *tx).await?;

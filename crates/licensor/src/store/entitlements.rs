@@ -77,10 +77,6 @@ pub async fn codes_for_license(db: &Db, account: Uuid, license: Uuid, policy: Uu
 
 const INSERT: &str = "INSERT INTO entitlements (id, account_id, name, code, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub async fn insert(db: &Db, e: &Entitlement, events: &[Raised]) -> Result<(), sqlx::Error> {
-    insert_keyed(db, e, None, events).await.map(|_| ())
-}
-
 /// Inserts `e`; with `key_range`, only when no other entitlement of the account has an id in it
 /// (its legacy key chosen, as an extension's), checked under the account's lock. Returns
 /// whether it inserted.
@@ -194,17 +190,15 @@ pub async fn replace_for_license(db: &Db, account: Uuid, license: Uuid, ids: &[U
 }
 
 /// The entitlements attached to a policy or a license itself, with when each was attached.
-pub async fn attached(db: &Db, account: Uuid, target: Scope) -> Result<Vec<(Uuid, i64)>> {
-    const POLICY: &str =
-        "SELECT entitlement_id, created_at FROM policy_entitlements WHERE account_id = $1 AND policy_id = $2";
-    const LICENSE: &str =
-        "SELECT entitlement_id, created_at FROM license_entitlements WHERE account_id = $1 AND license_id = $2";
+pub async fn attached(db: &Db, account: Uuid, target: Scope) -> Result<Vec<Uuid>> {
+    const POLICY: &str = "SELECT entitlement_id FROM policy_entitlements WHERE account_id = $1 AND policy_id = $2";
+    const LICENSE: &str = "SELECT entitlement_id FROM license_entitlements WHERE account_id = $1 AND license_id = $2";
     let (sql, owner) = match target {
         Scope::Policy(p) => (POLICY, p),
         Scope::License(l) => (LICENSE, l),
         Scope::Account => return Ok(Vec::new()),
     };
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, (Uuid, i64)>(sql).bind(account).bind(owner).fetch_all(pool).await?))
+    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, Uuid>(sql).bind(account).bind(owner).fetch_all(pool).await?))
 }
 
 /// Attaches entitlements to a policy or license (`target` picks which), all or none: one

@@ -272,7 +272,6 @@ pub async fn activate(
     events: &[Raised],
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
-    const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     const TAKEN_LICENSE: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND fingerprint = $2";
     const TAKEN_ACCOUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND fingerprint = $2";
@@ -293,7 +292,7 @@ pub async fn activate(
             if !matches!(limits.uniqueness, Uniqueness::License)
                 || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
             {
-                sqlx::query(LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
+                sqlx::query(super::LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
             }
             if let Some((group, _)) = limits.group_machines {
                 sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;

@@ -61,6 +61,10 @@ macro_rules! push_metadata {
     }};
 }
 
+/// Locks an account's row for the rest of a write transaction: what per-account limits and
+/// uniqueness checks serialise on when several nodes write at once.
+pub(crate) const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
+
 /// In `$tx`, a write transaction: locks the account row and tells whether any row of `$table`
 /// in it has an id in `$range` (a chosen licensing key, `domain::projection::id_with_legacy_key`),
 /// so two creations racing for one key cannot both find it free.
@@ -68,10 +72,7 @@ macro_rules! push_metadata {
 macro_rules! key_range_taken {
     ($tx:expr, $table:literal, $account:expr, $range:expr) => {{
         let (lo, hi) = $range;
-        sqlx::query("UPDATE accounts SET updated_at = updated_at WHERE id = $1")
-            .bind($account)
-            .execute(&mut *$tx)
-            .await?;
+        sqlx::query($crate::store::LOCK_ACCOUNT).bind($account).execute(&mut *$tx).await?;
         let n: i64 = sqlx::query_scalar(concat!(
             "SELECT COUNT(*) FROM ",
             $table,

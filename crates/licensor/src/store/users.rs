@@ -154,7 +154,6 @@ pub async fn count_in_group(db: &Db, group: Uuid) -> Result<i64> {
 }
 
 /// Locks the account row; with it held, "another admin remains" stays true until commit.
-const LOCK_ACCOUNT: &str = "UPDATE accounts SET updated_at = updated_at WHERE id = $1";
 /// Admins of the account other than `$2`.
 const OTHER_ADMINS: &str = "SELECT COUNT(*) FROM users WHERE account_id = $1 AND role = 'admin' AND id <> $2";
 
@@ -183,7 +182,7 @@ pub async fn update_keeping_an_admin(
     db_run!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         if keep_an_admin {
-            sqlx::query(LOCK_ACCOUNT).bind(u.account_id).execute(&mut *tx).await?;
+            sqlx::query(super::LOCK_ACCOUNT).bind(u.account_id).execute(&mut *tx).await?;
             let others =
                 sqlx::query_scalar::<_, i64>(OTHER_ADMINS).bind(u.account_id).bind(u.id).fetch_one(&mut *tx).await?;
             if others == 0 {
@@ -227,7 +226,7 @@ pub async fn delete(db: &Db, account: Uuid, id: Uuid, keep_an_admin: bool, event
         let mut tx = pool.begin_write().await?;
         sqlx::query(LOCK_LICENSES).bind(account).bind(id).execute(&mut *tx).await?;
         if keep_an_admin {
-            sqlx::query(LOCK_ACCOUNT).bind(account).execute(&mut *tx).await?;
+            sqlx::query(super::LOCK_ACCOUNT).bind(account).execute(&mut *tx).await?;
             let others = sqlx::query_scalar::<_, i64>(OTHER_ADMINS).bind(account).bind(id).fetch_one(&mut *tx).await?;
             if others == 0 {
                 tx.rollback().await?;

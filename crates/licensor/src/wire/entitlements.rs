@@ -35,14 +35,20 @@ pub fn render(account: Uuid, e: &Entitlement) -> Resource<EntitlementAttributes>
     .account(account)
 }
 
+/// What an entitlement is attached to.
+#[derive(Debug, Clone, Copy)]
+pub enum JoinOwner {
+    License(Uuid),
+    Policy(Uuid),
+}
+
 /// The join record of an entitlement attached to a license or a policy, as Keygen answers an
 /// attachment: type `license-entitlements` or `policy-entitlements`, its own id (derived from
 /// the pair, as the join has no other), and `links.related` to the entitlement under its owner.
-pub fn render_join(account: Uuid, owner: (&'static str, Uuid), entitlement: Uuid, created_at: i64) -> Value {
-    let (kind, owner_id) = owner;
-    let (join_type, owner_type) = match kind {
-        "license" => ("license-entitlements", "licenses"),
-        _ => ("policy-entitlements", "policies"),
+pub fn render_join(account: Uuid, owner: JoinOwner, entitlement: Uuid, created_at: i64) -> Value {
+    let (kind, join_type, owner_type, owner_id) = match owner {
+        JoinOwner::License(id) => ("license", "license-entitlements", "licenses", id),
+        JoinOwner::Policy(id) => ("policy", "policy-entitlements", "policies", id),
     };
     let id = Uuid::new_v5(&owner_id, entitlement.as_bytes());
     let at = time::iso(created_at);

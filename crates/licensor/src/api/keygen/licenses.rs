@@ -509,7 +509,14 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
     let account = ctx.account_id();
     let data: Vec<Value> = attached
         .iter()
-        .map(|(e, at)| crate::wire::entitlements::render_join(account, ("license", l.id), *e, *at))
+        .map(|(e, at)| {
+            crate::wire::entitlements::render_join(
+                account,
+                crate::wire::entitlements::JoinOwner::License(l.id),
+                *e,
+                *at,
+            )
+        })
         .collect();
     Ok(document::respond(StatusCode::OK, &json!({ "data": data })))
 }

@@ -176,7 +176,9 @@ pub async fn attach_entitlements(ctx: Ctx, Body(body): Body) -> ApiResult<Respon
             .await?;
     let data: Vec<serde_json::Value> = attached
         .iter()
-        .map(|(e, at)| crate::wire::entitlements::render_join(account, ("policy", p.id), *e, *at))
+        .map(|(e, at)| {
+            crate::wire::entitlements::render_join(account, crate::wire::entitlements::JoinOwner::Policy(p.id), *e, *at)
+        })
         .collect();
     Ok(document::respond(axum::http::StatusCode::OK, &serde_json::json!({ "data": data })))
 }
