@@ -151,7 +151,7 @@ pub async fn sign_response(State(state): State<AppState>, req: Request, next: Ne
                 let licenses = versions::machine_licenses(&doc);
                 match crate::store::licenses::owners(&state.db, account.id, &licenses).await {
                     Ok(owners) => owners.into_iter().collect(),
-                    Err(e) => return ApiError(e.into()).into_response(),
+                    Err(e) => return ApiError(e).into_response(),
                 }
             } else {
                 std::collections::HashMap::new()
