@@ -15,6 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+mod writer;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -24,11 +26,13 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// SQLite: the sqlx pool for everything, and the file's path for [`SqliteDb::read_inline`].
+/// SQLite: the sqlx pool for everything, the file's path for [`SqliteDb::read_inline`], and the
+/// connection of [`SqliteDb::write_inline`].
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
     pub pool: SqlitePool,
     path: Arc<PathBuf>,
+    writer: Arc<writer::Writer>,
 }
 
 /// Runs `$body` with `$pool` bound to the live engine's pool; the body is compiled once per engine.
@@ -147,7 +151,11 @@ impl SqliteDb {
     #[cfg(test)]
     pub fn lazy_for_tests() -> SqliteDb {
         let options = SqliteConnectOptions::new().filename("/nonexistent/unit-test.db");
-        SqliteDb { pool: SqlitePoolOptions::new().connect_lazy_with(options), path: Arc::new(PathBuf::new()) }
+        SqliteDb {
+            pool: SqlitePoolOptions::new().connect_lazy_with(options),
+            path: Arc::new(PathBuf::new()),
+            writer: writer::Writer::new(),
+        }
     }
 
     /// Runs a short read on a read-only connection owned by the current thread, inline.
@@ -257,7 +265,7 @@ impl Db {
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot open SQLite database {path}"))?;
-            Ok(Db::Sqlite(SqliteDb { pool, path: Arc::new(PathBuf::from(path)) }))
+            Ok(Db::Sqlite(SqliteDb { pool, path: Arc::new(PathBuf::from(path)), writer: writer::Writer::new() }))
         }
     }
 
@@ -346,6 +354,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Db::Sqlite(s) = self {
+            s.close_writer();
+        }
         db_run!(self, |pool| pool.close().await)
     }
 }

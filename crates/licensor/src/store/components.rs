@@ -77,6 +77,23 @@ where
         .bind(c.updated_at)
 }
 
+/// [`insert_query`] on a transaction of SQLite's inline writer.
+pub(super) fn insert_inline(tx: &rusqlite::Transaction<'_>, c: &Component) -> rusqlite::Result<()> {
+    let metadata = c.metadata.0.to_string();
+    let params: [(&str, &dyn rusqlite::ToSql); 8] = [
+        ("$1", &c.id),
+        ("$2", &c.account_id),
+        ("$3", &c.machine_id),
+        ("$4", &c.fingerprint),
+        ("$5", &c.name),
+        ("$6", &metadata),
+        ("$7", &c.created_at),
+        ("$8", &c.updated_at),
+    ];
+    tx.prepare_cached(INSERT)?.execute(&params[..])?;
+    Ok(())
+}
+
 /// The query that counts components already holding a fingerprint within a uniqueness scope
 /// wider than one machine, bound to (account, fingerprint[, scope id]); `None` for
 /// UNIQUE_PER_MACHINE, which the table's own `UNIQUE (machine_id, fingerprint)` enforces.

@@ -78,6 +78,61 @@ macro_rules! write_events {
     }};
 }
 
+/// [`write_events!`] for a transaction of SQLite's inline writer (`SqliteDb::write_inline`):
+/// the same rows, bound by name.
+pub(crate) fn write_inline(tx: &rusqlite::Transaction<'_>, account: Uuid, raised: &[Raised]) -> rusqlite::Result<()> {
+    use rusqlite::ToSql;
+    if raised.is_empty() {
+        return Ok(());
+    }
+    let now = crate::time::now_ms();
+    let who = crate::events::caller();
+    let request = crate::telemetry::request_id();
+    let endpoints = tx
+        .prepare_cached(ENDPOINTS_OF)?
+        .query_map([account], |row| {
+            let subscriptions: String = row.get(2)?;
+            let subscriptions = serde_json::from_str(&subscriptions)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e)))?;
+            Ok((row.get(0)?, row.get(1)?, Json(subscriptions), row.get(3)?, row.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<EndpointRow>>>()?;
+    let (who_kind, who_id) = (who.map(|w| w.kind), who.map(|w| w.id));
+    for r in raised {
+        let log = Uuid::now_v7();
+        let metadata = r.metadata.to_string();
+        let params: [(&str, &dyn ToSql); 10] = [
+            ("$1", &log),
+            ("$2", &account),
+            ("$3", &r.event),
+            ("$4", &r.resource_type),
+            ("$5", &r.resource_id),
+            ("$6", &who_kind),
+            ("$7", &who_id),
+            ("$8", &request),
+            ("$9", &metadata),
+            ("$10", &now),
+        ];
+        tx.prepare_cached(INSERT_LOG)?.execute(&params[..])?;
+        for endpoint in endpoints.iter().filter(|e| receives(e, r)) {
+            let id = Uuid::now_v7();
+            let params: [(&str, &dyn ToSql); 9] = [
+                ("$1", &id),
+                ("$2", &account),
+                ("$3", &endpoint.0),
+                ("$4", &log),
+                ("$5", &r.event),
+                ("$6", &endpoint.3),
+                ("$7", &endpoint.1),
+                ("$8", &r.payload),
+                ("$9", &now),
+            ];
+            tx.prepare_cached(INSERT_DELIVERY)?.execute(&params[..])?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes events that go with no change of their own, in one transaction.
 pub async fn record(db: &Db, account: Uuid, raised: &[Raised]) -> Result<()> {
     if raised.is_empty() {

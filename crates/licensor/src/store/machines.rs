@@ -216,39 +216,45 @@ pub async fn list(db: &Db, account: Uuid, f: &MachineFilter, page: Page) -> Resu
     })
 }
 
+/// What the machines a limit counts already hold: the license's (the owner's, under
+/// PER_USER leasing) but the one being changed. Bound to (license, per owner, owner, excluded
+/// machine); the group's to (group, excluded machine).
+macro_rules! others {
+    ($what:literal) => {
+        concat!(
+            "SELECT ",
+            $what,
+            " FROM machines WHERE license_id = $1 AND ($4 IS NULL OR id <> $4) \
+             AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))"
+        )
+    };
+}
+const MACHINES_OTHERS: &str = others!("COUNT(*)");
+const CORES_OTHERS: &str = others!("CAST(COALESCE(SUM(cores), 0) AS BIGINT)");
+const MEMORY_OTHERS: &str = others!("CAST(COALESCE(SUM(memory), 0) AS BIGINT)");
+const DISK_OTHERS: &str = others!("CAST(COALESCE(SUM(disk), 0) AS BIGINT)");
+const GROUP_OTHERS: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1 AND ($2 IS NULL OR id <> $2)";
+
 /// Measures what the license (and group) already hold that `limits` ask about, on the
 /// transaction that holds their locks; machine `exclude` (the one being changed) is left out.
 macro_rules! measure {
     ($tx:expr, $m:expr, $limits:expr, $exclude:expr) => {{
-        // The machines a limit counts: the license's (the owner's, under PER_USER leasing) but
-        // the one being changed.
-        macro_rules! others {
-            ($what:literal) => {
-                concat!(
-                    "SELECT ",
-                    $what,
-                    " FROM machines WHERE license_id = $1 AND ($4 IS NULL OR id <> $4) \
-                     AND ($2 = FALSE OR owner_id = $3 OR (owner_id IS NULL AND $3 IS NULL))"
-                )
-            };
-        }
-        const GROUP_OTHERS: &str = "SELECT COUNT(*) FROM machines WHERE group_id = $1 AND ($2 IS NULL OR id <> $2)";
         let (m, limits, exclude): (&Machine, &ActivationLimits, Option<Uuid>) = ($m, $limits, $exclude);
         let sum = |sql: &'static str| {
             sqlx::query_scalar::<_, i64>(sql).bind(m.license_id).bind(limits.per_owner).bind(m.owner_id).bind(exclude)
         };
         let mut usage = Usage::default();
         if limits.max_machines.is_some() {
-            usage.machines = Some(sum(others!("COUNT(*)")).fetch_one(&mut *$tx).await?);
+            usage.machines = Some(sum(MACHINES_OTHERS).fetch_one(&mut *$tx).await?);
         }
         if limits.max_cores.is_some() {
-            usage.cores = Some(sum(others!("CAST(COALESCE(SUM(cores), 0) AS BIGINT)")).fetch_one(&mut *$tx).await?);
+            usage.cores = Some(sum(CORES_OTHERS).fetch_one(&mut *$tx).await?);
         }
         if limits.max_memory.is_some() {
-            usage.memory = Some(sum(others!("CAST(COALESCE(SUM(memory), 0) AS BIGINT)")).fetch_one(&mut *$tx).await?);
+            usage.memory = Some(sum(MEMORY_OTHERS).fetch_one(&mut *$tx).await?);
         }
         if limits.max_disk.is_some() {
-            usage.disk = Some(sum(others!("CAST(COALESCE(SUM(disk), 0) AS BIGINT)")).fetch_one(&mut *$tx).await?);
+            usage.disk = Some(sum(DISK_OTHERS).fetch_one(&mut *$tx).await?);
         }
         if let Some((group, _)) = limits.group_machines {
             usage.group_machines =
@@ -256,6 +262,34 @@ macro_rules! measure {
         }
         usage
     }};
+}
+
+/// [`measure!`] on a transaction of SQLite's inline writer, for a new machine.
+fn measure_inline(tx: &rusqlite::Transaction<'_>, m: &Machine, limits: &ActivationLimits) -> rusqlite::Result<Usage> {
+    let exclude: Option<Uuid> = None;
+    let sum = |sql: &str| -> rusqlite::Result<i64> {
+        let params: [(&str, &dyn rusqlite::ToSql); 4] =
+            [("$1", &m.license_id), ("$2", &limits.per_owner), ("$3", &m.owner_id), ("$4", &exclude)];
+        tx.prepare_cached(sql)?.query_row(&params[..], |r| r.get(0))
+    };
+    let mut usage = Usage::default();
+    if limits.max_machines.is_some() {
+        usage.machines = Some(sum(MACHINES_OTHERS)?);
+    }
+    if limits.max_cores.is_some() {
+        usage.cores = Some(sum(CORES_OTHERS)?);
+    }
+    if limits.max_memory.is_some() {
+        usage.memory = Some(sum(MEMORY_OTHERS)?);
+    }
+    if limits.max_disk.is_some() {
+        usage.disk = Some(sum(DISK_OTHERS)?);
+    }
+    if let Some((group, _)) = limits.group_machines {
+        let params: [(&str, &dyn rusqlite::ToSql); 2] = [("$1", &group), ("$2", &exclude)];
+        usage.group_machines = Some(tx.prepare_cached(GROUP_OTHERS)?.query_row(&params[..], |r| r.get(0))?);
+    }
+    Ok(usage)
 }
 
 /// Inserts a machine if `decide` admits it. Measuring and inserting run in one transaction
@@ -273,118 +307,176 @@ pub async fn activate(
 ) -> Result<Result<(), ActivationRefusal>> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
-    const TAKEN_LICENSE: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND fingerprint = $2";
-    const TAKEN_ACCOUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND fingerprint = $2";
-    const TAKEN_PRODUCT: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.product_id = $3";
-    const TAKEN_POLICY: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.policy_id = $3";
-    const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
-        last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-    const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
 
-    // On SQLite the transaction holds the database's one write lock from `BEGIN IMMEDIATE`:
-    // nothing else can change the license, the account or the group before it commits, so the
-    // row locks (PostgreSQL's way) would only cost a statement each.
-    let row_locks = matches!(db, Db::Postgres(_));
-    db_run!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
-        if row_locks {
-            sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
-            if !matches!(limits.uniqueness, Uniqueness::License)
-                || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
-            {
-                sqlx::query(super::LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
-            }
-            if let Some((group, _)) = limits.group_machines {
-                sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+    let pool = match db {
+        Db::Sqlite(sqlite) => {
+            // The transaction holds SQLite's one write lock from `BEGIN IMMEDIATE`: nothing else
+            // can change the license, the account or the group before it commits, so the row
+            // locks (PostgreSQL's way) would only cost a statement each.
+            return Ok(sqlite.write_inline(|tx| activate_inline(tx, m, components, limits, decide, events)).await?);
+        }
+        Db::Postgres(pool) => pool,
+    };
+    let mut tx = pool.begin_write().await?;
+    sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
+    if !matches!(limits.uniqueness, Uniqueness::License)
+        || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
+    {
+        sqlx::query(super::LOCK_ACCOUNT).bind(m.account_id).execute(&mut *tx).await?;
+    }
+    if let Some((group, _)) = limits.group_machines {
+        sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
+    }
+    let (sql, first, scope) = taken_query(limits.uniqueness, m);
+    let q = sqlx::query_scalar::<_, i64>(sql).bind(first).bind(&m.fingerprint);
+    let taken = match scope {
+        Some(scope) => q.bind(scope),
+        None => q,
+    }
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut component_taken = None;
+    if let Some((sql, id)) = super::components::taken_query(limits.component_uniqueness, m.license_id) {
+        for (i, c) in components.iter().enumerate() {
+            let q = sqlx::query_scalar::<_, i64>(sql).bind(m.account_id).bind(&c.fingerprint);
+            let q = match id {
+                Some(id) => q.bind(id),
+                None => q,
+            };
+            if q.fetch_one(&mut *tx).await? > 0 {
+                component_taken = Some(i);
+                break;
             }
         }
-        let taken = match limits.uniqueness {
-            Uniqueness::License => {
-                sqlx::query_scalar::<_, i64>(TAKEN_LICENSE)
-                    .bind(m.license_id)
-                    .bind(&m.fingerprint)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-            Uniqueness::Account => {
-                sqlx::query_scalar::<_, i64>(TAKEN_ACCOUNT)
-                    .bind(m.account_id)
-                    .bind(&m.fingerprint)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-            Uniqueness::Product(p) => {
-                sqlx::query_scalar::<_, i64>(TAKEN_PRODUCT)
-                    .bind(m.account_id)
-                    .bind(&m.fingerprint)
-                    .bind(p)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-            Uniqueness::Policy(p) => {
-                sqlx::query_scalar::<_, i64>(TAKEN_POLICY)
-                    .bind(m.account_id)
-                    .bind(&m.fingerprint)
-                    .bind(p)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        };
-        let mut component_taken = None;
-        if let Some((sql, id)) = super::components::taken_query(limits.component_uniqueness, m.license_id) {
-            for (i, c) in components.iter().enumerate() {
-                let q = sqlx::query_scalar::<_, i64>(sql).bind(m.account_id).bind(&c.fingerprint);
-                let q = match id {
-                    Some(id) => q.bind(id),
-                    None => q,
-                };
-                if q.fetch_one(&mut *tx).await? > 0 {
-                    component_taken = Some(i);
-                    break;
-                }
-            }
-        }
-        let mut usage = measure!(tx, m, limits, None);
-        usage.fingerprint_taken = taken > 0;
-        usage.component_taken = component_taken;
-        if let Err(refusal) = decide(&usage, limits, m) {
+    }
+    let mut usage = measure!(tx, m, limits, None);
+    usage.fingerprint_taken = taken > 0;
+    usage.component_taken = component_taken;
+    if let Err(refusal) = decide(&usage, limits, m) {
+        tx.rollback().await?;
+        return Ok(Err(refusal));
+    }
+    sqlx::query(INSERT)
+        .bind(m.id)
+        .bind(m.account_id)
+        .bind(m.license_id)
+        .bind(&m.fingerprint)
+        .bind(&m.name)
+        .bind(&m.ip)
+        .bind(&m.hostname)
+        .bind(&m.platform)
+        .bind(m.cores)
+        .bind(m.memory)
+        .bind(m.disk)
+        .bind(m.owner_id)
+        .bind(m.group_id)
+        .bind(m.max_processes)
+        .bind(m.last_heartbeat_at)
+        .bind(m.last_check_out_at)
+        .bind(&m.metadata)
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .execute(&mut *tx)
+        .await?;
+    for c in components {
+        super::components::insert_query(c).execute(&mut *tx).await?;
+    }
+    if let Some(token) = limits.activation_token {
+        if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(Err(refusal));
+            return Ok(Err(ActivationRefusal::ActivationsLimit));
         }
-        sqlx::query(INSERT)
-            .bind(m.id)
-            .bind(m.account_id)
-            .bind(m.license_id)
-            .bind(&m.fingerprint)
-            .bind(&m.name)
-            .bind(&m.ip)
-            .bind(&m.hostname)
-            .bind(&m.platform)
-            .bind(m.cores)
-            .bind(m.memory)
-            .bind(m.disk)
-            .bind(m.owner_id)
-            .bind(m.group_id)
-            .bind(m.max_processes)
-            .bind(m.last_heartbeat_at)
-            .bind(m.last_check_out_at)
-            .bind(&m.metadata)
-            .bind(m.created_at)
-            .bind(m.updated_at)
-            .execute(&mut *tx)
-            .await?;
-        for c in components {
-            super::components::insert_query(c).execute(&mut *tx).await?;
+    }
+    crate::write_events!(tx, m.account_id, events);
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
+    last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
+
+/// The count of machines already holding `m`'s fingerprint within `scope`, bound to
+/// (first, fingerprint[, scope id]).
+fn taken_query(scope: Uniqueness, m: &Machine) -> (&'static str, Uuid, Option<Uuid>) {
+    const LICENSE: &str = "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND fingerprint = $2";
+    const ACCOUNT: &str = "SELECT COUNT(*) FROM machines WHERE account_id = $1 AND fingerprint = $2";
+    const PRODUCT: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.product_id = $3";
+    const POLICY: &str = "SELECT COUNT(*) FROM machines m JOIN licenses l ON l.id = m.license_id WHERE m.account_id = $1 AND m.fingerprint = $2 AND l.policy_id = $3";
+    match scope {
+        Uniqueness::License => (LICENSE, m.license_id, None),
+        Uniqueness::Account => (ACCOUNT, m.account_id, None),
+        Uniqueness::Product(p) => (PRODUCT, m.account_id, Some(p)),
+        Uniqueness::Policy(p) => (POLICY, m.account_id, Some(p)),
+    }
+}
+
+/// [`activate`]'s transaction on SQLite's inline writer: the same statements and decision.
+fn activate_inline(
+    tx: &rusqlite::Transaction<'_>,
+    m: &Machine,
+    components: &[crate::model::Component],
+    limits: &ActivationLimits,
+    decide: Decide,
+    events: &[Raised],
+) -> rusqlite::Result<std::result::Result<(), ActivationRefusal>> {
+    use rusqlite::ToSql;
+    let count = |sql: &str, first: &dyn ToSql, fingerprint: &str, scope: Option<Uuid>| -> rusqlite::Result<i64> {
+        let mut stmt = tx.prepare_cached(sql)?;
+        match scope {
+            Some(scope) => stmt.query_row(&[("$1", first), ("$2", &fingerprint), ("$3", &scope)][..], |r| r.get(0)),
+            None => stmt.query_row(&[("$1", first), ("$2", &fingerprint)][..], |r| r.get(0)),
         }
-        if let Some(token) = limits.activation_token {
-            if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(Err(ActivationRefusal::ActivationsLimit));
+    };
+    let (sql, first, scope) = taken_query(limits.uniqueness, m);
+    let taken = count(sql, &first, &m.fingerprint, scope)?;
+    let mut component_taken = None;
+    if let Some((sql, id)) = super::components::taken_query(limits.component_uniqueness, m.license_id) {
+        for (i, c) in components.iter().enumerate() {
+            if count(sql, &m.account_id, &c.fingerprint, id)? > 0 {
+                component_taken = Some(i);
+                break;
             }
         }
-        crate::write_events!(tx, m.account_id, events);
-        tx.commit().await?;
-    });
+    }
+    let mut usage = measure_inline(tx, m, limits)?;
+    usage.fingerprint_taken = taken > 0;
+    usage.component_taken = component_taken;
+    if let Err(refusal) = decide(&usage, limits, m) {
+        return Ok(Err(refusal));
+    }
+    let metadata = m.metadata.0.to_string();
+    let params: [(&str, &dyn ToSql); 19] = [
+        ("$1", &m.id),
+        ("$2", &m.account_id),
+        ("$3", &m.license_id),
+        ("$4", &m.fingerprint),
+        ("$5", &m.name),
+        ("$6", &m.ip),
+        ("$7", &m.hostname),
+        ("$8", &m.platform),
+        ("$9", &m.cores),
+        ("$10", &m.memory),
+        ("$11", &m.disk),
+        ("$12", &m.owner_id),
+        ("$13", &m.group_id),
+        ("$14", &m.max_processes),
+        ("$15", &m.last_heartbeat_at),
+        ("$16", &m.last_check_out_at),
+        ("$17", &metadata),
+        ("$18", &m.created_at),
+        ("$19", &m.updated_at),
+    ];
+    tx.prepare_cached(INSERT)?.execute(&params[..])?;
+    for c in components {
+        super::components::insert_inline(tx, c)?;
+    }
+    if let Some(token) = limits.activation_token {
+        if tx.prepare_cached(CONSUME)?.execute([token])? == 0 {
+            return Ok(Err(ActivationRefusal::ActivationsLimit));
+        }
+    }
+    super::events::write_inline(tx, m.account_id, events)?;
     Ok(Ok(()))
 }
 

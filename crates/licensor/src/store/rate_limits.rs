@@ -10,14 +10,26 @@ use crate::error::Result;
 pub async fn add(db: &Db, bucket: &str, window_start: i64, expires_at: i64, n: i64) -> Result<i64> {
     const SQL: &str = "INSERT INTO rate_limits (bucket, window_start, hits, expires_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + EXCLUDED.hits RETURNING hits";
-    let _turn = db.write_turn().await?;
-    Ok(db_run!(db, |pool| sqlx::query_scalar::<_, i64>(SQL)
-        .bind(bucket)
-        .bind(window_start)
-        .bind(n)
-        .bind(expires_at)
-        .fetch_one(pool)
-        .await?))
+    match db {
+        // Every activation counts here: on SQLite's inline writer, as the activation itself.
+        Db::Sqlite(sqlite) => {
+            let hits = sqlite
+                .write_inline(|tx| {
+                    let params: [(&str, &dyn rusqlite::ToSql); 4] =
+                        [("$1", &bucket), ("$2", &window_start), ("$3", &n), ("$4", &expires_at)];
+                    tx.prepare_cached(SQL)?.query_row(&params[..], |r| r.get(0)).map(Ok::<i64, ()>)
+                })
+                .await?;
+            Ok(hits.unwrap_or(0))
+        }
+        Db::Postgres(pool) => Ok(sqlx::query_scalar::<_, i64>(SQL)
+            .bind(bucket)
+            .bind(window_start)
+            .bind(n)
+            .bind(expires_at)
+            .fetch_one(pool)
+            .await?),
+    }
 }
 
 /// [`add`] for many buckets in one statement (PostgreSQL): returns each bucket's new total, in
