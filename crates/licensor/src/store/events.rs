@@ -91,10 +91,7 @@ pub(crate) fn write_inline(tx: &rusqlite::Transaction<'_>, account: Uuid, raised
     let endpoints = tx
         .prepare_cached(ENDPOINTS_OF)?
         .query_map([account], |row| {
-            let subscriptions: String = row.get(2)?;
-            let subscriptions = serde_json::from_str(&subscriptions)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e)))?;
-            Ok((row.get(0)?, row.get(1)?, Json(subscriptions), row.get(3)?, row.get(4)?))
+            Ok((row.get(0)?, row.get(1)?, Json(super::sqlite_json(row, 2)?), row.get(3)?, row.get(4)?))
         })?
         .collect::<rusqlite::Result<Vec<EndpointRow>>>()?;
     let (who_kind, who_id) = (who.map(|w| w.kind), who.map(|w| w.id));

@@ -119,11 +119,7 @@ pub async fn for_license(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Ma
 
 /// Maps a row of `select!` read through `rusqlite` (columns in the macro's order).
 fn from_sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
-    fn json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
-        let text: String = r.get(i)?;
-        serde_json::from_str(&text)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
-    }
+    use super::sqlite_json as json;
     Ok(Machine {
         id: r.get(0)?,
         account_id: r.get(1)?,

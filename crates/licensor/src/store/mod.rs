@@ -147,6 +147,14 @@ pub(crate) fn sqlite_ids(ids: &[uuid::Uuid]) -> String {
     serde_json::Value::from(hex).to_string()
 }
 
+/// Column `i` of a row read through `rusqlite`, JSON text decoded (SQLite keeps JSON as text,
+/// as sqlx's `Json` writes it).
+pub(crate) fn sqlite_json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,35 @@ use crate::model::{Listing, Page, Token};
 const FIND_BY_DIGEST: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE digest = $1";
 
 /// Looks a token up by digest, across accounts: the caller checks the account matches.
+/// The token with this digest, in any account. On SQLite it reads inline (see
+/// `SqliteDb::read_inline`): every request that carries a token reads it.
 pub async fn find_by_digest(db: &Db, digest: &str) -> Result<Option<Token>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, Token>(FIND_BY_DIGEST).bind(digest).fetch_optional(pool).await?))
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            use rusqlite::OptionalExtension;
+            conn.prepare_cached(FIND_BY_DIGEST)?
+                .query_row([digest], |r| {
+                    Ok(Token {
+                        id: r.get(0)?,
+                        account_id: r.get(1)?,
+                        bearer_type: r.get(2)?,
+                        bearer_id: r.get(3)?,
+                        digest: r.get(4)?,
+                        kind: r.get(5)?,
+                        name: r.get(6)?,
+                        expiry: r.get(7)?,
+                        max_activations: r.get(8)?,
+                        activations: r.get(9)?,
+                        max_deactivations: r.get(10)?,
+                        deactivations: r.get(11)?,
+                        created_at: r.get(12)?,
+                        updated_at: r.get(13)?,
+                    })
+                })
+                .optional()
+        })?),
+        Db::Postgres(pool) => Ok(sqlx::query_as::<_, Token>(FIND_BY_DIGEST).bind(digest).fetch_optional(pool).await?),
+    }
 }
 
 const FIND: &str = "SELECT id, account_id, bearer_type, bearer_id, digest, kind, name, expiry, max_activations, activations, max_deactivations, deactivations, created_at, updated_at FROM tokens WHERE account_id = $1 AND id = $2";

@@ -11,8 +11,35 @@ use crate::model::{Listing, Page, User};
 const FIND_BY_ID: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at FROM users WHERE account_id = $1 AND id = $2";
 const FIND_BY_EMAIL: &str = "SELECT id, account_id, email, password_hash, first_name, last_name, role, group_id, banned_at, metadata, created_at, updated_at FROM users WHERE account_id = $1 AND email = $2";
 
+/// A user by id. On SQLite it reads inline (see `SqliteDb::read_inline`): every request a
+/// user's token makes reads its user.
 pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<User>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, User>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            use rusqlite::OptionalExtension;
+            conn.prepare_cached(FIND_BY_ID)?
+                .query_row(rusqlite::params![account, id], |r| {
+                    Ok(User {
+                        id: r.get(0)?,
+                        account_id: r.get(1)?,
+                        email: r.get(2)?,
+                        password_hash: r.get(3)?,
+                        first_name: r.get(4)?,
+                        last_name: r.get(5)?,
+                        role: r.get(6)?,
+                        group_id: r.get(7)?,
+                        banned_at: r.get(8)?,
+                        metadata: crate::model::Json(super::sqlite_json(r, 9)?),
+                        created_at: r.get(10)?,
+                        updated_at: r.get(11)?,
+                    })
+                })
+                .optional()
+        })?),
+        Db::Postgres(pool) => {
+            Ok(sqlx::query_as::<_, User>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?)
+        }
+    }
 }
 
 pub async fn find_by_email(db: &Db, account: Uuid, email: &str) -> Result<Option<User>> {
