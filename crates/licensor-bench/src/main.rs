@@ -546,12 +546,33 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
 
+    // License creation by an admin token, as a vendor's billing integration does.
+    let licenses_url = format!("{base}/v1/accounts/{account}/licenses");
+    let body = json!({"data": {"type": "licenses",
+        "relationships": {"policy": {"data": {"type": "policies", "id": policy.id}}}}})
+    .to_string();
+    let c = client.clone();
+    let create = drive("create license", server_pid, args.connections, args.seconds, move |_, _| {
+        let (c, u, t, body) = (c.clone(), licenses_url.clone(), token.clone(), body.clone());
+        async move {
+            c.post(u)
+                .bearer_auth(t.as_str())
+                .header("content-type", "application/vnd.api+json")
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 201)
+        }
+    })
+    .await;
+
     println!();
     ping.print();
     signed.print();
     validate.print();
     activate.print();
     scoped.print();
+    create.print();
     println!();
     let cpu = |p: &Phase| p.per_request_us(p.server_cpu);
     let ed25519 = ed25519_us(&master, &created.account)?;
@@ -565,6 +586,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("validate+scope - validate-key server CPU: {:.1} us (target 10 or less)", cpu(&scoped) - cpu(&validate));
     println!("server memory after validate-key: {}", memory.join(", "));
+    for p in [&activate, &create] {
+        println!("{}: {:.0} req/s, {:.1} us server CPU (target 5000 or more, 200 or less)", p.name, p.rps(), cpu(p));
+    }
     println!("validate-key / ping throughput ratio: {:.2}", validate.rps() / ping.rps());
     println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
     println!("validate+scope / ping ratio:          {:.2}", scoped.rps() / ping.rps());

@@ -363,7 +363,40 @@ pub async fn insert_within_group(
         }
     };
     let mut l = l.clone();
-    db_run!(db, |pool| {
+    let pool = match db {
+        Db::Sqlite(sqlite) => {
+            let written = sqlite
+                .write_inline(|tx| {
+                    use rusqlite::OptionalExtension;
+                    // The transaction holds SQLite's one write lock: no group row lock needed.
+                    if let (Some(group), Some(max)) = (l.group_id, group_max) {
+                        let count: i64 = tx.prepare_cached(COUNT)?.query_row([group], |r| r.get(0))?;
+                        if count + 1 > max {
+                            return Ok(Err(Inserted::GroupFull));
+                        }
+                    }
+                    if let Some(policy) = pool_of {
+                        let taken: Option<(Uuid, String)> = tx
+                            .prepare_cached(newest_key)?
+                            .query_row([policy], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?;
+                        let Some((id, key)) = taken else { return Ok(Err(Inserted::PoolEmpty)) };
+                        tx.prepare_cached(DROP_KEY)?.execute([id])?;
+                        l.key = key;
+                    }
+                    insert_inline(tx, &l)?;
+                    super::events::write_inline(tx, l.account_id, &events(&l))?;
+                    Ok(Ok(()))
+                })
+                .await?;
+            return Ok(match written {
+                Ok(()) => Inserted::Yes(l.key),
+                Err(refused) => refused,
+            });
+        }
+        Db::Postgres(pool) => pool,
+    };
+    {
         let mut tx = pool.begin_write().await?;
         if let (Some(group), Some(max)) = (l.group_id, group_max) {
             sqlx::query(LOCK_GROUP).bind(group).execute(&mut *tx).await?;
@@ -412,8 +445,41 @@ pub async fn insert_within_group(
             .await?;
         crate::write_events!(tx, l.account_id, &events(&l));
         tx.commit().await?;
-    });
+    }
     Ok(Inserted::Yes(l.key))
+}
+
+/// [`INSERT`] of `l` on a transaction of SQLite's inline writer.
+fn insert_inline(tx: &rusqlite::Transaction<'_>, l: &License) -> rusqlite::Result<()> {
+    let metadata = l.metadata.0.to_string();
+    let params: [(&str, &dyn rusqlite::ToSql); 24] = [
+        ("$1", &l.id),
+        ("$2", &l.account_id),
+        ("$3", &l.product_id),
+        ("$4", &l.policy_id),
+        ("$5", &l.owner_id),
+        ("$6", &l.group_id),
+        ("$7", &l.key),
+        ("$8", &l.name),
+        ("$9", &l.expiry),
+        ("$10", &l.suspended),
+        ("$11", &l.protected),
+        ("$12", &l.uses),
+        ("$13", &l.max_machines),
+        ("$14", &l.max_processes),
+        ("$15", &l.max_users),
+        ("$16", &l.max_cores),
+        ("$17", &l.max_uses),
+        ("$18", &l.max_memory),
+        ("$19", &l.max_disk),
+        ("$20", &l.last_check_out_at),
+        ("$21", &l.last_check_in_at),
+        ("$22", &metadata),
+        ("$23", &l.created_at),
+        ("$24", &l.updated_at),
+    ];
+    tx.prepare_cached(INSERT)?.execute(&params[..])?;
+    Ok(())
 }
 
 /// What [`insert_within_group`] did.
