@@ -142,7 +142,14 @@ pub async fn write_turn(pool: &SqlitePool) -> Result<tokio::sync::OwnedSemaphore
 
 thread_local! {
     /// Read-only connections of this thread, by database file (a few at most).
-    static READERS: RefCell<Vec<(Arc<PathBuf>, rusqlite::Connection)>> = const { RefCell::new(Vec::new()) };
+    static READERS: RefCell<Vec<Reader>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read-only connection of [`SqliteDb::read_inline`]: its file, and whether it maps it.
+struct Reader {
+    path: Arc<PathBuf>,
+    conn: rusqlite::Connection,
+    mapped: bool,
 }
 
 impl SqliteDb {
@@ -168,7 +175,7 @@ impl SqliteDb {
     pub fn read_inline<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
         READERS.with(|cell| {
             let mut readers = cell.borrow_mut();
-            let index = match readers.iter().position(|(p, _)| Arc::ptr_eq(p, &self.path) || **p == *self.path) {
+            let index = match readers.iter().position(|r| Arc::ptr_eq(&r.path, &self.path) || *r.path == *self.path) {
                 Some(i) => i,
                 None => {
                     let conn = rusqlite::Connection::open_with_flags(
@@ -177,20 +184,31 @@ impl SqliteDb {
                     )
                     .with_context(|| format!("cannot open {} for reading", self.path.display()))?;
                     conn.busy_timeout(Duration::from_secs(5))?;
-                    // Map the file: point reads then cost no read() system calls.
-                    conn.pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)?;
                     conn.set_prepared_statement_cache_capacity(32);
                     if readers.len() >= 4 {
                         readers.remove(0);
                     }
-                    readers.push((self.path.clone(), conn));
+                    readers.push(Reader { path: self.path.clone(), conn, mapped: false });
                     readers.len() - 1
                 }
             };
-            Ok(f(&readers[index].1)?)
+            let reader = &mut readers[index];
+            // Map the file while writes are few: point reads then cost no read() system call.
+            // While they are many, read with pread: SQLite drops a reader's whole map at its
+            // next read after any write, and the unmapping (TLB shoot-downs on every core) and
+            // the page faults after it cost more than reading the few pages again.
+            let map = !self.writes_are_many();
+            if reader.mapped != map {
+                reader.conn.pragma_update(None, "mmap_size", if map { MAP_SIZE } else { 0 })?;
+                reader.mapped = map;
+            }
+            Ok(f(&reader.conn)?)
         })
     }
 }
+
+/// How much of the database file a reader maps (see [`SqliteDb::read_inline`]).
+const MAP_SIZE: i64 = 256 * 1024 * 1024;
 
 /// Connections per node: `LICENSOR_DATABASE_POOL`, else the engine's default.
 fn pool_size(default: u32) -> u32 {

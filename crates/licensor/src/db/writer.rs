@@ -14,7 +14,7 @@
 //! tries again, never blocking its thread on SQLite's busy handler.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,15 @@ pub(super) struct Writer {
     conn: Mutex<Option<rusqlite::Connection>>,
     commits: AtomicU64,
     checkpointing: Arc<AtomicBool>,
+    /// The current second (high bits) and the commits made in it (low 20 bits).
+    this_second: AtomicU64,
+    /// Until when (ms) writes count as many ([`SqliteDb::writes_are_many`]).
+    many_until: AtomicI64,
 }
+
+/// Commits in one second from which the readers stop mapping the file (see
+/// `SqliteDb::read_inline`), for the next two seconds.
+const MANY_WRITES: u64 = 50;
 
 /// Commits between two checkpoints. The writer does not checkpoint as it commits (that
 /// would stall the task's thread for milliseconds every thousand pages); a background task
@@ -102,7 +110,20 @@ impl SqliteDb {
         Ok(conn)
     }
 
+    /// Whether the inline writer has been committing many transactions a second lately.
+    pub(super) fn writes_are_many(&self) -> bool {
+        crate::time::now_ms() < self.writer.many_until.load(Ordering::Relaxed)
+    }
+
     fn count_commit(&self) {
+        let now = crate::time::now_ms();
+        let second = u64::try_from(now / 1000).unwrap_or(0);
+        let seen = self.writer.this_second.load(Ordering::Relaxed);
+        if seen >> 20 != second {
+            self.writer.this_second.store((second << 20) | 1, Ordering::Relaxed);
+        } else if (self.writer.this_second.fetch_add(1, Ordering::Relaxed) & 0xF_FFFF) + 1 >= MANY_WRITES {
+            self.writer.many_until.store(now + 2000, Ordering::Relaxed);
+        }
         if !(self.writer.commits.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(CHECKPOINT_EVERY)
             || self.writer.checkpointing.swap(true, Ordering::AcqRel)
         {
@@ -188,5 +209,56 @@ impl DatabaseError for InlineError {
             rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
             _ => ErrorKind::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::{is_unique_violation, Db};
+
+    #[tokio::test]
+    async fn commits_rolls_back_refusals_and_keeps_constraint_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite:{}", dir.path().join("w.db").display()), None).await.unwrap();
+        let Db::Sqlite(s) = &db else { panic!("SQLite expected") };
+        let insert = |v: String| {
+            move |tx: &rusqlite::Transaction<'_>| {
+                tx.execute("INSERT INTO t (v) VALUES (?1)", [v]).map(|_| Ok::<(), ()>(()))
+            }
+        };
+        let count = || s.read_inline(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))).unwrap();
+        s.write_inline(|tx| {
+            tx.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)").map(Ok::<(), ()>)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+        // A refusal rolls back what the transaction wrote before it.
+        let refused = s
+            .write_inline(|tx| {
+                tx.execute("INSERT INTO t (v) VALUES ('a')", [])?;
+                Ok(Err::<(), _>("refused"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused, Err("refused"));
+        assert_eq!(count(), 0);
+
+        s.write_inline(insert("a".into())).await.unwrap().unwrap();
+        assert_eq!(count(), 1);
+        // A constraint violation is the same kind of error as through sqlx.
+        let e = s.write_inline(insert("a".into())).await.unwrap_err();
+        assert!(is_unique_violation(&e), "{e:?}");
+        assert_eq!(count(), 1);
+
+        // Many commits a second turn the readers' map off for a while.
+        assert!(!s.writes_are_many());
+        for i in 0..120 {
+            s.write_inline(insert(format!("v{i}"))).await.unwrap().unwrap();
+        }
+        assert!(s.writes_are_many());
+        assert_eq!(count(), 121);
+        db.close().await;
     }
 }
