@@ -197,6 +197,25 @@ pub struct Verdict {
     pub retry_after: i64,
 }
 
+/// An exact hit to count in another write's transaction ([`Limiter::exact_hit`]).
+#[derive(Debug, Clone)]
+pub struct ExactHit {
+    pub bucket: String,
+    pub window_start: i64,
+    pub expires_at: i64,
+    /// The most hits the window allows.
+    pub limit: u32,
+    rate: Rate,
+    now: i64,
+}
+
+impl ExactHit {
+    /// The verdict once the window holds `count` hits (this one included).
+    pub fn verdict(&self, count: i64) -> Verdict {
+        Verdict::of(self.rate, u64::try_from(count).unwrap_or(0), self.window_start, self.now)
+    }
+}
+
 impl Verdict {
     fn of(rate: Rate, count: u64, window_start: i64, now: i64) -> Verdict {
         let end = window_start + period_ms(rate);
@@ -393,6 +412,13 @@ impl Limiter {
             };
         }
         worst
+    }
+
+    /// One exact hit of `bucket` at `rate`, for a write that counts it in its own transaction
+    /// (activation): the row to add to and the limit it must stay within.
+    pub fn exact_hit(bucket: String, rate: Rate, now: i64) -> ExactHit {
+        let start = window_start(rate, now);
+        ExactHit { bucket, window_start: start, expires_at: start + period_ms(rate), limit: rate.limit, rate, now }
     }
 
     /// Counts one hit of `bucket` at `rate` in the database: exact across nodes.

@@ -174,13 +174,24 @@ pub async fn activate(
         )
         .into());
     }
-    count_change(state, license.id).await?;
     let mut limits = activation::limits(license, license_token(p).map(|t| t.id));
     limits.group_machines = admission.group_machines;
     let events = [Raised::machine("machine.created", &m)];
-    match store::activate(db, &m, &components, &limits, activation::decide, &events).await {
-        Ok(Ok(())) => {}
-        Ok(Err(r)) => return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p)))),
+    // Counted in the activation's own transaction: one commit, and counted when refused too.
+    let count = state
+        .limiter
+        .config
+        .license_changes
+        .map(|rate| ratelimit::Limiter::exact_hit(change_bucket(license.id), rate, time::now_ms()));
+    match store::activate(db, &m, &components, &limits, activation::decide, &events, count.as_ref()).await {
+        Ok(store::Activated::Yes) => {}
+        Ok(store::Activated::OverRate(hits)) => {
+            let verdict = count.map(|c| c.verdict(hits)).ok_or_else(|| Error::from(anyhow::anyhow!("uncounted")))?;
+            return Err(too_many_changes(state, &verdict).into());
+        }
+        Ok(store::Activated::Refused(r)) => {
+            return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p))))
+        }
         Err(Error::Database(e)) if is_unique_violation(&e) && chosen_id => {
             return Err(ActivateError::Refused(Refusal::IdTaken))
         }
@@ -246,20 +257,29 @@ pub async fn resize(
 /// churn the limit stops. Exact across nodes (a database counter).
 async fn count_change(state: &AppState, license: Uuid) -> Result<()> {
     let Some(rate) = state.limiter.config.license_changes else { return Ok(()) };
-    let bucket = ratelimit::bucket("license", &[license.as_bytes()]);
-    let v = ratelimit::Limiter::hit_exact(&state.db, &bucket, rate, time::now_ms()).await?;
+    let v = ratelimit::Limiter::hit_exact(&state.db, &change_bucket(license), rate, time::now_ms()).await?;
     if v.allowed {
         return Ok(());
     }
+    Err(too_many_changes(state, &v))
+}
+
+/// The rate-limit bucket of a license's activations and deactivations.
+fn change_bucket(license: Uuid) -> String {
+    ratelimit::bucket("license", &[license.as_bytes()])
+}
+
+/// The 429 of a license over its change limit.
+fn too_many_changes(state: &AppState, v: &ratelimit::Verdict) -> Error {
     state.metrics.rate_limited.inc(&["any", "license_changes"]);
-    Err(Error::TooManyRequests {
+    Error::TooManyRequests {
         detail: format!(
             "This license has been activated or deactivated {} times in the last {}; retry after {} seconds",
             v.limit, v.window, v.retry_after
         )
         .into(),
         retry_after: v.retry_after,
-    })
+    }
 }
 
 /// Deactivates (deletes) a machine, counting against the caller's license token's

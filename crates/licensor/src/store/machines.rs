@@ -7,6 +7,7 @@ use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
 use crate::model::{ActivationLimits, ActivationRefusal, Decide, Listing, Machine, Page, Uniqueness, Usage};
+use crate::ratelimit::ExactHit;
 
 macro_rules! select {
     ($where:literal) => {
@@ -300,7 +301,8 @@ pub async fn activate(
     limits: &ActivationLimits,
     decide: Decide,
     events: &[Raised],
-) -> Result<Result<(), ActivationRefusal>> {
+    count: Option<&ExactHit>,
+) -> Result<Activated> {
     const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
 
@@ -308,11 +310,40 @@ pub async fn activate(
         Db::Sqlite(sqlite) => {
             // The transaction holds SQLite's one write lock from `BEGIN IMMEDIATE`: nothing else
             // can change the license, the account or the group before it commits, so the row
-            // locks (PostgreSQL's way) would only cost a statement each.
-            return Ok(sqlite.write_inline(|tx| activate_inline(tx, m, components, limits, decide, events)).await?);
+            // locks (PostgreSQL's way) would only cost a statement each. The change count goes
+            // in the same commit; a refused activation still counts (its savepoint is undone).
+            return Ok(sqlite
+                .write_inline(|tx| {
+                    let Some(hit) = count else {
+                        return Ok(activate_inline(tx, m, components, limits, decide, events)?.map(|()| Activated::Yes));
+                    };
+                    let hits = super::rate_limits::add_inline(tx, &hit.bucket, hit.window_start, hit.expires_at, 1)?;
+                    if hits > i64::from(hit.limit) {
+                        return Ok(Ok(Activated::OverRate(hits)));
+                    }
+                    tx.execute_batch("SAVEPOINT activation")?;
+                    match activate_inline(tx, m, components, limits, decide, events)? {
+                        Ok(()) => {
+                            tx.execute_batch("RELEASE activation")?;
+                            Ok(Ok(Activated::Yes))
+                        }
+                        Err(refusal) => {
+                            tx.execute_batch("ROLLBACK TO activation; RELEASE activation")?;
+                            Ok(Ok(Activated::Refused(refusal)))
+                        }
+                    }
+                })
+                .await?
+                .unwrap_or_else(Activated::Refused));
         }
         Db::Postgres(pool) => pool,
     };
+    if let Some(hit) = count {
+        let hits = super::rate_limits::add(db, &hit.bucket, hit.window_start, hit.expires_at, 1).await?;
+        if hits > i64::from(hit.limit) {
+            return Ok(Activated::OverRate(hits));
+        }
+    }
     let mut tx = pool.begin_write().await?;
     sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
     if !matches!(limits.uniqueness, Uniqueness::License)
@@ -350,7 +381,7 @@ pub async fn activate(
     usage.component_taken = component_taken;
     if let Err(refusal) = decide(&usage, limits, m) {
         tx.rollback().await?;
-        return Ok(Err(refusal));
+        return Ok(Activated::Refused(refusal));
     }
     sqlx::query(INSERT)
         .bind(m.id)
@@ -380,17 +411,26 @@ pub async fn activate(
     if let Some(token) = limits.activation_token {
         if sqlx::query(CONSUME).bind(token).execute(&mut *tx).await?.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(Err(ActivationRefusal::ActivationsLimit));
+            return Ok(Activated::Refused(ActivationRefusal::ActivationsLimit));
         }
     }
     crate::write_events!(tx, m.account_id, events);
     tx.commit().await?;
-    Ok(Ok(()))
+    Ok(Activated::Yes)
 }
 
 const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerprint, name, ip, hostname, platform, cores, memory, disk, owner_id, group_id, max_processes, \
     last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
+
+/// What [`activate`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Activated {
+    Yes,
+    Refused(ActivationRefusal),
+    /// The license's change count is over its limit, with this many hits: nothing activated.
+    OverRate(i64),
+}
 
 /// The count of machines already holding `m`'s fingerprint within `scope`, bound to
 /// (first, fingerprint[, scope id]).

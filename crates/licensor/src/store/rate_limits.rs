@@ -5,24 +5,21 @@ use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
 
+const ADD: &str = "INSERT INTO rate_limits (bucket, window_start, hits, expires_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + EXCLUDED.hits RETURNING hits";
+
 /// Adds `n` hits to `bucket` in the window starting at `window_start` (ms) and returns the
 /// window's total. One atomic upsert: exact across nodes.
 pub async fn add(db: &Db, bucket: &str, window_start: i64, expires_at: i64, n: i64) -> Result<i64> {
-    const SQL: &str = "INSERT INTO rate_limits (bucket, window_start, hits, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + EXCLUDED.hits RETURNING hits";
     match db {
-        // Every activation counts here: on SQLite's inline writer, as the activation itself.
+        // On SQLite's inline writer, as activations (which count in their own transaction).
         Db::Sqlite(sqlite) => {
             let hits = sqlite
-                .write_inline(|tx| {
-                    let params: [(&str, &dyn rusqlite::ToSql); 4] =
-                        [("$1", &bucket), ("$2", &window_start), ("$3", &n), ("$4", &expires_at)];
-                    tx.prepare_cached(SQL)?.query_row(&params[..], |r| r.get(0)).map(Ok::<i64, ()>)
-                })
+                .write_inline(|tx| add_inline(tx, bucket, window_start, expires_at, n).map(Ok::<i64, ()>))
                 .await?;
             Ok(hits.unwrap_or(0))
         }
-        Db::Postgres(pool) => Ok(sqlx::query_scalar::<_, i64>(SQL)
+        Db::Postgres(pool) => Ok(sqlx::query_scalar::<_, i64>(ADD)
             .bind(bucket)
             .bind(window_start)
             .bind(n)
@@ -30,6 +27,19 @@ pub async fn add(db: &Db, bucket: &str, window_start: i64, expires_at: i64, n: i
             .fetch_one(pool)
             .await?),
     }
+}
+
+/// [`add`] on a transaction of SQLite's inline writer.
+pub(crate) fn add_inline(
+    tx: &rusqlite::Transaction<'_>,
+    bucket: &str,
+    window_start: i64,
+    expires_at: i64,
+    n: i64,
+) -> rusqlite::Result<i64> {
+    let params: [(&str, &dyn rusqlite::ToSql); 4] =
+        [("$1", &bucket), ("$2", &window_start), ("$3", &n), ("$4", &expires_at)];
+    tx.prepare_cached(ADD)?.query_row(&params[..], |r| r.get(0))
 }
 
 /// [`add`] for many buckets in one statement (PostgreSQL): returns each bucket's new total, in

@@ -196,7 +196,19 @@ async fn activations_and_deactivations_are_limited_per_license() {
     let (_, _, other, _) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
     let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-9"},
         "relationships": {"license": {"data": {"type": "licenses", "id": other}}}}});
-    assert_eq!(app.post(&app.acct("/machines"), &app.admin(), body).await.status, StatusCode::CREATED);
+    assert_eq!(app.post(&app.acct("/machines"), &app.admin(), body.clone()).await.status, StatusCode::CREATED);
+    // A refused activation counts too (it is the same churn), and one over the limit
+    // activates nothing.
+    assert_eq!(app.post(&app.acct("/machines"), &app.admin(), body).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body = |fp: &str| {
+        json!({"data": {"type": "machines", "attributes": {"fingerprint": fp},
+            "relationships": {"license": {"data": {"type": "licenses", "id": other}}}}})
+    };
+    assert_eq!(app.post(&app.acct("/machines"), &app.admin(), body("fp-10")).await.status, StatusCode::CREATED);
+    let r = app.post(&app.acct("/machines"), &app.admin(), body("fp-11")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let r = app.get(&app.acct(&format!("/licenses/{other}")), &app.admin()).await;
+    assert_eq!(r.body["data"]["relationships"]["machines"]["meta"]["count"], 2, "{}", r.text);
 }
 
 /// A flood of password logins waits for the capped argon2 slots; validations do not queue

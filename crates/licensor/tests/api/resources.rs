@@ -367,6 +367,8 @@ async fn lists_filter_by_metadata_and_order_oldest_first() {
     ] {
         let r = app.post(&app.acct(path), &admin, json!({"data": {"type": kind, "attributes": attrs}})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        // Lists order by creation time to the millisecond; two made within one would tie.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let r = app.get(&app.acct("/users?metadata[tier]=gold"), &admin).await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
