@@ -303,7 +303,9 @@ pub async fn activate(
     events: &[Raised],
     count: Option<&ExactHit>,
 ) -> Result<Activated> {
-    const LOCK_LICENSE: &str = "UPDATE licenses SET updated_at = updated_at WHERE account_id = $1 AND id = $2";
+    // PostgreSQL only: the lock an UPDATE takes, without writing a new version of the row
+    // (and of its index entries) as a no-op UPDATE does.
+    const LOCK_LICENSE: &str = "SELECT 1 FROM licenses WHERE account_id = $1 AND id = $2 FOR NO KEY UPDATE";
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
 
     let pool = match db {
