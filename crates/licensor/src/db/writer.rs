@@ -40,7 +40,7 @@ const MANY_WRITES: u64 = 50;
 
 /// Commits between two checkpoints. The writer does not checkpoint as it commits (that
 /// would stall the task's thread for milliseconds every thousand pages); a background task
-/// does, on a pooled connection, without blocking readers or writers.
+/// does, on a pooled connection, in the write turn, without blocking readers.
 const CHECKPOINT_EVERY: u64 = 256;
 
 impl SqliteDb {
@@ -131,7 +131,14 @@ impl SqliteDb {
         }
         let (pool, checkpointing) = (self.pool.clone(), self.writer.checkpointing.clone());
         tokio::spawn(async move {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            // In the write turn, as SQLite's own checkpoint runs in the committing writer: a
+            // checkpoint that writers outrun never catches up, and the WAL is reset only after
+            // one that copied every frame, so under steady writes it would grow without end.
+            let done = match super::write_turn(&pool).await {
+                Ok(_turn) => sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await.map(drop),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
             checkpointing.store(false, Ordering::Release);
