@@ -203,8 +203,6 @@ pub struct ExactHit {
     pub bucket: String,
     pub window_start: i64,
     pub expires_at: i64,
-    /// The most hits the window allows.
-    pub limit: u32,
     rate: Rate,
     now: i64,
 }
@@ -415,10 +413,10 @@ impl Limiter {
     }
 
     /// One exact hit of `bucket` at `rate`, for a write that counts it in its own transaction
-    /// (activation): the row to add to and the limit it must stay within.
+    /// (activation): the row to add to; [`ExactHit::verdict`] judges the total.
     pub fn exact_hit(bucket: String, rate: Rate, now: i64) -> ExactHit {
         let start = window_start(rate, now);
-        ExactHit { bucket, window_start: start, expires_at: start + period_ms(rate), limit: rate.limit, rate, now }
+        ExactHit { bucket, window_start: start, expires_at: start + period_ms(rate), rate, now }
     }
 
     /// Counts one hit of `bucket` at `rate` in the database: exact across nodes.

@@ -185,10 +185,7 @@ pub async fn activate(
         .map(|rate| ratelimit::Limiter::exact_hit(change_bucket(license.id), rate, time::now_ms()));
     match store::activate(db, &m, &components, &limits, activation::decide, &events, count.as_ref()).await {
         Ok(store::Activated::Yes) => {}
-        Ok(store::Activated::OverRate(hits)) => {
-            let verdict = count.map(|c| c.verdict(hits)).ok_or_else(|| Error::from(anyhow::anyhow!("uncounted")))?;
-            return Err(too_many_changes(state, &verdict).into());
-        }
+        Ok(store::Activated::OverRate(verdict)) => return Err(too_many_changes(state, &verdict).into()),
         Ok(store::Activated::Refused(r)) => {
             return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p))))
         }

@@ -80,18 +80,9 @@ where
 /// [`insert_query`] on a transaction of SQLite's inline writer.
 pub(super) fn insert_inline(tx: &rusqlite::Transaction<'_>, c: &Component) -> rusqlite::Result<()> {
     let metadata = c.metadata.0.to_string();
-    let params: [(&str, &dyn rusqlite::ToSql); 8] = [
-        ("$1", &c.id),
-        ("$2", &c.account_id),
-        ("$3", &c.machine_id),
-        ("$4", &c.fingerprint),
-        ("$5", &c.name),
-        ("$6", &metadata),
-        ("$7", &c.created_at),
-        ("$8", &c.updated_at),
-    ];
-    tx.prepare_cached(INSERT)?.execute(&params[..])?;
-    Ok(())
+    let values: [&dyn rusqlite::ToSql; 8] =
+        [&c.id, &c.account_id, &c.machine_id, &c.fingerprint, &c.name, &metadata, &c.created_at, &c.updated_at];
+    super::sqlite_execute(tx, INSERT, &values).map(drop)
 }
 
 /// The query that counts components already holding a fingerprint within a uniqueness scope

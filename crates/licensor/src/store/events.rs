@@ -79,7 +79,7 @@ macro_rules! write_events {
 }
 
 /// [`write_events!`] for a transaction of SQLite's inline writer (`SqliteDb::write_inline`):
-/// the same rows, bound by name.
+/// the same rows.
 pub(crate) fn write_inline(tx: &rusqlite::Transaction<'_>, account: Uuid, raised: &[Raised]) -> rusqlite::Result<()> {
     use rusqlite::ToSql;
     if raised.is_empty() {
@@ -98,33 +98,14 @@ pub(crate) fn write_inline(tx: &rusqlite::Transaction<'_>, account: Uuid, raised
     for r in raised {
         let log = Uuid::now_v7();
         let metadata = r.metadata.to_string();
-        let params: [(&str, &dyn ToSql); 10] = [
-            ("$1", &log),
-            ("$2", &account),
-            ("$3", &r.event),
-            ("$4", &r.resource_type),
-            ("$5", &r.resource_id),
-            ("$6", &who_kind),
-            ("$7", &who_id),
-            ("$8", &request),
-            ("$9", &metadata),
-            ("$10", &now),
-        ];
-        tx.prepare_cached(INSERT_LOG)?.execute(&params[..])?;
+        let values: [&dyn ToSql; 10] =
+            [&log, &account, &r.event, &r.resource_type, &r.resource_id, &who_kind, &who_id, &request, &metadata, &now];
+        super::sqlite_execute(tx, INSERT_LOG, &values)?;
         for endpoint in endpoints.iter().filter(|e| receives(e, r)) {
             let id = Uuid::now_v7();
-            let params: [(&str, &dyn ToSql); 9] = [
-                ("$1", &id),
-                ("$2", &account),
-                ("$3", &endpoint.0),
-                ("$4", &log),
-                ("$5", &r.event),
-                ("$6", &endpoint.3),
-                ("$7", &endpoint.1),
-                ("$8", &r.payload),
-                ("$9", &now),
-            ];
-            tx.prepare_cached(INSERT_DELIVERY)?.execute(&params[..])?;
+            let values: [&dyn ToSql; 9] =
+                [&id, &account, &endpoint.0, &log, &r.event, &endpoint.3, &endpoint.1, &r.payload, &now];
+            super::sqlite_execute(tx, INSERT_DELIVERY, &values)?;
         }
     }
     Ok(())

@@ -452,34 +452,33 @@ pub async fn insert_within_group(
 /// [`INSERT`] of `l` on a transaction of SQLite's inline writer.
 fn insert_inline(tx: &rusqlite::Transaction<'_>, l: &License) -> rusqlite::Result<()> {
     let metadata = l.metadata.0.to_string();
-    let params: [(&str, &dyn rusqlite::ToSql); 24] = [
-        ("$1", &l.id),
-        ("$2", &l.account_id),
-        ("$3", &l.product_id),
-        ("$4", &l.policy_id),
-        ("$5", &l.owner_id),
-        ("$6", &l.group_id),
-        ("$7", &l.key),
-        ("$8", &l.name),
-        ("$9", &l.expiry),
-        ("$10", &l.suspended),
-        ("$11", &l.protected),
-        ("$12", &l.uses),
-        ("$13", &l.max_machines),
-        ("$14", &l.max_processes),
-        ("$15", &l.max_users),
-        ("$16", &l.max_cores),
-        ("$17", &l.max_uses),
-        ("$18", &l.max_memory),
-        ("$19", &l.max_disk),
-        ("$20", &l.last_check_out_at),
-        ("$21", &l.last_check_in_at),
-        ("$22", &metadata),
-        ("$23", &l.created_at),
-        ("$24", &l.updated_at),
+    let values: [&dyn rusqlite::ToSql; 24] = [
+        &l.id,
+        &l.account_id,
+        &l.product_id,
+        &l.policy_id,
+        &l.owner_id,
+        &l.group_id,
+        &l.key,
+        &l.name,
+        &l.expiry,
+        &l.suspended,
+        &l.protected,
+        &l.uses,
+        &l.max_machines,
+        &l.max_processes,
+        &l.max_users,
+        &l.max_cores,
+        &l.max_uses,
+        &l.max_memory,
+        &l.max_disk,
+        &l.last_check_out_at,
+        &l.last_check_in_at,
+        &metadata,
+        &l.created_at,
+        &l.updated_at,
     ];
-    tx.prepare_cached(INSERT)?.execute(&params[..])?;
-    Ok(())
+    super::sqlite_execute(tx, INSERT, &values).map(drop)
 }
 
 /// What [`insert_within_group`] did.

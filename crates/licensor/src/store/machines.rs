@@ -1,5 +1,7 @@
 //! Machines (activations) and the limit checks that must hold under concurrency.
 
+use std::convert::Infallible;
+
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, Db};
@@ -7,7 +9,7 @@ use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
 use crate::model::{ActivationLimits, ActivationRefusal, Decide, Listing, Machine, Page, Uniqueness, Usage};
-use crate::ratelimit::ExactHit;
+use crate::ratelimit::{ExactHit, Verdict};
 
 macro_rules! select {
     ($where:literal) => {
@@ -265,9 +267,7 @@ macro_rules! measure {
 fn measure_inline(tx: &rusqlite::Transaction<'_>, m: &Machine, limits: &ActivationLimits) -> rusqlite::Result<Usage> {
     let exclude: Option<Uuid> = None;
     let sum = |sql: &str| -> rusqlite::Result<i64> {
-        let params: [(&str, &dyn rusqlite::ToSql); 4] =
-            [("$1", &m.license_id), ("$2", &limits.per_owner), ("$3", &m.owner_id), ("$4", &exclude)];
-        tx.prepare_cached(sql)?.query_row(&params[..], |r| r.get(0))
+        super::sqlite_query_row(tx, sql, &[&m.license_id, &limits.per_owner, &m.owner_id, &exclude], |r| r.get(0))
     };
     let mut usage = Usage::default();
     if limits.max_machines.is_some() {
@@ -283,8 +283,7 @@ fn measure_inline(tx: &rusqlite::Transaction<'_>, m: &Machine, limits: &Activati
         usage.disk = Some(sum(DISK_OTHERS)?);
     }
     if let Some((group, _)) = limits.group_machines {
-        let params: [(&str, &dyn rusqlite::ToSql); 2] = [("$1", &group), ("$2", &exclude)];
-        usage.group_machines = Some(tx.prepare_cached(GROUP_OTHERS)?.query_row(&params[..], |r| r.get(0))?);
+        usage.group_machines = Some(super::sqlite_query_row(tx, GROUP_OTHERS, &[&group, &exclude], |r| r.get(0))?);
     }
     Ok(usage)
 }
@@ -314,36 +313,40 @@ pub async fn activate(
             // can change the license, the account or the group before it commits, so the row
             // locks (PostgreSQL's way) would only cost a statement each. The change count goes
             // in the same commit; a refused activation still counts (its savepoint is undone).
-            return Ok(sqlite
+            let Ok(activated) = sqlite
                 .write_inline(|tx| {
-                    let Some(hit) = count else {
-                        return Ok(activate_inline(tx, m, components, limits, decide, events)?.map(|()| Activated::Yes));
-                    };
-                    let hits = super::rate_limits::add_inline(tx, &hit.bucket, hit.window_start, hit.expires_at, 1)?;
-                    if hits > i64::from(hit.limit) {
-                        return Ok(Ok(Activated::OverRate(hits)));
+                    if let Some(hit) = count {
+                        let verdict = hit.verdict(super::rate_limits::add_inline(
+                            tx,
+                            &hit.bucket,
+                            hit.window_start,
+                            hit.expires_at,
+                            1,
+                        )?);
+                        if !verdict.allowed {
+                            return Ok(Ok(Activated::OverRate(verdict)));
+                        }
                     }
                     tx.execute_batch("SAVEPOINT activation")?;
-                    match activate_inline(tx, m, components, limits, decide, events)? {
-                        Ok(()) => {
-                            tx.execute_batch("RELEASE activation")?;
-                            Ok(Ok(Activated::Yes))
-                        }
+                    let activated = match activate_inline(tx, m, components, limits, decide, events)? {
+                        Ok(()) => Activated::Yes,
                         Err(refusal) => {
-                            tx.execute_batch("ROLLBACK TO activation; RELEASE activation")?;
-                            Ok(Ok(Activated::Refused(refusal)))
+                            tx.execute_batch("ROLLBACK TO activation")?;
+                            Activated::Refused(refusal)
                         }
-                    }
+                    };
+                    tx.execute_batch("RELEASE activation")?;
+                    Ok(Ok::<_, Infallible>(activated))
                 })
-                .await?
-                .unwrap_or_else(Activated::Refused));
+                .await?;
+            return Ok(activated);
         }
         Db::Postgres(pool) => pool,
     };
     if let Some(hit) = count {
-        let hits = super::rate_limits::add(db, &hit.bucket, hit.window_start, hit.expires_at, 1).await?;
-        if hits > i64::from(hit.limit) {
-            return Ok(Activated::OverRate(hits));
+        let verdict = hit.verdict(super::rate_limits::add(db, &hit.bucket, hit.window_start, hit.expires_at, 1).await?);
+        if !verdict.allowed {
+            return Ok(Activated::OverRate(verdict));
         }
     }
     let mut tx = pool.begin_write().await?;
@@ -430,8 +433,8 @@ const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id 
 pub enum Activated {
     Yes,
     Refused(ActivationRefusal),
-    /// The license's change count is over its limit, with this many hits: nothing activated.
-    OverRate(i64),
+    /// The license's change count is over its limit: nothing activated.
+    OverRate(Verdict),
 }
 
 /// The count of machines already holding `m`'s fingerprint within `scope`, bound to
@@ -459,12 +462,13 @@ fn activate_inline(
     events: &[Raised],
 ) -> rusqlite::Result<std::result::Result<(), ActivationRefusal>> {
     use rusqlite::ToSql;
-    let count = |sql: &str, first: &dyn ToSql, fingerprint: &str, scope: Option<Uuid>| -> rusqlite::Result<i64> {
-        let mut stmt = tx.prepare_cached(sql)?;
-        match scope {
-            Some(scope) => stmt.query_row(&[("$1", first), ("$2", &fingerprint), ("$3", &scope)][..], |r| r.get(0)),
-            None => stmt.query_row(&[("$1", first), ("$2", &fingerprint)][..], |r| r.get(0)),
-        }
+    // (first, fingerprint[, scope]): the shape of both taken queries.
+    let count = |sql: &str, first: &Uuid, fingerprint: &str, scope: Option<Uuid>| -> rusqlite::Result<i64> {
+        let values: &[&dyn ToSql] = match &scope {
+            Some(scope) => &[first, &fingerprint, scope],
+            None => &[first, &fingerprint],
+        };
+        super::sqlite_query_row(tx, sql, values, |r| r.get(0))
     };
     let (sql, first, scope) = taken_query(limits.uniqueness, m);
     let taken = count(sql, &first, &m.fingerprint, scope)?;
@@ -484,28 +488,28 @@ fn activate_inline(
         return Ok(Err(refusal));
     }
     let metadata = m.metadata.0.to_string();
-    let params: [(&str, &dyn ToSql); 19] = [
-        ("$1", &m.id),
-        ("$2", &m.account_id),
-        ("$3", &m.license_id),
-        ("$4", &m.fingerprint),
-        ("$5", &m.name),
-        ("$6", &m.ip),
-        ("$7", &m.hostname),
-        ("$8", &m.platform),
-        ("$9", &m.cores),
-        ("$10", &m.memory),
-        ("$11", &m.disk),
-        ("$12", &m.owner_id),
-        ("$13", &m.group_id),
-        ("$14", &m.max_processes),
-        ("$15", &m.last_heartbeat_at),
-        ("$16", &m.last_check_out_at),
-        ("$17", &metadata),
-        ("$18", &m.created_at),
-        ("$19", &m.updated_at),
+    let values: [&dyn ToSql; 19] = [
+        &m.id,
+        &m.account_id,
+        &m.license_id,
+        &m.fingerprint,
+        &m.name,
+        &m.ip,
+        &m.hostname,
+        &m.platform,
+        &m.cores,
+        &m.memory,
+        &m.disk,
+        &m.owner_id,
+        &m.group_id,
+        &m.max_processes,
+        &m.last_heartbeat_at,
+        &m.last_check_out_at,
+        &metadata,
+        &m.created_at,
+        &m.updated_at,
     ];
-    tx.prepare_cached(INSERT)?.execute(&params[..])?;
+    super::sqlite_execute(tx, INSERT, &values)?;
     for c in components {
         super::components::insert_inline(tx, c)?;
     }

@@ -147,6 +147,47 @@ pub(crate) fn sqlite_ids(ids: &[uuid::Uuid]) -> String {
     serde_json::Value::from(hex).to_string()
 }
 
+/// Runs `sql` on a `rusqlite` connection with its `$1`, `$2`, … bound to `values` in order, as
+/// the sqlx branch binds the same text. SQLite numbers named parameters by first appearance,
+/// not by their digits, so each is bound by its name; a parameter with no value is an error
+/// rather than a NULL.
+pub(crate) fn sqlite_execute(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind_numbered(&mut stmt, values)?;
+    stmt.raw_execute()
+}
+
+/// [`sqlite_execute`] for a statement that answers one row, read by `f`.
+pub(crate) fn sqlite_query_row<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[&dyn rusqlite::ToSql],
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind_numbered(&mut stmt, values)?;
+    let mut rows = stmt.raw_query();
+    match rows.next()? {
+        Some(row) => f(row),
+        None => Err(rusqlite::Error::QueryReturnedNoRows),
+    }
+}
+
+fn bind_numbered(stmt: &mut rusqlite::Statement<'_>, values: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<()> {
+    for index in 1..=stmt.parameter_count() {
+        let number = stmt.parameter_name(index).and_then(|n| n.strip_prefix('$')?.parse::<usize>().ok());
+        let value = number
+            .and_then(|n| values.get(n.checked_sub(1)?))
+            .ok_or(rusqlite::Error::InvalidParameterCount(index, values.len()))?;
+        stmt.raw_bind_parameter(index, *value)?;
+    }
+    Ok(())
+}
+
 /// Column `i` of a row read through `rusqlite`, JSON text decoded (SQLite keeps JSON as text,
 /// as sqlx's `Json` writes it).
 pub(crate) fn sqlite_json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
@@ -158,6 +199,18 @@ pub(crate) fn sqlite_json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row<'_>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_parameters_bind_by_their_digits_and_none_is_left_null() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        // SQLite numbers these 1, 2, 3, 4 in the order they appear ($1, $4, $2, $3): bound by
+        // position, the answer would be "a-b-c-d".
+        let sql = "SELECT $1 || '-' || $4 || '-' || $2 || '-' || $3";
+        let got: String = sqlite_query_row(&conn, sql, &[&"a", &"b", &"c", &"d"], |r| r.get(0)).unwrap();
+        assert_eq!(got, "a-d-b-c");
+        let missing = sqlite_query_row(&conn, sql, &[&"a", &"b", &"c"], |r| r.get::<_, String>(0));
+        assert!(matches!(missing, Err(rusqlite::Error::InvalidParameterCount(..))), "{missing:?}");
+    }
 
     #[test]
     fn parsed_rules_follow_the_text() {

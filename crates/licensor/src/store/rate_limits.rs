@@ -1,6 +1,8 @@
 //! Rate-limit counters in the database: exact ones for rare, costly requests (password logins,
 //! license activations), and the batch in which a PostgreSQL node shares its approximate counts.
 
+use std::convert::Infallible;
+
 use crate::db::Db;
 use crate::db_run;
 use crate::error::Result;
@@ -14,10 +16,10 @@ pub async fn add(db: &Db, bucket: &str, window_start: i64, expires_at: i64, n: i
     match db {
         // On SQLite's inline writer, as activations (which count in their own transaction).
         Db::Sqlite(sqlite) => {
-            let hits = sqlite
-                .write_inline(|tx| add_inline(tx, bucket, window_start, expires_at, n).map(Ok::<i64, ()>))
+            let Ok(hits) = sqlite
+                .write_inline(|tx| add_inline(tx, bucket, window_start, expires_at, n).map(Ok::<_, Infallible>))
                 .await?;
-            Ok(hits.unwrap_or(0))
+            Ok(hits)
         }
         Db::Postgres(pool) => Ok(sqlx::query_scalar::<_, i64>(ADD)
             .bind(bucket)
@@ -37,9 +39,7 @@ pub(crate) fn add_inline(
     expires_at: i64,
     n: i64,
 ) -> rusqlite::Result<i64> {
-    let params: [(&str, &dyn rusqlite::ToSql); 4] =
-        [("$1", &bucket), ("$2", &window_start), ("$3", &n), ("$4", &expires_at)];
-    tx.prepare_cached(ADD)?.query_row(&params[..], |r| r.get(0))
+    super::sqlite_query_row(tx, ADD, &[&bucket, &window_start, &n, &expires_at], |r| r.get(0))
 }
 
 /// [`add`] for many buckets in one statement (PostgreSQL): returns each bucket's new total, in
