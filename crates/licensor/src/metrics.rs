@@ -150,6 +150,8 @@ pub struct Gauges {
     pub password_checks_waiting: u64,
     /// Webhook deliveries waiting to be sent (all nodes).
     pub webhook_queue: u64,
+    /// SQLite only: the inline writer's commits and the transactions they carried.
+    pub sqlite_commits: Option<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -200,7 +202,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self, gauges: Gauges) -> String {
-        let pool = gauges.pool;
+        let (pool, sqlite_commits) = (gauges.pool, gauges.sqlite_commits);
         let mut out = String::with_capacity(16 * 1024);
         self.requests.render(&mut out);
         self.validations.render(&mut out);
@@ -238,7 +240,18 @@ impl Metrics {
             ("licensor_db_connections_idle", "gauge", "Idle database connections in the pool.", u64::from(pool.1)),
             ("licensor_db_connections_max", "gauge", "The pool's connection cap.", u64::from(pool.2)),
         ];
-        for (name, kind, help, value) in gauges {
+        let commits = sqlite_commits.map(|(commits, transactions)| {
+            [
+                ("licensor_sqlite_commits_total", "counter", "Commits of SQLite's inline writer.", commits),
+                (
+                    "licensor_sqlite_transactions_total",
+                    "counter",
+                    "Write transactions those commits carried (several requests' share a commit under load).",
+                    transactions,
+                ),
+            ]
+        });
+        for (name, kind, help, value) in gauges.into_iter().chain(commits.into_iter().flatten()) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
         out
@@ -257,7 +270,7 @@ mod tests {
         m.validations.inc(&["EXPIRED"]);
         m.activations.inc(&["opswat"]);
         m.requests.with(&["keygen", "/v1/ping", "GET", "200"]).observe(Duration::from_micros(700));
-        let text = m.render(Gauges { pool: (3, 1, 16), password_checks_waiting: 0, webhook_queue: 0 });
+        let text = m.render(Gauges { pool: (3, 1, 16), password_checks_waiting: 0, webhook_queue: 0, sqlite_commits: None });
         assert!(text.contains("licensor_validations_total{code=\"VALID\"} 2\n"), "{text}");
         assert!(text.contains("licensor_validations_total{code=\"EXPIRED\"} 1\n"));
         assert!(text.contains("licensor_machine_activations_total{surface=\"opswat\"} 1\n"));

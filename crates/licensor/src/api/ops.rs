@@ -48,6 +48,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         pool: state.db.pool_usage(),
         password_checks_waiting: crate::crypto::secrets::password_checks_waiting(),
         webhook_queue: crate::store::webhooks::queue_depth(&state.db).await.unwrap_or(0).max(0) as u64,
+        sqlite_commits: match &state.db {
+            crate::db::Db::Sqlite(sqlite) => Some(sqlite.inline_commits()),
+            crate::db::Db::Postgres(_) => None,
+        },
     };
     let mut r = state.metrics.render(gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -349,7 +349,7 @@ pub async fn insert_within_group(
     l: &License,
     group_max: Option<i64>,
     pool_of: Option<Uuid>,
-    events: impl Fn(&License) -> Vec<Raised>,
+    events: impl Fn(&License) -> Vec<Raised> + Send + 'static,
 ) -> Result<Inserted, sqlx::Error> {
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
     const COUNT: &str = "SELECT COUNT(*) FROM licenses WHERE group_id = $1";
@@ -365,8 +365,10 @@ pub async fn insert_within_group(
     let mut l = l.clone();
     let pool = match db {
         Db::Sqlite(sqlite) => {
+            // The license moves into the transaction and back: another request's task may run
+            // it (group commit).
             let written = sqlite
-                .write_inline(|tx| {
+                .write_inline(move |tx| {
                     use rusqlite::OptionalExtension;
                     // The transaction holds SQLite's one write lock: no group row lock needed.
                     if let (Some(group), Some(max)) = (l.group_id, group_max) {
@@ -386,11 +388,11 @@ pub async fn insert_within_group(
                     }
                     insert_inline(tx, &l)?;
                     super::events::write_inline(tx, l.account_id, &events(&l))?;
-                    Ok(Ok(()))
+                    Ok(Ok(l.key))
                 })
                 .await?;
             return Ok(match written {
-                Ok(()) => Inserted::Yes(l.key),
+                Ok(key) => Inserted::Yes(key),
                 Err(refused) => refused,
             });
         }

@@ -313,9 +313,12 @@ pub async fn activate(
             // can change the license, the account or the group before it commits, so the row
             // locks (PostgreSQL's way) would only cost a statement each. The change count goes
             // in the same commit; a refused activation still counts (its savepoint is undone).
+            // Owned copies: another request's task may run the transaction (group commit).
+            let (m, components, limits, events, count) =
+                (m.clone(), components.to_vec(), limits.clone(), events.to_vec(), count.cloned());
             let Ok(activated) = sqlite
-                .write_inline(|tx| {
-                    if let Some(hit) = count {
+                .write_inline(move |tx| {
+                    if let Some(hit) = &count {
                         let verdict = hit.verdict(super::rate_limits::add_inline(
                             tx,
                             &hit.bucket,
@@ -328,7 +331,7 @@ pub async fn activate(
                         }
                     }
                     tx.execute_batch("SAVEPOINT activation")?;
-                    let activated = match activate_inline(tx, m, components, limits, decide, events)? {
+                    let activated = match activate_inline(tx, &m, &components, &limits, decide, &events)? {
                         Ok(()) => Activated::Yes,
                         Err(refusal) => {
                             tx.execute_batch("ROLLBACK TO activation")?;

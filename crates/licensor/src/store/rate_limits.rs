@@ -16,8 +16,9 @@ pub async fn add(db: &Db, bucket: &str, window_start: i64, expires_at: i64, n: i
     match db {
         // On SQLite's inline writer, as activations (which count in their own transaction).
         Db::Sqlite(sqlite) => {
+            let bucket = bucket.to_owned();
             let Ok(hits) = sqlite
-                .write_inline(|tx| add_inline(tx, bucket, window_start, expires_at, n).map(Ok::<_, Infallible>))
+                .write_inline(move |tx| add_inline(tx, &bucket, window_start, expires_at, n).map(Ok::<_, Infallible>))
                 .await?;
             Ok(hits)
         }
