@@ -86,6 +86,12 @@ pub async fn serve_with<H: Handshake>(
     };
     let jobs = crate::jobs::spawn(state.clone(), stop_rx.clone());
     let deliveries = crate::webhooks::spawn(state.clone(), webhooks_stop, options.limits.shutdown_timeout);
+    let license_notices = match (&state.db, &state.license_cache) {
+        (crate::db::Db::Postgres(pool), Some(cache)) => {
+            Some(crate::license_cache::spawn(cache.clone(), pool.clone(), stop_rx.clone()))
+        }
+        _ => None,
+    };
     let metrics_server = options.metrics.map(|l| {
         let app = crate::api::ops::private_router()
             .layer(middleware::from_fn_with_state(state.clone(), edge::observe))
@@ -104,6 +110,9 @@ pub async fn serve_with<H: Handshake>(
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     let _ = deliveries.await;
+    if let Some(listener) = license_notices {
+        let _ = listener.await;
+    }
     if let Some(m) = metrics_server {
         let _ = m.await;
     }

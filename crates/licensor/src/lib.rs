@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod fsutil;
 pub mod jobs;
+pub mod license_cache;
 pub mod metrics;
 pub mod model;
 pub mod ratelimit;

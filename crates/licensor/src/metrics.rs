@@ -152,6 +152,9 @@ pub struct Gauges {
     pub webhook_queue: u64,
     /// SQLite only: the inline writer's commits and the transactions they carried.
     pub sqlite_commits: Option<(u64, u64)>,
+    /// PostgreSQL only: validations answered from the license cache, those that read the
+    /// database, and the licenses cached now.
+    pub license_cache: Option<(u64, u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -202,7 +205,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self, gauges: Gauges) -> String {
-        let (pool, sqlite_commits) = (gauges.pool, gauges.sqlite_commits);
+        let (pool, sqlite_commits, license_cache) = (gauges.pool, gauges.sqlite_commits, gauges.license_cache);
         let mut out = String::with_capacity(16 * 1024);
         self.requests.render(&mut out);
         self.validations.render(&mut out);
@@ -251,7 +254,25 @@ impl Metrics {
                 ),
             ]
         });
-        for (name, kind, help, value) in gauges.into_iter().chain(commits.into_iter().flatten()) {
+        let cache = license_cache.map(|(hits, misses, cached)| {
+            [
+                (
+                    "licensor_license_cache_hits_total",
+                    "counter",
+                    "Validations by key answered from this node's license cache.",
+                    hits,
+                ),
+                (
+                    "licensor_license_cache_misses_total",
+                    "counter",
+                    "Validations by key that read the database (not cached, or the cache not current).",
+                    misses,
+                ),
+                ("licensor_license_cache_entries", "gauge", "Licenses in this node's cache.", cached),
+            ]
+        });
+        let optional = commits.into_iter().flatten().chain(cache.into_iter().flatten());
+        for (name, kind, help, value) in gauges.into_iter().chain(optional) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
         out
@@ -270,7 +291,13 @@ mod tests {
         m.validations.inc(&["EXPIRED"]);
         m.activations.inc(&["opswat"]);
         m.requests.with(&["keygen", "/v1/ping", "GET", "200"]).observe(Duration::from_micros(700));
-        let text = m.render(Gauges { pool: (3, 1, 16), password_checks_waiting: 0, webhook_queue: 0, sqlite_commits: None });
+        let text = m.render(Gauges {
+            pool: (3, 1, 16),
+            password_checks_waiting: 0,
+            webhook_queue: 0,
+            sqlite_commits: None,
+            license_cache: None,
+        });
         assert!(text.contains("licensor_validations_total{code=\"VALID\"} 2\n"), "{text}");
         assert!(text.contains("licensor_validations_total{code=\"EXPIRED\"} 1\n"));
         assert!(text.contains("licensor_machine_activations_total{surface=\"opswat\"} 1\n"));

@@ -44,6 +44,8 @@ pub struct Inner {
     validation_hooks: RwLock<HashMap<Uuid, (bool, Instant)>>,
     /// Validation events waiting to be written (see [`AppState::flush_events`]).
     pending_events: Mutex<Vec<(Uuid, crate::events::Raised)>>,
+    /// PostgreSQL only (and unless `LICENSOR_LICENSE_CACHE=0`): licenses validated lately.
+    pub license_cache: Option<Arc<crate::license_cache::LicenseCache>>,
 }
 
 /// How long a node trusts what it knows of an account's validation subscriptions.
@@ -66,6 +68,10 @@ impl AppState {
     /// `default_account` (id or slug) is the account `/v1/…` routes without an account segment
     /// address; when `None`, they address the only account if there is exactly one.
     pub fn with_default_account(db: Db, master: MasterKey, default_account: Option<String>) -> Self {
+        let license_cache = match (&db, crate::license_cache::capacity_from_env()) {
+            (Db::Postgres(_), Some(n)) => Some(Arc::new(crate::license_cache::LicenseCache::with_capacity(n))),
+            _ => None,
+        };
         AppState(Arc::new(Inner {
             db,
             master,
@@ -80,6 +86,7 @@ impl AppState {
             console: true,
             validation_hooks: RwLock::default(),
             pending_events: Mutex::default(),
+            license_cache,
         }))
     }
 
@@ -128,6 +135,23 @@ impl AppState {
             None => tracing::error!("console switched off after the state was shared: ignored"),
         }
         self
+    }
+
+    /// The license with `key` in `account`, as a validation reads it: from this node's cache
+    /// on PostgreSQL when it is current (see [`crate::license_cache`]), else from the database.
+    pub async fn license_to_validate(&self, account: Uuid, key: &str) -> Result<Option<crate::model::License>> {
+        let Some(cache) = &self.license_cache else {
+            return crate::store::licenses::find_to_validate(&self.db, account, key).await;
+        };
+        let ticket = match cache.get(account, key) {
+            Ok(license) => return Ok(Some(license.as_ref().clone())),
+            Err(ticket) => ticket,
+        };
+        let found = crate::store::licenses::find_to_validate(&self.db, account, key).await?;
+        if let (Some(ticket), Some(license)) = (ticket, &found) {
+            cache.put(ticket, license);
+        }
+        Ok(found)
     }
 
     /// The account for single-account routes.

@@ -34,6 +34,11 @@ pub async fn with_request_id(req: Request, next: Next) -> Response {
 /// Records the request in metrics and the access log (target `licensor::access`). Routes are
 /// logged as templates (`/v1/accounts/{account}/licenses/{id}`), never with the key or email a
 /// path may carry.
+/// Whether a route template is a license validation's.
+fn is_validation(route: &str) -> bool {
+    route.ends_with("/actions/validate-key") || route.ends_with("/actions/validate")
+}
+
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let surface = Surface::of(req.uri().path());
@@ -57,6 +62,14 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         // In the surface's own format, like any other failure.
         surface.render(crate::error::Error::Internal(anyhow::anyhow!("handler panicked: {what}")))
     });
+    // A request that may have written ends here, its transactions committed: this node's
+    // license cache must hear the change before it answers again (a validation writes nothing
+    // the cache holds).
+    if let Some(cache) = &state.license_cache {
+        if !matches!(method, "GET" | "HEAD" | "OPTIONS") && !is_validation(&route) {
+            cache.fence();
+        }
+    }
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     if let Some(Fault(cause)) = response.extensions_mut().remove::<Fault>() {

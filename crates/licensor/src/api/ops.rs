@@ -52,6 +52,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
             crate::db::Db::Sqlite(sqlite) => Some(sqlite.inline_commits()),
             crate::db::Db::Postgres(_) => None,
         },
+        license_cache: state.license_cache.as_ref().map(|c| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (c.hits.load(Relaxed), c.misses.load(Relaxed), c.len() as u64)
+        }),
     };
     let mut r = state.metrics.render(gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -42,8 +42,17 @@ macro_rules! select_view {
 const FIND_BY_ID: &str = select_view!("WHERE l.account_id = $1 AND l.id = $2");
 const FIND_BY_KEY: &str = select_view!("WHERE l.account_id = $1 AND l.key = $2");
 
+/// A license by id, rendered in full. On SQLite it reads inline (see `SqliteDb::read_inline`).
 pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<License>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, License>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?))
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            use rusqlite::OptionalExtension;
+            conn.prepare_cached(FIND_BY_ID)?.query_row(rusqlite::params![account, id], from_sqlite_row).optional()
+        })?),
+        Db::Postgres(pool) => {
+            Ok(sqlx::query_as::<_, License>(FIND_BY_ID).bind(account).bind(id).fetch_optional(pool).await?)
+        }
+    }
 }
 
 /// The owner of each of `ids` (the account's licenses among them), in one query.

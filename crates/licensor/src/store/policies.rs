@@ -10,8 +10,32 @@ use crate::model::{Listing, Page, Policy};
 
 const FIND: &str = "SELECT id, account_id, product_id, name, rules, metadata, created_at, updated_at FROM policies WHERE account_id = $1 AND id = $2";
 
+/// A policy by id. On SQLite it reads inline (see `SqliteDb::read_inline`): every license
+/// creation reads it.
 pub async fn find(db: &Db, account: Uuid, id: Uuid) -> Result<Option<Policy>> {
-    Ok(db_run!(db, |pool| sqlx::query_as::<_, Policy>(FIND).bind(account).bind(id).fetch_optional(pool).await?))
+    match db {
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
+            use rusqlite::OptionalExtension;
+            conn.prepare_cached(FIND)?
+                .query_row(rusqlite::params![account, id], |r| {
+                    let rules = super::parse_rules(r.get(0)?, r.get_ref(4)?.as_str()?).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+                    })?;
+                    Ok(Policy {
+                        id: r.get(0)?,
+                        account_id: r.get(1)?,
+                        product_id: r.get(2)?,
+                        name: r.get(3)?,
+                        rules: sqlx::types::Json(rules.0.as_ref().clone()),
+                        metadata: sqlx::types::Json(super::sqlite_json(r, 5)?),
+                        created_at: r.get(6)?,
+                        updated_at: r.get(7)?,
+                    })
+                })
+                .optional()
+        })?),
+        Db::Postgres(pool) => Ok(sqlx::query_as::<_, Policy>(FIND).bind(account).bind(id).fetch_optional(pool).await?),
+    }
 }
 
 pub async fn list(db: &Db, account: Uuid, product: Option<Uuid>, page: Page) -> Result<Listing<Policy>> {

@@ -15,6 +15,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
+    /// The server's state (to tell it of writes made behind its back, through `db`).
+    pub state: AppState,
     pub master: MasterKey,
     /// The master key in hex, for spawning more nodes on the same database.
     pub master_hex: String,
@@ -92,8 +94,9 @@ pub async fn spawn_app_configured(
     let state = AppState::with_default_account(db.clone(), master.clone(), Some(created.account.id.to_string()))
         .with_rate_limits(limits)
         .with_webhooks(webhooks);
+    let server_state = state.clone();
     let server = tokio::spawn(async move {
-        licensor::app::serve(listener, state, async {
+        licensor::app::serve(listener, server_state, async {
             let _ = rx.await;
         })
         .await
@@ -102,6 +105,7 @@ pub async fn spawn_app_configured(
     TestApp {
         addr,
         db,
+        state,
         master,
         master_hex,
         account_id: created.account.id.to_string(),
@@ -172,6 +176,14 @@ async fn read(resp: reqwest::Response, path: &str) -> Res {
 }
 
 impl TestApp {
+    /// Tells the server that the test wrote through `db`, as a request that writes does when
+    /// it ends: on PostgreSQL its license cache then hears the change before answering again.
+    pub fn wrote_behind_its_back(&self) {
+        if let Some(cache) = &self.state.license_cache {
+            cache.fence();
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -17,6 +17,7 @@ mod errors;
 mod golden;
 mod keys;
 mod layers;
+mod license_cache;
 mod licenses;
 mod licensing;
 mod machines;

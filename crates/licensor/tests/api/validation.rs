@@ -99,6 +99,7 @@ async fn force_check_in(app: &TestApp, license: &str, at: i64) {
     let mut l = before.clone();
     l.last_check_in_at = Some(at);
     licensor::store::licenses::update(&app.db, &before, &l, &[]).await.unwrap();
+    app.wrote_behind_its_back();
 }
 
 #[tokio::test]

@@ -14,7 +14,6 @@ use crate::error::{Error, Source};
 use crate::model::License;
 use crate::service;
 use crate::service::licenses::Usage;
-use crate::store::licenses;
 use crate::time;
 
 #[derive(Deserialize, Default)]
@@ -113,7 +112,7 @@ pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         )
         .into());
     }
-    let license = licenses::find_to_validate(ctx.db(), ctx.account_id(), &key).await?;
+    let license = ctx.state.license_to_validate(ctx.account_id(), &key).await?;
     Ok(run(&ctx, license, &meta, false).await?)
 }
 

@@ -1,0 +1,369 @@
+//! PostgreSQL only: the licenses this node validated lately, by (account, key), so a
+//! validation by key costs no database round trip.
+//!
+//! Why: on PostgreSQL a validation's one statement cost the database about as much CPU as the
+//! whole validation cost Licensor, and the two share the machine; SQLite reads the same row in
+//! process. Invalidation must be exact for anything that changes a validation's outcome, across
+//! every node:
+//! - Triggers (migration 0021) `NOTIFY` on [`CHANNEL`] in the transaction of every change to
+//!   what the cached row holds: a license row (its counters included: machines and users change
+//!   it through their own triggers), a policy's rules, an owner's ban. Each node listens and
+//!   drops what changed. Notifications arrive in commit order, after the commit.
+//! - Staleness is bounded, not just usually small: every [`PING_EVERY`] a node notifies
+//!   itself with the time it sent the ping. Once that ping comes back, every change committed
+//!   before it was sent has been heard. The cache answers only while the newest ping heard was
+//!   sent less than [`BOUND`] ago, so a node that stops hearing (a lost connection, a stalled
+//!   listener) falls back to the database within [`BOUND`], and a change is seen by every node
+//!   within [`BOUND`] of its commit (in practice within milliseconds).
+//! - A node reads its own writes: any request that may write (not a validation) fences the
+//!   cache when it ends, and pings at once; the cache answers again only once a ping sent after
+//!   the fence comes back, so every change the request made has been heard (1–2 ms later).
+//! - A row read while a change was being heard is not kept: each read takes the generation
+//!   first and stores its row only if no invalidation came in between (the change may have
+//!   committed after the read's snapshot).
+//! - Losing the listening connection empties the cache: what changed meanwhile was not heard.
+//!
+//! Limits are not enforced from this copy: activations and every other limited write count
+//! under row locks in their own transactions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::model::License;
+
+/// The channel the triggers of migration 0021 notify.
+pub const CHANNEL: &str = "licensor_licenses";
+/// How often a node pings itself through the channel.
+pub const PING_EVERY: Duration = Duration::from_millis(200);
+/// The most a cached answer can lag a committed change.
+pub const BOUND: Duration = Duration::from_secs(1);
+/// Licenses kept at most; past it, the cache starts again empty (cheaper than tracking use,
+/// and a working set larger than this is served by the database as before).
+const DEFAULT_CAPACITY: usize = 50_000;
+
+/// How many licenses a node keeps: `LICENSOR_LICENSE_CACHE` (0 turns the cache off), else
+/// 50,000.
+pub fn capacity_from_env() -> Option<usize> {
+    match std::env::var("LICENSOR_LICENSE_CACHE").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => Some(DEFAULT_CAPACITY),
+    }
+}
+
+/// One node's copy of recently validated licenses.
+pub struct LicenseCache {
+    entries: Mutex<Entries>,
+    /// Bumped by every invalidation: a read stores its row only if it did not move.
+    generation: AtomicU64,
+    /// When (ms) the newest ping this node heard back was sent; 0 while not listening.
+    heard_up_to: AtomicI64,
+    /// The number of the last ping sent, of the newest heard back, and of the last sent
+    /// before this node's latest write ended ([`LicenseCache::fence`]).
+    sent_seq: AtomicU64,
+    heard_seq: AtomicU64,
+    fence_seq: AtomicU64,
+    /// Wakes the pinger at once (after a write).
+    ping_now: tokio::sync::Notify,
+    /// Validations answered from the cache, and those that read the database (`/metrics`).
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Tells this node's pings from other nodes'.
+    nonce: u64,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<(Uuid, Box<str>), Arc<License>>,
+    /// The key each cached license is stored under (notifications name licenses by id).
+    keys: HashMap<Uuid, (Uuid, Box<str>)>,
+}
+
+/// A read's claim to store what it reads: the generation when it began.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket(u64);
+
+impl Default for LicenseCache {
+    fn default() -> Self {
+        LicenseCache::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl LicenseCache {
+    pub fn with_capacity(capacity: usize) -> Self {
+        LicenseCache {
+            entries: Mutex::default(),
+            generation: AtomicU64::new(0),
+            heard_up_to: AtomicI64::new(0),
+            sent_seq: AtomicU64::new(0),
+            heard_seq: AtomicU64::new(0),
+            fence_seq: AtomicU64::new(0),
+            ping_now: tokio::sync::Notify::new(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            nonce: rand::random(),
+            capacity,
+        }
+    }
+
+    /// The cached license, if the cache is current (see the module's notes), or a ticket to
+    /// store the row about to be read; neither while the cache cannot be trusted.
+    pub fn get(&self, account: Uuid, key: &str) -> Result<Arc<License>, Option<Ticket>> {
+        if !self.is_current() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Err(None);
+        }
+        // The generation before the lookup: an invalidation after it voids the ticket.
+        let ticket = Ticket(self.generation.load(Ordering::Acquire));
+        let found = self.lock().by_key.get(&(account, Box::from(key))).cloned();
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found.ok_or(Some(ticket))
+    }
+
+    /// Stores `license`, read after `ticket` was taken, unless something was invalidated since.
+    pub fn put(&self, ticket: Ticket, license: &License) {
+        let mut entries = self.lock();
+        // Checked under the lock that invalidations take too.
+        if self.generation.load(Ordering::Acquire) != ticket.0 || !self.is_current() {
+            return;
+        }
+        if entries.by_key.len() >= self.capacity {
+            *entries = Entries::default();
+        }
+        let key = (license.account_id, Box::from(license.key.as_str()));
+        if let Some(old) = entries.keys.insert(license.id, key.clone()) {
+            entries.by_key.remove(&old);
+        }
+        entries.by_key.insert(key, Arc::new(license.clone()));
+    }
+
+    /// Licenses cached now.
+    pub fn len(&self) -> usize {
+        self.lock().by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Called when a request that may have written ends (its transactions committed): the
+    /// cache is not used until this node has heard what it wrote.
+    pub fn fence(&self) {
+        // Pings numbered above this one are sent after the write committed.
+        self.fence_seq.fetch_max(self.sent_seq.load(Ordering::Acquire), Ordering::AcqRel);
+        self.ping_now.notify_one();
+    }
+
+    fn is_current(&self) -> bool {
+        let heard = self.heard_up_to.load(Ordering::Acquire);
+        heard > 0
+            && crate::time::now_ms() - heard < bound_ms()
+            && self.heard_seq.load(Ordering::Acquire) > self.fence_seq.load(Ordering::Acquire)
+    }
+
+    /// The payload of the next ping.
+    fn next_ping(&self) -> String {
+        let seq = self.sent_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        format!("ping {} {seq} {}", self.nonce, crate::time::now_ms())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies one notification's payload.
+    fn heard(&self, payload: &str) {
+        let mut words = payload.split(' ');
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("license"), Some(id), None, None) => match Uuid::parse_str(id) {
+                Ok(id) => {
+                    let mut entries = self.lock();
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    if let Some(key) = entries.keys.remove(&id) {
+                        entries.by_key.remove(&key);
+                    }
+                }
+                Err(_) => self.forget_all(),
+            },
+            (Some("ping"), Some(nonce), Some(seq), Some(sent)) => {
+                if nonce.parse() == Ok(self.nonce) {
+                    if let (Ok(seq), Ok(sent)) = (seq.parse::<u64>(), sent.parse::<i64>()) {
+                        self.heard_seq.fetch_max(seq, Ordering::AcqRel);
+                        self.heard_up_to.fetch_max(sent, Ordering::AcqRel);
+                    }
+                }
+            }
+            // "all" (a policy's rules or an owner's ban changed), or anything not understood.
+            _ => self.forget_all(),
+        }
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *entries = Entries::default();
+    }
+
+    /// The listening connection was lost: nothing cached can be trusted, nor served until a
+    /// ping comes back on the new one.
+    fn lost(&self) {
+        self.heard_up_to.store(0, Ordering::Release);
+        self.forget_all();
+    }
+}
+
+fn bound_ms() -> i64 {
+    i64::try_from(BOUND.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Listens for invalidations and pings this node until `stop` turns true.
+pub fn spawn(
+    cache: Arc<LicenseCache>,
+    pool: PgPool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let pinger = {
+            let (cache, pool, mut stop) = (cache.clone(), pool.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(PING_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = every.tick() => {}
+                        _ = cache.ping_now.notified() => {}
+                    }
+                    let payload = cache.next_ping();
+                    let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&pool);
+                    if let Err(e) = sent.await {
+                        tracing::debug!(error = %e, "license cache: ping not sent");
+                    }
+                }
+            })
+        };
+        loop {
+            let listening = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = tokio::select! {
+                _ = stop.changed() => break,
+                l = listening => match l {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "license cache: cannot listen; validations read the database");
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                },
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = stop.changed() => { cache.lost(); return pinger.abort(); }
+                    n = listener.try_recv() => n,
+                };
+                match next {
+                    Ok(Some(n)) => cache.heard(n.payload()),
+                    // Reconnected on the next call; what was sent meanwhile is lost.
+                    Ok(None) => cache.lost(),
+                    Err(e) => {
+                        cache.lost();
+                        tracing::warn!(error = %e, "license cache: listening failed; validations read the database");
+                        break;
+                    }
+                }
+            }
+        }
+        cache.lost();
+        pinger.abort();
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license(account: Uuid, key: &str) -> License {
+        License { id: Uuid::new_v4(), account_id: account, key: key.into(), ..License::for_tests(Default::default()) }
+    }
+
+    /// A ping of this node's, sent now and heard back.
+    fn pong(cache: &LicenseCache) {
+        let ping = cache.next_ping();
+        cache.heard(&ping);
+    }
+
+    #[test]
+    fn serves_only_while_pings_come_back_and_drops_what_changed() {
+        let cache = LicenseCache::with_capacity(2);
+        let account = Uuid::new_v4();
+        let l = license(account, "K1");
+        // Not listening yet: no answer, no ticket.
+        assert!(matches!(cache.get(account, "K1"), Err(None)));
+
+        pong(&cache);
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(ticket, &l);
+        assert_eq!(cache.get(account, "K1").unwrap().id, l.id);
+
+        // After this node writes, nothing is served until a later ping comes back.
+        cache.fence();
+        assert!(matches!(cache.get(account, "K1"), Err(None)));
+        pong(&cache);
+        assert_eq!(cache.get(account, "K1").unwrap().id, l.id);
+        assert!(cache.get(Uuid::new_v4(), "K1").is_err(), "another account's key");
+
+        // A change to the license drops it.
+        cache.heard(&format!("license {}", l.id));
+        assert!(cache.is_empty());
+
+        // A read that overlapped a change does not store what it read.
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.heard(&format!("license {}", Uuid::new_v4()));
+        cache.put(ticket, &l);
+        assert!(cache.is_empty());
+
+        // Another node's ping proves nothing about this node's listening.
+        let stale = crate::time::now_ms() - bound_ms() - 1;
+        let fresh = LicenseCache::with_capacity(2);
+        fresh.heard(&format!("ping {} 1 {stale}", fresh.nonce));
+        fresh.heard(&format!("ping {} 2 {}", fresh.nonce.wrapping_add(1), crate::time::now_ms()));
+        assert!(matches!(fresh.get(account, "K1"), Err(None)), "the newest own ping is older than the bound");
+
+        // Policy or owner changes, or a lost connection, drop everything.
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(ticket, &l);
+        cache.heard("all");
+        assert!(cache.is_empty());
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(ticket, &l);
+        cache.lost();
+        assert!(cache.is_empty());
+        assert!(matches!(cache.get(account, "K1"), Err(None)));
+    }
+
+    #[test]
+    fn a_full_cache_starts_again() {
+        let cache = LicenseCache::with_capacity(2);
+        pong(&cache);
+        let account = Uuid::new_v4();
+        for key in ["A", "B", "C"] {
+            let Err(Some(ticket)) = cache.get(account, key) else { panic!("a ticket expected") };
+            cache.put(ticket, &license(account, key));
+        }
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(account, "C").is_ok());
+    }
+}
