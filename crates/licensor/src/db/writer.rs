@@ -445,6 +445,31 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_sustained_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wal.db");
+        let db = Db::connect(&format!("sqlite:{}", file.display()), None).await.unwrap();
+        let Db::Sqlite(s) = &db else { panic!("SQLite expected") };
+        s.write_inline(|tx| tx.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)").map(Ok::<(), ()>))
+            .await
+            .unwrap()
+            .unwrap();
+        // Each commit appends at least one 4 KB page to the WAL: without checkpoints that
+        // reset it, four times the checkpoint interval would leave it over 16 MB.
+        let commits = 4 * super::CHECKPOINT_EVERY;
+        for _ in 0..commits {
+            s.write_inline(|tx| tx.execute("INSERT INTO t (v) VALUES (zeroblob(1000))", []).map(|_| Ok::<(), ()>(())))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("wal.db-wal")).unwrap().len();
+        assert!(wal > 0);
+        assert!(wal < 10 * 1024 * 1024, "the WAL grew to {wal} bytes over {commits} commits");
+        db.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_transactions_share_commits_and_keep_their_own_outcomes() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&format!("sqlite:{}", dir.path().join("g.db").display()), None).await.unwrap();
