@@ -5,7 +5,8 @@
 //! p50, p99 and the CPU the server (and, on PostgreSQL, the database) spent per request, then
 //! issue 17's targets as ratios measured in the run: validate-key against the signed 401, its
 //! CPU against ping + one Ed25519 signature + 30 µs, the scope's extra cost, and the server's
-//! memory. Run it with `scripts/bench`.
+//! memory. On PostgreSQL it then validates on a second node of the same database and on SQLite
+//! seeded alike, and prints PostgreSQL's throughput against SQLite's. Run it with `scripts/bench`.
 
 mod console;
 
@@ -389,19 +390,16 @@ where
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    let url = args.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
-    let master_hex = hex::encode(rand::random::<[u8; 32]>());
-    let master = MasterKey::from_hex(&master_hex)?;
-    ON_POSTGRES.store(url.starts_with("postgres"), std::sync::atomic::Ordering::Relaxed);
-    let schema = url.starts_with("postgres").then(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
-    let db = Db::connect(&url, schema.as_deref()).await?;
-    db.migrate().await?;
+/// What [`seed`] made: the account, an admin token, the floating policy, the license keys.
+struct Seeded {
+    account: licensor::model::Account,
+    token: String,
+    policy: licensor::model::Policy,
+    keys: Arc<Vec<String>>,
+}
 
-    // Seed: one account, product, floating policy, N licenses.
+/// Seeds one account, product and floating policy, and `n` licenses, on `db`.
+async fn seed(db: &Db, master: &MasterKey, n: usize) -> anyhow::Result<Seeded> {
     let seed_start = Instant::now();
     let created =
         licensor::bootstrap::create_account(&db, &master, "bench", "bench@example.com", "bench-password").await?;
@@ -436,13 +434,13 @@ async fn main() -> anyhow::Result<()> {
     };
     licensor::store::policies::insert(&db, &policy, &[]).await?;
     let keys: Arc<Vec<String>> = {
-        let mut keys = Vec::with_capacity(args.licenses);
+        let mut keys = Vec::with_capacity(n);
         let mut handles = Vec::new();
-        let per = args.licenses.div_ceil(4);
+        let per = n.div_ceil(4);
         for w in 0..4 {
             let (db, account, master, policy) = (db.clone(), created.account.clone(), master.clone(), policy.clone());
             let admin = licensor::auth::user_principal(created.admin.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let n = per.min(args.licenses.saturating_sub(w * per));
+            let n = per.min(n.saturating_sub(w * per));
             handles.push(tokio::spawn(async move {
                 let mut out = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -465,6 +463,22 @@ async fn main() -> anyhow::Result<()> {
         seed_start.elapsed().as_secs_f64(),
         db.engine()
     );
+    Ok(Seeded { account: created.account, token, policy, keys })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let url = args.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
+    let master_hex = hex::encode(rand::random::<[u8; 32]>());
+    let master = MasterKey::from_hex(&master_hex)?;
+    ON_POSTGRES.store(url.starts_with("postgres"), std::sync::atomic::Ordering::Relaxed);
+    let schema = url.starts_with("postgres").then(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
+    let db = Db::connect(&url, schema.as_deref()).await?;
+    db.migrate().await?;
+
+    let Seeded { account: seeded_account, token, policy, keys } = seed(&db, &master, args.licenses).await?;
     db.close().await;
 
     // Start the real server.
@@ -472,7 +486,7 @@ async fn main() -> anyhow::Result<()> {
     if !server.exists() {
         bail!("{} not found: build it with `cargo build --release -p licensor`", server.display());
     }
-    let account = created.account.id;
+    let account = seeded_account.id;
     if args.operations {
         return operations(&server, &url, schema.as_deref(), &master_hex, account, keys, &args).await;
     }
@@ -575,7 +589,7 @@ async fn main() -> anyhow::Result<()> {
     create.print();
     println!();
     let cpu = |p: &Phase| p.per_request_us(p.server_cpu);
-    let ed25519 = ed25519_us(&master, &created.account)?;
+    let ed25519 = ed25519_us(&master, &seeded_account)?;
     println!("validate-key / signed 401 throughput ratio: {:.2} (target 0.70 or more)", validate.rps() / signed.rps());
     println!(
         "validate-key server CPU: {:.1} us; budget ping {:.1} + one Ed25519 signature {:.1} + 30 = {:.1} us",
@@ -592,7 +606,61 @@ async fn main() -> anyhow::Result<()> {
     println!("validate-key / ping throughput ratio: {:.2}", validate.rps() / ping.rps());
     println!("activate / ping throughput ratio:     {:.2}", activate.rps() / ping.rps());
     println!("validate+scope / ping ratio:          {:.2}", scoped.rps() / ping.rps());
+    if ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+        versus_sqlite(&server, &url, schema.as_deref(), &master, &master_hex, account, keys, &validate, &env, &args)
+            .await?;
+    }
     let _ = child.kill().await;
+    Ok(())
+}
+
+/// On PostgreSQL, issue 17's comparison in the same run: validate-key on a second node of the
+/// same database (its own cache, warmed in the warm-up), then on SQLite seeded alike.
+#[allow(clippy::too_many_arguments)]
+async fn versus_sqlite(
+    server: &std::path::Path,
+    url: &str,
+    schema: Option<&str>,
+    master: &MasterKey,
+    master_hex: &str,
+    account: uuid::Uuid,
+    keys: Arc<Vec<String>>,
+    first: &Phase,
+    env: &[(&str, &str)],
+    args: &Args,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let node_dir = tempfile::tempdir()?;
+    let second = start(server, url, schema, node_dir.path(), master_hex, env, &client).await?;
+    let node2 = validate_phase("validate-key node 2", second.pid, &second.base, account, keys, &client, args).await;
+    drop(second);
+
+    let sqlite_dir = tempfile::tempdir()?;
+    let sqlite_url = format!("sqlite:{}", sqlite_dir.path().join("bench.db").display());
+    let db = Db::connect(&sqlite_url, None).await?;
+    db.migrate().await?;
+    let seeded = seed(&db, master, args.licenses).await?;
+    db.close().await;
+    let on_sqlite = start(server, &sqlite_url, None, sqlite_dir.path(), master_hex, env, &client).await?;
+    let sqlite = validate_phase(
+        "validate-key SQLite",
+        on_sqlite.pid,
+        &on_sqlite.base,
+        seeded.account.id,
+        seeded.keys,
+        &client,
+        args,
+    )
+    .await;
+    println!();
+    node2.print();
+    sqlite.print();
+    println!();
+    println!(
+        "validate-key on PostgreSQL / on SQLite: {:.2} (node 1), {:.2} (node 2) (target 0.70 or more)",
+        first.rps() / sqlite.rps(),
+        node2.rps() / sqlite.rps()
+    );
     Ok(())
 }
 
