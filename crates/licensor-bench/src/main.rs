@@ -402,9 +402,9 @@ struct Seeded {
 async fn seed(db: &Db, master: &MasterKey, n: usize) -> anyhow::Result<Seeded> {
     let seed_start = Instant::now();
     let created =
-        licensor::bootstrap::create_account(&db, &master, "bench", "bench@example.com", "bench-password").await?;
+        licensor::bootstrap::create_account(db, master, "bench", "bench@example.com", "bench-password").await?;
     let (_, token) =
-        licensor::auth::issue_token(&db, created.account.id, "user", created.admin.id, "admin", Default::default())
+        licensor::auth::issue_token(db, created.account.id, "user", created.admin.id, "admin", Default::default())
             .await?;
     let product = licensor::model::Product {
         id: uuid::Uuid::new_v4(),
@@ -418,7 +418,7 @@ async fn seed(db: &Db, master: &MasterKey, n: usize) -> anyhow::Result<Seeded> {
         created_at: licensor::time::now_ms(),
         updated_at: licensor::time::now_ms(),
     };
-    licensor::store::products::insert(&db, &product, &[]).await?;
+    licensor::store::products::insert(db, &product, &[]).await?;
     let mut rules =
         licensor::model::PolicyRules { floating: true, max_machines: Some(1_000_000), ..Default::default() };
     rules.normalize_and_validate().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -432,7 +432,7 @@ async fn seed(db: &Db, master: &MasterKey, n: usize) -> anyhow::Result<Seeded> {
         created_at: licensor::time::now_ms(),
         updated_at: licensor::time::now_ms(),
     };
-    licensor::store::policies::insert(&db, &policy, &[]).await?;
+    licensor::store::policies::insert(db, &policy, &[]).await?;
     let keys: Arc<Vec<String>> = {
         let mut keys = Vec::with_capacity(n);
         let mut handles = Vec::new();
