@@ -43,6 +43,9 @@ pub const CHANNEL: &str = "licensor_licenses";
 pub const PING_EVERY: Duration = Duration::from_millis(200);
 /// The most a cached answer can lag a committed change.
 pub const BOUND: Duration = Duration::from_secs(1);
+/// How long a listening connection may go without bringing back one of the node's own pings
+/// before it is replaced.
+const DEAF_LIMIT_MS: i64 = 5_000;
 /// Licenses kept at most; past it, the cache starts again empty (cheaper than tracking use,
 /// and a working set larger than this is served by the database as before).
 const DEFAULT_CAPACITY: usize = 50_000;
@@ -60,9 +63,10 @@ pub fn capacity_from_env() -> Option<usize> {
 /// One node's copy of recently validated licenses.
 pub struct LicenseCache {
     entries: Mutex<Entries>,
-    /// Bumped by every invalidation: a read stores its row only if it did not move.
+    /// Bumped by every invalidation (under the entries' lock): tickets are taken from it.
     generation: AtomicU64,
-    /// When (ms) the newest ping this node heard back was sent; 0 while not listening.
+    /// When (ms on [`clock_ms`]) the newest ping this node heard back was sent; 0 while not
+    /// listening.
     heard_up_to: AtomicI64,
     /// The number of the last ping sent, of the newest heard back, and of the last sent
     /// before this node's latest write ended ([`LicenseCache::fence`]).
@@ -71,6 +75,8 @@ pub struct LicenseCache {
     fence_seq: AtomicU64,
     /// Wakes the pinger at once (after a write).
     ping_now: tokio::sync::Notify,
+    /// While set, notifications wait here instead of being applied (tests: a stalled listener).
+    held: Mutex<Option<Vec<String>>>,
     /// Validations answered from the cache, and those that read the database (`/metrics`).
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -84,7 +90,16 @@ struct Entries {
     by_key: HashMap<(Uuid, Box<str>), Arc<License>>,
     /// The key each cached license is stored under (notifications name licenses by id).
     keys: HashMap<Uuid, (Uuid, Box<str>)>,
+    /// Licenses dropped lately, with the generation that dropped them: a read that began before
+    /// may not store them. Bounded: past [`DROPPED_KEPT`], `all_from` takes their place.
+    dropped: HashMap<Uuid, u64>,
+    /// Reads that began before this generation may store nothing.
+    all_from: u64,
 }
+
+/// Dropped licenses remembered one by one (a read takes milliseconds; beyond this many drops
+/// in flight, every read in flight is refused instead).
+const DROPPED_KEPT: usize = 4096;
 
 /// A read's claim to store what it reads: the generation when it began.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +121,7 @@ impl LicenseCache {
             heard_seq: AtomicU64::new(0),
             fence_seq: AtomicU64::new(0),
             ping_now: tokio::sync::Notify::new(),
+            held: Mutex::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             nonce: rand::random(),
@@ -116,27 +132,33 @@ impl LicenseCache {
     /// The cached license, if the cache is current (see the module's notes), or a ticket to
     /// store the row about to be read; neither while the cache cannot be trusted.
     pub fn get(&self, account: Uuid, key: &str) -> Result<Arc<License>, Option<Ticket>> {
+        // Taken before the check: a ticket from after a lost connection's invalidation is
+        // taken after `heard_up_to` was cleared, so the check below refuses it.
+        let ticket = Ticket(self.generation.load(Ordering::SeqCst));
         if !self.is_current() {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Err(None);
         }
-        // The generation before the lookup: an invalidation after it voids the ticket.
-        let ticket = Ticket(self.generation.load(Ordering::Acquire));
         let found = self.lock().by_key.get(&(account, Box::from(key))).cloned();
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found.ok_or(Some(ticket))
     }
 
-    /// Stores `license`, read after `ticket` was taken, unless something was invalidated since.
+    /// Stores `license`, read after `ticket` was taken, unless it (or everything) was dropped
+    /// since.
     pub fn put(&self, ticket: Ticket, license: &License) {
         let mut entries = self.lock();
         // Checked under the lock that invalidations take too.
-        if self.generation.load(Ordering::Acquire) != ticket.0 || !self.is_current() {
+        if entries.all_from > ticket.0
+            || entries.dropped.get(&license.id).is_some_and(|at| *at > ticket.0)
+            || !self.is_current()
+        {
             return;
         }
         if entries.by_key.len() >= self.capacity {
-            *entries = Entries::default();
+            entries.by_key.clear();
+            entries.keys.clear();
         }
         let key = (license.account_id, Box::from(license.key.as_str()));
         if let Some(old) = entries.keys.insert(license.id, key.clone()) {
@@ -158,35 +180,70 @@ impl LicenseCache {
     /// cache is not used until this node has heard what it wrote.
     pub fn fence(&self) {
         // Pings numbered above this one are sent after the write committed.
-        self.fence_seq.fetch_max(self.sent_seq.load(Ordering::Acquire), Ordering::AcqRel);
+        self.fence_seq.fetch_max(self.sent_seq.load(Ordering::SeqCst), Ordering::SeqCst);
         self.ping_now.notify_one();
     }
 
+    /// Holds every notification back (as a stalled listener would) until released, then
+    /// applies them in order. For tests of the bound and of the fence.
+    #[doc(hidden)]
+    pub fn hold(&self, on: bool) {
+        let waiting = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            match (on, held.take()) {
+                (true, waiting) => {
+                    *held = Some(waiting.unwrap_or_default());
+                    Vec::new()
+                }
+                (false, waiting) => waiting.unwrap_or_default(),
+            }
+        };
+        for payload in waiting {
+            self.apply(&payload);
+        }
+    }
+
     fn is_current(&self) -> bool {
-        let heard = self.heard_up_to.load(Ordering::Acquire);
+        let heard = self.heard_up_to.load(Ordering::SeqCst);
         heard > 0
-            && crate::time::now_ms() - heard < bound_ms()
-            && self.heard_seq.load(Ordering::Acquire) > self.fence_seq.load(Ordering::Acquire)
+            && clock_ms() - heard < bound_ms()
+            && self.heard_seq.load(Ordering::SeqCst) > self.fence_seq.load(Ordering::SeqCst)
     }
 
     /// The payload of the next ping.
     fn next_ping(&self) -> String {
-        let seq = self.sent_seq.fetch_add(1, Ordering::AcqRel) + 1;
-        format!("ping {} {seq} {}", self.nonce, crate::time::now_ms())
+        let seq = self.sent_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("ping {} {seq} {}", self.nonce, clock_ms())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies one notification's payload.
+    /// Applies one notification's payload, unless notifications are held.
     fn heard(&self, payload: &str) {
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(waiting) = held.as_mut() {
+                waiting.push(payload.to_owned());
+                return;
+            }
+        }
+        self.apply(payload);
+    }
+
+    fn apply(&self, payload: &str) {
         let mut words = payload.split(' ');
         match (words.next(), words.next(), words.next(), words.next()) {
             (Some("license"), Some(id), None, None) => match Uuid::parse_str(id) {
                 Ok(id) => {
                     let mut entries = self.lock();
-                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    let at = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    if entries.dropped.len() >= DROPPED_KEPT {
+                        entries.dropped.clear();
+                        entries.all_from = at;
+                    }
+                    entries.dropped.insert(id, at);
                     if let Some(key) = entries.keys.remove(&id) {
                         entries.by_key.remove(&key);
                     }
@@ -196,8 +253,8 @@ impl LicenseCache {
             (Some("ping"), Some(nonce), Some(seq), Some(sent)) => {
                 if nonce.parse() == Ok(self.nonce) {
                     if let (Ok(seq), Ok(sent)) = (seq.parse::<u64>(), sent.parse::<i64>()) {
-                        self.heard_seq.fetch_max(seq, Ordering::AcqRel);
-                        self.heard_up_to.fetch_max(sent, Ordering::AcqRel);
+                        self.heard_seq.fetch_max(seq, Ordering::SeqCst);
+                        self.heard_up_to.fetch_max(sent, Ordering::SeqCst);
                     }
                 }
             }
@@ -208,16 +265,29 @@ impl LicenseCache {
 
     fn forget_all(&self) {
         let mut entries = self.lock();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        *entries = Entries::default();
+        let at = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        *entries = Entries { all_from: at, ..Entries::default() };
     }
 
     /// The listening connection was lost: nothing cached can be trusted, nor served until a
     /// ping comes back on the new one.
     fn lost(&self) {
-        self.heard_up_to.store(0, Ordering::Release);
+        self.heard_up_to.store(0, Ordering::SeqCst);
         self.forget_all();
     }
+
+    /// Whether this node has heard none of its own pings for `for_ms` (while listening).
+    fn deaf_for(&self, for_ms: i64) -> bool {
+        clock_ms() - self.heard_up_to.load(Ordering::SeqCst) > for_ms
+    }
+}
+
+/// Milliseconds on a clock that only moves forward (the bound must not stretch when the wall
+/// clock is set back), from 1 at the first use.
+fn clock_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX - 1) + 1
 }
 
 fn bound_ms() -> i64 {
@@ -269,9 +339,22 @@ pub fn spawn(
                     }
                 },
             };
+            let connected = clock_ms();
+            let mut watch = tokio::time::interval(Duration::from_secs(1));
             loop {
+                // (`try_recv` is cancel-safe: it keeps a partly read message buffered.)
                 let next = tokio::select! {
                     _ = stop.changed() => { cache.lost(); return pinger.abort(); }
+                    _ = watch.tick() => {
+                        // A connection that stopped delivering (half-open, stalled) would also
+                        // keep PostgreSQL from trimming its notification queue: start afresh.
+                        if clock_ms() - connected > DEAF_LIMIT_MS && cache.deaf_for(DEAF_LIMIT_MS) {
+                            tracing::warn!("license cache: no ping came back for 5 s; listening again");
+                            cache.lost();
+                            break;
+                        }
+                        continue;
+                    }
                     n = listener.try_recv() => n,
                 };
                 match next {
@@ -329,17 +412,40 @@ mod tests {
         cache.heard(&format!("license {}", l.id));
         assert!(cache.is_empty());
 
-        // A read that overlapped a change does not store what it read.
+        // A read that overlapped a change to its license does not store what it read; a
+        // change to another license does not stop it.
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.heard(&format!("license {}", l.id));
+        cache.put(ticket, &l);
+        assert!(cache.is_empty());
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
         cache.heard(&format!("license {}", Uuid::new_v4()));
         cache.put(ticket, &l);
+        assert_eq!(cache.len(), 1);
+        cache.heard(&format!("license {}", l.id));
+
+        // A read in flight when the connection is lost stores nothing, even once the node
+        // hears again (what changed meanwhile was not heard).
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.lost();
+        pong(&cache);
+        cache.put(ticket, &l);
+        assert!(cache.is_empty());
+
+        // Held notifications (a stalled listener) are applied when released, in order.
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(ticket, &l);
+        cache.hold(true);
+        cache.heard(&format!("license {}", l.id));
+        assert_eq!(cache.get(account, "K1").unwrap().id, l.id, "not heard yet");
+        cache.hold(false);
         assert!(cache.is_empty());
 
         // Another node's ping proves nothing about this node's listening.
-        let stale = crate::time::now_ms() - bound_ms() - 1;
+        let stale = clock_ms() - bound_ms() - 1;
         let fresh = LicenseCache::with_capacity(2);
         fresh.heard(&format!("ping {} 1 {stale}", fresh.nonce));
-        fresh.heard(&format!("ping {} 2 {}", fresh.nonce.wrapping_add(1), crate::time::now_ms()));
+        fresh.heard(&format!("ping {} 2 {}", fresh.nonce.wrapping_add(1), clock_ms()));
         assert!(matches!(fresh.get(account, "K1"), Err(None)), "the newest own ping is older than the bound");
 
         // Policy or owner changes, or a lost connection, drop everything.

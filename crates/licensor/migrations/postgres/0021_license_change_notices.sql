@@ -24,3 +24,10 @@ CREATE TRIGGER policies_noticed AFTER UPDATE ON policies FOR EACH ROW
     WHEN (OLD.rules IS DISTINCT FROM NEW.rules) EXECUTE FUNCTION licensor_licenses_changed();
 CREATE TRIGGER users_noticed AFTER UPDATE ON users FOR EACH ROW
     WHEN (OLD.banned_at IS DISTINCT FROM NEW.banned_at) EXECUTE FUNCTION licensor_licenses_changed();
+-- TRUNCATE fires no row trigger.
+CREATE TRIGGER licenses_noticed_truncate AFTER TRUNCATE ON licenses
+    FOR EACH STATEMENT EXECUTE FUNCTION licensor_licenses_changed();
+CREATE TRIGGER policies_noticed_truncate AFTER TRUNCATE ON policies
+    FOR EACH STATEMENT EXECUTE FUNCTION licensor_licenses_changed();
+CREATE TRIGGER users_noticed_truncate AFTER TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION licensor_licenses_changed();

@@ -31,14 +31,19 @@ pub async fn with_request_id(req: Request, next: Next) -> Response {
     response
 }
 
+/// Whether a request to this route template may change what a license validation reads. Only
+/// validations (their writes, a first validation's clock included, are read again from the
+/// database) and the operational routes do not; any other route may, whatever its method (an
+/// OPSWAT activation is a GET).
+fn may_change_licenses(route: &str) -> bool {
+    !(route.ends_with("/actions/validate-key")
+        || route.ends_with("/actions/validate")
+        || matches!(route, "/v1/ping" | "/healthz" | "/readyz" | "/metrics"))
+}
+
 /// Records the request in metrics and the access log (target `licensor::access`). Routes are
 /// logged as templates (`/v1/accounts/{account}/licenses/{id}`), never with the key or email a
 /// path may carry.
-/// Whether a route template is a license validation's.
-fn is_validation(route: &str) -> bool {
-    route.ends_with("/actions/validate-key") || route.ends_with("/actions/validate")
-}
-
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let surface = Surface::of(req.uri().path());
@@ -63,10 +68,9 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         surface.render(crate::error::Error::Internal(anyhow::anyhow!("handler panicked: {what}")))
     });
     // A request that may have written ends here, its transactions committed: this node's
-    // license cache must hear the change before it answers again (a validation writes nothing
-    // the cache holds).
+    // license cache must hear the change before it answers again.
     if let Some(cache) = &state.license_cache {
-        if !matches!(method, "GET" | "HEAD" | "OPTIONS") && !is_validation(&route) {
+        if may_change_licenses(&route) {
             cache.fence();
         }
     }

@@ -39,6 +39,7 @@ use super::SqliteDb;
 pub(super) struct Writer {
     conn: Mutex<Option<rusqlite::Connection>>,
     queue: Mutex<Vec<Box<dyn Job>>>,
+    next_id: AtomicU64,
     /// Commits, and the transactions they carried (`/metrics`).
     commits: AtomicU64,
     transactions: AtomicU64,
@@ -71,6 +72,8 @@ const MOST_PER_COMMIT: usize = 32;
 
 /// A queued transaction, type-erased so one batch can hold different kinds.
 trait Job: Send {
+    /// Tells it from the other queued transactions.
+    fn id(&self) -> u64;
     /// Whether its request stopped waiting (it is then skipped, as if never queued).
     fn abandoned(&self) -> bool;
     /// Runs it in the batch's transaction; `true` keeps its writes.
@@ -82,6 +85,7 @@ trait Job: Send {
 
 /// A transaction and where its outcome goes.
 struct Pending<F, T, R> {
+    id: u64,
     f: Option<F>,
     out: Option<rusqlite::Result<Result<T, R>>>,
     send: oneshot::Sender<Result<Result<T, R>, sqlx::Error>>,
@@ -93,13 +97,26 @@ where
     T: Send,
     R: Send,
 {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
     fn abandoned(&self) -> bool {
         self.send.is_closed()
     }
 
     fn run(&mut self, tx: &rusqlite::Transaction<'_>) -> bool {
         let Some(f) = self.f.take() else { return false };
-        let out = f(tx);
+        // A panic is this transaction's own failure (its savepoint is undone), not that of the
+        // request that happens to lead the commit, nor of the rest of the batch.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx))).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(rusqlite::Error::ToSqlConversionFailure(format!("the transaction panicked: {what}").into()))
+        });
         let keep = matches!(out, Ok(Ok(_)));
         self.out = Some(out);
         keep
@@ -116,6 +133,16 @@ where
         // The request may have stopped waiting meanwhile.
         let _ = self.send.send(outcome);
     }
+}
+
+/// How an attempt to begin a batch went.
+enum Step {
+    /// The batch ran: its transactions, and why it did not commit if it did not.
+    Ran(Vec<Box<dyn Job>>, Option<Failure>),
+    /// Another process holds SQLite's write lock.
+    Busy,
+    /// The writer cannot begin a transaction.
+    Failed(Failure),
 }
 
 /// Why a batch did not commit, given to each of its requests as an error of its own.
@@ -157,15 +184,28 @@ impl SqliteDb {
         R: Send + 'static,
     {
         let (send, mut outcome) = oneshot::channel();
-        self.writer.lock_queue().push(Box::new(Pending { f: Some(f), out: None, send }));
+        let id = self.writer.next_id.fetch_add(1, Ordering::Relaxed);
+        self.writer.lock_queue().push(Box::new(Pending { id, f: Some(f), out: None, send }));
         loop {
             tokio::select! {
                 biased;
                 done = &mut outcome => return done.unwrap_or(Err(sqlx::Error::PoolClosed)),
-                turn = super::write_turn(&self.pool) => {
-                    let _turn = turn?;
-                    self.lead().await;
-                }
+                turn = super::write_turn(&self.pool) => match turn {
+                    Ok(_turn) => self.lead().await,
+                    Err(e) => {
+                        // Withdrawn if still queued; a leader that already took it will
+                        // answer, and the answer must not be lost (it may have committed).
+                        let withdrawn = {
+                            let mut queue = self.writer.lock_queue();
+                            let at = queue.iter().position(|job| job.id() == id);
+                            at.map(|i| queue.remove(i))
+                        };
+                        if withdrawn.is_some() {
+                            return Err(e);
+                        }
+                        return (&mut outcome).await.unwrap_or(Err(sqlx::Error::PoolClosed));
+                    }
+                },
             }
         }
     }
@@ -191,7 +231,7 @@ impl SqliteDb {
                     }
                 }
                 let Some(conn) = guard.as_mut() else { return };
-                match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+                let step = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
                     Ok(tx) => {
                         let mut jobs = {
                             let mut queue = self.writer.lock_queue();
@@ -202,15 +242,26 @@ impl SqliteDb {
                         if let Ok(n) = ran {
                             self.count_commit(n);
                         }
-                        let failed = ran.err();
+                        Step::Ran(jobs, ran.err())
+                    }
+                    Err(e) if is_busy(&e) && Instant::now() < deadline => Step::Busy,
+                    Err(e) => Step::Failed(Failure::of(&e)),
+                };
+                // A connection left inside a transaction (its rollback failed too), or that
+                // cannot begin one, would fail every later batch: the next opens a new one.
+                if !guard.as_ref().is_some_and(rusqlite::Connection::is_autocommit) || matches!(step, Step::Failed(_)) {
+                    *guard = None;
+                }
+                match step {
+                    Step::Ran(jobs, failed) => {
                         for job in jobs {
                             job.finish(failed.as_ref());
                         }
                         return;
                     }
-                    Err(e) if is_busy(&e) && Instant::now() < deadline => {}
-                    Err(e) => return self.fail_queued(&Failure::of(&e)),
-                };
+                    Step::Busy => {}
+                    Step::Failed(failure) => return self.fail_queued(&failure),
+                }
             }
             // Another process holds SQLite's write lock.
             tokio::time::sleep(Duration::from_millis(2)).await;

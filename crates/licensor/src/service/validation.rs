@@ -68,10 +68,16 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
 /// Validates `license` (`None`: the key or id named none) for `p`, anonymous or a bearer that
 /// may read it. `quick` skips every scope (Keygen's `GET …/actions/validate`) and starts no
 /// clock. Returns the outcome and the license as validated.
+///
+/// `cached`: the license came from the node's license cache, which may lag a change made on
+/// another node by milliseconds (at most `license_cache::BOUND`). A refusal is never given on
+/// such a copy: the license is read again, and validated again, first. (A machine just
+/// activated elsewhere must not read NO_MACHINE.)
 pub async fn validate(
     state: &AppState,
     p: Option<&Principal>,
     license: Option<License>,
+    cached: bool,
     scope: Option<&Scope>,
     quick: bool,
 ) -> Result<(Outcome, Option<License>)> {
@@ -89,7 +95,16 @@ pub async fn validate(
         l.expiry = super::licenses::start_clock(&state.db, &l, ExpirationBasis::FromFirstValidation).await?;
     }
     let facts = gather(state, &l, scope, quick).await?;
-    let outcome = validation::validate(&l, &facts, scope, quick, now);
+    let mut outcome = validation::validate(&l, &facts, scope, quick, now);
+    if cached && !outcome.valid {
+        let Some(fresh) = licenses::find_to_validate(&state.db, l.account_id, &l.key).await? else {
+            state.metrics.validations.inc(&[ValidationCode::NotFound.as_str()]);
+            return Ok((Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None));
+        };
+        l = fresh;
+        let facts = gather(state, &l, scope, quick).await?;
+        outcome = validation::validate(&l, &facts, scope, quick, now);
+    }
     state.metrics.validations.inc(&[outcome.code.as_str()]);
     state
         .note_validation(&l, outcome.valid, || {

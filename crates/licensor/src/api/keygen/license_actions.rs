@@ -41,12 +41,20 @@ struct ValidationMeta<'a> {
 }
 
 /// Runs a validation and renders Keygen's response (always 200 once it ran).
-async fn run(ctx: &Ctx, license: Option<License>, meta: &ValidateMeta, quick: bool) -> Result<Response, Error> {
+/// Validates `license` and renders the answer; `cached` says it came from the node's license
+/// cache (see `service::validation::validate`).
+async fn run(
+    ctx: &Ctx,
+    license: Option<License>,
+    cached: bool,
+    meta: &ValidateMeta,
+    quick: bool,
+) -> Result<Response, Error> {
     // Credentials are checked before the outcome, found or not: a bad token is a 401 even for
     // an unknown key.
     let principal = ctx.principal_unless_bad_license_key()?;
     let (outcome, license) =
-        service::validation::validate(&ctx.state, principal, license, meta.scope.as_ref(), quick).await?;
+        service::validation::validate(&ctx.state, principal, license, cached, meta.scope.as_ref(), quick).await?;
     let meta = ValidationMeta {
         ts: time::iso(time::now_ms()),
         valid: outcome.valid,
@@ -112,8 +120,8 @@ pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         )
         .into());
     }
-    let license = ctx.state.license_to_validate(ctx.account_id(), &key).await?;
-    Ok(run(&ctx, license, &meta, false).await?)
+    let (license, cached) = ctx.state.license_to_validate(ctx.account_id(), &key).await?;
+    Ok(run(&ctx, license, cached, &meta, false).await?)
 }
 
 /// `POST /licenses/{id}/actions/validate` (full) and `GET` (quick: no scopes, no events).
@@ -126,7 +134,7 @@ pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) ->
         check_values(&body, false)?;
         parse_meta(body)?
     };
-    Ok(run(&ctx, Some(l), &meta, quick).await?)
+    Ok(run(&ctx, Some(l), false, &meta, quick).await?)
 }
 
 /// The license as Keygen renders it.
