@@ -36,6 +36,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::model::License;
+use crate::store::machines::Activation;
 
 /// The channel the triggers of migration 0021 notify.
 pub const CHANNEL: &str = "licensor_licenses";
@@ -90,6 +91,9 @@ struct Entries {
     by_key: HashMap<(Uuid, Box<str>), Arc<License>>,
     /// The key each cached license is stored under (notifications name licenses by id).
     keys: HashMap<Uuid, (Uuid, Box<str>)>,
+    /// The machines of cached licenses, as scoped validations read them (a machine's change
+    /// notifies its license: migration 0021).
+    activations: HashMap<Uuid, Arc<Vec<Activation>>>,
     /// Licenses dropped lately, with the generation that dropped them: a read that began before
     /// may not store them. Bounded: past [`DROPPED_KEPT`], `all_from` takes their place.
     dropped: HashMap<Uuid, u64>,
@@ -159,12 +163,37 @@ impl LicenseCache {
         if entries.by_key.len() >= self.capacity {
             entries.by_key.clear();
             entries.keys.clear();
+            entries.activations.clear();
         }
         let key = (license.account_id, Box::from(license.key.as_str()));
         if let Some(old) = entries.keys.insert(license.id, key.clone()) {
             entries.by_key.remove(&old);
         }
         entries.by_key.insert(key, Arc::new(license.clone()));
+    }
+
+    /// The machines of cached license `id`, if the cache is current and holds them, or a
+    /// ticket to store them once read; neither while the cache cannot be trusted.
+    pub fn activations(&self, id: Uuid) -> Result<Arc<Vec<Activation>>, Option<Ticket>> {
+        let ticket = Ticket(self.generation.load(Ordering::SeqCst));
+        if !self.is_current() {
+            return Err(None);
+        }
+        self.lock().activations.get(&id).cloned().ok_or(Some(ticket))
+    }
+
+    /// Stores the machines of license `id`, read after `ticket` was taken, if the license is
+    /// cached and was not dropped since.
+    pub fn put_activations(&self, ticket: Ticket, id: Uuid, rows: &[Activation]) {
+        let mut entries = self.lock();
+        if entries.all_from > ticket.0
+            || entries.dropped.get(&id).is_some_and(|at| *at > ticket.0)
+            || !entries.keys.contains_key(&id)
+            || !self.is_current()
+        {
+            return;
+        }
+        entries.activations.insert(id, Arc::new(rows.to_vec()));
     }
 
     /// Licenses cached now.
@@ -247,6 +276,7 @@ impl LicenseCache {
                     if let Some(key) = entries.keys.remove(&id) {
                         entries.by_key.remove(&key);
                     }
+                    entries.activations.remove(&id);
                 }
                 Err(_) => self.forget_all(),
             },
@@ -458,6 +488,45 @@ mod tests {
         cache.lost();
         assert!(cache.is_empty());
         assert!(matches!(cache.get(account, "K1"), Err(None)));
+    }
+
+    #[test]
+    fn a_cached_licenses_machines_go_with_it() {
+        let cache = LicenseCache::with_capacity(2);
+        pong(&cache);
+        let account = Uuid::new_v4();
+        let l = license(account, "K1");
+        let machine = Activation {
+            id: Uuid::new_v4(),
+            fingerprint: "fp".into(),
+            owner_id: None,
+            cores: None,
+            memory: None,
+            disk: None,
+            max_processes: None,
+            last_heartbeat_at: None,
+            created_at: 0,
+        };
+        // Only a cached license's machines are kept.
+        let Err(Some(ticket)) = cache.activations(l.id) else { panic!("a ticket expected") };
+        cache.put_activations(ticket, l.id, std::slice::from_ref(&machine));
+        assert!(cache.activations(l.id).is_err());
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(ticket, &l);
+        let Err(Some(ticket)) = cache.activations(l.id) else { panic!("a ticket expected") };
+        cache.put_activations(ticket, l.id, std::slice::from_ref(&machine));
+        assert_eq!(cache.activations(l.id).unwrap()[0].fingerprint, "fp");
+
+        // A change to the license (one of its machines notifies it) drops them with it; a read
+        // that overlapped the change stores nothing.
+        let Ok(_) = cache.activations(l.id) else { panic!("cached") };
+        let ticket = Ticket(cache.generation.load(Ordering::SeqCst));
+        cache.heard(&format!("license {}", l.id));
+        assert!(matches!(cache.activations(l.id), Err(Some(_))));
+        let Err(Some(fresh)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(fresh, &l);
+        cache.put_activations(ticket, l.id, std::slice::from_ref(&machine));
+        assert!(cache.activations(l.id).is_err(), "read before the change");
     }
 
     #[test]

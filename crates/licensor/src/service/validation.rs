@@ -13,7 +13,8 @@ use crate::store::{components, entitlements, licenses, machines, processes, user
 use crate::time;
 
 /// What validation needs to know about `l` for `scope`, read with as few queries as that allows.
-async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: bool) -> Result<Facts> {
+/// `cache`: the license's machines may come from the node's license cache (PostgreSQL).
+async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: bool, cache: bool) -> Result<Facts> {
     let db = &state.db;
     let rules = l.rules();
     let mut facts = Facts::default();
@@ -23,7 +24,19 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
             s.machine.is_some() || s.fingerprint.is_some() || s.fingerprints.is_some() || s.components.is_some()
         });
     if needs_machines && l.machines_count > 0 {
-        let rows = machines::activations(db, l.account_id, l.id).await?;
+        let rows = match state.license_cache.as_deref().filter(|_| cache) {
+            Some(c) => match c.activations(l.id) {
+                Ok(rows) => rows.as_ref().clone(),
+                Err(ticket) => {
+                    let rows = machines::activations(db, l.account_id, l.id).await?;
+                    if let Some(ticket) = ticket {
+                        c.put_activations(ticket, l.id, &rows);
+                    }
+                    rows
+                }
+            },
+            None => machines::activations(db, l.account_id, l.id).await?,
+        };
         let counts = if rules.strict && (l.max_processes().is_some() || rows.iter().any(|m| m.max_processes.is_some()))
         {
             processes::counts_for_license(db, l.id).await?
@@ -70,9 +83,10 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
 /// clock. Returns the outcome and the license as validated.
 ///
 /// `cached`: the license came from the node's license cache, which may lag a change made on
-/// another node by milliseconds (at most `license_cache::BOUND`). A refusal is never given on
-/// such a copy: the license is read again, and validated again, first. (A machine just
-/// activated elsewhere must not read NO_MACHINE.)
+/// another node by milliseconds (at most `license_cache::BOUND`); its machines may come from
+/// there too. A refusal is never given on such a copy: the license and its machines are read
+/// again, and validated again, first. (A machine just activated elsewhere must not read
+/// NO_MACHINE.)
 pub async fn validate(
     state: &AppState,
     p: Option<&Principal>,
@@ -94,7 +108,7 @@ pub async fn validate(
     if !quick {
         l.expiry = super::licenses::start_clock(&state.db, &l, ExpirationBasis::FromFirstValidation).await?;
     }
-    let facts = gather(state, &l, scope, quick).await?;
+    let facts = gather(state, &l, scope, quick, cached).await?;
     let mut outcome = validation::validate(&l, &facts, scope, quick, now);
     if cached && !outcome.valid {
         let Some(fresh) = licenses::find_to_validate(&state.db, l.account_id, &l.key).await? else {
@@ -102,7 +116,7 @@ pub async fn validate(
             return Ok((Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None));
         };
         l = fresh;
-        let facts = gather(state, &l, scope, quick).await?;
+        let facts = gather(state, &l, scope, quick, false).await?;
         outcome = validation::validate(&l, &facts, scope, quick, now);
     }
     state.metrics.validations.inc(&[outcome.code.as_str()]);

@@ -12,8 +12,16 @@ use crate::helpers::*;
 const WITHIN: Duration = Duration::from_millis(1500);
 
 async fn validate(client: &reqwest::Client, base: &str, account: &str, key: &str) -> String {
+    validate_scoped(client, base, account, key, Value::Null).await
+}
+
+async fn validate_scoped(client: &reqwest::Client, base: &str, account: &str, key: &str, scope: Value) -> String {
     let url = format!("{base}/v1/accounts/{account}/licenses/actions/validate-key");
-    let r = client.post(url).json(&json!({"meta": {"key": key}})).send().await.unwrap();
+    let mut meta = json!({"key": key});
+    if !scope.is_null() {
+        meta["scope"] = scope;
+    }
+    let r = client.post(url).json(&json!({ "meta": meta })).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     body["meta"]["code"].as_str().unwrap().to_owned()
@@ -63,6 +71,34 @@ async fn a_change_on_one_node_is_seen_on_every_node_within_the_bound() {
             assert!(start.elapsed() < Duration::from_secs(5), "{node} never answered from its cache");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    // A machine activated and deactivated through node A: node B, validating with its
+    // fingerprint (the license's machines cached beside it), follows within the bound.
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-cached"},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let machine = r.id();
+    let scope = json!({"fingerprint": "fp-cached"});
+    let start = Instant::now();
+    for _ in 0..3 {
+        while validate_scoped(&client, &node_b, &app.account_id, &key, scope.clone()).await != "VALID" {
+            assert!(start.elapsed() < WITHIN, "node B did not see the activation");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let r = app.delete(&app.acct(&format!("/machines/{machine}")), &app.admin()).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let start = Instant::now();
+    while validate_scoped(&client, &node_b, &app.account_id, &key, scope.clone()).await == "VALID" {
+        assert!(start.elapsed() < WITHIN, "node B still validated a deactivated machine");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
     // Suspended through node A: A answers SUSPENDED at once, B within the bound.
