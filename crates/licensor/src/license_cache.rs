@@ -1,26 +1,30 @@
-//! PostgreSQL only: the licenses this node validated lately, by (account, key), so a
-//! validation by key costs no database round trip.
+//! PostgreSQL only: the licenses this node validated lately, by (account, key), and their
+//! machines, so a validation by key (scoped to a fingerprint or not) costs no database round
+//! trip.
 //!
 //! Why: on PostgreSQL a validation's one statement cost the database about as much CPU as the
 //! whole validation cost Licensor, and the two share the machine; SQLite reads the same row in
 //! process. Invalidation must be exact for anything that changes a validation's outcome, across
 //! every node:
 //! - Triggers (migration 0021) `NOTIFY` on [`CHANNEL`] in the transaction of every change to
-//!   what the cached row holds: a license row (its counters included: machines and users change
-//!   it through their own triggers), a policy's rules, an owner's ban. Each node listens and
-//!   drops what changed. Notifications arrive in commit order, after the commit.
+//!   what is cached: a license row (its counters included: machines and users change it
+//!   through their own triggers), one of its machines, a policy's rules, an owner's ban. Each
+//!   node listens and drops what changed. Notifications arrive in commit order, after the
+//!   commit.
 //! - Staleness is bounded, not just usually small: every [`PING_EVERY`] a node notifies
 //!   itself with the time it sent the ping. Once that ping comes back, every change committed
 //!   before it was sent has been heard. The cache answers only while the newest ping heard was
 //!   sent less than [`BOUND`] ago, so a node that stops hearing (a lost connection, a stalled
 //!   listener) falls back to the database within [`BOUND`], and a change is seen by every node
 //!   within [`BOUND`] of its commit (in practice within milliseconds).
-//! - A node reads its own writes: any request that may write (not a validation) fences the
+//! - A node reads its own writes: any request but a validation (whatever its method) fences the
 //!   cache when it ends, and pings at once; the cache answers again only once a ping sent after
 //!   the fence comes back, so every change the request made has been heard (1–2 ms later).
-//! - A row read while a change was being heard is not kept: each read takes the generation
-//!   first and stores its row only if no invalidation came in between (the change may have
-//!   committed after the read's snapshot).
+//! - A row read while its license was being dropped is not kept: each read takes a ticket (the
+//!   generation) first and stores its row only if that license, or everything, was not dropped
+//!   after it (the change may have committed after the read's snapshot).
+//! - A refusal is never answered from the cache: `service::validation` reads the license again
+//!   first, so what the bound allows is a VALID answer lagging a change that ends it.
 //! - Losing the listening connection empties the cache: what changed meanwhile was not heard.
 //!
 //! Limits are not enforced from this copy: activations and every other limited write count
