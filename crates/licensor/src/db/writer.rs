@@ -387,13 +387,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// constraint violation keeps its kind, so `is_unique_violation` and friends hold for both
 /// write paths.
 fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
-    match e {
-        rusqlite::Error::SqliteFailure(f, message) => {
-            let message = message.unwrap_or_else(|| f.to_string());
-            sqlx::Error::Database(Box::new(InlineError { code: f.extended_code, message }))
-        }
-        other => sqlx::Error::Protocol(format!("SQLite: {other}")),
-    }
+    Failure::of(&e).to_sqlx()
 }
 
 #[derive(Debug)]

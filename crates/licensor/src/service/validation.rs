@@ -78,6 +78,12 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
     Ok(facts)
 }
 
+/// The outcome for a key or id that names no license (counted as such).
+fn not_found(state: &AppState) -> (Outcome, Option<License>) {
+    state.metrics.validations.inc(&[ValidationCode::NotFound.as_str()]);
+    (Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None)
+}
+
 /// Validates `license` (`None`: the key or id named none) for `p`, anonymous or a bearer that
 /// may read it. `quick` skips every scope (Keygen's `GET …/actions/validate`) and starts no
 /// clock. Returns the outcome and the license as validated.
@@ -95,10 +101,7 @@ pub async fn validate(
     scope: Option<&Scope>,
     quick: bool,
 ) -> Result<(Outcome, Option<License>)> {
-    let Some(mut l) = license else {
-        state.metrics.validations.inc(&[ValidationCode::NotFound.as_str()]);
-        return Ok((Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None));
-    };
+    let Some(mut l) = license else { return Ok(not_found(state)) };
     if let Some(p) = p {
         if !access::may_read_license(&state.db, p, &l).await? {
             return Err(Error::access_denied());
@@ -112,8 +115,7 @@ pub async fn validate(
     let mut outcome = validation::validate(&l, &facts, scope, quick, now);
     if cached && !outcome.valid {
         let Some(fresh) = licenses::find_to_validate(&state.db, l.account_id, &l.key).await? else {
-            state.metrics.validations.inc(&[ValidationCode::NotFound.as_str()]);
-            return Ok((Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None));
+            return Ok(not_found(state));
         };
         l = fresh;
         let facts = gather(state, &l, scope, quick, false).await?;

@@ -310,6 +310,17 @@ impl TestApp {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
 
+    /// Activates a machine with `fingerprint` on `license` (id or key), as an admin.
+    pub async fn activate_machine(&self, license: &str, fingerprint: &str) -> Res {
+        self.post(
+            &self.acct("/machines"),
+            &self.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await
+    }
+
     /// A product, a policy with `policy_attrs`, and a license: (product, policy, license id, key).
     pub async fn license_fixture(&self, policy_attrs: Value) -> (String, String, String, String) {
         let product = self.create_product("App").await;

@@ -75,14 +75,7 @@ async fn a_change_on_one_node_is_seen_on_every_node_within_the_bound() {
 
     // A machine activated and deactivated through node A: node B, validating with its
     // fingerprint (the license's machines cached beside it), follows within the bound.
-    let r = app
-        .post(
-            &app.acct("/machines"),
-            &app.admin(),
-            json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-cached"},
-                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
-        )
-        .await;
+    let r = app.activate_machine(&license, "fp-cached").await;
     assert_eq!(r.status, 201, "{}", r.text);
     let machine = r.id();
     let scope = json!({"fingerprint": "fp-cached"});

@@ -20,12 +20,7 @@ fn code(r: &Res) -> (&str, bool) {
 }
 
 async fn activate(app: &TestApp, license: &str, fingerprint: &str) -> Res {
-    app.post(
-        &app.acct("/machines"),
-        &app.admin(),
-        json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint}, "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
-    )
-    .await
+    app.activate_machine(license, fingerprint).await
 }
 
 #[tokio::test]
