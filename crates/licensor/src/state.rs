@@ -137,24 +137,6 @@ impl AppState {
         self
     }
 
-    /// The license with `key` in `account`, as a validation reads it: from this node's cache
-    /// on PostgreSQL when it is current (see [`crate::license_cache`]), else from the database;
-    /// and whether it came from the cache.
-    pub async fn license_to_validate(&self, account: Uuid, key: &str) -> Result<(Option<crate::model::License>, bool)> {
-        let Some(cache) = &self.license_cache else {
-            return Ok((crate::store::licenses::find_to_validate(&self.db, account, key).await?, false));
-        };
-        let ticket = match cache.get(account, key) {
-            Ok(license) => return Ok((Some(license.as_ref().clone()), true)),
-            Err(ticket) => ticket,
-        };
-        let found = crate::store::licenses::find_to_validate(&self.db, account, key).await?;
-        if let (Some(ticket), Some(license)) = (ticket, &found) {
-            cache.put(ticket, license);
-        }
-        Ok((found, false))
-    }
-
     /// The account for single-account routes.
     pub async fn default_account(&self) -> Result<Option<Arc<Account>>> {
         if let Some(id) = &self.default_account {

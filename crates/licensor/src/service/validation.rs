@@ -11,21 +11,76 @@ use crate::model::{ExpirationBasis, License};
 use crate::state::AppState;
 use crate::store::{components, entitlements, licenses, machines, processes, users};
 use crate::time;
+use uuid::Uuid;
+
+/// A license to validate, as found, with what was read beside it.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// `None`: the key or id named none.
+    pub license: Option<License>,
+    /// It came from the node's license cache, which may lag a change made on another node by
+    /// milliseconds (at most `license_cache::BOUND`); its machines may come from there too.
+    pub cached: bool,
+    /// Its machines, read with it (see [`by_key`]).
+    pub activations: Option<Vec<machines::Activation>>,
+}
+
+impl Found {
+    /// A license the caller read itself (by id).
+    pub fn read(license: License) -> Self {
+        Found { license: Some(license), ..Found::default() }
+    }
+}
+
+/// The license with `key` in `account`, as a validation for `scope` reads it: from this node's
+/// cache on PostgreSQL when it is current (see [`crate::license_cache`]), else from the
+/// database with its machines when the validation will need them.
+pub async fn by_key(state: &AppState, account: Uuid, key: &str, scope: Option<&Scope>) -> Result<Found> {
+    let Some(cache) = &state.license_cache else {
+        let found =
+            licenses::find_to_validate_with_machines(&state.db, account, key, |l| needs_machines(l, scope, false))
+                .await?;
+        let (license, activations) = found.map_or((None, None), |(l, a)| (Some(l), a));
+        return Ok(Found { license, cached: false, activations });
+    };
+    let ticket = match cache.get(account, key) {
+        Ok(license) => return Ok(Found { license: Some(license.as_ref().clone()), cached: true, activations: None }),
+        Err(ticket) => ticket,
+    };
+    let license = licenses::find_to_validate(&state.db, account, key).await?;
+    if let (Some(ticket), Some(l)) = (ticket, &license) {
+        cache.put(ticket, l);
+    }
+    Ok(Found { license, ..Found::default() })
+}
+
+/// Whether validating `l` for `scope` reads its machines.
+fn needs_machines(l: &License, scope: Option<&Scope>, quick: bool) -> bool {
+    let scoped = !quick
+        && scope.is_some_and(|s| {
+            s.machine.is_some() || s.fingerprint.is_some() || s.fingerprints.is_some() || s.components.is_some()
+        });
+    (l.rules().strict || scoped) && l.machines_count > 0
+}
 
 /// What validation needs to know about `l` for `scope`, read with as few queries as that allows.
-/// `cache`: the license's machines may come from the node's license cache (PostgreSQL).
-async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: bool, cache: bool) -> Result<Facts> {
+/// `cache`: the license's machines may come from the node's license cache (PostgreSQL);
+/// `read`: they were read with the license.
+async fn gather(
+    state: &AppState,
+    l: &License,
+    scope: Option<&Scope>,
+    quick: bool,
+    cache: bool,
+    read: Option<Vec<machines::Activation>>,
+) -> Result<Facts> {
     let db = &state.db;
     let rules = l.rules();
     let mut facts = Facts::default();
-    let scoped = |f: fn(&Scope) -> bool| !quick && scope.is_some_and(f);
-    let needs_machines = rules.strict
-        || scoped(|s| {
-            s.machine.is_some() || s.fingerprint.is_some() || s.fingerprints.is_some() || s.components.is_some()
-        });
-    if needs_machines && l.machines_count > 0 {
-        let rows = match state.license_cache.as_deref().filter(|_| cache) {
-            Some(c) => match c.activations(l.id) {
+    if needs_machines(l, scope, quick) {
+        let rows = match (read, state.license_cache.as_deref().filter(|_| cache)) {
+            (Some(rows), _) => rows,
+            (None, Some(c)) => match c.activations(l.id) {
                 Ok(rows) => rows.as_ref().clone(),
                 Err(ticket) => {
                     let rows = machines::activations(db, l.account_id, l.id).await?;
@@ -35,7 +90,7 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
                     rows
                 }
             },
-            None => machines::activations(db, l.account_id, l.id).await?,
+            (None, None) => machines::activations(db, l.account_id, l.id).await?,
         };
         let counts = if rules.strict && (l.max_processes().is_some() || rows.iter().any(|m| m.max_processes.is_some()))
         {
@@ -65,7 +120,7 @@ async fn gather(state: &AppState, l: &License, scope: Option<&Scope>, quick: boo
             });
         }
     }
-    if scoped(|s| s.entitlements.is_some()) {
+    if !quick && scope.is_some_and(|s| s.entitlements.is_some()) {
         facts.entitlements = entitlements::codes_for_license(db, l.account_id, l.id, l.policy_id).await?;
     }
     if let Some(user) = scope.filter(|_| !quick).and_then(|s| s.user.as_ref()?.as_deref()) {
@@ -84,23 +139,20 @@ fn not_found(state: &AppState) -> (Outcome, Option<License>) {
     (Outcome { valid: false, code: ValidationCode::NotFound, detail: "does not exist" }, None)
 }
 
-/// Validates `license` (`None`: the key or id named none) for `p`, anonymous or a bearer that
-/// may read it. `quick` skips every scope (Keygen's `GET …/actions/validate`) and starts no
-/// clock. Returns the outcome and the license as validated.
+/// Validates `found` (see [`Found`]) for `p`, anonymous or a bearer that may read it. `quick`
+/// skips every scope (Keygen's `GET …/actions/validate`) and starts no clock. Returns the
+/// outcome and the license as validated.
 ///
-/// `cached`: the license came from the node's license cache, which may lag a change made on
-/// another node by milliseconds (at most `license_cache::BOUND`); its machines may come from
-/// there too. A refusal is never given on such a copy: the license and its machines are read
-/// again, and validated again, first. (A machine just activated elsewhere must not read
-/// NO_MACHINE.)
+/// A refusal is never given on a cached copy: the license and its machines are read again,
+/// and validated again, first. (A machine just activated elsewhere must not read NO_MACHINE.)
 pub async fn validate(
     state: &AppState,
     p: Option<&Principal>,
-    license: Option<License>,
-    cached: bool,
+    found: Found,
     scope: Option<&Scope>,
     quick: bool,
 ) -> Result<(Outcome, Option<License>)> {
+    let Found { license, cached, activations } = found;
     let Some(mut l) = license else { return Ok(not_found(state)) };
     if let Some(p) = p {
         if !access::may_read_license(&state.db, p, &l).await? {
@@ -111,14 +163,14 @@ pub async fn validate(
     if !quick {
         l.expiry = super::licenses::start_clock(&state.db, &l, ExpirationBasis::FromFirstValidation).await?;
     }
-    let facts = gather(state, &l, scope, quick, cached).await?;
+    let facts = gather(state, &l, scope, quick, cached, activations).await?;
     let mut outcome = validation::validate(&l, &facts, scope, quick, now);
     if cached && !outcome.valid {
         let Some(fresh) = licenses::find_to_validate(&state.db, l.account_id, &l.key).await? else {
             return Ok(not_found(state));
         };
         l = fresh;
-        let facts = gather(state, &l, scope, quick, false).await?;
+        let facts = gather(state, &l, scope, quick, false, None).await?;
         outcome = validation::validate(&l, &facts, scope, quick, now);
     }
     state.metrics.validations.inc(&[outcome.code.as_str()]);

@@ -77,32 +77,43 @@ pub struct Activation {
 /// The machines of a license as validation needs them, oldest first. On SQLite it reads
 /// inline (see `SqliteDb::read_inline`).
 pub async fn activations(db: &Db, account: Uuid, license: Uuid) -> Result<Vec<Activation>> {
-    // The account is checked on the license row, as in `FOR_LICENSE`.
-    const SQL: &str = "SELECT m.id, m.fingerprint, m.owner_id, m.cores, m.memory, m.disk, m.max_processes, \
-        m.last_heartbeat_at, m.created_at FROM machines m JOIN licenses l ON l.id = m.license_id \
-        WHERE l.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC";
     match db {
-        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| {
-            conn.prepare_cached(SQL)?
-                .query_map(rusqlite::params![account, license], |r| {
-                    Ok(Activation {
-                        id: r.get(0)?,
-                        fingerprint: r.get(1)?,
-                        owner_id: r.get(2)?,
-                        cores: r.get(3)?,
-                        memory: r.get(4)?,
-                        disk: r.get(5)?,
-                        max_processes: r.get(6)?,
-                        last_heartbeat_at: r.get(7)?,
-                        created_at: r.get(8)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?),
+        Db::Sqlite(sqlite) => Ok(sqlite.read_inline(|conn| activations_inline(conn, account, license))?),
         Db::Postgres(pool) => {
+            // The account is checked on the license row, as in `FOR_LICENSE`.
+            const SQL: &str = "SELECT m.id, m.fingerprint, m.owner_id, m.cores, m.memory, m.disk, m.max_processes, \
+                m.last_heartbeat_at, m.created_at FROM machines m JOIN licenses l ON l.id = m.license_id \
+                WHERE l.account_id = $1 AND m.license_id = $2 ORDER BY m.created_at ASC";
             Ok(sqlx::query_as::<_, Activation>(SQL).bind(account).bind(license).fetch_all(pool).await?)
         }
     }
+}
+
+/// [`activations`] on an SQLite connection, in its current read transaction if one is open.
+pub(super) fn activations_inline(
+    conn: &rusqlite::Connection,
+    account: Uuid,
+    license: Uuid,
+) -> rusqlite::Result<Vec<Activation>> {
+    // The account is checked on the machine row, which needs no descent into the licenses; the
+    // unary `+` keeps SQLite's planner off the (account_id, fingerprint) index (see `FOR_LICENSE`).
+    const SQL: &str = "SELECT id, fingerprint, owner_id, cores, memory, disk, max_processes, last_heartbeat_at, \
+        created_at FROM machines WHERE +account_id = $1 AND license_id = $2 ORDER BY created_at ASC";
+    conn.prepare_cached(SQL)?
+        .query_map(rusqlite::params![account, license], |r| {
+            Ok(Activation {
+                id: r.get(0)?,
+                fingerprint: r.get(1)?,
+                owner_id: r.get(2)?,
+                cores: r.get(3)?,
+                memory: r.get(4)?,
+                disk: r.get(5)?,
+                max_processes: r.get(6)?,
+                last_heartbeat_at: r.get(7)?,
+                created_at: r.get(8)?,
+            })
+        })?
+        .collect()
 }
 
 /// Every machine of a license, in full (a license rarely has many). On SQLite it reads inline

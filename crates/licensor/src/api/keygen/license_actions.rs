@@ -40,13 +40,10 @@ struct ValidationMeta<'a> {
     scope: Option<&'a Scope>,
 }
 
-/// Runs a validation and renders Keygen's response (always 200 once it ran).
-/// Validates `license` and renders the answer; `cached` says it came from the node's license
-/// cache (see `service::validation::validate`).
+/// Validates what was found and renders Keygen's response (always 200 once it ran).
 async fn run(
     ctx: &Ctx,
-    license: Option<License>,
-    cached: bool,
+    found: service::validation::Found,
     meta: &ValidateMeta,
     quick: bool,
 ) -> Result<Response, Error> {
@@ -54,7 +51,7 @@ async fn run(
     // an unknown key.
     let principal = ctx.principal_unless_bad_license_key()?;
     let (outcome, license) =
-        service::validation::validate(&ctx.state, principal, license, cached, meta.scope.as_ref(), quick).await?;
+        service::validation::validate(&ctx.state, principal, found, meta.scope.as_ref(), quick).await?;
     let meta = ValidationMeta {
         ts: time::iso(time::now_ms()),
         valid: outcome.valid,
@@ -120,8 +117,8 @@ pub async fn validate_key(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         )
         .into());
     }
-    let (license, cached) = ctx.state.license_to_validate(ctx.account_id(), &key).await?;
-    Ok(run(&ctx, license, cached, &meta, false).await?)
+    let found = service::validation::by_key(&ctx.state, ctx.account_id(), &key, meta.scope.as_ref()).await?;
+    Ok(run(&ctx, found, &meta, false).await?)
 }
 
 /// `POST /licenses/{id}/actions/validate` (full) and `GET` (quick: no scopes, no events).
@@ -134,7 +131,7 @@ pub async fn validate(ctx: Ctx, method: axum::http::Method, Body(body): Body) ->
         check_values(&body, false)?;
         parse_meta(body)?
     };
-    Ok(run(&ctx, Some(l), false, &meta, quick).await?)
+    Ok(run(&ctx, service::validation::Found::read(l), &meta, quick).await?)
 }
 
 /// The license as Keygen renders it.
