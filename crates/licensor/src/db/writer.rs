@@ -292,10 +292,14 @@ impl SqliteDb {
         // Savepoints (one per transaction of a batch) copy each page they first change to a
         // sub-journal: in memory, not a temporary file written with a syscall per page. The
         // cache holds the indexes every write walks (2 MB by default: they were read again).
+        // The file is mapped as the readers map it: the pages beyond the cache are read
+        // without a `pread` each (activation and license creation: 10–17% less CPU, BENCHMARKS
+        // fourteenth run), and a mapping adds nothing to the process's own memory.
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 0; \
              PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
         )?;
+        conn.pragma_update(None, "mmap_size", super::MAP_SIZE)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
