@@ -55,6 +55,12 @@ struct Args {
     /// list and search, a license) on the seeded database.
     #[arg(long)]
     console: bool,
+    /// Runs the server under valgrind's callgrind and prints, for each phase, the instructions
+    /// the server executed per request in its measured window: a count the machine's noise
+    /// does not move, to compare two builds or two phases. Slow (about 50 times): use a few
+    /// thousand licenses, a few connections and seconds. Counts user space only (no kernel).
+    #[arg(long)]
+    instructions: bool,
 }
 
 /// Rate limits that count every request and refuse none: what the counting costs.
@@ -77,7 +83,14 @@ async fn start(
     client: &reqwest::Client,
 ) -> anyhow::Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut cmd = tokio::process::Command::new(server);
+    let mut cmd = match CALLGRIND.get() {
+        Some(dir) => {
+            let mut cmd = tokio::process::Command::new("valgrind");
+            cmd.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}/cg.%p", dir.display())).arg(server);
+            cmd
+        }
+        None => tokio::process::Command::new(server),
+    };
     cmd.arg("serve")
         .env("LICENSOR_LISTEN", format!("127.0.0.1:{port}"))
         .env("LICENSOR_DATABASE_URL", url)
@@ -94,7 +107,9 @@ async fn start(
     let child = cmd.spawn().context("cannot start licensor")?;
     let pid = child.id();
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
+    // Under callgrind the server starts about 50 times slower.
+    let attempts = if CALLGRIND.get().is_some() { 2400 } else { 200 };
+    for _ in 0..attempts {
         if client.get(format!("{base}/v1/ping")).send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(Server { child, pid, base });
         }
@@ -258,6 +273,8 @@ struct Phase {
     /// CPU seconds every `postgres` process on this machine used in the window (0 when the
     /// database is SQLite, inside the server).
     database_cpu: f64,
+    /// Instructions the server executed in the window (`--instructions`).
+    instructions: Option<u64>,
 }
 
 impl Phase {
@@ -278,7 +295,7 @@ impl Phase {
             String::new()
         };
         println!(
-            "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:>5.1} us/req{database}  client {:>5.1} us/req  ({} requests, {} errors)",
+            "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server {:>5.1} us/req{database}  client {:>5.1} us/req  ({} requests, {} errors){}",
             self.name,
             self.rps(),
             self.pct(0.50),
@@ -286,7 +303,10 @@ impl Phase {
             self.per_request_us(self.server_cpu),
             self.per_request_us(self.client_cpu),
             self.requests,
-            self.errors
+            self.errors,
+            self.instructions
+                .map(|n| format!("  server {:.0} instructions/req", n as f64 / self.requests.max(1) as f64))
+                .unwrap_or_default()
         );
     }
     fn per_request_us(&self, cpu_seconds: f64) -> f64 {
@@ -309,6 +329,47 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
 
 /// Whether the benchmarked database is PostgreSQL (whose processes' CPU is then measured).
 static ON_POSTGRES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--instructions`: where callgrind writes its counts (set once, before any server starts).
+static CALLGRIND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Runs `callgrind_control` with `arg` on `pid` (a server started under callgrind).
+async fn callgrind_control(arg: &str, pid: u32) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("callgrind_control")
+        .arg(arg)
+        .arg(pid.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .context("callgrind_control (valgrind) not found")?;
+    if !status.success() {
+        bail!("callgrind_control {arg} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Dumps the counts since the last zeroing and returns the instructions executed.
+async fn callgrind_dump(pid: u32) -> anyhow::Result<u64> {
+    let dir = CALLGRIND.get().context("not under callgrind")?;
+    callgrind_control("--dump", pid).await?;
+    // The newest dump of this process: `cg.<pid>.<n>`.
+    let prefix = format!("cg.{pid}.");
+    let newest = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n: u64 = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .context("no callgrind dump")?;
+    let text = std::fs::read_to_string(&newest.1)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary: ").or_else(|| l.strip_prefix("totals: ")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("a callgrind dump without totals")
+}
 
 /// CPU seconds used so far by every process named `postgres` (server and backends): what a
 /// PostgreSQL-backed run costs the database, measured like the server's.
@@ -341,11 +402,22 @@ where
     let warmup_end = Instant::now() + Duration::from_secs(2);
     let end = warmup_end + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
+    let callgrind = server_pid.filter(|_| CALLGRIND.get().is_some());
     let cpu_marks = tokio::spawn(async move {
         tokio::time::sleep_until(warmup_end.into()).await;
+        if let Some(pid) = callgrind {
+            if let Err(e) = callgrind_control("--zero", pid).await {
+                eprintln!("{name}: {e:#}");
+            }
+        }
         let start = (cpu_seconds(server_pid), cpu_seconds(None), postgres_cpu_seconds());
         tokio::time::sleep_until(end.into()).await;
-        (cpu_seconds(server_pid) - start.0, cpu_seconds(None) - start.1, postgres_cpu_seconds() - start.2)
+        let cpu = (cpu_seconds(server_pid) - start.0, cpu_seconds(None) - start.1, postgres_cpu_seconds() - start.2);
+        let instructions = match callgrind {
+            Some(pid) => callgrind_dump(pid).await.map_err(|e| eprintln!("{name}: {e:#}")).ok(),
+            None => None,
+        };
+        (cpu, instructions)
     });
     for c in 0..connections {
         let f = make_request.clone();
@@ -378,7 +450,7 @@ where
         errors += e;
     }
     latencies_us.sort_unstable();
-    let (server_cpu, client_cpu, database_cpu) = cpu_marks.await.unwrap_or_default();
+    let ((server_cpu, client_cpu, database_cpu), instructions) = cpu_marks.await.unwrap_or_default();
     Phase {
         name,
         requests: latencies_us.len(),
@@ -388,6 +460,7 @@ where
         server_cpu,
         client_cpu,
         database_cpu,
+        instructions,
     }
 }
 
@@ -475,6 +548,10 @@ async fn main() -> anyhow::Result<()> {
     let master_hex = hex::encode(rand::random::<[u8; 32]>());
     let master = MasterKey::from_hex(&master_hex)?;
     ON_POSTGRES.store(url.starts_with("postgres"), std::sync::atomic::Ordering::Relaxed);
+    if args.instructions {
+        let _ = CALLGRIND.set(dir.path().join("callgrind"));
+        std::fs::create_dir_all(dir.path().join("callgrind"))?;
+    }
     let schema = url.starts_with("postgres").then(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
     let db = Db::connect(&url, schema.as_deref()).await?;
     db.migrate().await?;
@@ -608,6 +685,14 @@ async fn main() -> anyhow::Result<()> {
         "validate+scope - validate-key 2 (the same licenses, unscoped) server CPU: {:.1} us (target 10 or less)",
         cpu(&scoped) - cpu(&unscoped)
     );
+    let per_request = |p: &Phase| p.instructions.map(|n| n as f64 / p.requests.max(1) as f64);
+    if let (Some(with), Some(without)) = (per_request(&scoped), per_request(&unscoped)) {
+        println!(
+            "validate+scope - validate-key 2 server instructions: {:.0} per request ({:+.1}%)",
+            with - without,
+            100.0 * (with / without - 1.0)
+        );
+    }
     println!("server memory after validate-key: {}", memory.join(", "));
     for p in [&activate, &create] {
         println!("{}: {:.0} req/s, {:.1} us server CPU (target 5000 or more, 200 or less)", p.name, p.rps(), cpu(p));
