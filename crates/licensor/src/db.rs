@@ -207,7 +207,8 @@ impl SqliteDb {
     }
 }
 
-/// How much of the database file a reader maps (see [`SqliteDb::read_inline`]).
+/// How much of the database file a connection maps: the readers (see
+/// [`SqliteDb::read_inline`]) and the inline writer.
 const MAP_SIZE: i64 = 256 * 1024 * 1024;
 
 /// Connections per node: `LICENSOR_DATABASE_POOL`, else the engine's default.

@@ -293,8 +293,10 @@ impl SqliteDb {
         // sub-journal: in memory, not a temporary file written with a syscall per page. The
         // cache holds the indexes every write walks (2 MB by default: they were read again).
         // The file is mapped as the readers map it: the pages beyond the cache are read
-        // without a `pread` each (activation and license creation: 10–17% less CPU, BENCHMARKS
-        // fourteenth run), and a mapping adds nothing to the process's own memory.
+        // without a `pread` each (activation 9–14%, license creation 16–19% less CPU, BENCHMARKS
+        // fourteenth run), and a mapping adds nothing to the process's own memory. SQLite drops
+        // a connection's map after another connection's write; this one makes nearly all of
+        // them, so unlike the readers' (`SqliteDb::read_inline`) its map stays.
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 0; \
              PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",

@@ -96,7 +96,9 @@ pub(super) fn activations_inline(
     license: Uuid,
 ) -> rusqlite::Result<Vec<Activation>> {
     // The account is checked on the machine row, which needs no descent into the licenses; the
-    // unary `+` keeps SQLite's planner off the (account_id, fingerprint) index (see `FOR_LICENSE`).
+    // unary `+` keeps SQLite's planner on the (license_id, created_at) index, off the
+    // (account_id, fingerprint) and (account_id, created_at) ones, which visit every machine of
+    // the account (see `FOR_LICENSE`).
     const SQL: &str = "SELECT id, fingerprint, owner_id, cores, memory, disk, max_processes, last_heartbeat_at, \
         created_at FROM machines WHERE +account_id = $1 AND license_id = $2 ORDER BY created_at ASC";
     conn.prepare_cached(SQL)?
