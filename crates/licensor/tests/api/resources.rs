@@ -344,6 +344,8 @@ async fn lists_filter_by_metadata_and_order_oldest_first() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         machines.push(r.id());
+        // Lists order by creation time to the millisecond; two made within one would tie.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     for filter in ["metadata[nodeId]=node-a", "metadata[node_id]=node-a"] {
         let r = app.get(&app.acct(&format!("/machines?{filter}")), &admin).await;
