@@ -19,10 +19,6 @@ fn code(r: &Res) -> (&str, bool) {
     (r.body["meta"]["code"].as_str().unwrap(), r.body["meta"]["valid"].as_bool().unwrap())
 }
 
-async fn activate(app: &TestApp, license: &str, fingerprint: &str) -> Res {
-    app.activate_machine(license, fingerprint).await
-}
-
 #[tokio::test]
 async fn valid_invalid_and_blank_keys() {
     let app = spawn_app().await;
@@ -164,7 +160,7 @@ async fn fingerprint_scopes_and_matching_strategies() {
     let app = spawn_app().await;
     let (_, _, node_locked, nl_key) = app.license_fixture(json!({})).await;
     assert_eq!(code(&validate_key(&app, &nl_key, json!({"fingerprint": "fp-1"})).await), ("NO_MACHINE", false));
-    assert_eq!(activate(&app, &node_locked, "fp-1").await.status, StatusCode::CREATED);
+    assert_eq!(app.activate_machine(&node_locked, "fp-1").await.status, StatusCode::CREATED);
     assert_eq!(code(&validate_key(&app, &nl_key, json!({"fingerprint": "fp-1"})).await), ("VALID", true));
     assert_eq!(
         code(&validate_key(&app, &nl_key, json!({"fingerprint": "fp-2"})).await),
@@ -177,8 +173,8 @@ async fn fingerprint_scopes_and_matching_strategies() {
     let (_, _, floating, fl_key) =
         app.license_fixture(json!({"floating": true, "maxMachines": 4, "machineMatchingStrategy": "MATCH_MOST"})).await;
     assert_eq!(code(&validate_key(&app, &fl_key, json!({"fingerprints": ["a"]})).await), ("NO_MACHINES", false));
-    activate(&app, &floating, "a").await;
-    activate(&app, &floating, "b").await;
+    app.activate_machine(&floating, "a").await;
+    app.activate_machine(&floating, "b").await;
     assert_eq!(
         code(&validate_key(&app, &fl_key, json!({"fingerprints": ["a", "b", "c", "d"]})).await),
         ("VALID", true)
@@ -208,7 +204,7 @@ async fn strict_licenses_count_machines_with_overage() {
         validate_key(&app, &key, Value::Null).await.body["meta"]["detail"],
         "must have exactly 1 associated machine"
     );
-    activate(&app, &id, "m1").await;
+    app.activate_machine(&id, "m1").await;
     assert_eq!(code(&validate_key(&app, &key, Value::Null).await), ("VALID", true));
     let (_, _, fid, fkey) = app
         .license_fixture(
@@ -217,10 +213,14 @@ async fn strict_licenses_count_machines_with_overage() {
         .await;
     assert_eq!(code(&validate_key(&app, &fkey, Value::Null).await), ("NO_MACHINES", false));
     for i in 0..5 {
-        assert_eq!(activate(&app, &fid, &format!("f{i}")).await.status, StatusCode::CREATED, "within 1.25x overage");
+        assert_eq!(
+            app.activate_machine(&fid, &format!("f{i}")).await.status,
+            StatusCode::CREATED,
+            "within 1.25x overage"
+        );
     }
     assert_eq!(code(&validate_key(&app, &fkey, Value::Null).await), ("TOO_MANY_MACHINES", true));
-    let r = activate(&app, &fid, "f5").await;
+    let r = app.activate_machine(&fid, "f5").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.code(), "MACHINE_LIMIT_EXCEEDED");
     // Lowering the license's limit below its machine count fails validation outright.
@@ -267,7 +267,7 @@ async fn heartbeat_scopes() {
     let app = spawn_app().await;
     let (_, _, id, key) =
         app.license_fixture(json!({"requireHeartbeat": true, "heartbeatBasis": "FROM_FIRST_PING"})).await;
-    let m = activate(&app, &id, "hb").await;
+    let m = app.activate_machine(&id, "hb").await;
     assert_eq!(m.attr("heartbeatStatus"), "NOT_STARTED");
     assert_eq!(code(&validate_key(&app, &key, json!({"fingerprint": "hb"})).await), ("HEARTBEAT_NOT_STARTED", false));
     let r = app.post(&app.acct(&format!("/machines/{}/actions/ping", m.id())), &app.admin(), json!(null)).await;
