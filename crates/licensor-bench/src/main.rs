@@ -61,6 +61,10 @@ struct Args {
     /// thousand licenses, a few connections and seconds. Counts user space only (no kernel).
     #[arg(long)]
     instructions: bool,
+    /// With `--instructions`: keep callgrind's dumps in this directory (`cg.<pid>.<n>`, one per
+    /// measured phase in order) for `callgrind_annotate`, instead of a temporary directory.
+    #[arg(long, requires = "instructions")]
+    callgrind_dir: Option<PathBuf>,
 }
 
 /// Rate limits that count every request and refuse none: what the counting costs.
@@ -549,8 +553,9 @@ async fn main() -> anyhow::Result<()> {
     let master = MasterKey::from_hex(&master_hex)?;
     ON_POSTGRES.store(url.starts_with("postgres"), std::sync::atomic::Ordering::Relaxed);
     if args.instructions {
-        let _ = CALLGRIND.set(dir.path().join("callgrind"));
-        std::fs::create_dir_all(dir.path().join("callgrind"))?;
+        let dumps = args.callgrind_dir.clone().unwrap_or_else(|| dir.path().join("callgrind"));
+        std::fs::create_dir_all(&dumps)?;
+        let _ = CALLGRIND.set(std::path::absolute(dumps)?);
     }
     let schema = url.starts_with("postgres").then(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
     let db = Db::connect(&url, schema.as_deref()).await?;

@@ -90,7 +90,10 @@ pub async fn serve_with<H: Handshake>(
         (crate::db::Db::Postgres(pool), Some(cache)) => {
             Some(crate::license_cache::spawn(cache.clone(), pool.clone(), stop_rx.clone()))
         }
-        _ => None,
+        (crate::db::Db::Sqlite(sqlite), Some(cache)) => {
+            Some(crate::license_cache::spawn_sqlite(cache.clone(), sqlite.clone(), stop_rx.clone()))
+        }
+        (_, None) => None,
     };
     let metrics_server = options.metrics.map(|l| {
         let app = crate::api::ops::private_router()

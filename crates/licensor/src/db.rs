@@ -72,7 +72,7 @@ pub trait BeginWrite {
 /// run on `&mut *tx` as on a `sqlx::Transaction`.
 pub struct WriteTx<DB: sqlx::Database> {
     tx: sqlx::Transaction<'static, DB>,
-    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    _turn: Option<WriteTurn>,
 }
 
 impl<DB: sqlx::Database> WriteTx<DB> {
@@ -116,28 +116,65 @@ impl BeginWrite for PgPool {
 
 /// This process's turn to write to the SQLite file behind `pool`, for writes outside
 /// [`BeginWrite::begin_write`] (a single statement that writes); see there for why.
-pub async fn write_turn(pool: &SqlitePool) -> Result<tokio::sync::OwnedSemaphorePermit, sqlx::Error> {
-    /// Per database file, its queue of writers.
-    type Turns = std::sync::Mutex<Vec<(PathBuf, Arc<tokio::sync::Semaphore>)>>;
-    static TURNS: std::sync::OnceLock<Turns> = std::sync::OnceLock::new();
-    let options = pool.connect_options();
-    let file = options.get_filename();
-    let turns = {
-        let mut all = TURNS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-        match all.iter().find(|(p, _)| p == file) {
-            Some((_, s)) => s.clone(),
-            None => {
-                let s = Arc::new(tokio::sync::Semaphore::new(1));
-                all.push((file.to_path_buf(), s.clone()));
-                s
-            }
-        }
-    };
+pub async fn write_turn(pool: &SqlitePool) -> Result<WriteTurn, sqlx::Error> {
+    let file = turns_of(pool);
     // As long as SQLite's own busy timeout: a writer stuck longer is an error either way.
-    match tokio::time::timeout(Duration::from_secs(30), turns.acquire_owned()).await {
-        Ok(Ok(turn)) => Ok(turn),
+    match tokio::time::timeout(Duration::from_secs(30), file.turns.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(WriteTurn { _permit: permit, file }),
         _ => Err(sqlx::Error::PoolTimedOut),
     }
+}
+
+/// A turn to write ([`write_turn`]). When it ends, its writes committed or undone, whatever
+/// watches the file's writes is told ([`watch_writes`]).
+pub struct WriteTurn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    file: Arc<FileTurns>,
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        let watchers = self.file.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for watcher in watchers.iter().filter_map(std::sync::Weak::upgrade) {
+            watcher();
+        }
+    }
+}
+
+/// One SQLite file's queue of writers in this process, and what watches its writes.
+struct FileTurns {
+    path: PathBuf,
+    turns: Arc<tokio::sync::Semaphore>,
+    watchers: std::sync::Mutex<Vec<std::sync::Weak<dyn Fn() + Send + Sync>>>,
+}
+
+fn turns_of(pool: &SqlitePool) -> Arc<FileTurns> {
+    static FILES: std::sync::OnceLock<std::sync::Mutex<Vec<Arc<FileTurns>>>> = std::sync::OnceLock::new();
+    let options = pool.connect_options();
+    let path = options.get_filename();
+    let mut all = FILES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    match all.iter().find(|f| f.path == path) {
+        Some(f) => f.clone(),
+        None => {
+            let f = Arc::new(FileTurns {
+                path: path.to_path_buf(),
+                turns: Arc::new(tokio::sync::Semaphore::new(1)),
+                watchers: Default::default(),
+            });
+            all.push(f.clone());
+            f
+        }
+    }
+}
+
+/// Calls `watcher` whenever a write turn on `pool`'s file ends in this process, for as long as
+/// the caller keeps it. The license cache fences itself there: a write made outside any
+/// request (a job, a test, a tool in the same process) is read back at once too.
+pub fn watch_writes(pool: &SqlitePool, watcher: &Arc<dyn Fn() + Send + Sync>) {
+    let file = turns_of(pool);
+    let mut watchers = file.watchers.lock().unwrap_or_else(|e| e.into_inner());
+    watchers.retain(|w| w.strong_count() > 0);
+    watchers.push(Arc::downgrade(watcher));
 }
 
 thread_local! {
@@ -290,7 +327,7 @@ impl Db {
 
     /// On SQLite, this process's turn to write ([`write_turn`]), for a statement that writes
     /// outside a transaction; on PostgreSQL, nothing.
-    pub async fn write_turn(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, sqlx::Error> {
+    pub async fn write_turn(&self) -> Result<Option<WriteTurn>, sqlx::Error> {
         match self {
             Db::Sqlite(s) => write_turn(&s.pool).await.map(Some),
             Db::Postgres(_) => Ok(None),

@@ -1,19 +1,21 @@
-//! PostgreSQL only: the licenses this node validated lately, by (account, key), and their
-//! machines, so a validation by key (scoped to a fingerprint or not) costs no database round
-//! trip.
+//! The licenses this node validated lately, by (account, key), and their machines, so a
+//! validation by key (scoped to a fingerprint or not) costs no database read.
 //!
 //! Why: on PostgreSQL a validation's one statement cost the database about as much CPU as the
-//! whole validation cost Licensor, and the two share the machine; SQLite reads the same row in
-//! process. Invalidation must be exact for anything that changes a validation's outcome, across
-//! every node:
-//! - Triggers (migration 0021) `NOTIFY` on [`CHANNEL`] in the transaction of every change to
-//!   what is cached: a license row (its counters included: machines and users change it
-//!   through their own triggers), one of its machines, a policy's rules, an owner's ban. Each
-//!   node listens and drops what changed. Notifications arrive in commit order, after the
-//!   commit.
+//! whole validation cost Licensor, and the two share the machine. On SQLite the read is in
+//! process, but its read transaction, B-tree descents and row decoding were still a sixth of a
+//! validation's CPU. Invalidation must be exact for anything that changes a validation's
+//! outcome, across every node (several processes may share one SQLite file too):
+//! - Triggers record every change to what is cached, in the changing transaction: a license
+//!   row (its counters included: machines and users change it through their own triggers),
+//!   one of its machines, a policy's rules, an owner's ban. On PostgreSQL (migration 0021) they
+//!   `NOTIFY` on [`CHANNEL`], and each node listens ([`spawn`]); on SQLite (migration 0022) they
+//!   append to a table that each node reads after its own writes and every [`PING_EVERY`]
+//!   ([`spawn_sqlite`]). Either way a node learns of changes in commit order, after the commit,
+//!   and drops what changed.
 //! - Staleness is bounded, not just usually small: every [`PING_EVERY`] a node notifies
-//!   itself with the time it sent the ping. Once that ping comes back, every change committed
-//!   before it was sent has been heard. The cache answers only while the newest ping heard was
+//!   itself with the time it sent the ping (on SQLite: each read of the table is the ping).
+//!   Once that ping comes back, every change committed before it was sent has been heard. The cache answers only while the newest ping heard was
 //!   sent less than [`BOUND`] ago, so a node that stops hearing (a lost connection, a stalled
 //!   listener) falls back to the database within [`BOUND`], and a change is seen by every node
 //!   within [`BOUND`] of its commit (in practice within milliseconds).
@@ -26,6 +28,8 @@
 //! - A refusal is never answered from the cache: `service::validation` reads the license again
 //!   first, so what the bound allows is a VALID answer lagging a change that ends it.
 //! - Losing the listening connection empties the cache: what changed meanwhile was not heard.
+//!   On SQLite, so does a hole in the table's numbers (notices pruned before this node read
+//!   them: it fell more than `store::license_notices::KEPT` behind).
 //!
 //! Limits are not enforced from this copy: activations and every other limited write count
 //! under row locks in their own transactions.
@@ -405,6 +409,81 @@ pub fn spawn(
         }
         cache.lost();
         pinger.abort();
+    })
+}
+
+/// SQLite: how often a node may read the notices at most, so that a burst of writes (each
+/// fencing the cache) costs a read every few milliseconds, not one per write.
+const SQLITE_MIN_GAP: Duration = Duration::from_millis(2);
+/// SQLite: how often a node prunes the notices it has read.
+const SQLITE_PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// SQLite: reads the notices the triggers of migration 0022 write (other processes on the
+/// same file write them too) and applies them, every [`PING_EVERY`] and after each of this
+/// node's writes, until `stop` turns true. Each read is this node's ping: once it is applied,
+/// every change committed before it began has been heard.
+pub fn spawn_sqlite(
+    cache: Arc<LicenseCache>,
+    sqlite: crate::db::SqliteDb,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    use crate::store::license_notices;
+    tokio::spawn(async move {
+        // This process's writes fence the cache when they end, not only when their request
+        // does: writes outside requests (jobs, tools, tests in the same process) too.
+        let fence: Arc<dyn Fn() + Send + Sync> = {
+            let cache = Arc::downgrade(&cache);
+            Arc::new(move || {
+                if let Some(cache) = cache.upgrade() {
+                    cache.fence();
+                }
+            })
+        };
+        crate::db::watch_writes(&sqlite.pool, &fence);
+        let mut last = match license_notices::since(&sqlite, i64::MAX) {
+            Ok(s) => s.high,
+            Err(e) => {
+                tracing::warn!(error = %e, "license cache: cannot read the notices; validations read the database");
+                0
+            }
+        };
+        let mut every = tokio::time::interval(PING_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = every.tick() => {}
+                _ = cache.ping_now.notified() => {}
+            }
+            let ping = cache.next_ping();
+            match license_notices::since(&sqlite, last) {
+                Ok(since) => {
+                    if since.complete(last) {
+                        for (_, payload) in &since.notices {
+                            cache.heard(payload);
+                        }
+                    } else {
+                        tracing::warn!("license cache: notices were pruned before this node read them; emptied");
+                        cache.lost();
+                    }
+                    last = since.high;
+                    cache.heard(&ping);
+                }
+                Err(e) => tracing::debug!(error = %e, "license cache: notices not read"),
+            }
+            if pruned.elapsed() >= SQLITE_PRUNE_EVERY {
+                pruned = tokio::time::Instant::now();
+                if let Err(e) = license_notices::prune(&sqlite, last - license_notices::KEPT).await {
+                    tracing::debug!(error = %e, "license cache: notices not pruned");
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = tokio::time::sleep(SQLITE_MIN_GAP) => {}
+            }
+        }
+        cache.lost();
     })
 }
 

@@ -152,7 +152,7 @@ pub struct Gauges {
     pub webhook_queue: u64,
     /// SQLite only: the inline writer's commits and the transactions they carried.
     pub sqlite_commits: Option<(u64, u64)>,
-    /// PostgreSQL only: validations answered from the license cache, those that read the
+    /// Unless the cache is off: validations answered from the license cache, those that read the
     /// database, and the licenses cached now.
     pub license_cache: Option<(u64, u64, u64)>,
 }

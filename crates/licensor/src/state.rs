@@ -44,7 +44,7 @@ pub struct Inner {
     validation_hooks: RwLock<HashMap<Uuid, (bool, Instant)>>,
     /// Validation events waiting to be written (see [`AppState::flush_events`]).
     pending_events: Mutex<Vec<(Uuid, crate::events::Raised)>>,
-    /// PostgreSQL only (and unless `LICENSOR_LICENSE_CACHE=0`): licenses validated lately.
+    /// Licenses validated lately (unless `LICENSOR_LICENSE_CACHE=0`).
     pub license_cache: Option<Arc<crate::license_cache::LicenseCache>>,
 }
 
@@ -68,10 +68,8 @@ impl AppState {
     /// `default_account` (id or slug) is the account `/v1/…` routes without an account segment
     /// address; when `None`, they address the only account if there is exactly one.
     pub fn with_default_account(db: Db, master: MasterKey, default_account: Option<String>) -> Self {
-        let license_cache = match (&db, crate::license_cache::capacity_from_env()) {
-            (Db::Postgres(_), Some(n)) => Some(Arc::new(crate::license_cache::LicenseCache::with_capacity(n))),
-            _ => None,
-        };
+        let license_cache = crate::license_cache::capacity_from_env()
+            .map(|n| Arc::new(crate::license_cache::LicenseCache::with_capacity(n)));
         AppState(Arc::new(Inner {
             db,
             master,

@@ -33,25 +33,27 @@ impl Found {
 }
 
 /// The license with `key` in `account`, as a validation for `scope` reads it: from this node's
-/// cache on PostgreSQL when it is current (see [`crate::license_cache`]), else from the
-/// database with its machines when the validation will need them.
+/// cache when it is current (see [`crate::license_cache`]), else from the database, with its
+/// machines when the validation will need them (SQLite; they are cached beside it).
 pub async fn by_key(state: &AppState, account: Uuid, key: &str, scope: Option<&Scope>) -> Result<Found> {
-    let Some(cache) = &state.license_cache else {
-        let found =
-            licenses::find_to_validate_with_machines(&state.db, account, key, |l| needs_machines(l, scope, false))
-                .await?;
-        let (license, activations) = found.map_or((None, None), |(l, a)| (Some(l), a));
-        return Ok(Found { license, cached: false, activations });
+    let cache = state.license_cache.as_deref();
+    let ticket = match cache.map(|c| c.get(account, key)) {
+        Some(Ok(license)) => {
+            return Ok(Found { license: Some(license.as_ref().clone()), cached: true, activations: None })
+        }
+        Some(Err(ticket)) => ticket,
+        None => None,
     };
-    let ticket = match cache.get(account, key) {
-        Ok(license) => return Ok(Found { license: Some(license.as_ref().clone()), cached: true, activations: None }),
-        Err(ticket) => ticket,
-    };
-    let license = licenses::find_to_validate(&state.db, account, key).await?;
-    if let (Some(ticket), Some(l)) = (ticket, &license) {
+    let found =
+        licenses::find_to_validate_with_machines(&state.db, account, key, |l| needs_machines(l, scope, false)).await?;
+    let (license, activations) = found.map_or((None, None), |(l, a)| (Some(l), a));
+    if let (Some(cache), Some(ticket), Some(l)) = (cache, ticket, &license) {
         cache.put(ticket, l);
+        if let Some(rows) = &activations {
+            cache.put_activations(ticket, l.id, rows);
+        }
     }
-    Ok(Found { license, ..Found::default() })
+    Ok(Found { license, cached: false, activations })
 }
 
 /// Whether validating `l` for `scope` reads its machines.
@@ -64,7 +66,7 @@ fn needs_machines(l: &License, scope: Option<&Scope>, quick: bool) -> bool {
 }
 
 /// What validation needs to know about `l` for `scope`, read with as few queries as that allows.
-/// `cache`: the license's machines may come from the node's license cache (PostgreSQL);
+/// `cache`: the license's machines may come from the node's license cache;
 /// `read`: they were read with the license.
 async fn gather(
     state: &AppState,

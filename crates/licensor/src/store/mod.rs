@@ -11,6 +11,7 @@ pub mod events;
 pub mod groups;
 pub mod keys;
 pub mod leases;
+pub mod license_notices;
 pub mod licenses;
 pub mod machines;
 pub mod policies;

@@ -103,3 +103,35 @@ async fn license_counts_and_validation_instants_survive_the_upgrade() {
     }
     db.close().await;
 }
+
+/// SQLite's license notices (migration 0022) fire on a real change to any column of a license
+/// or a machine, and on none for a no-op: their conditions must name every column, including
+/// columns a later migration adds.
+#[tokio::test]
+async fn sqlite_license_notices_name_every_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, schema) = crate::helpers::test_database(dir.path()).await;
+    let db = Db::connect(&url, schema.as_deref()).await.unwrap();
+    db.migrate().await.unwrap();
+    let Db::Sqlite(s) = &db else { return };
+    for (table, trigger) in [("licenses", "licenses_noticed"), ("machines", "machines_noticed")] {
+        let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = $1")
+            .bind(trigger)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info($1)").bind(table).fetch_all(&s.pool).await.unwrap();
+        assert!(columns.len() > 10, "{table}: {columns:?}");
+        let condition = &sql[..sql.find("BEGIN").unwrap()];
+        for column in columns {
+            for side in ["OLD", "NEW"] {
+                let named = condition.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'));
+                assert!(
+                    named.into_iter().any(|w| w == format!("{side}.{column}")),
+                    "{trigger} does not compare {side}.{column}"
+                );
+            }
+        }
+    }
+}
