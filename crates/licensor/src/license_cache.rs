@@ -92,6 +92,7 @@ pub struct LicenseCache {
     /// Tells this node's pings from other nodes'.
     nonce: u64,
     capacity: usize,
+    hasher: std::hash::RandomState,
 }
 
 #[derive(Default)]
@@ -107,6 +108,9 @@ struct Entries {
     dropped: HashMap<Uuid, u64>,
     /// Reads that began before this generation may store nothing.
     all_from: u64,
+    /// Licenses read once lately and not stored yet (hashes of their account and key); see
+    /// [`LicenseCache::put`]. As large as the cache at most.
+    seen_once: std::collections::HashSet<u64>,
 }
 
 /// Dropped licenses remembered one by one (a read takes milliseconds; beyond this many drops
@@ -138,6 +142,7 @@ impl LicenseCache {
             misses: AtomicU64::new(0),
             nonce: rand::random(),
             capacity,
+            hasher: std::hash::RandomState::new(),
         }
     }
 
@@ -158,14 +163,25 @@ impl LicenseCache {
     }
 
     /// Stores `license`, read after `ticket` was taken, unless it (or everything) was dropped
-    /// since.
+    /// since, or it was not read before lately: a license is kept from its second read on, so
+    /// a working set much larger than the cache (a million licenses validated at random) does
+    /// not fill and empty it over and over, each time copying licenses read only once.
     pub fn put(&self, ticket: Ticket, license: &License) {
+        use std::hash::BuildHasher;
         let mut entries = self.lock();
         // Checked under the lock that invalidations take too.
         if entries.all_from > ticket.0
             || entries.dropped.get(&license.id).is_some_and(|at| *at > ticket.0)
             || !self.is_current()
         {
+            return;
+        }
+        let seen = self.hasher.hash_one((license.account_id, license.key.as_str()));
+        if !entries.seen_once.remove(&seen) {
+            if entries.seen_once.len() >= self.capacity {
+                entries.seen_once.clear();
+            }
+            entries.seen_once.insert(seen);
             return;
         }
         if entries.by_key.len() >= self.capacity {
@@ -495,6 +511,12 @@ mod tests {
         License { id: Uuid::new_v4(), account_id: account, key: key.into(), ..License::for_tests(Default::default()) }
     }
 
+    /// Stores `l` as a license read a second time would be (the first read is only noted).
+    fn store(cache: &LicenseCache, ticket: Ticket, l: &License) {
+        cache.put(ticket, l);
+        cache.put(ticket, l);
+    }
+
     /// A ping of this node's, sent now and heard back.
     fn pong(cache: &LicenseCache) {
         let ping = cache.next_ping();
@@ -511,7 +533,7 @@ mod tests {
 
         pong(&cache);
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         assert_eq!(cache.get(account, "K1").unwrap().id, l.id);
 
         // After this node writes, nothing is served until a later ping comes back.
@@ -529,11 +551,11 @@ mod tests {
         // change to another license does not stop it.
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
         cache.heard(&format!("license {}", l.id));
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         assert!(cache.is_empty());
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
         cache.heard(&format!("license {}", Uuid::new_v4()));
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         assert_eq!(cache.len(), 1);
         cache.heard(&format!("license {}", l.id));
 
@@ -542,12 +564,12 @@ mod tests {
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
         cache.lost();
         pong(&cache);
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         assert!(cache.is_empty());
 
         // Held notifications (a stalled listener) are applied when released, in order.
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         cache.hold(true);
         cache.heard(&format!("license {}", l.id));
         assert_eq!(cache.get(account, "K1").unwrap().id, l.id, "not heard yet");
@@ -563,11 +585,11 @@ mod tests {
 
         // Policy or owner changes, or a lost connection, drop everything.
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         cache.heard("all");
         assert!(cache.is_empty());
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         cache.lost();
         assert!(cache.is_empty());
         assert!(matches!(cache.get(account, "K1"), Err(None)));
@@ -595,7 +617,7 @@ mod tests {
         cache.put_activations(ticket, l.id, std::slice::from_ref(&machine));
         assert!(cache.activations(l.id).is_err());
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(ticket, &l);
+        store(&cache, ticket, &l);
         let Err(Some(ticket)) = cache.activations(l.id) else { panic!("a ticket expected") };
         cache.put_activations(ticket, l.id, std::slice::from_ref(&machine));
         assert_eq!(cache.activations(l.id).unwrap()[0].fingerprint, "fp");
@@ -607,9 +629,30 @@ mod tests {
         cache.heard(&format!("license {}", l.id));
         assert!(matches!(cache.activations(l.id), Err(Some(_))));
         let Err(Some(fresh)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(fresh, &l);
+        store(&cache, fresh, &l);
         cache.put_activations(ticket, l.id, std::slice::from_ref(&machine));
         assert!(cache.activations(l.id).is_err(), "read before the change");
+    }
+
+    #[test]
+    fn a_license_is_kept_from_its_second_read_on() {
+        let cache = LicenseCache::with_capacity(2);
+        pong(&cache);
+        let account = Uuid::new_v4();
+        let l = license(account, "K1");
+        let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
+        cache.put(ticket, &l);
+        assert!(cache.is_empty(), "read once");
+        cache.put(ticket, &l);
+        assert_eq!(cache.get(account, "K1").unwrap().id, l.id);
+        // Licenses read once are forgotten past the cache's size: two others, then K2 again.
+        let Err(Some(ticket)) = cache.get(account, "K2") else { panic!("a ticket expected") };
+        cache.put(ticket, &license(account, "K2"));
+        for key in ["K3", "K4"] {
+            cache.put(ticket, &license(account, key));
+        }
+        cache.put(ticket, &license(account, "K2"));
+        assert!(cache.get(account, "K2").is_err(), "K2's first read was forgotten");
     }
 
     #[test]
@@ -619,7 +662,7 @@ mod tests {
         let account = Uuid::new_v4();
         for key in ["A", "B", "C"] {
             let Err(Some(ticket)) = cache.get(account, key) else { panic!("a ticket expected") };
-            cache.put(ticket, &license(account, key));
+            store(&cache, ticket, &license(account, key));
         }
         assert_eq!(cache.len(), 1);
         assert!(cache.get(account, "C").is_ok());
