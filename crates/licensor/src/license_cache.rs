@@ -163,9 +163,10 @@ impl LicenseCache {
     }
 
     /// Stores `license`, read after `ticket` was taken, unless it (or everything) was dropped
-    /// since, or it was not read before lately: a license is kept from its second read on, so
+    /// since. Once the cache is half full, a license is kept only from its second read lately:
     /// a working set much larger than the cache (a million licenses validated at random) does
-    /// not fill and empty it over and over, each time copying licenses read only once.
+    /// not fill and empty it over and over with licenses read once, while one that fits (or a
+    /// node just started, on PostgreSQL where a miss is a round trip) is cached at once.
     pub fn put(&self, ticket: Ticket, license: &License) {
         use std::hash::BuildHasher;
         let mut entries = self.lock();
@@ -177,7 +178,7 @@ impl LicenseCache {
             return;
         }
         let seen = self.hasher.hash_one((license.account_id, license.key.as_str()));
-        if !entries.seen_once.remove(&seen) {
+        if entries.by_key.len() >= self.capacity / 2 && !entries.seen_once.remove(&seen) {
             if entries.seen_once.len() >= self.capacity {
                 entries.seen_once.clear();
             }
@@ -511,7 +512,8 @@ mod tests {
         License { id: Uuid::new_v4(), account_id: account, key: key.into(), ..License::for_tests(Default::default()) }
     }
 
-    /// Stores `l` as a license read a second time would be (the first read is only noted).
+    /// Stores `l` as a license read a second time would be (past half full, the first read is
+    /// only noted).
     fn store(cache: &LicenseCache, ticket: Ticket, l: &License) {
         cache.put(ticket, l);
         cache.put(ticket, l);
@@ -635,24 +637,27 @@ mod tests {
     }
 
     #[test]
-    fn a_license_is_kept_from_its_second_read_on() {
-        let cache = LicenseCache::with_capacity(2);
+    fn past_half_full_a_license_is_kept_from_its_second_read_on() {
+        let cache = LicenseCache::with_capacity(4);
         pong(&cache);
         let account = Uuid::new_v4();
-        let l = license(account, "K1");
         let Err(Some(ticket)) = cache.get(account, "K1") else { panic!("a ticket expected") };
-        cache.put(ticket, &l);
-        assert!(cache.is_empty(), "read once");
-        cache.put(ticket, &l);
-        assert_eq!(cache.get(account, "K1").unwrap().id, l.id);
-        // Licenses read once are forgotten past the cache's size: two others, then K2 again.
-        let Err(Some(ticket)) = cache.get(account, "K2") else { panic!("a ticket expected") };
-        cache.put(ticket, &license(account, "K2"));
-        for key in ["K3", "K4"] {
+        for key in ["K1", "K2"] {
             cache.put(ticket, &license(account, key));
         }
-        cache.put(ticket, &license(account, "K2"));
-        assert!(cache.get(account, "K2").is_err(), "K2's first read was forgotten");
+        assert_eq!(cache.len(), 2, "kept from their first read while under half full");
+        let l = license(account, "K3");
+        cache.put(ticket, &l);
+        assert!(cache.get(account, "K3").is_err(), "read once");
+        cache.put(ticket, &l);
+        assert_eq!(cache.get(account, "K3").unwrap().id, l.id);
+        // Licenses read once are forgotten past the cache's size: K4, four others, K4 again.
+        cache.put(ticket, &license(account, "K4"));
+        for key in ["K5", "K6", "K7", "K8"] {
+            cache.put(ticket, &license(account, key));
+        }
+        cache.put(ticket, &license(account, "K4"));
+        assert!(cache.get(account, "K4").is_err(), "K4's first read was forgotten");
     }
 
     #[test]
