@@ -132,12 +132,19 @@ pub struct WriteTurn {
     file: Arc<FileTurns>,
 }
 
-impl Drop for WriteTurn {
-    fn drop(&mut self) {
+impl WriteTurn {
+    /// Tells what watches the file's writes that writes ended (the turn's end tells it again).
+    pub fn tell_watchers(&self) {
         let watchers = self.file.watchers.lock().unwrap_or_else(|e| e.into_inner());
         for watcher in watchers.iter().filter_map(std::sync::Weak::upgrade) {
             watcher();
         }
+    }
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        self.tell_watchers();
     }
 }
 

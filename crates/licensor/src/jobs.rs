@@ -154,6 +154,9 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
                         state.metrics.jobs.inc(&["flush_events", "error"]);
                         tracing::warn!(error = %e, "could not record validation events; will retry");
                     }
+                    if let Err(e) = crate::store::license_notices::prune(&state.db).await {
+                        tracing::warn!(error = %e, "could not prune the license notices; will retry");
+                    }
                     if let Err(e) = state.limiter.sync(&state.db, time::now_ms()).await {
                         state.metrics.jobs.inc(&["sync_rate_limits", "error"]);
                         tracing::warn!(error = %e, "could not share rate-limit counts; will retry");

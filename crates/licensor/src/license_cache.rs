@@ -432,8 +432,6 @@ pub fn spawn(
 /// SQLite: how often a node may read the notices at most, so that a burst of writes (each
 /// fencing the cache) costs a read every few milliseconds, not one per write.
 const SQLITE_MIN_GAP: Duration = Duration::from_millis(2);
-/// SQLite: how often a node prunes the notices it has read.
-const SQLITE_PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// SQLite: reads the notices the triggers of migration 0022 write (other processes on the
 /// same file write them too) and applies them, every [`PING_EVERY`] and after each of this
@@ -466,7 +464,6 @@ pub fn spawn_sqlite(
         };
         let mut every = tokio::time::interval(PING_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pruned = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -488,12 +485,6 @@ pub fn spawn_sqlite(
                     cache.heard(&ping);
                 }
                 Err(e) => tracing::debug!(error = %e, "license cache: notices not read"),
-            }
-            if pruned.elapsed() >= SQLITE_PRUNE_EVERY {
-                pruned = tokio::time::Instant::now();
-                if let Err(e) = license_notices::prune(&sqlite, last - license_notices::KEPT).await {
-                    tracing::debug!(error = %e, "license cache: notices not pruned");
-                }
             }
             tokio::select! {
                 _ = stop.changed() => break,

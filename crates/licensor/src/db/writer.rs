@@ -191,7 +191,7 @@ impl SqliteDb {
                 biased;
                 done = &mut outcome => return done.unwrap_or(Err(sqlx::Error::PoolClosed)),
                 turn = super::write_turn(&self.pool) => match turn {
-                    Ok(_turn) => self.lead().await,
+                    Ok(turn) => self.lead(&turn).await,
                     Err(e) => {
                         // Withdrawn if still queued; a leader that already took it will
                         // answer, and the answer must not be lost (it may have committed).
@@ -212,7 +212,7 @@ impl SqliteDb {
 
     /// With the write turn held: runs the oldest [`MOST_PER_COMMIT`] queued transactions in one
     /// commit. One commit per turn, so pooled writers waiting for the turn are not starved.
-    async fn lead(&self) {
+    async fn lead(&self, turn: &super::WriteTurn) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             {
@@ -254,6 +254,9 @@ impl SqliteDb {
                 }
                 match step {
                     Step::Ran(jobs, failed) => {
+                        // Committed (or undone): what watches the file's writes hears of it
+                        // before any request learns its outcome.
+                        turn.tell_watchers();
                         for job in jobs {
                             job.finish(failed.as_ref());
                         }

@@ -1,11 +1,11 @@
 //! SQLite only: the license changes its triggers write down (migration 0022), which each node
 //! reads to keep its license cache exact (`license_cache::spawn_sqlite`).
 
-use crate::db::SqliteDb;
+use crate::db::{Db, SqliteDb};
 use crate::error::Result;
 
-/// Notices kept behind the newest one a node has read; older ones are pruned. A node that
-/// falls further behind than this finds a hole in the numbers and empties its cache.
+/// Notices kept behind the newest one; older ones are pruned. A node that falls further behind
+/// than this finds a hole in the numbers and empties its cache.
 pub const KEPT: i64 = 10_000;
 
 /// What a node read since its last look.
@@ -42,11 +42,14 @@ pub fn since(sqlite: &SqliteDb, last: i64) -> Result<Since> {
     })?)
 }
 
-/// Deletes the notices numbered `upto` and below.
-pub async fn prune(sqlite: &SqliteDb, upto: i64) -> Result<()> {
-    const SQL: &str = "DELETE FROM license_notices WHERE seq <= $1";
+/// Deletes all but the newest [`KEPT`] notices (SQLite; PostgreSQL keeps none). Every node
+/// runs it every second, whether or not it caches licenses: other processes may.
+pub async fn prune(db: &Db) -> Result<()> {
+    const SQL: &str = "DELETE FROM license_notices \
+        WHERE seq <= (SELECT seq FROM sqlite_sequence WHERE name = 'license_notices') - $1";
+    let Db::Sqlite(sqlite) = db else { return Ok(()) };
     let _turn = crate::db::write_turn(&sqlite.pool).await?;
-    sqlx::query(SQL).bind(upto).execute(&sqlite.pool).await?;
+    sqlx::query(SQL).bind(KEPT).execute(&sqlite.pool).await?;
     Ok(())
 }
 

@@ -687,6 +687,7 @@ pub async fn delete_if_unchanged(
 
 pub async fn set_checked_out(db: &Db, account: Uuid, id: Uuid, now: i64) -> Result<()> {
     const SQL: &str = "UPDATE machines SET last_check_out_at = $3, updated_at = $3 WHERE account_id = $1 AND id = $2";
+    let _turn = db.write_turn().await?;
     db_run!(db, |pool| sqlx::query(SQL).bind(account).bind(id).bind(now).execute(pool).await?.rows_affected());
     Ok(())
 }

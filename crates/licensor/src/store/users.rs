@@ -156,6 +156,7 @@ pub async fn insert(db: &Db, u: &User, events: &[Raised]) -> Result<(), sqlx::Er
 const UPDATE: &str = "UPDATE users SET email = $3, password_hash = $4, first_name = $5, last_name = $6, role = $7, group_id = $8, banned_at = $9, metadata = $10, updated_at = $11 WHERE account_id = $1 AND id = $2";
 
 pub async fn update(db: &Db, u: &User) -> Result<(), sqlx::Error> {
+    let _turn = db.write_turn().await?;
     db_run!(db, |pool| sqlx::query(UPDATE)
         .bind(u.account_id)
         .bind(u.id)

@@ -194,3 +194,32 @@ async fn a_stalled_node_reads_its_own_writes_and_falls_back_within_the_bound() {
     assert_eq!(validate(&client, &node, &app.account_id, &key).await, "SUSPENDED");
     cache.hold(false);
 }
+
+/// SQLite's notices do not pile up: every node prunes them to the newest
+/// `license_notices::KEPT` every second, and a node that caches reads on past the pruning.
+#[tokio::test]
+async fn sqlite_notices_are_pruned_and_the_cache_carries_on() {
+    let app = spawn_app().await;
+    let licensor::db::Db::Sqlite(sqlite) = &app.db else { return };
+    let kept = licensor::store::license_notices::KEPT;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM license_notices").fetch_one(&sqlite.pool).await.unwrap()
+    };
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO license_notices (payload) SELECT 'all' FROM n",
+    )
+    .bind(kept + 500)
+    .execute(&sqlite.pool)
+    .await
+    .unwrap();
+    assert!(count().await >= kept + 500);
+    let start = Instant::now();
+    while count().await > kept {
+        assert!(start.elapsed() < Duration::from_secs(5), "still {} notices after 5 s", count().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = reqwest::Client::new();
+    let (_, _, _, key) = app.license_fixture(json!({})).await;
+    warm(&app, &client, &app.url(""), &key).await;
+}
