@@ -15,13 +15,15 @@
 //!   and drops what changed.
 //! - Staleness is bounded, not just usually small: every [`PING_EVERY`] a node notifies
 //!   itself with the time it sent the ping (on SQLite: each read of the table is the ping).
-//!   Once that ping comes back, every change committed before it was sent has been heard. The cache answers only while the newest ping heard was
-//!   sent less than [`BOUND`] ago, so a node that stops hearing (a lost connection, a stalled
-//!   listener) falls back to the database within [`BOUND`], and a change is seen by every node
-//!   within [`BOUND`] of its commit (in practice within milliseconds).
+//!   Once that ping comes back, every change committed before it was sent has been heard. The
+//!   cache answers only while the newest ping heard was sent less than [`BOUND`] ago, so a node
+//!   that stops hearing (a lost connection, a stalled listener) falls back to the database
+//!   within [`BOUND`], and a change is seen by every node within [`BOUND`] of its commit (in
+//!   practice within milliseconds).
 //! - A node reads its own writes: any request but a validation (whatever its method) fences the
-//!   cache when it ends, and pings at once; the cache answers again only once a ping sent after
-//!   the fence comes back, so every change the request made has been heard (1–2 ms later).
+//!   cache when it ends, and on SQLite so does every write turn of the process
+//!   (`db::watch_writes`), and pings at once; the cache answers again only once a ping sent
+//!   after the fence comes back, so every change made has been heard (1–2 ms later).
 //! - A row read while its license was being dropped is not kept: each read takes a ticket (the
 //!   generation) first and stores its row only if that license, or everything, was not dropped
 //!   after it (the change may have committed after the read's snapshot).
