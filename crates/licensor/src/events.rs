@@ -118,11 +118,7 @@ pub struct Raised {
 }
 
 fn document<A: Serialize>(resource: render::document::Resource<A>, meta: Option<Value>) -> String {
-    let doc = match meta {
-        Some(meta) => json!({ "meta": meta, "data": resource }),
-        None => json!({ "data": resource }),
-    };
-    doc.to_string()
+    serde_json::to_string(&render::document::Data { data: resource, meta }).unwrap_or_else(|_| "{}".into())
 }
 
 impl Raised {

@@ -87,7 +87,8 @@ impl NewLicense {
 
 /// Creates a license under `policy` for `p`, who was allowed to. The key is generated (or
 /// signed, for signing schemes) unless supplied; expiry follows the policy's duration and
-/// expiration basis.
+/// expiration basis. The license returned is the row as written, as a read would show it
+/// (`a_created_license_reads_back_as_it_was_answered` holds this), so no surface reads it again.
 pub async fn issue(
     db: &Db,
     account: &Account,
@@ -104,12 +105,13 @@ pub async fn issue(
         return Err(Error::bad_request("unpermitted parameter", Source::Pointer("/data/attributes/key".into())));
     }
     let id = new.id.unwrap_or_else(Uuid::new_v4);
+    let owner = match new.owner {
+        Some(owner) => crate::store::users::find(db, account.id, owner).await?,
+        None => None,
+    };
     // A license with no group of its own joins its owner's (Keygen; seed 002), within the
     // group's maxLicenses like any other.
-    let group = match (new.group, new.owner) {
-        (None, Some(owner)) => crate::store::users::find(db, account.id, owner).await?.and_then(|u| u.group_id),
-        (group, _) => group,
-    };
+    let group = new.group.or_else(|| owner.as_ref().and_then(|u| u.group_id));
     for (attr, v) in [
         ("maxMachines", new.max_machines),
         ("maxProcesses", new.max_processes),
@@ -164,7 +166,7 @@ pub async fn issue(
         machines_memory: 0,
         machines_disk: 0,
         users_count: 0,
-        owner_banned: false,
+        owner_banned: owner.is_some_and(|u| u.banned_at.is_some()),
     };
     row.key = match (&rules.scheme, new.key) {
         (None, Some(k)) => {

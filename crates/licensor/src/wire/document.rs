@@ -19,6 +19,21 @@ pub struct Resource<A: Serialize> {
     pub meta: Option<Value>,
 }
 
+/// A top-level document, `{"data": …}` with `meta` when there is one, serialised straight
+/// (a `json!` document would copy the resource into a `Value` tree first).
+#[derive(Serialize)]
+pub struct Data<D: Serialize> {
+    pub data: D,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+}
+
+impl<D: Serialize> Data<D> {
+    pub fn new(data: D) -> Self {
+        Data { data, meta: None }
+    }
+}
+
 #[derive(Serialize)]
 pub struct SelfLink {
     #[serde(rename = "self")]

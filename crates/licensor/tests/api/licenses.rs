@@ -1054,3 +1054,62 @@ async fn older_api_versions_are_answered_in_their_shapes() {
     assert_eq!(rels["user"]["data"]["id"], owner.as_str(), "{rels}");
     assert!(rels.get("owner").is_none(), "{rels}");
 }
+
+/// Creation answers with the license as it was written, without reading it back: the answer
+/// must be what a read shows, whatever the policy and the relationships filled in.
+#[tokio::test]
+async fn a_created_license_reads_back_as_it_was_answered() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let product = app.create_product("App").await;
+    let plain = app.create_policy(&product, json!({})).await;
+    let timed = app
+        .create_policy(
+            &product,
+            json!({"duration": 86_400, "requireCheckIn": true, "checkInInterval": "day", "checkInIntervalCount": 1,
+                   "protected": true, "floating": true, "maxMachines": 3}),
+        )
+        .await;
+    let signed = app.create_policy(&product, json!({"scheme": "ED25519_SIGN"})).await;
+    let pooled = app.create_policy(&product, json!({"usePool": true})).await;
+    let key = json!({"data": {"type": "keys", "attributes": {"key": "POOL-0001-AAAA-ZZZZ"},
+        "relationships": {"policy": {"data": {"type": "policies", "id": pooled}}}}});
+    assert_eq!(app.post(&app.acct("/keys"), &admin, key).await.status, StatusCode::CREATED);
+    // A banned owner in a group: the license joins the group and shows the ban.
+    let group = app
+        .post(&app.acct("/groups"), &admin, json!({"data": {"type": "groups", "attributes": {"name": "G"}}}))
+        .await
+        .id();
+    let owner = app.create_user("owner@example.com").await;
+    let r = app
+        .put(&app.acct(&format!("/users/{owner}/group")), &admin, json!({"data": {"type": "groups", "id": group}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    app.post(&app.acct(&format!("/users/{owner}/actions/ban")), &admin, json!(null)).await;
+
+    let rel = |kind: &str, id: &str| json!({"data": {"type": kind, "id": id}});
+    let cases = [
+        (&plain, json!({}), json!({})),
+        (
+            &timed,
+            json!({"name": "Timed", "metadata": {"seatCount": 2, "nested": {"a": [1, 2]}}, "maxCores": 8, "suspended": true}),
+            json!({}),
+        ),
+        (&signed, json!({}), json!({"owner": rel("users", &owner)})),
+        (&pooled, json!({}), json!({})),
+        (&plain, json!({"key": "a-custom-key-of-some-length", "expiry": "2031-01-01T00:00:00.000Z"}), json!({})),
+    ];
+    for (policy, attributes, mut relationships) in cases {
+        relationships["policy"] = rel("policies", policy);
+        let doc = json!({"data": {"type": "licenses", "attributes": attributes, "relationships": relationships}});
+        let created = app.post(&app.acct("/licenses"), &admin, doc).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let read = app.get(&app.acct(&format!("/licenses/{}", created.id())), &admin).await;
+        assert_eq!(created.body["data"], read.body["data"], "policy {policy}");
+    }
+    // The banned owner's license is banned from the start, in the group.
+    let licenses = app.get(&app.acct(&format!("/licenses?owner={owner}")), &admin).await;
+    let license = &licenses.body["data"][0];
+    assert_eq!(license["attributes"]["status"], "BANNED", "{license}");
+    assert_eq!(license["relationships"]["group"]["data"]["id"], group.as_str());
+}

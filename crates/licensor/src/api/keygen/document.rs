@@ -12,7 +12,7 @@ use crate::model::{Listing, Page};
 
 pub const MEDIA_TYPE: &str = "application/vnd.api+json; charset=utf-8";
 
-pub use crate::wire::document::{Relationships, Resource, SelfLink};
+pub use crate::wire::document::{Data, Relationships, Resource, SelfLink};
 
 /// A JSON:API response with the right media type.
 pub fn respond(status: StatusCode, body: &impl Serialize) -> Response {
@@ -23,12 +23,12 @@ pub fn respond(status: StatusCode, body: &impl Serialize) -> Response {
 }
 
 pub fn ok<A: Serialize>(resource: Resource<A>) -> Response {
-    respond(StatusCode::OK, &json!({ "data": resource }))
+    respond(StatusCode::OK, &Data::new(resource))
 }
 
 pub fn created<A: Serialize>(resource: Resource<A>) -> Response {
     let location = resource.links.path.clone();
-    let mut response = respond(StatusCode::CREATED, &json!({ "data": resource }));
+    let mut response = respond(StatusCode::CREATED, &Data::new(resource));
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -162,6 +162,11 @@ impl ListParams {
         } else {
             json!({ "self": self.path })
         };
-        respond(StatusCode::OK, &json!({ "data": data, "links": links }))
+        #[derive(Serialize)]
+        struct List<A: Serialize> {
+            data: Vec<Resource<A>>,
+            links: serde_json::Value,
+        }
+        respond(StatusCode::OK, &List { data, links })
     }
 }

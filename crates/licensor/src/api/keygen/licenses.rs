@@ -197,7 +197,6 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         metadata: a.metadata,
     };
     let row = service::licenses::issue(ctx.db(), &ctx.account, &ctx.state.master, &policy, new, &principal).await?;
-    let row = licenses::find(ctx.db(), ctx.account_id(), row.id).await?.unwrap_or(row);
     Ok(document::created(render(ctx.account_id(), &row)))
 }
 

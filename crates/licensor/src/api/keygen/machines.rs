@@ -239,7 +239,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         return Err(Error::invalid_attr("fingerprint", "is reserved", "FINGERPRINT_NOT_ALLOWED").into());
     }
     let license_id = super::extract::required_rel_id(&data.relationships.license, "license")?;
-    let license = licenses::find_by_id_or_key(ctx.db(), ctx.account_id(), &license_id)
+    let license = service::machines::license_named(ctx.db(), &p, ctx.account_id(), &license_id)
         .await?
         .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
     let owner_rel =
