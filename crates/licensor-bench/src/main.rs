@@ -497,8 +497,13 @@ async fn seed(db: &Db, master: &MasterKey, n: usize) -> anyhow::Result<Seeded> {
         updated_at: licensor::time::now_ms(),
     };
     licensor::store::products::insert(db, &product, &[]).await?;
-    let mut rules =
-        licensor::model::PolicyRules { floating: true, max_machines: Some(1_000_000), ..Default::default() };
+    // MIXED: the activation phases authenticate with the license's own key, as SDKs do.
+    let mut rules = licensor::model::PolicyRules {
+        floating: true,
+        max_machines: Some(1_000_000),
+        authentication_strategy: licensor::model::AuthenticationStrategy::Mixed,
+        ..Default::default()
+    };
     rules.normalize_and_validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = licensor::model::Policy {
         id: uuid::Uuid::new_v4(),
@@ -613,18 +618,8 @@ async fn main() -> anyhow::Result<()> {
     let token = Arc::new(token);
     // Activated (key, fingerprint) pairs, for the scoped validation phase.
     let activated: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
-    let activate = activate_phase(
-        "activate",
-        server_pid,
-        &base,
-        account,
-        keys.clone(),
-        token.clone(),
-        activated.clone(),
-        &client,
-        &args,
-    )
-    .await;
+    let activate =
+        activate_phase("activate", server_pid, &base, account, keys.clone(), activated.clone(), &client, &args).await;
 
     // What SDKs send: validate-key scoped to this machine's fingerprint (reads the machines too).
     let pairs: Arc<Vec<(String, String)>> = Arc::new(activated.lock().map(|v| v.clone()).unwrap_or_default());
@@ -768,7 +763,8 @@ async fn versus_sqlite(
     Ok(())
 }
 
-/// One activation phase: `POST /machines` with new fingerprints on random licenses, recording
+/// One activation phase: `POST /machines` with new fingerprints on random licenses, each
+/// authenticated with its own key (`Authorization: License …`, as SDKs activate), recording
 /// what was activated.
 #[allow(clippy::too_many_arguments)]
 async fn activate_phase(
@@ -777,7 +773,6 @@ async fn activate_phase(
     base: &str,
     account: uuid::Uuid,
     keys: Arc<Vec<String>>,
-    token: Arc<String>,
     record: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     client: &reqwest::Client,
     args: &Args,
@@ -785,7 +780,7 @@ async fn activate_phase(
     let machines_url = format!("{base}/v1/accounts/{account}/machines");
     let c = client.clone();
     drive(name, pid, args.connections, args.seconds, move |conn, i| {
-        let (c, u, t, record) = (c.clone(), machines_url.clone(), token.clone(), record.clone());
+        let (c, u, record) = (c.clone(), machines_url.clone(), record.clone());
         let key = keys[(conn * 7919 + i * 104_729) % keys.len()].clone();
         async move {
             let fingerprint = format!("fp-{name}-{conn}-{i}");
@@ -794,7 +789,7 @@ async fn activate_phase(
             .to_string();
             let ok = c
                 .post(u)
-                .bearer_auth(t.as_str())
+                .header("authorization", format!("License {key}"))
                 .header("content-type", "application/vnd.api+json")
                 .body(body)
                 .send()
@@ -860,7 +855,7 @@ async fn webhooks(
     let mut delivery_us = Vec::new();
     let record: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
     let activate = |name: &'static str| {
-        activate_phase(name, srv.pid, &srv.base, account, keys.clone(), token.clone(), record.clone(), &client, args)
+        activate_phase(name, srv.pid, &srv.base, account, keys.clone(), record.clone(), &client, args)
     };
     for names in [
         ["validate none 1", "activate none 1", "validate one 1", "activate one 1"],

@@ -14,7 +14,8 @@ fn machine_body(license: &str, fingerprint: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn license_key_activates_only_when_policy_allows() {
     let app = spawn_app().await;
-    let (_, _, id, key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    let (_, _, id, key) =
+        app.license_fixture(json!({"authenticationStrategy": "LICENSE", "floating": true, "maxMachines": 2})).await;
     let r = app
         .post(
             &app.acct("/machines"),
@@ -26,12 +27,18 @@ async fn license_key_activates_only_when_policy_allows() {
     assert_eq!(r.attr("fingerprint"), "laptop");
     assert_eq!(r.attr("cores"), 4);
     assert_eq!(r.body["data"]["relationships"]["license"]["data"]["id"], json!(id));
+    // The license named by its key (Keygen's id alias) is the one that authenticated too.
+    let r = app.post(&app.acct("/machines"), &As::License(key.clone()), machine_body(&key, "desktop", json!({}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data"]["relationships"]["license"]["data"]["id"], json!(id));
     let (_, _, id2, key2) = app.license_fixture(json!({})).await;
-    let r = app.post(&app.acct("/machines"), &As::License(key2), machine_body(&id2, "laptop", json!({}))).await;
+    let r = app.post(&app.acct("/machines"), &As::License(key2.clone()), machine_body(&id2, "laptop", json!({}))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.code(), "LICENSE_NOT_ALLOWED");
-    // A license cannot activate machines on another license.
-    let r = app.post(&app.acct("/machines"), &As::License(key), machine_body(&id2, "x", json!({}))).await;
+    // A license cannot activate machines on another license, named by id or by key.
+    let r = app.post(&app.acct("/machines"), &As::License(key.clone()), machine_body(&id2, "x", json!({}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.post(&app.acct("/machines"), &As::License(key), machine_body(&key2, "x", json!({}))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
