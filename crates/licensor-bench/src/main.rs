@@ -618,8 +618,18 @@ async fn main() -> anyhow::Result<()> {
     let token = Arc::new(token);
     // Activated (key, fingerprint) pairs, for the scoped validation phase.
     let activated: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
-    let activate =
-        activate_phase("activate", server_pid, &base, account, keys.clone(), activated.clone(), &client, &args).await;
+    let activate = activate_phase(
+        "activate",
+        server_pid,
+        &base,
+        account,
+        keys.clone(),
+        activated.clone(),
+        &client,
+        &args,
+        args.connections,
+    )
+    .await;
 
     // What SDKs send: validate-key scoped to this machine's fingerprint (reads the machines too).
     let pairs: Arc<Vec<(String, String)>> = Arc::new(activated.lock().map(|v| v.clone()).unwrap_or_default());
@@ -650,9 +660,9 @@ async fn main() -> anyhow::Result<()> {
     let body = json!({"data": {"type": "licenses",
         "relationships": {"policy": {"data": {"type": "policies", "id": policy.id}}}}})
     .to_string();
-    let c = client.clone();
+    let (c, creator) = (client.clone(), token.clone());
     let create = drive("create license", server_pid, args.connections, args.seconds, move |_, _| {
-        let (c, u, t, body) = (c.clone(), licenses_url.clone(), token.clone(), body.clone());
+        let (c, u, t, body) = (c.clone(), licenses_url.clone(), creator.clone(), body.clone());
         async move {
             c.post(u)
                 .bearer_auth(t.as_str())
@@ -665,6 +675,12 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
 
+    let mixed = if args.instructions {
+        None
+    } else {
+        Some(mixed_phase(&base, account, keys.clone(), &token, &client, &args).await)
+    };
+
     println!();
     ping.print();
     signed.print();
@@ -673,6 +689,9 @@ async fn main() -> anyhow::Result<()> {
     unscoped.print();
     scoped.print();
     create.print();
+    if let Some(mixed) = &mixed {
+        mixed.print();
+    }
     println!();
     let cpu = |p: &Phase| p.per_request_us(p.server_cpu);
     let ed25519 = ed25519_us(&master, &seeded_account)?;
@@ -776,10 +795,11 @@ async fn activate_phase(
     record: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     client: &reqwest::Client,
     args: &Args,
+    connections: usize,
 ) -> Phase {
     let machines_url = format!("{base}/v1/accounts/{account}/machines");
     let c = client.clone();
-    drive(name, pid, args.connections, args.seconds, move |conn, i| {
+    drive(name, pid, connections, args.seconds, move |conn, i| {
         let (c, u, record) = (c.clone(), machines_url.clone(), record.clone());
         let key = keys[(conn * 7919 + i * 104_729) % keys.len()].clone();
         async move {
@@ -804,6 +824,78 @@ async fn activate_phase(
         }
     })
     .await
+}
+
+/// Validations while activations go on, on the same server: what a busy node does. Its own
+/// writes must not keep the license cache from answering.
+struct Mixed {
+    validations: Phase,
+    activations: Phase,
+    /// The license cache's hits and misses over the phase (warm-up included).
+    hits: u64,
+    misses: u64,
+}
+
+impl Mixed {
+    fn print(&self) {
+        let (v, a) = (&self.validations, &self.activations);
+        let share = 100.0 * self.hits as f64 / (self.hits + self.misses).max(1) as f64;
+        println!(
+            "{:<14} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  while {:.0} activations/s (p99 {:.2} ms); license cache hits {share:.1}% ({} of {})",
+            v.name,
+            v.rps(),
+            v.pct(0.50),
+            v.pct(0.99),
+            a.rps(),
+            a.pct(0.99),
+            self.hits,
+            self.hits + self.misses,
+        );
+    }
+}
+
+/// The license cache's hit and miss counters (`/metrics`; zero without a cache).
+async fn cache_counters(client: &reqwest::Client, base: &str, token: &str) -> (u64, u64) {
+    let text = match client.get(format!("{base}/metrics")).bearer_auth(token).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let counter =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    (counter("licensor_license_cache_hits_total "), counter("licensor_license_cache_misses_total "))
+}
+
+/// validate-key on three quarters of the connections and activations on the rest, at once.
+async fn mixed_phase(
+    base: &str,
+    account: uuid::Uuid,
+    keys: Arc<Vec<String>>,
+    token: &str,
+    client: &reqwest::Client,
+    args: &Args,
+) -> Mixed {
+    let writers = (args.connections / 4).max(1);
+    let readers = args.connections.saturating_sub(writers).max(1);
+    let before = cache_counters(client, base, token).await;
+    let validate_url = format!("{base}/v1/accounts/{account}/licenses/actions/validate-key");
+    let c = client.clone();
+    let validation_keys = keys.clone();
+    let validations = drive("validate+writes", None, readers, args.seconds, move |conn, i| {
+        let (c, u) = (c.clone(), validate_url.clone());
+        let key = validation_keys[(conn * 7919 + i * 104_729) % validation_keys.len()].clone();
+        async move {
+            let body = format!(r#"{{"meta":{{"key":"{key}"}}}}"#);
+            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
+                Ok(r) => valid(r).await,
+                Err(_) => false,
+            }
+        }
+    });
+    let record = Arc::default();
+    let activations = activate_phase("mixed activate", None, base, account, keys, record, client, args, writers);
+    let (validations, activations) = tokio::join!(validations, activations);
+    let after = cache_counters(client, base, token).await;
+    Mixed { validations, activations, hits: after.0.saturating_sub(before.0), misses: after.1.saturating_sub(before.1) }
 }
 
 /// `--webhooks`: validate-key and activation without and with one subscribed endpoint.
@@ -855,7 +947,7 @@ async fn webhooks(
     let mut delivery_us = Vec::new();
     let record: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
     let activate = |name: &'static str| {
-        activate_phase(name, srv.pid, &srv.base, account, keys.clone(), record.clone(), &client, args)
+        activate_phase(name, srv.pid, &srv.base, account, keys.clone(), record.clone(), &client, args, args.connections)
     };
     for names in [
         ["validate none 1", "activate none 1", "validate one 1", "activate one 1"],

@@ -120,7 +120,7 @@ pub async fn write_turn(pool: &SqlitePool) -> Result<WriteTurn, sqlx::Error> {
     let file = turns_of(pool);
     // As long as SQLite's own busy timeout: a writer stuck longer is an error either way.
     match tokio::time::timeout(Duration::from_secs(30), file.turns.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(WriteTurn { _permit: permit, file }),
+        Ok(Ok(permit)) => Ok(WriteTurn { _permit: permit, file, told: Default::default() }),
         _ => Err(sqlx::Error::PoolTimedOut),
     }
 }
@@ -130,21 +130,36 @@ pub async fn write_turn(pool: &SqlitePool) -> Result<WriteTurn, sqlx::Error> {
 pub struct WriteTurn {
     _permit: tokio::sync::OwnedSemaphorePermit,
     file: Arc<FileTurns>,
+    /// Whether [`WriteTurn::tell_watchers`] told them already (the turn's end then does not).
+    told: std::sync::atomic::AtomicBool,
 }
 
 impl WriteTurn {
-    /// Tells what watches the file's writes that writes ended (the turn's end tells it again).
+    /// Tells what watches the file's writes that writes ended. The turn's end tells them
+    /// otherwise; call this only once the turn will write nothing more.
     pub fn tell_watchers(&self) {
-        let watchers = self.file.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        for watcher in watchers.iter().filter_map(std::sync::Weak::upgrade) {
+        self.told.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Cloned out: a watcher may take a while (the license cache reads the notices).
+        let watchers: Vec<_> = {
+            let watchers = self.file.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            watchers.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        for watcher in watchers {
             watcher();
         }
+    }
+
+    /// The turn ends without writing: its end tells the watchers nothing.
+    pub fn wrote_nothing(&self) {
+        self.told.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Drop for WriteTurn {
     fn drop(&mut self) {
-        self.tell_watchers();
+        if !*self.told.get_mut() {
+            self.tell_watchers();
+        }
     }
 }
 

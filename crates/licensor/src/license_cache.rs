@@ -20,10 +20,12 @@
 //!   that stops hearing (a lost connection, a stalled listener) falls back to the database
 //!   within [`BOUND`], and a change is seen by every node within [`BOUND`] of its commit (in
 //!   practice within milliseconds).
-//! - A node reads its own writes: any request but a validation (whatever its method) fences the
-//!   cache when it ends, and on SQLite so does every write turn of the process
-//!   (`db::watch_writes`), and pings at once; the cache answers again only once a ping sent
-//!   after the fence comes back, so every change made has been heard (1–2 ms later).
+//! - A node reads its own writes. On PostgreSQL any request but a validation (whatever its
+//!   method) fences the cache when it ends and pings at once; the cache answers again only once
+//!   a ping sent after the fence comes back, so every change made has been heard (a millisecond
+//!   or two later). On SQLite every write turn of the process fences the cache as it ends
+//!   (`db::watch_writes`) and reads the notices right there, before the write is answered: the
+//!   fence lasts one read, so a node that writes without pause still answers from its cache.
 //! - A row read while its license was being dropped is not kept: each read takes a ticket (the
 //!   generation) first and stores its row only if that license, or everything, was not dropped
 //!   after it (the change may have committed after the read's snapshot).
@@ -86,6 +88,9 @@ pub struct LicenseCache {
     fence_seq: AtomicU64,
     /// Wakes the pinger at once (after a write).
     ping_now: tokio::sync::Notify,
+    /// Set while this node hears its own writes as each write turn ends (SQLite): a request's
+    /// end then fences nothing.
+    hears_own_writes: std::sync::atomic::AtomicBool,
     /// While set, notifications wait here instead of being applied (tests: a stalled listener).
     held: Mutex<Option<Vec<String>>>,
     /// Validations answered from the cache, and those that read the database (`/metrics`).
@@ -139,6 +144,7 @@ impl LicenseCache {
             heard_seq: AtomicU64::new(0),
             fence_seq: AtomicU64::new(0),
             ping_now: tokio::sync::Notify::new(),
+            hears_own_writes: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::new(None),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -233,11 +239,23 @@ impl LicenseCache {
     }
 
     /// Called when a request that may have written ends (its transactions committed): the
-    /// cache is not used until this node has heard what it wrote.
+    /// cache is not used until this node has heard what it wrote. On SQLite every write turn
+    /// has done that already, and heard its notices (see [`spawn_sqlite`]): nothing to do.
+    pub fn request_ended(&self) {
+        if !self.hears_own_writes.load(Ordering::SeqCst) {
+            self.fence();
+        }
+    }
+
+    /// The cache is not used until this node has heard what it wrote, and the pinger pings.
     pub fn fence(&self) {
+        self.raise_fence();
+        self.ping_now.notify_one();
+    }
+
+    fn raise_fence(&self) {
         // Pings numbered above this one are sent after the write committed.
         self.fence_seq.fetch_max(self.sent_seq.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.ping_now.notify_one();
     }
 
     /// Holds every notification back (as a stalled listener would) until released, then
@@ -431,39 +449,72 @@ pub fn spawn(
     })
 }
 
-/// SQLite: how often a node may read the notices at most, so that a burst of writes (each
-/// fencing the cache) costs a read every few milliseconds, not one per write.
-const SQLITE_MIN_GAP: Duration = Duration::from_millis(2);
+/// SQLite: a node's reads of the notices the triggers of migration 0022 write (other
+/// processes on the same file write them too), applied in order. Each read is this node's
+/// ping: once it is applied, every change committed before it began has been heard.
+struct NoticeReader {
+    cache: Arc<LicenseCache>,
+    sqlite: crate::db::SqliteDb,
+    /// The number of the last notice read (held through a read, so reads apply in order).
+    last: Mutex<i64>,
+}
 
-/// SQLite: reads the notices the triggers of migration 0022 write (other processes on the
-/// same file write them too) and applies them, every [`PING_EVERY`] and after each of this
-/// node's writes, until `stop` turns true. Each read is this node's ping: once it is applied,
-/// every change committed before it began has been heard.
+impl NoticeReader {
+    fn read(&self) {
+        use crate::store::license_notices;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let ping = self.cache.next_ping();
+        match license_notices::since(&self.sqlite, *last) {
+            Ok(since) => {
+                if since.complete(*last) {
+                    for (_, payload) in &since.notices {
+                        self.cache.heard(payload);
+                    }
+                } else {
+                    tracing::warn!("license cache: notices were pruned before this node read them; emptied");
+                    self.cache.lost();
+                }
+                *last = since.high;
+                self.cache.heard(&ping);
+            }
+            Err(e) => tracing::debug!(error = %e, "license cache: notices not read"),
+        }
+    }
+}
+
+/// SQLite: reads the notices every [`PING_EVERY`] (what other processes wrote), and right
+/// after each of this process's write turns, in the writer, before the write is answered: the
+/// fence that turn raises is lifted at once, so a node that writes without pause still answers
+/// validations from its cache (a fence left for the poller would keep it fenced most of the
+/// time), for one read of the notices per commit. Until `stop` turns true.
 pub fn spawn_sqlite(
     cache: Arc<LicenseCache>,
     sqlite: crate::db::SqliteDb,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     use crate::store::license_notices;
-    tokio::spawn(async move {
-        // This process's writes fence the cache when they end, not only when their request
-        // does: writes outside requests (jobs, tools, tests in the same process) too.
-        let fence: Arc<dyn Fn() + Send + Sync> = {
-            let cache = Arc::downgrade(&cache);
-            Arc::new(move || {
-                if let Some(cache) = cache.upgrade() {
-                    cache.fence();
-                }
-            })
-        };
-        crate::db::watch_writes(&sqlite.pool, &fence);
-        let mut last = match license_notices::since(&sqlite, i64::MAX) {
-            Ok(s) => s.high,
-            Err(e) => {
-                tracing::warn!(error = %e, "license cache: cannot read the notices; validations read the database");
-                0
+    let last = match license_notices::since(&sqlite, i64::MAX) {
+        Ok(s) => s.high,
+        Err(e) => {
+            tracing::warn!(error = %e, "license cache: cannot read the notices; validations read the database");
+            0
+        }
+    };
+    let reader = Arc::new(NoticeReader { cache: cache.clone(), sqlite: sqlite.clone(), last: Mutex::new(last) });
+    // Writes outside requests (jobs, tools, tests in the same process) too.
+    let after_write: Arc<dyn Fn() + Send + Sync> = {
+        let reader = Arc::downgrade(&reader);
+        Arc::new(move || {
+            if let Some(reader) = reader.upgrade() {
+                reader.cache.raise_fence();
+                reader.read();
             }
-        };
+        })
+    };
+    crate::db::watch_writes(&sqlite.pool, &after_write);
+    cache.hears_own_writes.store(true, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let _watching = after_write;
         let mut every = tokio::time::interval(PING_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -472,27 +523,9 @@ pub fn spawn_sqlite(
                 _ = every.tick() => {}
                 _ = cache.ping_now.notified() => {}
             }
-            let ping = cache.next_ping();
-            match license_notices::since(&sqlite, last) {
-                Ok(since) => {
-                    if since.complete(last) {
-                        for (_, payload) in &since.notices {
-                            cache.heard(payload);
-                        }
-                    } else {
-                        tracing::warn!("license cache: notices were pruned before this node read them; emptied");
-                        cache.lost();
-                    }
-                    last = since.high;
-                    cache.heard(&ping);
-                }
-                Err(e) => tracing::debug!(error = %e, "license cache: notices not read"),
-            }
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = tokio::time::sleep(SQLITE_MIN_GAP) => {}
-            }
+            reader.read();
         }
+        cache.hears_own_writes.store(false, Ordering::SeqCst);
         cache.lost();
     })
 }

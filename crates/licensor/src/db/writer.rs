@@ -221,6 +221,8 @@ impl SqliteDb {
                     let mut queue = self.writer.lock_queue();
                     queue.retain(|job| !job.abandoned());
                     if queue.is_empty() {
+                        // Another leader ran this request's transaction (or it was dropped).
+                        turn.wrote_nothing();
                         return;
                     }
                 }
