@@ -149,7 +149,8 @@ impl WriteTurn {
         }
     }
 
-    /// The turn ends without writing: its end tells the watchers nothing.
+    /// The turn ends without writing anything a watcher cares about (nothing, or no license
+    /// notice): its end tells the watchers nothing.
     pub fn wrote_nothing(&self) {
         self.told.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -190,8 +191,10 @@ fn turns_of(pool: &SqlitePool) -> Arc<FileTurns> {
 }
 
 /// Calls `watcher` whenever a write turn on `pool`'s file ends in this process, for as long as
-/// the caller keeps it. The license cache fences itself there: a write made outside any
-/// request (a job, a test, a tool in the same process) is read back at once too.
+/// the caller keeps it; except a turn of the inline writer whose commit wrote no license notice
+/// (it knows: an update hook sees the triggers' rows). The license cache reads the notices
+/// there: a write made outside any request (a job, a test, a tool in the same process) is read
+/// back at once too.
 pub fn watch_writes(pool: &SqlitePool, watcher: &Arc<dyn Fn() + Send + Sync>) {
     let file = turns_of(pool);
     let mut watchers = file.watchers.lock().unwrap_or_else(|e| e.into_inner());

@@ -50,6 +50,9 @@ pub(super) struct Writer {
     this_second: AtomicU64,
     /// Until when (ms) writes count as many ([`SqliteDb::writes_are_many`]).
     many_until: AtomicI64,
+    /// Whether the batch running wrote a license notice (migration 0022's triggers): set by the
+    /// connection's update hook, which sees the rows triggers insert too.
+    noticed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -233,6 +236,7 @@ impl SqliteDb {
                     }
                 }
                 let Some(conn) = guard.as_mut() else { return };
+                self.writer.noticed.store(false, Ordering::Release);
                 let step = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
                     Ok(tx) => {
                         let mut jobs = {
@@ -257,8 +261,14 @@ impl SqliteDb {
                 match step {
                     Step::Ran(jobs, failed) => {
                         // Committed (or undone): what watches the file's writes hears of it
-                        // before any request learns its outcome.
-                        turn.tell_watchers();
+                        // before any request learns its outcome; a batch that wrote no
+                        // license notice (a license created, a rate counted) changed nothing
+                        // the license cache holds, and costs it no read.
+                        if self.writer.noticed.swap(false, Ordering::AcqRel) {
+                            turn.tell_watchers();
+                        } else {
+                            turn.wrote_nothing();
+                        }
                         for job in jobs {
                             job.finish(failed.as_ref());
                         }
@@ -308,6 +318,12 @@ impl SqliteDb {
         )?;
         conn.pragma_update(None, "mmap_size", super::MAP_SIZE)?;
         conn.set_prepared_statement_cache_capacity(64);
+        let noticed = self.writer.noticed.clone();
+        conn.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+            if table == "license_notices" {
+                noticed.store(true, Ordering::Release);
+            }
+        }));
         Ok(conn)
     }
 

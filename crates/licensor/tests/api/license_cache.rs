@@ -238,7 +238,7 @@ async fn a_node_that_writes_without_pause_still_answers_from_its_cache() {
     let client = reqwest::Client::new();
     let node = app.url("");
     let account: uuid::Uuid = app.account_id.parse().unwrap();
-    let (_, _, _, key) = app.license_fixture(json!({})).await;
+    let (_, _, license, key) = app.license_fixture(json!({})).await;
     let (_, _, other, other_key) = app.license_fixture(json!({})).await;
     let other: uuid::Uuid = other.parse().unwrap();
     warm(&app, &client, &node, &key).await;
@@ -253,6 +253,14 @@ async fn a_node_that_writes_without_pause_still_answers_from_its_cache() {
         licensor::store::licenses::update(&app.db, &before, &after, &[]).await.unwrap();
         assert!(cache.get(account, &key).is_ok(), "the cache was fenced after write {n}");
     }
+
+    // An activation's notice is written by triggers (the machine's insert updates the
+    // license's counters): the writer hears it too, so the count is current at once.
+    let r = app.activate_machine(&license, "laptop").await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let url = format!("{node}/v1/accounts/{}/licenses/actions/validate-key", app.account_id);
+    let v: Value = client.post(url).json(&json!({"meta": {"key": key}})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["data"]["relationships"]["machines"]["meta"]["count"], 1, "{v}");
 
     // What the writes change is read at once: suspended, then seen so on the next request.
     let r = app.post(&app.acct(&format!("/licenses/{other}/actions/suspend")), &app.admin(), json!(null)).await;
