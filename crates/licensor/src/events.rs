@@ -118,7 +118,11 @@ pub struct Raised {
 }
 
 fn document<A: Serialize>(resource: render::document::Resource<A>, meta: Option<Value>) -> String {
-    serde_json::to_string(&render::document::Data { data: resource, meta }).unwrap_or_else(|_| "{}".into())
+    serde_json::to_string(&render::document::Data { data: resource, meta }).unwrap_or_else(|e| {
+        // Typed resources with string keys: cannot fail short of a bug, which must show.
+        tracing::error!(error = %e, "an event's payload could not be rendered");
+        "{}".into()
+    })
 }
 
 impl Raised {

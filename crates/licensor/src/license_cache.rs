@@ -457,12 +457,18 @@ struct NoticeReader {
     sqlite: crate::db::SqliteDb,
     /// The number of the last notice read (held through a read, so reads apply in order).
     last: Mutex<i64>,
+    /// Set (under `last`) when the node stops listening: a write turn ending later must not
+    /// make the cache current again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl NoticeReader {
     fn read(&self) {
         use crate::store::license_notices;
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let ping = self.cache.next_ping();
         match license_notices::since(&self.sqlite, *last) {
             Ok(since) => {
@@ -500,7 +506,12 @@ pub fn spawn_sqlite(
             0
         }
     };
-    let reader = Arc::new(NoticeReader { cache: cache.clone(), sqlite: sqlite.clone(), last: Mutex::new(last) });
+    let reader = Arc::new(NoticeReader {
+        cache: cache.clone(),
+        sqlite: sqlite.clone(),
+        last: Mutex::new(last),
+        closed: Default::default(),
+    });
     // Writes outside requests (jobs, tools, tests in the same process) too.
     let after_write: Arc<dyn Fn() + Send + Sync> = {
         let reader = Arc::downgrade(&reader);
@@ -524,6 +535,10 @@ pub fn spawn_sqlite(
                 _ = cache.ping_now.notified() => {}
             }
             reader.read();
+        }
+        {
+            let _last = reader.last.lock().unwrap_or_else(|e| e.into_inner());
+            reader.closed.store(true, Ordering::SeqCst);
         }
         cache.hears_own_writes.store(false, Ordering::SeqCst);
         cache.lost();
