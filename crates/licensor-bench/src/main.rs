@@ -122,6 +122,14 @@ async fn start(
     bail!("server did not come up")
 }
 
+/// Sends one validation (`body`, already JSON) to `url`: whether it answered VALID.
+async fn post_validation(c: &reqwest::Client, url: String, body: String) -> bool {
+    match c.post(url).header("content-type", "application/vnd.api+json").body(body).send().await {
+        Ok(r) => valid(r).await,
+        Err(_) => false,
+    }
+}
+
 /// One validate-key phase against `base`.
 async fn validate_phase(
     name: &'static str,
@@ -141,10 +149,7 @@ async fn validate_phase(
             // Keys are hex and dashes: nothing to escape. The load generator's own CPU is shared
             // with the server, so it builds no JSON tree per request.
             let body = format!(r#"{{"meta":{{"key":"{key}"}}}}"#);
-            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
-                Ok(r) => valid(r).await,
-                Err(_) => false,
-            }
+            post_validation(&c, u, body).await
         }
     })
     .await
@@ -647,10 +652,7 @@ async fn main() -> anyhow::Result<()> {
         let (key, fingerprint) = pairs[(conn * 7919 + i * 104_729) % pairs.len().max(1)].clone();
         async move {
             let body = format!(r#"{{"meta":{{"key":"{key}","scope":{{"fingerprint":"{fingerprint}"}}}}}}"#);
-            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
-                Ok(r) => valid(r).await,
-                Err(_) => false,
-            }
+            post_validation(&c, u, body).await
         }
     })
     .await;
@@ -885,10 +887,7 @@ async fn mixed_phase(
         let key = validation_keys[(conn * 7919 + i * 104_729) % validation_keys.len()].clone();
         async move {
             let body = format!(r#"{{"meta":{{"key":"{key}"}}}}"#);
-            match c.post(u).header("content-type", "application/vnd.api+json").body(body).send().await {
-                Ok(r) => valid(r).await,
-                Err(_) => false,
-            }
+            post_validation(&c, u, body).await
         }
     });
     let record = Arc::default();
