@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::license_cache::LicenseCache;
 use crate::model::{Account, License, Product, SecondFactor, Token, User};
 use crate::store::{licenses, products, second_factors, tokens, users};
 use crate::{crypto, time};
@@ -129,10 +130,16 @@ fn token_invalid() -> Error {
 
 /// Authenticates `credential` against `account`. Credentials of another account are invalid
 /// here, exactly as unknown ones are.
-pub async fn authenticate(db: &Db, account: &Account, credential: Credential) -> Result<Principal> {
+/// `cache`: the node's license cache, which license keys are looked up in first.
+pub async fn authenticate(
+    db: &Db,
+    cache: Option<&LicenseCache>,
+    account: &Account,
+    credential: Credential,
+) -> Result<Principal> {
     match credential {
         Credential::Token(raw) => authenticate_token(db, account, &raw).await,
-        Credential::License(key) => authenticate_license_key(db, account, &key).await,
+        Credential::License(key) => authenticate_license_key(db, cache, account, &key).await,
         Credential::Password(..) => Err(token_invalid()),
     }
 }
@@ -178,16 +185,8 @@ pub async fn token_principal(db: &Db, account: &Account, token: Token) -> Result
             products::find(db, account.id, &token.bearer_id.to_string()).await?.ok_or_else(token_invalid)?,
         ),
         "license" => {
-            // As in Keygen, a license's token is refused only for a banned owner or a policy
-            // without token authentication: a suspended or expired license still acts with it
-            // (and learns its state by validating).
             let license = licenses::find(db, account.id, token.bearer_id).await?.ok_or_else(token_invalid)?;
-            if license.owner_banned {
-                return Err(Error::forbidden("User is banned", "USER_BANNED"));
-            }
-            if !license.rules().allows_token_auth() {
-                return Err(Error::forbidden("Token authentication is not allowed by policy", "TOKEN_NOT_ALLOWED"));
-            }
+            token_license_stands(&license)?;
             Bearer::License(Box::new(license))
         }
         _ => return Err(token_invalid()),
@@ -224,15 +223,71 @@ fn user_bearer(user: User) -> Result<Bearer> {
     Ok(if ADMIN_ROLES.contains(&user.role.as_str()) { Bearer::Admin(user) } else { Bearer::User(user) })
 }
 
-async fn authenticate_license_key(db: &Db, account: &Account, key: &str) -> Result<Principal> {
-    let license = licenses::find_by_key(db, account.id, key)
+/// A license key, from the node's license cache when it holds a current copy (see
+/// [`crate::license_cache`]: a change made on this node is seen at once, one made on another
+/// node within the cache's bound), else from the database. The copy lacks the last validation
+/// (`GET /me` reads the license again); an activation checks it under its lock
+/// (`store::machines::activate`), so limits are never decided on a stale copy.
+async fn authenticate_license_key(
+    db: &Db,
+    cache: Option<&LicenseCache>,
+    account: &Account,
+    key: &str,
+) -> Result<Principal> {
+    let ticket = match cache.map(|c| c.lookup(account.id, key)) {
+        Some(Ok(license)) => {
+            let license = license.as_ref().clone();
+            key_license_stands(&license)?;
+            return Ok(noted(Principal::of_license(license)));
+        }
+        Some(Err(ticket)) => ticket,
+        None => None,
+    };
+    let license = licenses::find_to_validate(db, account.id, key)
         .await?
         .ok_or_else(|| Error::unauthorized("License key is invalid", "LICENSE_INVALID"))?;
-    check_license_standing(&license)?;
+    if let (Some(cache), Some(ticket)) = (cache, ticket) {
+        cache.put(ticket, &license);
+    }
+    key_license_stands(&license)?;
+    Ok(noted(Principal::of_license(license)))
+}
+
+/// Whether `license`, read again, still stands as `p` acting for it needs (it may have been
+/// suspended, may have expired or its owner been banned since `p` authenticated): the refusal
+/// authentication would answer now. Whether its policy takes keys or tokens is not asked
+/// again: surfaces that act for a license by its key without Keygen's authentication
+/// (`license_principal`) never asked it. Bearers other than this license are not concerned.
+pub fn license_still_stands(p: &Principal, license: &License) -> Result<()> {
+    match (&p.bearer, &p.token) {
+        (Bearer::License(me), None) if me.id == license.id => check_license_standing(license),
+        (Bearer::License(me), Some(_)) if me.id == license.id && license.owner_banned => {
+            Err(Error::forbidden("User is banned", "USER_BANNED"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A license key authenticates only for a license in good standing whose policy allows it.
+fn key_license_stands(license: &License) -> Result<()> {
+    check_license_standing(license)?;
     if !license.rules().allows_license_auth() {
         return Err(Error::forbidden("License key authentication is not allowed by policy", "LICENSE_NOT_ALLOWED"));
     }
-    Ok(noted(Principal::of_license(license)))
+    Ok(())
+}
+
+/// As in Keygen, a license's token is refused only for a banned owner or a policy without token
+/// authentication: a suspended or expired license still acts with it (and learns its state by
+/// validating).
+fn token_license_stands(license: &License) -> Result<()> {
+    if license.owner_banned {
+        return Err(Error::forbidden("User is banned", "USER_BANNED"));
+    }
+    if !license.rules().allows_token_auth() {
+        return Err(Error::forbidden("Token authentication is not allowed by policy", "TOKEN_NOT_ALLOWED"));
+    }
+    Ok(())
 }
 
 /// A license authenticating with its key must be in good standing: the checks validation runs

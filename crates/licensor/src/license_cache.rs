@@ -35,8 +35,10 @@
 //!   On SQLite, so does a hole in the table's numbers (notices pruned before this node read
 //!   them: it fell more than `store::license_notices::KEPT` behind).
 //!
-//! Limits are not enforced from this copy: activations and every other limited write count
-//! under row locks in their own transactions.
+//! License keys authenticate from this copy too (`auth::authenticate`), within the same bound.
+//! Limits are not enforced from it: activations and every other limited write count under row
+//! locks in their own transactions, and an activation reads the license's terms again there
+//! (`store::machines::activate`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -156,18 +158,23 @@ impl LicenseCache {
 
     /// The cached license, if the cache is current (see the module's notes), or a ticket to
     /// store the row about to be read; neither while the cache cannot be trusted.
+    /// Counted in [`LicenseCache::hits`] or [`LicenseCache::misses`]: validations call it.
     pub fn get(&self, account: Uuid, key: &str) -> Result<Arc<License>, Option<Ticket>> {
+        let found = self.lookup(account, key);
+        let counter = if found.is_ok() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// [`LicenseCache::get`], uncounted: authentication by license key looks here too.
+    pub fn lookup(&self, account: Uuid, key: &str) -> Result<Arc<License>, Option<Ticket>> {
         // Taken before the check: a ticket from after a lost connection's invalidation is
         // taken after `heard_up_to` was cleared, so the check below refuses it.
         let ticket = Ticket(self.generation.load(Ordering::SeqCst));
         if !self.is_current() {
-            self.misses.fetch_add(1, Ordering::Relaxed);
             return Err(None);
         }
-        let found = self.lock().by_key.get(&(account, Box::from(key))).cloned();
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found.ok_or(Some(ticket))
+        self.lock().by_key.get(&(account, Box::from(key))).cloned().ok_or(Some(ticket))
     }
 
     /// Stores `license`, read after `ticket` was taken, unless it (or everything) was dropped

@@ -76,6 +76,25 @@ impl License {
         self.protected.unwrap_or(self.rules().protected)
     }
 
+    /// Whether `other`, a later read of this license, holds the same terms for deciding an
+    /// activation and whether its key or token may act: its standing, its owner and protection,
+    /// its policy's rules and its limits. What only moves with use (counters, last check-in,
+    /// name, metadata) is left out: activations count usage in their own transaction.
+    pub fn same_terms(&self, other: &License) -> bool {
+        self.id == other.id
+            && self.policy_id == other.policy_id
+            && self.product_id == other.product_id
+            && self.owner_id == other.owner_id
+            && self.owner_banned == other.owner_banned
+            && self.key == other.key
+            && self.expiry == other.expiry
+            && self.suspended == other.suspended
+            && self.protected == other.protected
+            && (self.max_machines, self.max_cores, self.max_memory, self.max_disk, self.max_processes)
+                == (other.max_machines, other.max_cores, other.max_memory, other.max_disk, other.max_processes)
+            && (std::sync::Arc::ptr_eq(&self.policy_rules.0, &other.policy_rules.0) || self.rules() == other.rules())
+    }
+
     /// A license of nil ids under `rules`, for unit tests of the rules.
     #[cfg(test)]
     pub(crate) fn for_tests(rules: PolicyRules) -> License {

@@ -109,9 +109,9 @@ fn license_token(p: &Principal) -> Option<&Token> {
 }
 
 /// The license an activation names by id or key. When the caller is that license (a license
-/// key or token, most activations), it is the copy authentication read moments ago: a second
-/// read would be no fresher for the limits, which are counted in the activation's transaction,
-/// and cost a tenth of the activation.
+/// key or token, most activations), it is the copy authentication read (or found in the
+/// license cache): [`activate`] checks it under the license's lock, so a second read here
+/// would buy nothing and cost a tenth of the activation.
 pub async fn license_named(db: &Db, p: &Principal, account: Uuid, id_or_key: &str) -> Result<Option<License>> {
     if let Some(own) = p.license().filter(|l| l.account_id == account) {
         // As `find_by_id_or_key` reads it: a UUID names an id, else a key.
@@ -175,7 +175,8 @@ pub async fn ensure_id_free(db: &Db, id: Uuid) -> std::result::Result<(), Activa
 /// Activates `new` on `license` for `p`, whom [`admit`] admitted. Every limit (machines, cores,
 /// memory, disk, the group's machines, the token's activations, fingerprint and component
 /// uniqueness) is checked under the license's lock, so it holds across concurrent requests
-/// and nodes. A FROM_FIRST_ACTIVATION expiry starts with the first machine.
+/// and nodes, against the license as it is under that lock: `license` may be an earlier copy.
+/// A FROM_FIRST_ACTIVATION expiry starts with the first machine.
 pub async fn activate(
     state: &AppState,
     p: &Principal,
@@ -192,31 +193,52 @@ pub async fn activate(
         )
         .into());
     }
-    let mut limits = activation::limits(license, license_token(p).map(|t| t.id));
-    limits.group_machines = admission.group_machines;
     let events = [Raised::machine("machine.created", &m)];
     // Counted in the activation's own transaction: one commit, and counted when refused too.
-    let count = state
+    let mut count = state
         .limiter
         .config
         .license_changes
         .map(|rate| ratelimit::Limiter::exact_hit(change_bucket(license.id), rate, time::now_ms()));
-    match store::activate(db, &m, &components, &limits, activation::decide, &events, count.as_ref()).await {
-        Ok(store::Activated::Yes) => {}
-        Ok(store::Activated::OverRate(verdict)) => return Err(too_many_changes(state, &verdict).into()),
-        Ok(store::Activated::Refused(r)) => {
-            return Err(ActivateError::Refused(refusal(r, license, &limits, license_token(p))))
+    let (mut license, mut admission) = (std::borrow::Cow::Borrowed(license), admission);
+    // The copy decided on is checked under the license's lock; when its terms changed
+    // meanwhile (on another node, within the license cache's bound), decide again on the
+    // license as it is, as though the request had come after the change. Twice at most: a
+    // license whose terms change under every try is answered with a conflict.
+    let mut tries = 0;
+    loop {
+        let mut limits = activation::limits(&license, license_token(p).map(|t| t.id));
+        limits.group_machines = admission.group_machines;
+        let terms = store::Terms { license: &license, limits: &limits, decide: activation::decide };
+        match store::activate(db, terms, &m, &components, &events, count.as_ref()).await {
+            Ok(store::Activated::Changed(now)) if tries < 2 => {
+                tries += 1;
+                let now = now.ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
+                crate::auth::license_still_stands(p, &now)?;
+                admission = admit(db, p, &now, m.owner_id, m.group_id).await?;
+                (license, count) = (std::borrow::Cow::Owned(*now), None);
+            }
+            Ok(store::Activated::Changed(_)) => {
+                return Err(
+                    Error::conflict("the license changed during activation; try again", "LICENSE_CHANGED").into()
+                )
+            }
+            Ok(store::Activated::Yes) => break,
+            Ok(store::Activated::OverRate(verdict)) => return Err(too_many_changes(state, &verdict).into()),
+            Ok(store::Activated::Refused(r)) => {
+                return Err(ActivateError::Refused(refusal(r, &license, &limits, license_token(p))))
+            }
+            Err(Error::Database(e)) if is_unique_violation(&e) && chosen_id => {
+                return Err(ActivateError::Refused(Refusal::IdTaken))
+            }
+            // Another request took the fingerprint between our check and our insert.
+            Err(Error::Database(e)) if is_unique_violation(&e) => {
+                return Err(ActivateError::Refused(Refusal::FingerprintTaken(limits.uniqueness)))
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(Error::Database(e)) if is_unique_violation(&e) && chosen_id => {
-            return Err(ActivateError::Refused(Refusal::IdTaken))
-        }
-        // Another request took the fingerprint between our check and our insert.
-        Err(Error::Database(e)) if is_unique_violation(&e) => {
-            return Err(ActivateError::Refused(Refusal::FingerprintTaken(limits.uniqueness)))
-        }
-        Err(e) => return Err(e.into()),
     }
-    super::licenses::start_clock(db, license, ExpirationBasis::FromFirstActivation).await?;
+    super::licenses::start_clock(db, &license, ExpirationBasis::FromFirstActivation).await?;
     Ok(m)
 }
 

@@ -116,6 +116,24 @@ pub async fn find_to_validate_with_machines(
     })?)
 }
 
+/// A license as an activation's transaction reads it, under the transaction's lock, to check
+/// the copy it was decided on (see `store::machines::activate`): no last validation, which no
+/// activation reads. PostgreSQL: the row lock an `UPDATE` would take, without writing a row.
+pub(super) const TO_ACTIVATE: &str =
+    concat!(license_columns!("CAST(NULL AS BIGINT)"), "WHERE l.account_id = $1 AND l.id = $2");
+pub(super) const TO_ACTIVATE_LOCKED: &str =
+    concat!(license_columns!("CAST(NULL AS BIGINT)"), "WHERE l.account_id = $1 AND l.id = $2 FOR NO KEY UPDATE OF l");
+
+/// [`TO_ACTIVATE`] on the SQLite writer's transaction.
+pub(super) fn to_activate_inline(
+    tx: &rusqlite::Transaction<'_>,
+    account: Uuid,
+    id: Uuid,
+) -> rusqlite::Result<Option<License>> {
+    use rusqlite::OptionalExtension;
+    tx.prepare_cached(TO_ACTIVATE)?.query_row(rusqlite::params![account, id], from_sqlite_row).optional()
+}
+
 /// Runs `sql`, a license query taking (account, key), inline on SQLite.
 async fn by_key(db: &Db, sql: &'static str, account: Uuid, key: &str) -> Result<Option<License>> {
     match db {

@@ -8,7 +8,7 @@ use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
-use crate::model::{ActivationLimits, ActivationRefusal, Decide, Listing, Machine, Page, Uniqueness, Usage};
+use crate::model::{ActivationLimits, ActivationRefusal, Decide, License, Listing, Machine, Page, Uniqueness, Usage};
 use crate::ratelimit::{ExactHit, Verdict};
 
 macro_rules! select {
@@ -302,22 +302,21 @@ fn measure_inline(tx: &rusqlite::Transaction<'_>, m: &Machine, limits: &Activati
 }
 
 /// Inserts a machine if `decide` admits it. Measuring and inserting run in one transaction
-/// that first takes the license's row lock (an `UPDATE` is the first statement: a row lock on
-/// PostgreSQL, the write lock on SQLite), so concurrent activations, from any number of nodes,
-/// are serialised per license and the limits hold exactly. Uniqueness wider than the license
-/// also locks the account row, a group limit the group row.
+/// that first takes the license's row lock (PostgreSQL; on SQLite the transaction holds the
+/// file's write lock), so concurrent activations, from any number of nodes, are serialised per
+/// license and the limits hold exactly. Under that lock the license is read again: `limits`
+/// were drawn from `license`, a copy read earlier (by authentication, perhaps from a node's
+/// cache), and if its terms changed since, nothing is decided on them ([`Activated::Changed`]).
+/// Uniqueness wider than the license also locks the account row, a group limit the group row.
 pub async fn activate(
     db: &Db,
+    terms: Terms<'_>,
     m: &Machine,
     components: &[crate::model::Component],
-    limits: &ActivationLimits,
-    decide: Decide,
     events: &[Raised],
     count: Option<&ExactHit>,
 ) -> Result<Activated> {
-    // PostgreSQL only: the lock an UPDATE takes, without writing a new version of the row
-    // (and of its index entries) as a no-op UPDATE does.
-    const LOCK_LICENSE: &str = "SELECT 1 FROM licenses WHERE account_id = $1 AND id = $2 FOR NO KEY UPDATE";
+    let Terms { license, limits, decide } = terms;
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
 
     let pool = match db {
@@ -327,8 +326,8 @@ pub async fn activate(
             // locks (PostgreSQL's way) would only cost a statement each. The change count goes
             // in the same commit; a refused activation still counts (its savepoint is undone).
             // Owned copies: another request's task may run the transaction (group commit).
-            let (m, components, limits, events, count) =
-                (m.clone(), components.to_vec(), limits.clone(), events.to_vec(), count.cloned());
+            let (license, m, components, limits, events, count) =
+                (license.clone(), m.clone(), components.to_vec(), limits.clone(), events.to_vec(), count.cloned());
             let Ok(activated) = sqlite
                 .write_inline(move |tx| {
                     if let Some(hit) = &count {
@@ -342,6 +341,10 @@ pub async fn activate(
                         if !verdict.allowed {
                             return Ok(Ok(Activated::OverRate(verdict)));
                         }
+                    }
+                    match super::licenses::to_activate_inline(tx, m.account_id, m.license_id)? {
+                        Some(now) if now.same_terms(&license) => {}
+                        changed => return Ok(Ok(Activated::Changed(changed.map(Box::new)))),
                     }
                     tx.execute_batch("SAVEPOINT activation")?;
                     let activated = match activate_inline(tx, &m, &components, &limits, decide, &events)? {
@@ -366,7 +369,15 @@ pub async fn activate(
         }
     }
     let mut tx = pool.begin_write().await?;
-    sqlx::query(LOCK_LICENSE).bind(m.account_id).bind(m.license_id).execute(&mut *tx).await?;
+    let now = sqlx::query_as::<_, License>(super::licenses::TO_ACTIVATE_LOCKED)
+        .bind(m.account_id)
+        .bind(m.license_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if !now.as_ref().is_some_and(|now| now.same_terms(license)) {
+        tx.rollback().await?;
+        return Ok(Activated::Changed(now.map(Box::new)));
+    }
     if !matches!(limits.uniqueness, Uniqueness::License)
         || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
     {
@@ -444,13 +455,26 @@ const INSERT: &str = "INSERT INTO machines (id, account_id, license_id, fingerpr
     last_heartbeat_at, last_check_out_at, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id = $1 AND (max_activations IS NULL OR activations < max_activations)";
 
+/// What an activation is decided on: a copy of the license, the limits drawn from it, and the
+/// rule that weighs a machine against what the license already holds.
+#[derive(Clone, Copy)]
+pub struct Terms<'a> {
+    pub license: &'a License,
+    pub limits: &'a ActivationLimits,
+    pub decide: Decide,
+}
+
 /// What [`activate`] did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Activated {
     Yes,
     Refused(ActivationRefusal),
     /// The license's change count is over its limit: nothing activated.
     OverRate(Verdict),
+    /// The license's terms (see `License::same_terms`) are no longer those of the copy the
+    /// activation was decided on, or it is gone (`None`): nothing activated (the change count,
+    /// when asked for, was counted). Decide again on the license as it is now.
+    Changed(Option<Box<License>>),
 }
 
 /// The count of machines already holding `m`'s fingerprint within `scope`, bound to

@@ -270,3 +270,86 @@ async fn a_node_that_writes_without_pause_still_answers_from_its_cache() {
     assert_eq!(validate(&client, &node, &app.account_id, &other_key).await, "SUSPENDED");
     assert_eq!(validate(&client, &node, &app.account_id, &key).await, "VALID");
 }
+
+/// A license key authenticates from the node's cache, which may lag a change made elsewhere
+/// (within the bound); an activation still decides on the license as it is under its lock. A
+/// limit lowered and a suspension made behind the node's back (not through its write turn, its
+/// notices held back, as another node's write would be before this one hears it) are not
+/// missed, though the copy authentication took predates them.
+#[tokio::test]
+async fn an_activation_decides_on_the_license_as_it_is_not_on_a_cached_copy() {
+    let app = spawn_app().await;
+    let cache = app.state.license_cache.clone().expect("nodes keep a license cache");
+    let client = reqwest::Client::new();
+    let node = app.url("");
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    let (_, _, license, key) =
+        app.license_fixture(json!({"authenticationStrategy": "LICENSE", "floating": true, "maxMachines": 3})).await;
+    let id: uuid::Uuid = license.parse().unwrap();
+    let (this, db) = (&app, &app.db);
+    let activate = |fingerprint: &'static str| {
+        let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": fingerprint},
+            "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}});
+        let (url, who) = (this.acct("/machines"), As::License(key.clone()));
+        async move { this.post(&url, &who, body).await }
+    };
+    let behind_its_back = |sql: &'static str| async move {
+        match db {
+            licensor::db::Db::Sqlite(s) => sqlx::query(sql).bind(id).execute(&s.pool).await.map(drop),
+            licensor::db::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(drop),
+        }
+        .unwrap();
+    };
+    // On SQLite the cache keeps answering until its last ping is a bound old; PostgreSQL's is
+    // fenced by the requests `warm` makes, so there the copy comes from the database anyway.
+    let serves_the_old_copy = |check: fn(&licensor::model::License) -> bool| {
+        if matches!(app.db, licensor::db::Db::Sqlite(_)) {
+            let copy = cache.lookup(account, &key).expect("the cache serves its copy");
+            assert!(check(&copy), "the cache heard the change: {copy:?}");
+        }
+    };
+    let r = activate("one").await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    warm(&app, &client, &node, &key).await;
+    cache.hold(true);
+    behind_its_back("UPDATE licenses SET max_machines = 1 WHERE id = $1").await;
+    serves_the_old_copy(|l| l.max_machines() == Some(3));
+    let r = activate("two").await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.code(), "MACHINE_LIMIT_EXCEEDED");
+    cache.hold(false);
+
+    warm(&app, &client, &node, &key).await;
+    cache.hold(true);
+    behind_its_back("UPDATE licenses SET max_machines = NULL, suspended = TRUE WHERE id = $1").await;
+    serves_the_old_copy(|l| !l.suspended);
+    let r = activate("three").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.code(), "LICENSE_SUSPENDED");
+    cache.hold(false);
+
+    let r = app.get(&app.acct(&format!("/machines?license={license}")), &app.admin()).await;
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1), "{}", r.text);
+}
+
+/// `GET /me` as a license shows its last validation, though authentication's copy came from
+/// the cache, which does not keep it.
+#[tokio::test]
+async fn me_as_a_cached_license_shows_its_last_validation() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let (_, _, _, key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    warm(&app, &client, &app.url(""), &key).await;
+    let start = Instant::now();
+    loop {
+        let r = app.get(&app.acct("/me"), &As::License(key.clone())).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.attr("lastValidated").is_string() {
+            break;
+        }
+        // The instant is written in the background, a moment after the validation.
+        assert!(start.elapsed() < Duration::from_secs(5), "no last validation: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

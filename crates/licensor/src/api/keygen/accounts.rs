@@ -119,6 +119,11 @@ pub async fn me(ctx: Ctx) -> ApiResult<Response> {
     Ok(match &p.bearer {
         Bearer::Admin(u) | Bearer::User(u) => document::ok(users::render(account, u)),
         Bearer::Product(prod) => document::ok(products::render(account, prod)),
-        Bearer::License(l) => document::ok(super::licenses::render(account, l)),
+        // Read again: authentication's copy may come from the license cache, which does not
+        // keep the last validation.
+        Bearer::License(l) => {
+            let l = crate::store::licenses::find(ctx.db(), account, l.id).await?.ok_or_else(Error::access_denied)?;
+            document::ok(super::licenses::render(account, &l))
+        }
     })
 }

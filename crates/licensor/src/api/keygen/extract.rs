@@ -227,7 +227,7 @@ impl FromRequestParts<AppState> for Ctx {
             }
             Ok(Some(credential)) => {
                 bad_license_key = matches!(credential, Credential::License(_));
-                auth::authenticate(&state.db, &account, credential).await.map(Some)
+                auth::authenticate(&state.db, state.license_cache.as_deref(), &account, credential).await.map(Some)
             }
         };
         if let Err(Error::Database(_) | Error::Internal(_)) = &auth {
