@@ -225,30 +225,26 @@ fn user_bearer(user: User) -> Result<Bearer> {
 
 /// A license key, from the node's license cache when it holds a current copy (see
 /// [`crate::license_cache`]: a change made on this node is seen at once, one made on another
-/// node within the cache's bound), else from the database. The copy lacks the last validation
-/// (`GET /me` reads the license again); an activation checks it under its lock
-/// (`store::machines::activate`), so limits are never decided on a stale copy.
+/// node within the cache's bound), else from the database. Only a copy that stands is taken
+/// from the cache: a refusal is read again, as validation does, so a license reinstated on
+/// another node is not refused for the bound. Nothing is stored here: the cache keeps what
+/// validations read twice, and a validation carrying its own key would count as two. The
+/// copy lacks the last validation (`GET /me` reads the license again); an activation checks
+/// it under its lock (`store::machines::activate`), so limits are never decided on a stale copy.
 async fn authenticate_license_key(
     db: &Db,
     cache: Option<&LicenseCache>,
     account: &Account,
     key: &str,
 ) -> Result<Principal> {
-    let ticket = match cache.map(|c| c.lookup(account.id, key)) {
-        Some(Ok(license)) => {
-            let license = license.as_ref().clone();
-            key_license_stands(&license)?;
-            return Ok(noted(Principal::of_license(license)));
+    if let Some(Ok(license)) = cache.map(|c| c.lookup(account.id, key)) {
+        if key_license_stands(&license).is_ok() {
+            return Ok(noted(Principal::of_license(license.as_ref().clone())));
         }
-        Some(Err(ticket)) => ticket,
-        None => None,
-    };
+    }
     let license = licenses::find_to_validate(db, account.id, key)
         .await?
         .ok_or_else(|| Error::unauthorized("License key is invalid", "LICENSE_INVALID"))?;
-    if let (Some(cache), Some(ticket)) = (cache, ticket) {
-        cache.put(ticket, &license);
-    }
     key_license_stands(&license)?;
     Ok(noted(Principal::of_license(license)))
 }

@@ -35,7 +35,8 @@
 //!   On SQLite, so does a hole in the table's numbers (notices pruned before this node read
 //!   them: it fell more than `store::license_notices::KEPT` behind).
 //!
-//! License keys authenticate from this copy too (`auth::authenticate`), within the same bound.
+//! License keys authenticate from this copy too (`auth::authenticate`), within the same bound
+//! (a key the copy would refuse is read again, as a validation is).
 //! Limits are not enforced from it: activations and every other limited write count under row
 //! locks in their own transactions, and an activation reads the license's terms again there
 //! (`store::machines::activate`).

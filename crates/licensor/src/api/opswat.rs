@@ -327,6 +327,16 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
                         "{because} the Activation Key you provided has no activations left. Deactivate an unused deployment first."
                     )))
                 }
+                // The license changed while it was being activated, and the activation, decided
+                // again on the license as it is, was refused: say why as for any refusal.
+                Err(ActivateError::Failed(Error::Forbidden { .. } | Error::Conflict { .. } | Error::Invalid { .. })) => {
+                    return Ok(match find_license(state, account, key).await? {
+                        None => invalid("activate", "Activation Key"),
+                        Some(l) => Answer::Failed(refusal(&l, now).unwrap_or_else(|| {
+                            format!("{because} the Activation Key changed while it was being activated. Try again.")
+                        })),
+                    })
+                }
                 Err(ActivateError::Failed(e)) => return Err(e),
             }
         }

@@ -34,6 +34,13 @@ pub struct Machine {
 
 impl Machine {
     /// A machine about to be activated on `license`, with nothing but its fingerprint set.
+    /// Takes what a new machine holds of its license from `license`, a later read of it.
+    pub fn follow(&mut self, license: &crate::model::License) {
+        let fresh = Machine::new(license, self.id, String::new(), self.created_at);
+        (self.product_id, self.policy_id, self.policy_rules) = (fresh.product_id, fresh.policy_id, fresh.policy_rules);
+        self.last_heartbeat_at = fresh.last_heartbeat_at;
+    }
+
     pub fn new(license: &crate::model::License, id: Uuid, fingerprint: String, now: i64) -> Machine {
         Machine {
             id,

@@ -185,7 +185,7 @@ pub async fn activate(
     new: NewMachine,
 ) -> std::result::Result<Machine, ActivateError> {
     let db = &state.db;
-    let NewMachine { machine: m, components, chosen_id } = new;
+    let NewMachine { machine: mut m, components, chosen_id } = new;
     if !access::is_operator(p) && m.max_processes.is_some() {
         return Err(Error::bad_request(
             "unpermitted parameter",
@@ -193,7 +193,7 @@ pub async fn activate(
         )
         .into());
     }
-    let events = [Raised::machine("machine.created", &m)];
+    let mut events = [Raised::machine("machine.created", &m)];
     // Counted in the activation's own transaction: one commit, and counted when refused too.
     let mut count = state
         .limiter
@@ -216,6 +216,8 @@ pub async fn activate(
                 let now = now.ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
                 crate::auth::license_still_stands(p, &now)?;
                 admission = admit(db, p, &now, m.owner_id, m.group_id).await?;
+                m.follow(&now);
+                events = [Raised::machine("machine.created", &m)];
                 (license, count) = (std::borrow::Cow::Owned(*now), None);
             }
             Ok(store::Activated::Changed(_)) => {

@@ -353,3 +353,42 @@ async fn me_as_a_cached_license_shows_its_last_validation() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A key the cache's copy would refuse is read again before it is refused: a license reinstated
+/// behind the node's back (as on another node, not yet heard) authenticates at once.
+#[tokio::test]
+async fn a_key_is_never_refused_from_the_cache() {
+    let app = spawn_app().await;
+    let cache = app.state.license_cache.clone().expect("nodes keep a license cache");
+    let client = reqwest::Client::new();
+    let account: uuid::Uuid = app.account_id.parse().unwrap();
+    let (_, _, license, key) = app.license_fixture(json!({"authenticationStrategy": "LICENSE"})).await;
+    let r = app.post(&app.acct(&format!("/licenses/{license}/actions/suspend")), &app.admin(), json!(null)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let start = Instant::now();
+    loop {
+        assert_eq!(validate(&client, &app.url(""), &app.account_id, &key).await, "SUSPENDED");
+        if cache.lookup(account, &key).is_ok_and(|l| l.suspended) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the suspended license was never cached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cache.hold(true);
+    let id: uuid::Uuid = license.parse().unwrap();
+    match &app.db {
+        licensor::db::Db::Sqlite(s) => {
+            sqlx::query("UPDATE licenses SET suspended = FALSE WHERE id = $1").bind(id).execute(&s.pool).await.map(drop)
+        }
+        licensor::db::Db::Postgres(p) => {
+            sqlx::query("UPDATE licenses SET suspended = FALSE WHERE id = $1").bind(id).execute(p).await.map(drop)
+        }
+    }
+    .unwrap();
+    if matches!(app.db, licensor::db::Db::Sqlite(_)) {
+        assert!(cache.lookup(account, &key).is_ok_and(|l| l.suspended), "the cache heard the reinstatement");
+    }
+    let r = app.get(&app.acct("/me"), &As::License(key.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    cache.hold(false);
+}

@@ -119,7 +119,8 @@ pub async fn me(ctx: Ctx) -> ApiResult<Response> {
     Ok(match &p.bearer {
         Bearer::Admin(u) | Bearer::User(u) => document::ok(users::render(account, u)),
         Bearer::Product(prod) => document::ok(products::render(account, prod)),
-        // Read again: authentication's copy may come from the license cache, which does not
+        Bearer::License(l) if p.token.is_some() => document::ok(super::licenses::render(account, l)),
+        // Read again: a license key's copy may come from the license cache, which does not
         // keep the last validation.
         Bearer::License(l) => {
             let l = crate::store::licenses::find(ctx.db(), account, l.id).await?.ok_or_else(Error::access_denied)?;
