@@ -76,23 +76,27 @@ impl License {
         self.protected.unwrap_or(self.rules().protected)
     }
 
-    /// Whether `other`, a later read of this license, holds the same terms for deciding an
-    /// activation and whether its key or token may act: its standing, its owner and protection,
-    /// its policy's rules and its limits. What only moves with use (counters, last check-in,
-    /// name, metadata) is left out: activations count usage in their own transaction.
-    pub fn same_terms(&self, other: &License) -> bool {
-        self.id == other.id
-            && self.policy_id == other.policy_id
-            && self.product_id == other.product_id
-            && self.owner_id == other.owner_id
-            && self.owner_banned == other.owner_banned
-            && self.key == other.key
-            && self.expiry == other.expiry
-            && self.suspended == other.suspended
-            && self.protected == other.protected
-            && (self.max_machines, self.max_cores, self.max_memory, self.max_disk, self.max_processes)
-                == (other.max_machines, other.max_cores, other.max_memory, other.max_disk, other.max_processes)
-            && (std::sync::Arc::ptr_eq(&self.policy_rules.0, &other.policy_rules.0) || self.rules() == other.rules())
+    /// What decides an activation and whether this license's key or token may act: its
+    /// standing, its owner and protection, its policy's rules and its limits. What only moves
+    /// with use (counters, last check-in, name, metadata) is left out: activations count usage
+    /// in their own transaction.
+    pub fn terms(&self) -> LicenseTerms {
+        LicenseTerms {
+            policy_id: self.policy_id,
+            product_id: self.product_id,
+            owner_id: self.owner_id,
+            owner_banned: self.owner_banned,
+            key: self.key.clone(),
+            expiry: self.expiry,
+            suspended: self.suspended,
+            protected: self.protected,
+            max_machines: self.max_machines,
+            max_cores: self.max_cores,
+            max_memory: self.max_memory,
+            max_disk: self.max_disk,
+            max_processes: self.max_processes,
+            policy_rules: self.policy_rules.clone(),
+        }
     }
 
     /// A license of nil ids under `rules`, for unit tests of the rules.
@@ -131,6 +135,87 @@ impl License {
             machines_disk: 0,
             users_count: 0,
             owner_banned: false,
+        }
+    }
+}
+
+/// A license's [`License::terms`], as an activation reads them again under its lock
+/// (`store::machines::activate`), in the columns' order there.
+#[derive(Debug, Clone, FromRow)]
+pub struct LicenseTerms {
+    pub policy_id: Uuid,
+    pub product_id: Uuid,
+    pub owner_id: Option<Uuid>,
+    pub owner_banned: bool,
+    pub key: String,
+    pub expiry: Option<i64>,
+    pub suspended: bool,
+    pub protected: Option<bool>,
+    pub max_machines: Option<i64>,
+    pub max_cores: Option<i64>,
+    pub max_memory: Option<i64>,
+    pub max_disk: Option<i64>,
+    pub max_processes: Option<i64>,
+    pub policy_rules: super::Rules,
+}
+
+impl PartialEq for LicenseTerms {
+    fn eq(&self, other: &LicenseTerms) -> bool {
+        (self.policy_id, self.product_id, self.owner_id, self.owner_banned, &self.key)
+            == (other.policy_id, other.product_id, other.owner_id, other.owner_banned, &other.key)
+            && (self.expiry, self.suspended, self.protected) == (other.expiry, other.suspended, other.protected)
+            && (self.max_machines, self.max_cores, self.max_memory, self.max_disk, self.max_processes)
+                == (other.max_machines, other.max_cores, other.max_memory, other.max_disk, other.max_processes)
+            // Parses are shared while a policy's text is unchanged: mostly the same allocation.
+            && (std::sync::Arc::ptr_eq(&self.policy_rules.0, &other.policy_rules.0)
+                || *self.policy_rules == *other.policy_rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_change_with_what_decides_an_activation_only() {
+        let l = License::for_tests(PolicyRules::default());
+        let base = l.terms();
+        // What moves with use leaves the terms alone.
+        let used = License {
+            machines_count: 3,
+            machines_cores: 8,
+            users_count: 2,
+            uses: 5,
+            name: Some("renamed".into()),
+            updated_at: 9,
+            last_check_in_at: Some(7),
+            ..l.clone()
+        };
+        assert_eq!(used.terms(), base);
+        // The same rules parsed twice are the same terms.
+        let reparsed = License { policy_rules: super::super::Rules::from(PolicyRules::default()), ..l.clone() };
+        assert_eq!(reparsed.terms(), base);
+        let changed = [
+            License { suspended: true, ..l.clone() },
+            License { expiry: Some(1), ..l.clone() },
+            License { owner_banned: true, ..l.clone() },
+            License { owner_id: Some(Uuid::from_u128(1)), ..l.clone() },
+            License { protected: Some(true), ..l.clone() },
+            License { policy_id: Uuid::from_u128(2), ..l.clone() },
+            License { product_id: Uuid::from_u128(3), ..l.clone() },
+            License { key: "other".into(), ..l.clone() },
+            License { max_machines: Some(1), ..l.clone() },
+            License { max_cores: Some(1), ..l.clone() },
+            License { max_memory: Some(1), ..l.clone() },
+            License { max_disk: Some(1), ..l.clone() },
+            License { max_processes: Some(1), ..l.clone() },
+            License {
+                policy_rules: super::super::Rules::from(PolicyRules { floating: true, ..Default::default() }),
+                ..l
+            },
+        ];
+        for (i, c) in changed.iter().enumerate() {
+            assert_ne!(c.terms(), base, "change {i} went unnoticed");
         }
     }
 }

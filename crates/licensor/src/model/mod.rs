@@ -31,7 +31,7 @@ pub use component::Component;
 pub use entitlement::Entitlement;
 pub use group::Group;
 pub use key::Key;
-pub use license::License;
+pub use license::{License, LicenseTerms};
 pub use machine::Machine;
 pub use policy::{Policy, PolicyRules};
 pub use process::Process;

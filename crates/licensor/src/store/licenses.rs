@@ -8,7 +8,7 @@ use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
-use crate::model::{License, Listing, Page};
+use crate::model::{License, LicenseTerms, Listing, Page};
 
 /// The columns of a [`License`] and the joins they need, `$validated` giving the last
 /// validation. (Licenses stay the outer loop: the policy's rules come from a subquery, not a
@@ -116,13 +116,28 @@ pub async fn find_to_validate_with_machines(
     })?)
 }
 
-/// A license as an activation's transaction reads it, under the transaction's lock, to check
-/// the copy it was decided on (see `store::machines::activate`): no last validation, which no
-/// activation reads. PostgreSQL: the row lock an `UPDATE` would take, without writing a row.
+/// A license as an activation's transaction reads it when its terms changed (see
+/// `store::machines::activate`): no last validation, which no activation reads.
 pub(super) const TO_ACTIVATE: &str =
     concat!(license_columns!("CAST(NULL AS BIGINT)"), "WHERE l.account_id = $1 AND l.id = $2");
-pub(super) const TO_ACTIVATE_LOCKED: &str =
-    concat!(license_columns!("CAST(NULL AS BIGINT)"), "WHERE l.account_id = $1 AND l.id = $2 FOR NO KEY UPDATE OF l");
+
+/// The columns of a [`LicenseTerms`], in its order, bound to (account, id).
+macro_rules! terms_of {
+    ($tail:expr) => {
+        concat!(
+            "SELECT l.policy_id, l.product_id, l.owner_id, (u.banned_at IS NOT NULL) AS owner_banned, l.key, \
+             l.expiry, l.suspended, l.protected, l.max_machines, l.max_cores, l.max_memory, l.max_disk, \
+             l.max_processes, (SELECT p.rules FROM policies p WHERE p.id = l.policy_id) AS policy_rules \
+             FROM licenses l LEFT JOIN users u ON u.id = l.owner_id WHERE l.account_id = $1 AND l.id = $2",
+            $tail
+        )
+    };
+}
+
+/// A license's terms under an activation's lock: on PostgreSQL the row lock an `UPDATE`
+/// would take, without writing a row (on SQLite the transaction holds the file's lock).
+pub(super) const TERMS_LOCKED: &str = terms_of!(" FOR NO KEY UPDATE OF l");
+const TERMS: &str = terms_of!("");
 
 /// [`TO_ACTIVATE`] on the SQLite writer's transaction.
 pub(super) fn to_activate_inline(
@@ -132,6 +147,37 @@ pub(super) fn to_activate_inline(
 ) -> rusqlite::Result<Option<License>> {
     use rusqlite::OptionalExtension;
     tx.prepare_cached(TO_ACTIVATE)?.query_row(rusqlite::params![account, id], from_sqlite_row).optional()
+}
+
+/// A license's terms on the SQLite writer's transaction.
+pub(super) fn terms_inline(
+    tx: &rusqlite::Transaction<'_>,
+    account: Uuid,
+    id: Uuid,
+) -> rusqlite::Result<Option<LicenseTerms>> {
+    use rusqlite::OptionalExtension;
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<LicenseTerms> {
+        let policy_id = r.get(0)?;
+        let policy_rules = super::parse_rules(policy_id, r.get_ref(13)?.as_str()?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, Box::new(e)))?;
+        Ok(LicenseTerms {
+            policy_id,
+            product_id: r.get(1)?,
+            owner_id: r.get(2)?,
+            owner_banned: r.get(3)?,
+            key: r.get(4)?,
+            expiry: r.get(5)?,
+            suspended: r.get(6)?,
+            protected: r.get(7)?,
+            max_machines: r.get(8)?,
+            max_cores: r.get(9)?,
+            max_memory: r.get(10)?,
+            max_disk: r.get(11)?,
+            max_processes: r.get(12)?,
+            policy_rules,
+        })
+    };
+    tx.prepare_cached(TERMS)?.query_row(rusqlite::params![account, id], row).optional()
 }
 
 /// Runs `sql`, a license query taking (account, key), inline on SQLite.

@@ -8,7 +8,9 @@ use crate::db::{BeginWrite, Db};
 use crate::db_run;
 use crate::error::Result;
 use crate::events::Raised;
-use crate::model::{ActivationLimits, ActivationRefusal, Decide, License, Listing, Machine, Page, Uniqueness, Usage};
+use crate::model::{
+    ActivationLimits, ActivationRefusal, Decide, License, LicenseTerms, Listing, Machine, Page, Uniqueness, Usage,
+};
 use crate::ratelimit::{ExactHit, Verdict};
 
 macro_rules! select {
@@ -304,9 +306,10 @@ fn measure_inline(tx: &rusqlite::Transaction<'_>, m: &Machine, limits: &Activati
 /// Inserts a machine if `decide` admits it. Measuring and inserting run in one transaction
 /// that first takes the license's row lock (PostgreSQL; on SQLite the transaction holds the
 /// file's write lock), so concurrent activations, from any number of nodes, are serialised per
-/// license and the limits hold exactly. Under that lock the license is read again: `limits`
-/// were drawn from `license`, a copy read earlier (by authentication, perhaps from a node's
-/// cache), and if its terms changed since, nothing is decided on them ([`Activated::Changed`]).
+/// license and the limits hold exactly. Under that lock the license's terms are read again:
+/// `limits` were drawn from `license`, a copy read earlier (by authentication, perhaps from a
+/// node's cache), and if its terms changed since, nothing is decided on them
+/// ([`Activated::Changed`], with the license as it is now).
 /// Uniqueness wider than the license also locks the account row, a group limit the group row.
 pub async fn activate(
     db: &Db,
@@ -326,8 +329,8 @@ pub async fn activate(
             // locks (PostgreSQL's way) would only cost a statement each. The change count goes
             // in the same commit; a refused activation still counts (its savepoint is undone).
             // Owned copies: another request's task may run the transaction (group commit).
-            let (license, m, components, limits, events, count) =
-                (license.clone(), m.clone(), components.to_vec(), limits.clone(), events.to_vec(), count.cloned());
+            let (terms, m, components, limits, events, count) =
+                (license.terms(), m.clone(), components.to_vec(), limits.clone(), events.to_vec(), count.cloned());
             let Ok(activated) = sqlite
                 .write_inline(move |tx| {
                     if let Some(hit) = &count {
@@ -342,9 +345,9 @@ pub async fn activate(
                             return Ok(Ok(Activated::OverRate(verdict)));
                         }
                     }
-                    match super::licenses::to_activate_inline(tx, m.account_id, m.license_id)? {
-                        Some(now) if now.same_terms(&license) => {}
-                        changed => return Ok(Ok(Activated::Changed(changed.map(Box::new)))),
+                    if super::licenses::terms_inline(tx, m.account_id, m.license_id)?.is_none_or(|now| now != terms) {
+                        let now = super::licenses::to_activate_inline(tx, m.account_id, m.license_id)?;
+                        return Ok(Ok(Activated::Changed(now.map(Box::new))));
                     }
                     tx.execute_batch("SAVEPOINT activation")?;
                     let activated = match activate_inline(tx, &m, &components, &limits, decide, &events)? {
@@ -369,12 +372,17 @@ pub async fn activate(
         }
     }
     let mut tx = pool.begin_write().await?;
-    let now = sqlx::query_as::<_, License>(super::licenses::TO_ACTIVATE_LOCKED)
+    let terms = sqlx::query_as::<_, LicenseTerms>(super::licenses::TERMS_LOCKED)
         .bind(m.account_id)
         .bind(m.license_id)
         .fetch_optional(&mut *tx)
         .await?;
-    if !now.as_ref().is_some_and(|now| now.same_terms(license)) {
+    if terms.is_none_or(|now| now != license.terms()) {
+        let now = sqlx::query_as::<_, License>(super::licenses::TO_ACTIVATE)
+            .bind(m.account_id)
+            .bind(m.license_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.rollback().await?;
         return Ok(Activated::Changed(now.map(Box::new)));
     }
@@ -471,7 +479,7 @@ pub enum Activated {
     Refused(ActivationRefusal),
     /// The license's change count is over its limit: nothing activated.
     OverRate(Verdict),
-    /// The license's terms (see `License::same_terms`) are no longer those of the copy the
+    /// The license's terms (see `License::terms`) are no longer those of the copy the
     /// activation was decided on, or it is gone (`None`): nothing activated (the change count,
     /// when asked for, was counted). Decide again on the license as it is now.
     Changed(Option<Box<License>>),
