@@ -257,9 +257,7 @@ async fn authenticate_license_key(
 pub fn license_still_stands(p: &Principal, license: &License) -> Result<()> {
     match (&p.bearer, &p.token) {
         (Bearer::License(me), None) if me.id == license.id => check_license_standing(license),
-        (Bearer::License(me), Some(_)) if me.id == license.id && license.owner_banned => {
-            Err(Error::forbidden("User is banned", "USER_BANNED"))
-        }
+        (Bearer::License(me), Some(_)) if me.id == license.id => owner_stands(license),
         _ => Ok(()),
     }
 }
@@ -277,11 +275,17 @@ fn key_license_stands(license: &License) -> Result<()> {
 /// authentication: a suspended or expired license still acts with it (and learns its state by
 /// validating).
 fn token_license_stands(license: &License) -> Result<()> {
-    if license.owner_banned {
-        return Err(Error::forbidden("User is banned", "USER_BANNED"));
-    }
+    owner_stands(license)?;
     if !license.rules().allows_token_auth() {
         return Err(Error::forbidden("Token authentication is not allowed by policy", "TOKEN_NOT_ALLOWED"));
+    }
+    Ok(())
+}
+
+/// A license acts for itself only while its owner, if any, is not banned.
+fn owner_stands(license: &License) -> Result<()> {
+    if license.owner_banned {
+        return Err(Error::forbidden("User is banned", "USER_BANNED"));
     }
     Ok(())
 }

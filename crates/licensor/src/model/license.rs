@@ -141,7 +141,7 @@ impl License {
 
 /// A license's [`License::terms`], as an activation reads them again under its lock
 /// (`store::machines::activate`), in the columns' order there.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct LicenseTerms {
     pub policy_id: Uuid,
     pub product_id: Uuid,
@@ -157,19 +157,6 @@ pub struct LicenseTerms {
     pub max_disk: Option<i64>,
     pub max_processes: Option<i64>,
     pub policy_rules: super::Rules,
-}
-
-impl PartialEq for LicenseTerms {
-    fn eq(&self, other: &LicenseTerms) -> bool {
-        (self.policy_id, self.product_id, self.owner_id, self.owner_banned, &self.key)
-            == (other.policy_id, other.product_id, other.owner_id, other.owner_banned, &other.key)
-            && (self.expiry, self.suspended, self.protected) == (other.expiry, other.suspended, other.protected)
-            && (self.max_machines, self.max_cores, self.max_memory, self.max_disk, self.max_processes)
-                == (other.max_machines, other.max_cores, other.max_memory, other.max_disk, other.max_processes)
-            // Parses are shared while a policy's text is unchanged: mostly the same allocation.
-            && (std::sync::Arc::ptr_eq(&self.policy_rules.0, &other.policy_rules.0)
-                || *self.policy_rules == *other.policy_rules)
-    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,13 @@ impl Deref for Rules {
     }
 }
 
+impl PartialEq for Rules {
+    fn eq(&self, other: &Rules) -> bool {
+        // Parses are shared while a policy's text is unchanged: mostly the same allocation.
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
 impl From<PolicyRules> for Rules {
     fn from(rules: PolicyRules) -> Self {
         Rules(Arc::new(rules))

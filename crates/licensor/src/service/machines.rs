@@ -209,18 +209,20 @@ pub async fn activate(
     loop {
         let mut limits = activation::limits(&license, license_token(p).map(|t| t.id));
         limits.group_machines = admission.group_machines;
-        let terms = store::Terms { license: &license, limits: &limits, decide: activation::decide };
-        match store::activate(db, terms, &m, &components, &events, count.as_ref()).await {
-            Ok(store::Activated::Changed(now)) if tries < 2 => {
+        let basis = store::Basis { license: &license, limits: &limits, decide: activation::decide };
+        match store::activate(db, basis, &m, &components, &events, count.as_ref()).await {
+            Ok(store::Activated::Changed) if tries < 2 => {
                 tries += 1;
-                let now = now.ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
+                let now = licenses::find(db, m.account_id, m.license_id)
+                    .await?
+                    .ok_or_else(|| Error::invalid_rel("license", "must exist", "LICENSE_NOT_FOUND"))?;
                 crate::auth::license_still_stands(p, &now)?;
                 admission = admit(db, p, &now, m.owner_id, m.group_id).await?;
                 m.follow(&now);
                 events = [Raised::machine("machine.created", &m)];
-                (license, count) = (std::borrow::Cow::Owned(*now), None);
+                (license, count) = (std::borrow::Cow::Owned(now), None);
             }
-            Ok(store::Activated::Changed(_)) => {
+            Ok(store::Activated::Changed) => {
                 return Err(
                     Error::conflict("the license changed during activation; try again", "LICENSE_CHANGED").into()
                 )

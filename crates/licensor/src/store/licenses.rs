@@ -116,11 +116,6 @@ pub async fn find_to_validate_with_machines(
     })?)
 }
 
-/// A license as an activation's transaction reads it when its terms changed (see
-/// `store::machines::activate`): no last validation, which no activation reads.
-pub(super) const TO_ACTIVATE: &str =
-    concat!(license_columns!("CAST(NULL AS BIGINT)"), "WHERE l.account_id = $1 AND l.id = $2");
-
 /// The columns of a [`LicenseTerms`], in its order, bound to (account, id).
 macro_rules! terms_of {
     ($tail:expr) => {
@@ -138,16 +133,6 @@ macro_rules! terms_of {
 /// would take, without writing a row (on SQLite the transaction holds the file's lock).
 pub(super) const TERMS_LOCKED: &str = terms_of!(" FOR NO KEY UPDATE OF l");
 const TERMS: &str = terms_of!("");
-
-/// [`TO_ACTIVATE`] on the SQLite writer's transaction.
-pub(super) fn to_activate_inline(
-    tx: &rusqlite::Transaction<'_>,
-    account: Uuid,
-    id: Uuid,
-) -> rusqlite::Result<Option<License>> {
-    use rusqlite::OptionalExtension;
-    tx.prepare_cached(TO_ACTIVATE)?.query_row(rusqlite::params![account, id], from_sqlite_row).optional()
-}
 
 /// A license's terms on the SQLite writer's transaction.
 pub(super) fn terms_inline(

@@ -309,17 +309,17 @@ fn measure_inline(tx: &rusqlite::Transaction<'_>, m: &Machine, limits: &Activati
 /// license and the limits hold exactly. Under that lock the license's terms are read again:
 /// `limits` were drawn from `license`, a copy read earlier (by authentication, perhaps from a
 /// node's cache), and if its terms changed since, nothing is decided on them
-/// ([`Activated::Changed`], with the license as it is now).
+/// ([`Activated::Changed`]).
 /// Uniqueness wider than the license also locks the account row, a group limit the group row.
 pub async fn activate(
     db: &Db,
-    terms: Terms<'_>,
+    basis: Basis<'_>,
     m: &Machine,
     components: &[crate::model::Component],
     events: &[Raised],
     count: Option<&ExactHit>,
 ) -> Result<Activated> {
-    let Terms { license, limits, decide } = terms;
+    let Basis { license, limits, decide } = basis;
     const LOCK_GROUP: &str = "UPDATE groups SET updated_at = updated_at WHERE id = $1";
 
     let pool = match db {
@@ -346,8 +346,7 @@ pub async fn activate(
                         }
                     }
                     if super::licenses::terms_inline(tx, m.account_id, m.license_id)?.is_none_or(|now| now != terms) {
-                        let now = super::licenses::to_activate_inline(tx, m.account_id, m.license_id)?;
-                        return Ok(Ok(Activated::Changed(now.map(Box::new))));
+                        return Ok(Ok(Activated::Changed));
                     }
                     tx.execute_batch("SAVEPOINT activation")?;
                     let activated = match activate_inline(tx, &m, &components, &limits, decide, &events)? {
@@ -378,13 +377,8 @@ pub async fn activate(
         .fetch_optional(&mut *tx)
         .await?;
     if terms.is_none_or(|now| now != license.terms()) {
-        let now = sqlx::query_as::<_, License>(super::licenses::TO_ACTIVATE)
-            .bind(m.account_id)
-            .bind(m.license_id)
-            .fetch_optional(&mut *tx)
-            .await?;
         tx.rollback().await?;
-        return Ok(Activated::Changed(now.map(Box::new)));
+        return Ok(Activated::Changed);
     }
     if !matches!(limits.uniqueness, Uniqueness::License)
         || !matches!(limits.component_uniqueness, None | Some(Uniqueness::License))
@@ -466,7 +460,7 @@ const CONSUME: &str = "UPDATE tokens SET activations = activations + 1 WHERE id 
 /// What an activation is decided on: a copy of the license, the limits drawn from it, and the
 /// rule that weighs a machine against what the license already holds.
 #[derive(Clone, Copy)]
-pub struct Terms<'a> {
+pub struct Basis<'a> {
     pub license: &'a License,
     pub limits: &'a ActivationLimits,
     pub decide: Decide,
@@ -480,9 +474,9 @@ pub enum Activated {
     /// The license's change count is over its limit: nothing activated.
     OverRate(Verdict),
     /// The license's terms (see `License::terms`) are no longer those of the copy the
-    /// activation was decided on, or it is gone (`None`): nothing activated (the change count,
-    /// when asked for, was counted). Decide again on the license as it is now.
-    Changed(Option<Box<License>>),
+    /// activation was decided on, or it is gone: nothing activated (the change count, when
+    /// asked for, was counted). Decide again on the license as it is now.
+    Changed,
 }
 
 /// The count of machines already holding `m`'s fingerprint within `scope`, bound to

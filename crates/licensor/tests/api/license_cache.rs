@@ -293,13 +293,6 @@ async fn an_activation_decides_on_the_license_as_it_is_not_on_a_cached_copy() {
         let (url, who) = (this.acct("/machines"), As::License(key.clone()));
         async move { this.post(&url, &who, body).await }
     };
-    let behind_its_back = |sql: &'static str| async move {
-        match db {
-            licensor::db::Db::Sqlite(s) => sqlx::query(sql).bind(id).execute(&s.pool).await.map(drop),
-            licensor::db::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(drop),
-        }
-        .unwrap();
-    };
     // Held back, the cache keeps answering until its last ping is a bound old (on both engines:
     // `warm`'s requests are validations and metrics, which fence nothing).
     let serves_the_old_copy = |check: fn(&licensor::model::License) -> bool| {
@@ -311,7 +304,7 @@ async fn an_activation_decides_on_the_license_as_it_is_not_on_a_cached_copy() {
 
     warm(&app, &client, &node, &key).await;
     cache.hold(true);
-    behind_its_back("UPDATE licenses SET max_machines = 1 WHERE id = $1").await;
+    behind_the_nodes_back(db, "UPDATE licenses SET max_machines = 1 WHERE id = $1", id).await;
     serves_the_old_copy(|l| l.max_machines() == Some(3));
     let r = activate("two").await;
     assert_eq!(r.status, 422, "{}", r.text);
@@ -320,7 +313,7 @@ async fn an_activation_decides_on_the_license_as_it_is_not_on_a_cached_copy() {
 
     warm(&app, &client, &node, &key).await;
     cache.hold(true);
-    behind_its_back("UPDATE licenses SET max_machines = NULL, suspended = TRUE WHERE id = $1").await;
+    behind_the_nodes_back(db, "UPDATE licenses SET max_machines = NULL, suspended = TRUE WHERE id = $1", id).await;
     serves_the_old_copy(|l| !l.suspended);
     let r = activate("three").await;
     assert_eq!(r.status, 403, "{}", r.text);
@@ -374,17 +367,19 @@ async fn a_key_is_never_refused_from_the_cache() {
     }
     cache.hold(true);
     let id: uuid::Uuid = license.parse().unwrap();
-    match &app.db {
-        licensor::db::Db::Sqlite(s) => {
-            sqlx::query("UPDATE licenses SET suspended = FALSE WHERE id = $1").bind(id).execute(&s.pool).await.map(drop)
-        }
-        licensor::db::Db::Postgres(p) => {
-            sqlx::query("UPDATE licenses SET suspended = FALSE WHERE id = $1").bind(id).execute(p).await.map(drop)
-        }
-    }
-    .unwrap();
+    behind_the_nodes_back(&app.db, "UPDATE licenses SET suspended = FALSE WHERE id = $1", id).await;
     assert!(cache.lookup(account, &key).is_ok_and(|l| l.suspended), "the cache heard the reinstatement");
     let r = app.get(&app.acct("/me"), &As::License(key.clone())).await;
     assert_eq!(r.status, 200, "{}", r.text);
     cache.hold(false);
+}
+
+/// Runs `sql` on license `id` straight on the database: no write turn tells this node's cache,
+/// as with another node's write that this one has not heard yet.
+async fn behind_the_nodes_back(db: &licensor::db::Db, sql: &'static str, id: uuid::Uuid) {
+    match db {
+        licensor::db::Db::Sqlite(s) => sqlx::query(sql).bind(id).execute(&s.pool).await.map(drop),
+        licensor::db::Db::Postgres(p) => sqlx::query(sql).bind(id).execute(p).await.map(drop),
+    }
+    .unwrap();
 }
