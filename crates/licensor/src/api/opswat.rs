@@ -19,7 +19,6 @@ use axum::Router;
 use hyper::ext::ReasonPhrase;
 use licensor_client::opswat::{self, yaml_quote, Payload};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::domain::projection;
 use crate::domain::validation::{self, ValidationCode};
@@ -295,7 +294,7 @@ async fn activate(state: &AppState, account: Option<&Account>, p: HashMap<String
     let machine = match machines::find_on_license(&state.db, license.account_id, license.id, deployment).await? {
         Some(m) => reactivate(state, m, quantity, now).await?,
         None => {
-            let mut m = Machine::new(&license, Uuid::new_v4(), deployment.clone(), now);
+            let mut m = Machine::new(&license, crate::model::fleet_id(), deployment.clone(), now);
             set_quantity(&mut m, quantity, now);
             // The key is the credential: the license acts for itself, as with Keygen's license
             // key authentication.

@@ -47,6 +47,18 @@ pub use token::Token;
 pub use user::User;
 pub use webhook::{delivery_status, EventLog, WebhookDelivery, WebhookEndpoint};
 
+/// A new id for a row that machines write in bulk: a machine, a component, a process.
+///
+/// UUIDv7, time-ordered: each insert lands on the last page of the table's id index instead of a
+/// random one, which a commit would otherwise write out whole (on SQLite a page of the WAL per
+/// machine, and its checkpoint). Clients see a UUID as before (Keygen's are v4; no SDK reads the
+/// version). The time it carries is the resource's `created`, which its readers see anyway. It
+/// has fewer random bits than a v4 (a 42-bit counter reseeded at random each millisecond, then
+/// 32 random bits), which costs nothing: an id is never a credential, every read is authorised.
+pub fn fleet_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
 /// Free-form metadata, an object stored as JSON.
 pub type Metadata = Json<Value>;
 
@@ -121,5 +133,15 @@ where
 {
     fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
         Ok(<Json<PolicyRules> as sqlx::Decode<'r, DB>>::decode(value)?.0.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fleet_ids_are_time_ordered_uuids() {
+        let ids: Vec<_> = (0..1000).map(|_| super::fleet_id()).collect();
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "each id sorts after the one before it");
     }
 }

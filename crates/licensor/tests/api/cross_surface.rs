@@ -209,6 +209,30 @@ async fn activation_starts_the_same_clock_on_every_surface() {
     assert!((by_opswat.with_timezone(&chrono::Utc) - calendar).num_seconds().abs() < 120, "{by_opswat}");
 }
 
+/// Machines get time-ordered ids (UUIDv7, `model::fleet_id`) whichever surface activates them.
+#[tokio::test]
+async fn machines_get_time_ordered_ids_on_every_surface() {
+    let app = spawn_app().await;
+    let product = app.create_product("Ordered").await;
+    let policy = app.create_policy(&product, json!({"floating": true, "maxMachines": 5})).await;
+    let (license, key) = app.create_license(&policy, json!({})).await;
+    let r = app
+        .post(
+            &app.acct("/machines"),
+            &app.admin(),
+            json!({"data": {"type": "machines", "attributes": {"fingerprint": "box"},
+                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(activate(&app, &key, 7).await, "HTTP/1.1 200 OK");
+    let r = app.get(&app.acct(&format!("/machines?license={license}")), &app.admin()).await;
+    let ids: Vec<uuid::Uuid> =
+        r.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{}", r.text);
+    assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
+}
+
 /// `/activation` refuses what validation refuses and admits what it admits: an overdue check-in
 /// is refused, an expiry under MAINTAIN_ACCESS is not, under RESTRICT_ACCESS it is; a policy
 /// that takes no license credential (`NONE`) takes no activation key.

@@ -490,7 +490,7 @@ pub async fn create(c: Caller, RawQuery(query): RawQuery, headers: HeaderMap, bo
     let ids = feature_ids(&c, &nlf.features).await?;
     entitlements::replace_for_license(c.db(), c.account.id, l.id, &ids, now).await?;
     if let Some(host) = &nlf.host_id {
-        let machine = crate::model::Machine::new(&l, Uuid::new_v4(), host.clone(), now);
+        let machine = crate::model::Machine::new(&l, crate::model::fleet_id(), host.clone(), now);
         let new = crate::service::machines::NewMachine { machine, components: Vec::new(), chosen_id: false };
         let activated = match crate::service::machines::admit(c.db(), &c.principal, &l, None, None).await {
             Ok(admission) => crate::service::machines::activate(&c.state, &c.principal, &l, admission, new).await,

@@ -62,7 +62,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
     let (m, license) = check_machine(&ctx, &machine_id).await?;
     let now = time::now_ms();
     let c = Component {
-        id: Uuid::new_v4(),
+        id: crate::model::fleet_id(),
         account_id: ctx.account_id(),
         machine_id: m.id,
         fingerprint,

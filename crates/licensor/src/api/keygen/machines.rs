@@ -128,7 +128,7 @@ fn parse_components(value: Option<Value>, account: Uuid, machine: Uuid, now: i64
         .into_iter()
         .map(|c| {
             Ok(Component {
-                id: Uuid::new_v4(),
+                id: crate::model::fleet_id(),
                 account_id: account,
                 machine_id: machine,
                 fingerprint: c.attributes.fingerprint,
@@ -260,7 +260,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         .into());
     }
     let now = time::now_ms();
-    let mut m = Machine::new(&license, chosen.unwrap_or_else(Uuid::new_v4), fingerprint, now);
+    let mut m = Machine::new(&license, chosen.unwrap_or_else(crate::model::fleet_id), fingerprint, now);
     (m.owner_id, m.group_id) = (owner, group);
     let mut attrs = data.attributes;
     attrs.fingerprint = None;

@@ -91,7 +91,7 @@ pub async fn create(ctx: Ctx, Body(body): Body) -> ApiResult<Response> {
         }
     }
     let process = Process {
-        id: chosen.unwrap_or_else(Uuid::new_v4),
+        id: chosen.unwrap_or_else(crate::model::fleet_id),
         account_id: ctx.account_id(),
         machine_id: m.id,
         license_id: l.id,
