@@ -213,17 +213,8 @@ async fn activation_starts_the_same_clock_on_every_surface() {
 #[tokio::test]
 async fn machines_get_time_ordered_ids_on_every_surface() {
     let app = spawn_app().await;
-    let product = app.create_product("Ordered").await;
-    let policy = app.create_policy(&product, json!({"floating": true, "maxMachines": 5})).await;
-    let (license, key) = app.create_license(&policy, json!({})).await;
-    let r = app
-        .post(
-            &app.acct("/machines"),
-            &app.admin(),
-            json!({"data": {"type": "machines", "attributes": {"fingerprint": "box"},
-                "relationships": {"license": {"data": {"type": "licenses", "id": license}}}}}),
-        )
-        .await;
+    let (_, _, license, key) = app.license_fixture(json!({"floating": true, "maxMachines": 5})).await;
+    let r = app.activate_machine(&license, "box").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(activate(&app, &key, 7).await, "HTTP/1.1 200 OK");
     let r = app.get(&app.acct(&format!("/machines?license={license}")), &app.admin()).await;
