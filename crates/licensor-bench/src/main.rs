@@ -1,7 +1,7 @@
 //! `licensor-bench`: seeds a database with N licenses, starts the real `licensor serve` binary
 //! on it, and drives, in one run with the same connection count: `GET /v1/ping` (unsigned), a
-//! signed 401 (the floor of any signed answer), `POST …/licenses/actions/validate-key`,
-//! activation, validate-key on the activated licenses, and the same validations scoped to an
+//! signed 401 (the floor of any signed answer), `POST …/licenses/actions/validate-key`, the
+//! same on a fleet of 10,000 licenses (the same working set at every size), activation, validate-key on the activated licenses, and the same validations scoped to an
 //! activated fingerprint (what SDKs send). Prints req/s,
 //! p50, p99 and the CPU the server (and, on PostgreSQL, the database) spent per request, then
 //! issue 17's targets as ratios measured in the run: validate-key against the signed 401, its
@@ -129,6 +129,9 @@ async fn post_validation(c: &reqwest::Client, url: String, body: String) -> bool
         Err(_) => false,
     }
 }
+
+/// Licenses in the `validate fleet` phase's working set.
+const FLEET: usize = 10_000;
 
 /// One validate-key phase against `base`.
 async fn validate_phase(
@@ -619,6 +622,11 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|s| s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse::<f64>().ok());
         format!("{what} {:.1} MB", kib.unwrap_or(0.0) / 1024.0)
     });
+    // The same working set at every `--licenses`: only the table's size differs between two
+    // runs, so this phase is what "flat with size" compares (the warm-up reads each key a few
+    // times, as a fleet validating on a schedule does).
+    let fleet_keys = Arc::new(keys[..FLEET.min(keys.len())].to_vec());
+    let fleet = validate_phase("validate fleet", server_pid, &base, account, fleet_keys, &client, &args).await;
 
     let token = Arc::new(token);
     // Activated (key, fingerprint) pairs, for the scoped validation phase.
@@ -687,6 +695,7 @@ async fn main() -> anyhow::Result<()> {
     ping.print();
     signed.print();
     validate.print();
+    fleet.print();
     activate.print();
     unscoped.print();
     scoped.print();
@@ -717,6 +726,11 @@ async fn main() -> anyhow::Result<()> {
             100.0 * (with / without - 1.0)
         );
     }
+    println!(
+        "validate fleet ({} licenses, the same at every size): {:.1} us server CPU (target: at 1,000,000 licenses within 1.1 x of 100,000's)",
+        FLEET.min(keys.len()),
+        cpu(&fleet)
+    );
     println!("server memory after validate-key: {}", memory.join(", "));
     for p in [&activate, &create] {
         println!("{}: {:.0} req/s, {:.1} us server CPU (target 5000 or more, 200 or less)", p.name, p.rps(), cpu(p));
