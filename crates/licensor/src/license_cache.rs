@@ -21,9 +21,11 @@
 //!   within [`BOUND`], and a change is seen by every node within [`BOUND`] of its commit (in
 //!   practice within milliseconds).
 //! - A node reads its own writes. On PostgreSQL any request but a validation (whatever its
-//!   method) fences the cache when it ends and pings at once; the cache answers again only once
-//!   a ping sent after the fence comes back, so every change made has been heard (a millisecond
-//!   or two later). On SQLite every write turn of the process fences the cache as it ends
+//!   method) pings when it ends, and its response leaves only once that ping has come back,
+//!   so every change it made has been heard before its client can ask again (a millisecond or
+//!   two later). The cache stays open meanwhile, so a node taking writes without pause still
+//!   answers from it; a ping not back within [`HEAR_OWN_WRITES`] fences the cache until it is.
+//!   On SQLite every write turn of the process fences the cache as it ends
 //!   (`db::watch_writes`) and reads the notices right there, before the write is answered: the
 //!   fence lasts one read, so a node that writes without pause still answers from its cache.
 //! - A row read while its license was being dropped is not kept: each read takes a ticket (the
@@ -59,6 +61,9 @@ pub const CHANNEL: &str = "licensor_licenses";
 pub const PING_EVERY: Duration = Duration::from_millis(200);
 /// The most a cached answer can lag a committed change.
 pub const BOUND: Duration = Duration::from_secs(1);
+/// How long a request that may have written waits to hear its own writes on PostgreSQL before it
+/// fences the cache instead ([`LicenseCache::request_ended`]).
+const HEAR_OWN_WRITES: Duration = Duration::from_millis(100);
 /// How long a listening connection may go without bringing back one of the node's own pings
 /// before it is replaced.
 const DEAF_LIMIT_MS: i64 = 5_000;
@@ -89,6 +94,9 @@ pub struct LicenseCache {
     sent_seq: AtomicU64,
     heard_seq: AtomicU64,
     fence_seq: AtomicU64,
+    /// `heard_seq` again, for requests waiting to hear their own writes (the atomic is what
+    /// validations read).
+    heard_watch: tokio::sync::watch::Sender<u64>,
     /// Wakes the pinger at once (after a write).
     ping_now: tokio::sync::Notify,
     /// Set while this node hears its own writes as each write turn ends (SQLite): a request's
@@ -146,6 +154,7 @@ impl LicenseCache {
             sent_seq: AtomicU64::new(0),
             heard_seq: AtomicU64::new(0),
             fence_seq: AtomicU64::new(0),
+            heard_watch: tokio::sync::watch::channel(0).0,
             ping_now: tokio::sync::Notify::new(),
             hears_own_writes: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::new(None),
@@ -246,13 +255,31 @@ impl LicenseCache {
         self.len() == 0
     }
 
-    /// Called when a request that may have written ends (its transactions committed): the
-    /// cache is not used until this node has heard what it wrote. On SQLite every write turn
-    /// has done that already, and heard its notices (see [`spawn_sqlite`]): nothing to do.
-    pub fn request_ended(&self) {
-        if !self.hears_own_writes.load(Ordering::SeqCst) {
-            self.fence();
+    /// Called when a request that may have written ends (its transactions committed), before
+    /// its response leaves: this node must hear what it wrote before that client can ask
+    /// again. On SQLite every write turn has done that already (see [`spawn_sqlite`]).
+    ///
+    /// On PostgreSQL the request waits, at most [`HEAR_OWN_WRITES`], for a ping sent after it
+    /// to come back. Fencing the whole cache instead would close it to every validation until
+    /// then, which on a node taking writes without pause is nearly always. Requests answered
+    /// meanwhile are concurrent with the write and may see either side of it, as a read on
+    /// another node may. A ping not back in time fences the cache, as before.
+    pub async fn request_ended(&self) {
+        if self.hears_own_writes.load(Ordering::SeqCst) {
+            return;
         }
+        // Pings numbered above this one are sent after the request's writes committed.
+        let after = self.sent_seq.load(Ordering::SeqCst);
+        if self.hears() {
+            let mut heard = self.heard_watch.subscribe();
+            self.ping_now.notify_one();
+            let back = tokio::time::timeout(HEAR_OWN_WRITES, heard.wait_for(|&seq| seq > after)).await;
+            if matches!(back, Ok(Ok(_))) {
+                return;
+            }
+        }
+        self.fence_seq.fetch_max(after, Ordering::SeqCst);
+        self.ping_now.notify_one();
     }
 
     /// The cache is not used until this node has heard what it wrote, and the pinger pings.
@@ -286,10 +313,13 @@ impl LicenseCache {
     }
 
     fn is_current(&self) -> bool {
+        self.hears() && self.heard_seq.load(Ordering::SeqCst) > self.fence_seq.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node is listening and heard one of its pings within the bound.
+    fn hears(&self) -> bool {
         let heard = self.heard_up_to.load(Ordering::SeqCst);
-        heard > 0
-            && clock_ms() - heard < bound_ms()
-            && self.heard_seq.load(Ordering::SeqCst) > self.fence_seq.load(Ordering::SeqCst)
+        heard > 0 && clock_ms() - heard < bound_ms()
     }
 
     /// The payload of the next ping.
@@ -338,6 +368,11 @@ impl LicenseCache {
                     if let (Ok(seq), Ok(sent)) = (seq.parse::<u64>(), sent.parse::<i64>()) {
                         self.heard_seq.fetch_max(seq, Ordering::SeqCst);
                         self.heard_up_to.fetch_max(sent, Ordering::SeqCst);
+                        self.heard_watch.send_if_modified(|heard| {
+                            let newer = seq > *heard;
+                            *heard = (*heard).max(seq);
+                            newer
+                        });
                     }
                 }
             }

@@ -71,7 +71,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     // license cache must hear the change before it answers again.
     if let Some(cache) = &state.license_cache {
         if may_change_licenses(&route) {
-            cache.request_ended();
+            cache.request_ended().await;
         }
     }
     let elapsed = start.elapsed();
