@@ -22,8 +22,9 @@
 //!   practice within milliseconds).
 //! - A node reads its own writes. On PostgreSQL any request but a validation (whatever its
 //!   method) pings when it ends, and its response leaves only once that ping has come back,
-//!   so every change it made has been heard before its client can ask again (a millisecond or
-//!   two later). The cache stays open meanwhile, so a node taking writes without pause still
+//!   so every change it made has been heard before its client can ask again: one `NOTIFY`
+//!   round trip, reads and refusals included (a millisecond or two while PostgreSQL is idle,
+//!   more under load). The cache stays open meanwhile, so a node taking writes without pause still
 //!   answers from it; a ping not back within [`HEAR_OWN_WRITES`] fences the cache until it is.
 //!   On SQLite every write turn of the process fences the cache as it ends
 //!   (`db::watch_writes`) and reads the notices right there, before the write is answered: the
@@ -90,7 +91,7 @@ pub struct LicenseCache {
     /// listening.
     heard_up_to: AtomicI64,
     /// The number of the last ping sent, of the newest heard back, and of the last sent
-    /// before this node's latest write ended ([`LicenseCache::fence`]).
+    /// before a write this node has not heard yet ended ([`LicenseCache::fence`]).
     sent_seq: AtomicU64,
     heard_seq: AtomicU64,
     fence_seq: AtomicU64,
@@ -100,7 +101,7 @@ pub struct LicenseCache {
     /// Wakes the pinger at once (after a write).
     ping_now: tokio::sync::Notify,
     /// Set while this node hears its own writes as each write turn ends (SQLite): a request's
-    /// end then fences nothing.
+    /// end then waits for nothing.
     hears_own_writes: std::sync::atomic::AtomicBool,
     /// While set, notifications wait here instead of being applied (tests: a stalled listener).
     held: Mutex<Option<Vec<String>>>,
@@ -134,6 +135,23 @@ struct Entries {
 /// Dropped licenses remembered one by one (a read takes milliseconds; beyond this many drops
 /// in flight, every read in flight is refused instead).
 const DROPPED_KEPT: usize = 4096;
+
+/// A request's writes, until this node hears a ping sent after them: dropped unheard, it fences
+/// the cache ([`LicenseCache::request_ended`]).
+struct Unheard<'a> {
+    cache: &'a LicenseCache,
+    after: u64,
+    heard: bool,
+}
+
+impl Drop for Unheard<'_> {
+    fn drop(&mut self) {
+        if !self.heard {
+            self.cache.fence_seq.fetch_max(self.after, Ordering::SeqCst);
+            self.cache.ping_now.notify_one();
+        }
+    }
+}
 
 /// A read's claim to store what it reads: the generation when it began.
 #[derive(Debug, Clone, Copy)]
@@ -270,16 +288,15 @@ impl LicenseCache {
         }
         // Pings numbered above this one are sent after the request's writes committed.
         let after = self.sent_seq.load(Ordering::SeqCst);
+        // Fences unless the ping is heard in time, also when the request is dropped while it
+        // waits (its client gone, the server shutting down): its writes committed all the same.
+        let mut unheard = Unheard { cache: self, after, heard: false };
         if self.hears() {
             let mut heard = self.heard_watch.subscribe();
             self.ping_now.notify_one();
             let back = tokio::time::timeout(HEAR_OWN_WRITES, heard.wait_for(|&seq| seq > after)).await;
-            if matches!(back, Ok(Ok(_))) {
-                return;
-            }
+            unheard.heard = matches!(back, Ok(Ok(_)));
         }
-        self.fence_seq.fetch_max(after, Ordering::SeqCst);
-        self.ping_now.notify_one();
     }
 
     /// The cache is not used until this node has heard what it wrote, and the pinger pings.
@@ -607,6 +624,38 @@ mod tests {
     fn pong(cache: &LicenseCache) {
         let ping = cache.next_ping();
         cache.heard(&ping);
+    }
+
+    /// A request that may have written answers once this node has heard a ping sent after it,
+    /// leaving the cache open; one that hears nothing in time, or is dropped while it waits,
+    /// closes the cache until such a ping comes back.
+    #[tokio::test]
+    async fn a_write_hears_itself_or_fences_the_cache() {
+        let cache = LicenseCache::with_capacity(2);
+        pong(&cache);
+        assert!(cache.is_current());
+
+        // Heard in time: the cache stays open (the pinger's part played by hand).
+        let ended = cache.request_ended();
+        let pinger = async {
+            tokio::task::yield_now().await;
+            pong(&cache);
+        };
+        tokio::join!(ended, pinger);
+        assert!(cache.is_current());
+
+        // Dropped while it waits (its client gone): the write committed, so the cache closes.
+        let dropped = tokio::time::timeout(Duration::from_millis(10), cache.request_ended()).await;
+        assert!(dropped.is_err(), "no ping came back");
+        assert!(!cache.is_current());
+        pong(&cache);
+        assert!(cache.is_current());
+
+        // Nothing heard within the wait: the same.
+        cache.request_ended().await;
+        assert!(!cache.is_current());
+        pong(&cache);
+        assert!(cache.is_current());
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub use webhook::{delivery_status, EventLog, WebhookDelivery, WebhookEndpoint};
 /// version). The time it carries is the resource's `created`, which its readers see anyway. It
 /// has fewer random bits than a v4 (a 42-bit counter reseeded at random each millisecond, then
 /// 32 random bits), which costs nothing: an id is never a credential, every read is authorised.
+/// Never for products, entitlements or groups: `/api/licensing/v1` derives their integer keys
+/// from an id's first four bytes (`domain::projection::legacy_key`), a v7 id's timestamp.
 pub fn fleet_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }

@@ -176,8 +176,8 @@ async fn read(resp: reqwest::Response, path: &str) -> Res {
 }
 
 impl TestApp {
-    /// Tells the server that the test wrote through `db`, as a request that writes does when
-    /// it ends: on PostgreSQL its license cache then hears the change before answering again.
+    /// Tells the server that the test wrote through `db`: on PostgreSQL its license cache then
+    /// answers nothing until it has heard the change (a request that writes waits to hear it).
     pub fn wrote_behind_its_back(&self) {
         if let Some(cache) = &self.state.license_cache {
             cache.fence();
