@@ -105,6 +105,8 @@ pub struct LicenseCache {
     hears_own_writes: std::sync::atomic::AtomicBool,
     /// While set, notifications wait here instead of being applied (tests: a stalled listener).
     held: Mutex<Option<Vec<String>>>,
+    /// Whether this node's pings are held too (a stalled listener) or only changes.
+    holds_pings: std::sync::atomic::AtomicBool,
     /// Validations answered from the cache, and those that read the database (`/metrics`).
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -176,6 +178,7 @@ impl LicenseCache {
             ping_now: tokio::sync::Notify::new(),
             hears_own_writes: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::new(None),
+            holds_pings: std::sync::atomic::AtomicBool::new(true),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             nonce: rand::random(),
@@ -314,6 +317,20 @@ impl LicenseCache {
     /// applies them in order. For tests of the bound and of the fence.
     #[doc(hidden)]
     pub fn hold(&self, on: bool) {
+        self.holds_pings.store(true, Ordering::SeqCst);
+        self.hold_back(on);
+    }
+
+    /// Holds back the changes only, as a change another node made and this one has not heard
+    /// yet: this node's pings still come back, so its own writes lift the fences they raise.
+    /// For tests of what a stale copy may and may not decide.
+    #[doc(hidden)]
+    pub fn hold_changes(&self, on: bool) {
+        self.holds_pings.store(false, Ordering::SeqCst);
+        self.hold_back(on);
+    }
+
+    fn hold_back(&self, on: bool) {
         let waiting = {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             match (on, held.take()) {
@@ -354,8 +371,10 @@ impl LicenseCache {
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(waiting) = held.as_mut() {
-                waiting.push(payload.to_owned());
-                return;
+                if self.holds_pings.load(Ordering::SeqCst) || !payload.starts_with("ping ") {
+                    waiting.push(payload.to_owned());
+                    return;
+                }
             }
         }
         self.apply(payload);
