@@ -1,9 +1,9 @@
 //! `licensor-bench`: seeds a database with N licenses, starts the real `licensor serve` binary
 //! on it, and drives, in one run with the same connection count: `GET /v1/ping` (unsigned), a
 //! signed 401 (the floor of any signed answer), `POST …/licenses/actions/validate-key`, the
-//! same on a fleet of 10,000 licenses (the same working set at every size), activation, validate-key on the activated licenses, and the same validations scoped to an
-//! activated fingerprint (what SDKs send). Prints req/s,
-//! p50, p99 and the CPU the server (and, on PostgreSQL, the database) spent per request, then
+//! same on a fleet of 10,000 licenses (the same working set at every size), activation,
+//! validate-key on the activated licenses, and the same validations scoped to an activated
+//! fingerprint (what SDKs send). Prints req/s, p50, p99 and the CPU the server (and, on PostgreSQL, the database) spent per request, then
 //! issue 17's targets as ratios measured in the run: validate-key against the signed 401, its
 //! CPU against ping + one Ed25519 signature + 30 µs, the scope's extra cost, and the server's
 //! memory. On PostgreSQL it then validates on a second node of the same database and on SQLite

@@ -103,10 +103,9 @@ pub struct LicenseCache {
     /// Set while this node hears its own writes as each write turn ends (SQLite): a request's
     /// end then waits for nothing.
     hears_own_writes: std::sync::atomic::AtomicBool,
-    /// While set, notifications wait here instead of being applied (tests: a stalled listener).
-    held: Mutex<Option<Vec<String>>>,
-    /// Whether this node's pings are held too (a stalled listener) or only changes.
-    holds_pings: std::sync::atomic::AtomicBool,
+    /// While set, notifications wait here instead of being applied (tests: a stalled listener,
+    /// or changes not heard yet).
+    held: Mutex<Option<Held>>,
     /// Validations answered from the cache, and those that read the database (`/metrics`).
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -138,6 +137,13 @@ struct Entries {
 /// in flight, every read in flight is refused instead).
 const DROPPED_KEPT: usize = 4096;
 
+/// Notifications held back ([`LicenseCache::hold`], [`LicenseCache::hold_changes`]).
+struct Held {
+    /// Whether this node's pings are held too (a stalled listener), or only changes.
+    pings: bool,
+    waiting: Vec<String>,
+}
+
 /// A request's writes, until this node hears a ping sent after them: dropped unheard, it fences
 /// the cache ([`LicenseCache::request_ended`]).
 struct Unheard<'a> {
@@ -149,7 +155,7 @@ struct Unheard<'a> {
 impl Drop for Unheard<'_> {
     fn drop(&mut self) {
         if !self.heard {
-            self.cache.fence_seq.fetch_max(self.after, Ordering::SeqCst);
+            self.cache.fence_after(self.after);
             self.cache.ping_now.notify_one();
         }
     }
@@ -178,7 +184,6 @@ impl LicenseCache {
             ping_now: tokio::sync::Notify::new(),
             hears_own_writes: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::new(None),
-            holds_pings: std::sync::atomic::AtomicBool::new(true),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             nonce: rand::random(),
@@ -310,15 +315,19 @@ impl LicenseCache {
 
     fn raise_fence(&self) {
         // Pings numbered above this one are sent after the write committed.
-        self.fence_seq.fetch_max(self.sent_seq.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.fence_after(self.sent_seq.load(Ordering::SeqCst));
+    }
+
+    /// The cache is not used until a ping numbered above `seq` comes back.
+    fn fence_after(&self, seq: u64) {
+        self.fence_seq.fetch_max(seq, Ordering::SeqCst);
     }
 
     /// Holds every notification back (as a stalled listener would) until released, then
     /// applies them in order. For tests of the bound and of the fence.
     #[doc(hidden)]
     pub fn hold(&self, on: bool) {
-        self.holds_pings.store(true, Ordering::SeqCst);
-        self.hold_back(on);
+        self.hold_back(on, true);
     }
 
     /// Holds back the changes only, as a change another node made and this one has not heard
@@ -326,19 +335,18 @@ impl LicenseCache {
     /// For tests of what a stale copy may and may not decide.
     #[doc(hidden)]
     pub fn hold_changes(&self, on: bool) {
-        self.holds_pings.store(false, Ordering::SeqCst);
-        self.hold_back(on);
+        self.hold_back(on, false);
     }
 
-    fn hold_back(&self, on: bool) {
+    fn hold_back(&self, on: bool, pings: bool) {
         let waiting = {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            match (on, held.take()) {
-                (true, waiting) => {
-                    *held = Some(waiting.unwrap_or_default());
-                    Vec::new()
-                }
-                (false, waiting) => waiting.unwrap_or_default(),
+            let waiting = held.take().map(|h| h.waiting).unwrap_or_default();
+            if !on {
+                waiting
+            } else {
+                *held = Some(Held { pings, waiting });
+                Vec::new()
             }
         };
         for payload in waiting {
@@ -370,11 +378,9 @@ impl LicenseCache {
     fn heard(&self, payload: &str) {
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(waiting) = held.as_mut() {
-                if self.holds_pings.load(Ordering::SeqCst) || !payload.starts_with("ping ") {
-                    waiting.push(payload.to_owned());
-                    return;
-                }
+            if let Some(held) = held.as_mut().filter(|h| h.pings || !payload.starts_with("ping ")) {
+                held.waiting.push(payload.to_owned());
+                return;
             }
         }
         self.apply(payload);
